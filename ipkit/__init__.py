@@ -1,0 +1,12 @@
+"""ipkit: rerun the findings of model intellectual-property papers in notebooks.
+
+Modules, one job each: ``data`` (datasets and splits), ``models`` (architectures),
+``train`` (the trainer), ``cache`` (trained-model store), ``watermark``, ``steal``,
+``transforms``, ``results`` (claim rows), ``plots``, ``widgets``, ``study`` (parameters,
+profiles and the run context) and ``cli`` (the ``ipkit`` command).
+"""
+__version__ = "0.1.0"
+
+from .study import Run, start  # noqa: E402
+
+__all__ = ["Run", "start", "__version__"]

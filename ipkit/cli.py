@@ -1,0 +1,185 @@
+"""The ``ipkit`` command: list, run and report studies, inspect the cache, benchmark.
+
+Bad input (unknown study, profile or parameter, wrong type or range, missing data) ends
+with a one-line error and exit status 2 before anything runs.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import sys
+
+from . import cache
+from .study import PROFILE_NAMES, ParamError, StudyInfo, coerce, figures_dir, get_study, resolve
+from .study import runs_dir, studies
+
+
+def _fail(msg: str) -> int:
+    print(f"ipkit: error: {msg}", file=sys.stderr)
+    return 2
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    """Print every study with its summary and parameters."""
+    for info in studies().values():
+        print(f"{info.id}  ({info.path.name})\n  {info.title}")
+        if info.summary:
+            print(f"  {info.summary}")
+        print(f"  profiles: default, {', '.join(info.profiles)}")
+        for p in info.params.values():
+            print(f"    {p.name} = {p.default!r}  ({p.describe()})  {p.help}")
+        print()
+    return 0
+
+
+def _parse_overrides(info: StudyInfo, pairs: list[str]) -> dict:
+    given = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ParamError(f"parameter '{pair}' needs a value: write -p name=value")
+        name, text = pair.split("=", 1)
+        name = name.strip()
+        if name not in info.params or name == "profile":
+            hint = " (use --profile)" if name == "profile" else ""
+            raise ParamError(f"unknown parameter '{name}' for study '{info.id}'{hint}: choose one of "
+                             f"{', '.join(n for n in info.params if n != 'profile')}")
+        given[name] = coerce(info.params[name], text)
+    return given
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Validate, then execute one study (or all) with papermill into runs/."""
+    try:
+        infos = list(studies().values()) if args.study == "all" else [get_study(args.study)]
+        if args.study == "all" and args.param:
+            raise ParamError("-p needs a single study: ipkit run STUDY -p name=value")
+        plans = []
+        for info in infos:
+            given = _parse_overrides(info, args.param or [])
+            resolve(info, args.profile, given)
+            plans.append((info, given))
+    except ParamError as err:
+        return _fail(str(err))
+
+    import papermill as pm
+
+    os.environ["IPKIT_PROFILE"] = args.profile
+    out_dir = runs_dir()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for info, given in plans:
+        output = out_dir / f"{info.path.stem}-{args.profile}.ipynb"
+        print(f"ipkit: running {info.id} (profile {args.profile}) -> {output}")
+        try:
+            pm.execute_notebook(str(info.path), str(output), parameters={**given, "profile": args.profile},
+                                kernel_name="python3", cwd=str(info.path.parent),
+                                progress_bar=not os.environ.get("CI"))
+        except pm.PapermillExecutionError as err:
+            print(f"ipkit: {info.id} failed in cell {err.cell_index}: {err.ename}: {err.evalue}\n"
+                  f"  executed notebook: {output}", file=sys.stderr)
+            return 1
+        print(f"ipkit: figures and results of {info.id} in {figures_dir() / info.id / args.profile}")
+    return 0
+
+
+def _gallery() -> str:
+    root = figures_dir()
+    lines = ["# Figures", "",
+             "Made by `ipkit run STUDY --profile PROFILE`; this page by `ipkit report`. Every number",
+             "comes from the run that drew it; a claim's verdict is computed from measured values.", ""]
+    for info in studies().values():
+        runs = [root / info.id / p / "results.json" for p in PROFILE_NAMES]
+        runs = [r for r in runs if r.exists()]
+        if not runs:
+            continue
+        lines += [f"## {info.title}", "", f"Notebook: `notebooks/{info.path.name}`", ""]
+        for path in runs:
+            data = json.loads(path.read_text())
+            rel = path.parent.relative_to(root)
+            lines += [f"### Profile `{data['profile']}`: {data['date']}, {data['device']}, "
+                      f"{data['runtime_s']:.0f} s", ""]
+            if data["claims"]:
+                from .results import claims_markdown
+
+                lines += [claims_markdown(data["claims"]), ""]
+            for table in data.get("tables", []):
+                md = path.parent / f"{table}.md"
+                if md.exists():
+                    lines += [f"**{table}**", "", md.read_text().strip(), ""]
+            for fig in data["figures"]:
+                lines += [f"![{fig}]({rel.as_posix()}/{fig}.png)", ""]
+    return "\n".join(lines)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Write figures/README.md, a gallery of every study's figures and claim tables."""
+    path = figures_dir() / "README.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(_gallery())
+    print(f"ipkit: wrote {path}")
+    return 0
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    """List or clear the model cache."""
+    if args.action == "clear":
+        print(f"ipkit: removed {cache.clear(args.recipe)} entries from {cache.cache_dir()}")
+        return 0
+    items = cache.entries()
+    print(f"{cache.cache_dir()}: {len(items)} entries, "
+          f"{sum(e.size for e in items) / 1e6:.1f} MB")
+    for e in items:
+        when = dt.datetime.fromtimestamp(e.created).strftime("%Y-%m-%d %H:%M")
+        flag = "" if e.ok else "  CORRUPT (rebuilt on next use)"
+        print(f"  {e.key}  {when}  {e.size / 1e6:7.2f} MB  {e.recipe}{flag}")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Time the ipkit trainer against a plain DataLoader loop and print the ratio."""
+    from .bench import run
+
+    result = run(args.dataset, args.arch, args.epochs, args.batch_size)
+    print(json.dumps(result, indent=2))
+    print(f"ipkit trainer: {result['ipkit_s']} s, plain DataLoader loop: {result['plain_s']} s "
+          f"-> {result['speedup']}x on {result['device']}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``ipkit`` command."""
+    ap = argparse.ArgumentParser(prog="ipkit", description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="studies, their profiles and parameters").set_defaults(fn=cmd_list)
+    run = sub.add_parser("run", help="execute a study notebook with papermill")
+    run.add_argument("study", help="study id (see `ipkit list`) or 'all'")
+    run.add_argument("--profile", default=os.environ.get("IPKIT_PROFILE", "default"),
+                     help="smoke | default | paper (default: default)")
+    run.add_argument("-p", "--param", action="append", metavar="NAME=VALUE",
+                     help="set a parameter; lists are comma-separated (repeatable)")
+    run.set_defaults(fn=cmd_run)
+    sub.add_parser("report", help="write figures/README.md").set_defaults(fn=cmd_report)
+    c = sub.add_parser("cache", help="list or clear the model cache")
+    c.add_argument("action", choices=["ls", "clear"])
+    c.add_argument("--recipe", help="with clear: only this recipe's entries")
+    c.set_defaults(fn=cmd_cache)
+    b = sub.add_parser("bench", help="ipkit trainer vs a plain DataLoader loop")
+    b.add_argument("--dataset", default="mnist5k")
+    b.add_argument("--arch", default="cnn")
+    b.add_argument("--epochs", type=int, default=5)
+    b.add_argument("--batch-size", type=int, default=128)
+    b.set_defaults(fn=cmd_bench)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``ipkit`` console script."""
+    args = parser().parse_args(argv)
+    if args.command == "run" and args.profile not in PROFILE_NAMES:
+        return _fail(f"unknown profile '{args.profile}': choose one of {', '.join(PROFILE_NAMES)}")
+    return args.fn(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

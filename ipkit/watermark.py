@@ -1,0 +1,107 @@
+"""Watermarks made of memorized examples: carriers with owner-chosen labels.
+
+The owner trains on its data plus a small set of carrier inputs with chosen labels,
+mixed into every batch until they are memorized (:func:`embed`); ownership is later
+claimed by showing that a suspect model gives the same labels (:func:`accuracy`).
+
+Kinds of memorized example (as used by Adi et al., USENIX Security 2018, and in
+Venigalla's thesis, 2019):
+- ``noise``: uniform random-noise images with random labels;
+- ``flipped``: in-distribution images relabelled to a wrong class;
+- ``ood``: out-of-distribution images (another pool, resized) with random labels;
+- ``abstract``: procedural abstract images (random strokes and blobs) with random labels.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .train import predict
+
+KINDS = ("noise", "flipped", "ood", "abstract")
+
+
+@dataclass
+class WatermarkSet:
+    """Carrier images ``x`` (in [0, 1]) and the labels ``y`` the owner chose for them."""
+
+    x: Tensor
+    y: Tensor
+    kind: str
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def to(self, device: torch.device | str) -> "WatermarkSet":
+        """Return a copy on ``device``."""
+        return WatermarkSet(self.x.to(device), self.y.to(device), self.kind)
+
+
+def _abstract(count: int, shape: tuple[int, int, int], g: torch.Generator) -> Tensor:
+    c, h, w = shape
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, h), torch.linspace(0, 1, w), indexing="ij")
+    img = torch.zeros(count, c, h, w)
+    for _ in range(4):
+        cx, cy, r = torch.rand(3, count, 1, 1, generator=g)
+        colour = torch.rand(count, c, 1, 1, generator=g)
+        blob = (((xx - cx) ** 2 + (yy - cy) ** 2) < (0.05 + 0.25 * r) ** 2).float()
+        angle = torch.rand(count, 1, 1, generator=g) * 3.1416
+        stroke = ((torch.cos(angle) * (xx - cx) + torch.sin(angle) * (yy - cy)).abs() < 0.04).float()
+        img = torch.maximum(img, colour * torch.maximum(blob, stroke).unsqueeze(1))
+    return img
+
+
+def memorized_set(kind: str, count: int, shape: tuple[int, int, int], num_classes: int,
+                  seed: int = 0, pool: tuple[Tensor, Tensor] | None = None) -> WatermarkSet:
+    """Make ``count`` carriers of ``kind`` for ``shape`` (C, H, W) images.
+
+    ``flipped`` draws images from ``pool=(x, y)`` (in-distribution data the attacker never
+    gets) and gives each a wrong label; ``ood`` draws images from ``pool`` (another
+    dataset), resized to ``shape`` and converted to its channel count, with random labels.
+    The same seed always gives the same carriers and labels.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown watermark kind '{kind}': choose one of {', '.join(KINDS)}")
+    if count < 1:
+        raise ValueError("watermark count must be at least 1")
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, num_classes, (count,), generator=g)
+    if kind == "noise":
+        x = torch.rand(count, *shape, generator=g)
+    elif kind == "abstract":
+        x = _abstract(count, shape, g)
+    else:
+        if pool is None or len(pool[0]) < count:
+            raise ValueError(f"watermark kind '{kind}' needs a pool of at least {count} images")
+        idx = torch.randperm(len(pool[0]), generator=g)[:count]
+        x = pool[0][idx].detach().cpu().float()
+        if kind == "flipped":
+            shift = torch.randint(1, num_classes, (count,), generator=g)
+            labels = (pool[1][idx].cpu() + shift) % num_classes
+        else:
+            x = F.interpolate(x, size=shape[1:], mode="bilinear", align_corners=False)
+            if x.shape[1] != shape[0]:
+                x = x.mean(1, keepdim=True).expand(-1, shape[0], -1, -1)
+    return WatermarkSet(x.clamp(0, 1).contiguous(), labels.long(), kind)
+
+
+def accuracy(model: nn.Module, wm: WatermarkSet) -> float:
+    """Watermark accuracy: share of carriers classified as the owner's chosen label."""
+    x, y = wm.x.to(next(model.parameters()).device), wm.y.to(next(model.parameters()).device)
+    return float((predict(model, x).argmax(1) == y).float().mean())
+
+
+def embed(model: nn.Module, x: Tensor, y: Tensor, wm: WatermarkSet, per_batch: int = 16,
+          **fit_kwargs):
+    """Train ``model`` on (x, y) with ``per_batch`` carriers mixed into every batch.
+
+    Returns the training :class:`~ipkit.train.History`; check :func:`accuracy` afterwards
+    (memorization usually reaches 100% within a few epochs).
+    """
+    from .train import fit
+
+    wm = wm.to(x.device)
+    return fit(model, x, y, extra=(wm.x, wm.y), extra_per_batch=per_batch, **fit_kwargs)
