@@ -1,0 +1,130 @@
+"""The study runner and the `ipkit` command: parameters read from notebooks, validation
+before anything runs (one-line error, exit 2), list, cache and report."""
+import json
+
+import pytest
+
+from ipkit import cli, results, study
+
+QUICK = "quickstart"
+
+
+def run_cli(capsys, *argv):
+    code = cli.main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_parameters_read_from_the_parameters_cell():
+    info = study.get_study(QUICK)
+    p = info.params
+    assert p["query_budget"].type == "int" and p["query_budget"].bounds == (10, 50000)
+    assert "mnist5k" in p["dataset"].choices and "resnet18" in p["victim_arch"].choices
+    assert p["seeds"].type == "list[int]"
+    assert {"smoke", "paper"} <= set(info.profiles)
+
+
+def test_parse_params_types_and_specs():
+    src = 'a = 1.5  # [0, 2] weight\nb = ["x"]  # {x, y} names\nc = True  # flag\n'
+    p = study.parse_params(src)
+    assert (p["a"].type, p["a"].bounds, p["a"].help) == ("float", (0.0, 2.0), "weight")
+    assert p["b"].type == "list[str]" and p["b"].choices == ["x", "y"]
+    assert p["c"].type == "bool" and study.coerce(p["c"], "false") is False
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["run", "nosuchstudy"], "unknown study 'nosuchstudy'"),
+    (["run", QUICK, "-p", "bogus=1"], "unknown parameter 'bogus'"),
+    (["run", QUICK, "-p", "query_budget=lots"], "expects int"),
+    (["run", QUICK, "-p", "query_budget=3.5"], "expects int"),
+    (["run", QUICK, "-p", "query_budget=5"], "must lie in [10, 50000]"),
+    (["run", QUICK, "-p", "victim_arch=alexnet"], "must be one of"),
+    (["run", QUICK, "-p", "seeds=0,x"], "expects list[int]"),
+    (["run", QUICK, "--profile", "huge"], "unknown profile 'huge'"),
+    (["run", QUICK, "-p", "epochs"], "needs a value"),
+    (["run", "all", "-p", "epochs=2"], "single study"),
+])
+def test_bad_input_exits_2_with_one_line(capsys, tmp_path, monkeypatch, argv, fragment):
+    monkeypatch.setenv("IPKIT_RUNS", str(tmp_path / "runs"))
+    code, out, err = run_cli(capsys, *argv)
+    assert code == 2 and fragment in err and err.count("\n") == 1
+    assert not (tmp_path / "runs").exists()
+
+
+def test_missing_dataset_offline_is_caught_before_running(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("IPKIT_DATA", str(tmp_path / "empty"))
+    monkeypatch.delenv("IPKIT_DOWNLOAD", raising=False)
+    code, _, err = run_cli(capsys, "run", QUICK, "-p", "dataset=cifar10")
+    assert code == 2 and "IPKIT_DOWNLOAD=1" in err
+    code, _, err = run_cli(capsys, "run", QUICK, "--profile", "paper")
+    assert code == 2 and "cifar10" in err
+
+
+def test_resolve_profile_then_user_values():
+    info = study.get_study(QUICK)
+    smoke = study.resolve(info, "smoke", {})
+    assert smoke["epochs"] == info.profiles["smoke"]["epochs"]
+    mine = study.resolve(info, "smoke", {"epochs": 3})
+    assert mine["epochs"] == 3 and mine["profile"] == "smoke"
+
+
+def test_start_applies_profile_only_to_untouched_parameters(monkeypatch):
+    monkeypatch.setenv("IPKIT_PROFILE", "smoke")
+    info = study.get_study(QUICK)
+    ns = {n: p.default for n, p in info.params.items()}
+    ns["query_budget"] = 777
+    run = study.start(QUICK, ns, info.profiles)
+    assert run.profile == "smoke" and ns["query_budget"] == 777
+    assert ns["epochs"] == info.profiles["smoke"]["epochs"] == run.p.epochs
+    ns["epochs"] = "ten"
+    with pytest.raises(study.ParamError, match="expects int"):
+        study.start(QUICK, ns, info.profiles)
+
+
+def test_list_shows_studies_and_parameters(capsys):
+    code, out, _ = run_cli(capsys, "list")
+    assert code == 0 and "quickstart" in out and "query_budget = 2000" in out
+
+
+def test_cache_ls_and_clear(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("IPKIT_CACHE", str(tmp_path))
+    code, out, _ = run_cli(capsys, "cache", "ls")
+    assert code == 0 and "0 entries" in out
+    code, out, _ = run_cli(capsys, "cache", "clear")
+    assert code == 0 and "removed 0" in out
+
+
+def _fake_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("IPKIT_FIGURES", str(tmp_path))
+    info = study.get_study(QUICK)
+    run = study.Run(info, study.resolve(info, "smoke", {}))
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [0, 1])
+    run.savefig(fig, "line")
+    claim = results.claim("Q1", "a claim", "paper says", {"value": 0.25}, 0.25 > 0.2)
+    return run, run.record({"value": 0.25}, [claim])
+
+
+def test_results_json_follows_schema(tmp_path, monkeypatch):
+    _, path = _fake_run(tmp_path, monkeypatch)
+    data = json.loads(path.read_text())
+    results.check_results(data)
+    assert data["claims"][0]["holds"] is True and data["claims"][0]["measured"] == "value = 0.25"
+    assert data["figures"] == ["line"] and (path.parent / "line.png").exists()
+    bad = dict(data, claims=[dict(data["claims"][0], holds="yes")])
+    with pytest.raises(ValueError):
+        results.check_results(bad)
+
+
+def test_claim_verdict_must_be_computed_boolean():
+    with pytest.raises(TypeError):
+        results.claim("X", "s", "p", 1.0, "yes")
+
+
+def test_report_builds_gallery(capsys, tmp_path, monkeypatch):
+    _fake_run(tmp_path, monkeypatch)
+    code, _, _ = run_cli(capsys, "report")
+    text = (tmp_path / "README.md").read_text()
+    assert code == 0 and "quickstart/smoke/line.png" in text and "| Q1 | a claim |" in text

@@ -1,0 +1,103 @@
+"""Datasets and splits: the embedded data, seeded disjoint splits, torchvision loaders on
+small files written here, and the one-line error for data missing offline."""
+import gzip
+import pickle
+import struct
+
+import numpy as np
+import pytest
+import torch
+
+from ipkit import data
+
+
+def test_mnist5k_is_real_mnist_subset():
+    ds = data.load("mnist5k")
+    assert ds.train.x.shape == (5000, 1, 28, 28)
+    assert ds.train.x.min() >= 0 and ds.train.x.max() <= 1
+    assert torch.bincount(ds.train.y).tolist() == [500] * 10
+
+
+def _ids(part):
+    return {hash(row.numpy().tobytes()) for row in (part.x.cpu() * 255).round().to(torch.uint8)}
+
+
+def test_splits_disjoint_and_reproducible():
+    a = data.split("mnist5k", seed=3, device="cpu")
+    b = data.split("mnist5k", seed=3, device="cpu")
+    c = data.split("mnist5k", seed=4, device="cpu")
+    assert torch.equal(a.owner.x, b.owner.x) and torch.equal(a.test.y, b.test.y)
+    assert not torch.equal(a.owner.x, c.owner.x)
+    assert a.fingerprint == b.fingerprint != c.fingerprint
+    owner, attacker, test = _ids(a.owner), _ids(a.attacker), _ids(a.test)
+    assert not owner & attacker and not owner & test and not attacker & test
+    assert len(a.owner) + len(a.attacker) + len(a.test) == 5000
+
+
+def test_unknown_dataset_names_choices():
+    with pytest.raises(data.DataError, match="choose one of"):
+        data.load("imagenet")
+
+
+def test_missing_offline_names_root_and_both_fixes(tmp_path, monkeypatch):
+    monkeypatch.delenv("IPKIT_DOWNLOAD", raising=False)
+    with pytest.raises(data.DataError) as err:
+        data.load("cifar10", root=tmp_path)
+    msg = str(err.value)
+    assert str(tmp_path) in msg and "IPKIT_DOWNLOAD=1" in msg and "cifar10-jpeg.tar.gz" in msg
+    assert "\n" not in msg
+
+
+def _write_idx(path, arr):
+    dims = arr.shape
+    code = 0x08
+    header = struct.pack(">HBB", 0, code, len(dims)) + b"".join(struct.pack(">I", d) for d in dims)
+    path.write_bytes(header + arr.astype(np.uint8).tobytes())
+
+
+def test_torchvision_mnist_reads_idx_files(tmp_path):
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", 12), ("t10k", 5)):
+        _write_idx(raw / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)))
+        _write_idx(raw / f"{prefix}-labels-idx1-ubyte", rng.integers(0, 10, (n,)))
+    ds = data.load("mnist", root=tmp_path, download=False)
+    assert ds.train.x.shape == (12, 1, 28, 28) and ds.test.x.shape == (5, 1, 28, 28)
+    assert ds.train.x.max() <= 1.0 and ds.train.y.dtype == torch.int64
+
+
+def test_torchvision_cifar10_reads_batches(tmp_path, monkeypatch):
+    import torchvision.datasets.cifar as tv_cifar
+
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for name, n in [(f"data_batch_{i}", 4) for i in range(1, 6)] + [("test_batch", 3)]:
+        batch = {"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), "labels": list(rng.integers(0, 10, n))}
+        (folder / name).write_bytes(pickle.dumps(batch))
+    (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": [f"c{i}" for i in range(10)]}))
+    # The files are ours, so their md5 cannot match the real release's.
+    monkeypatch.setattr(tv_cifar, "check_integrity", lambda path, md5=None: True)
+    ds = data.load("cifar10", root=tmp_path, download=False)
+    assert ds.train.x.shape == (20, 3, 32, 32) and ds.test.x.shape == (3, 3, 32, 32)
+    assert ds.classes[0] == "c0"
+
+
+def test_cifar10_image_folder_decoded_once(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 3), ("test", 2)):
+        for cls in ("airplane", "cat"):
+            d = tmp_path / "cifar10" / split / cls
+            d.mkdir(parents=True)
+            for i in range(n):
+                Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(d / f"{i:04d}.png")
+    ds = data.load("cifar10", root=tmp_path, download=False)
+    assert ds.train.x.shape == (6, 3, 32, 32) and ds.classes == ["airplane", "cat"]
+    assert ds.train.y.tolist() == [0, 0, 0, 1, 1, 1]
+    assert (tmp_path / "cifar10" / "ipkit-uint8.safetensors").exists()
+    data._LOADED.clear()
+    again = data.load("cifar10", root=tmp_path, download=False)
+    assert torch.equal(again.train.x, ds.train.x)

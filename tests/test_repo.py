@@ -1,0 +1,57 @@
+"""Repository rules: notebooks committed without outputs, every study declares its
+parameters and three profiles, dependencies agree between pyproject and
+environment.yml, and CI runs the README's test command."""
+import json
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from ipkit import study
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_committed_without_outputs(path):
+    cells = json.loads(path.read_text())["cells"]
+    assert not [c for c in cells if c["cell_type"] == "code" and (c.get("outputs") or c.get("execution_count"))]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_study_declares_parameters_and_profiles(path):
+    info = study.read_study(path)
+    assert info.params["profile"].default == "default"
+    assert {"smoke", "paper"} <= set(info.profiles)
+    for profile in info.profiles.values():
+        assert set(profile) <= set(info.params), "a profile sets an unknown parameter"
+        for name, value in profile.items():
+            study.check_value(info.params[name], value)
+    assert info.summary, "the first markdown cell needs a one-sentence summary"
+
+
+def _names(specs):
+    return {re.split(r"[<>=!~\[ ]", s.strip(), maxsplit=1)[0].lower() for s in specs}
+
+
+def test_environment_yml_matches_pyproject():
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    declared = set(meta["dependencies"]) | set(meta["optional-dependencies"]["test"])
+    env = (ROOT / "environment.yml").read_text()
+    pip_lines = [ln.strip()[2:] for ln in env.split("- pip:")[1].splitlines() if ln.strip().startswith("- ")]
+    assert set(pip_lines) - {"-e ."} == declared
+
+
+def test_constraints_pin_every_dependency():
+    pinned = _names(ln.split("==")[0] for ln in (ROOT / "constraints.txt").read_text().splitlines()
+                    if "==" in ln)
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = _names(meta["dependencies"] + meta["optional-dependencies"]["test"])
+    assert wanted <= pinned
+
+
+def test_ci_runs_the_readme_test_command():
+    command = re.search(r"^make \S+", (ROOT / ".ci" / "run").read_text(), re.M).group(0)
+    assert command == "make test" and command in (ROOT / "README.md").read_text()
