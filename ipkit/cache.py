@@ -33,13 +33,17 @@ class CorruptEntry(ValueError):
     """A cache file that fails to parse or whose checksum does not match."""
 
 
+def user_folder(env: str, sub: str) -> Path:
+    """The folder named by environment variable ``env``, else ``~/.cache/ipkit/<sub>``."""
+    if os.environ.get(env):
+        return Path(os.environ[env]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "ipkit" / sub
+
+
 def cache_dir() -> Path:
     """The cache folder: ``IPKIT_CACHE``, else ``~/.cache/ipkit/models``."""
-    env = os.environ.get("IPKIT_CACHE")
-    if env:
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "ipkit" / "models"
+    return user_folder("IPKIT_CACHE", "models")
 
 
 def _canonical(obj: Any) -> Any:

@@ -115,11 +115,9 @@ def _tensor_digest(x: Tensor) -> str:
 
 def data_root() -> Path:
     """Folder holding downloaded or unpacked datasets: ``IPKIT_DATA``, else the user cache."""
-    env = os.environ.get("IPKIT_DATA")
-    if env:
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "ipkit" / "data"
+    from .cache import user_folder
+
+    return user_folder("IPKIT_DATA", "data")
 
 
 def download_allowed() -> bool:
