@@ -79,7 +79,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"ipkit: {info.id} failed in cell {err.cell_index}: {err.ename}: {err.evalue}\n"
                   f"  executed notebook: {output}", file=sys.stderr)
             return 1
-        print(f"ipkit: figures and results of {info.id} in {figures_dir() / info.id / args.profile}")
+        out = figures_dir() / info.id / args.profile
+        print(f"ipkit: figures and results of {info.id} in {out}")
+        if (out / "results.json").exists():
+            for c in json.loads((out / "results.json").read_text())["claims"]:
+                print(f"  {c['id']} {'holds' if c['holds'] else 'does not hold'}: {c['measured']}")
     return 0
 
 
