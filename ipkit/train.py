@@ -149,6 +149,8 @@ def fit(
     n = len(x)
     steps_per_epoch = max(1, math.ceil(n / batch_size))
     total = max(1, epochs * steps_per_epoch)
+    if schedule == "onecycle" and total < 8:
+        schedule = "cosine"  # OneCycleLR's warm-up phase is degenerate below a few steps
     if schedule == "onecycle":
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total, pct_start=0.25)
     elif schedule == "cosine":

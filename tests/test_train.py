@@ -22,6 +22,14 @@ def test_fit_is_deterministic_on_cpu():
     assert all(torch.equal(p, q) for p, q in zip(nets[0].parameters(), nets[1].parameters()))
 
 
+def test_fit_survives_a_handful_of_steps():
+    x, y = torch.rand(64, 1, 8, 8), torch.randint(0, 3, (64,))
+    for steps in (1, 2, 4, 7):
+        net = models.build("mlp", 3, (1, 8, 8), seed=0)
+        hist = train.fit(net, x[: 16 * steps], y[: 16 * steps], epochs=1, batch_size=16)
+        assert torch.isfinite(torch.tensor(hist.loss)).all()
+
+
 def test_extra_examples_are_memorized():
     s = data.split("digits", seed=0, device="cpu")
     g = torch.Generator().manual_seed(0)
