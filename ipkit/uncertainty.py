@@ -618,3 +618,75 @@ def stolen_surrogate(method: str, victim: nn.Module, s: Splits, arch: str, *, bu
     if isinstance(sur, SWAG):
         sur._queries = queries
     return sur
+
+
+def steal_and_score(victim: nn.Module, s: Splits, arch: str, methods: list[str] | tuple[str, ...], *,
+                    budget: int, output: str = "probs", members: int = 5, epochs: int = 10,
+                    seed: int = 0) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Steal ``victim`` with the single copy and each UQ method in ``methods``; return
+    score rows (fidelity to the victim, accuracy, variance, disagreement, ECE on the test
+    set) and diversity-trace rows (per method and epoch), both ready for pandas."""
+    victim_labels = steal.Victim(victim).query(s.test.x).argmax(1)
+    rows, traces = [], []
+    for method in ["single", *[m for m in methods if m != "single"]]:
+        sur = stolen_surrogate(method, victim, s, arch, budget=budget, output=output,
+                               members=members, epochs=epochs, seed=seed)
+        row = scores(sur.member_proba(s.test.x), victim_labels, s.test.y)
+        rows.append({"method": method, "seed": seed, "budget": budget, **row})
+        traces += [{"method": method, "seed": seed, **t} for t in sur.trace]
+    return rows, traces
+
+
+def plot_fidelity(frame, marginal: float, title: str = ""):
+    """Left: fidelity per method (mean, seed spread as error bars). Right: fidelity gain
+    over the single copy of the same seed, with the +-``marginal`` band shaded."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    order = list(dict.fromkeys(frame.method))
+    base = frame[frame.method == "single"].set_index("seed").fidelity
+    gain = frame[frame.method != "single"].assign(gain=lambda d: d.fidelity - d.seed.map(base))
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.8))
+    sns.barplot(data=frame, x="method", y="fidelity", order=order, errorbar="sd", capsize=0.1, ax=a)
+    lo = max(0.0, frame.fidelity.min() - 0.05)
+    a.set(ylim=(lo, min(1.0, frame.fidelity.max() + 0.03)), xlabel="", title="Fidelity to the victim")
+    sns.barplot(data=gain, x="method", y="gain", order=order[1:], errorbar="sd", capsize=0.1, ax=b)
+    b.axhspan(-marginal, marginal, color="grey", alpha=0.2, label=f"|gain| < {marginal:.0%} (marginal)")
+    b.axhline(0, color="black", lw=0.8)
+    b.set(xlabel="", ylabel="fidelity gain", title="Gain over the single copy")
+    b.legend(loc="upper right", frameon=False)
+    for ax in (a, b):
+        ax.tick_params(axis="x", rotation=20)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_diversity(traces):
+    """Prediction variance and pairwise disagreement of the members per training epoch,
+    per method (mean over seeds; log scale)."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    for ax, col in zip(axes, ("variance", "disagreement")):
+        sns.lineplot(data=traces, x="epoch", y=col, hue="method", marker="o", errorbar="sd", ax=ax)
+        ax.set(yscale="log", xlabel="training epoch", title=f"Member {col} during training")
+    axes[0].get_legend().remove()
+    axes[1].legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def plot_budget(frame, methods: list[str]):
+    """Fidelity against the number of queries for ``methods`` (mean and seed spread)."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    sns.lineplot(data=frame[frame.method.isin(methods)], x="budget", y="fidelity", hue="method",
+                 marker="o", errorbar="sd", ax=ax)
+    ax.set(xscale="log", xlabel="query budget", title="Fidelity vs query budget")
+    ax.legend(frameon=False)
+    fig.tight_layout()
+    return fig
