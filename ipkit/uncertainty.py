@@ -298,6 +298,11 @@ class Surrogate:
         self.trace: list[dict[str, float]] = []
         self.module: nn.Module = nn.Module()
 
+    def settings(self) -> dict[str, Any]:
+        """The surrogate's scalar settings (part of its cache key)."""
+        return {k: v for k, v in sorted(vars(self).items())
+                if isinstance(v, (bool, int, float, str)) and k not in ("arch", "name")}
+
     def _net(self, seed: int, dropout: float = 0.0) -> nn.Module:
         return models.build(self.arch, self.num_classes, self.in_shape, dropout=dropout,
                             seed=seed).to(self.device)
@@ -420,7 +425,7 @@ class MeanFieldVI(Surrogate):
     def __init__(self, *args: Any, prior_sigma: float = 1.0, init_sigma: float = 1e-2,
                  kl_weight: float = 1.0, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self.kl_weight = kl_weight
+        self.kl_weight, self.prior_sigma, self.init_sigma = kl_weight, prior_sigma, init_sigma
         self.module = BayesNet(self._net(self.seed * 100), prior_sigma, init_sigma).to(self.device)
 
     def _train(self, x: Tensor, y: Tensor, monitor: Tensor | None) -> None:
@@ -441,10 +446,12 @@ class MeanFieldVI(Surrogate):
 
 
 class SWAG(Surrogate):
-    """SGD to convergence, then ``swa_epochs`` more epochs at the constant rate ``swa_lr``
-    (default: the peak learning rate)
-    collecting the weights after each (rank of the low-rank part: ``rank``); prediction
-    averages ``members`` weight samples, each with batch norm recomputed on the queries."""
+    """SWAG within the same number of epochs as the other surrogates: the first
+    ``epochs - swa_epochs`` with the usual schedule, the last ``swa_epochs`` (default:
+    half, at least one) at the constant rate ``swa_lr`` (default: half the peak learning
+    rate), collecting the weights about ``2 * rank`` times (rank of the low-rank part:
+    ``rank``); prediction averages ``members`` weight samples, each with batch norm
+    recomputed on the queries."""
 
     name = "swag"
 
@@ -452,25 +459,36 @@ class SWAG(Surrogate):
                  rank: int = 10, **kwargs: Any):
         super().__init__(*args, **kwargs)
         epochs = self.fit_kwargs["epochs"]
-        self.swa_epochs = swa_epochs if swa_epochs is not None else max(rank, epochs // 2)
-        self.swa_lr = swa_lr if swa_lr is not None else self.fit_kwargs["lr"]
+        self.swa_epochs = swa_epochs if swa_epochs is not None else max(1, epochs // 2)
+        if not 1 <= self.swa_epochs <= epochs:
+            raise ValueError(f"swa_epochs must lie in [1, epochs={epochs}], got {self.swa_epochs}")
+        self.swa_lr = swa_lr if swa_lr is not None else self.fit_kwargs["lr"] / 2
+        self.rank = rank
         self.module = SwagNet(self._net(self.seed * 100), rank).to(self.device)
         self._queries: Tensor | None = None
 
     def _train(self, x: Tensor, y: Tensor, monitor: Tensor | None) -> None:
         self._queries = x
-        self._fit(self.module.net, x, y, None)
-        epochs = self.fit_kwargs["epochs"]
+        pre = self.fit_kwargs["epochs"] - self.swa_epochs
+        self._fit(self.module.net, x, y, monitor=None, epochs=pre)
+        steps = self.swa_epochs * math.ceil(len(x) / self.fit_kwargs["batch_size"])
+        every, step = max(1, steps // (2 * self.rank)), [0]
+
+        def loss(m: nn.Module, xb: Tensor, yb: Tensor) -> Tensor:
+            if step[0] % every == 0:
+                self.module.collect()
+            step[0] += 1
+            return soft_cross_entropy(m(xb), yb)
 
         def on_epoch(epoch: int, _m: nn.Module, _h: History) -> None:
-            self.module.collect()
+            if epoch == self.swa_epochs - 1:
+                self.module.collect()
             if int(self.module.n) >= 2:
-                self._record(epochs + epoch, monitor)
+                self._record(pre + epoch, monitor)
 
-        fit(self.module.net, x, y, loss=_ce_loss, seed=self.seed + 1,
-            on_epoch=on_epoch, desc=f"swag {self.arch}",
-            **{**self.fit_kwargs, "epochs": self.swa_epochs, "lr": self.swa_lr,
-               "schedule": "constant"})
+        fit(self.module.net, x, y, loss=loss, seed=self.seed + 1, on_epoch=on_epoch,
+            desc=f"swag {self.arch}", **{**self.fit_kwargs, "epochs": self.swa_epochs,
+                                        "lr": self.swa_lr, "schedule": "constant"})
 
     def member_proba(self, x: Tensor, queries: Tensor | None = None) -> Tensor:
         """Probabilities under ``members`` weight samples; batch norm statistics come
@@ -490,19 +508,25 @@ class SWAG(Surrogate):
 class LastLayerLaplace(Surrogate):
     """A trained network whose last layer gets a Gaussian posterior: mean = the trained
     weights, covariance = inverse of (Gauss-Newton Hessian of the summed cross-entropy on
-    the queries + ``prior_precision`` * I). ``link="sample"`` draws ``members`` last
+    the queries + prior precision * I). ``prior_precision="auto"`` picks the precision
+    that maximises the Laplace approximation of the marginal likelihood (MacKay 1992;
+    Immer et al., ICML 2021) on a log grid. ``link="sample"`` draws ``members`` last
     layers; ``link="probit"`` uses the probit approximation of the predictive."""
 
     name = "laplace"
 
-    def __init__(self, *args: Any, prior_precision: float = 1.0, link: str = "sample", **kwargs: Any):
+    def __init__(self, *args: Any, prior_precision: float | str = "auto", link: str = "sample",
+                 **kwargs: Any):
         super().__init__(*args, **kwargs)
         if link not in ("sample", "probit"):
             raise ValueError(f"unknown Laplace link '{link}': choose sample or probit")
+        if prior_precision != "auto" and not float(prior_precision) > 0:
+            raise ValueError(f"prior_precision must be 'auto' or > 0, got {prior_precision!r}")
         self.prior_precision, self.link = prior_precision, link
         self.module = self._net(self.seed * 100)
         size = self.num_classes * (self.module.head.in_features + 1)
         self.module.register_buffer("laplace_scale_tril", torch.zeros(size, size, device=self.device))
+        self.module.register_buffer("laplace_precision", torch.zeros((), device=self.device))
 
     def _train(self, x: Tensor, y: Tensor, monitor: Tensor | None) -> None:
         def on_epoch(epoch: int, _m: nn.Module, _h: History) -> None:
@@ -510,7 +534,8 @@ class LastLayerLaplace(Surrogate):
                 self.fit_posterior(x)
                 self._record(epoch, monitor)
 
-        fit(self.module, x, y, loss=_ce_loss, seed=self.seed, on_epoch=on_epoch, desc=f"laplace {self.arch}", **self.fit_kwargs)
+        fit(self.module, x, y, loss=_ce_loss, seed=self.seed, on_epoch=on_epoch,
+            desc=f"laplace {self.arch}", **self.fit_kwargs)
         self.fit_posterior(x)
 
     def _phi(self, x: Tensor) -> Tensor:
@@ -525,16 +550,33 @@ class LastLayerLaplace(Surrogate):
     @torch.no_grad()
     def fit_posterior(self, x: Tensor) -> None:
         """Gauss-Newton Hessian of the last layer on ``x``: sum over inputs of
-        (diag(p) - p p^T) kron (phi phi^T), plus the prior precision; store the Cholesky
-        factor of its inverse."""
+        (diag(p) - p p^T) kron (phi phi^T); add the prior precision (chosen by marginal
+        likelihood when ``auto``) and store the Cholesky factor of the inverse."""
         phi = self._phi(x)
-        p = (phi @ self._weights().T).softmax(1)
+        w = self._weights()
+        p = (phi @ w.T).softmax(1)
         c, d = p.shape[1], phi.shape[1]
         blocks = torch.block_diag(*[(phi * p[:, k:k + 1]).T @ phi for k in range(c)])
         a = (p[:, :, None] * phi[:, None, :]).reshape(len(x), c * d)
-        h = blocks - a.T @ a + self.prior_precision * torch.eye(c * d, dtype=phi.dtype, device=phi.device)
+        ggn = blocks - a.T @ a
+        ggn = (ggn + ggn.T) / 2
+        tau = self.best_precision(ggn, w) if self.prior_precision == "auto" else float(self.prior_precision)
+        h = ggn + tau * torch.eye(c * d, dtype=phi.dtype, device=phi.device)
         cov = torch.cholesky_inverse(torch.linalg.cholesky(h))
         self.module.laplace_scale_tril.copy_(torch.linalg.cholesky(cov).float())
+        self.module.laplace_precision.fill_(tau)
+
+    @staticmethod
+    def best_precision(ggn: Tensor, w: Tensor, grid: Tensor | None = None) -> float:
+        """The prior precision tau on ``grid`` (default 1e-3..1e4) that maximises the
+        tau-dependent part of the Laplace log marginal likelihood:
+        -tau/2 |w|^2 + P/2 log tau - 1/2 log det(GGN + tau I)."""
+        grid = grid if grid is not None else torch.logspace(-3, 4, 57, dtype=ggn.dtype)
+        eig = torch.linalg.eigvalsh(ggn).clamp_min(0).cpu()
+        sq = float((w ** 2).sum())
+        lml = torch.stack([-tau / 2 * sq + len(eig) / 2 * torch.log(tau) - torch.log(eig + tau).sum() / 2
+                           for tau in grid])
+        return float(grid[lml.argmax()])
 
     def logit_moments(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Mean (N, C) and covariance (N, C, C) of the linearised predictive logits."""
@@ -611,6 +653,7 @@ def stolen_surrogate(method: str, victim: nn.Module, s: Splits, arch: str, *, bu
         sur.fit(queries, oracle.query(queries), monitor=s.test.x[:monitor])
         return dict(sur.module.state_dict()), {"trace": sur.trace, "queries": oracle.queries}
 
+    params["settings"] = sur.settings()
     tensors, meta = cache.cached("uq_surrogate", params, train)
     sur.module.load_state_dict(tensors)
     sur.module.eval()
