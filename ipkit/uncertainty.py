@@ -663,6 +663,15 @@ def stolen_surrogate(method: str, victim: nn.Module, s: Splits, arch: str, *, bu
     return sur
 
 
+def check_budgets(s: Splits, budgets: list[int]) -> None:
+    """Raise a one-line ValueError naming the fix when a query budget exceeds the
+    attacker's pool (checked before any training)."""
+    too_big = [b for b in budgets if b > len(s.attacker)]
+    if too_big:
+        raise ValueError(f"query budget {max(too_big)} exceeds the attacker pool of {s.name} "
+                         f"({len(s.attacker)} images): lower query_budget / budgets")
+
+
 def steal_and_score(victim: nn.Module, s: Splits, arch: str, methods: list[str] | tuple[str, ...], *,
                     budget: int, output: str = "probs", members: int = 5, epochs: int = 10,
                     seed: int = 0) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -729,7 +738,10 @@ def plot_budget(frame, methods: list[str]):
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
     sns.lineplot(data=frame[frame.method.isin(methods)], x="budget", y="fidelity", hue="method",
                  marker="o", errorbar="sd", ax=ax)
+    budgets = sorted(frame.budget.unique())
     ax.set(xscale="log", xlabel="query budget", title="Fidelity vs query budget")
+    ax.set_xticks(budgets, [str(b) for b in budgets])
+    ax.minorticks_off()
     ax.legend(frameon=False)
     fig.tight_layout()
     return fig
