@@ -336,11 +336,11 @@ class Surrogate:
         return self.member_proba(x).mean(0)
 
     def _fit(self, model: nn.Module, x: Tensor, y: Tensor, monitor: Tensor | None, *,
-             offset: int = 0, loss=None, **overrides: Any) -> History:
+             loss=None, **overrides: Any) -> History:
         settings = {**self.fit_kwargs, **overrides}
 
         def on_epoch(epoch: int, _m: nn.Module, _h: History) -> None:
-            self._record(offset + epoch, monitor)
+            self._record(epoch, monitor)
 
         return fit(model, x, y, loss=loss or _ce_loss, seed=self.seed, on_epoch=on_epoch,
                    desc=f"{self.name} {self.arch}", **settings)
