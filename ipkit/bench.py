@@ -68,3 +68,37 @@ def run(dataset: str = "mnist5k", arch: str = "cnn", epochs: int = 5, batch_size
         "plain_acc": round(evaluate(plain_model, s.test.x, s.test.y), 4),
         "ipkit_acc": round(evaluate(kit_model, s.test.x, s.test.y), 4),
     }
+
+
+def ensemble_speed(dataset: str = "mnist5k", arch: str = "mlp", members: int = 5, epochs: int = 5,
+                   batch_size: int = 128, lr: float = 0.05) -> dict:
+    """Time a deep ensemble of ``members`` networks trained together (one vmapped model
+    over stacked weights, :class:`ipkit.uncertainty.StackedEnsemble`) against the same
+    members trained one after another, after a short warm-up of both; return seconds
+    (wall and CPU), accuracies and the speed ratio one-by-one / together (above 1:
+    together is faster)."""
+    from .uncertainty import DeepEnsemble, accuracy
+
+    device = default_device()
+    s = split(dataset, device=device)
+    out: dict = {"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+                 "threads": torch.get_num_threads(), "dataset": dataset, "arch": arch,
+                 "members": members, "epochs": epochs, "train_images": len(s.owner)}
+    for together in (True, False):  # warm-up: first calls pay for one-off set-up
+        DeepEnsemble(arch, s.num_classes, s.in_shape, members=members, device=device,
+                     together=together, epochs=1, batch_size=batch_size,
+                     lr=lr).fit(s.owner.x[:2 * batch_size], s.owner.y[:2 * batch_size])
+    for together in (True, False):
+        ens = DeepEnsemble(arch, s.num_classes, s.in_shape, members=members, device=device,
+                           together=together, epochs=epochs, batch_size=batch_size, lr=lr)
+        _sync(device)
+        wall, cpu = time.perf_counter(), time.process_time()
+        ens.fit(s.owner.x, s.owner.y)
+        _sync(device)
+        name = "together" if together else "one_by_one"
+        out[f"{name}_s"] = round(time.perf_counter() - wall, 2)
+        out[f"{name}_cpu_s"] = round(time.process_time() - cpu, 2)
+        out[f"{name}_acc"] = round(accuracy(ens.predict_proba(s.test.x), s.test.y), 4)
+    out["speedup"] = round(out["one_by_one_s"] / out["together_s"], 2)
+    out["cpu_speedup"] = round(out["one_by_one_cpu_s"] / max(out["together_cpu_s"], 1e-9), 2)
+    return out

@@ -141,9 +141,16 @@ def cmd_cache(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    """Time the ipkit trainer against a plain DataLoader loop and print the ratio."""
-    from .bench import run
+    """Time the ipkit trainer against a plain DataLoader loop (or an ensemble trained
+    together against one by one) and print the ratio."""
+    from .bench import ensemble_speed, run
 
+    if args.what == "ensemble":
+        result = ensemble_speed(args.dataset, args.arch, args.members, args.epochs, args.batch_size)
+        print(json.dumps(result, indent=2))
+        print(f"{args.members} members together: {result['together_s']} s, one by one: "
+              f"{result['one_by_one_s']} s -> {result['speedup']}x on {result['device']}")
+        return 0
     result = run(args.dataset, args.arch, args.epochs, args.batch_size)
     print(json.dumps(result, indent=2))
     print(f"ipkit trainer: {result['ipkit_s']} s, plain DataLoader loop: {result['plain_s']} s "
@@ -168,11 +175,14 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("action", choices=["ls", "clear"])
     c.add_argument("--recipe", help="with clear: only this recipe's entries")
     c.set_defaults(fn=cmd_cache)
-    b = sub.add_parser("bench", help="ipkit trainer vs a plain DataLoader loop")
+    b = sub.add_parser("bench", help="ipkit trainer vs a plain DataLoader loop, or ensemble training")
     b.add_argument("--dataset", default="mnist5k")
     b.add_argument("--arch", default="cnn")
     b.add_argument("--epochs", type=int, default=5)
     b.add_argument("--batch-size", type=int, default=128)
+    b.add_argument("--what", choices=["trainer", "ensemble"], default="trainer",
+                   help="trainer: vs a DataLoader loop; ensemble: members together (vmap) vs one by one")
+    b.add_argument("--members", type=int, default=5, help="with --what ensemble: ensemble size")
     b.set_defaults(fn=cmd_bench)
     return ap
 
