@@ -117,13 +117,14 @@ import math  # noqa: E402  (kept inside this study's block)
 
 def quantize_float16(model: nn.Module) -> nn.Module:
     """A copy whose weights and buffers are rounded to float16 precision (stored back as
-    float32, so it runs on any device); ``float_parent`` points at ``model``."""
+    float32, so it runs on any device); ``float_parent`` points at ``model`` (not registered
+    as a submodule, so the copy's parameters are its own)."""
     out = copy.deepcopy(model)
     with torch.no_grad():
         for t in list(out.parameters()) + list(out.buffers()):
             if t.is_floating_point():
                 t.copy_(t.half().float())
-    out.float_parent = model
+    object.__setattr__(out, "float_parent", model)  # a plain reference, not a submodule
     return out
 
 

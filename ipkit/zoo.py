@@ -119,7 +119,7 @@ def derive(src: nn.Module, reuse: str, s: Splits, t: Tasks, arch: str, archs: li
     k = t.num_classes
     if reuse.startswith("quant-"):
         q = transforms.quantize_int8(src) if reuse == "quant-int8" else transforms.quantize_float16(src)
-        q.float_parent = src
+        object.__setattr__(q, "float_parent", src)  # a reference, not a submodule
         return q, arch, "A"
     if reuse.startswith("transfer-"):
         frac = int(reuse.split("-")[1]) / 100
@@ -307,3 +307,127 @@ def pair_ddvs(a: ZooModel, b: ZooModel, x_seed: Tensor, seed: int = 0, **probe_o
 
     probe = modeldiff_probe(float_parent(a.model), x_seed, seed=seed, **probe_opts)
     return ddv(a.model, probe.x, probe.partner), ddv(b.model, probe.x, probe.partner)
+
+
+def correctness_table(correct: pd.DataFrame) -> pd.DataFrame:
+    """Share of correct reuse pairs per reuse type (rows) and method (columns), over the pairs
+    where the method applies (NaN: applies to none); row ``all`` counts every pair, a
+    not-applicable one as missed. Column ``paper`` holds ModelDiff's reported 91.7%."""
+    app = correct[correct.applicable]
+    table = app.groupby(["reuse", "method"]).correct.mean().unstack("method")
+    order = [r for r in REUSE_TYPES if r in table.index]
+    table = table.reindex(order).reindex(columns=list(dict.fromkeys(correct.method)))
+    table.loc["all"] = correct.groupby("method").correct.mean()
+    table["paper"] = np.nan
+    table.loc["all", "paper"] = PAPER_CORRECTNESS
+    return table
+
+
+def type_margins(scores: pd.DataFrame, method: str = "modeldiff") -> pd.DataFrame:
+    """Per reuse type: mean score of the derived models and of the unrelated models of the
+    same task, both against the same sources."""
+    g = scores[scores.method == method]
+    unrel = g[g.relation == "unrelated"]
+    rows = []
+    for reuse in [r for r in REUSE_TYPES if r in set(g.relation)]:
+        d = g[g.relation == reuse]
+        u = unrel[unrel.task.isin(set(d.task)) & unrel.reference.isin(set(d.reference))]
+        rows.append(dict(reuse=reuse, derived=float(d.score.mean()), unrelated=float(u.score.mean())))
+    return pd.DataFrame(rows)
+
+
+def plot_correctness(table: pd.DataFrame, labels: dict[str, str] | None = None):
+    """Heatmap of :func:`correctness_table` (n/a where a method does not apply)."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    t = table.rename(columns=labels or {})
+    fig, ax = plt.subplots(figsize=(1.6 * t.shape[1] + 2, 0.45 * t.shape[0] + 1.2))
+    sns.heatmap(t.astype(float), annot=True, fmt=".2f", vmin=0, vmax=1, cmap="viridis", ax=ax,
+                cbar_kws={"label": "correctness"})
+    for (i, j), v in np.ndenumerate(t.to_numpy(dtype=float)):
+        if np.isnan(v) and t.columns[j] != "paper":
+            ax.text(j + 0.5, i + 0.5, "n/a", ha="center", va="center", color="gray")
+    ax.set(xlabel="", ylabel="reuse type", title="Correctness: source above every unrelated model")
+    ax.tick_params(axis="x", rotation=30)
+    return fig
+
+
+def plot_distributions(scores: pd.DataFrame, labels: dict[str, str] | None = None):
+    """Score distributions of reuse pairs vs unrelated pairs, one panel per method."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    d = scores.dropna(subset=["score"]).assign(
+        pair=lambda f: np.where(f.relation == "unrelated", "unrelated", "reused"))
+    methods = list(dict.fromkeys(d.method))
+    fig, axes = plt.subplots(1, len(methods), figsize=(3.2 * len(methods), 3.4), squeeze=False)
+    for ax, m in zip(axes[0], methods):
+        sns.histplot(data=d[d.method == m], x="score", hue="pair", stat="density", common_norm=False,
+                     bins=30, element="step", ax=ax, hue_order=["reused", "unrelated"])
+        ax.set(title=(labels or {}).get(m, m), xlabel="similarity")
+    fig.tight_layout()
+    return fig
+
+
+def plot_roc(curves: dict[str, tuple[np.ndarray, np.ndarray, float]], labels: dict[str, str] | None = None):
+    """ROC curves of a threshold detector per method, AUC in the legend."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 4.2))
+    for m, (fpr, tpr, auc) in curves.items():
+        ax.plot(fpr, tpr, label=f"{(labels or {}).get(m, m)} (AUC {auc:.3f})")
+    ax.plot([0, 1], [0, 1], ls=":", color="gray")
+    ax.set(xlabel="false-positive rate (unrelated flagged)", ylabel="true-positive rate (reuse found)",
+           title="Reuse detection by a score threshold")
+    ax.legend(fontsize=8, loc="lower right")
+    return fig
+
+
+def plot_pairs_curve(curve: pd.DataFrame):
+    """ModelDiff correctness against the number of input pairs (mean and spread over seeds)."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    fig, ax = plt.subplots(figsize=(5, 3.4))
+    sns.lineplot(data=curve, x="n_pairs", y="correctness", marker="o", errorbar="sd", ax=ax, label="ours")
+    ax.axhline(PAPER_CORRECTNESS, ls="--", color="gray", label="paper (100 pairs)")
+    ax.set(xscale="log", ylim=(0, 1.02), xlabel="input pairs", title="ModelDiff correctness vs input pairs")
+    ax.legend()
+    return fig
+
+
+def cost_table(scores: pd.DataFrame) -> pd.DataFrame:
+    """Seconds per comparison per method: building the probe on the reference plus scoring
+    one suspect (a probe is built once per reference and reused in the benchmark)."""
+    per_probe = scores.groupby(["method", "seed", "reference"]).probe_s.first().groupby("method").mean()
+    per_score = scores.groupby("method").score_s.mean()
+    out = pd.DataFrame({"probe_s": per_probe, "score_s": per_score})
+    out["seconds_per_comparison"] = out.probe_s + out.score_s
+    return out.reindex(list(dict.fromkeys(scores.method))).reset_index()
+
+
+def plot_cost(cost: pd.DataFrame, labels: dict[str, str] | None = None):
+    """Bar chart of seconds per comparison per method (log scale)."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    names = [(labels or {}).get(m, m) for m in cost.method]
+    ax.barh(names, cost.seconds_per_comparison)
+    ax.set(xscale="log", xlabel="seconds per comparison (probe + score)", title="Cost")
+    return fig
+
+
+def plot_ddvs(a: ZooModel, b: ZooModel, da: Tensor, db: Tensor, scores: dict[str, float]):
+    """Two models' DDVs on the same input pairs, side by side, with every method's score."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3), sharey=True)
+    for ax, z, d in zip(axes, (a, b), (da, db)):
+        ax.bar(range(len(d)), d.cpu().numpy(), width=1.0)
+        ax.set(title=f"{z.name} ({z.arch}, task {z.task})", xlabel="input pair")
+    axes[0].set_ylabel("DDV entry")
+    text = ", ".join(f"{k} = {'n/a' if math.isnan(v) else f'{v:.3f}'}" for k, v in scores.items())
+    fig.suptitle(text, fontsize=9)
+    fig.tight_layout()
+    return fig
