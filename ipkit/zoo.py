@@ -348,6 +348,7 @@ def plot_correctness(table: pd.DataFrame, labels: dict[str, str] | None = None):
     for (i, j), v in np.ndenumerate(t.to_numpy(dtype=float)):
         if np.isnan(v) and t.columns[j] != "paper":
             ax.text(j + 0.5, i + 0.5, "n/a", ha="center", va="center", color="gray")
+    ax.grid(False)
     ax.set(xlabel="", ylabel="reuse type", title="Correctness: source above every unrelated model")
     ax.tick_params(axis="x", rotation=30)
     return fig
