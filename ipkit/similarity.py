@@ -270,15 +270,15 @@ def feature_similarity_score(a: nn.Module, b: nn.Module, probe: Probe) -> float:
 
 
 METHODS: dict[str, Method] = {
-    "modeldiff": Method("modeldiff", "ModelDiff (DDV cosine)", modeldiff_probe, modeldiff_score,
+    "modeldiff": Method("modeldiff", "ModelDiff", modeldiff_probe, modeldiff_score,
                         "Li et al., ISSTA 2021"),
-    "ipguard": Method("ipguard", "IPGuard (label agreement at the boundary)", ipguard_probe,
+    "ipguard": Method("ipguard", "IPGuard", ipguard_probe,
                       ipguard_score, "Cao et al., AsiaCCS 2021"),
-    "output_cosine": Method("output_cosine", "output probability cosine", seeds_probe,
+    "output_cosine": Method("output_cosine", "output cosine", seeds_probe,
                             output_cosine_score),
-    "weight_cosine": Method("weight_cosine", "weight cosine (same arch only)", seeds_probe,
+    "weight_cosine": Method("weight_cosine", "weight cosine", seeds_probe,
                             weight_cosine_score),
-    "feature_sim": Method("feature_sim", "last-feature similarity", seeds_probe,
+    "feature_sim": Method("feature_sim", "last-feature sim.", seeds_probe,
                           feature_similarity_score),
 }
 
