@@ -36,3 +36,263 @@ def gradient_cosine(a: nn.Module, b: nn.Module, x: Tensor, y: Tensor, batch_size
         gb = input_gradients(b, x[i:i + batch_size], y[i:i + batch_size]).flatten(1)
         sims.append(F.cosine_similarity(ga, gb, dim=1, eps=1e-12))
     return float(torch.cat(sims).mean())
+
+
+# --- ModelDiff (Li et al., ISSTA 2021) and baselines behind one interface -------------------
+#
+# A method has two parts: ``probe(reference, x_seed)`` builds the test inputs once from a
+# reference model (its float parent when it is quantized), and ``score(a, b, probe)``
+# compares two models on them. For a fixed probe every score is symmetric in (a, b).
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+
+def float_parent(model: nn.Module) -> nn.Module:
+    """The float model a quantized ``model`` was made from (``model.float_parent``), else itself.
+
+    ModelDiff generates input pairs on the float parent of a quantized model, whose
+    int8 kernels have no gradients (Li et al., 2021).
+    """
+    return getattr(model, "float_parent", None) or model
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    for p in model.parameters():
+        return p.device
+    return torch.device("cpu")
+
+
+def outputs(model: nn.Module, x: Tensor, batch_size: int = 512) -> Tensor:
+    """Logits of ``model`` on ``x`` in eval mode (run on the model's device, returned on x's)."""
+    model.eval()
+    dev = _device_of(model)
+    with torch.no_grad():
+        out = [model(x[i:i + batch_size].to(dev)).float().to(x.device) for i in range(0, len(x), batch_size)]
+    return torch.cat(out)
+
+
+def seed_inputs(x: Tensor, n: int, seed: int = 0) -> Tensor:
+    """``n`` seed inputs drawn at random (seeded) from training images ``x`` (ModelDiff's seeds)."""
+    if n < 1:
+        raise ValueError(f"n_inputs must be at least 1, got {n}")
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randperm(len(x), generator=g)[:n].to(x.device)
+    return x[idx].clone()
+
+
+def pgd_partners(model: nn.Module, x: Tensor, eps: float = 0.06, steps: int = 50,
+                 step_size: float = 0.01, seed: int = 0) -> Tensor:
+    """A partner x' for each seed in ``x``, inside the L-inf ``eps`` ball and [0, 1].
+
+    Signed-gradient ascent from a random start (Li et al., 2021) on the mean cosine
+    distance between f(x_i) and f(x_i') plus the mean cosine distance between the
+    partners' outputs f(x_i'), f(x_j') (outputs driven apart within each pair and across
+    inputs; the equal weighting of the two terms is reconstructed).
+    """
+    model = float_parent(model).eval()
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    with torch.no_grad():
+        base = model(x).float()
+    delta = ((torch.rand(x.shape, generator=g) * 2 - 1) * eps).to(x.device)
+    xp = (x + delta).clamp(0, 1)
+    for _ in range(steps):
+        xp = xp.detach().requires_grad_(True)
+        out = model(xp).float()
+        within = 1 - F.cosine_similarity(out, base, dim=1, eps=1e-12).mean()
+        unit = F.normalize(out, dim=1)
+        across = 1 - (unit @ unit.T).mean()
+        (grad,) = torch.autograd.grad(within + across, xp)
+        with torch.no_grad():
+            xp = x + (xp + step_size * grad.sign() - x).clamp(-eps, eps)
+            xp = xp.clamp(0, 1)
+    return xp.detach()
+
+
+def decision_distances(model: nn.Module, x: Tensor, x_partner: Tensor) -> Tensor:
+    """Raw DDV: cosine distance between the model's outputs on x_i and on x_i' (one per pair)."""
+    return 1 - F.cosine_similarity(outputs(model, x), outputs(model, x_partner), dim=1, eps=1e-12)
+
+
+def ddv(model: nn.Module, x: Tensor, x_partner: Tensor) -> Tensor:
+    """The decision distance vector of ``model`` on the pairs, L2-normalised (Li et al., 2021)."""
+    return F.normalize(decision_distances(model, x, x_partner), dim=0)
+
+
+def ddv_cosine(da: Tensor, db: Tensor) -> float:
+    """Cosine similarity of two DDVs (raw or normalised): the ModelDiff score."""
+    return float(F.cosine_similarity(da.flatten(), db.flatten(), dim=0, eps=1e-12))
+
+
+@dataclass
+class Probe:
+    """Test inputs a method built on a reference model: seeds ``x`` and, if any, ``partner``."""
+
+    x: Tensor
+    partner: Tensor | None = None
+    seconds: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class Method:
+    """A similarity method: ``probe(reference, x_seed, **opts)`` then ``score(a, b, probe)``."""
+
+    name: str
+    label: str
+    probe: Callable[..., Probe]
+    score: Callable[[nn.Module, nn.Module, Probe], float]
+    paper: str = ""
+
+
+def modeldiff_probe(reference: nn.Module, x_seed: Tensor, eps: float = 0.06, steps: int = 50,
+                    step_size: float = 0.01, seed: int = 0, **_: object) -> Probe:
+    """ModelDiff input pairs: the seeds and their PGD partners made on ``reference``'s float parent."""
+    start = time.perf_counter()
+    partner = pgd_partners(reference, x_seed, eps=eps, steps=steps, step_size=step_size, seed=seed)
+    return Probe(x_seed, partner, time.perf_counter() - start)
+
+
+def modeldiff_score(a: nn.Module, b: nn.Module, probe: Probe) -> float:
+    """Cosine similarity of the two models' DDVs on the probe's pairs (Li et al., 2021)."""
+    return ddv_cosine(ddv(a, probe.x, probe.partner), ddv(b, probe.x, probe.partner))
+
+
+def boundary_inputs(model: nn.Module, x: Tensor, eps: float = 0.25, steps: int = 30,
+                    step_size: float = 0.02, margin: float = 0.1, seed: int = 0) -> Tensor:
+    """Inputs near ``model``'s decision boundary, IPGuard-style (Cao et al., AsiaCCS 2021).
+
+    From each seed, signed-gradient steps (inside an L-inf ``eps`` ball) minimise
+    ``|z_i - z_j| + relu(max_other z - min(z_i, z_j) + margin)`` between its predicted
+    class i and a random other class j, so both lead and the model is undecided between
+    them. The ball and step sizes are reconstructed.
+    """
+    model = float_parent(model).eval()
+    with torch.no_grad():
+        logits = model(x).float()
+    k = logits.shape[1]
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    i = logits.argmax(1)
+    j = ((i.cpu() + torch.randint(1, k, (len(x),), generator=g)) % k).to(x.device)
+    rows = torch.arange(len(x), device=x.device)
+    xb = x.clone()
+    for _ in range(steps):
+        xb = xb.detach().requires_grad_(True)
+        z = model(xb).float()
+        zi, zj = z[rows, i], z[rows, j]
+        other = z.clone()
+        other[rows, i] = -float("inf")
+        other[rows, j] = -float("inf")
+        loss = ((zi - zj).abs() + F.relu(other.amax(1) - torch.minimum(zi, zj) + margin)).sum()
+        (grad,) = torch.autograd.grad(loss, xb)
+        with torch.no_grad():
+            xb = (x + (xb - step_size * grad.sign() - x).clamp(-eps, eps)).clamp(0, 1)
+    return xb.detach()
+
+
+def ipguard_probe(reference: nn.Module, x_seed: Tensor, seed: int = 0, **_: object) -> Probe:
+    """IPGuard test inputs: points near the reference's decision boundary."""
+    start = time.perf_counter()
+    xb = boundary_inputs(reference, x_seed, seed=seed)
+    return Probe(xb, None, time.perf_counter() - start)
+
+
+def ipguard_score(a: nn.Module, b: nn.Module, probe: Probe) -> float:
+    """Share of the boundary inputs on which ``a`` and ``b`` predict the same label (IPGuard);
+    NaN when their label spaces differ in size."""
+    oa, ob = outputs(a, probe.x), outputs(b, probe.x)
+    if oa.shape[1] != ob.shape[1]:
+        return float("nan")
+    return float((oa.argmax(1) == ob.argmax(1)).float().mean())
+
+
+def seeds_probe(reference: nn.Module, x_seed: Tensor, **_: object) -> Probe:
+    """The seed inputs themselves (for methods that need no generated inputs)."""
+    return Probe(x_seed, None, 0.0)
+
+
+def output_cosine_score(a: nn.Module, b: nn.Module, probe: Probe) -> float:
+    """Mean cosine similarity of the two models' softmax probabilities on the seeds;
+    NaN when their output sizes differ."""
+    pa, pb = outputs(a, probe.x).softmax(1), outputs(b, probe.x).softmax(1)
+    if pa.shape != pb.shape:
+        return float("nan")
+    return float(F.cosine_similarity(pa, pb, dim=1, eps=1e-12).mean())
+
+
+def named_weights(model: nn.Module) -> dict[str, Tensor]:
+    """Float weights and biases of every conv/linear layer by module name, dequantizing
+    dynamically quantized linear layers."""
+    out: dict[str, Tensor] = {}
+    for name, m in model.named_modules():
+        w = getattr(m, "weight", None)
+        if callable(w) and hasattr(m, "bias") and callable(m.bias):
+            out[f"{name}.weight"] = w().dequantize().float()
+            if m.bias() is not None:
+                out[f"{name}.bias"] = m.bias().detach().float()
+        elif isinstance(m, (nn.Conv2d, nn.Linear)):
+            out[f"{name}.weight"] = m.weight.detach().float()
+            if m.bias is not None:
+                out[f"{name}.bias"] = m.bias.detach().float()
+    return out
+
+
+def weight_cosine_score(a: nn.Module, b: nn.Module, probe: Probe | None = None) -> float:
+    """Cosine similarity of the flattened conv/linear weights both models share by name and
+    shape; NaN ("not applicable") when their architectures differ."""
+    spec_a, spec_b = getattr(a, "spec", {}) or {}, getattr(b, "spec", {}) or {}
+    if spec_a.get("arch") != spec_b.get("arch"):
+        return float("nan")
+    wa, wb = named_weights(a), named_weights(b)
+    shared = [k for k in wa if k in wb and wa[k].shape == wb[k].shape]
+    if not shared:
+        return float("nan")
+    va = torch.cat([wa[k].flatten().cpu() for k in shared])
+    vb = torch.cat([wb[k].flatten().cpu() for k in shared])
+    return float(F.cosine_similarity(va, vb, dim=0, eps=1e-12))
+
+
+def features(model: nn.Module, x: Tensor, batch_size: int = 512) -> Tensor:
+    """Penultimate features (the input of the linear head) of a :class:`ipkit.models.Net`."""
+    model.eval()
+    dev = _device_of(model)
+    with torch.no_grad():
+        return torch.cat([model.features(x[i:i + batch_size].to(dev)).float().to(x.device)
+                          for i in range(0, len(x), batch_size)])
+
+
+def feature_similarity_score(a: nn.Module, b: nn.Module, probe: Probe) -> float:
+    """Last-feature similarity: cosine similarity of the two models' input-by-input cosine
+    similarity matrices of penultimate features on the seeds (works across widths)."""
+    fa, fb = F.normalize(features(a, probe.x), dim=1), F.normalize(features(b, probe.x), dim=1)
+    return ddv_cosine(fa @ fa.T, fb @ fb.T)
+
+
+METHODS: dict[str, Method] = {
+    "modeldiff": Method("modeldiff", "ModelDiff", modeldiff_probe, modeldiff_score,
+                        "Li et al., ISSTA 2021"),
+    "ipguard": Method("ipguard", "IPGuard", ipguard_probe,
+                      ipguard_score, "Cao et al., AsiaCCS 2021"),
+    "output_cosine": Method("output_cosine", "output cosine", seeds_probe,
+                            output_cosine_score),
+    "weight_cosine": Method("weight_cosine", "weight cosine", seeds_probe,
+                            weight_cosine_score),
+    "feature_sim": Method("feature_sim", "last-feature sim.", seeds_probe,
+                          feature_similarity_score),
+}
+
+
+def get_method(name: str) -> Method:
+    """The method ``name`` from :data:`METHODS`, or a ValueError listing them."""
+    if name not in METHODS:
+        raise ValueError(f"unknown similarity method '{name}': choose one of {', '.join(METHODS)}")
+    return METHODS[name]
+
+
+def compare(a: nn.Module, b: nn.Module, x_seed: Tensor, method: str = "modeldiff",
+            **probe_opts: object) -> float:
+    """Similarity of suspect ``b`` to reference ``a`` with ``method``: probe built on ``a``
+    (its float parent if quantized) from ``x_seed``, then scored. NaN means not applicable."""
+    m = get_method(method)
+    return m.score(a, b, m.probe(a, x_seed, **probe_opts))

@@ -108,3 +108,51 @@ def distill(teacher: nn.Module, x: Tensor, student: nn.Module, temperature: floa
 
     fit(student, x, targets, loss=loss, desc="distill", **fit_kwargs)
     return student
+
+
+# --- ModelDiff study: float16 quantization and fine-tuning the last part of a model --------
+
+import math  # noqa: E402  (kept inside this study's block)
+
+
+def quantize_float16(model: nn.Module) -> nn.Module:
+    """A copy whose weights and buffers are rounded to float16 precision (stored back as
+    float32, so it runs on any device); ``float_parent`` points at ``model`` (not registered
+    as a submodule, so the copy's parameters are its own)."""
+    out = copy.deepcopy(model)
+    with torch.no_grad():
+        for t in list(out.parameters()) + list(out.buffers()):
+            if t.is_floating_point():
+                t.copy_(t.half().float())
+    object.__setattr__(out, "float_parent", model)  # a plain reference, not a submodule
+    return out
+
+
+def layers_with_params(model: nn.Module) -> list[nn.Module]:
+    """Modules that own parameters directly, in forward (registration) order."""
+    return [m for m in model.modules() if any(True for _ in m.parameters(recurse=False))]
+
+
+def last_fraction_params(model: nn.Module, fraction: float) -> list[nn.Parameter]:
+    """Parameters of the last ``ceil(fraction * L)`` of the model's L parameterised layers
+    (at least the last one): what "fine-tune the last 10/50/100%" trains (ModelDiff's
+    transfer-learning reuse; counting layers rather than single weights is reconstructed)."""
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"fine-tune fraction must lie in (0, 1], got {fraction}")
+    layers = layers_with_params(model)
+    k = max(1, math.ceil(fraction * len(layers) - 1e-9))
+    return [p for m in layers[-k:] for p in m.parameters(recurse=False)]
+
+
+def transfer(model: nn.Module, x: Tensor, y: Tensor, num_classes: int, fraction: float,
+             epochs: int = 5, lr: float = 0.01, seed: int = 0, **fit_kwargs) -> nn.Module:
+    """Transfer learning: a copy of ``model`` with a fresh ``num_classes`` head, whose last
+    ``fraction`` of layers (see :func:`last_fraction_params`) is trained on (x, y)."""
+    out = copy.deepcopy(model)
+    torch.manual_seed(seed)
+    out.head = nn.Linear(out.head.in_features, num_classes).to(out.head.weight.device)
+    if getattr(out, "spec", None):
+        out.spec = dict(out.spec, num_classes=int(num_classes))
+    fit(out, x, y, epochs=epochs, lr=lr, params=last_fraction_params(out, fraction), seed=seed,
+        desc=f"transfer {fraction:.0%}", **fit_kwargs)
+    return out
