@@ -1,9 +1,11 @@
 """ipkit: rerun the findings of model intellectual-property papers in notebooks.
 
 Modules, one job each: ``data`` (datasets and splits), ``models`` (architectures),
-``train`` (the trainer), ``cache`` (trained-model store), ``watermark``, ``steal``,
-``transforms``, ``results`` (claim rows), ``plots``, ``widgets``, ``study`` (parameters,
-profiles and the run context) and ``cli`` (the ``ipkit`` command).
+``train`` (the trainer), ``cache`` (trained-model store), ``recipes`` (cached owner,
+independent and stolen models), ``watermark``, ``steal``, ``transforms``, ``uncertainty``
+(UQ surrogates), ``similarity`` (model-similarity measures), ``zoo`` (the reuse
+benchmark), ``results`` (claim rows), ``plots``, ``widgets``, ``study`` (parameters,
+profiles and the run context), ``bench`` and ``cli`` (the ``ipkit`` command).
 """
 __version__ = "0.1.0"
 
