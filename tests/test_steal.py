@@ -3,12 +3,7 @@ what it is set to answer, and a copy trained on its answers agrees with it."""
 import pytest
 import torch
 
-from ipkit import data, models, recipes, steal, train, watermark
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return data.split("digits", seed=0, device="cpu")
+from ipkit import models, recipes, steal, train, watermark
 
 
 @pytest.fixture(scope="module")

@@ -2,13 +2,8 @@
 import pytest
 import torch
 
-from ipkit import data, models, train
+from ipkit import models, train
 from ipkit import uncertainty as uq
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return data.split("digits", seed=0, device="cpu")
 
 
 @pytest.fixture(scope="module")
