@@ -5,11 +5,15 @@ Each function returns a new model and leaves its input untouched:
 - :func:`prune`: global magnitude pruning (Han et al., 2015) of conv and linear weights;
 - :func:`fake_quantize`: symmetric per-output-channel n-bit weight quantization;
 - :func:`quantize_int8`: PyTorch dynamic int8 quantization of linear layers (CPU);
-- :func:`distill`: a fresh student trained on a teacher's soft outputs (Hinton et al., 2015).
+- :func:`quantize_float16`: weights rounded to float16 precision;
+- :func:`distill`: a fresh student trained on a teacher's soft outputs (Hinton et al., 2015);
+- :func:`transfer`: transfer learning to a new task, fine-tuning the last fraction of layers.
 """
 from __future__ import annotations
 
 import copy
+import math
+import warnings
 
 import torch
 from torch import Tensor, nn
@@ -92,10 +96,16 @@ def fake_quantize(model: nn.Module, bits: int) -> nn.Module:
 
 
 def quantize_int8(model: nn.Module) -> nn.Module:
-    """PyTorch dynamic int8 quantization of the linear layers (runs on the CPU only)."""
+    """PyTorch dynamic int8 quantization of the linear layers (runs on the CPU only).
+
+    Uses ``torch.ao.quantization.quantize_dynamic``, which recent torch releases mark as
+    deprecated in favour of torchao; its deprecation warnings are silenced here.
+    """
     from torch.ao.quantization import quantize_dynamic
 
-    return quantize_dynamic(copy.deepcopy(model).cpu().eval(), {nn.Linear}, dtype=torch.qint8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", (DeprecationWarning, UserWarning))
+        return quantize_dynamic(copy.deepcopy(model).cpu().eval(), {nn.Linear}, dtype=torch.qint8)
 
 
 def distill(teacher: nn.Module, x: Tensor, student: nn.Module, temperature: float = 4.0,
@@ -108,11 +118,6 @@ def distill(teacher: nn.Module, x: Tensor, student: nn.Module, temperature: floa
 
     fit(student, x, targets, loss=loss, desc="distill", **fit_kwargs)
     return student
-
-
-# --- ModelDiff study: float16 quantization and fine-tuning the last part of a model --------
-
-import math  # noqa: E402  (kept inside this study's block)
 
 
 def quantize_float16(model: nn.Module) -> nn.Module:
