@@ -82,16 +82,66 @@ def memorized_set(kind: str, count: int, shape: tuple[int, int, int], num_classe
             shift = torch.randint(1, num_classes, (count,), generator=g)
             labels = (pool[1][idx].cpu() + shift) % num_classes
         else:
-            x = F.interpolate(x, size=shape[1:], mode="bilinear", align_corners=False)
-            if x.shape[1] != shape[0]:
-                x = x.mean(1, keepdim=True).expand(-1, shape[0], -1, -1)
+            x = fit_shape(x, shape)
     return WatermarkSet(x.clamp(0, 1).contiguous(), labels.long(), kind)
 
 
 def accuracy(model: nn.Module, wm: WatermarkSet) -> float:
     """Watermark accuracy: share of carriers classified as the owner's chosen label."""
-    x, y = wm.x.to(next(model.parameters()).device), wm.y.to(next(model.parameters()).device)
-    return float((predict(model, x).argmax(1) == y).float().mean())
+    return float(hits(model, wm).float().mean())
+
+
+def hits(model: nn.Module, wm: WatermarkSet) -> Tensor:
+    """Per carrier (bool, on the CPU): does ``model`` give the owner's chosen label?"""
+    device = next(model.parameters()).device
+    return (predict(model, wm.x.to(device)).argmax(1) == wm.y.to(device)).cpu()
+
+
+def transfer_rate(model: nn.Module, wm: WatermarkSet, memorized: Tensor | None = None) -> float:
+    """Share of memorized carriers on which ``model`` reproduces the owner's label
+    (Venigalla, 2019). ``memorized`` (bool per carrier, e.g. ``hits(victim, wm)``)
+    restricts the count to the carriers the victim itself memorized; the owner's rate on
+    its own memorized set is therefore 1."""
+    h = hits(model, wm)
+    if memorized is not None:
+        h = h[memorized.cpu()]
+    return float(h.float().mean()) if len(h) else float("nan")
+
+
+def margin(model: nn.Module, wm: WatermarkSet) -> Tensor:
+    """Per carrier: the model's logit for the owner's label minus its largest other logit
+    (positive where the carrier is memorized; a local-geometry statistic)."""
+    device = next(model.parameters()).device
+    logits = predict(model, wm.x.to(device)).cpu()
+    own = logits.gather(1, wm.y.cpu()[:, None]).squeeze(1)
+    other = logits.scatter(1, wm.y.cpu()[:, None], float("-inf")).max(1).values
+    return own - other
+
+
+def nearest_distance(wm: WatermarkSet, queries: Tensor, k: int = 1) -> Tensor:
+    """Per carrier: mean L2 pixel distance to its ``k`` nearest attacker queries (how close
+    the queries come to each memorized example)."""
+    d = torch.cdist(wm.x.flatten(1).float().cpu(), queries.flatten(1).float().cpu())
+    return d.topk(min(k, d.shape[1]), dim=1, largest=False).values.mean(1)
+
+
+def neighbourhood(wm: WatermarkSet, count: int = 8, std: float = 0.1, seed: int = 0) -> WatermarkSet:
+    """The carriers plus ``count`` Gaussian neighbours (std ``std``, clamped to [0, 1]) of
+    each, all with the carrier's label: memorizing the neighbourhood rather than the point
+    alone (the owner-side boost reconstructed for Venigalla, 2019)."""
+    g = torch.Generator().manual_seed(seed)
+    x = wm.x.cpu().repeat(count, 1, 1, 1)
+    near = (x + std * torch.randn(x.shape, generator=g)).clamp(0, 1)
+    return WatermarkSet(torch.cat([wm.x.cpu(), near]), torch.cat([wm.y.cpu(), wm.y.cpu().repeat(count)]),
+                        wm.kind)
+
+
+def fit_shape(x: Tensor, shape: tuple[int, int, int]) -> Tensor:
+    """Images ``x`` resized (bilinear) to ``shape`` (C, H, W), converted to its channels."""
+    x = F.interpolate(x, size=shape[1:], mode="bilinear", align_corners=False)
+    if x.shape[1] != shape[0]:
+        x = x.mean(1, keepdim=True).expand(-1, shape[0], -1, -1)
+    return x
 
 
 def embed(model: nn.Module, x: Tensor, y: Tensor, wm: WatermarkSet, per_batch: int = 16,
