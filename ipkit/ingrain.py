@@ -183,8 +183,9 @@ def _transforms(model: nn.Module, s: Splits, p: Any, seed: int) -> dict[str, nn.
            "fine-tune all": transforms.finetune(model, x, y, layers="all", epochs=p.finetune_epochs, seed=seed)}
     for r in p.prune_ratios:
         out[f"prune {r:.0%}"] = transforms.prune(model, r)
-        out[f"prune {r:.0%} + fine-tune"] = transforms.prune_finetune(model, r, x, y, epochs=p.finetune_epochs,
-                                                                       seed=seed)
+    top = max(p.prune_ratios)
+    out[f"prune {top:.0%} + fine-tune"] = transforms.prune_finetune(model, top, x, y, epochs=p.finetune_epochs,
+                                                                     seed=seed)
     for b in p.quant_bits:
         out[f"quantize {b} bits"] = transforms.fake_quantize(model, b)
     out["dynamic int8"] = transforms.quantize_int8(model)
@@ -194,8 +195,8 @@ def _transforms(model: nn.Module, s: Splits, p: Any, seed: int) -> dict[str, nn.
 def robustness_table(s: Splits, p: Any, progress=lambda it, **kw: it) -> pd.DataFrame:
     """Figure 3's data: watermark and test accuracy of every baseline and of ingrain after
     fine-tuning (last / all layers, on the attacker's labelled pool), global magnitude pruning
-    at each ratio (alone and followed by fine-tuning) and quantization (n-bit weights per
-    output channel, dynamic int8)."""
+    at each ratio (the largest also followed by fine-tuning) and quantization (n-bit weights
+    per output channel, dynamic int8)."""
     rows = []
     for seed in p.seeds:
         for scheme in progress([*p.schemes, "ingrain"], desc=f"robustness, seed {seed}"):
@@ -235,3 +236,130 @@ def check_params(s: Splits, p: Any) -> None:
     if p.wm_count > available and ({"content", "noise"} & set(p.schemes) or p.ingrain_scheme in ("content", "noise")):
         raise ValueError(f"wm_count={p.wm_count} exceeds the {available} owner images of class {SOURCE} that the "
                          f"content and noise schemes stamp: lower wm_count")
+
+
+def summarize(table: pd.DataFrame) -> pd.DataFrame:
+    """Means over seeds of :func:`schemes_table` per scheme, with ``above_floor`` (watermark
+    accuracy after distillation minus the floor) and ``acc_drop`` (teacher minus student test
+    accuracy)."""
+    out = table.drop(columns="seed").groupby("scheme", sort=False).mean()
+    out["above_floor"] = out.wm_after - out.floor
+    out["acc_drop"] = out.teacher_acc - out.student_acc
+    return out
+
+
+def plot_carriers(s: Splits, schemes: list[str], count: int, seed: int, per_row: int = 8):
+    """A grid of the first carriers of each scheme, titled with their watermark labels."""
+    import matplotlib.pyplot as plt
+
+    names = list(dict.fromkeys(schemes))
+    fig, axes = plt.subplots(len(names), per_row, figsize=(per_row * 0.9, len(names) * 1.05), squeeze=False)
+    for r, name in enumerate(names):
+        wm = carriers(s, name, count, seed)
+        for c, ax in enumerate(axes[r]):
+            ax.axis("off")
+            if c < len(wm):
+                img = wm.x[c].permute(1, 2, 0).squeeze(-1).numpy()
+                ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1)
+                ax.set_title(f"-> {int(wm.y[c])}", fontsize=8)
+        axes[r][0].text(-0.15, 0.5, name, transform=axes[r][0].transAxes, ha="right", va="center")
+    return fig
+
+
+def plot_schemes(table: pd.DataFrame):
+    """Figure 1: watermark accuracy before / after distillation with floor ticks (left) and
+    test accuracy of teacher and student (right), per scheme (means, std error bars)."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 3.8), gridspec_kw={"width_ratios": [1.2, 1]})
+    marked = table[table.scheme != "none"]
+    wm = marked.melt(id_vars=["seed", "scheme"], value_vars=["wm_before", "wm_after"], var_name="model",
+                     value_name="watermark accuracy")
+    wm["model"] = wm.model.map({"wm_before": "owner (before)", "wm_after": "student (after)"})
+    sns.barplot(data=wm, x="scheme", y="watermark accuracy", hue="model", errorbar="sd", capsize=0.1, ax=a)
+    floors_ = marked.groupby("scheme", sort=False).floor.mean()
+    for i, f in enumerate(floors_):
+        a.plot([i - 0.4, i + 0.4], [f, f], color="black", lw=2, label="floor" if i == 0 else None)
+    a.set(ylim=(0, 1.05), xlabel="", title="Watermark before and after distillation")
+    a.legend(loc="upper left", bbox_to_anchor=(0, -0.12), ncol=3, frameon=False)
+    acc = table.melt(id_vars=["seed", "scheme"], value_vars=["teacher_acc", "student_acc"], var_name="model",
+                     value_name="test accuracy")
+    acc["model"] = acc.model.map({"teacher_acc": "owner", "student_acc": "student"})
+    sns.barplot(data=acc, x="scheme", y="test accuracy", hue="model", errorbar="sd", capsize=0.1, ax=b)
+    lo = max(0.0, float(acc["test accuracy"].min()) - 0.1)
+    b.set(ylim=(lo, 1.0), xlabel="", title="Test accuracy")
+    b.legend(loc="upper left", bbox_to_anchor=(0, -0.12), ncol=2, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def plot_lambda(sweep: pd.DataFrame, floor_value: float):
+    """Figure 2: clean test accuracy against watermark accuracy after distillation, one point
+    per ingrain weight (mean over seeds, std bars), with the floor as a dashed line."""
+    import matplotlib.pyplot as plt
+
+    g = sweep.groupby("lam")[["clean_acc", "wm_after"]]
+    mean, std = g.mean(), g.std().fillna(0)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.errorbar(mean.clean_acc, mean.wm_after, xerr=std.clean_acc, yerr=std.wm_after, marker="o", capsize=3)
+    for lam, row in mean.iterrows():
+        ax.annotate(f"lambda={lam:g}", (row.clean_acc, row.wm_after), textcoords="offset points", xytext=(5, 5))
+    ax.axhline(floor_value, ls="--", color="black", label="floor")
+    ax.set(xlabel="clean test accuracy of the ingrain model", ylabel="watermark accuracy after distillation",
+           ylim=(-0.02, 1.02), title="Ingrain weight: accuracy vs robustness")
+    ax.legend(frameon=False)
+    return fig
+
+
+def plot_robustness(robust: pd.DataFrame):
+    """Figure 3: a heatmap of watermark accuracy (mean over seeds) per transformation and scheme."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    grid = robust.pivot_table(index="transform", columns="scheme", values="wm_acc", sort=False)
+    fig, ax = plt.subplots(figsize=(1.3 * grid.shape[1] + 2.5, 0.38 * grid.shape[0] + 1.2))
+    sns.heatmap(grid, annot=True, fmt=".2f", vmin=0, vmax=1, cmap="viridis", ax=ax,
+                cbar_kws={"label": "watermark accuracy"})
+    ax.set(xlabel="", ylabel="", title="Watermark accuracy after each transformation")
+    return fig
+
+
+def plot_temperature(temps: pd.DataFrame, summary: pd.DataFrame):
+    """Figure 4: watermark accuracy (left) and student test accuracy (right) against the
+    attack temperature, per scheme, with each scheme's floor dashed."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.6))
+    sns.lineplot(data=temps, x="temperature", y="wm_after", hue="scheme", marker="o", errorbar="sd", ax=a)
+    for i, scheme in enumerate(temps.scheme.unique()):
+        a.axhline(summary.loc[scheme, "floor"], ls="--", color=sns.color_palette()[i], lw=1)
+    a.set(xscale="log", ylim=(-0.02, 1.02), ylabel="watermark accuracy of the student",
+          title="Attack temperature (dashed: floors)")
+    sns.lineplot(data=temps, x="temperature", y="student_acc", hue="scheme", marker="o", errorbar="sd", ax=b)
+    b.set(xscale="log", ylabel="student test accuracy", title="Student accuracy")
+    fig.tight_layout()
+    return fig
+
+
+def plot_explore(s: Splits, p: Any, scheme: str, lam: float, temperature: float, seed: int):
+    """The Explore view: owner model of ``scheme`` (ingrain at weight ``lam``) and its student
+    distilled at ``temperature``: watermark and test accuracy bars with the floor dashed."""
+    import matplotlib.pyplot as plt
+
+    teacher, wm = watermarked(s, p.arch, scheme, p, seed, lam=lam)
+    student = distilled(teacher, s, p.student_arch, temperature=temperature, epochs=p.distill_epochs, seed=seed)
+    fl = floors(s, p.arch, {"wm": wm}, p.epochs)["wm"]
+    vals = {"owner": (wmk.accuracy(teacher, wm), evaluate(teacher, s.test.x, s.test.y)),
+            "student": (wmk.accuracy(student, wm), evaluate(student, s.test.x, s.test.y))}
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    xs = range(2)
+    for i, (name, (w, acc)) in enumerate(vals.items()):
+        ax.bar([x + 0.38 * i for x in xs], [w, acc], width=0.36, label=name)
+    ax.axhline(fl, ls="--", color="black", label="floor")
+    ax.set_xticks([x + 0.19 for x in xs], ["watermark accuracy", "test accuracy"])
+    extra = f", lambda={lam:g}" if scheme == "ingrain" else ""
+    ax.set(ylim=(0, 1.05), title=f"{scheme}{extra}, attack T={temperature:g}")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+    return fig
