@@ -161,3 +161,36 @@ def transfer(model: nn.Module, x: Tensor, y: Tensor, num_classes: int, fraction:
     fit(out, x, y, epochs=epochs, lr=lr, params=last_fraction_params(out, fraction), seed=seed,
         desc=f"transfer {fraction:.0%}", **fit_kwargs)
     return out
+
+
+# --- distillation_ingrain study: the distillation attack, pruning + fine-tuning, levels ----
+
+
+def distillation_attack(teacher: nn.Module, x: Tensor, arch: str, *, temperature: float = 4.0,
+                        epochs: int = 10, seed: int = 0, **fit_kwargs) -> nn.Module:
+    """Yang et al.'s distillation attack: a fresh ``arch`` student (same as the suspect's or
+    smaller) trained only on the suspect ``teacher``'s soft labels at ``temperature`` over the
+    attacker's data ``x`` (no watermark inputs), for ``epochs`` epochs (see :func:`distill`)."""
+    from .models import build
+
+    spec = teacher.spec
+    student = build(arch, spec["num_classes"], tuple(spec["in_shape"]), seed=3000 + seed).to(x.device)
+    return distill(teacher, x, student, temperature=temperature, epochs=epochs, seed=seed, **fit_kwargs)
+
+
+def prune_finetune(model: nn.Module, ratio: float, x: Tensor | None = None, y: Tensor | None = None,
+                   epochs: int = 0, lr: float = 0.01, **fit_kwargs) -> nn.Module:
+    """Global magnitude pruning at ``ratio`` (:func:`prune`), then, when ``epochs > 0``,
+    fine-tuning all layers on (x, y) with the pruned weights kept at zero (:func:`finetune`)."""
+    out = prune(model, ratio)
+    if epochs > 0:
+        if x is None or y is None:
+            raise ValueError("fine-tuning after pruning needs data x and y")
+        out = finetune(out, x, y, layers="all", epochs=epochs, lr=lr, **fit_kwargs)
+    return out
+
+
+def levels_per_channel(w: Tensor) -> Tensor:
+    """Number of distinct values in each output channel (first dimension) of a weight."""
+    flat = w.detach().reshape(w.shape[0], -1)
+    return torch.tensor([len(torch.unique(row)) for row in flat])

@@ -155,3 +155,97 @@ def embed(model: nn.Module, x: Tensor, y: Tensor, wm: WatermarkSet, per_batch: i
 
     wm = wm.to(x.device)
     return fit(model, x, y, extra=(wm.x, wm.y), extra_per_batch=per_batch, **fit_kwargs)
+
+
+# --- distillation_ingrain study: the baseline schemes of Zhang et al. (2018) and Adi et al. --
+
+SCHEMES = ("content", "noise", "unrelated", "abstract")
+
+
+def stamp(x: Tensor, size: float = 0.3, seed: int = 0) -> Tensor:
+    """Stamp a fixed pattern on images ``x`` (Zhang et al.'s "content" watermark).
+
+    The pattern is a seeded binary checker-like patch covering ``size`` of each side in the
+    bottom-right corner (a stand-in for Zhang et al.'s "TEST" logo); it replaces the pixels
+    it covers in every channel. The same seed always gives the same pattern.
+    """
+    _, c, h, w = x.shape
+    ph, pw = max(2, round(size * h)), max(2, round(size * w))
+    g = torch.Generator().manual_seed(10_000 + seed)
+    patch = (torch.rand(c, ph, pw, generator=g) > 0.5).float().to(x.device, x.dtype)
+    out = x.clone()
+    out[:, :, h - ph:, w - pw:] = patch
+    return out
+
+
+def _unrelated_images(count: int, shape: tuple[int, int, int], g: torch.Generator) -> Tensor:
+    """Images from another domain: scikit-learn's 8x8 digits for RGB data, crops of
+    scikit-learn's two sample photos (a temple and a flower) for grayscale data."""
+    import numpy as np
+
+    c, h, w = shape
+    if c == 3:
+        from sklearn.datasets import load_digits
+
+        digits = torch.from_numpy((load_digits().images / 16.0).astype(np.float32)).unsqueeze(1)
+        x = digits[torch.randperm(len(digits), generator=g)[:count]]
+    else:
+        from sklearn.datasets import load_sample_images
+
+        photos = [torch.from_numpy(np.asarray(im, dtype=np.float32) / 255.0).mean(2)
+                  for im in load_sample_images().images]
+        crops = []
+        for i in range(count):
+            photo = photos[i % len(photos)]
+            side = int(torch.randint(48, 160, (1,), generator=g))
+            top = int(torch.randint(0, photo.shape[0] - side, (1,), generator=g))
+            left = int(torch.randint(0, photo.shape[1] - side, (1,), generator=g))
+            crops.append(photo[top:top + side, left:left + side][None, None])
+        x = torch.cat([F.interpolate(cr, size=(h, w), mode="bilinear", align_corners=False)
+                       for cr in crops])
+    x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False)
+    return x.expand(-1, c, -1, -1) if x.shape[1] != c else x
+
+
+def scheme_set(scheme: str, count: int, pool: tuple[Tensor, Tensor], num_classes: int,
+               seed: int = 0, source: int = 0, target: int = 1, noise_std: float = 0.5) -> WatermarkSet:
+    """The ``count`` carriers of a baseline watermark scheme, deterministic for ``seed``.
+
+    - ``content`` (Zhang et al., AsiaCCS 2018): images of class ``source`` drawn from
+      ``pool=(x, y)`` (the owner's data), stamped with :func:`stamp`, labelled ``target``;
+    - ``noise`` (Zhang et al.): images of class ``source`` with fixed seeded Gaussian noise of
+      std ``noise_std`` added, labelled ``target``;
+    - ``unrelated`` (Zhang et al.): images of another domain (see :func:`_unrelated_images`),
+      all labelled ``target``;
+    - ``abstract`` (Adi et al., USENIX Security 2018): procedural abstract images with random
+      labels (:func:`memorized_set` kind ``abstract``).
+    """
+    if scheme not in SCHEMES:
+        raise ValueError(f"unknown watermark scheme '{scheme}': choose one of {', '.join(SCHEMES)}")
+    if source == target or not (0 <= source < num_classes and 0 <= target < num_classes):
+        raise ValueError(f"source ({source}) and target ({target}) must be different classes below {num_classes}")
+    shape = tuple(pool[0].shape[1:])
+    if scheme == "abstract":
+        return memorized_set("abstract", count, shape, num_classes, seed=seed)
+    if count < 1:
+        raise ValueError("watermark count must be at least 1")
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.full((count,), target, dtype=torch.long)
+    if scheme == "unrelated":
+        x = _unrelated_images(count, shape, g)
+    else:
+        idx = (pool[1].cpu() == source).nonzero().flatten()
+        if len(idx) < count:
+            raise ValueError(f"scheme '{scheme}' needs {count} images of class {source}, the pool has "
+                             f"{len(idx)}: lower wm_count")
+        x = pool[0][idx[torch.randperm(len(idx), generator=g)[:count]]].detach().cpu().float()
+        x = stamp(x, seed=seed) if scheme == "content" else x + noise_std * torch.randn(x.shape, generator=g)
+    return WatermarkSet(x.clamp(0, 1).contiguous(), labels, scheme)
+
+
+def floor(models: list[nn.Module], wm: WatermarkSet) -> float:
+    """The watermark accuracy a never-watermarked model reaches by chance: the mean
+    :func:`accuracy` of ``models`` (independent models of the same task) on ``wm``."""
+    if not models:
+        raise ValueError("floor needs at least one never-watermarked model")
+    return float(sum(accuracy(m, wm) for m in models) / len(models))
