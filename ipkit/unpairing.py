@@ -1,0 +1,232 @@
+"""Similarity-unpairing: fine-tune an on-device sibling away from its full model.
+
+Hong, Carlini & Kurakin (SaTML 2023) defend published siblings by fine-tuning them with an
+objective that lowers their similarity to the full model; only the abstract is public, so
+the loss here is reconstructed:
+
+    CE(sibling(x), y) + lambda * mean_x cos(grad_x L_sibling(x, y), grad_x L_full(x, y))
+
+The cross-entropy keeps the sibling's accuracy; the second term (gradient alignment, as in
+TRS, Yang et al., NeurIPS 2021) pushes its input gradients away from the full model's, so
+its adversarial examples and its gradients stop pointing where the full model's do. The
+sibling keeps its compression while it is fine-tuned: quantized layers train through their
+straight-through estimator, pruned weights stay zero (:func:`ipkit.transforms.finetune`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from . import attacks, cache, compression, recipes, similarity, transforms
+from .compression import bits_of, skeleton
+from .data import Splits
+from .similarity import input_gradients
+from .train import evaluate
+
+
+def unpairing_loss(sibling: nn.Module, full: nn.Module, x: Tensor, y: Tensor, lam: float) -> Tensor:
+    """CE(sibling(x), y) + lam * mean cos(grad_x L_sibling, grad_x L_full) (reconstructed)."""
+    ce = F.cross_entropy(sibling(x), y)
+    if lam == 0:
+        return ce
+    g_sib = input_gradients(sibling, x, y, create_graph=True).flatten(1)
+    g_full = input_gradients(full, x, y).flatten(1)
+    return ce + lam * F.cosine_similarity(g_sib, g_full, dim=1, eps=1e-12).mean()
+
+
+def unpair(sibling: nn.Module, full: nn.Module, s: Splits, lam: float, *, epochs: int,
+           lr: float = 0.01, seed: int = 0) -> nn.Module:
+    """The cached sibling fine-tuned with :func:`unpairing_loss` for ``epochs`` on the
+    owner's training data (``lam = 0``: plain fine-tuning, the control)."""
+    full.eval()
+    params = dict(sibling=sibling.ipkit_key, full=full.ipkit_key, lam=float(lam), epochs=epochs,
+                  lr=lr, seed=seed, split=s.fingerprint)
+
+    def loss(model: nn.Module, xb: Tensor, yb: Tensor) -> Tensor:
+        return unpairing_loss(model, full, xb, yb, lam)
+
+    def train(model: nn.Module) -> dict:
+        tuned = transforms.finetune(sibling, s.owner.x, s.owner.y, layers="all", epochs=epochs,
+                                    lr=lr, seed=seed, loss=loss, augment=s.in_shape[0] == 3)
+        model.load_state_dict(tuned.state_dict())
+        return {}
+
+    return cache.cached_model("unpaired", params, lambda: skeleton(full, bits_of(sibling)), train)
+
+
+# --- The study's experiment grid, tables and figures (notebooks/05_ondevice_unpairing) -----
+
+@dataclass
+class Family:
+    """One architecture and seed: the full model, the independent surrogate, the siblings
+    by name, and the attack inputs (test images the full model classifies correctly)."""
+
+    arch: str
+    seed: int
+    full: nn.Module
+    independent: nn.Module
+    siblings: dict[str, nn.Module]
+    x: Tensor
+    y: Tensor
+
+
+def build_family(s: Splits, arch: str, *, epochs: int, bits: list[int], ratios: list[float],
+                 finetune_epochs: int, n_attack: int, seed: int = 0) -> Family:
+    """Train (or load) the full model, the independent surrogate and every sibling."""
+    full = recipes.owner_model(s, arch, epochs=epochs, seed=seed)
+    ind = recipes.independent_model(s, arch, epochs=epochs, seed=seed)
+    sibs = compression.siblings(full, s, bits, ratios, epochs=finetune_epochs, seed=seed)
+    x, y = attacks.attack_set(full, s.test.x, s.test.y, n_attack)
+    return Family(arch, seed, full, ind, sibs, x, y)
+
+
+def surrogate_row(fam: Family, name: str, model: nn.Module, s: Splits, eps: float, steps: int) -> dict:
+    """Accuracy, similarity to the full model and PGD transfer success of one surrogate."""
+    return {"arch": fam.arch, "seed": fam.seed, "surrogate": name,
+            "kind": "independent" if name == "independent" else ("quantized" if name[0] == "q" else "pruned"),
+            "test_acc": evaluate(model, s.test.x, s.test.y),
+            "grad_cos": similarity.gradient_cosine(model, fam.full, fam.x, fam.y),
+            "agreement": similarity.output_agreement(model, fam.full, s.test.x),
+            "transfer": attacks.transfer_success(model, fam.full, fam.x, fam.y, eps, steps, seed=fam.seed)}
+
+
+def transfer_table(fams: list[Family], s: Splits, eps: float, steps: int) -> pd.DataFrame:
+    """One row per (architecture, seed, surrogate): accuracy, similarity, transfer success,
+    and ``ratio``: transfer success over the independent surrogate's (floored at 1/n)."""
+    rows = []
+    for fam in fams:
+        rows.append(surrogate_row(fam, "independent", fam.independent, s, eps, steps))
+        rows += [surrogate_row(fam, k, m, s, eps, steps) for k, m in fam.siblings.items()]
+    df = pd.DataFrame(rows)
+    n = {(f.arch, f.seed): len(f.y) for f in fams}
+    base = df[df.surrogate == "independent"].set_index(["arch", "seed"]).transfer
+    df["ratio"] = [t / max(base[(a, sd)], 1 / n[(a, sd)]) for a, sd, t in zip(df.arch, df.seed, df.transfer)]
+    return df
+
+
+def run_query_attack(fam: Family, prior_name: str, prior: nn.Module | None, eps: float, *,
+                     cap: int, n: int, samples: int) -> pd.DataFrame:
+    """The prior-guided query attack on the full model for the first ``n`` attack inputs:
+    one row per input with its queries and success (failures censored at ``cap``)."""
+    counter = attacks.QueryCounter(fam.full, min(n, len(fam.y)), cap)
+    res = attacks.query_attack(counter, fam.x[:n], fam.y[:n], eps, prior=prior, samples=samples,
+                               seed=fam.seed)
+    return pd.DataFrame({"arch": fam.arch, "seed": fam.seed, "prior": prior_name,
+                         "queries": res.queries, "success": res.success, "cap": cap})
+
+
+def query_summary(q: pd.DataFrame) -> pd.DataFrame:
+    """Per (architecture, seed, prior): success rate, median queries (failures counted at
+    the cap) and whether that median is censored (a lower bound)."""
+    q = q.assign(counted=np.where(q.success, q.queries, q.cap))
+    return (q.groupby(["arch", "seed", "prior"], sort=False)
+            .agg(success=("success", "mean"), median_queries=("counted", "median"))
+            .assign(censored=lambda d: d.success <= 0.5).reset_index())
+
+
+def query_ratio(summary: pd.DataFrame, slow: str, fast: str) -> pd.DataFrame:
+    """Per (architecture, seed): median queries of prior ``slow`` over prior ``fast`` and
+    ``lower_bound`` (True when ``slow``'s median is censored at the cap)."""
+    a = summary[summary.prior == slow].set_index(["arch", "seed"])
+    b = summary[summary.prior == fast].set_index(["arch", "seed"])
+    out = pd.DataFrame({"ratio": a.median_queries / b.median_queries.clip(lower=1),
+                        "lower_bound": a.censored & ~b.censored})
+    return out.reset_index()
+
+
+def plot_transfer(df: pd.DataFrame):
+    """Figure 1: transfer success on the full model per surrogate, with the ratio to the
+    independent surrogate written above each sibling's bar."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    archs = list(dict.fromkeys(df.arch))
+    fig, axes = plt.subplots(1, len(archs), figsize=(4.2 * len(archs), 3.6), squeeze=False, sharey=True)
+    for ax, arch in zip(axes[0], archs):
+        d = df[df.arch == arch]
+        order = list(dict.fromkeys(d.surrogate))
+        sns.barplot(data=d, x="surrogate", y="transfer", hue="kind", order=order, dodge=False,
+                    errorbar=None, ax=ax, legend=ax is axes[0][-1])
+        means = d.groupby("surrogate").ratio.mean()
+        for i, name in enumerate(order):
+            if name != "independent":
+                ax.text(i, d[d.surrogate == name].transfer.mean() + 0.02, f"{means[name]:.1f}x",
+                        ha="center", fontsize=7)
+        ax.set(ylim=(0, 1.1), xlabel="", ylabel="transfer success on full model", title=arch)
+        ax.tick_params(axis="x", rotation=45)
+    axes[0][-1].legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def plot_queries(q: pd.DataFrame):
+    """Figure 2: queries to success per prior (failures at the cap, hollow), median marked."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    archs = list(dict.fromkeys(q.arch))
+    fig, axes = plt.subplots(1, len(archs), figsize=(4.2 * len(archs), 3.6), squeeze=False, sharey=True)
+    q = q.assign(counted=np.where(q.success, q.queries, q.cap))
+    for ax, arch in zip(axes[0], archs):
+        d = q[q.arch == arch]
+        order = list(dict.fromkeys(d.prior))
+        sns.stripplot(data=d[d.success], x="prior", y="counted", order=order, size=3, alpha=0.6, ax=ax)
+        sns.stripplot(data=d[~d.success], x="prior", y="counted", order=order, size=4, marker="$\\circ$",
+                      color="grey", ax=ax)
+        med = d.groupby("prior").counted.median()
+        ax.scatter(range(len(order)), [med[o] for o in order], marker="_", s=400, color="black", zorder=5)
+        ax.set(yscale="log", xlabel="prior", ylabel="queries to success (cap = failed)", title=arch)
+        ax.tick_params(axis="x", rotation=45)
+    fig.tight_layout()
+    return fig
+
+
+def plot_similarity(df: pd.DataFrame, rho: float, p: float):
+    """Figure 3: input-gradient cosine vs transfer success, one point per (arch, sibling)."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    fig, ax = plt.subplots(figsize=(5.6, 4))
+    sns.scatterplot(data=df, x="grad_cos", y="transfer", hue="arch", style="kind", s=60, ax=ax)
+    for r in df.itertuples():
+        ax.annotate(r.surrogate, (r.grad_cos, r.transfer), fontsize=6, xytext=(3, 2), textcoords="offset points")
+    ax.set(xlabel="input-gradient cosine with the full model", ylabel="transfer success on full model",
+           title=f"Spearman rho = {rho:.2f} (p = {p:.2g}, n = {len(df)})")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+    return fig
+
+
+def plot_unpairing(u: pd.DataFrame):
+    """Figure 4: transfer success, median queries and accuracy before vs after unpairing."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
+    x = np.arange(len(u))
+    for ax, (col, label) in zip(axes, [("transfer", "transfer success"), ("median_queries", "median queries"),
+                                       ("test_acc", "sibling test accuracy")]):
+        ax.bar(x - 0.2, u[f"{col}_before"], 0.4, label="before")
+        ax.bar(x + 0.2, u[f"{col}_after"], 0.4, label="after unpairing")
+        ax.set(xticks=x, xticklabels=u.arch, title=label)
+        if col == "median_queries":
+            ax.set_yscale("log")
+    axes[-1].legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def plot_lambda(sweep: pd.DataFrame):
+    """Figure 5: sibling accuracy vs transfer success across the unpairing weight lambda."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    ax.plot(sweep.transfer, sweep.test_acc, "o-")
+    for r in sweep.itertuples():
+        ax.annotate(f"lambda={r.lam:g}", (r.transfer, r.test_acc), fontsize=8, xytext=(4, 3),
+                    textcoords="offset points")
+    ax.set(xlabel="transfer success on full model", ylabel="sibling test accuracy",
+           title="Unpairing trade-off")
+    return fig
