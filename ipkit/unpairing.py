@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -157,7 +158,7 @@ def plot_transfer(df: pd.DataFrame):
                 ax.text(i, d[d.surrogate == name].transfer.mean() + 0.02, f"{means[name]:.1f}x",
                         ha="center", fontsize=7)
         ax.set(ylim=(0, 1.1), xlabel="", ylabel="transfer success on full model", title=arch)
-        ax.tick_params(axis="x", rotation=45)
+        plt.setp(ax.get_xticklabels(), rotation=45, ha="right")
     axes[0][-1].legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
     fig.tight_layout()
     return fig
@@ -180,7 +181,7 @@ def plot_queries(q: pd.DataFrame):
         med = d.groupby("prior").counted.median()
         ax.scatter(range(len(order)), [med[o] for o in order], marker="_", s=400, color="black", zorder=5)
         ax.set(yscale="log", xlabel="prior", ylabel="queries to success (cap = failed)", title=arch)
-        ax.tick_params(axis="x", rotation=45)
+        plt.setp(ax.get_xticklabels(), rotation=45, ha="right")
     fig.tight_layout()
     return fig
 
@@ -229,4 +230,28 @@ def plot_lambda(sweep: pd.DataFrame):
                     textcoords="offset points")
     ax.set(xlabel="transfer success on full model", ylabel="sibling test accuracy",
            title="Unpairing trade-off")
+    return fig
+
+
+def plot_example(surrogates: dict[str, nn.Module], full: nn.Module, x: Tensor, y: Tensor, eps: float,
+                 steps: int, classes: list[str]):
+    """One row per surrogate: a PGD example crafted on it for input ``x`` (one image), its
+    perturbation, and the surrogate's and the full model's predictions on it."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(surrogates), 2, figsize=(5.5, 2.3 * len(surrogates)), squeeze=False)
+    for row, (name, model) in zip(axes, surrogates.items()):
+        adv = attacks.pgd(model, x, y, eps, steps)
+        with torch.no_grad():
+            ps, pf = int(model(adv).argmax(1)), int(full(adv).argmax(1))
+        img = adv[0].permute(1, 2, 0).cpu().numpy()
+        delta = (adv - x)[0].mean(0).cpu().numpy()
+        row[0].imshow(img.squeeze(), cmap="gray", vmin=0, vmax=1)
+        row[0].set_title(f"{name}\nsurrogate: {classes[ps]}, full: {classes[pf]} (true {classes[int(y)]})",
+                         fontsize=8, color="firebrick" if pf != int(y) else "black")
+        row[1].imshow(delta, cmap="RdBu", vmin=-max(eps, 1e-6), vmax=max(eps, 1e-6))
+        row[1].set_title(f"perturbation (eps = {eps:g})", fontsize=8)
+        for ax in row:
+            ax.axis("off")
+    fig.tight_layout()
     return fig
