@@ -180,3 +180,8 @@ def siblings(full: nn.Module, s: Splits, bits: list[int], ratios: list[float], *
     out = {f"q{b}": quantized_sibling(full, s, b) for b in bits}
     out.update({f"p{round(100 * r)}": pruned_sibling(full, s, r, epochs=epochs, seed=seed) for r in ratios})
     return out
+
+
+def sibling_names(bits: list[int], ratios: list[float]) -> list[str]:
+    """The names :func:`siblings` gives: ``q<bits>`` then ``p<percent>``."""
+    return [f"q{b}" for b in bits] + [f"p{round(100 * r)}" for r in ratios]

@@ -13,11 +13,13 @@ comment that gives the allowed values and a short help text::
 ``[lo, hi]`` an inclusive range; for a list, each element is checked. A later cell defines
 ``PROFILES = {"smoke": {...}, "paper": {...}}``: the values each profile changes. The
 ``default`` profile is the notebook's own values. A value the user sets (in the notebook,
-with ``ipkit run -p`` or papermill) always wins over the profile's.
+with ``ipkit run -p`` or papermill) always wins over the profile's. A rule that ties
+several parameters together lives in the study's module and is named in :data:`CHECKS`.
 """
 from __future__ import annotations
 
 import ast
+import importlib
 import io
 import json
 import os
@@ -30,6 +32,10 @@ from types import SimpleNamespace
 from typing import Any
 
 PROFILE_NAMES = ("smoke", "default", "paper")
+
+# Rules across parameters that a spec comment cannot state: study id -> "module:function".
+# The function gets the resolved values and raises ParamError naming the fix.
+CHECKS = {"ondevice_unpairing": "ipkit.unpairing:check_params"}
 
 
 class ParamError(ValueError):
@@ -275,8 +281,9 @@ def coerce(p: Param, text: str) -> Any:
 def resolve(info: StudyInfo, profile: str, given: dict[str, Any]) -> dict[str, Any]:
     """Parameter values in effect: notebook defaults, then the profile's, then ``given``.
 
-    Raises ParamError (one line) for an unknown profile or parameter, or a bad value, and
-    when the resolved dataset is not available here.
+    Raises ParamError (one line) for an unknown profile or parameter, a bad value, a
+    broken rule of the study's :data:`CHECKS`, and when the resolved dataset is not
+    available here.
     """
     if profile not in PROFILE_NAMES:
         raise ParamError(f"unknown profile '{profile}': choose one of {', '.join(PROFILE_NAMES)}")
@@ -299,6 +306,9 @@ def resolve(info: StudyInfo, profile: str, given: dict[str, Any]) -> dict[str, A
             available(out["dataset"])
         except DataError as err:
             raise ParamError(str(err)) from None
+    if info.id in CHECKS:
+        module, function = CHECKS[info.id].split(":")
+        getattr(importlib.import_module(module), function)(out)
     return out
 
 

@@ -26,7 +26,17 @@ from . import attacks, cache, compression, recipes, similarity, transforms
 from .compression import bits_of, skeleton
 from .data import Splits
 from .similarity import input_gradients
+from .study import ParamError
 from .train import evaluate
+
+
+def check_params(values: dict) -> None:
+    """Refuse an ``unpair_sibling`` that the run's ``quant_bits`` and ``prune_ratios`` do not
+    build (the study's cross-parameter rule; see :data:`ipkit.study.CHECKS`)."""
+    names = compression.sibling_names(values["quant_bits"], values["prune_ratios"])
+    if values["unpair_sibling"] not in names:
+        raise ParamError(f"unpair_sibling '{values['unpair_sibling']}' is not built: choose one of "
+                         f"{', '.join(names)} or add its bits / ratio to quant_bits / prune_ratios")
 
 
 def unpairing_loss(sibling: nn.Module, full: nn.Module, x: Tensor, y: Tensor, lam: float) -> Tensor:

@@ -43,6 +43,8 @@ def test_parse_params_types_and_specs():
     (["run", QUICK, "--profile", "huge"], "unknown profile 'huge'"),
     (["run", QUICK, "-p", "epochs"], "needs a value"),
     (["run", "all", "-p", "epochs=2"], "single study"),
+    (["run", "ondevice_unpairing", "-p", "quant_bits=8", "-p", "unpair_sibling=q4"],
+     "unpair_sibling 'q4' is not built"),
 ])
 def test_bad_input_exits_2_with_one_line(capsys, tmp_path, monkeypatch, argv, fragment):
     monkeypatch.setenv("IPKIT_RUNS", str(tmp_path / "runs"))
