@@ -27,8 +27,8 @@ from .data import Splits
 from .train import agreement, default_device, evaluate
 
 METHODS = ("labels", "kd", "jacobian")
-LABELS = {"labels": "hard labels", "kd": "logits (KD)", "jacobian": "logits + input gradients",
-          "independent": "independent (floor)"}
+LABELS = {"labels": "hard labels", "kd": "logits (KD)", "jacobian": "logits +\ninput gradients",
+          "independent": "independent\n(floor)"}
 
 
 @dataclass
@@ -65,6 +65,13 @@ class Setup:
         if p.projections > s.num_classes:
             raise ValueError(f"projections {p.projections} exceeds the {s.num_classes} classes: "
                              "lower projections")
+        if p.ood_source != "abstract" and ("ood" in p.query_perturbation or p.wm_kind == "ood"):
+            from .data import DataError, available
+
+            try:
+                available(p.ood_source)
+            except DataError as err:
+                raise ValueError(f"ood_source: {err}") from None
         if p.wm_kind == "flipped" and p.wm_count > len(s.owner):
             raise ValueError(f"wm_count {p.wm_count} exceeds the owner's {len(s.owner)} images: lower wm_count")
         return cls(s, p.victim_arch, p.thief_arch, p.wm_kind, p.wm_count, p.wm_per_batch, p.epochs,
@@ -330,7 +337,7 @@ def plot_perturbation(frame: pd.DataFrame, floor: float, title: str = ""):
     ax.set(ylim=(0, 1.05), xlabel="strength (noise std; shift: x quarter side)", ylabel="transfer rate",
            title=title)
     ax.legend(frameon=False)
-    pool = pd.concat([base.assign(pool="attacker pool"), frame[frame.perturbation == "ood"].assign(pool="OOD pool")])
+    pool = pd.concat([base.assign(pool="attacker\npool"), frame[frame.perturbation == "ood"].assign(pool="OOD\npool")])
     sns.barplot(data=pool, x="pool", y="transfer", errorbar="sd", capsize=0.1, ax=ax2)
     ax2.axhline(floor, ls="--", c="grey")
     ax2.set(xlabel="")
@@ -343,14 +350,18 @@ def plot_geometry(geo: pd.DataFrame, corr: pd.DataFrame):
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    fig, axes = plt.subplots(1, len(STATISTICS), figsize=(4 * len(STATISTICS), 3.6))
-    frame = geo.assign(outcome=geo.transferred.map({True: "transferred", False: "not transferred"}))
-    order = ["transferred", "not transferred"]
+    names = {"nearest_query": "distance to nearest query", "nearest_10": "mean distance to 10 nearest",
+             "victim_margin": "victim's logit margin"}
+    fig, axes = plt.subplots(1, len(STATISTICS), figsize=(4.6 * len(STATISTICS), 3.8))
+    frame = geo.assign(outcome=geo.transferred.map({True: "transferred", False: "not\ntransferred"}))
+    order = ["transferred", "not\ntransferred"]
     for ax, (_, row) in zip(axes, corr.iterrows()):
         sns.stripplot(data=frame, x="outcome", y=row.statistic, order=order, alpha=0.5, size=3, ax=ax)
         sns.boxplot(data=frame, x="outcome", y=row.statistic, order=order, showfliers=False,
                     boxprops={"facecolor": "none"}, ax=ax)
-        ax.set(xlabel="", title=f"Spearman {row.spearman:.2f}, Pearson {row.pearson:.2f}")
+        ax.set(xlabel="", ylabel=names[row.statistic],
+               title=f"Spearman {row.spearman:.2f}, Pearson {row.pearson:.2f}")
+    fig.tight_layout()
     return fig
 
 

@@ -5,7 +5,11 @@ with probabilities, logits or labels, counts them against a budget, and gives no
 the model's weights or training data (so never to a watermark set). :func:`distill`
 trains a fresh copy on the answers (Tramer et al., USENIX Security 2016; Orekondy et al.,
 CVPR 2019): on labels with cross-entropy, or on probabilities with the Hinton
-distillation loss at a temperature.
+distillation loss at a temperature. :class:`GradientVictim` also answers projected
+input-logit gradients at the attacker's queries, and :func:`jacobian_distill` steals with
+them (Jacobian matching, Srinivas & Fleuret, ICML 2018), as in Venigalla (2019); the
+query set can be perturbed (:func:`perturb`) or drawn out of distribution
+(:func:`ood_pool`).
 """
 from __future__ import annotations
 
@@ -104,7 +108,7 @@ def distill(victim: Victim, queries: Tensor, thief: nn.Module, method: str = "pr
 # --- Stealing with input gradients (Venigalla, 2019; Srinivas & Fleuret, ICML 2018) ---
 
 PROJECTIONS = ("random", "topk")
-PERTURBATIONS = ("none", "noise", "shift", "ood")
+PERTURBATIONS = ("none", "noise", "shift")
 
 
 class GradientVictim(Victim):
@@ -229,8 +233,8 @@ def perturb(x: Tensor, kind: str = "none", strength: float = 0.0, seed: int = 0)
     ``strength``; ``shift`` translates each image by up to ``strength`` x a quarter of its
     side in each axis (zero fill), a standard augmentation; ``none`` (or strength 0)
     returns ``x``. Results are clamped to [0, 1] and seeded."""
-    if kind not in ("none", "noise", "shift"):
-        raise ValueError(f"unknown perturbation '{kind}': choose none, noise or shift "
+    if kind not in PERTURBATIONS:
+        raise ValueError(f"unknown perturbation '{kind}': choose {', '.join(PERTURBATIONS)} "
                          "(an out-of-distribution pool comes from ood_pool)")
     if kind == "none" or strength <= 0:
         return x

@@ -103,7 +103,7 @@ def test_query_perturbations_and_ood_pool_are_seeded(digits):
     for kind in ("noise", "shift"):
         a, b = steal.perturb(x, kind, 0.5, seed=3), steal.perturb(x, kind, 0.5, seed=3)
         assert torch.equal(a, b) and not torch.equal(a, x) and a.shape == x.shape
-    with pytest.raises(ValueError, match="choose none, noise or shift"):
+    with pytest.raises(ValueError, match="choose none, noise, shift"):
         steal.perturb(x, "blur", 0.5)
     q = steal.ood_pool("digits", 20, (1, 16, 16), seed=0)
     c = steal.ood_pool("digits", 20, (1, 16, 16), seed=0, part="carriers")
