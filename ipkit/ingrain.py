@@ -30,9 +30,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from . import cache, models, recipes, transforms
+from . import cache, data, models, recipes, transforms
 from . import watermark as wmk
 from .data import Splits
+from .study import ParamError
 from .train import default_device, evaluate, fit, kd_loss, predict
 from .watermark import WatermarkSet
 
@@ -225,17 +226,21 @@ def temperature_sweep(s: Splits, p: Any, schemes: list[str], temperatures: list[
     return pd.DataFrame(rows)
 
 
-def check_params(s: Splits, p: Any) -> None:
-    """One-line errors for settings the parameter ranges cannot catch: the student must not be
-    larger than the suspect, and the content / noise carriers must fit the owner's class-0 images."""
-    sizes = {a: models.count_parameters(models.build(a, s.num_classes, s.in_shape)) for a in (p.arch, p.student_arch)}
-    if sizes[p.student_arch] > sizes[p.arch]:
-        raise ValueError(f"student_arch '{p.student_arch}' ({sizes[p.student_arch]:,} weights) is larger than arch "
-                         f"'{p.arch}' ({sizes[p.arch]:,}): the attack uses the same or a smaller student")
+def check_params(values: dict) -> None:
+    """Rules the parameter ranges cannot state (see :data:`ipkit.study.CHECKS`): the student
+    must not be larger than the suspect, and the content / noise carriers must fit the
+    owner's class-0 images. Raises a one-line ParamError naming the fix."""
+    s = data.split(values["dataset"], seed=0, device="cpu")
+    arch, student = values["arch"], values["student_arch"]
+    sizes = {a: models.count_parameters(models.build(a, s.num_classes, s.in_shape)) for a in (arch, student)}
+    if sizes[student] > sizes[arch]:
+        raise ParamError(f"student_arch '{student}' ({sizes[student]:,} weights) is larger than arch "
+                         f"'{arch}' ({sizes[arch]:,}): the attack uses the same or a smaller student")
     available = int((s.owner.y == SOURCE).sum())
-    if p.wm_count > available and ({"content", "noise"} & set(p.schemes) or p.ingrain_scheme in ("content", "noise")):
-        raise ValueError(f"wm_count={p.wm_count} exceeds the {available} owner images of class {SOURCE} that the "
-                         f"content and noise schemes stamp: lower wm_count")
+    stamped = {"content", "noise"} & {*values["schemes"], values["ingrain_scheme"]}
+    if values["wm_count"] > available and stamped:
+        raise ParamError(f"wm_count={values['wm_count']} exceeds the {available} owner images of class {SOURCE} "
+                         "that the content and noise schemes stamp: lower wm_count")
 
 
 def summarize(table: pd.DataFrame) -> pd.DataFrame:

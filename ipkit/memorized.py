@@ -22,13 +22,36 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from . import cache, models, recipes, steal, watermark
+from . import cache, data, models, recipes, steal, watermark
 from .data import Splits
+from .study import ParamError
 from .train import agreement, default_device, evaluate
 
 METHODS = ("labels", "kd", "jacobian")
 LABELS = {"labels": "hard labels", "kd": "logits (KD)", "jacobian": "logits +\ninput gradients",
           "independent": "independent\n(floor)"}
+
+
+def check_params(values: dict) -> None:
+    """Rules the parameter ranges cannot state (see :data:`ipkit.study.CHECKS`): the query
+    budget fits the attacker pool, projections fit the classes, the out-of-distribution
+    source is available when used, and flipped carriers fit the owner's images. Raises a
+    one-line ParamError naming the fix."""
+    s = data.split(values["dataset"], seed=0, device="cpu")
+    if values["query_budget"] > len(s.attacker):
+        raise ParamError(f"query_budget {values['query_budget']} exceeds the attacker pool "
+                         f"({len(s.attacker)} images): lower query_budget")
+    if values["projections"] > s.num_classes:
+        raise ParamError(f"projections {values['projections']} exceeds the {s.num_classes} classes: "
+                         "lower projections")
+    if values["ood_source"] != "abstract" and ("ood" in values["query_perturbation"] or values["wm_kind"] == "ood"):
+        try:
+            data.available(values["ood_source"])
+        except data.DataError as err:
+            raise ParamError(f"ood_source: {err}") from None
+    if values["wm_kind"] == "flipped" and values["wm_count"] > len(s.owner):
+        raise ParamError(f"wm_count {values['wm_count']} exceeds the owner's {len(s.owner)} images: "
+                         "lower wm_count")
 
 
 @dataclass
@@ -58,22 +81,8 @@ class Setup:
 
     @classmethod
     def from_params(cls, s: Splits, p: Any) -> "Setup":
-        """A Setup from a notebook's parameters (``run.p``), checking study-specific limits."""
-        if p.query_budget > len(s.attacker):
-            raise ValueError(f"query_budget {p.query_budget} exceeds the attacker pool "
-                             f"({len(s.attacker)} images): lower query_budget")
-        if p.projections > s.num_classes:
-            raise ValueError(f"projections {p.projections} exceeds the {s.num_classes} classes: "
-                             "lower projections")
-        if p.ood_source != "abstract" and ("ood" in p.query_perturbation or p.wm_kind == "ood"):
-            from .data import DataError, available
-
-            try:
-                available(p.ood_source)
-            except DataError as err:
-                raise ValueError(f"ood_source: {err}") from None
-        if p.wm_kind == "flipped" and p.wm_count > len(s.owner):
-            raise ValueError(f"wm_count {p.wm_count} exceeds the owner's {len(s.owner)} images: lower wm_count")
+        """A Setup from a notebook's parameters (``run.p``), already checked by
+        :func:`check_params`."""
         return cls(s, p.victim_arch, p.thief_arch, p.wm_kind, p.wm_count, p.wm_per_batch, p.epochs,
                    p.steal_method, p.alpha, p.temperature, p.query_budget, p.projections, p.projection,
                    p.ood_source, p.neighbours, p.neighbour_std)

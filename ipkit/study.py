@@ -35,7 +35,9 @@ PROFILE_NAMES = ("smoke", "default", "paper")
 
 # Rules across parameters that a spec comment cannot state: study id -> "module:function".
 # The function gets the resolved values and raises ParamError naming the fix.
-CHECKS = {"ondevice_unpairing": "ipkit.unpairing:check_params"}
+CHECKS = {"memorized_transfer": "ipkit.memorized:check_params",
+          "distillation_ingrain": "ipkit.ingrain:check_params",
+          "ondevice_unpairing": "ipkit.unpairing:check_params"}
 
 
 class ParamError(ValueError):

@@ -139,14 +139,43 @@ def query_summary(q: pd.DataFrame) -> pd.DataFrame:
             .assign(censored=lambda d: d.success <= 0.5).reset_index())
 
 
-def query_ratio(summary: pd.DataFrame, slow: str, fast: str) -> pd.DataFrame:
-    """Per (architecture, seed): median queries of prior ``slow`` over prior ``fast`` and
-    ``lower_bound`` (True when ``slow``'s median is censored at the cap)."""
-    a = summary[summary.prior == slow].set_index(["arch", "seed"])
-    b = summary[summary.prior == fast].set_index(["arch", "seed"])
-    out = pd.DataFrame({"ratio": a.median_queries / b.median_queries.clip(lower=1),
-                        "lower_bound": a.censored & ~b.censored})
-    return out.reset_index()
+def query_ratios(summary: pd.DataFrame, fams: list[Family]) -> pd.DataFrame:
+    """Per (architecture, seed, sibling) and reference prior (``independent``, ``none``): the
+    reference's median queries over the sibling's (``ratio``); ``lower_bound`` when the
+    reference is censored at the cap and the sibling is not, ``undefined`` when the sibling
+    itself is censored."""
+    rows = []
+    for fam in fams:
+        base = summary[(summary.arch == fam.arch) & (summary.seed == fam.seed)].set_index("prior")
+        for name in fam.siblings:
+            for ref in ("independent", "none"):
+                rows.append({"arch": fam.arch, "seed": fam.seed, "sibling": name, "vs": ref,
+                             "ratio": base.median_queries[ref] / max(base.median_queries[name], 1),
+                             "lower_bound": bool(base.censored[ref] and not base.censored[name]),
+                             "undefined": bool(base.censored[name])})
+    return pd.DataFrame(rows)
+
+
+def compare_unpairing(transfer: pd.DataFrame, queries: pd.DataFrame, unpaired: pd.DataFrame,
+                      queries_after: pd.DataFrame, sibling: str, lam: float) -> pd.DataFrame:
+    """Per (architecture, seed): the sibling's transfer success, median queries, accuracy and
+    gradient cosine before and after unpairing at ``lam`` (``unpaired`` also holds the
+    ``lam = 0`` fine-tuning control), with ``transfer_cut`` (relative) and ``query_ratio``."""
+    key = ["arch", "seed"]
+    b = transfer[transfer.surrogate == sibling].set_index(key)
+    qb = queries[queries.prior == sibling].set_index(key)
+    u = unpaired[unpaired.lam == lam].set_index(key)
+    qa = queries_after[queries_after.prior == f"unpaired lambda={lam:g}"].set_index(key)
+    ctrl = unpaired[unpaired.lam == 0].set_index(key)
+    out = pd.DataFrame({
+        "transfer_before": b.transfer, "transfer_after": u.transfer, "transfer_finetune_only": ctrl.transfer,
+        "median_queries_before": qb.median_queries, "median_queries_after": qa.median_queries,
+        "after_censored": qa.censored, "before_censored": qb.censored,
+        "test_acc_before": b.test_acc, "test_acc_after": u.test_acc,
+        "grad_cos_before": b.grad_cos, "grad_cos_after": u.grad_cos}).reset_index()
+    out["transfer_cut"] = 1 - out.transfer_after / out.transfer_before.clip(lower=1e-9)
+    out["query_ratio"] = out.median_queries_after / out.median_queries_before.clip(lower=1)
+    return out
 
 
 def plot_transfer(df: pd.DataFrame):

@@ -45,6 +45,8 @@ def test_parse_params_types_and_specs():
     (["run", "all", "-p", "epochs=2"], "single study"),
     (["run", "ondevice_unpairing", "-p", "quant_bits=8", "-p", "unpair_sibling=q4"],
      "unpair_sibling 'q4' is not built"),
+    (["run", "memorized_transfer", "-p", "query_budget=50000"], "exceeds the attacker pool"),
+    (["run", "distillation_ingrain", "-p", "arch=mlp", "-p", "student_arch=vgg"], "is larger than arch"),
 ])
 def test_bad_input_exits_2_with_one_line(capsys, tmp_path, monkeypatch, argv, fragment):
     monkeypatch.setenv("IPKIT_RUNS", str(tmp_path / "runs"))
