@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from . import cache, data, models, recipes, steal, watermark
+from . import cache, data, models, plots, recipes, steal, watermark
 from .data import Splits
 from .study import ParamError
 from .train import agreement, default_device, evaluate
@@ -289,7 +289,7 @@ def plot_methods(scores: pd.DataFrame, title: str = ""):
     frame = scores.assign(label=scores.method.map(_label))
     fig, ax = plt.subplots(figsize=(7, 3.6))
     sns.barplot(data=frame, x="label", y="transfer", errorbar="sd", capsize=0.1, ax=ax)
-    sns.stripplot(data=frame, x="label", y="transfer", color="k", size=4, ax=ax)
+    plots.strip(ax, data=frame, x="label", y="transfer", color="k", size=4)
     floor = scores[scores.method == "independent"].transfer.mean()
     ax.axhline(floor, ls="--", c="grey", label=f"floor {floor:.2f}")
     ax.set(ylim=(0, 1.05), xlabel="", ylabel="transfer rate", title=title)
@@ -365,7 +365,7 @@ def plot_geometry(geo: pd.DataFrame, corr: pd.DataFrame):
     frame = geo.assign(outcome=geo.transferred.map({True: "transferred", False: "not\ntransferred"}))
     order = ["transferred", "not\ntransferred"]
     for ax, (_, row) in zip(axes, corr.iterrows()):
-        sns.stripplot(data=frame, x="outcome", y=row.statistic, order=order, alpha=0.5, size=3, ax=ax)
+        plots.strip(ax, data=frame, x="outcome", y=row.statistic, order=order, alpha=0.5, size=3)
         sns.boxplot(data=frame, x="outcome", y=row.statistic, order=order, showfliers=False,
                     boxprops={"facecolor": "none"}, ax=ax)
         ax.set(xlabel="", ylabel=names[row.statistic],

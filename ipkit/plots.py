@@ -9,13 +9,9 @@ PALETTE = "colorblind"
 
 
 def theme() -> None:
-    """Apply the ipkit seaborn theme (white grid, colour-blind palette, readable fonts) and
-    seed NumPy's global generator, which seaborn draws strip-plot jitter from, so that a
-    rerun draws the same figures."""
-    import numpy as np
+    """Apply the ipkit seaborn theme (white grid, colour-blind palette, readable fonts)."""
     import seaborn as sns
 
-    np.random.seed(0)
     sns.set_theme(style="whitegrid", palette=PALETTE, context="notebook")
     matplotlib.rcParams.update({"figure.dpi": 100, "savefig.bbox": "tight",
                                 "axes.titleweight": "bold", "svg.hashsalt": "ipkit"})
@@ -29,6 +25,20 @@ def savefig(fig, stem: Path) -> Path:
     fig.savefig(png, dpi=150, metadata={"Software": None})
     fig.savefig(stem.with_suffix(".svg"), metadata={"Date": None})
     return png
+
+
+def strip(ax, **kwargs):
+    """``seaborn.stripplot`` on ``ax`` with its jitter drawn from a fixed seed (seaborn draws
+    it from NumPy's global generator), so a figure does not depend on what ran before it."""
+    import numpy as np
+    import seaborn as sns
+
+    state = np.random.get_state()
+    np.random.seed(0)
+    try:
+        return sns.stripplot(ax=ax, **kwargs)
+    finally:
+        np.random.set_state(state)
 
 
 def bars(frame, x: str, y: str, hue: str, title: str = "", ylim: tuple[float, float] = (0, 1.05)):

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from . import attacks, cache, compression, recipes, similarity, transforms
+from . import attacks, cache, compression, plots, recipes, similarity, transforms
 from .compression import bits_of, skeleton
 from .data import Splits
 from .similarity import input_gradients
@@ -214,9 +214,9 @@ def plot_queries(q: pd.DataFrame):
     for ax, arch in zip(axes[0], archs):
         d = q[q.arch == arch]
         order = list(dict.fromkeys(d.prior))
-        sns.stripplot(data=d[d.success], x="prior", y="counted", order=order, size=3, alpha=0.6, ax=ax)
-        sns.stripplot(data=d[~d.success], x="prior", y="counted", order=order, size=4, marker="$\\circ$",
-                      color="grey", ax=ax)
+        plots.strip(ax, data=d[d.success], x="prior", y="counted", order=order, size=3, alpha=0.6)
+        plots.strip(ax, data=d[~d.success], x="prior", y="counted", order=order, size=4, marker="$\\circ$",
+                    color="grey")
         med = d.groupby("prior").counted.median()
         ax.scatter(range(len(order)), [med[o] for o in order], marker="_", s=400, color="black", zorder=5)
         ax.set(yscale="log", xlabel="prior", ylabel="queries to success (cap = failed)", title=arch)
