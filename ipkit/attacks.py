@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .similarity import input_gradients
+
 
 def margin_loss(logits: Tensor, y: Tensor) -> Tensor:
     """Per-example margin ``max_{j != y} z_j - z_y`` (positive once misclassified)."""
@@ -26,13 +28,6 @@ def margin_loss(logits: Tensor, y: Tensor) -> Tensor:
     other = logits.clone()
     other.scatter_(1, y[:, None], -float("inf"))
     return other.amax(1) - true
-
-
-def _loss_grad(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
-    x = x.detach().requires_grad_(True)
-    loss = F.cross_entropy(model(x).float(), y, reduction="sum")
-    (grad,) = torch.autograd.grad(loss, x)
-    return grad
 
 
 def pgd(model: nn.Module, x: Tensor, y: Tensor, eps: float, steps: int = 20,
@@ -56,7 +51,7 @@ def pgd(model: nn.Module, x: Tensor, y: Tensor, eps: float, steps: int = 20,
         if random_start and eps > 0:
             adv = (xb + ((torch.rand(xb.shape, generator=g) * 2 - 1) * eps).to(xb.device)).clamp(0, 1)
         for _ in range(steps):
-            grad = _loss_grad(model, adv, yb)
+            grad = input_gradients(model, adv, yb)
             adv = torch.min(torch.max(adv + alpha * grad.sign(), xb - eps), xb + eps).clamp(0, 1)
         out.append(adv.detach())
     return torch.cat(out) if out else x.clone()

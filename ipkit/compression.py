@@ -159,15 +159,13 @@ def pruned_sibling(full: nn.Module, s: Splits, ratio: float, *, epochs: int, see
                    lr: float = 0.01) -> nn.Module:
     """The cached sibling of ``full`` with the ``ratio`` smallest weights pruned (globally)
     and the rest fine-tuned for ``epochs`` on the owner's data, masks kept
-    (:func:`ipkit.transforms.prune` then :func:`ipkit.transforms.finetune`)."""
+    (:func:`ipkit.transforms.prune_finetune`)."""
     params = dict(full=full.ipkit_key, ratio=float(ratio), epochs=epochs, seed=seed, lr=lr,
                   split=s.fingerprint)
 
     def train(model: nn.Module) -> dict:
-        pruned = transforms.prune(full, ratio)
-        if epochs > 0:
-            pruned = transforms.finetune(pruned, s.owner.x, s.owner.y, layers="all", epochs=epochs,
-                                         lr=lr, seed=seed, augment=s.in_shape[0] == 3)
+        pruned = transforms.prune_finetune(full, ratio, s.owner.x, s.owner.y, epochs=epochs, lr=lr,
+                                           seed=seed, augment=s.in_shape[0] == 3)
         model.load_state_dict(pruned.state_dict())
         return {"sparsity": transforms.sparsity(model)}
 
@@ -176,10 +174,10 @@ def pruned_sibling(full: nn.Module, s: Splits, ratio: float, *, epochs: int, see
 
 def siblings(full: nn.Module, s: Splits, bits: list[int], ratios: list[float], *,
              epochs: int, seed: int = 0) -> dict[str, nn.Module]:
-    """Every sibling of ``full``, by name: ``q<bits>`` (quantized) and ``p<percent>`` (pruned)."""
-    out = {f"q{b}": quantized_sibling(full, s, b) for b in bits}
-    out.update({f"p{round(100 * r)}": pruned_sibling(full, s, r, epochs=epochs, seed=seed) for r in ratios})
-    return out
+    """Every sibling of ``full``, by name (:func:`sibling_names`): quantized, then pruned."""
+    built = [quantized_sibling(full, s, b) for b in bits]
+    built += [pruned_sibling(full, s, r, epochs=epochs, seed=seed) for r in ratios]
+    return dict(zip(sibling_names(bits, ratios), built))
 
 
 def sibling_names(bits: list[int], ratios: list[float]) -> list[str]:

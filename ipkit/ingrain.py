@@ -34,7 +34,7 @@ from . import cache, data, models, recipes, transforms
 from . import watermark as wmk
 from .data import Splits
 from .study import ParamError
-from .train import default_device, evaluate, fit, kd_loss, predict
+from .train import evaluate, fit, kd_loss, model_device
 from .watermark import WatermarkSet
 
 SOURCE, TARGET = 0, 1  # the content and noise schemes relabel class 0 images as class 1
@@ -45,10 +45,6 @@ def carriers(s: Splits, scheme: str, count: int, seed: int = 0) -> WatermarkSet:
     content and noise images come from the owner's data, so the attacker never holds them."""
     return wmk.scheme_set(scheme, count, (s.owner.x, s.owner.y), s.num_classes, seed=seed,
                           source=SOURCE, target=TARGET)
-
-
-def _build(s: Splits, arch: str, seed: int) -> nn.Module:
-    return models.build(arch, s.num_classes, s.in_shape, seed=seed).to(default_device())
 
 
 def ingrainer(s: Splits, arch: str, wm: WatermarkSet, *, epochs: int, ordinary: int = 500,
@@ -64,7 +60,7 @@ def ingrainer(s: Splits, arch: str, wm: WatermarkSet, *, epochs: int, ordinary: 
         wmk.embed(model, s.owner.x[:n], s.owner.y[:n], wm, seed=seed, desc="ingrainer", **settings)
         return {"test_acc": evaluate(model, s.test.x, s.test.y), "wm_acc": wmk.accuracy(model, wm)}
 
-    return cache.cached_model("ingrainer", params, lambda: _build(s, arch, 4000 + seed), train)
+    return cache.cached_model("ingrainer", params, lambda: recipes.fresh_model(s, arch, 4000 + seed), train)
 
 
 def ingrain_loss(teacher: nn.Module, lam: float, temperature: float, n_carriers: int):
@@ -99,7 +95,7 @@ def ingrain_model(s: Splits, arch: str, wm: WatermarkSet, *, lam: float, tempera
             seed=seed, desc=f"ingrain lambda={lam:g}", **settings)
         return {"test_acc": evaluate(model, s.test.x, s.test.y), "wm_acc": wmk.accuracy(model, wm)}
 
-    return cache.cached_model("ingrain", params, lambda: _build(s, arch, seed), train)
+    return cache.cached_model("ingrain", params, lambda: recipes.fresh_model(s, arch, seed), train)
 
 
 def distilled(teacher: nn.Module, s: Splits, student_arch: str, *, temperature: float, epochs: int,
@@ -117,7 +113,7 @@ def distilled(teacher: nn.Module, s: Splits, student_arch: str, *, temperature: 
         model.load_state_dict(student.state_dict())
         return {"test_acc": evaluate(model, s.test.x, s.test.y)}
 
-    return cache.cached_model("distilled", params, lambda: _build(s, student_arch, 3000 + seed), train)
+    return cache.cached_model("distilled", params, lambda: recipes.fresh_model(s, student_arch, 3000 + seed), train)
 
 
 def watermarked(s: Splits, arch: str, scheme: str, p: Any, seed: int, lam: float | None = None,
@@ -134,17 +130,17 @@ def watermarked(s: Splits, arch: str, scheme: str, p: Any, seed: int, lam: float
     return recipes.owner_model(s, arch, epochs=p.epochs, seed=seed, wm=wm), wm
 
 
-def floors(s: Splits, arch: str, wms: dict[str, WatermarkSet], epochs: int, n_models: int = 3) -> dict[str, float]:
-    """Each carrier set's floor: mean watermark accuracy of ``n_models`` independent models
-    (trained on the attacker pool's true labels, never on a watermark)."""
-    indep = [recipes.independent_model(s, arch, epochs=epochs, seed=i) for i in range(n_models)]
-    return {name: wmk.floor(indep, wm) for name, wm in wms.items()}
+def independents(s: Splits, arch: str, epochs: int, n_models: int = 3) -> list[nn.Module]:
+    """The ``n_models`` never-watermarked models (trained on the attacker pool's true labels)
+    that a carrier set's floor is measured on (:func:`ipkit.watermark.floor`)."""
+    return [recipes.independent_model(s, arch, epochs=epochs, seed=i) for i in range(n_models)]
 
 
 def schemes_table(s: Splits, p: Any, progress=lambda it, **kw: it) -> pd.DataFrame:
     """Figure 1's data: per seed and scheme (the baselines, ``ingrain`` and ``none``, the plain
     model), the teacher's test and watermark accuracy, the distilled student's, and the floor."""
     rows = []
+    indep = independents(s, p.arch, p.epochs)
     for seed in progress(p.seeds, desc="seeds"):
         plain = recipes.owner_model(s, p.arch, epochs=p.epochs, seed=seed)
         student = distilled(plain, s, p.student_arch, temperature=p.distill_temperature,
@@ -155,7 +151,7 @@ def schemes_table(s: Splits, p: Any, progress=lambda it, **kw: it) -> pd.DataFra
             teacher, wm = watermarked(s, p.arch, scheme, p, seed)
             student = distilled(teacher, s, p.student_arch, temperature=p.distill_temperature,
                                 epochs=p.distill_epochs, seed=seed)
-            fl = floors(s, p.arch, {"wm": wm}, p.epochs)["wm"]
+            fl = wmk.floor(indep, wm)
             rows.append(dict(seed=seed, scheme=scheme, teacher_acc=evaluate(teacher, s.test.x, s.test.y),
                              student_acc=evaluate(student, s.test.x, s.test.y),
                              wm_before=wmk.accuracy(teacher, wm), wm_after=wmk.accuracy(student, wm), floor=fl))
@@ -203,11 +199,9 @@ def robustness_table(s: Splits, p: Any, progress=lambda it, **kw: it) -> pd.Data
         for scheme in progress([*p.schemes, "ingrain"], desc=f"robustness, seed {seed}"):
             model, wm = watermarked(s, p.arch, scheme, p, seed)
             for name, m in _transforms(model, s, p, seed).items():
-                dev = torch.device("cpu") if name == "dynamic int8" else s.test.x.device
-                test_x, test_y = s.test.x.to(dev), s.test.y.to(dev)
-                acc = float((predict(m, test_x).argmax(1) == test_y).float().mean())
-                wm_acc = float((predict(m, wm.x.to(dev)).argmax(1) == wm.y.to(dev)).float().mean())
-                rows.append(dict(seed=seed, scheme=scheme, transform=name, wm_acc=wm_acc, test_acc=acc))
+                dev = model_device(m)
+                rows.append(dict(seed=seed, scheme=scheme, transform=name, wm_acc=wmk.accuracy(m, wm),
+                                 test_acc=evaluate(m, s.test.x.to(dev), s.test.y.to(dev))))
     return pd.DataFrame(rows)
 
 
@@ -355,7 +349,7 @@ def plot_explore(s: Splits, p: Any, scheme: str, lam: float, temperature: float,
 
     teacher, wm = watermarked(s, p.arch, scheme, p, seed, lam=lam)
     student = distilled(teacher, s, p.student_arch, temperature=temperature, epochs=p.distill_epochs, seed=seed)
-    fl = floors(s, p.arch, {"wm": wm}, p.epochs)["wm"]
+    fl = wmk.floor(independents(s, p.arch, p.epochs), wm)
     vals = {"owner": (wmk.accuracy(teacher, wm), evaluate(teacher, s.test.x, s.test.y)),
             "student": (wmk.accuracy(student, wm), evaluate(student, s.test.x, s.test.y))}
     fig, ax = plt.subplots(figsize=(6, 3.4))

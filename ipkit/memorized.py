@@ -22,10 +22,10 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from . import cache, data, models, plots, recipes, steal, watermark
+from . import cache, data, plots, recipes, steal, watermark
 from .data import Splits
 from .study import ParamError
-from .train import agreement, default_device, evaluate
+from .train import agreement, evaluate
 
 METHODS = ("labels", "kd", "jacobian")
 LABELS = {"labels": "hard labels", "kd": "logits (KD)", "jacobian": "logits +\ninput gradients",
@@ -163,10 +163,8 @@ class Setup:
                               **settings)
             return {"test_acc": evaluate(model, self.s.test.x, self.s.test.y), "queries": oracle.queries}
 
-        def build() -> nn.Module:
-            return models.build(arch, self.s.num_classes, self.s.in_shape, seed=2000 + seed).to(default_device())
-
-        return cache.cached_model("memorized-thief", params, build, train)
+        return cache.cached_model("memorized-thief", params,
+                                  lambda: recipes.fresh_model(self.s, arch, 2000 + seed), train)
 
     def score(self, victim: nn.Module, wm: watermark.WatermarkSet, model: nn.Module) -> dict[str, float]:
         """Transfer rate (over the carriers the victim memorized), test accuracy and

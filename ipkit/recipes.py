@@ -42,7 +42,9 @@ def train_settings(s: Splits, epochs: int, **overrides: Any) -> dict[str, Any]:
     return settings
 
 
-def _build(s: Splits, arch: str, seed: int, dropout: float = 0.0) -> nn.Module:
+def fresh_model(s: Splits, arch: str, seed: int, dropout: float = 0.0) -> nn.Module:
+    """An untrained ``arch`` for split ``s`` (its classes and input shape), initialised from
+    ``seed``, on the default device: what every cached recipe starts from."""
     return models.build(arch, s.num_classes, s.in_shape, dropout=dropout, seed=seed).to(default_device())
 
 
@@ -61,7 +63,7 @@ def owner_model(s: Splits, arch: str, *, epochs: int, seed: int = 0, wm: Waterma
                   desc=f"owner {arch} + watermark", **settings)
         return {"test_acc": evaluate(model, s.test.x, s.test.y)}
 
-    return cache.cached_model("owner", params, lambda: _build(s, arch, seed, dropout), train)
+    return cache.cached_model("owner", params, lambda: fresh_model(s, arch, seed, dropout), train)
 
 
 def independent_model(s: Splits, arch: str, *, epochs: int, seed: int = 0, **fit_kwargs: Any) -> nn.Module:
@@ -74,7 +76,7 @@ def independent_model(s: Splits, arch: str, *, epochs: int, seed: int = 0, **fit
         fit(model, s.attacker.x, s.attacker.y, seed=seed, desc=f"independent {arch}", **settings)
         return {"test_acc": evaluate(model, s.test.x, s.test.y)}
 
-    return cache.cached_model("independent", params, lambda: _build(s, arch, 1000 + seed), train)
+    return cache.cached_model("independent", params, lambda: fresh_model(s, arch, 1000 + seed), train)
 
 
 def stolen_model(victim: nn.Module, s: Splits, arch: str, *, budget: int, method: str = "probs",
@@ -97,7 +99,7 @@ def stolen_model(victim: nn.Module, s: Splits, arch: str, *, budget: int, method
                       desc=f"steal {method} -> {arch}", **settings)
         return {"test_acc": evaluate(model, s.test.x, s.test.y), "queries": oracle.queries}
 
-    return cache.cached_model("stolen", params, lambda: _build(s, arch, 2000 + seed), train)
+    return cache.cached_model("stolen", params, lambda: fresh_model(s, arch, 2000 + seed), train)
 
 
 def scorecard(victim: nn.Module, others: dict[str, nn.Module], s: Splits,

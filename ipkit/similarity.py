@@ -6,11 +6,15 @@
 """
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .train import agreement
+from .train import agreement, model_device
 
 
 def output_agreement(a: nn.Module, b: nn.Module, x: Tensor) -> float:
@@ -21,7 +25,7 @@ def output_agreement(a: nn.Module, b: nn.Module, x: Tensor) -> float:
 def input_gradients(model: nn.Module, x: Tensor, y: Tensor, create_graph: bool = False) -> Tensor:
     """Gradients of the cross-entropy loss w.r.t. the inputs, one per example."""
     x = x.detach().clone().requires_grad_(True)
-    loss = F.cross_entropy(model(x), y, reduction="sum")
+    loss = F.cross_entropy(model(x).float(), y, reduction="sum")
     (grad,) = torch.autograd.grad(loss, x, create_graph=create_graph)
     return grad
 
@@ -44,11 +48,6 @@ def gradient_cosine(a: nn.Module, b: nn.Module, x: Tensor, y: Tensor, batch_size
 # reference model (its float parent when it is quantized), and ``score(a, b, probe)``
 # compares two models on them. For a fixed probe every score is symmetric in (a, b).
 
-import time
-from dataclasses import dataclass, field
-from typing import Callable
-
-
 def float_parent(model: nn.Module) -> nn.Module:
     """The float model a quantized ``model`` was made from (``model.float_parent``), else itself.
 
@@ -58,16 +57,10 @@ def float_parent(model: nn.Module) -> nn.Module:
     return getattr(model, "float_parent", None) or model
 
 
-def _device_of(model: nn.Module) -> torch.device:
-    for p in model.parameters():
-        return p.device
-    return torch.device("cpu")
-
-
 def outputs(model: nn.Module, x: Tensor, batch_size: int = 512) -> Tensor:
     """Logits of ``model`` on ``x`` in eval mode (run on the model's device, returned on x's)."""
     model.eval()
-    dev = _device_of(model)
+    dev = model_device(model)
     with torch.no_grad():
         out = [model(x[i:i + batch_size].to(dev)).float().to(x.device) for i in range(0, len(x), batch_size)]
     return torch.cat(out)
@@ -256,7 +249,7 @@ def weight_cosine_score(a: nn.Module, b: nn.Module, probe: Probe | None = None) 
 def features(model: nn.Module, x: Tensor, batch_size: int = 512) -> Tensor:
     """Penultimate features (the input of the linear head) of a :class:`ipkit.models.Net`."""
     model.eval()
-    dev = _device_of(model)
+    dev = model_device(model)
     with torch.no_grad():
         return torch.cat([model.features(x[i:i + batch_size].to(dev)).float().to(x.device)
                           for i in range(0, len(x), batch_size)])

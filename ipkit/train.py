@@ -32,6 +32,14 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def model_device(model: nn.Module) -> torch.device:
+    """The device ``model``'s parameters live on; the CPU for a model without parameters
+    (e.g. PyTorch's dynamic int8 quantization packs its weights outside them)."""
+    for p in model.parameters():
+        return p.device
+    return torch.device("cpu")
+
+
 def quiet() -> bool:
     """Whether progress bars are off: in CI, or with ``IPKIT_QUIET=1``."""
     return bool(os.environ.get("CI")) or os.environ.get("IPKIT_QUIET", "0") not in ("", "0")

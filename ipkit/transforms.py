@@ -7,7 +7,9 @@ Each function returns a new model and leaves its input untouched:
 - :func:`quantize_int8`: PyTorch dynamic int8 quantization of linear layers (CPU);
 - :func:`quantize_float16`: weights rounded to float16 precision;
 - :func:`distill`: a fresh student trained on a teacher's soft outputs (Hinton et al., 2015);
-- :func:`transfer`: transfer learning to a new task, fine-tuning the last fraction of layers.
+- :func:`transfer`: transfer learning to a new task, fine-tuning the last fraction of layers;
+- :func:`distillation_attack`: Yang et al.'s attack, a fresh student distilled from a suspect;
+- :func:`prune_finetune`: pruning followed by fine-tuning with the pruned weights kept at zero.
 """
 from __future__ import annotations
 
@@ -163,8 +165,6 @@ def transfer(model: nn.Module, x: Tensor, y: Tensor, num_classes: int, fraction:
     return out
 
 
-# --- distillation_ingrain study: the distillation attack, pruning + fine-tuning, levels ----
-
 
 def distillation_attack(teacher: nn.Module, x: Tensor, arch: str, *, temperature: float = 4.0,
                         epochs: int = 10, seed: int = 0, **fit_kwargs) -> nn.Module:
@@ -188,9 +188,3 @@ def prune_finetune(model: nn.Module, ratio: float, x: Tensor | None = None, y: T
             raise ValueError("fine-tuning after pruning needs data x and y")
         out = finetune(out, x, y, layers="all", epochs=epochs, lr=lr, **fit_kwargs)
     return out
-
-
-def levels_per_channel(w: Tensor) -> Tensor:
-    """Number of distinct values in each output channel (first dimension) of a weight."""
-    flat = w.detach().reshape(w.shape[0], -1)
-    return torch.tensor([len(torch.unique(row)) for row in flat])

@@ -19,7 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .train import predict
+from .attacks import margin_loss
+from .train import model_device, predict
 
 KINDS = ("noise", "flipped", "ood", "abstract")
 
@@ -93,7 +94,7 @@ def accuracy(model: nn.Module, wm: WatermarkSet) -> float:
 
 def hits(model: nn.Module, wm: WatermarkSet) -> Tensor:
     """Per carrier (bool, on the CPU): does ``model`` give the owner's chosen label?"""
-    device = next(model.parameters()).device
+    device = model_device(model)
     return (predict(model, wm.x.to(device)).argmax(1) == wm.y.to(device)).cpu()
 
 
@@ -111,11 +112,8 @@ def transfer_rate(model: nn.Module, wm: WatermarkSet, memorized: Tensor | None =
 def margin(model: nn.Module, wm: WatermarkSet) -> Tensor:
     """Per carrier: the model's logit for the owner's label minus its largest other logit
     (positive where the carrier is memorized; a local-geometry statistic)."""
-    device = next(model.parameters()).device
-    logits = predict(model, wm.x.to(device)).cpu()
-    own = logits.gather(1, wm.y.cpu()[:, None]).squeeze(1)
-    other = logits.scatter(1, wm.y.cpu()[:, None], float("-inf")).max(1).values
-    return own - other
+    logits = predict(model, wm.x.to(model_device(model))).cpu()
+    return -margin_loss(logits, wm.y.cpu())
 
 
 def nearest_distance(wm: WatermarkSet, queries: Tensor, k: int = 1) -> Tensor:
@@ -157,7 +155,7 @@ def embed(model: nn.Module, x: Tensor, y: Tensor, wm: WatermarkSet, per_batch: i
     return fit(model, x, y, extra=(wm.x, wm.y), extra_per_batch=per_batch, **fit_kwargs)
 
 
-# --- distillation_ingrain study: the baseline schemes of Zhang et al. (2018) and Adi et al. --
+# --- Baseline watermark schemes of Zhang et al. (2018) and Adi et al. (2018) ----------------
 
 SCHEMES = ("content", "noise", "unrelated", "abstract")
 
@@ -183,28 +181,23 @@ def _unrelated_images(count: int, shape: tuple[int, int, int], g: torch.Generato
     scikit-learn's two sample photos (a temple and a flower) for grayscale data."""
     import numpy as np
 
-    c, h, w = shape
-    if c == 3:
+    if shape[0] == 3:
         from sklearn.datasets import load_digits
 
         digits = torch.from_numpy((load_digits().images / 16.0).astype(np.float32)).unsqueeze(1)
-        x = digits[torch.randperm(len(digits), generator=g)[:count]]
-    else:
-        from sklearn.datasets import load_sample_images
+        return fit_shape(digits[torch.randperm(len(digits), generator=g)[:count]], shape)
+    from sklearn.datasets import load_sample_images
 
-        photos = [torch.from_numpy(np.asarray(im, dtype=np.float32) / 255.0).mean(2)
-                  for im in load_sample_images().images]
-        crops = []
-        for i in range(count):
-            photo = photos[i % len(photos)]
-            side = int(torch.randint(48, 160, (1,), generator=g))
-            top = int(torch.randint(0, photo.shape[0] - side, (1,), generator=g))
-            left = int(torch.randint(0, photo.shape[1] - side, (1,), generator=g))
-            crops.append(photo[top:top + side, left:left + side][None, None])
-        x = torch.cat([F.interpolate(cr, size=(h, w), mode="bilinear", align_corners=False)
-                       for cr in crops])
-    x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False)
-    return x.expand(-1, c, -1, -1) if x.shape[1] != c else x
+    photos = [torch.from_numpy(np.asarray(im, dtype=np.float32) / 255.0).mean(2)
+              for im in load_sample_images().images]
+    crops = []
+    for i in range(count):
+        photo = photos[i % len(photos)]
+        side = int(torch.randint(48, 160, (1,), generator=g))
+        top = int(torch.randint(0, photo.shape[0] - side, (1,), generator=g))
+        left = int(torch.randint(0, photo.shape[1] - side, (1,), generator=g))
+        crops.append(fit_shape(photo[top:top + side, left:left + side][None, None], shape))
+    return torch.cat(crops)
 
 
 def scheme_set(scheme: str, count: int, pool: tuple[Tensor, Tensor], num_classes: int,

@@ -30,8 +30,8 @@ from torch import Tensor, nn
 
 from . import cache, models, steal, transforms
 from .data import Splits, TensorData
-from .similarity import METHODS, _device_of, decision_distances, float_parent, get_method
-from .train import default_device, evaluate, fit
+from .similarity import METHODS, decision_distances, float_parent, get_method
+from .train import default_device, evaluate, fit, model_device
 
 REUSE_TYPES = ("transfer-10", "transfer-50", "transfer-100", "prune-20", "prune-50", "prune-80",
                "quant-int8", "quant-fp16", "distill", "steal-same", "steal-other")
@@ -193,7 +193,7 @@ def build_zoo(s: Splits, archs: list[str], sources_per_arch: int, reuse_types: I
 
 
 def _accuracy(model: nn.Module, test: TensorData) -> float:
-    dev = _device_of(model)
+    dev = model_device(model)
     return evaluate(model, test.x.to(dev), test.y.to(dev))
 
 
