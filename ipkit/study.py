@@ -36,8 +36,7 @@ PROFILE_NAMES = ("smoke", "default", "paper")
 
 # Transitional: studies whose rules still live outside ipkit.studies (study id -> "module:function").
 CHECKS = {"memorized_transfer": "ipkit.memorized:check_params",
-          "distillation_ingrain": "ipkit.ingrain:check_params",
-          "ondevice_unpairing": "ipkit.unpairing:check_params"}
+          "distillation_ingrain": "ipkit.ingrain:check_params"}
 
 
 class ParamError(ValueError):
