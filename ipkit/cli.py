@@ -143,8 +143,16 @@ def cmd_cache(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     """Time the ipkit trainer against a plain DataLoader loop (or an ensemble trained
     together against one by one) and print the ratio."""
-    from .bench import ensemble_speed, run
+    from .bench import ensemble_speed, run, trainer_layouts
 
+    if args.trainer_layouts:
+        result = trainer_layouts(args.dataset, args.arch, args.epochs, args.batch_size,
+                                 repeats=args.repeats)
+        print(json.dumps(result, indent=2))
+        print(f"trainer layout {result['chosen_layout']} vs {result['before_layout']}: "
+              f"{result['speedup']}x (median of {result['repeats']} alternating runs; accuracy "
+              f"{result['chosen_acc']} vs {result['before_acc']}) on {result['device']}")
+        return 0
     if args.what == "ensemble":
         result = ensemble_speed(args.dataset, args.arch, args.members, args.epochs, args.batch_size)
         print(json.dumps(result, indent=2))
@@ -183,6 +191,9 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--what", choices=["trainer", "ensemble"], default="trainer",
                    help="trainer: vs a DataLoader loop; ensemble: members together (vmap) vs one by one")
     b.add_argument("--members", type=int, default=5, help="with --what ensemble: ensemble size")
+    b.add_argument("--trainer-layouts", action="store_true",
+                   help="the trainer's former memory layout vs the one it now picks per model")
+    b.add_argument("--repeats", type=int, default=3, help="with --trainer-layouts: alternating runs")
     b.set_defaults(fn=cmd_bench)
     return ap
 

@@ -20,7 +20,7 @@ import warnings
 import torch
 from torch import Tensor, nn
 
-from .train import fit, kd_loss, predict
+from .train import fit, kd_loss, predict, seeded
 
 
 def _weights(model: nn.Module) -> list[nn.Parameter]:
@@ -154,16 +154,16 @@ def last_fraction_params(model: nn.Module, fraction: float) -> list[nn.Parameter
 def transfer(model: nn.Module, x: Tensor, y: Tensor, num_classes: int, fraction: float,
              epochs: int = 5, lr: float = 0.01, seed: int = 0, **fit_kwargs) -> nn.Module:
     """Transfer learning: a copy of ``model`` with a fresh ``num_classes`` head, whose last
-    ``fraction`` of layers (see :func:`last_fraction_params`) is trained on (x, y)."""
+    ``fraction`` of layers (see :func:`last_fraction_params`) is trained on (x, y); the new
+    head's initial weights are drawn with ``seed`` (global generator state left alone)."""
     out = copy.deepcopy(model)
-    torch.manual_seed(seed)
-    out.head = nn.Linear(out.head.in_features, num_classes).to(out.head.weight.device)
+    with seeded(seed):
+        out.head = nn.Linear(out.head.in_features, num_classes).to(out.head.weight.device)
     if getattr(out, "spec", None):
         out.spec = dict(out.spec, num_classes=int(num_classes))
     fit(out, x, y, epochs=epochs, lr=lr, params=last_fraction_params(out, fraction), seed=seed,
         desc=f"transfer {fraction:.0%}", **fit_kwargs)
     return out
-
 
 
 def distillation_attack(teacher: nn.Module, x: Tensor, arch: str, *, temperature: float = 4.0,
