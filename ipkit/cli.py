@@ -10,8 +10,9 @@ import datetime as dt
 import json
 import os
 import sys
+import time
 
-from . import cache
+from . import cache, timings
 from .study import PROFILE_NAMES, ParamError, StudyInfo, coerce, figures_dir, get_study, resolve
 from .study import runs_dir, studies
 
@@ -70,6 +71,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     for info, given in plans:
         output = out_dir / f"{info.path.stem}-{args.profile}.ipynb"
+        started = time.time()
         print(f"ipkit: running {info.id} (profile {args.profile}) -> {output}")
         try:
             pm.execute_notebook(str(info.path), str(output), parameters={**given, "profile": args.profile},
@@ -80,7 +82,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                   f"  executed notebook: {output}", file=sys.stderr)
             return 1
         out = figures_dir() / info.id / args.profile
+        spent = timings.add_sections(out, info.id, args.profile, output, since=started)
         print(f"ipkit: figures and results of {info.id} in {out}")
+        if args.timings:
+            print(timings.markdown(spent))
         if (out / "results.json").exists():
             for c in json.loads((out / "results.json").read_text())["claims"]:
                 print(f"  {c['id']} {'holds' if c['holds'] else 'does not hold'}: {c['measured']}")
@@ -177,6 +182,8 @@ def parser() -> argparse.ArgumentParser:
                      help="smoke | default | paper (default: default)")
     run.add_argument("-p", "--param", action="append", metavar="NAME=VALUE",
                      help="set a parameter; lists are comma-separated (repeatable)")
+    run.add_argument("--timings", action="store_true",
+                     help="print seconds per notebook section and per kind of work (timings.md)")
     run.set_defaults(fn=cmd_run)
     sub.add_parser("report", help="write figures/README.md").set_defaults(fn=cmd_report)
     c = sub.add_parser("cache", help="list or clear the model cache")

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .timings import timed
 from .train import agreement, model_device
 
 
@@ -139,6 +140,7 @@ class Method:
     paper: str = ""
 
 
+@timed("probe", "modeldiff")
 def modeldiff_probe(reference: nn.Module, x_seed: Tensor, eps: float = 0.06, steps: int = 50,
                     step_size: float = 0.01, seed: int = 0, **_: object) -> Probe:
     """ModelDiff input pairs: the seeds and their PGD partners made on ``reference``'s float parent."""
@@ -147,6 +149,7 @@ def modeldiff_probe(reference: nn.Module, x_seed: Tensor, eps: float = 0.06, ste
     return Probe(x_seed, partner, time.perf_counter() - start)
 
 
+@timed("score", "modeldiff")
 def modeldiff_score(a: nn.Module, b: nn.Module, probe: Probe) -> float:
     """Cosine similarity of the two models' DDVs on the probe's pairs (Li et al., 2021)."""
     return ddv_cosine(ddv(a, probe.x, probe.partner), ddv(b, probe.x, probe.partner))
@@ -184,6 +187,7 @@ def boundary_inputs(model: nn.Module, x: Tensor, eps: float = 0.25, steps: int =
     return xb.detach()
 
 
+@timed("probe", "ipguard")
 def ipguard_probe(reference: nn.Module, x_seed: Tensor, seed: int = 0, **_: object) -> Probe:
     """IPGuard test inputs: points near the reference's decision boundary."""
     start = time.perf_counter()
@@ -191,6 +195,7 @@ def ipguard_probe(reference: nn.Module, x_seed: Tensor, seed: int = 0, **_: obje
     return Probe(xb, None, time.perf_counter() - start)
 
 
+@timed("score", "ipguard")
 def ipguard_score(a: nn.Module, b: nn.Module, probe: Probe) -> float:
     """Share of the boundary inputs on which ``a`` and ``b`` predict the same label (IPGuard);
     NaN when their label spaces differ in size."""
@@ -200,11 +205,13 @@ def ipguard_score(a: nn.Module, b: nn.Module, probe: Probe) -> float:
     return float((oa.argmax(1) == ob.argmax(1)).float().mean())
 
 
+@timed("probe", "seeds")
 def seeds_probe(reference: nn.Module, x_seed: Tensor, **_: object) -> Probe:
     """The seed inputs themselves (for methods that need no generated inputs)."""
     return Probe(x_seed, None, 0.0)
 
 
+@timed("score", "output cosine")
 def output_cosine_score(a: nn.Module, b: nn.Module, probe: Probe) -> float:
     """Mean cosine similarity of the two models' softmax probabilities on the seeds;
     NaN when their output sizes differ."""
@@ -231,6 +238,7 @@ def named_weights(model: nn.Module) -> dict[str, Tensor]:
     return out
 
 
+@timed("score", "weight cosine")
 def weight_cosine_score(a: nn.Module, b: nn.Module, probe: Probe | None = None) -> float:
     """Cosine similarity of the flattened conv/linear weights both models share by name and
     shape; NaN ("not applicable") when their architectures differ."""
@@ -255,6 +263,7 @@ def features(model: nn.Module, x: Tensor, batch_size: int = 512) -> Tensor:
                           for i in range(0, len(x), batch_size)])
 
 
+@timed("score", "feature similarity")
 def feature_similarity_score(a: nn.Module, b: nn.Module, probe: Probe) -> float:
     """Last-feature similarity: cosine similarity of the two models' input-by-input cosine
     similarity matrices of penultimate features on the seeds (works across widths)."""

@@ -31,6 +31,8 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from . import timings
+
 PROFILE_NAMES = ("smoke", "default", "paper")
 
 # Rules across parameters that a spec comment cannot state: study id -> "module:function".
@@ -335,6 +337,7 @@ class Run:
         self.figures: list[str] = []
         self.tables: list[str] = []
         self.started = time.time()
+        timings.reset()
 
     def progress(self, iterable, **kwargs):
         """A progress bar over ``iterable`` (silent in CI)."""
@@ -361,9 +364,11 @@ class Run:
         return path
 
     def record(self, metrics: dict[str, Any], claims: list) -> Path:
-        """Write results.json and results.md: parameters, metrics and claim rows."""
+        """Write results.json and results.md (parameters, metrics and claim rows) and
+        timings.json / timings.md (seconds per kind of work so far)."""
         from .results import write_results
 
+        timings.write_kinds(self.out, self.study, self.profile)
         return write_results(self, metrics, claims)
 
 

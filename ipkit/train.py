@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .timings import timed
+
 LossFn = Callable[[nn.Module, Tensor, Tensor], Tensor]
 
 
@@ -292,6 +294,7 @@ def batched(fn: Callable[[Tensor], Tensor], x: Tensor, batch_size: int = 1024,
     return torch.cat(out, -2) if out else torch.empty(0, device=x.device)
 
 
+@timed("evaluate", "predict")
 def predict(model: nn.Module, x: Tensor, batch_size: int = 1024, probs: bool = False) -> Tensor:
     """Logits (or softmax probabilities) of ``model`` on ``x``, in eval mode, float32,
     computed on the model's device (:func:`model_device`) and returned on ``x``'s."""
