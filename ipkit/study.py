@@ -14,7 +14,8 @@ comment that gives the allowed values and a short help text::
 ``PROFILES = {"smoke": {...}, "paper": {...}}``: the values each profile changes. The
 ``default`` profile is the notebook's own values. A value the user sets (in the notebook,
 with ``ipkit run -p`` or papermill) always wins over the profile's. A rule that ties
-several parameters together lives in the study's module and is named in :data:`CHECKS`.
+several parameters together, or a parameter to the data (a budget against the attacker
+pool), is ``check_params(values)`` in the study's module ``ipkit.studies.<study_id>``.
 """
 from __future__ import annotations
 
@@ -35,8 +36,7 @@ from . import timings
 
 PROFILE_NAMES = ("smoke", "default", "paper")
 
-# Rules across parameters that a spec comment cannot state: study id -> "module:function".
-# The function gets the resolved values and raises ParamError naming the fix.
+# Transitional: studies whose rules still live outside ipkit.studies (study id -> "module:function").
 CHECKS = {"memorized_transfer": "ipkit.memorized:check_params",
           "distillation_ingrain": "ipkit.ingrain:check_params",
           "ondevice_unpairing": "ipkit.unpairing:check_params"}
@@ -310,10 +310,31 @@ def resolve(info: StudyInfo, profile: str, given: dict[str, Any]) -> dict[str, A
             available(out["dataset"])
         except DataError as err:
             raise ParamError(str(err)) from None
-    if info.id in CHECKS:
-        module, function = CHECKS[info.id].split(":")
-        getattr(importlib.import_module(module), function)(out)
+    check = study_check(info.id)
+    if check is not None:
+        check(out)
     return out
+
+
+def study_module(study_id: str):
+    """The module ``ipkit.studies.<study_id>``, or None while a study has none."""
+    try:
+        return importlib.import_module(f"ipkit.studies.{study_id}")
+    except ModuleNotFoundError as err:
+        if err.name != f"ipkit.studies.{study_id}":
+            raise
+        return None
+
+
+def study_check(study_id: str):
+    """The study's ``check_params(values)``: rules across parameters and against the data."""
+    module = study_module(study_id)
+    if module is not None:
+        return getattr(module, "check_params", None)
+    if study_id in CHECKS:
+        name, function = CHECKS[study_id].split(":")
+        return getattr(importlib.import_module(name), function)
+    return None
 
 
 class Run:
@@ -339,6 +360,17 @@ class Run:
         self.started = time.time()
         timings.reset()
 
+    def splits(self, seed: int = 0):
+        """The dataset's owner / attacker / test splits (``data.split(p.dataset, seed)``),
+        with a one-line summary of the run printed."""
+        from .data import split
+
+        s = split(self.p.dataset, seed=seed)
+        print(f"{self.study}, profile {self.profile} on {self.device}: owner {len(s.owner)}, "
+              f"attacker pool {len(s.attacker)}, test {len(s.test)} images of "
+              f"{s.num_classes} classes ({s.name})")
+        return s
+
     def progress(self, iterable, **kwargs):
         """A progress bar over ``iterable`` (silent in CI)."""
         from .train import progress
@@ -363,13 +395,15 @@ class Run:
             self.tables.append(name)
         return path
 
-    def record(self, metrics: dict[str, Any], claims: list) -> Path:
-        """Write results.json and results.md (parameters, metrics and claim rows) and
-        timings.json / timings.md (seconds per kind of work so far)."""
+    def record(self, metrics: dict[str, Any], claims: list,
+               hyperparameters: dict[str, Any] | None = None) -> Path:
+        """Write results.json and results.md (parameters, the study's declared
+        hyper-parameters and seed roles, metrics and claim rows) and timings.json /
+        timings.md (seconds per kind of work so far)."""
         from .results import write_results
 
         timings.write_kinds(self.out, self.study, self.profile)
-        return write_results(self, metrics, claims)
+        return write_results(self, metrics, claims, hyperparameters)
 
 
 def start(study_id: str, namespace: dict[str, Any], profiles: dict[str, dict] | None = None) -> Run:
@@ -379,8 +413,10 @@ def start(study_id: str, namespace: dict[str, Any], profiles: dict[str, dict] | 
     profile is ``IPKIT_PROFILE`` if set, else the notebook's ``profile`` variable. The
     profile's values replace only parameters still at the notebook's default. The
     resolved values are written back into ``namespace`` (so the notebook's variables hold
-    them) and kept in ``run.p``.
+    them) and kept in ``run.p``. The plot theme is applied, so figures look alike.
     """
+    from .plots import theme
+
     info = get_study(study_id)
     if profiles is not None:
         info.profiles = profiles
@@ -389,4 +425,5 @@ def start(study_id: str, namespace: dict[str, Any], profiles: dict[str, dict] | 
              if n != "profile" and n in namespace and namespace[n] != p.default}
     values = resolve(info, profile, given)
     namespace.update(values)
+    theme()
     return Run(info, values)

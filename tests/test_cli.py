@@ -4,7 +4,9 @@ import json
 
 import pytest
 
-from ipkit import cli, results, study
+import pandas as pd
+
+from ipkit import cli, results, stats, study
 
 QUICK = "quickstart"
 
@@ -107,7 +109,10 @@ def _fake_run(tmp_path, monkeypatch):
     fig, ax = plt.subplots()
     ax.plot([0, 1], [0, 1])
     run.savefig(fig, "line")
-    claim = results.claim("Q1", "a claim", "paper says", {"value": 0.25}, 0.25 > 0.2)
+    units = pd.DataFrame({"seed": [0] * 50 + [1] * 50, "hit": [1, 0, 1, 1] * 25})
+    part = results.evidence("rate", units, stats.mean_of("hit"), threshold=0.2, holds_when="above",
+                            unit="carrier")
+    claim = results.claim("Q1", "a claim", "paper says", part)
     return run, run.record({"value": 0.25}, [claim])
 
 
@@ -115,14 +120,16 @@ def test_results_json_follows_schema(tmp_path, monkeypatch):
     _, path = _fake_run(tmp_path, monkeypatch)
     data = json.loads(path.read_text())
     results.check_results(data)
-    assert data["claims"][0]["holds"] is True and data["claims"][0]["measured"] == "value = 0.25"
+    row = data["claims"][0]
+    assert row["holds"] is True and row["verdict"] == "holds" and row["measured"].startswith("rate = 0.75 [")
+    assert row["ci"][0] < 0.75 < row["ci"][1] and row["n"] == 100 and row["threshold"] == 0.2
     assert data["figures"] == ["line"] and (path.parent / "line.png").exists()
     bad = dict(data, claims=[dict(data["claims"][0], holds="yes")])
     with pytest.raises(ValueError):
         results.check_results(bad)
 
 
-def test_claim_verdict_must_be_computed_boolean():
+def test_claim_needs_evidence_not_a_typed_verdict():
     with pytest.raises(TypeError):
         results.claim("X", "s", "p", 1.0, "yes")
 
@@ -131,4 +138,4 @@ def test_report_builds_gallery(capsys, tmp_path, monkeypatch):
     _fake_run(tmp_path, monkeypatch)
     code, _, _ = run_cli(capsys, "report")
     text = (tmp_path / "README.md").read_text()
-    assert code == 0 and "quickstart/smoke/line.png" in text and "| Q1 | a claim |" in text
+    assert code == 0 and "quickstart/smoke/line.png" in text and "| Q1 | a claim |" in text and "**holds**" in text
