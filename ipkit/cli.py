@@ -195,7 +195,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
                                  repeats=args.repeats)
         print(json.dumps(result, indent=2))
         print(f"trainer layout {result['chosen_layout']} vs {result['before_layout']}: "
-              f"{result['speedup']}x (median of {result['repeats']} alternating runs; accuracy "
+              f"{result['speedup']}x (median of {result['repeats']} alternating pairs; accuracy "
               f"{result['chosen_acc']} vs {result['before_acc']}) on {result['device']}")
         return 0
     if args.what == "ensemble":

@@ -114,3 +114,12 @@ def test_predict_returns_on_the_inputs_device_in_batches():
     assert torch.allclose(train.predict(net, x, batch_size=3), whole, atol=1e-6)
     assert torch.allclose(train.predict(net, x, probs=True).sum(1), torch.ones(10))
     assert train.predict(net, x[:0]).numel() == 0
+
+
+def test_layout_bench_trains_both_layouts_to_a_real_accuracy():
+    from ipkit import bench
+
+    out = bench.trainer_layouts("digits", "cnn", epochs=1, batch_size=128, repeats=1)
+    assert (out["before_layout"], out["chosen_layout"]) == ("contiguous_format", "channels_last")
+    assert len(out["pair_ratios"]) == 1 and out["speedup"] > 0
+    assert min(out["before_acc"], out["chosen_acc"]) > 0.5
