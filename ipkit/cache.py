@@ -27,6 +27,7 @@ from safetensors.torch import save as st_save
 from torch import Tensor, nn
 
 from . import timings
+from .train import model_device
 
 SUFFIX = ".safetensors"
 
@@ -149,7 +150,7 @@ def cached_model(recipe: str, params: Mapping[str, Any], build: Callable[[], nn.
     device and never runs pickled code.
     """
     model = build()
-    device = next(model.parameters()).device
+    device = model_device(model)
 
     def make() -> tuple[dict[str, Tensor], dict[str, Any]]:
         info = train(model) or {}

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .timings import timed
-from .train import agreement, model_device
+from .train import agreement, batched, model_device, predict
 
 
 def output_agreement(a: nn.Module, b: nn.Module, x: Tensor) -> float:
@@ -58,15 +58,6 @@ def float_parent(model: nn.Module) -> nn.Module:
     return getattr(model, "float_parent", None) or model
 
 
-def outputs(model: nn.Module, x: Tensor, batch_size: int = 512) -> Tensor:
-    """Logits of ``model`` on ``x`` in eval mode (run on the model's device, returned on x's)."""
-    model.eval()
-    dev = model_device(model)
-    with torch.no_grad():
-        out = [model(x[i:i + batch_size].to(dev)).float().to(x.device) for i in range(0, len(x), batch_size)]
-    return torch.cat(out)
-
-
 def seed_inputs(x: Tensor, n: int, seed: int = 0) -> Tensor:
     """``n`` seed inputs drawn at random (seeded) from training images ``x`` (ModelDiff's seeds)."""
     if n < 1:
@@ -106,7 +97,7 @@ def pgd_partners(model: nn.Module, x: Tensor, eps: float = 0.06, steps: int = 50
 
 def decision_distances(model: nn.Module, x: Tensor, x_partner: Tensor) -> Tensor:
     """Raw DDV: cosine distance between the model's outputs on x_i and on x_i' (one per pair)."""
-    return 1 - F.cosine_similarity(outputs(model, x), outputs(model, x_partner), dim=1, eps=1e-12)
+    return 1 - F.cosine_similarity(predict(model, x), predict(model, x_partner), dim=1, eps=1e-12)
 
 
 def ddv(model: nn.Module, x: Tensor, x_partner: Tensor) -> Tensor:
@@ -199,7 +190,7 @@ def ipguard_probe(reference: nn.Module, x_seed: Tensor, seed: int = 0, **_: obje
 def ipguard_score(a: nn.Module, b: nn.Module, probe: Probe) -> float:
     """Share of the boundary inputs on which ``a`` and ``b`` predict the same label (IPGuard);
     NaN when their label spaces differ in size."""
-    oa, ob = outputs(a, probe.x), outputs(b, probe.x)
+    oa, ob = predict(a, probe.x), predict(b, probe.x)
     if oa.shape[1] != ob.shape[1]:
         return float("nan")
     return float((oa.argmax(1) == ob.argmax(1)).float().mean())
@@ -215,7 +206,7 @@ def seeds_probe(reference: nn.Module, x_seed: Tensor, **_: object) -> Probe:
 def output_cosine_score(a: nn.Module, b: nn.Module, probe: Probe) -> float:
     """Mean cosine similarity of the two models' softmax probabilities on the seeds;
     NaN when their output sizes differ."""
-    pa, pb = outputs(a, probe.x).softmax(1), outputs(b, probe.x).softmax(1)
+    pa, pb = predict(a, probe.x, probs=True), predict(b, probe.x, probs=True)
     if pa.shape != pb.shape:
         return float("nan")
     return float(F.cosine_similarity(pa, pb, dim=1, eps=1e-12).mean())
@@ -255,12 +246,10 @@ def weight_cosine_score(a: nn.Module, b: nn.Module, probe: Probe | None = None) 
 
 
 def features(model: nn.Module, x: Tensor, batch_size: int = 512) -> Tensor:
-    """Penultimate features (the input of the linear head) of a :class:`ipkit.models.Net`."""
+    """Penultimate features (the input of the linear head) of a :class:`ipkit.models.Net`,
+    in eval mode, computed on the model's device and returned on ``x``'s."""
     model.eval()
-    dev = model_device(model)
-    with torch.no_grad():
-        return torch.cat([model.features(x[i:i + batch_size].to(dev)).float().to(x.device)
-                          for i in range(0, len(x), batch_size)])
+    return batched(model.features, x, batch_size, model_device(model))
 
 
 @timed("score", "feature similarity")
