@@ -32,6 +32,8 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from . import timings
+
 PROFILE_NAMES = ("smoke", "default", "paper")
 
 # Transitional: studies whose rules still live outside ipkit.studies (study id -> "module:function").
@@ -366,6 +368,7 @@ class Run:
         self.figures: list[str] = []
         self.tables: list[str] = []
         self.started = time.time()
+        timings.reset()
 
     def splits(self, seed: int = 0):
         """The dataset's owner / attacker / test splits (``data.split(p.dataset, seed)``),
@@ -404,10 +407,12 @@ class Run:
 
     def record(self, metrics: dict[str, Any], claims: list,
                hyperparameters: dict[str, Any] | None = None) -> Path:
-        """Write results.json and results.md: parameters, the study's declared
-        hyper-parameters and seed roles, metrics and claim rows."""
+        """Write results.json and results.md (parameters, the study's declared
+        hyper-parameters and seed roles, metrics and claim rows) and timings.json /
+        timings.md (seconds per kind of work so far)."""
         from .results import write_results
 
+        timings.write_kinds(self.out, self.study, self.profile)
         return write_results(self, metrics, claims, hyperparameters)
 
 
