@@ -242,7 +242,8 @@ def derive(src: nn.Module, reuse: str, s: Splits, t: Tasks, arch: str, cfg: Conf
         full = settings(s, cfg.epochs, lr=h["distill_lr"])
 
         def train(m: nn.Module) -> None:
-            transforms.distill(src, t.a_owner.x, m, temperature=h["distill_temperature"], seed=seed, **full)
+            transforms.knowledge_distill(src, t.a_owner.x, m, temperature=h["distill_temperature"], seed=seed,
+                                         **full)
         return (_cached("distill", dict(base, fit=full), s, arch, "A", k, seed_for("student", seed), train),
                 arch, "A")
     thief_arch = arch if reuse == "steal-same" else other_arch(arch, cfg.archs)
