@@ -132,6 +132,7 @@ def test_correctness_table_counts_not_applicable_as_missed_in_all():
     t = md.correctness_table(correct)
     assert t.loc["all", "modeldiff"] == 0.5 and t.loc["all", "weight_cosine"] == 0.5
     assert math.isnan(t.loc["steal-other", "weight_cosine"]) and t.loc["all", "paper"] == md.PAPER_CORRECTNESS
+    assert t.loc["steal-other", md.AUTHORS_COLUMN] == 0 and t.loc["all", md.AUTHORS_COLUMN] == pytest.approx(84 / 108)
 
 
 def _cfg(**over):

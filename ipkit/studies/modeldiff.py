@@ -50,6 +50,17 @@ REUSE_TYPES = ("transfer-10", "transfer-50", "transfer-100", "prune-20", "prune-
                "quant-int8", "quant-fp16", "distill", "steal-same", "steal-other")
 PAPER_PAIRS = 144
 PAPER_CORRECTNESS = 0.917
+#: ModelDiff's own per-type counts (correct targets, targets) in the authors' released log
+#: ``results/modeldiff_correctness_high_divergence_high_diversity_eps0.06.txt`` of
+#: github.com/yuanchun-li/ModelDiff (removed in commit 5195b70, read at its parent): their
+#: setting (ImageNet-pretrained MobileNetV2 / ResNet-18 parents, Flowers102 / Stanford Dogs
+#: children, eps 0.06 in normalised units, references from other roots only). ``all`` is
+#: 84/108; without float16 and same-architecture stealing, their headline filter, 72/84.
+AUTHORS_LOG = {"transfer-10": (4, 4), "transfer-50": (4, 4), "transfer-100": (4, 4),
+               "prune-20": (12, 12), "prune-50": (12, 12), "prune-80": (12, 12),
+               "quant-int8": (12, 12), "quant-fp16": (12, 12), "distill": (12, 12),
+               "steal-same": (0, 12), "steal-other": (0, 12), "all": (84, 108)}
+AUTHORS_COLUMN = "authors' log"
 
 #: Constants of the benchmark that are not notebook parameters (recorded in results.json).
 HYPERPARAMETERS: dict[str, Any] = {
@@ -450,7 +461,9 @@ def margin_summary(margins: pd.DataFrame) -> pd.DataFrame:
 def correctness_table(correct: pd.DataFrame) -> pd.DataFrame:
     """Share of correct reuse pairs per reuse type (rows) and method (columns), over the pairs
     where the method applies (NaN: applies to none); row ``all`` counts every pair, a
-    not-applicable one as missed. Column ``paper`` holds ModelDiff's reported 91.7%."""
+    not-applicable one as missed. Column ``paper`` holds ModelDiff's reported 91.7%, column
+    :data:`AUTHORS_COLUMN` ModelDiff's per-type shares in the authors' own log
+    (:data:`AUTHORS_LOG`, their setting and counting)."""
     app = correct[correct.applicable]
     table = app.groupby(["reuse", "method"]).correct.mean().unstack("method")
     order = [r for r in REUSE_TYPES if r in table.index]
@@ -458,6 +471,8 @@ def correctness_table(correct: pd.DataFrame) -> pd.DataFrame:
     table.loc["all"] = correct.groupby("method").correct.mean()
     table["paper"] = np.nan
     table.loc["all", "paper"] = PAPER_CORRECTNESS
+    table[AUTHORS_COLUMN] = [AUTHORS_LOG[r][0] / AUTHORS_LOG[r][1] if r in AUTHORS_LOG else np.nan
+                             for r in table.index]
     return table
 
 
@@ -570,7 +585,7 @@ def plot_correctness(table: pd.DataFrame, labels: dict[str, str] | None = None):
     sns.heatmap(t.astype(float), annot=True, fmt=".2f", vmin=0, vmax=1, cmap="viridis", ax=ax,
                 cbar_kws={"label": "correctness"})
     for (i, j), v in np.ndenumerate(t.to_numpy(dtype=float)):
-        if np.isnan(v) and t.columns[j] != "paper":
+        if np.isnan(v) and t.columns[j] not in ("paper", AUTHORS_COLUMN):
             ax.text(j + 0.5, i + 0.5, "n/a", ha="center", va="center", color="gray")
     ax.grid(False)
     ax.set(xlabel="", ylabel="reuse type", title="Correctness: source above every unrelated model")
