@@ -60,6 +60,7 @@ AUTHORS_LOG = {"transfer-10": (4, 4), "transfer-50": (4, 4), "transfer-100": (4,
                "prune-20": (12, 12), "prune-50": (12, 12), "prune-80": (12, 12),
                "quant-int8": (12, 12), "quant-fp16": (12, 12), "distill": (12, 12),
                "steal-same": (0, 12), "steal-other": (0, 12), "all": (84, 108)}
+AUTHORS_HEADLINE = (72, 84)
 AUTHORS_COLUMN = "authors' log"
 
 #: Constants of the benchmark that are not notebook parameters (recorded in results.json).
@@ -652,24 +653,28 @@ def authors_correctness(scores: pd.DataFrame) -> pd.DataFrame:
                                       "headline"])
 
 
+def _rows_of(f: pd.DataFrame, reuse: str) -> pd.DataFrame:
+    """The rows of reuse type ``reuse``; ``all``: every row; ``headline``: the authors' filter."""
+    if reuse == "all":
+        return f
+    if reuse == "headline":
+        return f[~f.reuse.isin(HYPERPARAMETERS["authors_headline_excludes"])]
+    return f[f.reuse == reuse]
+
+
 def protocol_table(strict: pd.DataFrame, authors: pd.DataFrame) -> pd.DataFrame:
     """ModelDiff's correctness per reuse type under each protocol, with the target counts,
     beside the authors' own log (:data:`AUTHORS_LOG`); rows ``all`` and ``headline`` (the
-    authors' filter)."""
-    md_strict = strict[strict.method == "modeldiff"] if "method" in strict else strict
+    authors' filter, 72/84 in their log)."""
+    md_strict = strict[strict.method == "modeldiff"]
+    log = {**AUTHORS_LOG, "headline": AUTHORS_HEADLINE}
     rows = []
     for reuse in [r for r in REUSE_TYPES if r in set(md_strict.reuse) | set(authors.reuse)] + ["all", "headline"]:
-        def pick(f: pd.DataFrame) -> pd.DataFrame:
-            if reuse == "all":
-                return f
-            if reuse == "headline":
-                return f[~f.reuse.isin(HYPERPARAMETERS["authors_headline_excludes"])]
-            return f[f.reuse == reuse]
-        log = AUTHORS_LOG.get(reuse, (72, 84) if reuse == "headline" else None)
-        a, st = pick(authors), pick(md_strict)
+        a, st = _rows_of(authors, reuse), _rows_of(md_strict, reuse)
         rows.append({"reuse": reuse, "authors_protocol": a.correct.mean() if len(a) else np.nan,
                      "authors_targets": len(a), "strict": st.correct.mean() if len(st) else np.nan,
-                     "strict_targets": len(st), AUTHORS_COLUMN: log[0] / log[1] if log else np.nan})
+                     "strict_targets": len(st),
+                     AUTHORS_COLUMN: log[reuse][0] / log[reuse][1] if reuse in log else np.nan})
     return pd.DataFrame(rows)
 
 
