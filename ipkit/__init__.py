@@ -7,7 +7,8 @@ independent and stolen models), ``watermark``, ``steal``, ``memorized`` and ``in
 surrogates), ``similarity`` (model-similarity measures), ``zoo`` (the reuse benchmark),
 ``compression`` (quantized and pruned siblings), ``attacks``, ``unpairing``, ``results``
 (claim rows), ``plots``, ``widgets``, ``study`` (parameters, profiles and the run
-context), ``bench`` and ``cli`` (the ``ipkit`` command).
+context), ``parallel`` (notebook runs here or on Ray), ``sweep`` (grids of settings and
+their claims), ``bench`` and ``cli`` (the ``ipkit`` command).
 """
 __version__ = "0.1.0"
 

@@ -150,7 +150,8 @@ def test_parallel_runs_give_the_sequential_results(quick_sweep, tmp_path, monkey
 TINY_PARAMETERS = 'fail = False  # {True, False} raise inside the notebook\nvalue = 1.0  # [0, 10] measured\n'
 TINY_BODY = '''import ipkit
 from ipkit import results
-run = ipkit.start("tiny", globals(), {"smoke": {}})
+PROFILES = {"smoke": {}}
+run = ipkit.start("tiny", globals(), PROFILES)
 if fail:
     raise ValueError("planted failure")
 run.record({"value": value}, [results.claim("T1", "value above 0.5", "-", {"value": value}, value > 0.5)])
