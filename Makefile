@@ -5,6 +5,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PROFILE ?= default
+JOBS   ?= 2
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.ipkit-installed
 
@@ -14,12 +15,12 @@ setup: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[test]"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[test,ray]"
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (ipkit)" >/dev/null
 	touch $(STAMP)
 
 figures: setup  ## run every study notebook (PROFILE=default|smoke|paper) and rebuild figures/README.md
-	$(BIN)/ipkit run all --profile $(PROFILE)
+	$(BIN)/ipkit run all --profile $(PROFILE) --jobs $(JOBS)
 	$(BIN)/ipkit report
 
 test: setup  ## unit tests, then every notebook end to end in the smoke profile (nbmake)

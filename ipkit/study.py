@@ -221,6 +221,16 @@ def get_study(study_id: str) -> StudyInfo:
     return found[study_id]
 
 
+def lookup(info: StudyInfo, name: str) -> Param:
+    """The parameter ``name`` of ``info`` (not ``profile``, which has its own option), or a
+    :class:`ParamError` listing the parameters there are."""
+    if name not in info.params or name == "profile":
+        hint = " (use --profile)" if name == "profile" else ""
+        raise ParamError(f"unknown parameter '{name}' for study '{info.id}'{hint}: choose one of "
+                         f"{', '.join(n for n in info.params if n != 'profile')}")
+    return info.params[name]
+
+
 def _check_scalar(p: Param, kind: str, value: Any) -> Any:
     ok = {"bool": isinstance(value, bool),
           "int": isinstance(value, int) and not isinstance(value, bool),
