@@ -125,6 +125,7 @@ def fit(
     params: list[nn.Parameter] | None = None,
     seed: int = 0,
     on_epoch: Callable[[int, nn.Module, History], None] | None = None,
+    on_step: Callable[[int, nn.Module], None] | None = None,
     desc: str = "train",
 ) -> History:
     """Train ``model`` in place on (``x``, ``y``) and return its :class:`History`.
@@ -134,7 +135,8 @@ def fit(
     examples (sampled with replacement, hard labels) to every batch, so they are memorised.
     ``params`` restricts training to some parameters (fine-tuning). ``optimizer`` is
     ``sgd`` (Nesterov momentum 0.9) or ``adam``; ``schedule`` is ``onecycle``, ``cosine``
-    or ``constant``.
+    or ``constant``. ``on_epoch(epoch, model, history)`` runs after every epoch,
+    ``on_step(step, model)`` after every optimiser step (``step`` counts them from 1).
     """
     import time
 
@@ -200,6 +202,8 @@ def fit(
             opt.step()
             sched.step()
             total_loss += float(batch_loss.detach())
+            if on_step is not None:
+                on_step(epoch * steps_per_epoch + i + 1, model)
         hist.loss.append(total_loss / steps_per_epoch)
         bar.set_postfix(loss=f"{hist.loss[-1]:.3f}")
         if on_epoch is not None:

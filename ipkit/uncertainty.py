@@ -450,7 +450,8 @@ class SWAG(Surrogate):
     ``epochs - swa_epochs`` with the usual schedule, the last ``swa_epochs`` (default:
     half, at least one) at the constant rate ``swa_lr`` (default: half the peak learning
     rate), collecting the weights about ``2 * rank`` times (rank of the low-rank part:
-    ``rank``); prediction averages ``members`` weight samples, each with batch norm
+    ``rank``) through the trainer's step and epoch hooks: at the start of the phase,
+    every ``steps // (2 * rank)`` optimiser steps and at its end; prediction averages ``members`` weight samples, each with batch norm
     recomputed on the queries."""
 
     name = "swag"
@@ -472,13 +473,12 @@ class SWAG(Surrogate):
         pre = self.fit_kwargs["epochs"] - self.swa_epochs
         self._fit(self.module.net, x, y, monitor=None, epochs=pre)
         steps = self.swa_epochs * math.ceil(len(x) / self.fit_kwargs["batch_size"])
-        every, step = max(1, steps // (2 * self.rank)), [0]
+        every = max(1, steps // (2 * self.rank))
+        self.module.collect()
 
-        def loss(m: nn.Module, xb: Tensor, yb: Tensor) -> Tensor:
-            if step[0] % every == 0:
+        def on_step(step: int, _m: nn.Module) -> None:
+            if step % every == 0 and step < steps:
                 self.module.collect()
-            step[0] += 1
-            return soft_cross_entropy(m(xb), yb)
 
         def on_epoch(epoch: int, _m: nn.Module, _h: History) -> None:
             if epoch == self.swa_epochs - 1:
@@ -486,7 +486,7 @@ class SWAG(Surrogate):
             if int(self.module.n) >= 2:
                 self._record(pre + epoch, monitor)
 
-        fit(self.module.net, x, y, loss=loss, seed=self.seed + 1, on_epoch=on_epoch,
+        fit(self.module.net, x, y, loss=_ce_loss, seed=self.seed + 1, on_epoch=on_epoch, on_step=on_step,
             desc=f"swag {self.arch}", **{**self.fit_kwargs, "epochs": self.swa_epochs,
                                         "lr": self.swa_lr, "schedule": "constant"})
 

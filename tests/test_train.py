@@ -60,3 +60,16 @@ def test_augment_keeps_shape_and_range():
     out = train.augment_flip_crop(x, generator=torch.Generator().manual_seed(0))
     assert out.shape == x.shape and out.min() >= 0 and out.max() <= 1
     assert not torch.equal(out, x)
+
+
+def test_step_hook_sees_every_optimiser_step_after_it_is_taken():
+    d = data.split("digits", seed=0, device="cpu")
+    model = models.build("mlp", d.num_classes, d.in_shape, seed=0)
+    first = next(model.parameters()).detach().clone()
+    seen = []
+
+    def on_step(step, m):
+        seen.append((step, not torch.equal(next(m.parameters()).detach(), first)))
+
+    train.fit(model, d.owner.x[:100], d.owner.y[:100], epochs=2, batch_size=32, on_step=on_step)
+    assert [s for s, _ in seen] == list(range(1, 9)) and all(moved for _, moved in seen)

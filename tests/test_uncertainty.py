@@ -1,4 +1,5 @@
-"""UQ surrogates: each test checks the method's defining behaviour, not only shapes."""
+"""The five UQ surrogates of ipkit.uncertainty: each test checks the method's defining behaviour,
+not only shapes."""
 import pytest
 import torch
 
@@ -44,6 +45,15 @@ def test_swag_mean_is_running_average_of_collected_weights(digits):
     assert torch.allclose(swag.dev[-1], seen[-1] - stack.mean(0), atol=1e-5)
     draws = torch.stack([swag.sample() for _ in range(200)])
     assert (draws.mean(0) - swag.mean).abs().mean() < 0.3 * stack.std(0).mean()
+
+
+def test_swag_collects_through_the_step_hook_about_twice_per_rank(digits, answers):
+    x, y = answers
+    sur = _make("swag", digits, epochs=6, batch_size=64, rank=3).fit(x, y)
+    steps = sur.swa_epochs * -(-len(x) // 64)
+    every = max(1, steps // (2 * sur.rank))
+    assert int(sur.module.n) == 1 + (steps - 1) // every + 1
+    assert sur.module.dev.abs().sum(1).gt(0).all(), "the low-rank deviations are filled"
 
 
 def test_vi_kl_is_positive_and_vanishes_at_the_prior(digits):
