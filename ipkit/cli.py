@@ -83,8 +83,44 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"ipkit: figures and results of {info.id} in {out}")
         if (out / "results.json").exists():
             for c in json.loads((out / "results.json").read_text())["claims"]:
-                print(f"  {c['id']} {'holds' if c['holds'] else 'does not hold'}: {c['measured']}")
+                verdict = c.get("verdict") or ("holds" if c["holds"] else "does not hold")
+                print(f"  {c['id']} {verdict}: {c['measured']}")
     return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Rerun a study with other seeds; compare each claim's verdict with the committed one."""
+    from . import verify
+
+    try:
+        info = get_study(args.study)
+        seeds = coerce(info.params["seeds"], args.seeds)
+        given = _parse_overrides(info, args.param or [])
+        if "seeds" in given:
+            raise ParamError("give the seeds with --seeds, not -p seeds=...")
+        path = verify.committed_results(info, args.profile)
+        committed = json.loads(path.read_text())
+        resolve(info, args.profile, verify.rerun_params(committed, info, seeds, given))
+    except ParamError as err:
+        return _fail(str(err))
+    print(f"ipkit: verifying {info.id} (profile {args.profile}) with seeds "
+          f"{','.join(map(str, seeds))} against {path}")
+    import papermill as pm
+
+    try:
+        path, rows = verify.verify(info, args.profile, seeds, given)
+    except pm.PapermillExecutionError as err:
+        print(f"ipkit: {info.id} failed in cell {err.cell_index}: {err.ename}: {err.evalue}",
+              file=sys.stderr)
+        return 1
+    print("\n".join(verify.report_lines(rows)))
+    flips = [r.id for r in rows if r.flip]
+    print(f"ipkit: {len(flips)} flip(s){': ' + ', '.join(flips) if flips else ''}; "
+          f"{sum(r.changed for r in rows)} of {len(rows)} verdicts changed")
+    if args.record:
+        verify.record(path, seeds, rows)
+        print(f"ipkit: recorded under 'stability' in {path}")
+    return 1 if flips else 0
 
 
 def _gallery() -> str:
@@ -107,6 +143,10 @@ def _gallery() -> str:
                 from .results import claims_markdown
 
                 lines += [claims_markdown(data["claims"]), ""]
+                from .verify import stability_markdown
+
+                if data.get("stability"):
+                    lines += ["**Stability** (`ipkit verify`)", "", stability_markdown(data), ""]
             for table in data.get("tables", []):
                 md = path.parent / f"{table}.md"
                 if md.exists():
@@ -170,6 +210,15 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("-p", "--param", action="append", metavar="NAME=VALUE",
                      help="set a parameter; lists are comma-separated (repeatable)")
     run.set_defaults(fn=cmd_run)
+    ver = sub.add_parser("verify", help="rerun a study with other seeds and compare its verdicts")
+    ver.add_argument("study", help="study id (see `ipkit list`)")
+    ver.add_argument("--seeds", default="101,102,103", help="comma-separated seeds of the rerun")
+    ver.add_argument("--profile", default="default", help="profile of the committed run to check")
+    ver.add_argument("-p", "--param", action="append", metavar="NAME=VALUE",
+                     help="set a parameter of the rerun (repeatable)")
+    ver.add_argument("--record", action="store_true",
+                     help="store the comparison under 'stability' in the committed results.json")
+    ver.set_defaults(fn=cmd_verify)
     sub.add_parser("report", help="write figures/README.md").set_defaults(fn=cmd_report)
     c = sub.add_parser("cache", help="list or clear the model cache")
     c.add_argument("action", choices=["ls", "clear"])
@@ -190,7 +239,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``ipkit`` console script."""
     args = parser().parse_args(argv)
-    if args.command == "run" and args.profile not in PROFILE_NAMES:
+    if args.command in ("run", "verify") and args.profile not in PROFILE_NAMES:
         return _fail(f"unknown profile '{args.profile}': choose one of {', '.join(PROFILE_NAMES)}")
     return args.fn(args)
 
