@@ -1,11 +1,9 @@
-"""Model stealing with uncertainty-quantification (UQ) surrogates, and their metrics.
+"""Five uncertainty-quantification (UQ) models behind one interface, and their metrics.
 
-Pape et al. ("On the Limitations of Model Stealing with Uncertainty Quantification
-Models", ESANN 2023) train a UQ model instead of a single copy on a victim's answers,
-hoping that the members of the UQ model cover the attacker's uncertainty about the
-victim, and find only marginal gains in fidelity. The abstract does not name its five
-UQ models; this module reconstructs the five standard ones behind one interface
-(``fit(queries, victim_outputs)``, ``predict_proba(x)``, ``member_proba(x)``):
+Each is trained on a victim's answers as a stolen copy (``fit(queries, victim_outputs)``,
+``predict_proba(x)``, ``member_proba(x)``); the study that compares them with a single
+copy is :mod:`ipkit.studies.uq_stealing` (Pape et al., ESANN 2023). The five are the
+standard ones:
 
 - :class:`DeepEnsemble`: independently initialised members (Lakshminarayanan et al.,
   NeurIPS 2017), trained together as one vectorised model (``torch.func.vmap`` over
@@ -23,7 +21,8 @@ UQ models; this module reconstructs the five standard ones behind one interface
 
 ``predict_proba`` is the mean of the member (or posterior-sample) probabilities.
 Every surrogate records, per training epoch, the variance of its members' predictions
-and their pairwise disagreement on a monitor set (the paper's diagnosis).
+and their pairwise disagreement on a monitor set. :func:`stolen_surrogate` is the cached
+recipe: queries drawn from the attacker's pool, the victim's answers, the fitted surrogate.
 """
 from __future__ import annotations
 
@@ -43,8 +42,6 @@ from .recipes import digest, train_settings
 from .train import History, autocast, default_device, fit
 
 METHODS = ("ensemble", "mc_dropout", "vi", "swag", "laplace")
-LABELS = {"single": "single copy", "ensemble": "deep ensemble", "mc_dropout": "MC dropout",
-          "vi": "mean-field VI", "swag": "SWAG", "laplace": "last-layer Laplace"}
 
 
 # ---------------------------------------------------------------- losses and metrics
@@ -66,12 +63,18 @@ def accuracy(proba: Tensor, labels: Tensor) -> float:
     return float((proba.argmax(-1) == labels).float().mean())
 
 
+def input_variance(members: Tensor) -> Tensor:
+    """Per input (N,): variance of the predicted probabilities across members (S, N, C),
+    mean over classes; zero where all members predict alike."""
+    if len(members) < 2:
+        return torch.zeros(members.shape[1], device=members.device)
+    return members.float().var(0, unbiased=False).mean(-1)
+
+
 def member_variance(members: Tensor) -> float:
     """Variance of the predicted probabilities across members (S, N, C), mean over inputs
     and classes; zero when all members predict alike."""
-    if len(members) < 2:
-        return 0.0
-    return float(members.float().var(0, unbiased=False).mean())
+    return float(input_variance(members).mean())
 
 
 def disagreement(members: Tensor) -> float:
@@ -98,13 +101,13 @@ def ece(proba: Tensor, labels: Tensor, bins: int = 15) -> float:
     return float(total)
 
 
-def scores(members: Tensor, victim_labels: Tensor, labels: Tensor) -> dict[str, float]:
-    """Fidelity, accuracy, member variance, disagreement and ECE of a surrogate, from its
-    member probabilities (S, N, C) on test inputs."""
+def scores(members: Tensor, victim_labels: Tensor, labels: Tensor, bins: int = 15) -> dict[str, float]:
+    """Fidelity, accuracy, member variance, disagreement and ECE (``bins`` bins) of a
+    surrogate, from its member probabilities (S, N, C) on test inputs."""
     proba = members.mean(0)
     return {"fidelity": fidelity(proba, victim_labels), "accuracy": accuracy(proba, labels),
             "variance": member_variance(members), "disagreement": disagreement(members),
-            "ece": ece(proba, labels)}
+            "ece": ece(proba, labels, bins)}
 
 
 # ---------------------------------------------------------------- shared machinery
@@ -627,8 +630,8 @@ def make(method: str, arch: str, num_classes: int, in_shape: tuple[int, int, int
 # ---------------------------------------------------------------- cached stealing runs
 
 def stolen_surrogate(method: str, victim: nn.Module, s: Splits, arch: str, *, budget: int,
-                     output: str = "probs", members: int = 5, epochs: int = 10, seed: int = 0,
-                     monitor: int = 500, **kwargs: Any) -> Surrogate:
+                     monitor: int, output: str = "probs", members: int = 5, epochs: int = 10,
+                     seed: int = 0, **kwargs: Any) -> Surrogate:
     """A surrogate of ``method`` stolen from ``victim`` (a cached model), from the cache
     when possible.
 
@@ -661,87 +664,3 @@ def stolen_surrogate(method: str, victim: nn.Module, s: Splits, arch: str, *, bu
     if isinstance(sur, SWAG):
         sur._queries = queries
     return sur
-
-
-def check_budgets(s: Splits, budgets: list[int]) -> None:
-    """Raise a one-line ValueError naming the fix when a query budget exceeds the
-    attacker's pool (checked before any training)."""
-    too_big = [b for b in budgets if b > len(s.attacker)]
-    if too_big:
-        raise ValueError(f"query budget {max(too_big)} exceeds the attacker pool of {s.name} "
-                         f"({len(s.attacker)} images): lower query_budget / budgets")
-
-
-def steal_and_score(victim: nn.Module, s: Splits, arch: str, methods: list[str] | tuple[str, ...], *,
-                    budget: int, output: str = "probs", members: int = 5, epochs: int = 10,
-                    seed: int = 0) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Steal ``victim`` with the single copy and each UQ method in ``methods``; return
-    score rows (fidelity to the victim, accuracy, variance, disagreement, ECE on the test
-    set) and diversity-trace rows (per method and epoch), both ready for pandas."""
-    victim_labels = steal.Victim(victim).query(s.test.x).argmax(1)
-    rows, traces = [], []
-    for method in ["single", *[m for m in methods if m != "single"]]:
-        sur = stolen_surrogate(method, victim, s, arch, budget=budget, output=output,
-                               members=members, epochs=epochs, seed=seed)
-        row = scores(sur.member_proba(s.test.x), victim_labels, s.test.y)
-        rows.append({"method": method, "seed": seed, "budget": budget, **row})
-        traces += [{"method": method, "seed": seed, **t} for t in sur.trace]
-    return rows, traces
-
-
-def plot_fidelity(frame, marginal: float, title: str = ""):
-    """Left: fidelity per method (mean, seed spread as error bars). Right: fidelity gain
-    over the single copy of the same seed, with the +-``marginal`` band shaded."""
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
-    order = list(dict.fromkeys(frame.method))
-    base = frame[frame.method == "single"].set_index("seed").fidelity
-    gain = frame[frame.method != "single"].assign(gain=lambda d: d.fidelity - d.seed.map(base))
-    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.8))
-    sns.barplot(data=frame, x="method", y="fidelity", order=order, errorbar="sd", capsize=0.1, ax=a)
-    lo = max(0.0, frame.fidelity.min() - 0.05)
-    a.set(ylim=(lo, min(1.0, frame.fidelity.max() + 0.03)), xlabel="", title="Fidelity to the victim")
-    sns.barplot(data=gain, x="method", y="gain", order=order[1:], errorbar="sd", capsize=0.1, ax=b)
-    b.axhspan(-marginal, marginal, color="grey", alpha=0.2, label=f"|gain| < {marginal:.0%} (marginal)")
-    b.axhline(0, color="black", lw=0.8)
-    b.set(xlabel="", ylabel="fidelity gain", title="Gain over the single copy")
-    b.legend(loc="upper right", frameon=False)
-    for ax in (a, b):
-        ax.tick_params(axis="x", rotation=20)
-    fig.suptitle(title)
-    fig.tight_layout()
-    return fig
-
-
-def plot_diversity(traces):
-    """Prediction variance and pairwise disagreement of the members per training epoch,
-    per method (mean over seeds; log scale)."""
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-    for ax, col in zip(axes, ("variance", "disagreement")):
-        sns.lineplot(data=traces, x="epoch", y=col, hue="method", marker="o", errorbar="sd", ax=ax)
-        ax.set(yscale="log", xlabel="training epoch", title=f"Member {col} during training")
-    axes[0].get_legend().remove()
-    axes[1].legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
-    fig.tight_layout()
-    return fig
-
-
-def plot_budget(frame, methods: list[str]):
-    """Fidelity against the number of queries for ``methods`` (mean and seed spread)."""
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
-    fig, ax = plt.subplots(figsize=(6.5, 3.8))
-    sns.lineplot(data=frame[frame.method.isin(methods)], x="budget", y="fidelity", hue="method",
-                 marker="o", errorbar="sd", ax=ax)
-    budgets = sorted(frame.budget.unique())
-    ax.set(xscale="log", xlabel="query budget", title="Fidelity vs query budget")
-    ax.set_xticks(budgets, [str(b) for b in budgets])
-    ax.minorticks_off()
-    ax.legend(frameon=False)
-    fig.tight_layout()
-    return fig
