@@ -23,7 +23,7 @@ the carriers and test images of every seed (:func:`claims`).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 import pandas as pd
@@ -33,6 +33,7 @@ from .. import data, plots, recipes, results, stats, watermark, widgets
 from ..data import Splits
 from ..results import Claim
 from ..study import ParamError
+from . import Params
 from ..train import agreement, evaluate, predict
 from ..watermark import WatermarkSet
 
@@ -44,7 +45,7 @@ MODELS = ("victim", "thief", "independent")
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(Params):
     """The notebook's parameters that shape the run (``Config.from_params(run.p)``)."""
 
     dataset: str
@@ -59,12 +60,6 @@ class Config:
     wm_embedded: float
     min_fidelity: float
     transfer_margin: float
-
-    @classmethod
-    def from_params(cls, p: Any) -> "Config":
-        """Build from a run's parameters (``run.p``, or any object with the attributes)."""
-        values = {f.name: getattr(p, f.name) for f in fields(cls)}
-        return cls(**dict(values, seeds=tuple(values["seeds"])))
 
 
 def check_params(values: dict) -> None:

@@ -20,7 +20,7 @@ sweep compares the single copy with the best UQ model at every budget.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
 import pandas as pd
@@ -31,6 +31,7 @@ from .. import uncertainty as uq
 from ..data import Splits
 from ..results import Claim
 from ..study import ParamError
+from . import Params
 
 # Hidden hyper-parameters of the study (recorded in results.json with each method's settings).
 HYPERPARAMETERS: dict[str, Any] = {
@@ -41,7 +42,7 @@ METRICS = ("fidelity", "accuracy", "variance", "disagreement", "ece")
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(Params):
     """The notebook's parameters that shape the run (``Config.from_params(run.p)``)."""
 
     dataset: str
@@ -57,12 +58,6 @@ class Config:
     marginal: float
     falls_to: float
     low_variance: float
-
-    @classmethod
-    def from_params(cls, p: Any) -> "Config":
-        """Build from a run's parameters (``run.p``, or any object with the attributes)."""
-        values = {f.name: getattr(p, f.name) for f in fields(cls)}
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
 
 def check_params(values: dict) -> None:
