@@ -42,6 +42,7 @@ from .recipes import digest, train_settings
 from .train import History, autocast, batched, default_device, fit, model_device
 
 METHODS = ("ensemble", "mc_dropout", "vi", "swag", "laplace")
+SEED_STREAMS = {"member_stride": 100, "swa_phase": 1, "samples": 7}
 
 
 # ---------------------------------------------------------------- losses and metrics
@@ -285,6 +286,10 @@ class Surrogate:
 
     ``members`` is the number of ensemble members or of posterior samples drawn.
     ``fit_kwargs`` go to :func:`ipkit.train.fit` (epochs, batch_size, lr, optimizer...).
+
+    Random streams, all derived from ``seed`` (:data:`SEED_STREAMS`): network ``i`` starts
+    from ``seed * member_stride + i``, training draws from ``seed`` (SWAG's collection
+    phase from ``seed + swa_phase``), prediction-time samples from ``seed + samples``.
     """
 
     name = ""
@@ -306,9 +311,14 @@ class Surrogate:
         return {k: v for k, v in sorted(vars(self).items())
                 if isinstance(v, (bool, int, float, str)) and k not in ("arch", "name")}
 
-    def _net(self, seed: int, dropout: float = 0.0) -> nn.Module:
+    def _net(self, i: int = 0, dropout: float = 0.0) -> nn.Module:
+        """Network ``i`` of this surrogate, freshly initialised from its own seed."""
         return models.build(self.arch, self.num_classes, self.in_shape, dropout=dropout,
-                            seed=seed).to(self.device)
+                            seed=self.seed * SEED_STREAMS["member_stride"] + i).to(self.device)
+
+    def _sampling(self, device: torch.device):
+        """The block in which prediction-time samples are drawn (global RNG left alone)."""
+        return _seeded(self.seed + SEED_STREAMS["samples"], device)
 
     def fit(self, queries: Tensor, victim_outputs: Tensor, monitor: Tensor | None = None) -> "Surrogate":
         """Train on the victim's answers (probabilities, or labels) to ``queries``.
@@ -359,7 +369,7 @@ class DeepEnsemble(Surrogate):
     def __init__(self, *args: Any, together: bool = True, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.together = together
-        nets = [self._net(self.seed * 100 + i) for i in range(self.members)]
+        nets = [self._net(i) for i in range(self.members)]
         self.module = StackedEnsemble(nets).to(self.device) if together else nn.ModuleList(nets)
 
     def _train(self, x: Tensor, y: Tensor, monitor: Tensor | None) -> None:
@@ -394,7 +404,7 @@ class MCDropout(Surrogate):
     def __init__(self, *args: Any, p: float = 0.2, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.p = p
-        self.module = self._net(self.seed * 100, dropout=p)
+        self.module = self._net(dropout=p)
 
     def _train(self, x: Tensor, y: Tensor, monitor: Tensor | None) -> None:
         self._fit(self.module, x, y, monitor)
@@ -407,7 +417,7 @@ class MCDropout(Surrogate):
         for m in self.module.modules():
             if isinstance(m, nn.Dropout):
                 m.train(dropout)
-        with _seeded(self.seed + 7, x.device):
+        with self._sampling(x.device):
             out = torch.stack([batched(self.module, x).softmax(-1) for _ in range(self.members)])
         self.module.train(was)
         return out
@@ -424,7 +434,7 @@ class MeanFieldVI(Surrogate):
                  kl_weight: float = 1.0, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.kl_weight, self.prior_sigma, self.init_sigma = kl_weight, prior_sigma, init_sigma
-        self.module = BayesNet(self._net(self.seed * 100), prior_sigma, init_sigma).to(self.device)
+        self.module = BayesNet(self._net(), prior_sigma, init_sigma).to(self.device)
 
     def _train(self, x: Tensor, y: Tensor, monitor: Tensor | None) -> None:
         n = len(x)
@@ -437,7 +447,7 @@ class MeanFieldVI(Surrogate):
     def member_proba(self, x: Tensor) -> Tensor:
         was = self.module.training
         self.module.eval()
-        with _seeded(self.seed + 7, x.device):
+        with self._sampling(x.device):
             out = torch.stack([batched(self.module, x).softmax(-1) for _ in range(self.members)])
         self.module.train(was)
         return out
@@ -463,7 +473,7 @@ class SWAG(Surrogate):
             raise ValueError(f"swa_epochs must lie in [1, epochs={epochs}], got {self.swa_epochs}")
         self.swa_lr = swa_lr if swa_lr is not None else self.fit_kwargs["lr"] / 2
         self.rank = rank
-        self.module = SwagNet(self._net(self.seed * 100), rank).to(self.device)
+        self.module = SwagNet(self._net(), rank).to(self.device)
         self._queries: Tensor | None = None
 
     def _train(self, x: Tensor, y: Tensor, monitor: Tensor | None) -> None:
@@ -484,7 +494,8 @@ class SWAG(Surrogate):
             if int(self.module.n) >= 2:
                 self._record(pre + epoch, monitor)
 
-        fit(self.module.net, x, y, loss=_ce_loss, seed=self.seed + 1, on_epoch=on_epoch, on_step=on_step,
+        fit(self.module.net, x, y, loss=_ce_loss, seed=self.seed + SEED_STREAMS["swa_phase"],
+            on_epoch=on_epoch, on_step=on_step,
             desc=f"swag {self.arch}", **{**self.fit_kwargs, "epochs": self.swa_epochs,
                                         "lr": self.swa_lr, "schedule": "constant"})
 
@@ -494,7 +505,7 @@ class SWAG(Surrogate):
         net = copy.deepcopy(self.module.net)
         bn_x = queries if queries is not None else self._queries if self._queries is not None else x
         outs = []
-        with _seeded(self.seed + 7, x.device):
+        with self._sampling(x.device):
             for _ in range(self.members):
                 _assign(net, self.module.sample())
                 bn_update(net, bn_x)
@@ -521,7 +532,7 @@ class LastLayerLaplace(Surrogate):
         if prior_precision != "auto" and not float(prior_precision) > 0:
             raise ValueError(f"prior_precision must be 'auto' or > 0, got {prior_precision!r}")
         self.prior_precision, self.link = prior_precision, link
-        self.module = self._net(self.seed * 100)
+        self.module = self._net()
         size = self.num_classes * (self.module.head.in_features + 1)
         self.module.register_buffer("laplace_scale_tril", torch.zeros(size, size, device=self.device))
         self.module.register_buffer("laplace_precision", torch.zeros((), device=self.device))
@@ -593,7 +604,7 @@ class LastLayerLaplace(Surrogate):
             mean, cov = self.logit_moments(x)
             var = torch.diagonal(cov, dim1=1, dim2=2)
             return (mean / torch.sqrt(1 + math.pi / 8 * var)).softmax(-1)[None]
-        with _seeded(self.seed + 7, x.device):
+        with self._sampling(x.device):
             z = torch.randn(self.members, ell.shape[0], dtype=ell.dtype, device=ell.device)
         ws = w[None] + (z @ ell.T).reshape(self.members, *w.shape)
         return torch.einsum("nd,scd->snc", phi, ws).float().softmax(-1)

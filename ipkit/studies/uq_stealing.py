@@ -78,8 +78,8 @@ def check_params(values: dict) -> None:
 def hyperparameters(s: Splits, cfg: Config, settings: dict[str, dict]) -> dict[str, Any]:
     """:data:`HYPERPARAMETERS`, the trainer settings of every copy, the epochs of each
     budget of the sweep and each method's surrogate settings in the main comparison
-    (``settings``: :attr:`Outcome.settings`)."""
-    return {**HYPERPARAMETERS, "fit": recipes.train_settings(s, cfg.epochs),
+    (``settings``: :attr:`Outcome.settings`) and the UQ models' seed streams."""
+    return {**HYPERPARAMETERS, "fit": recipes.train_settings(s, cfg.epochs), "seed_streams": uq.SEED_STREAMS,
             "sweep_epochs": {b: sweep_epochs(cfg, b) for b in cfg.budgets}, "surrogates": settings}
 
 
