@@ -182,6 +182,10 @@ def last_over_peak(curves: pd.DataFrame) -> float:
     return float(curve.iloc[-1] / curve.max()) if curve.max() > 0 else float("nan")
 
 
+def _at_budget(agreement: pd.DataFrame, budget: int, method: str) -> pd.DataFrame:
+    return agreement.loc[agreement.budget == budget, ["seed", method, "single"]]
+
+
 def absolute_gap(method: str, baseline: str = "single") -> stats.Statistic:
     """The statistic ``|mean(method) - mean(baseline)|`` of two paired columns."""
     return lambda f: abs(float(f[method].mean() - f[baseline].mean()))
@@ -209,7 +213,7 @@ def claims(outcome: Outcome, swept: Outcome, best: str, cfg: Config) -> list[Cla
         results.claim(
             "U1", f"Every UQ model's mean fidelity gain over the single copy is below {cfg.marginal:.0%} (marginal)",
             "only marginal improvement in fidelity over a single stolen model",
-            *[results.evidence(f"gain_{m}", outcome.agreement, stats.mean_difference(m, "single"),
+            *[results.evidence(f"gain_{m}", outcome.agreement[["seed", m, "single"]], stats.mean_difference(m, "single"),
                                threshold=cfg.marginal, holds_when="below", unit="test image")
               for m in methods]),
         results.claim("U2", f"Member variance falls as training proceeds {rule}",
@@ -219,14 +223,14 @@ def claims(outcome: Outcome, swept: Outcome, best: str, cfg: Config) -> list[Cla
         results.claim(
             "U3", f"Member variance ends low (< {cfg.low_variance:g}) for every UQ model",
             "the diversity is too small to exploit",
-            *[results.evidence(f"variance_{m}", outcome.variance, stats.mean_of(m),
+            *[results.evidence(f"variance_{m}", outcome.variance[["seed", m]], stats.mean_of(m),
                                threshold=cfg.low_variance, holds_when="below", unit="monitor image")
               for m in methods]),
         results.claim(
             "U4", f"(beyond the paper) The gap between {best} and the single copy stays below "
                   f"{cfg.marginal:.0%} at every query budget",
             "not studied (the paper uses one budget)",
-            *[results.evidence(f"gap_{b}", swept.agreement[swept.agreement.budget == b], absolute_gap(best),
+            *[results.evidence(f"gap_{b}", _at_budget(swept.agreement, b, best), absolute_gap(best),
                                threshold=cfg.marginal, holds_when="below", unit="test image")
               for b in cfg.budgets]),
     ]
