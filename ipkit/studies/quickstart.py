@@ -41,7 +41,6 @@ from ..watermark import WatermarkSet
 HYPERPARAMETERS: dict[str, Any] = {
     "wm_per_batch": 16,  # carriers mixed into every owner batch while embedding
 }
-MODELS = ("victim", "thief", "independent")
 
 
 @dataclass(frozen=True)
