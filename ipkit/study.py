@@ -35,9 +35,7 @@ from typing import Any
 PROFILE_NAMES = ("smoke", "default", "paper")
 
 # Transitional: studies whose rules still live outside ipkit.studies (study id -> "module:function").
-CHECKS = {"memorized_transfer": "ipkit.memorized:check_params",
-          "distillation_ingrain": "ipkit.ingrain:check_params",
-          "ondevice_unpairing": "ipkit.unpairing:check_params"}
+CHECKS = {"ondevice_unpairing": "ipkit.unpairing:check_params"}
 
 
 class ParamError(ValueError):
