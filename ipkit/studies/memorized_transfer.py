@@ -33,6 +33,7 @@ from .. import cache, data, recipes, results, steal, watermark
 from .. import plots
 from ..data import Splits
 from ..seeds import seed_for
+from ..stats import mean_difference
 from ..study import ParamError
 from ..train import agreement, evaluate
 
@@ -399,17 +400,6 @@ def metrics_table(scores: pd.DataFrame) -> pd.DataFrame:
 
 # --- claims ------------------------------------------------------------------------------
 
-def gap(a: str, b: str) -> Callable[[pd.DataFrame], float]:
-    """Mean of column ``a`` minus mean of column ``b`` (NaNs skipped; NaN when a column is
-    missing): a paired gap when each row is one carrier scored both ways."""
-    def value(f: pd.DataFrame) -> float:
-        if a not in f or b not in f:
-            return float("nan")
-        return float(f[a].mean() - f[b].mean())
-
-    return value
-
-
 def _missing(name: str, threshold: float, holds_when: str) -> results.Evidence:
     """An inconclusive part for a quantity this run did not measure."""
     return results.Evidence(name, math.nan, (math.nan, math.nan), threshold, holds_when, 0, "not measured")
@@ -431,22 +421,23 @@ def claims(carriers: pd.DataFrame, grid: pd.DataFrame, perturbed: pd.DataFrame, 
         return results.evidence(name, frame, statistic, threshold=threshold, holds_when=side, unit="carrier")
 
     out_only = [m for m in cfg.methods if m != "jacobian"]
-    m1 = [part("jacobian - floor", carriers, gap("jacobian", "independent"), cfg.well_above, "above")]
-    m1 += [part(f"{m} - floor", carriers, gap(m, "independent"), cfg.near, "below") for m in out_only]
+    m1 = [part("jacobian - floor", carriers, mean_difference("jacobian", "independent"), cfg.well_above, "above")
+          if "jacobian" in cfg.methods else _missing("no jacobian copy (methods)", cfg.well_above, "above")]
+    m1 += [part(f"{m} - floor", carriers, mean_difference(m, "independent"), cfg.near, "below") for m in out_only]
     cross = grid[grid.victim_arch != grid.thief_arch]
     same = grid[grid.victim_arch == grid.thief_arch]
 
     def pairs(frame):
-        return [part(f"{v}->{t} - floor", f, gap("stolen", "floor"), cfg.well_above, "above")
+        return [part(f"{v}->{t} - floor", f, mean_difference("stolen", "floor"), cfg.well_above, "above")
                 for (v, t), f in frame.groupby(["victim_arch", "thief_arch"], sort=False)]
 
-    m3 = [part(f"{k} {v:g} - floor" if k != "ood" else "ood pool - floor", f, gap("transferred", "floor"),
+    m3 = [part(f"{k} {v:g} - floor" if k != "ood" else "ood pool - floor", f, mean_difference("transferred", "floor"),
                cfg.well_above, "above")
           for (k, v), f in perturbed[perturbed.perturbation != "none"].groupby(["perturbation", "strength"],
                                                                                sort=False)]
     m4 = [part(f"{stat} abs {how} r", geo, correlation(stat, how), cfg.weak, "below")
           for stat in STATISTICS for how in ("spearman", "pearson")]
-    m5 = ([part("boosted - plain", boost_pairs(carriers, boosted), gap("boosted", "plain"), cfg.boost_gain,
+    m5 = ([part("boosted - plain", boost_pairs(carriers, boosted), mean_difference("boosted", "plain"), cfg.boost_gain,
                 "above")] if boosted is not None and "jacobian" in cfg.methods
           else [_missing("boost off or no jacobian copy", cfg.boost_gain, "above")])
     return [
