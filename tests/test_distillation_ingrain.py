@@ -210,11 +210,10 @@ def test_claims_give_holds_does_not_hold_and_inconclusive():
     assert rows["D4"].verdict == "holds" and rows["D4"].threshold == pytest.approx(-0.1)
     assert rows["D5"].verdict == "holds" and "lambda 4 - 0.25" in rows["D5"].parts[0]["name"]
     assert "0.03" in d1.statement and "0.02" in rows["D3"].statement
-    assert set(di.settle(list(rows.values())).id) == {"D1", "D3"}
 
 
 def test_a_single_lambda_leaves_the_trade_off_inconclusive():
     wm, acc, lam_wm, lam_acc, hits = _units(seeds=(0,))
     cfg = _cfg(schemes=["content", "abstract"], lambdas=[4.0], ingrain_lambda=4.0)
     d5 = di.claims(wm, acc, lam_wm[lam_wm.lam == 4.0], lam_acc[lam_acc.lam == 4.0], hits, cfg)[4]
-    assert d5.verdict == "inconclusive" and d5.parts[0]["name"] == "one lambda only"
+    assert d5.verdict == "inconclusive" and d5.parts[0]["name"] == "one lambda only" and d5.n == 0

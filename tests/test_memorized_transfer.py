@@ -217,5 +217,4 @@ def test_claims_without_jacobian_or_boost_and_a_leaky_copy():
     assert [p["name"] for p in m1.parts] == ["no jacobian copy (methods)", "labels - floor", "kd - floor"]
     assert [p["verdict"] for p in m1.parts] == ["inconclusive", "holds", "does not hold"]
     assert m1.verdict == "does not hold" and "floor + 0.2)" in m1.statement
-    assert m5.verdict == "inconclusive" and m5.unit == "not measured"
-    assert set(mt.settle(rows).id) == {"M1", "M2", "M5"}
+    assert m5.verdict == "inconclusive" and m5.n == 0

@@ -20,7 +20,6 @@ reconstruction's choices, not the thesis's.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Callable
 
@@ -400,11 +399,6 @@ def metrics_table(scores: pd.DataFrame) -> pd.DataFrame:
 
 # --- claims ------------------------------------------------------------------------------
 
-def _missing(name: str, threshold: float, holds_when: str) -> results.Evidence:
-    """An inconclusive part for a quantity this run did not measure."""
-    return results.Evidence(name, math.nan, (math.nan, math.nan), threshold, holds_when, 0, "not measured")
-
-
 def claims(carriers: pd.DataFrame, grid: pd.DataFrame, perturbed: pd.DataFrame, geo: pd.DataFrame,
            boosted: pd.DataFrame | None, cfg: Config) -> list[results.Claim]:
     """The claim rows M1-M5 and M2b with their evidence.
@@ -420,9 +414,12 @@ def claims(carriers: pd.DataFrame, grid: pd.DataFrame, perturbed: pd.DataFrame, 
     def part(name, frame, statistic, threshold, side):
         return results.evidence(name, frame, statistic, threshold=threshold, holds_when=side, unit="carrier")
 
+    def missing(name, threshold, side):  # a quantity this run did not measure: no units, inconclusive
+        return part(name, carriers.iloc[:0], mean_difference("seed", "seed"), threshold, side)
+
     out_only = [m for m in cfg.methods if m != "jacobian"]
     m1 = [part("jacobian - floor", carriers, mean_difference("jacobian", "independent"), cfg.well_above, "above")
-          if "jacobian" in cfg.methods else _missing("no jacobian copy (methods)", cfg.well_above, "above")]
+          if "jacobian" in cfg.methods else missing("no jacobian copy (methods)", cfg.well_above, "above")]
     m1 += [part(f"{m} - floor", carriers, mean_difference(m, "independent"), cfg.near, "below") for m in out_only]
     cross = grid[grid.victim_arch != grid.thief_arch]
     same = grid[grid.victim_arch == grid.thief_arch]
@@ -439,7 +436,7 @@ def claims(carriers: pd.DataFrame, grid: pd.DataFrame, perturbed: pd.DataFrame, 
           for stat in STATISTICS for how in ("spearman", "pearson")]
     m5 = ([part("boosted - plain", boost_pairs(carriers, boosted), mean_difference("boosted", "plain"), cfg.boost_gain,
                 "above")] if boosted is not None and "jacobian" in cfg.methods
-          else [_missing("boost off or no jacobian copy", cfg.boost_gain, "above")])
+          else [missing("boost off or no jacobian copy", cfg.boost_gain, "above")])
     return [
         results.claim("M1", f"Gradient-matching stealing transfers memorized examples (>= floor + "
                       f"{cfg.well_above:g}); output-only stealing stays near the floor (< floor + {cfg.near:g})",
@@ -447,7 +444,7 @@ def claims(carriers: pd.DataFrame, grid: pd.DataFrame, perturbed: pd.DataFrame, 
         results.claim("M2", f"The {cfg.steal_method} transfer holds across architectures (every victim != thief "
                       f"pair >= its floor + {cfg.well_above:g})",
                       f"transfer survives an architecture mismatch ({PAPER})",
-                      *(pairs(cross) or [_missing("no cross-architecture pair in grid_archs", cfg.well_above,
+                      *(pairs(cross) or [missing("no cross-architecture pair in grid_archs", cfg.well_above,
                                                   "above")])),
         results.claim("M2b", f"(beyond the paper) The {cfg.steal_method} transfer holds for every "
                       f"same-architecture pair of the grid (>= its floor + {cfg.well_above:g})",
@@ -462,23 +459,6 @@ def claims(carriers: pd.DataFrame, grid: pd.DataFrame, perturbed: pd.DataFrame, 
                       f"{cfg.boost_gain:g})", f"a simple owner-side change boosts the transfer rate ({PAPER})",
                       *m5),
     ]
-
-
-SETTLE = {
-    "M1": "more seeds: the interval resamples seeds first, so a few seeds bound how narrow it gets",
-    "M2": "the grid on more seeds (it runs the first seed only) and with more thief architectures",
-    "M2b": "the grid on more seeds (it runs the first seed only)",
-    "M3": "more seeds, and more strengths of the perturbation whose interval reaches the threshold",
-    "M4": "more seeds: more memorized carriers narrow a correlation's interval",
-    "M5": "more seeds, or more neighbours per carrier (neighbours)",
-}
-
-
-def settle(rows: list[results.Claim]) -> pd.DataFrame:
-    """For every row that does not hold or is inconclusive: what more data or which setting
-    would settle it (written before the run, per claim)."""
-    return pd.DataFrame([{"id": c.id, "verdict": c.verdict, "what would settle it": SETTLE[c.id]}
-                         for c in rows if c.verdict != "holds"], columns=["id", "verdict", "what would settle it"])
 
 
 # --- figures -----------------------------------------------------------------------------
