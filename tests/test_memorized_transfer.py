@@ -131,6 +131,8 @@ def test_config_is_typed_and_lists_the_query_sets():
 
 @pytest.mark.parametrize("argv, fragment", [
     (["-p", "projections=11"], "projections 11 exceeds the 10 classes"),
+    (["-p", "seeds=0,1,0"], "seeds [0, 1, 0] repeats an entry"),
+    (["-p", "grid_archs=mlp,mlp"], "grid_archs ['mlp', 'mlp'] repeats an entry"),
     (["-p", "ood_source=digits", "-p", "query_budget=1000"], "query_budget 1000 exceeds the 898 images of "
                                                              "ood_source 'digits'"),
     (["-p", "ood_source=digits", "-p", "wm_kind=ood", "-p", "wm_count=1000", "-p", "query_perturbation=noise"],

@@ -120,7 +120,11 @@ def check_params(values: dict) -> None:
     """Rules the parameter ranges cannot state, checked before any work: the query budget
     fits the attacker pool (and the out-of-distribution pool when swept), projections fit
     the classes, the out-of-distribution source is available and large enough when used,
-    and flipped carriers fit the owner's images. Raises a one-line ParamError naming the fix."""
+    and flipped carriers fit the owner's images; no list repeats an entry (a repeated seed
+    would count its units twice). Raises a one-line ParamError naming the fix."""
+    for name in ("seeds", "methods", "alphas", "query_perturbation", "strengths", "grid_archs"):
+        if len(set(values[name])) < len(values[name]):
+            raise ParamError(f"{name} {values[name]} repeats an entry: give each once")
     s = data.split(values["dataset"], seed=0, device="cpu")
     if values["query_budget"] > len(s.attacker):
         raise ParamError(f"query_budget {values['query_budget']} exceeds the attacker pool "
