@@ -37,9 +37,7 @@ from . import timings
 PROFILE_NAMES = ("smoke", "default", "paper")
 
 # Transitional: studies whose rules still live outside ipkit.studies (study id -> "module:function").
-CHECKS = {"memorized_transfer": "ipkit.memorized:check_params",
-          "distillation_ingrain": "ipkit.ingrain:check_params",
-          "ondevice_unpairing": "ipkit.unpairing:check_params"}
+CHECKS = {"ondevice_unpairing": "ipkit.unpairing:check_params"}
 
 
 class ParamError(ValueError):
