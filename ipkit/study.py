@@ -36,9 +36,6 @@ from . import timings
 
 PROFILE_NAMES = ("smoke", "default", "paper")
 
-# Transitional: studies whose rules still live outside ipkit.studies (study id -> "module:function").
-CHECKS = {"ondevice_unpairing": "ipkit.unpairing:check_params"}
-
 
 class ParamError(ValueError):
     """A bad study name, parameter name, type or value; the message names the fix."""
@@ -347,12 +344,7 @@ def study_module(study_id: str):
 def study_check(study_id: str):
     """The study's ``check_params(values)``: rules across parameters and against the data."""
     module = study_module(study_id)
-    if module is not None:
-        return getattr(module, "check_params", None)
-    if study_id in CHECKS:
-        name, function = CHECKS[study_id].split(":")
-        return getattr(importlib.import_module(name), function)
-    return None
+    return None if module is None else getattr(module, "check_params", None)
 
 
 class Run:
