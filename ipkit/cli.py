@@ -10,6 +10,7 @@ import datetime as dt
 import json
 import os
 import sys
+from pathlib import Path
 
 from . import cache
 from .study import PROFILE_NAMES, ParamError, StudyInfo, coerce, figures_dir, get_study, resolve
@@ -66,6 +67,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     import papermill as pm
 
     os.environ["IPKIT_PROFILE"] = args.profile
+    _text_progress()
     out_dir = runs_dir()
     out_dir.mkdir(parents=True, exist_ok=True)
     for info, given in plans:
@@ -80,12 +82,28 @@ def cmd_run(args: argparse.Namespace) -> int:
                   f"  executed notebook: {output}", file=sys.stderr)
             return 1
         out = figures_dir() / info.id / args.profile
+        _publish_notebook(output, out / info.path.name)
         print(f"ipkit: figures and results of {info.id} in {out}")
         if (out / "results.json").exists():
             for c in json.loads((out / "results.json").read_text())["claims"]:
                 verdict = c.get("verdict") or ("holds" if c["holds"] else "does not hold")
                 print(f"  {c['id']} {verdict}: {c['measured']}")
     return 0
+
+
+def _text_progress() -> None:
+    """Progress bars in the notebooks ``ipkit run`` executes are plain text lines, not
+    widgets (the kernel inherits ``IPKIT_PROGRESS=text``; see ``train.progress``)."""
+    os.environ["IPKIT_PROGRESS"] = "text"
+
+
+def _publish_notebook(executed, dest) -> None:
+    """Place the executed notebook, stripped for reading without a kernel, beside the
+    study's figures (``ipkit.publish``)."""
+    from .publish import publish
+
+    path = publish(executed, dest)
+    print(f"ipkit: executed notebook for reading in {path} ({path.stat().st_size / 1e3:.0f} kB)")
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -139,6 +157,7 @@ def _gallery() -> str:
             rel = path.parent.relative_to(root)
             lines += [f"### Profile `{data['profile']}`: {data['date']}, {data['device']}, "
                       f"{data['runtime_s']:.0f} s", ""]
+            lines += _notebook_link(path.parent / info.path.name, root)
             if data["claims"]:
                 from .results import claims_markdown
 
@@ -156,13 +175,34 @@ def _gallery() -> str:
     return "\n".join(lines)
 
 
+def _notebook_link(notebook, root) -> list[str]:
+    """The gallery's link to a run's executed notebook, if it was published."""
+    if not notebook.exists():
+        return []
+    return [f"Executed notebook (read without running): "
+            f"[`{notebook.name}`]({notebook.relative_to(root).as_posix()})", ""]
+
+
 def cmd_report(args: argparse.Namespace) -> int:
-    """Write figures/README.md, a gallery of every study's figures and claim tables."""
+    """Write figures/README.md, a gallery of every study's figures and claim tables, and
+    with --html an offline site of the gallery and every executed notebook."""
     path = figures_dir() / "README.md"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(_gallery())
+    gallery = _gallery()
+    path.write_text(gallery)
     print(f"ipkit: wrote {path}")
+    if args.html:
+        _write_site(gallery, args.html)
     return 0
+
+
+def _write_site(gallery: str, site: str) -> None:
+    """Write the offline HTML site (``ipkit.publish.write_site``) into ``site``."""
+    from .publish import write_site
+
+    pages = write_site(figures_dir(), Path(site), gallery)
+    print(f"ipkit: wrote {len(pages)} pages to {pages[0]} "
+          f"({sum(p.stat().st_size for p in pages) / 1e6:.1f} MB, readable offline)")
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
@@ -219,7 +259,11 @@ def parser() -> argparse.ArgumentParser:
     ver.add_argument("--record", action="store_true",
                      help="store the comparison under 'stability' in the committed results.json")
     ver.set_defaults(fn=cmd_verify)
-    sub.add_parser("report", help="write figures/README.md").set_defaults(fn=cmd_report)
+    rep = sub.add_parser("report", help="write figures/README.md (and with --html an offline site)")
+    rep.add_argument("--html", nargs="?", const="site", metavar="DIR",
+                     help="also write the gallery and every executed notebook as HTML into DIR "
+                          "(default: site)")
+    rep.set_defaults(fn=cmd_report)
     c = sub.add_parser("cache", help="list or clear the model cache")
     c.add_argument("action", choices=["ls", "clear"])
     c.add_argument("--recipe", help="with clear: only this recipe's entries")

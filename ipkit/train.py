@@ -46,9 +46,15 @@ def quiet() -> bool:
 
 
 def progress(iterable=None, **kwargs):
-    """A tqdm progress bar (notebook-aware) that stays silent in CI."""
-    from tqdm.auto import tqdm
+    """A tqdm progress bar that stays silent in CI: a widget in a notebook, or plain text
+    lines (at most one every 2 s) with ``IPKIT_PROGRESS=text``, which ``ipkit run`` sets so
+    that an executed notebook holds no widget output."""
+    if os.environ.get("IPKIT_PROGRESS") == "text":
+        from tqdm.std import tqdm
 
+        kwargs.setdefault("mininterval", 2.0)
+    else:
+        from tqdm.auto import tqdm
     return tqdm(iterable, disable=quiet(), **kwargs)
 
 
