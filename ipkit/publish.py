@@ -95,13 +95,16 @@ def _merge_streams(outputs: list) -> list:
 
 
 def _terminal_text(text: str) -> str:
-    lines = []
-    for line in text.split("\n"):
-        shown = line.rstrip("\r").rsplit("\r", 1)[-1]
-        if "\r" in line and not shown.strip():
-            continue
-        lines.append(shown.rstrip() if "\r" in line else shown)
-    return "\n".join(lines)
+    shown = []
+    for line in re.findall(r"[^\n]*\n|[^\n]+$", text):
+        end = "\n" if line.endswith("\n") else ""
+        body = line[:len(line) - len(end)]
+        if "\r" in body:
+            body = body.rstrip("\r").rsplit("\r", 1)[-1].rstrip()
+            if not body:
+                continue
+        shown.append(body + end)
+    return "".join(shown)
 
 
 def to_html(nb: nbformat.NotebookNode) -> str:
