@@ -10,16 +10,25 @@ import datetime as dt
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
-from . import cache
+from . import cache, timings
 from .study import PROFILE_NAMES, ParamError, StudyInfo, coerce, figures_dir, get_study, resolve
 from .study import runs_dir, studies
 
 
 def _fail(msg: str) -> int:
-    print(f"ipkit: error: {msg}", file=sys.stderr)
+    one_line = " ".join(msg.split("\n"))
+    print(f"ipkit: error: {one_line}", file=sys.stderr)
     return 2
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr (no usage block) and exit 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {' '.join(message.splitlines())}: see `{self.prog} --help`\n")
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -36,16 +45,21 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def _parse_overrides(info: StudyInfo, pairs: list[str]) -> dict:
-    given = {}
+    given, seen = {}, {}
     for pair in pairs:
         if "=" not in pair:
-            raise ParamError(f"parameter '{pair}' needs a value: write -p name=value")
+            raise ParamError(f"parameter {pair!r} needs a value: write -p name=value")
         name, text = pair.split("=", 1)
         name = name.strip()
         if name not in info.params or name == "profile":
             hint = " (use --profile)" if name == "profile" else ""
-            raise ParamError(f"unknown parameter '{name}' for study '{info.id}'{hint}: choose one of "
+            raise ParamError(f"unknown parameter {name!r} for study '{info.id}'{hint}: choose one of "
                              f"{', '.join(n for n in info.params if n != 'profile')}")
+        if name in seen:
+            lists = " (a list is comma-separated: -p name=a,b)" if "list" in info.params[name].type else ""
+            raise ParamError(f"parameter '{name}' is given twice (-p {seen[name]} and -p {pair}): "
+                             f"give it once{lists}")
+        seen[name] = pair
         given[name] = coerce(info.params[name], text)
     return given
 
@@ -72,6 +86,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     for info, given in plans:
         output = out_dir / f"{info.path.stem}-{args.profile}.ipynb"
+        started = time.time()
         print(f"ipkit: running {info.id} (profile {args.profile}) -> {output}")
         try:
             pm.execute_notebook(str(info.path), str(output), parameters={**given, "profile": args.profile},
@@ -82,8 +97,11 @@ def cmd_run(args: argparse.Namespace) -> int:
                   f"  executed notebook: {output}", file=sys.stderr)
             return 1
         out = figures_dir() / info.id / args.profile
+        spent = timings.add_sections(out, info.id, args.profile, output, since=started)
         _publish_notebook(output, out / info.path.name)
         print(f"ipkit: figures and results of {info.id} in {out}")
+        if args.timings:
+            print(timings.markdown(spent))
         if (out / "results.json").exists():
             for c in json.loads((out / "results.json").read_text())["claims"]:
                 verdict = c.get("verdict") or ("holds" if c["holds"] else "does not hold")
@@ -223,8 +241,16 @@ def cmd_cache(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     """Time the ipkit trainer against a plain DataLoader loop (or an ensemble trained
     together against one by one) and print the ratio."""
-    from .bench import ensemble_speed, run
+    from .bench import ensemble_speed, run, trainer_layouts
 
+    if args.trainer_layouts:
+        result = trainer_layouts(args.dataset, args.arch, args.epochs, args.batch_size,
+                                 repeats=args.repeats)
+        print(json.dumps(result, indent=2))
+        print(f"trainer layout {result['chosen_layout']} vs {result['before_layout']}: "
+              f"{result['speedup']}x (median of {result['repeats']} alternating pairs; accuracy "
+              f"{result['chosen_acc']} vs {result['before_acc']}) on {result['device']}")
+        return 0
     if args.what == "ensemble":
         result = ensemble_speed(args.dataset, args.arch, args.members, args.epochs, args.batch_size)
         print(json.dumps(result, indent=2))
@@ -240,7 +266,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def parser() -> argparse.ArgumentParser:
     """The argument parser of the ``ipkit`` command."""
-    ap = argparse.ArgumentParser(prog="ipkit", description=__doc__.splitlines()[0])
+    ap = ArgumentParser(prog="ipkit", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="studies, their profiles and parameters").set_defaults(fn=cmd_list)
     run = sub.add_parser("run", help="execute a study notebook with papermill")
@@ -249,6 +275,8 @@ def parser() -> argparse.ArgumentParser:
                      help="smoke | default | paper (default: default)")
     run.add_argument("-p", "--param", action="append", metavar="NAME=VALUE",
                      help="set a parameter; lists are comma-separated (repeatable)")
+    run.add_argument("--timings", action="store_true",
+                     help="print seconds per notebook section and per kind of work (timings.md)")
     run.set_defaults(fn=cmd_run)
     ver = sub.add_parser("verify", help="rerun a study with other seeds and compare its verdicts")
     ver.add_argument("study", help="study id (see `ipkit list`)")
@@ -276,13 +304,19 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--what", choices=["trainer", "ensemble"], default="trainer",
                    help="trainer: vs a DataLoader loop; ensemble: members together (vmap) vs one by one")
     b.add_argument("--members", type=int, default=5, help="with --what ensemble: ensemble size")
+    b.add_argument("--trainer-layouts", action="store_true",
+                   help="the trainer's former memory layout vs the one it now picks per model")
+    b.add_argument("--repeats", type=int, default=3, help="with --trainer-layouts: alternating runs")
     b.set_defaults(fn=cmd_bench)
     return ap
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``ipkit`` console script."""
-    args = parser().parse_args(argv)
+    try:
+        args = parser().parse_args(argv)
+    except SystemExit as done:  # --help, or a usage error already printed as one line
+        return int(done.code or 0)
     if args.command in ("run", "verify") and args.profile not in PROFILE_NAMES:
         return _fail(f"unknown profile '{args.profile}': choose one of {', '.join(PROFILE_NAMES)}")
     return args.fn(args)
