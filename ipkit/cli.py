@@ -115,7 +115,7 @@ def _text_progress() -> None:
     os.environ["IPKIT_PROGRESS"] = "text"
 
 
-def _publish_notebook(executed, dest) -> None:
+def _publish_notebook(executed: Path, dest: Path) -> None:
     """Place the executed notebook, stripped for reading without a kernel, beside the
     study's figures (``ipkit.publish``)."""
     from .publish import publish
@@ -193,7 +193,7 @@ def _gallery() -> str:
     return "\n".join(lines)
 
 
-def _notebook_link(notebook, root) -> list[str]:
+def _notebook_link(notebook: Path, root: Path) -> list[str]:
     """The gallery's link to a run's executed notebook, if it was published."""
     if not notebook.exists():
         return []

@@ -3,8 +3,8 @@
 :func:`strip` turns a notebook executed by papermill into a copy for the repository, which
 GitHub, nbconvert and JupyterLab show without a kernel, trust prompt or "Error displaying
 widget": the widget state goes, every widget output is replaced by its static fallback
-(what :func:`ipkit.widgets.explore` puts beside its view: the figure as PNG and the
-controls' values as text; an output with no fallback, such as a progress bar, goes), SVG
+(what :func:`ipkit.widgets.explore` puts beside its view: the controls' values as a text
+line above the figure as PNG; an output with no fallback, such as a progress bar, goes), SVG
 copies of PNG figures go, progress-bar text keeps only each bar's last state, and the
 timestamps and machine paths papermill records go. :func:`publish` writes that copy beside
 the study's figures. :func:`write_site` renders the gallery and every published notebook
@@ -46,7 +46,7 @@ def strip(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
         cell.metadata.pop("execution", None)
         cell.metadata.pop("papermill", None)
         if cell.cell_type == "code":
-            cell.outputs = _merge_streams([o for o in map(_static, cell.outputs) if o is not None])
+            cell.outputs = _merge_streams([s for o in cell.outputs for s in _static(o)])
     return nb
 
 
@@ -62,20 +62,25 @@ def publish(executed: Path, dest: Path) -> Path:
     return dest
 
 
-def _static(output: nbformat.NotebookNode) -> nbformat.NotebookNode | None:
-    """``output`` as a reader without a kernel sees it: a widget view's fallback data (None
-    when it has none but its text repr), PNG figures without their SVG copy."""
+def _static(output: nbformat.NotebookNode) -> list[nbformat.NotebookNode]:
+    """``output`` as a reader without a kernel sees it. A widget view becomes its fallback:
+    the text line (the controls' values) and then the figure as two outputs, since a reader
+    shows only one kind of data per output; nothing when it has no fallback but its text
+    repr. A PNG figure loses its SVG copy."""
     data = output.get("data")
     if not data:
-        return output
+        return [output]
     if WIDGET_VIEW in data:
         del data[WIDGET_VIEW]
         output.get("metadata", {}).pop(WIDGET_VIEW, None)
         if set(data) <= {"text/plain"}:
-            return None
+            return []
+        if "text/plain" in data:
+            line = nbformat.v4.new_output("display_data", data={"text/plain": data["text/plain"]})
+            return [line, output]
     if "image/png" in data:
         data.pop("image/svg+xml", None)
-    return output
+    return [output]
 
 
 def _merge_streams(outputs: list) -> list:

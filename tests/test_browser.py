@@ -122,7 +122,7 @@ def _figure(page) -> str:
     return page.get_attribute(OUTPUT_IMG, "src")
 
 
-def test_explore_panel_in_jupyterlab_survives_save_and_reload(browser, lab, explore_notebook):
+def test_explore_panel_in_jupyterlab_survives_save_and_reload_and_publishes(browser, lab, explore_notebook):
     nbformat.write(explore_notebook, lab["root"] / "explore.ipynb")
     page = browser.new_page()
     _open_notebook(page, lab, "explore.ipynb")
@@ -152,6 +152,13 @@ def test_explore_panel_in_jupyterlab_survives_save_and_reload(browser, lab, expl
     page.wait_for_timeout(1000)
     assert "Error displaying widget" not in page.inner_text("body")
     assert page.locator(".widget-slider").count() == 1
+
+    publish.publish(lab["root"] / "explore.ipynb", lab["root"] / "published.ipynb")
+    _open_notebook(page, lab, "published.ipynb")
+    page.wait_for_selector(".jp-OutputArea-output img", timeout=60_000)
+    page.wait_for_timeout(1000)
+    assert "Error displaying widget" not in page.inner_text("body")
+    assert "Explore: bars = 2" in page.inner_text("body") and page.locator(".widget-slider").count() == 0
     page.close()
 
 
@@ -162,7 +169,7 @@ def test_offline_site_renders_its_images(browser, tmp_path, explore_notebook):
     nbformat.write(explore_notebook, tmp_path / "executed.ipynb")
     figures = tmp_path / "figures"
     nb = publish.publish(tmp_path / "executed.ipynb", figures / "explore" / "smoke" / "explore.ipynb")
-    png = nbformat.read(nb, as_version=4).cells[1].outputs[0].data["image/png"]
+    png = nbformat.read(nb, as_version=4).cells[1].outputs[1].data["image/png"]
     (nb.parent / "view.png").write_bytes(base64.b64decode(png))
     gallery = "# Figures\n\n[explore](explore/smoke/explore.ipynb)\n\n![view](explore/smoke/view.png)\n"
     index, page_html = publish.write_site(figures, tmp_path / "site", gallery)

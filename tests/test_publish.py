@@ -36,8 +36,9 @@ def test_strip_keeps_what_a_reader_sees():
                                                                        "duration": 3.0}
     cell = nb.cells[0]
     assert cell.metadata == {"tags": ["x"]}
-    stream, explore, figure = cell.outputs
+    stream, values, explore, figure = cell.outputs
     assert stream.text == "work: 100%|###| 3/3\n"
+    assert values.data == {"text/plain": "Explore: k = 2"}
     assert explore.data == {"image/png": PNG, "text/plain": "Explore: k = 2"}
     assert set(figure.data) == {"image/png", "text/plain"}
     assert WIDGET_VIEW not in json.dumps(nbformat.writes(nb))
@@ -67,3 +68,22 @@ def test_report_links_notebooks_and_writes_an_offline_site(tmp_path, monkeypatch
     assert "data:image/png;base64," in index and "line.png" not in re.sub(r'alt="[^"]*"', "", index)
     for html in (index, page.read_text()):
         assert not re.search(r"<script[^>]*\bsrc=", html) and "require.js" not in html
+
+
+def test_text_progress_for_executed_notebooks_reads_as_lines(monkeypatch):
+    import io
+
+    from ipkit.train import progress
+
+    monkeypatch.setenv("IPKIT_PROGRESS", "text")
+    monkeypatch.delenv("IPKIT_QUIET", raising=False)
+    monkeypatch.delenv("CI", raising=False)
+    out = io.StringIO()
+    for _ in progress(range(2), desc="seeds", file=out, mininterval=0):
+        for _ in progress(range(3), desc="lambda", file=out, mininterval=0):
+            for _ in progress(range(2), desc="epochs", leave=False, file=out, mininterval=0):
+                pass
+    assert "\x1b[" not in out.getvalue() and "epochs" not in out.getvalue()
+    lines = publish._terminal_text(out.getvalue()).splitlines()
+    assert [line.split(":")[0] for line in lines] == ["lambda", "lambda", "seeds"]
+    assert all("100%" in line for line in lines)
