@@ -11,6 +11,7 @@ import json
 import os
 import re
 import sys
+from pathlib import Path
 
 from . import cache, parallel, plots, sweep
 from .results import write_table
@@ -203,6 +204,7 @@ def _gallery() -> str:
             rel = path.parent.relative_to(root)
             lines += [f"### Profile `{data['profile']}`: {data['date']}, {data['device']}, "
                       f"{data['runtime_s']:.0f} s", ""]
+            lines += _notebook_link(path.parent / info.path.name, root)
             if data["claims"]:
                 from .results import claims_markdown
 
@@ -220,13 +222,34 @@ def _gallery() -> str:
     return "\n".join(lines)
 
 
+def _notebook_link(notebook: Path, root: Path) -> list[str]:
+    """The gallery's link to a run's executed notebook, if it was published."""
+    if not notebook.exists():
+        return []
+    return [f"Executed notebook (read without running): "
+            f"[`{notebook.name}`]({notebook.relative_to(root).as_posix()})", ""]
+
+
 def cmd_report(args: argparse.Namespace) -> int:
-    """Write figures/README.md, a gallery of every study's figures and claim tables."""
+    """Write figures/README.md, a gallery of every study's figures and claim tables, and
+    with --html an offline site of the gallery and every executed notebook."""
     path = figures_dir() / "README.md"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(_gallery())
+    gallery = _gallery()
+    path.write_text(gallery)
     print(f"ipkit: wrote {path}")
+    if args.html:
+        _write_site(gallery, args.html)
     return 0
+
+
+def _write_site(gallery: str, site: str) -> None:
+    """Write the offline HTML site (``ipkit.publish.write_site``) into ``site``."""
+    from .publish import write_site
+
+    pages = write_site(figures_dir(), Path(site), gallery)
+    print(f"ipkit: wrote {len(pages)} pages to {pages[0]} "
+          f"({sum(p.stat().st_size for p in pages) / 1e6:.1f} MB, readable offline)")
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
@@ -320,7 +343,11 @@ def parser() -> argparse.ArgumentParser:
     ver.add_argument("--record", action="store_true",
                      help="store the comparison under 'stability' in the committed results.json")
     ver.set_defaults(fn=cmd_verify)
-    sub.add_parser("report", help="write figures/README.md").set_defaults(fn=cmd_report)
+    rep = sub.add_parser("report", help="write figures/README.md (and with --html an offline site)")
+    rep.add_argument("--html", nargs="?", const="site", metavar="DIR",
+                     help="also write the gallery and every executed notebook as HTML into DIR "
+                          "(default: site)")
+    rep.set_defaults(fn=cmd_report)
     c = sub.add_parser("cache", help="list or clear the model cache")
     c.add_argument("action", choices=["ls", "clear"])
     c.add_argument("--recipe", help="with clear: only this recipe's entries")

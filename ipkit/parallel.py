@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from . import timings
+from .publish import publish as publish_notebook
 from .study import ParamError
 
 THREAD_VARIABLES = ("IPKIT_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
@@ -89,7 +90,8 @@ def execute(job: Job, threads: int | None = None, env: dict[str, str] | None = N
 
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="ipkit-run-") as tmp:
-        env = {**(env or {}), "IPKIT_PROFILE": job.profile, "IPKIT_FIGURES": str(Path(tmp) / "figures")}
+        env = {**(env or {}), "IPKIT_PROFILE": job.profile, "IPKIT_FIGURES": str(Path(tmp) / "figures"),
+               "IPKIT_PROGRESS": "text"}
         if threads is not None:
             env.update({name: str(threads) for name in THREAD_VARIABLES})
         executed = Path(tmp) / job.executed.name
@@ -107,6 +109,7 @@ def execute(job: Job, threads: int | None = None, env: dict[str, str] | None = N
         out = Path(tmp) / "figures" / job.study / job.profile
         if not error and executed.exists():
             timings.add_sections(out, job.study, job.profile, executed, since=started)
+            publish_notebook(executed, out / job.notebook.name)
         files = {} if error or not out.exists() else \
             {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
         notebook = executed.read_bytes() if executed.exists() else b""

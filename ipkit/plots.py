@@ -94,3 +94,19 @@ def sweep_verdicts(table, title: str = ""):
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def integer_axis(ax, which: str = "x") -> None:
+    """Put ticks on whole numbers only, labelled plainly, on ``ax``'s ``which`` axis ("x" or
+    "y"), for a count such as input pairs or queries; on a log axis at 1, 2 and 5 x 10^k."""
+    from matplotlib import ticker
+
+    if which not in ("x", "y"):
+        raise ValueError(f"which must be 'x' or 'y', got {which!r}")
+    axis = ax.xaxis if which == "x" else ax.yaxis
+    if axis.get_scale() == "log":
+        axis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        axis.set_minor_formatter(ticker.NullFormatter())
+    else:
+        axis.set_major_locator(ticker.MaxNLocator(integer=True))
+    axis.set_major_formatter(ticker.StrMethodFormatter("{x:.0f}"))

@@ -301,7 +301,7 @@ def resolve(info: StudyInfo, profile: str, given: dict[str, Any]) -> dict[str, A
     """Parameter values in effect: notebook defaults, then the profile's, then ``given``.
 
     Raises ParamError (one line) for an unknown profile or parameter, a bad value, a
-    broken rule of the study's :data:`CHECKS`, and when the resolved dataset is not
+    broken rule of the study's ``check_params``, and when the resolved dataset is not
     available here.
     """
     if profile not in PROFILE_NAMES:

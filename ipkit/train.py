@@ -120,10 +120,20 @@ def quiet() -> bool:
 
 
 def progress(iterable=None, **kwargs):
-    """A tqdm progress bar (notebook-aware) that stays silent in CI."""
-    from tqdm.auto import tqdm
+    """A tqdm progress bar that stays silent in CI: a widget in a notebook, or plain text
+    with ``IPKIT_PROGRESS=text``, which ``ipkit run`` sets so that an executed notebook holds
+    no widget output. As text, every bar writes on one line (no cursor movement), at most
+    every 2 s, and a bar that erases itself when done (``leave=False``) stays off."""
+    disable = quiet()
+    if os.environ.get("IPKIT_PROGRESS") == "text":
+        from tqdm.std import tqdm
 
-    return tqdm(iterable, disable=quiet(), **kwargs)
+        kwargs.setdefault("mininterval", 2.0)
+        kwargs.setdefault("position", 0)
+        disable = disable or not kwargs.get("leave", True)
+    else:
+        from tqdm.auto import tqdm
+    return tqdm(iterable, disable=disable, **kwargs)
 
 
 def autocast(device: torch.device):
