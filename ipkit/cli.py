@@ -13,7 +13,7 @@ import sys
 
 from . import cache
 from .study import PROFILE_NAMES, ParamError, StudyInfo, coerce, figures_dir, get_study, resolve
-from .study import runs_dir, studies
+from .study import new_run_id, run_folder, runs_dir, studies
 
 
 def _fail(msg: str) -> int:
@@ -82,8 +82,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     out_dir = runs_dir()
     out_dir.mkdir(parents=True, exist_ok=True)
     for info, given in plans:
-        output = out_dir / f"{info.path.stem}-{args.profile}.ipynb"
+        run_id = new_run_id()
+        output = out_dir / f"{info.path.stem}-{args.profile}-{run_id}.ipynb"
         print(f"ipkit: running {info.id} (profile {args.profile}) -> {output}")
+        os.environ["IPKIT_RUN_ID"] = run_id
         try:
             pm.execute_notebook(str(info.path), str(output), parameters={**given, "profile": args.profile},
                                 kernel_name="python3", cwd=str(info.path.parent),
@@ -92,13 +94,32 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"ipkit: {info.id} failed in cell {err.cell_index}: {err.ename}: {err.evalue}\n"
                   f"  executed notebook: {output}", file=sys.stderr)
             return 1
-        out = figures_dir() / info.id / args.profile
-        print(f"ipkit: figures and results of {info.id} in {out}")
-        if (out / "results.json").exists():
-            for c in json.loads((out / "results.json").read_text())["claims"]:
+        finally:
+            os.environ.pop("IPKIT_RUN_ID", None)
+            _echo_cache_warnings(output)
+        own = run_folder(info.id, args.profile, run_id)
+        print(f"ipkit: figures and results of {info.id} in {figures_dir() / info.id / args.profile} "
+              f"(this run's own copy: {own})")
+        if (own / "results.json").exists():
+            for c in json.loads((own / "results.json").read_text())["claims"]:
                 verdict = c.get("verdict") or ("holds" if c["holds"] else "does not hold")
                 print(f"  {c['id']} {verdict}: {c['measured']}")
     return 0
+
+
+def _echo_cache_warnings(notebook) -> None:
+    """Repeat on stderr the corrupt-cache-entry lines an executed notebook wrote to its stderr."""
+    try:
+        cells = json.loads(notebook.read_text())["cells"]
+    except (OSError, ValueError, KeyError):
+        return
+    for cell in cells:
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "stream" and out.get("name") == "stderr":
+                text = out.get("text", "")
+                for line in ("".join(text) if isinstance(text, list) else text).splitlines():
+                    if m := cache.CORRUPT_LINE.search(line):
+                        print(f"ipkit: {m.group(0)}", file=sys.stderr)
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -136,7 +157,31 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 1 if flips else 0
 
 
+def _profile_section(root, path) -> list[str]:
+    """Gallery lines of one results.json: claim rows, stability, tables and figures."""
+    from .results import claims_markdown
+    from .verify import stability_markdown
+
+    data = json.loads(path.read_text())
+    rel = path.parent.relative_to(root)
+    lines = [f"### Profile `{data['profile']}`: {data['date']}, {data['device']}, "
+             f"{data['runtime_s']:.0f} s", ""]
+    if data["claims"]:
+        lines += [claims_markdown(data["claims"]), ""]
+        if data.get("stability"):
+            lines += ["**Stability** (`ipkit verify`)", "", stability_markdown(data), ""]
+    for table in data.get("tables", []):
+        md = path.parent / f"{table}.md"
+        if md.exists():
+            lines += [f"**{table}**", "", md.read_text().strip(), ""]
+    for fig in data["figures"]:
+        lines += [f"![{fig}]({rel.as_posix()}/{fig}.png)", ""]
+    return lines
+
+
 def _gallery() -> str:
+    """figures/README.md's text; a results.json that cannot be read is reported (here and
+    on stderr) as unreadable, and the other studies go on."""
     root = figures_dir()
     lines = ["# Figures", "",
              "Made by `ipkit run STUDY --profile PROFILE`; this page by `ipkit report`. Every number",
@@ -148,48 +193,51 @@ def _gallery() -> str:
             continue
         lines += [f"## {info.title}", "", f"Notebook: `notebooks/{info.path.name}`", ""]
         for path in runs:
-            data = json.loads(path.read_text())
-            rel = path.parent.relative_to(root)
-            lines += [f"### Profile `{data['profile']}`: {data['date']}, {data['device']}, "
-                      f"{data['runtime_s']:.0f} s", ""]
-            if data["claims"]:
-                from .results import claims_markdown
-
-                lines += [claims_markdown(data["claims"]), ""]
-                from .verify import stability_markdown
-
-                if data.get("stability"):
-                    lines += ["**Stability** (`ipkit verify`)", "", stability_markdown(data), ""]
-            for table in data.get("tables", []):
-                md = path.parent / f"{table}.md"
-                if md.exists():
-                    lines += [f"**{table}**", "", md.read_text().strip(), ""]
-            for fig in data["figures"]:
-                lines += [f"![{fig}]({rel.as_posix()}/{fig}.png)", ""]
+            try:
+                lines += _profile_section(root, path)
+            except (OSError, ValueError, KeyError, TypeError) as err:
+                why = f"{type(err).__name__}: {' '.join(str(err).split())}"
+                print(f"ipkit: {path} is unreadable ({why}): rerun `ipkit run {info.id} --profile "
+                      f"{path.parent.name}`", file=sys.stderr)
+                lines += [f"### Profile `{path.parent.name}`: results.json unreadable ({why})", ""]
     return "\n".join(lines)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Write figures/README.md, a gallery of every study's figures and claim tables."""
+    from .results import write_atomic
+
     path = figures_dir() / "README.md"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(_gallery())
+    text = _gallery()
+    write_atomic(path, lambda tmp: tmp.write_text(text))
     print(f"ipkit: wrote {path}")
     return 0
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
-    """List or clear the model cache."""
+    """List or clear the model cache; both sweep temp files of interrupted writes."""
     if args.action == "clear":
+        if args.temp:
+            swept = cache.sweep_temp()
+            print(f"ipkit: removed {len(swept)} temp files of interrupted writes "
+                  f"({sum(t.size for t in swept) / 1e6:.1f} MB) from {cache.cache_dir()}")
+            return 0
         print(f"ipkit: removed {cache.clear(args.recipe)} entries from {cache.cache_dir()}")
         return 0
-    items = cache.entries()
+    swept = cache.sweep_temp()
+    items, temps = cache.entries(), cache.temp_files()
     print(f"{cache.cache_dir()}: {len(items)} entries, "
           f"{sum(e.size for e in items) / 1e6:.1f} MB")
+    if swept:
+        print(f"  swept {len(swept)} temp files of interrupted writes "
+              f"({sum(t.size for t in swept) / 1e6:.1f} MB)")
     for e in items:
         when = dt.datetime.fromtimestamp(e.created).strftime("%Y-%m-%d %H:%M")
-        flag = "" if e.ok else "  CORRUPT (rebuilt on next use)"
+        flag = "" if e.ok else f"  CORRUPT: {e.problem} (rebuilt on next use)"
         print(f"  {e.key}  {when}  {e.size / 1e6:7.2f} MB  {e.recipe}{flag}")
+    for t in temps:
+        print(f"  {t.path.name}  {t.size / 1e6:7.2f} MB  temp file of a write in progress (pid {t.pid})")
     return 0
 
 
@@ -236,6 +284,8 @@ def parser() -> argparse.ArgumentParser:
     c = sub.add_parser("cache", help="list or clear the model cache")
     c.add_argument("action", choices=["ls", "clear"])
     c.add_argument("--recipe", help="with clear: only this recipe's entries")
+    c.add_argument("--temp", action="store_true",
+                   help="with clear: only temp files of interrupted writes (writer gone or over an hour old)")
     c.set_defaults(fn=cmd_cache)
     b = sub.add_parser("bench", help="ipkit trainer vs a plain DataLoader loop, or ensemble training")
     b.add_argument("--dataset", default="mnist5k")
