@@ -33,6 +33,9 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from torch import Tensor, nn
 
+from . import timings
+from .train import model_device
+
 SUFFIX = ".safetensors"
 
 
@@ -192,9 +195,11 @@ def cached(recipe: str, params: Mapping[str, Any],
     or a corrupt entry (``like``: the state dict the tensors must fit, see :func:`load`)."""
     k = key(recipe, params)
     hit = load(k, like)
+    timings.count("cache hit" if hit is not None else "cache miss", recipe)
     if hit is not None:
         return hit
-    tensors, meta = make()
+    with timings.timed("train", recipe):
+        tensors, meta = make()
     save(k, tensors, {**meta, "recipe": recipe, "params": _canonical(params)})
     return tensors, {**meta, "recipe": recipe}
 
@@ -209,7 +214,7 @@ def cached_model(recipe: str, params: Mapping[str, Any], build: Callable[[], nn.
     device and never runs pickled code.
     """
     model = build()
-    device = next(model.parameters()).device
+    device = model_device(model)
 
     def make() -> tuple[dict[str, Tensor], dict[str, Any]]:
         info = train(model) or {}

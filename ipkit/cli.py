@@ -10,10 +10,11 @@ import datetime as dt
 import json
 import os
 import sys
+import time
 
-from . import cache
+from . import cache, timings
 from .study import PROFILE_NAMES, ParamError, StudyInfo, coerce, figures_dir, get_study, resolve
-from .study import new_run_id, run_folder, runs_dir, studies
+from .study import new_run_id, publish, run_folder, runs_dir, studies
 
 
 def _fail(msg: str) -> int:
@@ -84,6 +85,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     for info, given in plans:
         run_id = new_run_id()
         output = out_dir / f"{info.path.stem}-{args.profile}-{run_id}.ipynb"
+        started = time.time()
         print(f"ipkit: running {info.id} (profile {args.profile}) -> {output}")
         os.environ["IPKIT_RUN_ID"] = run_id
         try:
@@ -97,14 +99,26 @@ def cmd_run(args: argparse.Namespace) -> int:
         finally:
             os.environ.pop("IPKIT_RUN_ID", None)
             _echo_cache_warnings(output)
-        own = run_folder(info.id, args.profile, run_id)
-        print(f"ipkit: figures and results of {info.id} in {figures_dir() / info.id / args.profile} "
-              f"(this run's own copy: {own})")
+        own, out = run_folder(info.id, args.profile, run_id), figures_dir() / info.id / args.profile
+        spent = timings.add_sections(own, info.id, args.profile, output, since=started)
+        if _still_published(own, out):  # else a later run has published since: leave it
+            publish(own, out)
+        print(f"ipkit: figures and results of {info.id} in {out} (this run's own copy: {own})")
+        if args.timings:
+            print(timings.markdown(spent))
         if (own / "results.json").exists():
             for c in json.loads((own / "results.json").read_text())["claims"]:
                 verdict = c.get("verdict") or ("holds" if c["holds"] else "does not hold")
                 print(f"  {c['id']} {verdict}: {c['measured']}")
     return 0
+
+
+def _still_published(own, out) -> bool:
+    """Whether the published folder ``out`` holds this run's results (same results.json)."""
+    try:
+        return (own / "results.json").read_bytes() == (out / "results.json").read_bytes()
+    except OSError:
+        return False
 
 
 def _echo_cache_warnings(notebook) -> None:
@@ -244,8 +258,16 @@ def cmd_cache(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     """Time the ipkit trainer against a plain DataLoader loop (or an ensemble trained
     together against one by one) and print the ratio."""
-    from .bench import ensemble_speed, run
+    from .bench import ensemble_speed, run, trainer_layouts
 
+    if args.trainer_layouts:
+        result = trainer_layouts(args.dataset, args.arch, args.epochs, args.batch_size,
+                                 repeats=args.repeats)
+        print(json.dumps(result, indent=2))
+        print(f"trainer layout {result['chosen_layout']} vs {result['before_layout']}: "
+              f"{result['speedup']}x (median of {result['repeats']} alternating pairs; accuracy "
+              f"{result['chosen_acc']} vs {result['before_acc']}) on {result['device']}")
+        return 0
     if args.what == "ensemble":
         result = ensemble_speed(args.dataset, args.arch, args.members, args.epochs, args.batch_size)
         print(json.dumps(result, indent=2))
@@ -270,6 +292,8 @@ def parser() -> argparse.ArgumentParser:
                      help="smoke | default | paper (default: default)")
     run.add_argument("-p", "--param", action="append", metavar="NAME=VALUE",
                      help="set a parameter; lists are comma-separated (repeatable)")
+    run.add_argument("--timings", action="store_true",
+                     help="print seconds per notebook section and per kind of work (timings.md)")
     run.set_defaults(fn=cmd_run)
     ver = sub.add_parser("verify", help="rerun a study with other seeds and compare its verdicts")
     ver.add_argument("study", help="study id (see `ipkit list`)")
@@ -295,6 +319,9 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--what", choices=["trainer", "ensemble"], default="trainer",
                    help="trainer: vs a DataLoader loop; ensemble: members together (vmap) vs one by one")
     b.add_argument("--members", type=int, default=5, help="with --what ensemble: ensemble size")
+    b.add_argument("--trainer-layouts", action="store_true",
+                   help="the trainer's former memory layout vs the one it now picks per model")
+    b.add_argument("--repeats", type=int, default=3, help="with --trainer-layouts: alternating runs")
     b.set_defaults(fn=cmd_bench)
     return ap
 

@@ -35,6 +35,8 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from . import timings
+
 PROFILE_NAMES = ("smoke", "default", "paper")
 
 # Transitional: studies whose rules still live outside ipkit.studies (study id -> "module:function").
@@ -410,6 +412,7 @@ class Run:
         self.figures: list[str] = []
         self.tables: list[str] = []
         self.started = time.time()
+        timings.reset()
 
     def splits(self, seed: int = 0):
         """The dataset's owner / attacker / test splits (``data.split(p.dataset, seed)``),
@@ -448,11 +451,13 @@ class Run:
 
     def record(self, metrics: dict[str, Any], claims: list,
                hyperparameters: dict[str, Any] | None = None) -> Path:
-        """Write results.json and results.md: parameters, the study's declared
-        hyper-parameters and seed roles, metrics and claim rows; then publish the run's
-        folder to ``figures/<study>/<profile>/``. Returns this run's own results.json."""
+        """Write results.json and results.md (parameters, the study's declared
+        hyper-parameters and seed roles, metrics and claim rows) and timings.json /
+        timings.md (seconds per kind of work so far); then publish the run's folder to
+        ``figures/<study>/<profile>/``. Returns this run's own results.json."""
         from .results import write_results
 
+        timings.write_kinds(self.out, self.study, self.profile)
         path = write_results(self, metrics, claims, hyperparameters)
         publish(self.out, self.published)
         return path
