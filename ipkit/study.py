@@ -369,7 +369,11 @@ def publish(folder: Path, target: Path) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     tag = uuid.uuid4().hex[:8]
     staged, old = (target.with_name(f".{target.name}.{kind}-{tag}") for kind in ("new", "old"))
-    shutil.copytree(folder, staged)
+    try:
+        shutil.copytree(folder, staged)
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise
     while True:
         try:
             os.rename(target, old)

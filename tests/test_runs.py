@@ -104,3 +104,29 @@ def test_report_names_a_torn_results_file_and_goes_on(folders, capsys):
     text = (folders / "IPKIT_FIGURES" / "README.md").read_text()
     assert "modeldiff/smoke/results.json is unreadable (JSONDecodeError" in err
     assert "results.json unreadable" in text and "quickstart/smoke/line.png" in text
+
+
+PUBLISHER = """
+import sys
+from pathlib import Path
+from ipkit.study import publish
+src, target = Path(sys.argv[1]), Path(sys.argv[2])
+src.mkdir()
+for i in range(5):
+    (src / f"{src.name}{i}.txt").write_text(src.name * 1000)
+for _ in range(40):
+    publish(src, target)
+"""
+
+
+def test_two_processes_publishing_at_once_never_mix(tmp_path):
+    import subprocess
+    import sys
+
+    target = tmp_path / "figures" / QUICK / "smoke"
+    procs = [subprocess.Popen([sys.executable, "-c", PUBLISHER, str(tmp_path / tag), str(target)])
+             for tag in "ab"]
+    assert [p.wait(120) for p in procs] == [0, 0]
+    names = sorted(p.name for p in target.iterdir())
+    assert names in ([f"a{i}.txt" for i in range(5)], [f"b{i}.txt" for i in range(5)])
+    assert [p.name for p in target.parent.iterdir()] == ["smoke"]
