@@ -250,7 +250,10 @@ def entries() -> list[Entry]:
             recipe, problem = meta.get("recipe", "?"), ""
         except CorruptEntry as err:
             recipe, problem = "(corrupt)", str(err)
-        st = os.lstat(path)
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:  # removed meanwhile
+            continue
         out.append(Entry(path.name[:-len(SUFFIX)], recipe, st.st_size, st.st_mtime, not problem, problem))
     return sorted(out, key=lambda e: -e.created)
 
