@@ -58,7 +58,9 @@ def cpu_threads() -> int:
 
 
 def use_cpu_threads() -> int:
-    """Set torch's intra-op thread count to :func:`cpu_threads` and return it."""
+    """Set torch's intra-op thread count (process-wide) to :func:`cpu_threads` and return
+    it; :func:`fit` and :func:`predict` call it, so a run uses every core from its first
+    training or prediction on, whether its models come from the cache or not."""
     n = cpu_threads()
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
@@ -297,7 +299,9 @@ def batched(fn: Callable[[Tensor], Tensor], x: Tensor, batch_size: int = 1024,
 @timed("evaluate", "predict")
 def predict(model: nn.Module, x: Tensor, batch_size: int = 1024, probs: bool = False) -> Tensor:
     """Logits (or softmax probabilities) of ``model`` on ``x``, in eval mode, float32,
-    computed on the model's device (:func:`model_device`) and returned on ``x``'s."""
+    computed on the model's device (:func:`model_device`) and returned on ``x``'s, with
+    :func:`use_cpu_threads`."""
+    use_cpu_threads()
     model.eval()
     logits = batched(model, x, batch_size, model_device(model))
     return logits.softmax(-1) if probs else logits
