@@ -81,13 +81,16 @@ def best_memory_format(model: nn.Module, device: torch.device) -> torch.memory_f
 
 @contextlib.contextmanager
 def seeded(seed: int, device: torch.device | str = "cpu") -> Iterator[None]:
-    """Run the block with torch's global generators (the CPU's and ``device``'s) seeded
-    with ``seed``, and restore their previous states afterwards."""
+    """Run the block with torch's global generators of the CPU and of ``device`` (a CUDA
+    device's, if it is one) seeded with ``seed``; restore their states afterwards and
+    touch no other device's."""
     device = torch.device(device)
-    devices = [device.index if device.index is not None else torch.cuda.current_device()] \
-        if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
+    cuda = device.type == "cuda"
+    index = (device.index if device.index is not None else torch.cuda.current_device()) if cuda else None
+    with torch.random.fork_rng(devices=[index] if cuda else []):
+        torch.random.default_generator.manual_seed(seed)
+        if cuda:
+            torch.cuda.default_generators[index].manual_seed(seed)
         yield
 
 
