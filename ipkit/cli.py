@@ -18,8 +18,16 @@ from .study import runs_dir, studies
 
 
 def _fail(msg: str) -> int:
-    print(f"ipkit: error: {msg}", file=sys.stderr)
+    one_line = " ".join(msg.split("\n"))
+    print(f"ipkit: error: {one_line}", file=sys.stderr)
     return 2
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr (no usage block) and exit 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {' '.join(message.splitlines())}: see `{self.prog} --help`\n")
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -36,16 +44,21 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def _parse_overrides(info: StudyInfo, pairs: list[str]) -> dict:
-    given = {}
+    given, seen = {}, {}
     for pair in pairs:
         if "=" not in pair:
-            raise ParamError(f"parameter '{pair}' needs a value: write -p name=value")
+            raise ParamError(f"parameter {pair!r} needs a value: write -p name=value")
         name, text = pair.split("=", 1)
         name = name.strip()
         if name not in info.params or name == "profile":
             hint = " (use --profile)" if name == "profile" else ""
-            raise ParamError(f"unknown parameter '{name}' for study '{info.id}'{hint}: choose one of "
+            raise ParamError(f"unknown parameter {name!r} for study '{info.id}'{hint}: choose one of "
                              f"{', '.join(n for n in info.params if n != 'profile')}")
+        if name in seen:
+            lists = " (a list is comma-separated: -p name=a,b)" if "list" in info.params[name].type else ""
+            raise ParamError(f"parameter '{name}' is given twice (-p {seen[name]} and -p {pair}): "
+                             f"give it once{lists}")
+        seen[name] = pair
         given[name] = coerce(info.params[name], text)
     return given
 
@@ -213,7 +226,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def parser() -> argparse.ArgumentParser:
     """The argument parser of the ``ipkit`` command."""
-    ap = argparse.ArgumentParser(prog="ipkit", description=__doc__.splitlines()[0])
+    ap = ArgumentParser(prog="ipkit", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="studies, their profiles and parameters").set_defaults(fn=cmd_list)
     run = sub.add_parser("run", help="execute a study notebook with papermill")
@@ -256,7 +269,10 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``ipkit`` console script."""
-    args = parser().parse_args(argv)
+    try:
+        args = parser().parse_args(argv)
+    except SystemExit as done:  # --help, or a usage error already printed as one line
+        return int(done.code or 0)
     if args.command in ("run", "verify") and args.profile not in PROFILE_NAMES:
         return _fail(f"unknown profile '{args.profile}': choose one of {', '.join(PROFILE_NAMES)}")
     return args.fn(args)

@@ -253,8 +253,17 @@ def check_value(p: Param, value: Any) -> Any:
     return _check_scalar(p, p.type, value)
 
 
+_NUMERALS = {"int": re.compile(r"[+-]?[0-9]+", re.ASCII),
+             "float": re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?", re.ASCII)}
+
+
 def coerce(p: Param, text: str) -> Any:
-    """Turn command-line text into ``p``'s type (lists: comma-separated), then check it."""
+    """Turn command-line text into ``p``'s type (lists: comma-separated), then check it.
+
+    Numbers must be plain ASCII numerals (``12``, ``-0.5``, ``1e-3``): Python's own
+    ``int`` and ``float`` would also take full-width or Arabic-Indic digits, ``1_000``,
+    ``nan`` and ``inf``.
+    """
     kind = p.type[5:-1] if p.type.startswith("list[") else p.type
 
     def one(item: str) -> Any:
@@ -266,14 +275,15 @@ def coerce(p: Param, text: str) -> Any:
                 if item.lower() in ("0", "false", "no"):
                     return False
                 raise ValueError
-            if kind == "int":
-                return int(item)
-            if kind == "float":
-                return float(item)
+            if kind in _NUMERALS:
+                if not _NUMERALS[kind].fullmatch(item):
+                    raise ValueError
+                return int(item) if kind == "int" else float(item)
             return item.strip("'\"")
         except ValueError:
+            fix = "e.g." if item.isascii() else "write it in ASCII digits, e.g."
             raise ParamError(f"parameter '{p.name}' expects {p.describe()}, got {item!r}: "
-                             f"e.g. -p {p.name}={_example(p)}") from None
+                             f"{fix} -p {p.name}={_example(p)}") from None
 
     if p.type.startswith("list["):
         value: Any = [one(s) for s in text.strip("[]").split(",") if s.strip()]
@@ -406,6 +416,24 @@ class Run:
         return write_results(self, metrics, claims, hyperparameters)
 
 
+def injected_names(namespace: dict[str, Any]) -> list[str]:
+    """Names papermill assigned in its ``injected-parameters`` cell, in order.
+
+    Papermill runs that cell (its source starts with ``# Parameters``) right after the
+    notebook's ``parameters`` cell; IPython keeps the source of every executed cell in
+    the namespace's ``In`` list. Outside papermill (Jupyter, nbmake) there is none.
+    """
+    names: list[str] = []
+    for source in namespace.get("In") or []:
+        if not (isinstance(source, str) and source.startswith("# Parameters\n")):
+            continue
+        for node in ast.parse(source).body:
+            if isinstance(node, ast.Assign):
+                names += [t.id for t in node.targets if isinstance(t, ast.Name)
+                          and not t.id.startswith("PAPERMILL_") and t.id not in names]
+    return names
+
+
 def start(study_id: str, namespace: dict[str, Any], profiles: dict[str, dict] | None = None) -> Run:
     """Resolve a notebook's parameters and return its :class:`Run`.
 
@@ -413,11 +441,17 @@ def start(study_id: str, namespace: dict[str, Any], profiles: dict[str, dict] | 
     profile is ``IPKIT_PROFILE`` if set, else the notebook's ``profile`` variable. The
     profile's values replace only parameters still at the notebook's default. The
     resolved values are written back into ``namespace`` (so the notebook's variables hold
-    them) and kept in ``run.p``. The plot theme is applied, so figures look alike.
+    them) and kept in ``run.p``. The plot theme is applied, so figures look alike. A
+    parameter papermill injected that the notebook does not declare (see
+    :func:`injected_names`) stops the run with a :class:`ParamError`.
     """
     from .plots import theme
 
     info = get_study(study_id)
+    unknown = [n for n in injected_names(namespace) if n not in info.params]
+    if unknown:
+        raise ParamError(f"unknown parameter {', '.join(map(repr, unknown))} given to study "
+                         f"'{info.id}': it declares {', '.join(info.params)}")
     if profiles is not None:
         info.profiles = profiles
     profile = os.environ.get("IPKIT_PROFILE") or namespace.get("profile", "default")
