@@ -91,8 +91,10 @@ def pgd_partners(model: nn.Module, x: Tensor, eps: float = 0.06, steps: int = 50
 
 
 def decision_distances(model: nn.Module, x: Tensor, x_partner: Tensor) -> Tensor:
-    """Raw DDV: cosine distance between the model's outputs on x_i and on x_i' (one per pair)."""
-    return 1 - F.cosine_similarity(predict(model, x), predict(model, x_partner), dim=1, eps=1e-12)
+    """Raw DDV: cosine distance between the model's outputs on x_i and on x_i' (one per pair),
+    in float64: ``1 - cos`` of nearly parallel outputs loses most of its digits in float32."""
+    return 1 - F.cosine_similarity(predict(model, x).double(), predict(model, x_partner).double(),
+                                   dim=1, eps=1e-12)
 
 
 def ddv(model: nn.Module, x: Tensor, x_partner: Tensor) -> Tensor:
