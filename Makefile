@@ -5,6 +5,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PROFILE ?= default
+JOBS   ?= 2
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.ipkit-installed
 LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings/overrides.json
@@ -15,7 +16,7 @@ setup: $(STAMP) $(LAB_SETTINGS) chromium
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[test]"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[test,ray,reference]"
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (ipkit)" >/dev/null
 	touch $(STAMP)
 
@@ -31,7 +32,7 @@ chromium:
 	  (apt-get update && apt-get install -y chromium) || echo "chromium not installed: the browser test will be skipped"; fi
 
 figures: setup  ## run every study notebook (PROFILE=default|smoke|paper) and rebuild figures/README.md
-	$(BIN)/ipkit run all --profile $(PROFILE)
+	$(BIN)/ipkit run all --profile $(PROFILE) --jobs $(JOBS)
 	$(BIN)/ipkit report
 
 test: setup  ## unit tests, then every notebook end to end in the smoke profile (nbmake)
