@@ -38,7 +38,7 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from .. import cache, models, recipes, results, steal, stats, transforms
+from .. import cache, models, plots, recipes, results, steal, stats, transforms
 from ..data import Splits, TensorData
 from ..results import Claim
 from ..seeds import seed_for
@@ -836,6 +836,7 @@ def plot_pairs_curve(curve: pd.DataFrame):
                  errorbar="sd", ax=ax, label="ours")
     ax.axhline(PAPER_CORRECTNESS, ls="--", color="gray", label="paper (100 pairs)")
     ax.set(xscale="log", ylim=(0, 1.02), xlabel="input pairs", title="ModelDiff correctness vs input pairs")
+    plots.integer_axis(ax, "x")
     ax.legend()
     return fig
 
@@ -859,6 +860,7 @@ def plot_ddvs(a: ZooModel, b: ZooModel, da: Tensor, db: Tensor, scores: dict[str
     for ax, z, d in zip(axes, (a, b), (da, db)):
         ax.bar(range(len(d)), d.cpu().numpy(), width=1.0)
         ax.set(title=f"{z.name} ({z.arch}, task {z.task})", xlabel="input pair")
+        plots.integer_axis(ax, "x")
     axes[0].set_ylabel("DDV entry")
     text = ", ".join(f"{k} = {'n/a' if math.isnan(v) else f'{v:.3f}'}" for k, v in scores.items())
     fig.suptitle(text, fontsize=9)
