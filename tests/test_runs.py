@@ -3,6 +3,7 @@ claims and executed notebook, and publishes its figures folder as a whole (the l
 finish wins); results files are written atomically and `ipkit report` survives a torn one."""
 import json
 import os
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -22,7 +23,8 @@ def folders(tmp_path, monkeypatch):
 
 
 def _claim(rate: float):
-    units = pd.DataFrame({"seed": [0] * 20 + [1] * 20, "hit": ([1] * int(rate * 20) + [0] * 20)[:20] * 2})
+    hits = round(rate * 20)
+    units = pd.DataFrame({"seed": [0] * 20 + [1] * 20, "hit": ([1] * hits + [0] * (20 - hits)) * 2})
     part = results.evidence("rate", units, stats.mean_of("hit"), threshold=0.5, holds_when="above",
                             unit="carrier")
     return results.claim("Q1", "a claim", "paper says", part)
@@ -96,7 +98,7 @@ def test_results_and_figures_are_written_atomically(folders, monkeypatch):
     fig, ax = plt.subplots()
     run.savefig(fig, "again")
     run.table(pd.DataFrame({"a": [1]}), "tab")
-    names = {p.name for p in map(study.Path, written)}
+    names = {Path(p).name for p in written}
     assert {"results.json", "results.md", "again.png", "again.svg", "tab.csv", "tab.md"} <= names
     assert not list(run.out.glob(".*.tmp"))
 
