@@ -110,12 +110,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     outcomes = _dispatch(jobs, args)
     if isinstance(outcomes, int):
         return outcomes
-    for o in outcomes:
-        results_json = o.job.dest / "results.json"
-        if o.ok and args.timings and (o.job.dest / "timings.md").exists():
-            print((o.job.dest / "timings.md").read_text())
-        if o.ok and results_json.exists():
-            for c in json.loads(results_json.read_text())["claims"]:
+    for o in outcomes:  # this run's own files: another run may have published to o.job.dest since
+        if o.ok and args.timings and "timings.md" in o.files:
+            print(o.files["timings.md"].decode())
+        if o.ok and "results.json" in o.files:
+            for c in json.loads(o.files["results.json"])["claims"]:
                 print(f"  {o.job.study} {c['id']} {sweep.verdict(c)}: {c['measured']}")
     return _failures(outcomes)
 
