@@ -1,4 +1,4 @@
-"""The ``ipkit`` command: list, run and report studies, inspect the cache, benchmark.
+"""The ``ipkit`` command: list, run, sweep and report studies, inspect the cache, benchmark.
 
 Bad input (unknown study, profile or parameter, wrong type or range, missing data) ends
 with a one-line error and exit status 2 before anything runs.
@@ -9,12 +9,14 @@ import argparse
 import datetime as dt
 import json
 import os
+import re
 import sys
-import time
+from pathlib import Path
 
-from . import cache, timings
-from .study import PROFILE_NAMES, ParamError, StudyInfo, coerce, figures_dir, get_study, resolve
-from .study import runs_dir, studies
+from . import cache, parallel, plots, sweep
+from .results import write_atomic, write_table
+from .study import PROFILE_NAMES, ParamError, StudyInfo, coerce, figures_dir, get_study, lookup
+from .study import new_run_id, resolve, runs_dir, studies
 
 
 def _fail(msg: str) -> int:
@@ -50,60 +52,106 @@ def _parse_overrides(info: StudyInfo, pairs: list[str]) -> dict:
             raise ParamError(f"parameter {pair!r} needs a value: write -p name=value")
         name, text = pair.split("=", 1)
         name = name.strip()
-        if name not in info.params or name == "profile":
-            hint = " (use --profile)" if name == "profile" else ""
-            raise ParamError(f"unknown parameter {name!r} for study '{info.id}'{hint}: choose one of "
-                             f"{', '.join(n for n in info.params if n != 'profile')}")
+        param = lookup(info, name)
         if name in seen:
-            lists = " (a list is comma-separated: -p name=a,b)" if "list" in info.params[name].type else ""
+            lists = " (a list is comma-separated: -p name=a,b)" if "list" in param.type else ""
             raise ParamError(f"parameter '{name}' is given twice (-p {seen[name]} and -p {pair}): "
                              f"give it once{lists}")
         seen[name] = pair
-        given[name] = coerce(info.params[name], text)
+        given[name] = coerce(param, text)
     return given
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    """Validate, then execute one study (or all) with papermill into runs/."""
+def _check_jobs(args: argparse.Namespace) -> None:
+    if args.jobs < 1:
+        raise ParamError(f"--jobs must be at least 1, got {args.jobs}")
+    parallel.check_ray(args.jobs, args.address)
+
+
+def _dispatch(jobs: list[parallel.Job], args: argparse.Namespace) -> list[parallel.Outcome] | int:
+    """Run the jobs as the options say; an exit status instead when stopped before the end."""
     try:
-        infos = list(studies().values()) if args.study == "all" else [get_study(args.study)]
-        if args.study == "all" and args.param:
+        return parallel.run_jobs(jobs, at_once=args.jobs, cpus_per_run=args.cpus_per_run,
+                                 gpus_per_run=args.gpus_per_run, address=args.address)
+    except ParamError as err:
+        return _fail(str(err))
+    except KeyboardInterrupt:
+        print("ipkit: interrupted", file=sys.stderr)
+        return 130
+
+
+def _failures(outcomes: list[parallel.Outcome]) -> int:
+    failed = [o.job.label for o in outcomes if not o.ok]
+    if failed:
+        print(f"ipkit: {len(failed)} of {len(outcomes)} runs failed: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Validate, then execute studies with papermill into runs/ (several at once on Ray)."""
+    try:
+        infos = list(studies().values()) if "all" in args.study else [get_study(s) for s in args.study]
+        if len(infos) > 1 and args.param:
             raise ParamError("-p needs a single study: ipkit run STUDY -p name=value")
         plans = []
         for info in infos:
             given = _parse_overrides(info, args.param or [])
             resolve(info, args.profile, given)
             plans.append((info, given))
+        _check_jobs(args)
     except ParamError as err:
         return _fail(str(err))
 
-    import papermill as pm
+    jobs = [parallel.Job(info.id, args.profile, given, info.path, figures_dir() / info.id / args.profile,
+                         runs_dir() / f"{info.path.stem}-{args.profile}-{new_run_id()}.ipynb")
+            for info, given in plans]
+    print(f"ipkit: running {', '.join(j.study for j in jobs)} (profile {args.profile}, "
+          f"{args.jobs} at a time)")
+    outcomes = _dispatch(jobs, args)
+    if isinstance(outcomes, int):
+        return outcomes
+    for o in outcomes:
+        results_json = o.job.dest / "results.json"
+        if o.ok and args.timings and (o.job.dest / "timings.md").exists():
+            print((o.job.dest / "timings.md").read_text())
+        if o.ok and results_json.exists():
+            for c in json.loads(results_json.read_text())["claims"]:
+                print(f"  {o.job.study} {c['id']} {sweep.verdict(c)}: {c['measured']}")
+    return _failures(outcomes)
 
-    os.environ["IPKIT_PROFILE"] = args.profile
-    out_dir = runs_dir()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for info, given in plans:
-        output = out_dir / f"{info.path.stem}-{args.profile}.ipynb"
-        started = time.time()
-        print(f"ipkit: running {info.id} (profile {args.profile}) -> {output}")
-        try:
-            pm.execute_notebook(str(info.path), str(output), parameters={**given, "profile": args.profile},
-                                kernel_name="python3", cwd=str(info.path.parent),
-                                progress_bar=not os.environ.get("CI"))
-        except pm.PapermillExecutionError as err:
-            print(f"ipkit: {info.id} failed in cell {err.cell_index}: {err.ename}: {err.evalue}\n"
-                  f"  executed notebook: {output}", file=sys.stderr)
-            return 1
-        out = figures_dir() / info.id / args.profile
-        spent = timings.add_sections(out, info.id, args.profile, output, since=started)
-        print(f"ipkit: figures and results of {info.id} in {out}")
-        if args.timings:
-            print(timings.markdown(spent))
-        if (out / "results.json").exists():
-            for c in json.loads((out / "results.json").read_text())["claims"]:
-                verdict = c.get("verdict") or ("holds" if c["holds"] else "does not hold")
-                print(f"  {c['id']} {verdict}: {c['measured']}")
-    return 0
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """Validate every setting of a grid, run them all, then summarize the claims across them."""
+    try:
+        info = get_study(args.study)
+        pairs = list(args.param or []) + ([f"seeds={args.seeds_sets}"] if args.seeds_sets else [])
+        grid = sweep.parse_grid(info, pairs)
+        points = sweep.settings(grid)
+        sweep.validate(info, args.profile, points)
+        if args.id is not None and not re.fullmatch(r"[A-Za-z0-9._+=-]+", args.id):
+            raise ParamError(f"--id '{args.id}' must be letters, digits and . _ + = - only")
+        _check_jobs(args)
+    except ParamError as err:
+        return _fail(str(err))
+
+    sweep_id = args.id or sweep.sweep_id(grid)
+    root = figures_dir() / info.id / args.profile / "sweeps" / sweep_id
+    jobs = [parallel.Job(info.id, args.profile, s.values, info.path, root / s.name,
+                         runs_dir() / "sweeps" / sweep_id / f"{info.path.stem}-{s.name}.ipynb", s.name)
+            for s in points]
+    print(f"ipkit: sweep {sweep_id}: {len(jobs)} settings of {info.id} (profile {args.profile}, "
+          f"{args.jobs} at a time) -> {root}")
+    outcomes = _dispatch(jobs, args)
+    if isinstance(outcomes, int):
+        return outcomes
+    errors = {o.job.setting: o.error for o in outcomes if not o.ok}
+    table = sweep.summary(points, {s.name: root / s.name for s in points}, errors)
+    write_table(table, root / "summary")
+    plots.theme()
+    plots.savefig(plots.sweep_verdicts(table, f"{info.id}: sweep {sweep_id}"), root / "summary")
+    print(table.drop(columns=["measured"]).to_markdown(index=False, floatfmt=".3f"))
+    print(f"ipkit: summary in {root / 'summary.md'} and {root / 'summary.png'}")
+    return _failures(outcomes)
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -141,7 +189,33 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 1 if flips else 0
 
 
+def _profile_section(root: Path, path: Path, notebook: str) -> list[str]:
+    """Gallery lines of one results.json: the executed notebook's link, claim rows, stability,
+    tables and figures."""
+    from .results import claims_markdown
+    from .verify import stability_markdown
+
+    data = json.loads(path.read_text())
+    rel = path.parent.relative_to(root)
+    lines = [f"### Profile `{data['profile']}`: {data['date']}, {data['device']}, "
+             f"{data['runtime_s']:.0f} s", ""]
+    lines += _notebook_link(path.parent / notebook, root)
+    if data["claims"]:
+        lines += [claims_markdown(data["claims"]), ""]
+        if data.get("stability"):
+            lines += ["**Stability** (`ipkit verify`)", "", stability_markdown(data), ""]
+    for table in data.get("tables", []):
+        md = path.parent / f"{table}.md"
+        if md.exists():
+            lines += [f"**{table}**", "", md.read_text().strip(), ""]
+    for fig in data["figures"]:
+        lines += [f"![{fig}]({rel.as_posix()}/{fig}.png)", ""]
+    return lines
+
+
 def _gallery() -> str:
+    """figures/README.md's text; a results.json that cannot be read is reported (here and
+    on stderr) as unreadable, and the other studies go on."""
     root = figures_dir()
     lines = ["# Figures", "",
              "Made by `ipkit run STUDY --profile PROFILE`; this page by `ipkit report`. Every number",
@@ -153,48 +227,69 @@ def _gallery() -> str:
             continue
         lines += [f"## {info.title}", "", f"Notebook: `notebooks/{info.path.name}`", ""]
         for path in runs:
-            data = json.loads(path.read_text())
-            rel = path.parent.relative_to(root)
-            lines += [f"### Profile `{data['profile']}`: {data['date']}, {data['device']}, "
-                      f"{data['runtime_s']:.0f} s", ""]
-            if data["claims"]:
-                from .results import claims_markdown
-
-                lines += [claims_markdown(data["claims"]), ""]
-                from .verify import stability_markdown
-
-                if data.get("stability"):
-                    lines += ["**Stability** (`ipkit verify`)", "", stability_markdown(data), ""]
-            for table in data.get("tables", []):
-                md = path.parent / f"{table}.md"
-                if md.exists():
-                    lines += [f"**{table}**", "", md.read_text().strip(), ""]
-            for fig in data["figures"]:
-                lines += [f"![{fig}]({rel.as_posix()}/{fig}.png)", ""]
+            try:
+                lines += _profile_section(root, path, info.path.name)
+            except (OSError, ValueError, KeyError, TypeError) as err:
+                why = f"{type(err).__name__}: {' '.join(str(err).split())}"
+                print(f"ipkit: {path} is unreadable ({why}): rerun `ipkit run {info.id} --profile "
+                      f"{path.parent.name}`", file=sys.stderr)
+                lines += [f"### Profile `{path.parent.name}`: results.json unreadable ({why})", ""]
     return "\n".join(lines)
 
 
+def _notebook_link(notebook: Path, root: Path) -> list[str]:
+    """The gallery's link to a run's executed notebook, if it was published."""
+    if not notebook.exists():
+        return []
+    return [f"Executed notebook (read without running): "
+            f"[`{notebook.name}`]({notebook.relative_to(root).as_posix()})", ""]
+
+
 def cmd_report(args: argparse.Namespace) -> int:
-    """Write figures/README.md, a gallery of every study's figures and claim tables."""
+    """Write figures/README.md, a gallery of every study's figures and claim tables, and
+    with --html an offline site of the gallery and every executed notebook."""
     path = figures_dir() / "README.md"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(_gallery())
+    gallery = _gallery()
+    write_atomic(path, lambda tmp: tmp.write_text(gallery))
     print(f"ipkit: wrote {path}")
+    if args.html:
+        _write_site(gallery, args.html)
     return 0
 
 
+def _write_site(gallery: str, site: str) -> None:
+    """Write the offline HTML site (``ipkit.publish.write_site``) into ``site``."""
+    from .publish import write_site
+
+    pages = write_site(figures_dir(), Path(site), gallery)
+    print(f"ipkit: wrote {len(pages)} pages to {pages[0]} "
+          f"({sum(p.stat().st_size for p in pages) / 1e6:.1f} MB, readable offline)")
+
+
 def cmd_cache(args: argparse.Namespace) -> int:
-    """List or clear the model cache."""
+    """List or clear the model cache; both sweep temp files of interrupted writes."""
     if args.action == "clear":
+        if args.temp:
+            swept = cache.sweep_temp()
+            print(f"ipkit: removed {len(swept)} temp files of interrupted writes "
+                  f"({sum(t.size for t in swept) / 1e6:.1f} MB) from {cache.cache_dir()}")
+            return 0
         print(f"ipkit: removed {cache.clear(args.recipe)} entries from {cache.cache_dir()}")
         return 0
-    items = cache.entries()
+    swept = cache.sweep_temp()
+    items, temps = cache.entries(), cache.temp_files()
     print(f"{cache.cache_dir()}: {len(items)} entries, "
           f"{sum(e.size for e in items) / 1e6:.1f} MB")
+    if swept:
+        print(f"  swept {len(swept)} temp files of interrupted writes "
+              f"({sum(t.size for t in swept) / 1e6:.1f} MB)")
     for e in items:
         when = dt.datetime.fromtimestamp(e.created).strftime("%Y-%m-%d %H:%M")
-        flag = "" if e.ok else "  CORRUPT (rebuilt on next use)"
+        flag = "" if e.ok else f"  CORRUPT: {e.problem} (rebuilt on next use)"
         print(f"  {e.key}  {when}  {e.size / 1e6:7.2f} MB  {e.recipe}{flag}")
+    for t in temps:
+        print(f"  {t.path.name}  {t.size / 1e6:7.2f} MB  temp file of a write in progress (pid {t.pid})")
     return 0
 
 
@@ -224,20 +319,47 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _profile_option(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--profile", default=os.environ.get("IPKIT_PROFILE", "default"),
+                    help="smoke | default | paper (default: default)")
+
+
+def _parallel_options(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="runs at a time; more than 1 runs them as Ray tasks (default: 1, in this process)")
+    ap.add_argument("--cpus-per-run", type=float,
+                    help="CPUs (and threads) of each Ray run (default: the cluster's CPUs / --jobs)")
+    ap.add_argument("--gpus-per-run", type=float,
+                    help="GPUs of each Ray run (default: 1 when the cluster has GPUs, else 0)")
+    ap.add_argument("--address", help="Ray cluster to join (default: RAY_ADDRESS, else a local "
+                                      "Ray sized to this machine)")
+
+
 def parser() -> argparse.ArgumentParser:
     """The argument parser of the ``ipkit`` command."""
     ap = ArgumentParser(prog="ipkit", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="studies, their profiles and parameters").set_defaults(fn=cmd_list)
-    run = sub.add_parser("run", help="execute a study notebook with papermill")
-    run.add_argument("study", help="study id (see `ipkit list`) or 'all'")
-    run.add_argument("--profile", default=os.environ.get("IPKIT_PROFILE", "default"),
-                     help="smoke | default | paper (default: default)")
+    run = sub.add_parser("run", help="execute study notebooks with papermill")
+    run.add_argument("study", nargs="+", help="study ids (see `ipkit list`) or 'all'")
+    _profile_option(run)
     run.add_argument("-p", "--param", action="append", metavar="NAME=VALUE",
                      help="set a parameter; lists are comma-separated (repeatable)")
     run.add_argument("--timings", action="store_true",
                      help="print seconds per notebook section and per kind of work (timings.md)")
+    _parallel_options(run)
     run.set_defaults(fn=cmd_run)
+    sw = sub.add_parser("sweep", help="run a study over a grid of settings and summarize its claims")
+    sw.add_argument("study", help="study id (see `ipkit list`)")
+    _profile_option(sw)
+    sw.add_argument("-p", "--param", action="append", metavar="NAME=A,B,C",
+                    help="sweep a parameter over these values; a list-valued one takes its sets "
+                         "separated by ';' (repeatable: the grid is every combination)")
+    sw.add_argument("--seeds-sets", metavar="'0,1,2;101,102,103'",
+                    help="sweep the seeds over these sets (the same as -p seeds=...)")
+    sw.add_argument("--id", help="the sweep's folder name (default: the parameters and a hash of the grid)")
+    _parallel_options(sw)
+    sw.set_defaults(fn=cmd_sweep)
     ver = sub.add_parser("verify", help="rerun a study with other seeds and compare its verdicts")
     ver.add_argument("study", help="study id (see `ipkit list`)")
     ver.add_argument("--seeds", default="101,102,103", help="comma-separated seeds of the rerun")
@@ -247,10 +369,16 @@ def parser() -> argparse.ArgumentParser:
     ver.add_argument("--record", action="store_true",
                      help="store the comparison under 'stability' in the committed results.json")
     ver.set_defaults(fn=cmd_verify)
-    sub.add_parser("report", help="write figures/README.md").set_defaults(fn=cmd_report)
+    rep = sub.add_parser("report", help="write figures/README.md (and with --html an offline site)")
+    rep.add_argument("--html", nargs="?", const="site", metavar="DIR",
+                     help="also write the gallery and every executed notebook as HTML into DIR "
+                          "(default: site)")
+    rep.set_defaults(fn=cmd_report)
     c = sub.add_parser("cache", help="list or clear the model cache")
     c.add_argument("action", choices=["ls", "clear"])
     c.add_argument("--recipe", help="with clear: only this recipe's entries")
+    c.add_argument("--temp", action="store_true",
+                   help="with clear: only temp files of interrupted writes (writer gone or over an hour old)")
     c.set_defaults(fn=cmd_cache)
     b = sub.add_parser("bench", help="ipkit trainer vs a plain DataLoader loop, or ensemble training")
     b.add_argument("--dataset", default="mnist5k")
@@ -273,7 +401,7 @@ def main(argv: list[str] | None = None) -> int:
         args = parser().parse_args(argv)
     except SystemExit as done:  # --help, or a usage error already printed as one line
         return int(done.code or 0)
-    if args.command in ("run", "verify") and args.profile not in PROFILE_NAMES:
+    if args.command in ("run", "sweep", "verify") and args.profile not in PROFILE_NAMES:
         return _fail(f"unknown profile '{args.profile}': choose one of {', '.join(PROFILE_NAMES)}")
     return args.fn(args)
 

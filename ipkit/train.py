@@ -126,10 +126,20 @@ def quiet() -> bool:
 
 
 def progress(iterable=None, **kwargs):
-    """A tqdm progress bar (notebook-aware) that stays silent in CI."""
-    from tqdm.auto import tqdm
+    """A tqdm progress bar that stays silent in CI: a widget in a notebook, or plain text
+    with ``IPKIT_PROGRESS=text``, which ``ipkit run`` sets so that an executed notebook holds
+    no widget output. As text, every bar writes on one line (no cursor movement), at most
+    every 2 s, and a bar that erases itself when done (``leave=False``) stays off."""
+    disable = quiet()
+    if os.environ.get("IPKIT_PROGRESS") == "text":
+        from tqdm.std import tqdm
 
-    return tqdm(iterable, disable=quiet(), **kwargs)
+        kwargs.setdefault("mininterval", 2.0)
+        kwargs.setdefault("position", 0)
+        disable = disable or not kwargs.get("leave", True)
+    else:
+        from tqdm.auto import tqdm
+    return tqdm(iterable, disable=disable, **kwargs)
 
 
 def autocast(device: torch.device):
@@ -198,6 +208,7 @@ def fit(
     params: list[nn.Parameter] | None = None,
     seed: int = 0,
     on_epoch: Callable[[int, nn.Module, History], None] | None = None,
+    on_step: Callable[[int, nn.Module], None] | None = None,
     desc: str = "train",
     memory_format: torch.memory_format | None = None,
 ) -> History:
@@ -210,6 +221,8 @@ def fit(
     ``sgd`` (Nesterov momentum 0.9) or ``adam``; ``schedule`` is ``onecycle``, ``cosine``
     or ``constant``. ``memory_format`` overrides the layout chosen by
     :func:`best_memory_format`; the model is handed back in the default layout.
+    ``on_epoch(epoch, model, history)`` runs after every epoch, ``on_step(step, model)``
+    after every optimiser step (``step`` counts them from 1).
 
     The global torch generators are seeded with ``seed`` inside the run (dropout draws from
     them) and restored afterwards; deterministic algorithms are on inside the run on the
@@ -275,6 +288,8 @@ def fit(
                 opt.step()
                 sched.step()
                 total_loss += float(batch_loss.detach())
+                if on_step is not None:
+                    on_step(epoch * steps_per_epoch + i + 1, model)
             hist.loss.append(total_loss / steps_per_epoch)
             bar.set_postfix(loss=f"{hist.loss[-1]:.3f}")
             if on_epoch is not None:

@@ -33,12 +33,13 @@ def test_study_declares_parameters_and_profiles(path):
 
 
 def _names(specs):
-    return {re.split(r"[<>=!~\[ ]", s.strip(), maxsplit=1)[0].lower() for s in specs}
+    """Package names of requirement specs, normalised as PyPI does (PEP 503)."""
+    return {re.sub(r"[-_.]+", "-", re.split(r"[<>=!~\[ ]", s.strip(), maxsplit=1)[0]).lower() for s in specs}
 
 
 def test_environment_yml_matches_pyproject():
     meta = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    declared = set(meta["dependencies"]) | set(meta["optional-dependencies"]["test"])
+    declared = set(meta["dependencies"]).union(*meta["optional-dependencies"].values())
     env = (ROOT / "environment.yml").read_text()
     pip_lines = [ln.strip()[2:] for ln in env.split("- pip:")[1].splitlines() if ln.strip().startswith("- ")]
     assert set(pip_lines) - {"-e ."} == declared
@@ -48,7 +49,7 @@ def test_constraints_pin_every_dependency():
     pinned = _names(ln.split("==")[0] for ln in (ROOT / "constraints.txt").read_text().splitlines()
                     if "==" in ln)
     meta = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    wanted = _names(meta["dependencies"] + meta["optional-dependencies"]["test"])
+    wanted = _names(set(meta["dependencies"]).union(*meta["optional-dependencies"].values()))
     assert wanted <= pinned
 
 
