@@ -60,6 +60,9 @@ def _dispatch(jobs: list[parallel.Job], args: argparse.Namespace) -> list[parall
                                  gpus_per_run=args.gpus_per_run, address=args.address)
     except ParamError as err:
         return _fail(str(err))
+    except parallel.RayError as err:
+        print(f"ipkit: error: {err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("ipkit: interrupted", file=sys.stderr)
         return 130

@@ -28,6 +28,10 @@ RAY_MISSING = ("running several notebooks at once needs Ray: pip install 'ipkit[
                "(make setup installs it), or use --jobs 1")
 
 
+class RayError(RuntimeError):
+    """Ray could not be started or joined; the message says what to try."""
+
+
 @dataclass(frozen=True)
 class Job:
     """One notebook run: ``params`` are the values set on top of ``profile``; the run's
@@ -227,7 +231,12 @@ def _run_on_ray(jobs, at_once, cpus_per_run, gpus_per_run, address, bar) -> list
     started_here = not ray.is_initialized()
     if started_here:
         options = {"address": address} if address else {"include_dashboard": False}
-        ray.init(log_to_driver=False, logging_level="ERROR", **options)
+        try:
+            ray.init(log_to_driver=False, logging_level="ERROR", **options)
+        except Exception as err:  # Ray's own start-up errors have no common type
+            where = f"join the Ray cluster at {address}" if address else "start a local Ray"
+            raise RayError(f"could not {where} ({str(err).splitlines()[0]}): try again, "
+                           "or use --jobs 1") from None
     try:
         warning = cache_warning(address)
         if warning:
