@@ -1,14 +1,12 @@
 """ipkit: rerun the findings of model intellectual-property papers in notebooks.
 
-Modules, one job each: ``data`` (datasets and splits), ``models`` (architectures),
-``train`` (the trainer), ``cache`` (trained-model store), ``recipes`` (cached owner,
-independent and stolen models), ``watermark``, ``steal``, ``memorized`` and ``ingrain``
-(the memorized-transfer and ingrain studies), ``transforms``, ``uncertainty`` (UQ
-surrogates), ``similarity`` (model-similarity measures), ``zoo`` (the reuse benchmark),
-``compression`` (quantized and pruned siblings), ``attacks``, ``unpairing``, ``results``
-(claim rows), ``plots``, ``widgets``, ``study`` (parameters, profiles and the run
-context), ``parallel`` (notebook runs here or on Ray), ``sweep`` (grids of settings and
-their claims), ``bench`` and ``cli`` (the ``ipkit`` command).
+Method modules, paper-agnostic, one job each: ``data``, ``models``, ``train``, ``cache``,
+``recipes``, ``watermark``, ``steal``, ``transforms``, ``uncertainty``, ``similarity``,
+``compression``, ``attacks``, ``stats`` (bootstrap intervals), ``seeds`` (seed roles),
+``results`` (evidence and claim rows), ``plots``, ``widgets``. Study modules, one per paper:
+``ipkit.studies.<study_id>``. Running: ``study`` (parameters, profiles, the run context),
+``parallel`` (notebook runs here or on Ray), ``sweep`` (grids of settings and their claims),
+``verify``, ``bench`` and ``cli`` (the ``ipkit`` command).
 """
 __version__ = "0.1.0"
 

@@ -12,15 +12,23 @@ import os
 import re
 import sys
 
-from . import cache, parallel, plots, sweep
+from . import cache, parallel, plots, sweep, timings
 from .results import write_table
 from .study import PROFILE_NAMES, ParamError, StudyInfo, coerce, figures_dir, get_study, lookup
 from .study import resolve, runs_dir, studies
 
 
 def _fail(msg: str) -> int:
-    print(f"ipkit: error: {msg}", file=sys.stderr)
+    one_line = " ".join(msg.split("\n"))
+    print(f"ipkit: error: {one_line}", file=sys.stderr)
     return 2
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr (no usage block) and exit 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {' '.join(message.splitlines())}: see `{self.prog} --help`\n")
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -37,13 +45,19 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def _parse_overrides(info: StudyInfo, pairs: list[str]) -> dict:
-    given = {}
+    given, seen = {}, {}
     for pair in pairs:
         if "=" not in pair:
-            raise ParamError(f"parameter '{pair}' needs a value: write -p name=value")
+            raise ParamError(f"parameter {pair!r} needs a value: write -p name=value")
         name, text = pair.split("=", 1)
         name = name.strip()
-        given[name] = coerce(lookup(info, name), text)
+        p = lookup(info, name)
+        if name in seen:
+            lists = " (a list is comma-separated: -p name=a,b)" if "list" in p.type else ""
+            raise ParamError(f"parameter '{name}' is given twice (-p {seen[name]} and -p {pair}): "
+                             f"give it once{lists}")
+        seen[name] = pair
+        given[name] = coerce(p, text)
     return given
 
 
@@ -102,6 +116,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         if o.ok and results_json.exists():
             for c in json.loads(results_json.read_text())["claims"]:
                 print(f"  {o.job.study} {c['id']} {sweep.verdict(c)}: {c['measured']}")
+        spent = o.job.dest / timings.FILE
+        if args.timings and o.ok and spent.exists():
+            print(timings.markdown(json.loads(spent.read_text())))
     return _failures(outcomes)
 
 
@@ -139,6 +156,41 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return _failures(outcomes)
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Rerun a study with other seeds; compare each claim's verdict with the committed one."""
+    from . import verify
+
+    try:
+        info = get_study(args.study)
+        seeds = coerce(info.params["seeds"], args.seeds)
+        given = _parse_overrides(info, args.param or [])
+        if "seeds" in given:
+            raise ParamError("give the seeds with --seeds, not -p seeds=...")
+        path = verify.committed_results(info, args.profile)
+        committed = json.loads(path.read_text())
+        resolve(info, args.profile, verify.rerun_params(committed, info, seeds, given))
+    except ParamError as err:
+        return _fail(str(err))
+    print(f"ipkit: verifying {info.id} (profile {args.profile}) with seeds "
+          f"{','.join(map(str, seeds))} against {path}")
+    import papermill as pm
+
+    try:
+        path, rows = verify.verify(info, args.profile, seeds, given)
+    except pm.PapermillExecutionError as err:
+        print(f"ipkit: {info.id} failed in cell {err.cell_index}: {err.ename}: {err.evalue}",
+              file=sys.stderr)
+        return 1
+    print("\n".join(verify.report_lines(rows)))
+    flips = [r.id for r in rows if r.flip]
+    print(f"ipkit: {len(flips)} flip(s){': ' + ', '.join(flips) if flips else ''}; "
+          f"{sum(r.changed for r in rows)} of {len(rows)} verdicts changed")
+    if args.record:
+        verify.record(path, seeds, rows)
+        print(f"ipkit: recorded under 'stability' in {path}")
+    return 1 if flips else 0
+
+
 def _gallery() -> str:
     root = figures_dir()
     lines = ["# Figures", "",
@@ -159,6 +211,10 @@ def _gallery() -> str:
                 from .results import claims_markdown
 
                 lines += [claims_markdown(data["claims"]), ""]
+                from .verify import stability_markdown
+
+                if data.get("stability"):
+                    lines += ["**Stability** (`ipkit verify`)", "", stability_markdown(data), ""]
             for table in data.get("tables", []):
                 md = path.parent / f"{table}.md"
                 if md.exists():
@@ -195,8 +251,16 @@ def cmd_cache(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     """Time the ipkit trainer against a plain DataLoader loop (or an ensemble trained
     together against one by one) and print the ratio."""
-    from .bench import ensemble_speed, run
+    from .bench import ensemble_speed, run, trainer_layouts
 
+    if args.trainer_layouts:
+        result = trainer_layouts(args.dataset, args.arch, args.epochs, args.batch_size,
+                                 repeats=args.repeats)
+        print(json.dumps(result, indent=2))
+        print(f"trainer layout {result['chosen_layout']} vs {result['before_layout']}: "
+              f"{result['speedup']}x (median of {result['repeats']} alternating pairs; accuracy "
+              f"{result['chosen_acc']} vs {result['before_acc']}) on {result['device']}")
+        return 0
     if args.what == "ensemble":
         result = ensemble_speed(args.dataset, args.arch, args.members, args.epochs, args.batch_size)
         print(json.dumps(result, indent=2))
@@ -228,7 +292,7 @@ def _parallel_options(ap: argparse.ArgumentParser) -> None:
 
 def parser() -> argparse.ArgumentParser:
     """The argument parser of the ``ipkit`` command."""
-    ap = argparse.ArgumentParser(prog="ipkit", description=__doc__.splitlines()[0])
+    ap = ArgumentParser(prog="ipkit", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="studies, their profiles and parameters").set_defaults(fn=cmd_list)
     run = sub.add_parser("run", help="execute study notebooks with papermill")
@@ -236,6 +300,8 @@ def parser() -> argparse.ArgumentParser:
     _profile_option(run)
     run.add_argument("-p", "--param", action="append", metavar="NAME=VALUE",
                      help="set a parameter; lists are comma-separated (repeatable)")
+    run.add_argument("--timings", action="store_true",
+                     help="print seconds per notebook section and per kind of work (timings.md)")
     _parallel_options(run)
     run.set_defaults(fn=cmd_run)
     sw = sub.add_parser("sweep", help="run a study over a grid of settings and summarize its claims")
@@ -249,6 +315,15 @@ def parser() -> argparse.ArgumentParser:
     sw.add_argument("--id", help="the sweep's folder name (default: the parameters and a hash of the grid)")
     _parallel_options(sw)
     sw.set_defaults(fn=cmd_sweep)
+    ver = sub.add_parser("verify", help="rerun a study with other seeds and compare its verdicts")
+    ver.add_argument("study", help="study id (see `ipkit list`)")
+    ver.add_argument("--seeds", default="101,102,103", help="comma-separated seeds of the rerun")
+    ver.add_argument("--profile", default="default", help="profile of the committed run to check")
+    ver.add_argument("-p", "--param", action="append", metavar="NAME=VALUE",
+                     help="set a parameter of the rerun (repeatable)")
+    ver.add_argument("--record", action="store_true",
+                     help="store the comparison under 'stability' in the committed results.json")
+    ver.set_defaults(fn=cmd_verify)
     sub.add_parser("report", help="write figures/README.md").set_defaults(fn=cmd_report)
     c = sub.add_parser("cache", help="list or clear the model cache")
     c.add_argument("action", choices=["ls", "clear"])
@@ -262,14 +337,20 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--what", choices=["trainer", "ensemble"], default="trainer",
                    help="trainer: vs a DataLoader loop; ensemble: members together (vmap) vs one by one")
     b.add_argument("--members", type=int, default=5, help="with --what ensemble: ensemble size")
+    b.add_argument("--trainer-layouts", action="store_true",
+                   help="the trainer's former memory layout vs the one it now picks per model")
+    b.add_argument("--repeats", type=int, default=3, help="with --trainer-layouts: alternating runs")
     b.set_defaults(fn=cmd_bench)
     return ap
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``ipkit`` console script."""
-    args = parser().parse_args(argv)
-    if args.command in ("run", "sweep") and args.profile not in PROFILE_NAMES:
+    try:
+        args = parser().parse_args(argv)
+    except SystemExit as done:  # --help, or a usage error already printed as one line
+        return int(done.code or 0)
+    if args.command in ("run", "sweep", "verify") and args.profile not in PROFILE_NAMES:
         return _fail(f"unknown profile '{args.profile}': choose one of {', '.join(PROFILE_NAMES)}")
     return args.fn(args)
 

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from . import cache, models, transforms
 from .data import Splits
+from .train import model_device
 
 
 def ste(x: Tensor, q: Tensor) -> Tensor:
@@ -138,7 +139,7 @@ def skeleton(full: nn.Module, bits: int = 32) -> nn.Module:
     """An untrained model with ``full``'s architecture, quantized to ``bits`` if below 32
     (what the cache loads a sibling's weights into)."""
     spec = {k: v for k, v in full.spec.items() if k != "bits"}
-    fresh = models.rebuild(spec).to(next(full.parameters()).device)
+    fresh = models.rebuild(spec).to(model_device(full))
     return quantize_model(fresh, bits) if bits < 32 else fresh
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from . import timings
 from .study import ParamError
 
 THREAD_VARIABLES = ("IPKIT_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
@@ -108,6 +109,8 @@ def execute(job: Job, threads: int | None = None, env: dict[str, str] | None = N
             except Exception as err:  # a dead kernel, a missing notebook: report, don't stop the others
                 error = f"{type(err).__name__}: {err}"
         out = Path(tmp) / "figures" / job.study / job.profile
+        if not error and out.exists():
+            timings.add_sections(out, job.study, job.profile, executed, since=started)
         files = {} if error or not out.exists() else \
             {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
         notebook = executed.read_bytes() if executed.exists() else b""

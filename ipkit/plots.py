@@ -5,6 +5,8 @@ from pathlib import Path
 
 import matplotlib
 
+from .timings import timed
+
 PALETTE = "colorblind"
 
 
@@ -17,6 +19,7 @@ def theme() -> None:
                                 "axes.titleweight": "bold", "svg.hashsalt": "ipkit"})
 
 
+@timed("plot", "savefig")
 def savefig(fig, stem: Path) -> Path:
     """Write ``fig`` to ``stem.png`` (150 dpi) and ``stem.svg``; return the PNG path."""
     stem = Path(stem)

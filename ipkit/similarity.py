@@ -14,7 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .train import agreement, model_device
+from .timings import timed
+from .train import agreement, batched, model_device, predict
 
 
 def output_agreement(a: nn.Module, b: nn.Module, x: Tensor) -> float:
@@ -57,15 +58,6 @@ def float_parent(model: nn.Module) -> nn.Module:
     return getattr(model, "float_parent", None) or model
 
 
-def outputs(model: nn.Module, x: Tensor, batch_size: int = 512) -> Tensor:
-    """Logits of ``model`` on ``x`` in eval mode (run on the model's device, returned on x's)."""
-    model.eval()
-    dev = model_device(model)
-    with torch.no_grad():
-        out = [model(x[i:i + batch_size].to(dev)).float().to(x.device) for i in range(0, len(x), batch_size)]
-    return torch.cat(out)
-
-
 def seed_inputs(x: Tensor, n: int, seed: int = 0) -> Tensor:
     """``n`` seed inputs drawn at random (seeded) from training images ``x`` (ModelDiff's seeds)."""
     if n < 1:
@@ -105,7 +97,7 @@ def pgd_partners(model: nn.Module, x: Tensor, eps: float = 0.06, steps: int = 50
 
 def decision_distances(model: nn.Module, x: Tensor, x_partner: Tensor) -> Tensor:
     """Raw DDV: cosine distance between the model's outputs on x_i and on x_i' (one per pair)."""
-    return 1 - F.cosine_similarity(outputs(model, x), outputs(model, x_partner), dim=1, eps=1e-12)
+    return 1 - F.cosine_similarity(predict(model, x), predict(model, x_partner), dim=1, eps=1e-12)
 
 
 def ddv(model: nn.Module, x: Tensor, x_partner: Tensor) -> Tensor:
@@ -139,6 +131,7 @@ class Method:
     paper: str = ""
 
 
+@timed("probe", "modeldiff")
 def modeldiff_probe(reference: nn.Module, x_seed: Tensor, eps: float = 0.06, steps: int = 50,
                     step_size: float = 0.01, seed: int = 0, **_: object) -> Probe:
     """ModelDiff input pairs: the seeds and their PGD partners made on ``reference``'s float parent."""
@@ -147,6 +140,7 @@ def modeldiff_probe(reference: nn.Module, x_seed: Tensor, eps: float = 0.06, ste
     return Probe(x_seed, partner, time.perf_counter() - start)
 
 
+@timed("score", "modeldiff")
 def modeldiff_score(a: nn.Module, b: nn.Module, probe: Probe) -> float:
     """Cosine similarity of the two models' DDVs on the probe's pairs (Li et al., 2021)."""
     return ddv_cosine(ddv(a, probe.x, probe.partner), ddv(b, probe.x, probe.partner))
@@ -184,6 +178,7 @@ def boundary_inputs(model: nn.Module, x: Tensor, eps: float = 0.25, steps: int =
     return xb.detach()
 
 
+@timed("probe", "ipguard")
 def ipguard_probe(reference: nn.Module, x_seed: Tensor, seed: int = 0, **_: object) -> Probe:
     """IPGuard test inputs: points near the reference's decision boundary."""
     start = time.perf_counter()
@@ -191,24 +186,27 @@ def ipguard_probe(reference: nn.Module, x_seed: Tensor, seed: int = 0, **_: obje
     return Probe(xb, None, time.perf_counter() - start)
 
 
+@timed("score", "ipguard")
 def ipguard_score(a: nn.Module, b: nn.Module, probe: Probe) -> float:
     """Share of the boundary inputs on which ``a`` and ``b`` predict the same label (IPGuard);
     NaN when their label spaces differ in size."""
-    oa, ob = outputs(a, probe.x), outputs(b, probe.x)
+    oa, ob = predict(a, probe.x), predict(b, probe.x)
     if oa.shape[1] != ob.shape[1]:
         return float("nan")
     return float((oa.argmax(1) == ob.argmax(1)).float().mean())
 
 
+@timed("probe", "seeds")
 def seeds_probe(reference: nn.Module, x_seed: Tensor, **_: object) -> Probe:
     """The seed inputs themselves (for methods that need no generated inputs)."""
     return Probe(x_seed, None, 0.0)
 
 
+@timed("score", "output cosine")
 def output_cosine_score(a: nn.Module, b: nn.Module, probe: Probe) -> float:
     """Mean cosine similarity of the two models' softmax probabilities on the seeds;
     NaN when their output sizes differ."""
-    pa, pb = outputs(a, probe.x).softmax(1), outputs(b, probe.x).softmax(1)
+    pa, pb = predict(a, probe.x, probs=True), predict(b, probe.x, probs=True)
     if pa.shape != pb.shape:
         return float("nan")
     return float(F.cosine_similarity(pa, pb, dim=1, eps=1e-12).mean())
@@ -231,6 +229,7 @@ def named_weights(model: nn.Module) -> dict[str, Tensor]:
     return out
 
 
+@timed("score", "weight cosine")
 def weight_cosine_score(a: nn.Module, b: nn.Module, probe: Probe | None = None) -> float:
     """Cosine similarity of the flattened conv/linear weights both models share by name and
     shape; NaN ("not applicable") when their architectures differ."""
@@ -247,14 +246,13 @@ def weight_cosine_score(a: nn.Module, b: nn.Module, probe: Probe | None = None) 
 
 
 def features(model: nn.Module, x: Tensor, batch_size: int = 512) -> Tensor:
-    """Penultimate features (the input of the linear head) of a :class:`ipkit.models.Net`."""
+    """Penultimate features (the input of the linear head) of a :class:`ipkit.models.Net`,
+    in eval mode, computed on the model's device and returned on ``x``'s."""
     model.eval()
-    dev = model_device(model)
-    with torch.no_grad():
-        return torch.cat([model.features(x[i:i + batch_size].to(dev)).float().to(x.device)
-                          for i in range(0, len(x), batch_size)])
+    return batched(model.features, x, batch_size, model_device(model))
 
 
+@timed("score", "feature similarity")
 def feature_similarity_score(a: nn.Module, b: nn.Module, probe: Probe) -> float:
     """Last-feature similarity: cosine similarity of the two models' input-by-input cosine
     similarity matrices of penultimate features on the seeds (works across widths)."""

@@ -40,7 +40,7 @@ from torch.func import functional_call, stack_module_state, vmap
 from . import cache, models, steal
 from .data import Splits
 from .recipes import digest, train_settings
-from .train import History, autocast, default_device, fit
+from .train import History, autocast, batched, default_device, fit, model_device
 
 METHODS = ("ensemble", "mc_dropout", "vi", "swag", "laplace")
 LABELS = {"single": "single copy", "ensemble": "deep ensemble", "mc_dropout": "MC dropout",
@@ -196,7 +196,7 @@ class BayesNet(_Functional):
 
     def kl(self) -> Tensor:
         """KL(q || prior) summed over weights: zero exactly when q equals the prior."""
-        total = torch.zeros((), device=next(self.parameters()).device)
+        total = torch.zeros((), device=model_device(self))
         sp = self.prior_sigma
         mus, sigmas = self._get("mu_", self.param_names), self.sigmas()
         for n in mus:
@@ -346,11 +346,6 @@ class Surrogate:
                    desc=f"{self.name} {self.arch}", **settings)
 
 
-def _batched(fn, x: Tensor, batch_size: int = 1024) -> Tensor:
-    with torch.no_grad(), autocast(x.device):
-        return torch.cat([fn(x[i:i + batch_size]).float() for i in range(0, len(x), batch_size)], -2)
-
-
 class DeepEnsemble(Surrogate):
     """``members`` networks from different random initialisations, trained on the same
     answers; ``together=True`` trains them as one vmapped :class:`StackedEnsemble`,
@@ -380,9 +375,9 @@ class DeepEnsemble(Surrogate):
         was = self.module.training
         self.module.eval()
         if self.together:
-            out = _batched(self.module, x).softmax(-1)
+            out = batched(self.module, x).softmax(-1)
         else:
-            out = torch.stack([_batched(net, x).softmax(-1) for net in self.module])
+            out = torch.stack([batched(net, x).softmax(-1) for net in self.module])
         self.module.train(was)
         return out
 
@@ -410,7 +405,7 @@ class MCDropout(Surrogate):
             if isinstance(m, nn.Dropout):
                 m.train(dropout)
         with _seeded(self.seed + 7, x.device):
-            out = torch.stack([_batched(self.module, x).softmax(-1) for _ in range(self.members)])
+            out = torch.stack([batched(self.module, x).softmax(-1) for _ in range(self.members)])
         self.module.train(was)
         return out
 
@@ -440,7 +435,7 @@ class MeanFieldVI(Surrogate):
         was = self.module.training
         self.module.eval()
         with _seeded(self.seed + 7, x.device):
-            out = torch.stack([_batched(self.module, x).softmax(-1) for _ in range(self.members)])
+            out = torch.stack([batched(self.module, x).softmax(-1) for _ in range(self.members)])
         self.module.train(was)
         return out
 
@@ -501,7 +496,7 @@ class SWAG(Surrogate):
                 _assign(net, self.module.sample())
                 bn_update(net, bn_x)
                 net.eval()
-                outs.append(_batched(net, x).softmax(-1))
+                outs.append(batched(net, x).softmax(-1))
         return torch.stack(outs)
 
 
@@ -540,7 +535,7 @@ class LastLayerLaplace(Surrogate):
 
     def _phi(self, x: Tensor) -> Tensor:
         self.module.eval()
-        feats = _batched(self.module.features, x).double()
+        feats = batched(self.module.features, x).double()
         return torch.cat([feats, torch.ones(len(feats), 1, dtype=feats.dtype, device=feats.device)], 1)
 
     def _weights(self) -> Tensor:

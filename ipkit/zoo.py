@@ -132,14 +132,12 @@ def derive(src: nn.Module, reuse: str, s: Splits, t: Tasks, arch: str, archs: li
         ratio = int(reuse.split("-")[1]) / 100
 
         def train(m: nn.Module) -> None:
-            pruned = transforms.prune(src, ratio)
-            _copy_into(m, transforms.finetune(pruned, t.a_owner.x, t.a_owner.y, layers="all",
-                                              seed=seed, **ft))
+            _copy_into(m, transforms.prune_finetune(src, ratio, t.a_owner.x, t.a_owner.y, seed=seed, **ft))
         return _cached("prune", dict(base, fit=ft), s, arch, k, seed, train), arch, "A"
     full = _settings(s, epochs)
     if reuse == "distill":
         def train(m: nn.Module) -> None:
-            transforms.distill(src, t.a_owner.x, m, temperature=4.0, seed=seed, **dict(full, lr=0.01))
+            transforms.knowledge_distill(src, t.a_owner.x, m, temperature=4.0, seed=seed, **dict(full, lr=0.01))
         return _cached("distill", dict(base, fit=dict(full, lr=0.01)), s, arch, k, 3000 + seed, train), arch, "A"
     thief_arch = arch if reuse == "steal-same" else other_arch(arch, archs)
 

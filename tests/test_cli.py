@@ -4,7 +4,9 @@ import json
 
 import pytest
 
-from ipkit import cli, results, study
+import pandas as pd
+
+from ipkit import cli, results, stats, study
 
 QUICK = "quickstart"
 
@@ -42,6 +44,11 @@ def test_parse_params_types_and_specs():
     (["run", QUICK, "-p", "seeds=0,x"], "expects list[int]"),
     (["run", QUICK, "--profile", "huge"], "unknown profile 'huge'"),
     (["run", QUICK, "-p", "epochs"], "needs a value"),
+    (["run", QUICK, "-p", "epochs=１"], "in ASCII digits"),
+    (["run", QUICK, "-p", "seeds=0,٣"], "in ASCII digits"),
+    (["run", QUICK, "-p", "epochs=1", "-p", "epochs=2"], "'epochs' is given twice"),
+    (["run", QUICK, "-p", "seeds=0", "-p", "seeds=1"], "give it once (a list is comma-separated"),
+    (["run", QUICK, "-p"], "expected one argument"),
     (["run", "all", "-p", "epochs=2"], "single study"),
     (["run", "ondevice_unpairing", "-p", "quant_bits=8", "-p", "unpair_sibling=q4"],
      "unpair_sibling 'q4' is not built"),
@@ -85,6 +92,28 @@ def test_start_applies_profile_only_to_untouched_parameters(monkeypatch):
         study.start(QUICK, ns, info.profiles)
 
 
+def test_start_refuses_a_parameter_papermill_injected_but_the_notebook_lacks(monkeypatch):
+    monkeypatch.setenv("IPKIT_PROFILE", "smoke")
+    info = study.get_study(QUICK)
+    ns = {n: p.default for n, p in info.params.items()}
+    ns["In"] = ["", "profile = 'default'\n", "# Parameters\nepochs = 1\nbogus = 3\n", "run = ..."]
+    with pytest.raises(study.ParamError, match=r"unknown parameter 'bogus' .* declares profile, dataset"):
+        study.start(QUICK, ns, info.profiles)
+    ns["In"][2] = "# Parameters\nepochs = 1\nPAPERMILL_INPUT_PATH = 'x'\n"
+    assert study.start(QUICK, ns, info.profiles).profile == "smoke"
+
+
+def test_papermill_run_with_an_undeclared_parameter_stops_at_set_up(tmp_path):
+    import papermill as pm
+
+    info = study.get_study(QUICK)
+    with pytest.raises(pm.PapermillExecutionError) as err:
+        pm.execute_notebook(str(info.path), str(tmp_path / "out.ipynb"), parameters={"bogus": 1},
+                            kernel_name="python3", cwd=str(info.path.parent), progress_bar=False)
+    assert err.value.ename == "ParamError" and "'bogus'" in err.value.evalue
+    assert "query_budget" in err.value.evalue
+
+
 def test_list_shows_studies_and_parameters(capsys):
     code, out, _ = run_cli(capsys, "list")
     assert code == 0 and "quickstart" in out and "query_budget = 2000" in out
@@ -107,7 +136,10 @@ def _fake_run(tmp_path, monkeypatch):
     fig, ax = plt.subplots()
     ax.plot([0, 1], [0, 1])
     run.savefig(fig, "line")
-    claim = results.claim("Q1", "a claim", "paper says", {"value": 0.25}, 0.25 > 0.2)
+    units = pd.DataFrame({"seed": [0] * 50 + [1] * 50, "hit": [1, 0, 1, 1] * 25})
+    part = results.evidence("rate", units, stats.mean_of("hit"), threshold=0.2, holds_when="above",
+                            unit="carrier")
+    claim = results.claim("Q1", "a claim", "paper says", part)
     return run, run.record({"value": 0.25}, [claim])
 
 
@@ -115,14 +147,16 @@ def test_results_json_follows_schema(tmp_path, monkeypatch):
     _, path = _fake_run(tmp_path, monkeypatch)
     data = json.loads(path.read_text())
     results.check_results(data)
-    assert data["claims"][0]["holds"] is True and data["claims"][0]["measured"] == "value = 0.25"
+    row = data["claims"][0]
+    assert row["holds"] is True and row["verdict"] == "holds" and row["measured"].startswith("rate = 0.75 [")
+    assert row["ci"][0] < 0.75 < row["ci"][1] and row["n"] == 100 and row["threshold"] == 0.2
     assert data["figures"] == ["line"] and (path.parent / "line.png").exists()
     bad = dict(data, claims=[dict(data["claims"][0], holds="yes")])
     with pytest.raises(ValueError):
         results.check_results(bad)
 
 
-def test_claim_verdict_must_be_computed_boolean():
+def test_claim_needs_evidence_not_a_typed_verdict():
     with pytest.raises(TypeError):
         results.claim("X", "s", "p", 1.0, "yes")
 
@@ -131,4 +165,4 @@ def test_report_builds_gallery(capsys, tmp_path, monkeypatch):
     _fake_run(tmp_path, monkeypatch)
     code, _, _ = run_cli(capsys, "report")
     text = (tmp_path / "README.md").read_text()
-    assert code == 0 and "quickstart/smoke/line.png" in text and "| Q1 | a claim |" in text
+    assert code == 0 and "quickstart/smoke/line.png" in text and "| Q1 | a claim |" in text and "**holds**" in text

@@ -21,9 +21,9 @@ def test_jacobian_loss_is_zero_for_identical_models_and_passes_gradcheck():
     model, other = _tiny(0), _tiny(1)
     x = torch.rand(4, 1, 3, 4, dtype=torch.float64)
     d = steal.projections(torch.zeros(4, 3, dtype=torch.float64), 2, "random", seed=0)
-    _, target = steal.input_gradients(model, x, d)
+    _, target = steal.projected_jacobians(model, x, d)
     assert float(steal.jacobian_loss(model, x, d, target).detach()) < 1e-12
-    _, foreign = steal.input_gradients(other, x, d)
+    _, foreign = steal.projected_jacobians(other, x, d)
     assert float(steal.jacobian_loss(model, x, d, foreign).detach()) > 1e-3
     names = [n for n, _ in model.named_parameters()]
     params = tuple(p.detach().clone().requires_grad_(True) for p in model.parameters())
@@ -42,11 +42,11 @@ def test_jacobian_loss_is_zero_for_identical_models_and_passes_gradcheck():
     assert torch.autograd.gradcheck(loss, params, eps=1e-6, atol=1e-5)
 
 
-def test_input_gradients_match_autograd_jacobian():
+def test_projected_jacobians_match_autograd_jacobian():
     model = _tiny(0)
     x = torch.rand(2, 1, 3, 4, dtype=torch.float64)
     d = steal.projections(model(x).detach(), 2, "topk")
-    _, g = steal.input_gradients(model, x, d)
+    _, g = steal.projected_jacobians(model, x, d)
     for i in range(2):
         jac = torch.autograd.functional.jacobian(lambda z: model(z[None])[0], x[i])  # (3, 1, 3, 4)
         top = model(x[i:i + 1])[0].topk(2).indices

@@ -1,0 +1,69 @@
+"""`ipkit verify`: committed verdicts against a rerun with other seeds."""
+import json
+
+import pytest
+
+from ipkit import cli, study, verify
+
+
+def _doc(*rows):
+    return {"claims": [{"id": i, "verdict": v, "holds": v == "holds", "ci": [0.1, 0.2]} for i, v in rows]}
+
+
+def test_flip_is_only_between_holds_and_does_not_hold():
+    rows = verify.compare(_doc(("A", "holds"), ("B", "holds"), ("C", "inconclusive"), ("D", "does not hold")),
+                          _doc(("A", "does not hold"), ("B", "inconclusive"), ("C", "holds"), ("D", "does not hold")))
+    assert [(r.id, r.flip, r.changed) for r in rows] == [
+        ("A", True, True), ("B", False, True), ("C", False, True), ("D", False, False)]
+
+
+def test_rerun_keeps_the_committed_parameters_but_the_seeds():
+    info = study.get_study("quickstart")
+    committed = {"params": {"profile": "default", "query_budget": 800, "seeds": [0, 1], "gone": 3}}
+    params = verify.rerun_params(committed, info, [101], {"epochs": 2})
+    assert params["query_budget"] == 800 and params["seeds"] == [101] and params["epochs"] == 2
+    assert "gone" not in params and "profile" not in params
+
+
+def test_verify_without_committed_results_exits_2(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("IPKIT_FIGURES", str(tmp_path))
+    assert cli.main(["verify", "quickstart", "--profile", "smoke"]) == 2
+    err = capsys.readouterr().err
+    assert "no committed results" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["verify", "nosuch"], "unknown study"),
+    (["verify", "quickstart", "--seeds", "a,b"], "expects list[int]"),
+    (["verify", "quickstart", "-p", "seeds=1"], "--seeds"),
+    (["verify", "quickstart", "--profile", "huge"], "unknown profile"),
+])
+def test_verify_bad_input_exits_2(capsys, tmp_path, monkeypatch, argv, fragment):
+    monkeypatch.setenv("IPKIT_FIGURES", str(tmp_path))
+    (tmp_path / "quickstart" / "smoke").mkdir(parents=True)
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert fragment in err and err.count("\n") == 1
+
+
+@pytest.mark.slow
+def test_verify_smoke_same_seeds_no_flip_then_planted_flip(capsys, tmp_path, monkeypatch):
+    figures = tmp_path / "figures"
+    monkeypatch.setenv("IPKIT_FIGURES", str(figures))
+    assert cli.main(["run", "quickstart", "--profile", "smoke"]) == 0
+    path = figures / "quickstart" / "smoke" / "results.json"
+    committed = json.loads(path.read_text())
+    before = sorted(p.name for p in path.parent.iterdir())
+    capsys.readouterr()
+    assert cli.main(["verify", "quickstart", "--profile", "smoke", "--seeds", "0", "--record"]) == 0
+    out = capsys.readouterr().out
+    assert "0 flip(s)" in out and "FLIP" not in out
+    assert json.loads(path.read_text())["stability"]["flips"] == 0
+    decided = next(c for c in committed["claims"] if c["verdict"] in verify.DECIDED)
+    planted = "holds" if decided["verdict"] == "does not hold" else "does not hold"
+    decided.update(verdict=planted, holds=planted == "holds")
+    path.write_text(json.dumps(committed))
+    assert cli.main(["verify", "quickstart", "--profile", "smoke", "--seeds", "0"]) == 1
+    out = capsys.readouterr().out
+    assert f"{decided['id']}" in out and "FLIP" in out and "1 flip(s)" in out
+    assert sorted(p.name for p in path.parent.iterdir()) == before
