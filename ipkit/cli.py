@@ -148,6 +148,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         return outcomes
     errors = {o.job.setting: o.error for o in outcomes if not o.ok}
     table = sweep.summary(points, {s.name: root / s.name for s in points}, errors)
+    root.mkdir(parents=True, exist_ok=True)
     write_table(table, root / "summary")
     plots.theme()
     plots.savefig(plots.sweep_verdicts(table, f"{info.id}: sweep {sweep_id}"), root / "summary")

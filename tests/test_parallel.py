@@ -243,14 +243,18 @@ def test_parallel_runs_give_the_sequential_results(quick_sweep, tmp_path, monkey
             _claims_and_metrics(root / f"seeds={seed}" / "results.json")
 
 
-TINY_PARAMETERS = 'fail = False  # {True, False} raise inside the notebook\nvalue = 1.0  # [0, 10] measured\n'
-TINY_BODY = '''import ipkit
+TINY_PARAMETERS = ('profile = "default"  # {@profiles} run size\n'
+                   'fail = False  # {True, False} raise inside the notebook\nvalue = 1.0  # [0, 10] measured\n')
+TINY_BODY = '''import pandas as pd
+import ipkit
 from ipkit import results
 PROFILES = {"smoke": {}}
 run = ipkit.start("tiny", globals(), PROFILES)
 if fail:
     raise ValueError("planted failure")
-run.record({"value": value}, [results.claim("T1", "value above 0.5", "-", {"value": value}, value > 0.5)])
+part = results.evidence("value", pd.DataFrame({"seed": [0, 1, 2], "x": [value] * 3}), lambda f: f.x.mean(),
+                        threshold=0.5, holds_when="above", unit="seed")
+run.record({"value": value}, [results.claim("T1", "value above 0.5", "-", part)])
 '''
 
 
