@@ -75,6 +75,9 @@ def _dispatch(jobs: list[parallel.Job], args: argparse.Namespace) -> list[parall
                                  gpus_per_run=args.gpus_per_run, address=args.address)
     except ParamError as err:
         return _fail(str(err))
+    except parallel.RayError as err:
+        print(f"ipkit: error: {err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("ipkit: interrupted", file=sys.stderr)
         return 130
@@ -116,6 +119,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         if o.ok and "results.json" in o.files:
             for c in json.loads(o.files["results.json"])["claims"]:
                 print(f"  {o.job.study} {c['id']} {sweep.verdict(c)}: {c['measured']}")
+        spent = o.job.dest / timings.FILE
+        if args.timings and o.ok and spent.exists():
+            print(timings.markdown(json.loads(spent.read_text())))
     return _failures(outcomes)
 
 
@@ -145,6 +151,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         return outcomes
     errors = {o.job.setting: o.error for o in outcomes if not o.ok}
     table = sweep.summary(points, {s.name: root / s.name for s in points}, errors)
+    root.mkdir(parents=True, exist_ok=True)
     write_table(table, root / "summary")
     plots.theme()
     plots.savefig(plots.sweep_verdicts(table, f"{info.id}: sweep {sweep_id}"), root / "summary")

@@ -224,7 +224,7 @@ def lookup(info: StudyInfo, name: str) -> Param:
     :class:`ParamError` listing the parameters there are."""
     if name not in info.params or name == "profile":
         hint = " (use --profile)" if name == "profile" else ""
-        raise ParamError(f"unknown parameter '{name}' for study '{info.id}'{hint}: choose one of "
+        raise ParamError(f"unknown parameter {name!r} for study '{info.id}'{hint}: choose one of "
                          f"{', '.join(n for n in info.params if n != 'profile')}")
     return info.params[name]
 
