@@ -155,10 +155,11 @@ def test_explore_panel_in_jupyterlab_survives_save_and_reload_and_publishes(brow
 
     publish.publish(lab["root"] / "explore.ipynb", lab["root"] / "published.ipynb")
     _open_notebook(page, lab, "published.ipynb")
-    page.wait_for_selector(".jp-OutputArea-output img", timeout=60_000)
+    page.wait_for_selector(".jp-NotebookPanel >> visible=true >> .jp-OutputArea-output img", timeout=60_000)
     page.wait_for_timeout(1000)
     assert "Error displaying widget" not in page.inner_text("body")
-    assert "Explore: bars = 2" in page.inner_text("body") and page.locator(".widget-slider").count() == 0
+    shown = page.locator(".jp-NotebookPanel >> visible=true")
+    assert "Explore: bars = 2" in shown.inner_text() and shown.locator(".widget-slider").count() == 0
     page.close()
 
 

@@ -138,7 +138,8 @@ def test_correctness_table_counts_not_applicable_as_missed_in_all():
 def _cfg(**over):
     values = dict(dataset="mnist5k", archs=["mlp"], sources_per_arch=2, reuse_types=list(md.REUSE_TYPES),
                   epochs=1, finetune_epochs=1, steal_budget=100, n_inputs=10, pgd_eps=0.06, pgd_steps=5,
-                  methods=["modeldiff", "weight_cosine"], seeds=[0, 1], m1_min_correctness=0.817,
+                  methods=["modeldiff", "weight_cosine"], seeds=[0, 1], protocols=["strict", "authors"],
+                  m1_min_correctness=0.817,
                   m2_min_margin=0.0, m3_min_correctness=0.8, m3_max_weight_applicable=0.5, m4_min_gain=0.0)
     values.update(over)
     return md.Config.from_params(values)
@@ -168,6 +169,40 @@ def test_claims_give_holds_does_not_hold_and_inconclusive():
     assert [p["verdict"] for p in rows["M3"].parts] == ["holds", "does not hold"]
     assert rows["M2"].verdict == "inconclusive"
     assert "0.817" in rows["M1"].statement and rows["M1"].n == 240
+
+
+def _authors_rows(rows):
+    return pd.DataFrame([dict(seed=0, reference=r, suspect=t, reuse=k, parent=p, other_root=o, score=v)
+                         for r, t, k, p, o, v in rows])
+
+
+def test_authors_counting_compares_the_parent_with_other_roots_only():
+    sc = _authors_rows([
+        ("cnn-root/transfer-10A", "cnn-root/transfer-10A/prune-20", "prune-20", True, False, 0.6),
+        ("mlp-root", "cnn-root/transfer-10A/prune-20", "prune-20", False, True, 0.5),
+        ("mlp-scratchA", "cnn-root/transfer-10A/prune-20", "prune-20", False, True, 0.55),
+        ("cnn-scratchA", "cnn-scratchA/steal-same", "steal-same", True, False, 0.4),
+        ("mlp-root", "cnn-scratchA/steal-same", "steal-same", False, True, 0.7),
+    ])
+    c = md.authors_correctness(sc).set_index("suspect")
+    assert bool(c.correct["cnn-root/transfer-10A/prune-20"]) and c.max_other_root["cnn-root/transfer-10A/prune-20"] == 0.55
+    assert not bool(c.correct["cnn-scratchA/steal-same"]) and not bool(c.headline["cnn-scratchA/steal-same"])
+    strict = pd.DataFrame({"method": "modeldiff", "reuse": ["prune-20", "steal-same"], "correct": [False, False]})
+    t = md.protocol_table(strict, c.reset_index()).set_index("reuse")
+    assert t.authors_protocol["all"] == 0.5 and t.authors_protocol["headline"] == 1.0 and t.authors_targets["all"] == 2
+    assert t.strict["all"] == 0 and t[md.AUTHORS_COLUMN]["headline"] == pytest.approx(72 / 84)
+
+
+def test_authors_claims_read_the_headline_filter():
+    correct = _units(40, 1.0, method="modeldiff", reuse="distill", applicable=True)
+    margins = pd.DataFrame({"seed": 0, "reuse": ["distill"] * 4, "margin": [0.1, 0.2, 0.3, 0.2]})
+    curve = pd.DataFrame(columns=["n_pairs", "seed", "reference", "suspect", "reuse", "correct"])
+    authors = pd.DataFrame({"seed": 0, "suspect": [f"t{i}" for i in range(60)],
+                            "reuse": ["prune-20"] * 40 + ["steal-same"] * 10 + ["steal-other"] * 10,
+                            "correct": [True] * 40 + [False] * 20, "headline": [True] * 40 + [False] * 10 + [True] * 10})
+    rows = {c.id: c for c in md.claims(correct, margins, curve, _cfg(), authors)}
+    assert rows["M1-authors"].n == 50 and rows["M3-authors"].verdict == "does not hold"
+    assert "M1-authors" not in {c.id for c in md.claims(correct, margins, curve, _cfg(protocols=["strict"]), authors)}
 
 
 def test_claims_without_the_methods_they_need_are_inconclusive():
@@ -215,6 +250,7 @@ def test_other_arch_and_unknown_names():
     (["-p", "steal_budget=50000"], "lower steal_budget"),
     (["-p", "n_inputs=2000"], "lower n_inputs"),
     (["-p", "archs=mlp,mlp"], "archs lists an entry twice"),
+    (["-p", "protocols=authors"], "protocols must include strict"),
     (["-p", "dataset=digits", "-p", "n_inputs=2000"], "lower n_inputs"),
 ])
 def test_sizes_are_checked_before_the_run(capsys, tmp_path, monkeypatch, argv, fragment):

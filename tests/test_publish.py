@@ -56,7 +56,7 @@ def test_report_links_notebooks_and_writes_an_offline_site(tmp_path, monkeypatch
     from test_cli import _fake_run
 
     run, _ = _fake_run(tmp_path, monkeypatch)
-    nbformat.write(publish.strip(_executed()), run.out / run.info.path.name)
+    nbformat.write(publish.strip(_executed()), run.published / run.info.path.name)
     site = tmp_path / "site"
     assert cli.main(["report", "--html", str(site)]) == 0
     gallery = (tmp_path / "README.md").read_text()

@@ -157,19 +157,26 @@ def plot_scorecard(scores: pd.DataFrame, cfg: Config):
                             f"on {cfg.dataset}")
 
 
-def explore(s: Splits, cfg: Config, outcome: Outcome):
-    """Widgets: the first seed's victim stolen with another budget or target."""
+def explore(s: Splits, cfg: Config, outcome: Outcome) -> None:
+    """Widgets: the first seed's victim stolen with another budget or target. The victim's
+    row is scored once and each thief's row once per setting, so returning to a setting
+    only redraws."""
     seed = cfg.seeds[0]
     wm, models = outcome.models[seed]
+    victim_row = scorecard({"victim": models["victim"]}, s, wm)
+    thief_rows: dict[tuple[int, str], list[dict[str, Any]]] = {}
 
     def steal_with(queries: int = cfg.query_budget, method: str = cfg.steal_method) -> None:
-        thief = recipes.stolen_model(models["victim"], s, cfg.thief_arch, budget=queries,
-                                     method=method, epochs=cfg.epochs, seed=seed)
-        frame = pd.DataFrame(scorecard({"victim": models["victim"], "thief": thief}, s, wm))
+        if (queries, method) not in thief_rows:
+            thief = recipes.stolen_model(models["victim"], s, cfg.thief_arch, budget=queries,
+                                         method=method, epochs=cfg.epochs, seed=seed)
+            thief_rows[queries, method] = scorecard({"victim": models["victim"], "thief": thief},
+                                                    s, wm)[1:]
+        frame = pd.DataFrame(victim_row + thief_rows[queries, method])
         plots.bars(frame.melt(id_vars=["model"], var_name="metric"), x="metric", y="value",
                    hue="model", title=f"{queries} queries, {method}")
 
-    return widgets.explore(
+    widgets.explore(
         steal_with,
         queries=widgets.slider(cfg.query_budget, 10, len(s.attacker), 10, "queries"),
         method=widgets.dropdown(["probs", "labels"], cfg.steal_method, "thief learns from"))
