@@ -1,6 +1,8 @@
 """Distillation attack and the ingrain defence (Yang, Dang & Chang, 2019): watermark schemes,
 their floor, the KD loss, pruning, quantization and the ingrain loss, and the study module's
 rules, reducers and claims (ipkit.studies.distillation_ingrain)."""
+from types import SimpleNamespace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -128,7 +130,7 @@ def test_distillation_attack_trains_a_fresh_student_of_the_given_arch():
 
 def _cfg(**changes) -> di.Config:
     values = {n: p.default for n, p in study.get_study("distillation_ingrain").params.items()}
-    return di.Config.from_params({**values, **changes})
+    return di.Config.from_params(SimpleNamespace(**{**values, **changes}))
 
 
 def test_config_sweeps_include_the_headline_settings():

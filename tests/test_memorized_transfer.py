@@ -2,6 +2,7 @@
 the query-set tools (Venigalla 2019; Srinivas & Fleuret 2018), and the study module's
 rules, reducers and claims (ipkit.studies.memorized_transfer)."""
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -120,7 +121,7 @@ def test_query_perturbations_and_ood_pool_are_seeded(digits):
 
 def _cfg(**changes) -> mt.Config:
     values = {n: p.default for n, p in study.get_study("memorized_transfer").params.items()}
-    return mt.Config.from_params({**values, **changes})
+    return mt.Config.from_params(SimpleNamespace(**{**values, **changes}))
 
 
 def test_config_is_typed_and_lists_the_query_sets():

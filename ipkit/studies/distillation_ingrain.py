@@ -16,7 +16,7 @@ draw are reduced from them (:func:`per_seed`, :func:`lambda_per_seed`).
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
 import numpy as np
@@ -30,6 +30,7 @@ from ..ingrain import ingrain_model
 from ..seeds import seed_for
 from ..stats import mean_difference
 from ..study import ParamError
+from . import Params
 from ..train import evaluate, model_device, predict
 from ..watermark import WatermarkSet
 
@@ -51,8 +52,9 @@ HIDDEN = Hidden()
 
 
 @dataclass(frozen=True)
-class Config:
-    """The notebook's parameters, typed (see the parameters cell for ranges and help)."""
+class Config(Params):
+    """The notebook's parameters, typed (see the parameters cell for ranges and help);
+    ``Config.from_params(run.p)`` builds it."""
 
     dataset: str
     arch: str
@@ -78,13 +80,6 @@ class Config:
     small_cost: float
     comparable: float
     trade_off: float
-
-    @classmethod
-    def from_params(cls, p: Any) -> "Config":
-        """A Config from a run's parameters (``run.p`` or a dict), already checked."""
-        values = p if isinstance(p, dict) else vars(p)
-        return cls(**{f.name: tuple(values[f.name]) if isinstance(values[f.name], list) else values[f.name]
-                      for f in fields(cls)})
 
     def sweep_lambdas(self) -> list[float]:
         """The ingrain weights of figure 2: ``lambdas`` and ``ingrain_lambda``, sorted."""

@@ -20,7 +20,7 @@ reconstruction's choices, not the thesis's.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
 import numpy as np
@@ -34,6 +34,7 @@ from ..data import Splits
 from ..seeds import seed_for
 from ..stats import mean_difference
 from ..study import ParamError
+from . import Params
 from ..train import agreement, evaluate
 
 METHODS = ("labels", "kd", "jacobian")
@@ -55,8 +56,9 @@ HIDDEN = Hidden()
 
 
 @dataclass(frozen=True)
-class Config:
-    """The notebook's parameters, typed (see the parameters cell for ranges and help)."""
+class Config(Params):
+    """The notebook's parameters, typed (see the parameters cell for ranges and help);
+    ``Config.from_params(run.p)`` builds it."""
 
     dataset: str
     victim_arch: str
@@ -85,13 +87,6 @@ class Config:
     near: float
     weak: float
     boost_gain: float
-
-    @classmethod
-    def from_params(cls, p: Any) -> "Config":
-        """A Config from a run's parameters (``run.p`` or a dict), already checked."""
-        values = p if isinstance(p, dict) else vars(p)
-        return cls(**{f.name: tuple(values[f.name]) if isinstance(values[f.name], list) else values[f.name]
-                      for f in fields(cls)})
 
     def perturbation_settings(self) -> list[tuple[str, float]]:
         """The query sets of figure 4: clean, each perturbation at each strength, and the
@@ -125,16 +120,17 @@ def check_params(values: dict) -> None:
     for name in ("seeds", "methods", "alphas", "query_perturbation", "strengths", "grid_archs"):
         if len(set(values[name])) < len(values[name]):
             raise ParamError(f"{name} {values[name]} repeats an entry: give each once")
-    s = data.split(values["dataset"], seed=0, device="cpu")
-    if values["query_budget"] > len(s.attacker):
+    sizes = data.split_sizes(values["dataset"])
+    if values["query_budget"] > sizes["attacker"]:
         raise ParamError(f"query_budget {values['query_budget']} exceeds the attacker pool "
-                         f"({len(s.attacker)} images): lower query_budget")
-    if values["projections"] > s.num_classes:
-        raise ParamError(f"projections {values['projections']} exceeds the {s.num_classes} classes: "
-                         "lower projections")
-    if values["wm_kind"] == "flipped" and values["wm_count"] > len(s.owner):
-        raise ParamError(f"wm_count {values['wm_count']} exceeds the owner's {len(s.owner)} images: "
+                         f"({sizes['attacker']} images): lower query_budget")
+    if values["wm_kind"] == "flipped" and values["wm_count"] > sizes["owner"]:
+        raise ParamError(f"wm_count {values['wm_count']} exceeds the owner's {sizes['owner']} images: "
                          "lower wm_count")
+    classes = data.load(values["dataset"]).num_classes
+    if values["projections"] > classes:
+        raise ParamError(f"projections {values['projections']} exceeds the {classes} classes: "
+                         "lower projections")
     ood_queries, ood_carriers = "ood" in values["query_perturbation"], values["wm_kind"] == "ood"
     if values["ood_source"] == "abstract" or not (ood_queries or ood_carriers):
         return
