@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .similarity import input_gradients
+from .timings import timed
 
 
 def margin_loss(logits: Tensor, y: Tensor) -> Tensor:
@@ -30,6 +31,7 @@ def margin_loss(logits: Tensor, y: Tensor) -> Tensor:
     return other.amax(1) - true
 
 
+@timed("attack", "pgd")
 def pgd(model: nn.Module, x: Tensor, y: Tensor, eps: float, steps: int = 20,
         step_size: float | None = None, random_start: bool = True, seed: int = 0,
         batch_size: int = 512) -> Tensor:
@@ -138,6 +140,7 @@ def prgf_lambda(alpha: Tensor, d: int, q: int) -> Tensor:
     return lam.float()
 
 
+@timed("attack", "query attack")
 def query_attack(counter: QueryCounter, x: Tensor, y: Tensor, eps: float, *,
                  prior: nn.Module | None = None, samples: int = 10, sigma: float = 1e-3,
                  step_size: float | None = None, seed: int = 0) -> QueryResult:

@@ -1,13 +1,16 @@
-"""Benchmark: the ipkit trainer against a plain torch DataLoader training loop.
+"""Benchmarks of the trainer: against a plain torch DataLoader loop, across memory layouts,
+and a deep ensemble trained together against one by one.
 
-Both train the same architecture from the same initial weights on the same data for the
-same epochs with the same optimizer and schedule. The plain loop is the textbook one: a
+Each comparison trains the same architecture from the same initial weights on the same data
+for the same epochs with the same optimizer and schedule, and reports the ratio of
+wall-clock times with both final test accuracies. The plain loop is the textbook one: a
 ``TensorDataset`` on the CPU, a shuffling ``DataLoader`` and a copy of each batch to the
-device. The ratio of wall-clock times is reported with both final test accuracies.
+device.
 """
 from __future__ import annotations
 
 import copy
+import statistics
 import time
 
 import torch
@@ -16,7 +19,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from .data import split
 from .models import build
-from .train import default_device, evaluate, fit, seed_everything
+from .train import best_memory_format, default_device, evaluate, fit, seeded
 
 
 def _sync(device: torch.device) -> None:
@@ -25,23 +28,25 @@ def _sync(device: torch.device) -> None:
 
 
 def plain_loop(model, x, y, epochs: int, batch_size: int, lr: float, device: torch.device) -> float:
-    """Train with a CPU TensorDataset + DataLoader loop; return the seconds taken."""
-    seed_everything(0)
-    loader = DataLoader(TensorDataset(x.cpu(), y.cpu()), batch_size=batch_size, shuffle=True)
+    """Train with a CPU TensorDataset + DataLoader loop (shuffled with seed 0); return the
+    seconds taken."""
+    loader = DataLoader(TensorDataset(x.cpu(), y.cpu()), batch_size=batch_size, shuffle=True,
+                        generator=torch.Generator().manual_seed(0))
     model.to(device).train()
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=5e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * len(loader),
                                                 pct_start=0.25)
     _sync(device)
     start = time.perf_counter()
-    for _ in range(epochs):
-        for xb, yb in loader:
-            xb, yb = xb.to(device), yb.to(device)
-            loss = F.cross_entropy(model(xb), yb)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
+    with seeded(0, device):
+        for _ in range(epochs):
+            for xb, yb in loader:
+                xb, yb = xb.to(device), yb.to(device)
+                loss = F.cross_entropy(model(xb), yb)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                sched.step()
     _sync(device)
     model.eval()
     return time.perf_counter() - start
@@ -67,6 +72,50 @@ def run(dataset: str = "mnist5k", arch: str = "cnn", epochs: int = 5, batch_size
         "speedup": round(plain_s / kit_s, 2),
         "plain_acc": round(evaluate(plain_model, s.test.x, s.test.y), 4),
         "ipkit_acc": round(evaluate(kit_model, s.test.x, s.test.y), 4),
+    }
+
+
+def trainer_layouts(dataset: str = "mnist5k", arch: str = "cnn", epochs: int = 5,
+                    batch_size: int = 128, lr: float = 0.05, repeats: int = 3) -> dict:
+    """Time the trainer in the layout it used before choosing one per model (contiguous on
+    the CPU, channels_last on CUDA) against the layout it now picks
+    (:func:`ipkit.train.best_memory_format`), same initial weights, data and epochs.
+
+    The two runs alternate ``repeats`` times after a one-epoch warm-up of each, so load
+    from other processes falls on both of a pair alike; ``speedup`` is the median over the
+    pairs of before / chosen seconds (above 1: the chosen layout is faster). Accuracies
+    are of the last run of each layout (runs are deterministic, so all runs agree)."""
+    device = default_device()
+    s = split(dataset, device=device)
+    base = build(arch, s.num_classes, s.in_shape, seed=0).to(device)
+    chosen = best_memory_format(base, device)
+    before = chosen if device.type == "cuda" else torch.contiguous_format
+    layouts = {"before": before, "chosen": chosen}
+    seconds: dict[str, list[float]] = {name: [] for name in layouts}
+    acc: dict[str, float] = {}
+    for name, fmt in layouts.items():
+        fit(copy.deepcopy(base), s.owner.x, s.owner.y, epochs=1, batch_size=batch_size, lr=lr,
+            memory_format=fmt, desc=f"warm-up {name}")
+    for _ in range(repeats):
+        for name, fmt in layouts.items():
+            model = copy.deepcopy(base)
+            _sync(device)
+            start = time.perf_counter()
+            fit(model, s.owner.x, s.owner.y, epochs=epochs, batch_size=batch_size, lr=lr,
+                memory_format=fmt, desc=name)
+            _sync(device)
+            seconds[name].append(round(time.perf_counter() - start, 2))
+            acc[name] = round(evaluate(model, s.test.x, s.test.y), 4)
+    ratios = [round(b / c, 2) for b, c in zip(seconds["before"], seconds["chosen"])]
+    return {
+        "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+        "threads": torch.get_num_threads(), "dataset": dataset, "arch": arch, "epochs": epochs,
+        "train_images": len(s.owner), "repeats": repeats,
+        "before_layout": str(before).removeprefix("torch."),
+        "chosen_layout": str(chosen).removeprefix("torch."),
+        "before_s": seconds["before"], "chosen_s": seconds["chosen"],
+        "pair_ratios": ratios, "speedup": round(statistics.median(ratios), 2),
+        "before_acc": acc["before"], "chosen_acc": acc["chosen"],
     }
 
 

@@ -26,6 +26,9 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from torch import Tensor, nn
 
+from . import timings
+from .train import model_device
+
 SUFFIX = ".safetensors"
 
 
@@ -128,9 +131,11 @@ def cached(recipe: str, params: Mapping[str, Any],
     """Return the stored (tensors, meta) for (recipe, params), calling ``make`` on a miss."""
     k = key(recipe, params)
     hit = load(k)
+    timings.count("cache hit" if hit is not None else "cache miss", recipe)
     if hit is not None:
         return hit
-    tensors, meta = make()
+    with timings.timed("train", recipe):
+        tensors, meta = make()
     save(k, tensors, {**meta, "recipe": recipe, "params": _canonical(params)})
     return tensors, {**meta, "recipe": recipe}
 
@@ -145,7 +150,7 @@ def cached_model(recipe: str, params: Mapping[str, Any], build: Callable[[], nn.
     device and never runs pickled code.
     """
     model = build()
-    device = next(model.parameters()).device
+    device = model_device(model)
 
     def make() -> tuple[dict[str, Tensor], dict[str, Any]]:
         info = train(model) or {}

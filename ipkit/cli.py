@@ -1,4 +1,4 @@
-"""The ``ipkit`` command: list, run and report studies, inspect the cache, benchmark.
+"""The ``ipkit`` command: list, run, sweep and report studies, inspect the cache, benchmark.
 
 Bad input (unknown study, profile or parameter, wrong type or range, missing data) ends
 with a one-line error and exit status 2 before anything runs.
@@ -9,16 +9,27 @@ import argparse
 import datetime as dt
 import json
 import os
+import re
 import sys
+from pathlib import Path
 
-from . import cache
-from .study import PROFILE_NAMES, ParamError, StudyInfo, coerce, figures_dir, get_study, resolve
-from .study import runs_dir, studies
+from . import cache, parallel, plots, sweep
+from .results import write_table
+from .study import PROFILE_NAMES, ParamError, StudyInfo, coerce, figures_dir, get_study, lookup
+from .study import resolve, runs_dir, studies
 
 
 def _fail(msg: str) -> int:
-    print(f"ipkit: error: {msg}", file=sys.stderr)
+    one_line = " ".join(msg.split("\n"))
+    print(f"ipkit: error: {one_line}", file=sys.stderr)
     return 2
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr (no usage block) and exit 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {' '.join(message.splitlines())}: see `{self.prog} --help`\n")
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -35,57 +46,111 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def _parse_overrides(info: StudyInfo, pairs: list[str]) -> dict:
-    given = {}
+    given, seen = {}, {}
     for pair in pairs:
         if "=" not in pair:
-            raise ParamError(f"parameter '{pair}' needs a value: write -p name=value")
+            raise ParamError(f"parameter {pair!r} needs a value: write -p name=value")
         name, text = pair.split("=", 1)
         name = name.strip()
-        if name not in info.params or name == "profile":
-            hint = " (use --profile)" if name == "profile" else ""
-            raise ParamError(f"unknown parameter '{name}' for study '{info.id}'{hint}: choose one of "
-                             f"{', '.join(n for n in info.params if n != 'profile')}")
-        given[name] = coerce(info.params[name], text)
+        param = lookup(info, name)
+        if name in seen:
+            lists = " (a list is comma-separated: -p name=a,b)" if "list" in param.type else ""
+            raise ParamError(f"parameter '{name}' is given twice (-p {seen[name]} and -p {pair}): "
+                             f"give it once{lists}")
+        seen[name] = pair
+        given[name] = coerce(param, text)
     return given
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    """Validate, then execute one study (or all) with papermill into runs/."""
+def _check_jobs(args: argparse.Namespace) -> None:
+    if args.jobs < 1:
+        raise ParamError(f"--jobs must be at least 1, got {args.jobs}")
+    parallel.check_ray(args.jobs, args.address)
+
+
+def _dispatch(jobs: list[parallel.Job], args: argparse.Namespace) -> list[parallel.Outcome] | int:
+    """Run the jobs as the options say; an exit status instead when stopped before the end."""
     try:
-        infos = list(studies().values()) if args.study == "all" else [get_study(args.study)]
-        if args.study == "all" and args.param:
+        return parallel.run_jobs(jobs, at_once=args.jobs, cpus_per_run=args.cpus_per_run,
+                                 gpus_per_run=args.gpus_per_run, address=args.address)
+    except ParamError as err:
+        return _fail(str(err))
+    except KeyboardInterrupt:
+        print("ipkit: interrupted", file=sys.stderr)
+        return 130
+
+
+def _failures(outcomes: list[parallel.Outcome]) -> int:
+    failed = [o.job.label for o in outcomes if not o.ok]
+    if failed:
+        print(f"ipkit: {len(failed)} of {len(outcomes)} runs failed: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Validate, then execute studies with papermill into runs/ (several at once on Ray)."""
+    try:
+        infos = list(studies().values()) if "all" in args.study else [get_study(s) for s in args.study]
+        if len(infos) > 1 and args.param:
             raise ParamError("-p needs a single study: ipkit run STUDY -p name=value")
         plans = []
         for info in infos:
             given = _parse_overrides(info, args.param or [])
             resolve(info, args.profile, given)
             plans.append((info, given))
+        _check_jobs(args)
     except ParamError as err:
         return _fail(str(err))
 
-    import papermill as pm
+    jobs = [parallel.Job(info.id, args.profile, given, info.path, figures_dir() / info.id / args.profile,
+                         runs_dir() / f"{info.path.stem}-{args.profile}.ipynb") for info, given in plans]
+    print(f"ipkit: running {', '.join(j.study for j in jobs)} (profile {args.profile}, "
+          f"{args.jobs} at a time)")
+    outcomes = _dispatch(jobs, args)
+    if isinstance(outcomes, int):
+        return outcomes
+    for o in outcomes:
+        results_json = o.job.dest / "results.json"
+        if o.ok and args.timings and (o.job.dest / "timings.md").exists():
+            print((o.job.dest / "timings.md").read_text())
+        if o.ok and results_json.exists():
+            for c in json.loads(results_json.read_text())["claims"]:
+                print(f"  {o.job.study} {c['id']} {sweep.verdict(c)}: {c['measured']}")
+    return _failures(outcomes)
 
-    os.environ["IPKIT_PROFILE"] = args.profile
-    out_dir = runs_dir()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for info, given in plans:
-        output = out_dir / f"{info.path.stem}-{args.profile}.ipynb"
-        print(f"ipkit: running {info.id} (profile {args.profile}) -> {output}")
-        try:
-            pm.execute_notebook(str(info.path), str(output), parameters={**given, "profile": args.profile},
-                                kernel_name="python3", cwd=str(info.path.parent),
-                                progress_bar=not os.environ.get("CI"))
-        except pm.PapermillExecutionError as err:
-            print(f"ipkit: {info.id} failed in cell {err.cell_index}: {err.ename}: {err.evalue}\n"
-                  f"  executed notebook: {output}", file=sys.stderr)
-            return 1
-        out = figures_dir() / info.id / args.profile
-        print(f"ipkit: figures and results of {info.id} in {out}")
-        if (out / "results.json").exists():
-            for c in json.loads((out / "results.json").read_text())["claims"]:
-                verdict = c.get("verdict") or ("holds" if c["holds"] else "does not hold")
-                print(f"  {c['id']} {verdict}: {c['measured']}")
-    return 0
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """Validate every setting of a grid, run them all, then summarize the claims across them."""
+    try:
+        info = get_study(args.study)
+        pairs = list(args.param or []) + ([f"seeds={args.seeds_sets}"] if args.seeds_sets else [])
+        grid = sweep.parse_grid(info, pairs)
+        points = sweep.settings(grid)
+        sweep.validate(info, args.profile, points)
+        if args.id is not None and not re.fullmatch(r"[A-Za-z0-9._+=-]+", args.id):
+            raise ParamError(f"--id '{args.id}' must be letters, digits and . _ + = - only")
+        _check_jobs(args)
+    except ParamError as err:
+        return _fail(str(err))
+
+    sweep_id = args.id or sweep.sweep_id(grid)
+    root = figures_dir() / info.id / args.profile / "sweeps" / sweep_id
+    jobs = [parallel.Job(info.id, args.profile, s.values, info.path, root / s.name,
+                         runs_dir() / "sweeps" / sweep_id / f"{info.path.stem}-{s.name}.ipynb", s.name)
+            for s in points]
+    print(f"ipkit: sweep {sweep_id}: {len(jobs)} settings of {info.id} (profile {args.profile}, "
+          f"{args.jobs} at a time) -> {root}")
+    outcomes = _dispatch(jobs, args)
+    if isinstance(outcomes, int):
+        return outcomes
+    errors = {o.job.setting: o.error for o in outcomes if not o.ok}
+    table = sweep.summary(points, {s.name: root / s.name for s in points}, errors)
+    write_table(table, root / "summary")
+    plots.theme()
+    plots.savefig(plots.sweep_verdicts(table, f"{info.id}: sweep {sweep_id}"), root / "summary")
+    print(table.drop(columns=["measured"]).to_markdown(index=False, floatfmt=".3f"))
+    print(f"ipkit: summary in {root / 'summary.md'} and {root / 'summary.png'}")
+    return _failures(outcomes)
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -139,6 +204,7 @@ def _gallery() -> str:
             rel = path.parent.relative_to(root)
             lines += [f"### Profile `{data['profile']}`: {data['date']}, {data['device']}, "
                       f"{data['runtime_s']:.0f} s", ""]
+            lines += _notebook_link(path.parent / info.path.name, root)
             if data["claims"]:
                 from .results import claims_markdown
 
@@ -156,13 +222,34 @@ def _gallery() -> str:
     return "\n".join(lines)
 
 
+def _notebook_link(notebook: Path, root: Path) -> list[str]:
+    """The gallery's link to a run's executed notebook, if it was published."""
+    if not notebook.exists():
+        return []
+    return [f"Executed notebook (read without running): "
+            f"[`{notebook.name}`]({notebook.relative_to(root).as_posix()})", ""]
+
+
 def cmd_report(args: argparse.Namespace) -> int:
-    """Write figures/README.md, a gallery of every study's figures and claim tables."""
+    """Write figures/README.md, a gallery of every study's figures and claim tables, and
+    with --html an offline site of the gallery and every executed notebook."""
     path = figures_dir() / "README.md"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(_gallery())
+    gallery = _gallery()
+    path.write_text(gallery)
     print(f"ipkit: wrote {path}")
+    if args.html:
+        _write_site(gallery, args.html)
     return 0
+
+
+def _write_site(gallery: str, site: str) -> None:
+    """Write the offline HTML site (``ipkit.publish.write_site``) into ``site``."""
+    from .publish import write_site
+
+    pages = write_site(figures_dir(), Path(site), gallery)
+    print(f"ipkit: wrote {len(pages)} pages to {pages[0]} "
+          f"({sum(p.stat().st_size for p in pages) / 1e6:.1f} MB, readable offline)")
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
@@ -183,8 +270,16 @@ def cmd_cache(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     """Time the ipkit trainer against a plain DataLoader loop (or an ensemble trained
     together against one by one) and print the ratio."""
-    from .bench import ensemble_speed, run
+    from .bench import ensemble_speed, run, trainer_layouts
 
+    if args.trainer_layouts:
+        result = trainer_layouts(args.dataset, args.arch, args.epochs, args.batch_size,
+                                 repeats=args.repeats)
+        print(json.dumps(result, indent=2))
+        print(f"trainer layout {result['chosen_layout']} vs {result['before_layout']}: "
+              f"{result['speedup']}x (median of {result['repeats']} alternating pairs; accuracy "
+              f"{result['chosen_acc']} vs {result['before_acc']}) on {result['device']}")
+        return 0
     if args.what == "ensemble":
         result = ensemble_speed(args.dataset, args.arch, args.members, args.epochs, args.batch_size)
         print(json.dumps(result, indent=2))
@@ -198,18 +293,47 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _profile_option(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--profile", default=os.environ.get("IPKIT_PROFILE", "default"),
+                    help="smoke | default | paper (default: default)")
+
+
+def _parallel_options(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="runs at a time; more than 1 runs them as Ray tasks (default: 1, in this process)")
+    ap.add_argument("--cpus-per-run", type=float,
+                    help="CPUs (and threads) of each Ray run (default: the cluster's CPUs / --jobs)")
+    ap.add_argument("--gpus-per-run", type=float,
+                    help="GPUs of each Ray run (default: 1 when the cluster has GPUs, else 0)")
+    ap.add_argument("--address", help="Ray cluster to join (default: RAY_ADDRESS, else a local "
+                                      "Ray sized to this machine)")
+
+
 def parser() -> argparse.ArgumentParser:
     """The argument parser of the ``ipkit`` command."""
-    ap = argparse.ArgumentParser(prog="ipkit", description=__doc__.splitlines()[0])
+    ap = ArgumentParser(prog="ipkit", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="studies, their profiles and parameters").set_defaults(fn=cmd_list)
-    run = sub.add_parser("run", help="execute a study notebook with papermill")
-    run.add_argument("study", help="study id (see `ipkit list`) or 'all'")
-    run.add_argument("--profile", default=os.environ.get("IPKIT_PROFILE", "default"),
-                     help="smoke | default | paper (default: default)")
+    run = sub.add_parser("run", help="execute study notebooks with papermill")
+    run.add_argument("study", nargs="+", help="study ids (see `ipkit list`) or 'all'")
+    _profile_option(run)
     run.add_argument("-p", "--param", action="append", metavar="NAME=VALUE",
                      help="set a parameter; lists are comma-separated (repeatable)")
+    run.add_argument("--timings", action="store_true",
+                     help="print seconds per notebook section and per kind of work (timings.md)")
+    _parallel_options(run)
     run.set_defaults(fn=cmd_run)
+    sw = sub.add_parser("sweep", help="run a study over a grid of settings and summarize its claims")
+    sw.add_argument("study", help="study id (see `ipkit list`)")
+    _profile_option(sw)
+    sw.add_argument("-p", "--param", action="append", metavar="NAME=A,B,C",
+                    help="sweep a parameter over these values; a list-valued one takes its sets "
+                         "separated by ';' (repeatable: the grid is every combination)")
+    sw.add_argument("--seeds-sets", metavar="'0,1,2;101,102,103'",
+                    help="sweep the seeds over these sets (the same as -p seeds=...)")
+    sw.add_argument("--id", help="the sweep's folder name (default: the parameters and a hash of the grid)")
+    _parallel_options(sw)
+    sw.set_defaults(fn=cmd_sweep)
     ver = sub.add_parser("verify", help="rerun a study with other seeds and compare its verdicts")
     ver.add_argument("study", help="study id (see `ipkit list`)")
     ver.add_argument("--seeds", default="101,102,103", help="comma-separated seeds of the rerun")
@@ -219,7 +343,11 @@ def parser() -> argparse.ArgumentParser:
     ver.add_argument("--record", action="store_true",
                      help="store the comparison under 'stability' in the committed results.json")
     ver.set_defaults(fn=cmd_verify)
-    sub.add_parser("report", help="write figures/README.md").set_defaults(fn=cmd_report)
+    rep = sub.add_parser("report", help="write figures/README.md (and with --html an offline site)")
+    rep.add_argument("--html", nargs="?", const="site", metavar="DIR",
+                     help="also write the gallery and every executed notebook as HTML into DIR "
+                          "(default: site)")
+    rep.set_defaults(fn=cmd_report)
     c = sub.add_parser("cache", help="list or clear the model cache")
     c.add_argument("action", choices=["ls", "clear"])
     c.add_argument("--recipe", help="with clear: only this recipe's entries")
@@ -232,14 +360,20 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--what", choices=["trainer", "ensemble"], default="trainer",
                    help="trainer: vs a DataLoader loop; ensemble: members together (vmap) vs one by one")
     b.add_argument("--members", type=int, default=5, help="with --what ensemble: ensemble size")
+    b.add_argument("--trainer-layouts", action="store_true",
+                   help="the trainer's former memory layout vs the one it now picks per model")
+    b.add_argument("--repeats", type=int, default=3, help="with --trainer-layouts: alternating runs")
     b.set_defaults(fn=cmd_bench)
     return ap
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``ipkit`` console script."""
-    args = parser().parse_args(argv)
-    if args.command in ("run", "verify") and args.profile not in PROFILE_NAMES:
+    try:
+        args = parser().parse_args(argv)
+    except SystemExit as done:  # --help, or a usage error already printed as one line
+        return int(done.code or 0)
+    if args.command in ("run", "sweep", "verify") and args.profile not in PROFILE_NAMES:
         return _fail(f"unknown profile '{args.profile}': choose one of {', '.join(PROFILE_NAMES)}")
     return args.fn(args)
 

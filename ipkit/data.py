@@ -310,3 +310,36 @@ def split(
         classes=ds.classes,
         fingerprint=fp.hexdigest()[:16],
     )
+
+
+# Images in the training and official test parts of each dataset (None: no official test set).
+SIZES: dict[str, tuple[int, int | None]] = {
+    "mnist5k": (5000, None), "digits": (1797, None), "mnist": (60000, 10000),
+    "fashionmnist": (60000, 10000), "cifar10": (50000, 10000), "cifar100": (50000, 10000),
+    "svhn": (73257, 26032),
+}
+
+
+def split_sizes(name: str, owner: float = 0.5, test: float = 0.2, max_train: int | None = None,
+                max_test: int | None = None) -> dict[str, int]:
+    """The sizes of :func:`split`'s owner / attacker / test parts, without loading the data
+    (for checking parameters against them before a run). A CIFAR-10 ImageFolder tree is
+    counted file by file, since it may hold a subset."""
+    if name not in SIZES:
+        raise DataError(f"unknown dataset '{name}': choose one of {', '.join(DATASETS)}")
+    n_train, n_test = SIZES[name]
+    tree = data_root() / "cifar10"
+    if name == "cifar10" and (tree / "train").is_dir():
+        def count(part: str) -> int:
+            return sum(1 for d in (tree / part).iterdir() if d.is_dir() for f in d.iterdir() if f.is_file())
+
+        n_train, n_test = count("train"), count("test")
+    if n_test is None:
+        n_test = int(round(test * n_train))
+        n_train -= n_test
+    if max_train is not None:
+        n_train = min(n_train, max_train)
+    if max_test is not None:
+        n_test = min(n_test, max_test)
+    n_owner = int(round(owner * n_train))
+    return {"owner": n_owner, "attacker": n_train - n_owner, "test": n_test}

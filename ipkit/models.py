@@ -105,18 +105,21 @@ def build(arch: str, num_classes: int, in_shape: tuple[int, int, int], dropout: 
     """Build a freshly initialised ``arch`` for ``in_shape`` (C, H, W) images.
 
     ``dropout`` is applied before the head (and inside the hidden layers of mlp, cnn and
-    lenet5), which is what MC dropout samples. ``seed`` fixes the initial weights.
+    lenet5), which is what MC dropout samples. ``seed`` fixes the initial weights, drawn
+    from a forked copy of torch's global generator (its state is left as it was); without
+    a seed they are drawn from the global generator.
     """
     if arch not in _BUILDERS:
         raise ValueError(f"unknown architecture '{arch}': choose one of {', '.join(ARCHS)}")
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
     c, h, w = (int(v) for v in in_shape)
-    if seed is not None:
-        torch.manual_seed(seed)
-    body, width = _BUILDERS[arch](c, h, w, dropout)
     spec = dict(arch=arch, num_classes=int(num_classes), in_shape=[c, h, w], dropout=float(dropout))
-    return Net(body, nn.Linear(width, num_classes), spec, dropout)
+    with torch.random.fork_rng(devices=[], enabled=seed is not None):
+        if seed is not None:
+            torch.manual_seed(seed)
+        body, width = _BUILDERS[arch](c, h, w, dropout)
+        return Net(body, nn.Linear(width, num_classes), spec, dropout)
 
 
 def rebuild(spec: dict) -> Net:

@@ -5,6 +5,8 @@ from pathlib import Path
 
 import matplotlib
 
+from .timings import timed
+
 PALETTE = "colorblind"
 
 
@@ -17,6 +19,7 @@ def theme() -> None:
                                 "axes.titleweight": "bold", "svg.hashsalt": "ipkit"})
 
 
+@timed("plot", "savefig")
 def savefig(fig, stem: Path) -> Path:
     """Write ``fig`` to ``stem.png`` (150 dpi) and ``stem.svg``; return the PNG path."""
     stem = Path(stem)
@@ -51,3 +54,59 @@ def bars(frame, x: str, y: str, hue: str, title: str = "", ylim: tuple[float, fl
     ax.set(ylim=ylim, xlabel="", ylabel=y, title=title)
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
     return fig
+
+
+VERDICT_COLORS = {"holds": "#029e73", "does not hold": "#d55e00", "inconclusive": "#949494"}
+
+
+def sweep_verdicts(table, title: str = ""):
+    """One panel per claim of a sweep summary: the deciding quantity per setting with its
+    interval as error bars, coloured by verdict, and the claim's threshold dashed."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    rows = table[table["claim"] != ""]
+    claims = list(dict.fromkeys(rows["claim"]))
+    names = list(dict.fromkeys(table["setting"]))
+    cols = max(1, min(3, len(claims)))
+    nrows = max(1, -(-len(claims) // cols))
+    fig, axes = plt.subplots(nrows, cols, figsize=(4.2 * cols, 3.4 * nrows), squeeze=False)
+    x = np.arange(len(names))
+    for ax, claim in zip(axes.flat, claims):
+        part = rows[rows["claim"] == claim].set_index("setting").reindex(names)
+        value = part["value"].to_numpy(float)
+        low = np.nan_to_num(value - part["ci_lo"].to_numpy(float))
+        high = np.nan_to_num(part["ci_hi"].to_numpy(float) - value)
+        for verdict, color in VERDICT_COLORS.items():
+            m = (part["verdict"] == verdict).to_numpy()
+            if m.any():
+                ax.errorbar(x[m], value[m], yerr=[low[m], high[m]], fmt="o", color=color,
+                            capsize=3, label=verdict)
+        if part["threshold"].notna().any():
+            ax.plot(x, part["threshold"].to_numpy(float), "k--", lw=1, label="threshold")
+        ax.set_xticks(x, names, rotation=30, ha="right", fontsize=7)
+        ax.set_xlim(-0.5, len(names) - 0.5)
+        ax.set_title(claim)
+    for ax in axes.flat[len(claims):]:
+        ax.axis("off")
+    handles = {h.get_label(): h for ax in axes.flat for h in ax.get_legend_handles_labels()[0]}
+    fig.legend(handles.values(), handles.keys(), loc="upper right", frameon=False)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def integer_axis(ax, which: str = "x") -> None:
+    """Put ticks on whole numbers only, labelled plainly, on ``ax``'s ``which`` axis ("x" or
+    "y"), for a count such as input pairs or queries; on a log axis at 1, 2 and 5 x 10^k."""
+    from matplotlib import ticker
+
+    if which not in ("x", "y"):
+        raise ValueError(f"which must be 'x' or 'y', got {which!r}")
+    axis = ax.xaxis if which == "x" else ax.yaxis
+    if axis.get_scale() == "log":
+        axis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        axis.set_minor_formatter(ticker.NullFormatter())
+    else:
+        axis.set_major_locator(ticker.MaxNLocator(integer=True))
+    axis.set_major_formatter(ticker.StrMethodFormatter("{x:.0f}"))

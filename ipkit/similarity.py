@@ -1,6 +1,6 @@
 """How alike two models are, measured on their behaviour over a set of inputs.
 
-- :func:`output_agreement`: share of inputs with the same predicted label;
+- label agreement (fidelity): :func:`ipkit.train.agreement`;
 - :func:`gradient_cosine`: mean cosine similarity of the input gradients of the loss
   (gradient alignment, as in TRS, Yang et al., NeurIPS 2021, and Hong et al., SaTML 2023).
 """
@@ -14,12 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .train import agreement, model_device
-
-
-def output_agreement(a: nn.Module, b: nn.Module, x: Tensor) -> float:
-    """Share of inputs in ``x`` on which ``a`` and ``b`` predict the same label."""
-    return agreement(a, b, x)
+from .timings import timed
+from .train import batched, model_device, predict
 
 
 def input_gradients(model: nn.Module, x: Tensor, y: Tensor, create_graph: bool = False) -> Tensor:
@@ -55,15 +51,6 @@ def float_parent(model: nn.Module) -> nn.Module:
     int8 kernels have no gradients (Li et al., 2021).
     """
     return getattr(model, "float_parent", None) or model
-
-
-def outputs(model: nn.Module, x: Tensor, batch_size: int = 512) -> Tensor:
-    """Logits of ``model`` on ``x`` in eval mode (run on the model's device, returned on x's)."""
-    model.eval()
-    dev = model_device(model)
-    with torch.no_grad():
-        out = [model(x[i:i + batch_size].to(dev)).float().to(x.device) for i in range(0, len(x), batch_size)]
-    return torch.cat(out)
 
 
 def seed_inputs(x: Tensor, n: int, seed: int = 0) -> Tensor:
@@ -106,7 +93,7 @@ def pgd_partners(model: nn.Module, x: Tensor, eps: float = 0.06, steps: int = 50
 def decision_distances(model: nn.Module, x: Tensor, x_partner: Tensor) -> Tensor:
     """Raw DDV: cosine distance between the model's outputs on x_i and on x_i' (one per pair),
     in float64: ``1 - cos`` of nearly parallel outputs loses most of its digits in float32."""
-    return 1 - F.cosine_similarity(outputs(model, x).double(), outputs(model, x_partner).double(),
+    return 1 - F.cosine_similarity(predict(model, x).double(), predict(model, x_partner).double(),
                                    dim=1, eps=1e-12)
 
 
@@ -141,6 +128,7 @@ class Method:
     paper: str = ""
 
 
+@timed("probe", "modeldiff")
 def modeldiff_probe(reference: nn.Module, x_seed: Tensor, eps: float = 0.06, steps: int = 50,
                     step_size: float = 0.01, seed: int = 0, **_: object) -> Probe:
     """ModelDiff input pairs: the seeds and their PGD partners made on ``reference``'s float parent."""
@@ -149,6 +137,7 @@ def modeldiff_probe(reference: nn.Module, x_seed: Tensor, eps: float = 0.06, ste
     return Probe(x_seed, partner, time.perf_counter() - start)
 
 
+@timed("score", "modeldiff")
 def modeldiff_score(a: nn.Module, b: nn.Module, probe: Probe) -> float:
     """Cosine similarity of the two models' DDVs on the probe's pairs (Li et al., 2021)."""
     return ddv_cosine(ddv(a, probe.x, probe.partner), ddv(b, probe.x, probe.partner))
@@ -186,31 +175,38 @@ def boundary_inputs(model: nn.Module, x: Tensor, eps: float = 0.25, steps: int =
     return xb.detach()
 
 
-def ipguard_probe(reference: nn.Module, x_seed: Tensor, seed: int = 0, **_: object) -> Probe:
-    """IPGuard test inputs: points near the reference's decision boundary."""
+@timed("probe", "ipguard")
+def ipguard_probe(reference: nn.Module, x_seed: Tensor, eps: float = 0.25, steps: int = 30,
+                  step_size: float = 0.02, margin: float = 0.1, seed: int = 0, **_: object) -> Probe:
+    """IPGuard test inputs: points near the reference's decision boundary
+    (:func:`boundary_inputs` with these ``eps``, ``steps``, ``step_size`` and ``margin``)."""
     start = time.perf_counter()
-    xb = boundary_inputs(reference, x_seed, seed=seed)
+    xb = boundary_inputs(reference, x_seed, eps=eps, steps=steps, step_size=step_size, margin=margin,
+                         seed=seed)
     return Probe(xb, None, time.perf_counter() - start)
 
 
+@timed("score", "ipguard")
 def ipguard_score(a: nn.Module, b: nn.Module, probe: Probe) -> float:
     """Share of the boundary inputs on which ``a`` and ``b`` predict the same label (IPGuard);
     NaN when their label spaces differ in size."""
-    oa, ob = outputs(a, probe.x), outputs(b, probe.x)
+    oa, ob = predict(a, probe.x), predict(b, probe.x)
     if oa.shape[1] != ob.shape[1]:
         return float("nan")
     return float((oa.argmax(1) == ob.argmax(1)).float().mean())
 
 
+@timed("probe", "seeds")
 def seeds_probe(reference: nn.Module, x_seed: Tensor, **_: object) -> Probe:
     """The seed inputs themselves (for methods that need no generated inputs)."""
     return Probe(x_seed, None, 0.0)
 
 
+@timed("score", "output cosine")
 def output_cosine_score(a: nn.Module, b: nn.Module, probe: Probe) -> float:
     """Mean cosine similarity of the two models' softmax probabilities on the seeds;
     NaN when their output sizes differ."""
-    pa, pb = outputs(a, probe.x).softmax(1), outputs(b, probe.x).softmax(1)
+    pa, pb = predict(a, probe.x, probs=True), predict(b, probe.x, probs=True)
     if pa.shape != pb.shape:
         return float("nan")
     return float(F.cosine_similarity(pa, pb, dim=1, eps=1e-12).mean())
@@ -233,6 +229,7 @@ def named_weights(model: nn.Module) -> dict[str, Tensor]:
     return out
 
 
+@timed("score", "weight cosine")
 def weight_cosine_score(a: nn.Module, b: nn.Module, probe: Probe | None = None) -> float:
     """Cosine similarity of the flattened conv/linear weights both models share by name and
     shape; NaN ("not applicable") when their architectures differ."""
@@ -249,14 +246,13 @@ def weight_cosine_score(a: nn.Module, b: nn.Module, probe: Probe | None = None) 
 
 
 def features(model: nn.Module, x: Tensor, batch_size: int = 512) -> Tensor:
-    """Penultimate features (the input of the linear head) of a :class:`ipkit.models.Net`."""
+    """Penultimate features (the input of the linear head) of a :class:`ipkit.models.Net`,
+    in eval mode, computed on the model's device and returned on ``x``'s."""
     model.eval()
-    dev = model_device(model)
-    with torch.no_grad():
-        return torch.cat([model.features(x[i:i + batch_size].to(dev)).float().to(x.device)
-                          for i in range(0, len(x), batch_size)])
+    return batched(model.features, x, batch_size, model_device(model))
 
 
+@timed("score", "feature similarity")
 def feature_similarity_score(a: nn.Module, b: nn.Module, probe: Probe) -> float:
     """Last-feature similarity: cosine similarity of the two models' input-by-input cosine
     similarity matrices of penultimate features on the seeds (works across widths)."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from .seeds import seed_for
 from .train import fit, kd_loss, predict
 
 OUTPUTS = ("probs", "logits", "labels")
@@ -133,7 +134,7 @@ class GradientVictim(Victim):
         for i in range(0, len(x), 256):
             xb = x[i:i + 256]
             d = projections(predict(model, xb), k, projection, seed + i)
-            out, g = input_gradients(model, xb, d)
+            out, g = projected_jacobians(model, xb, d)
             logits.append(out.detach())
             dirs.append(d)
             grads.append(g.detach())
@@ -159,8 +160,8 @@ def projections(logits: Tensor, k: int, kind: str = "random", seed: int = 0) -> 
     return v / v.norm(dim=2, keepdim=True)
 
 
-def input_gradients(model: nn.Module, x: Tensor, directions: Tensor,
-                    create_graph: bool = False) -> tuple[Tensor, Tensor]:
+def projected_jacobians(model: nn.Module, x: Tensor, directions: Tensor,
+                        create_graph: bool = False) -> tuple[Tensor, Tensor]:
     """Logits of ``model`` on ``x`` and, per direction ``v`` in ``directions`` (n, k,
     classes), the input gradient of ``<v, logits(x)>`` (n, k, *x.shape[1:]).
 
@@ -190,7 +191,7 @@ def jacobian_loss(model: nn.Module, x: Tensor, directions: Tensor, target: Tenso
     """Jacobian-matching loss of Srinivas & Fleuret (2018): :func:`jacobian_match` between
     ``model``'s projected input gradients (by double back-prop, differentiable in the
     parameters) and the teacher's ``target``. Zero when the model is the teacher."""
-    _, g = input_gradients(model, x, directions, create_graph=True)
+    _, g = projected_jacobians(model, x, directions, create_graph=True)
     return jacobian_match(g, target)
 
 
@@ -219,8 +220,8 @@ def jacobian_distill(victim: GradientVictim, queries: Tensor, thief: nn.Module, 
         if alpha == 0:
             return kd_loss(model(xb), targets[idx], temperature)
         mix = torch.randn(len(idx), k, 1, device=xb.device, generator=g)
-        out, grad = input_gradients(model, xb, (mix * directions[idx]).sum(1, keepdim=True),
-                                    create_graph=True)
+        out, grad = projected_jacobians(model, xb, (mix * directions[idx]).sum(1, keepdim=True),
+                                        create_graph=True)
         return kd_loss(out, targets[idx], temperature) + alpha * jacobian_match(
             grad, (mix * grads[idx]).sum(1, keepdim=True))
 
@@ -262,7 +263,7 @@ def ood_pool(source: str, count: int, shape: tuple[int, int, int], seed: int = 0
     if part not in ("queries", "carriers"):
         raise ValueError(f"unknown pool part '{part}': choose queries or carriers")
     if source == "abstract":
-        x = memorized_set("abstract", count, shape, 2, seed=seed + (7919 if part == "queries" else 0)).x
+        x = memorized_set("abstract", count, shape, 2, seed=seed_for("queries", seed) if part == "queries" else seed).x
     else:
         ds = load(source)
         images = ds.train.x

@@ -32,12 +32,9 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-PROFILE_NAMES = ("smoke", "default", "paper")
+from . import timings
 
-# Transitional: studies whose rules still live outside ipkit.studies (study id -> "module:function").
-CHECKS = {"memorized_transfer": "ipkit.memorized:check_params",
-          "distillation_ingrain": "ipkit.ingrain:check_params",
-          "ondevice_unpairing": "ipkit.unpairing:check_params"}
+PROFILE_NAMES = ("smoke", "default", "paper")
 
 
 class ParamError(ValueError):
@@ -219,6 +216,16 @@ def get_study(study_id: str) -> StudyInfo:
     return found[study_id]
 
 
+def lookup(info: StudyInfo, name: str) -> Param:
+    """The parameter ``name`` of ``info`` (not ``profile``, which has its own option), or a
+    :class:`ParamError` listing the parameters there are."""
+    if name not in info.params or name == "profile":
+        hint = " (use --profile)" if name == "profile" else ""
+        raise ParamError(f"unknown parameter '{name}' for study '{info.id}'{hint}: choose one of "
+                         f"{', '.join(n for n in info.params if n != 'profile')}")
+    return info.params[name]
+
+
 def _check_scalar(p: Param, kind: str, value: Any) -> Any:
     ok = {"bool": isinstance(value, bool),
           "int": isinstance(value, int) and not isinstance(value, bool),
@@ -251,8 +258,17 @@ def check_value(p: Param, value: Any) -> Any:
     return _check_scalar(p, p.type, value)
 
 
+_NUMERALS = {"int": re.compile(r"[+-]?[0-9]+", re.ASCII),
+             "float": re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?", re.ASCII)}
+
+
 def coerce(p: Param, text: str) -> Any:
-    """Turn command-line text into ``p``'s type (lists: comma-separated), then check it."""
+    """Turn command-line text into ``p``'s type (lists: comma-separated), then check it.
+
+    Numbers must be plain ASCII numerals (``12``, ``-0.5``, ``1e-3``): Python's own
+    ``int`` and ``float`` would also take full-width or Arabic-Indic digits, ``1_000``,
+    ``nan`` and ``inf``.
+    """
     kind = p.type[5:-1] if p.type.startswith("list[") else p.type
 
     def one(item: str) -> Any:
@@ -264,14 +280,15 @@ def coerce(p: Param, text: str) -> Any:
                 if item.lower() in ("0", "false", "no"):
                     return False
                 raise ValueError
-            if kind == "int":
-                return int(item)
-            if kind == "float":
-                return float(item)
+            if kind in _NUMERALS:
+                if not _NUMERALS[kind].fullmatch(item):
+                    raise ValueError
+                return int(item) if kind == "int" else float(item)
             return item.strip("'\"")
         except ValueError:
+            fix = "e.g." if item.isascii() else "write it in ASCII digits, e.g."
             raise ParamError(f"parameter '{p.name}' expects {p.describe()}, got {item!r}: "
-                             f"e.g. -p {p.name}={_example(p)}") from None
+                             f"{fix} -p {p.name}={_example(p)}") from None
 
     if p.type.startswith("list["):
         value: Any = [one(s) for s in text.strip("[]").split(",") if s.strip()]
@@ -284,7 +301,7 @@ def resolve(info: StudyInfo, profile: str, given: dict[str, Any]) -> dict[str, A
     """Parameter values in effect: notebook defaults, then the profile's, then ``given``.
 
     Raises ParamError (one line) for an unknown profile or parameter, a bad value, a
-    broken rule of the study's :data:`CHECKS`, and when the resolved dataset is not
+    broken rule of the study's ``check_params``, and when the resolved dataset is not
     available here.
     """
     if profile not in PROFILE_NAMES:
@@ -327,12 +344,7 @@ def study_module(study_id: str):
 def study_check(study_id: str):
     """The study's ``check_params(values)``: rules across parameters and against the data."""
     module = study_module(study_id)
-    if module is not None:
-        return getattr(module, "check_params", None)
-    if study_id in CHECKS:
-        name, function = CHECKS[study_id].split(":")
-        return getattr(importlib.import_module(name), function)
-    return None
+    return None if module is None else getattr(module, "check_params", None)
 
 
 class Run:
@@ -356,6 +368,7 @@ class Run:
         self.figures: list[str] = []
         self.tables: list[str] = []
         self.started = time.time()
+        timings.reset()
 
     def splits(self, seed: int = 0):
         """The dataset's owner / attacker / test splits (``data.split(p.dataset, seed)``),
@@ -394,11 +407,31 @@ class Run:
 
     def record(self, metrics: dict[str, Any], claims: list,
                hyperparameters: dict[str, Any] | None = None) -> Path:
-        """Write results.json and results.md: parameters, the study's declared
-        hyper-parameters and seed roles, metrics and claim rows."""
+        """Write results.json and results.md (parameters, the study's declared
+        hyper-parameters and seed roles, metrics and claim rows) and timings.json /
+        timings.md (seconds per kind of work so far)."""
         from .results import write_results
 
+        timings.write_kinds(self.out, self.study, self.profile)
         return write_results(self, metrics, claims, hyperparameters)
+
+
+def injected_names(namespace: dict[str, Any]) -> list[str]:
+    """Names papermill assigned in its ``injected-parameters`` cell, in order.
+
+    Papermill runs that cell (its source starts with ``# Parameters``) right after the
+    notebook's ``parameters`` cell; IPython keeps the source of every executed cell in
+    the namespace's ``In`` list. Outside papermill (Jupyter, nbmake) there is none.
+    """
+    names: list[str] = []
+    for source in namespace.get("In") or []:
+        if not (isinstance(source, str) and source.startswith("# Parameters\n")):
+            continue
+        for node in ast.parse(source).body:
+            if isinstance(node, ast.Assign):
+                names += [t.id for t in node.targets if isinstance(t, ast.Name)
+                          and not t.id.startswith("PAPERMILL_") and t.id not in names]
+    return names
 
 
 def start(study_id: str, namespace: dict[str, Any], profiles: dict[str, dict] | None = None) -> Run:
@@ -408,11 +441,17 @@ def start(study_id: str, namespace: dict[str, Any], profiles: dict[str, dict] | 
     profile is ``IPKIT_PROFILE`` if set, else the notebook's ``profile`` variable. The
     profile's values replace only parameters still at the notebook's default. The
     resolved values are written back into ``namespace`` (so the notebook's variables hold
-    them) and kept in ``run.p``. The plot theme is applied, so figures look alike.
+    them) and kept in ``run.p``. The plot theme is applied, so figures look alike. A
+    parameter papermill injected that the notebook does not declare (see
+    :func:`injected_names`) stops the run with a :class:`ParamError`.
     """
     from .plots import theme
 
     info = get_study(study_id)
+    unknown = [n for n in injected_names(namespace) if n not in info.params]
+    if unknown:
+        raise ParamError(f"unknown parameter {', '.join(map(repr, unknown))} given to study "
+                         f"'{info.id}': it declares {', '.join(info.params)}")
     if profiles is not None:
         info.profiles = profiles
     profile = os.environ.get("IPKIT_PROFILE") or namespace.get("profile", "default")

@@ -6,7 +6,7 @@ Each function returns a new model and leaves its input untouched:
 - :func:`fake_quantize`: symmetric per-output-channel n-bit weight quantization;
 - :func:`quantize_int8`: PyTorch dynamic int8 quantization of linear layers (CPU);
 - :func:`quantize_float16`: weights rounded to float16 precision;
-- :func:`distill`: a fresh student trained on a teacher's soft outputs (Hinton et al., 2015);
+- :func:`knowledge_distill`: a student trained on a teacher's soft outputs (Hinton et al., 2015);
 - :func:`transfer`: transfer learning to a new task, fine-tuning the last fraction of layers;
 - :func:`distillation_attack`: Yang et al.'s attack, a fresh student distilled from a suspect;
 - :func:`prune_finetune`: pruning followed by fine-tuning with the pruned weights kept at zero.
@@ -20,7 +20,7 @@ import warnings
 import torch
 from torch import Tensor, nn
 
-from .train import fit, kd_loss, predict
+from .train import fit, kd_loss, model_device, predict, seeded
 
 
 def _weights(model: nn.Module) -> list[nn.Parameter]:
@@ -110,8 +110,8 @@ def quantize_int8(model: nn.Module) -> nn.Module:
         return quantize_dynamic(copy.deepcopy(model).cpu().eval(), {nn.Linear}, dtype=torch.qint8)
 
 
-def distill(teacher: nn.Module, x: Tensor, student: nn.Module, temperature: float = 4.0,
-            **fit_kwargs) -> nn.Module:
+def knowledge_distill(teacher: nn.Module, x: Tensor, student: nn.Module, temperature: float = 4.0,
+                      **fit_kwargs) -> nn.Module:
     """Train ``student`` in place on ``teacher``'s softened outputs over ``x``; return it."""
     targets = (predict(teacher, x) / temperature).softmax(1)
 
@@ -154,10 +154,11 @@ def last_fraction_params(model: nn.Module, fraction: float) -> list[nn.Parameter
 def transfer(model: nn.Module, x: Tensor, y: Tensor, num_classes: int, fraction: float,
              epochs: int = 5, lr: float = 0.01, seed: int = 0, **fit_kwargs) -> nn.Module:
     """Transfer learning: a copy of ``model`` with a fresh ``num_classes`` head, whose last
-    ``fraction`` of layers (see :func:`last_fraction_params`) is trained on (x, y)."""
+    ``fraction`` of layers (see :func:`last_fraction_params`) is trained on (x, y); the new
+    head's initial weights are drawn with ``seed`` (global generator state left alone)."""
     out = copy.deepcopy(model)
-    torch.manual_seed(seed)
-    out.head = nn.Linear(out.head.in_features, num_classes).to(out.head.weight.device)
+    with seeded(seed):
+        out.head = nn.Linear(out.head.in_features, num_classes).to(model_device(out))
     if getattr(out, "spec", None):
         out.spec = dict(out.spec, num_classes=int(num_classes))
     fit(out, x, y, epochs=epochs, lr=lr, params=last_fraction_params(out, fraction), seed=seed,
@@ -165,17 +166,16 @@ def transfer(model: nn.Module, x: Tensor, y: Tensor, num_classes: int, fraction:
     return out
 
 
-
 def distillation_attack(teacher: nn.Module, x: Tensor, arch: str, *, temperature: float = 4.0,
                         epochs: int = 10, seed: int = 0, **fit_kwargs) -> nn.Module:
     """Yang et al.'s distillation attack: a fresh ``arch`` student (same as the suspect's or
     smaller) trained only on the suspect ``teacher``'s soft labels at ``temperature`` over the
-    attacker's data ``x`` (no watermark inputs), for ``epochs`` epochs (see :func:`distill`)."""
+    attacker's data ``x`` (no watermark inputs), for ``epochs`` epochs (see :func:`knowledge_distill`)."""
     from .models import build
 
     spec = teacher.spec
     student = build(arch, spec["num_classes"], tuple(spec["in_shape"]), seed=3000 + seed).to(x.device)
-    return distill(teacher, x, student, temperature=temperature, epochs=epochs, seed=seed, **fit_kwargs)
+    return knowledge_distill(teacher, x, student, temperature=temperature, epochs=epochs, seed=seed, **fit_kwargs)
 
 
 def prune_finetune(model: nn.Module, ratio: float, x: Tensor | None = None, y: Tensor | None = None,

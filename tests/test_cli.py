@@ -44,6 +44,11 @@ def test_parse_params_types_and_specs():
     (["run", QUICK, "-p", "seeds=0,x"], "expects list[int]"),
     (["run", QUICK, "--profile", "huge"], "unknown profile 'huge'"),
     (["run", QUICK, "-p", "epochs"], "needs a value"),
+    (["run", QUICK, "-p", "epochs=１"], "in ASCII digits"),
+    (["run", QUICK, "-p", "seeds=0,٣"], "in ASCII digits"),
+    (["run", QUICK, "-p", "epochs=1", "-p", "epochs=2"], "'epochs' is given twice"),
+    (["run", QUICK, "-p", "seeds=0", "-p", "seeds=1"], "give it once (a list is comma-separated"),
+    (["run", QUICK, "-p"], "expected one argument"),
     (["run", "all", "-p", "epochs=2"], "single study"),
     (["run", "ondevice_unpairing", "-p", "quant_bits=8", "-p", "unpair_sibling=q4"],
      "unpair_sibling 'q4' is not built"),
@@ -85,6 +90,28 @@ def test_start_applies_profile_only_to_untouched_parameters(monkeypatch):
     ns["epochs"] = "ten"
     with pytest.raises(study.ParamError, match="expects int"):
         study.start(QUICK, ns, info.profiles)
+
+
+def test_start_refuses_a_parameter_papermill_injected_but_the_notebook_lacks(monkeypatch):
+    monkeypatch.setenv("IPKIT_PROFILE", "smoke")
+    info = study.get_study(QUICK)
+    ns = {n: p.default for n, p in info.params.items()}
+    ns["In"] = ["", "profile = 'default'\n", "# Parameters\nepochs = 1\nbogus = 3\n", "run = ..."]
+    with pytest.raises(study.ParamError, match=r"unknown parameter 'bogus' .* declares profile, dataset"):
+        study.start(QUICK, ns, info.profiles)
+    ns["In"][2] = "# Parameters\nepochs = 1\nPAPERMILL_INPUT_PATH = 'x'\n"
+    assert study.start(QUICK, ns, info.profiles).profile == "smoke"
+
+
+def test_papermill_run_with_an_undeclared_parameter_stops_at_set_up(tmp_path):
+    import papermill as pm
+
+    info = study.get_study(QUICK)
+    with pytest.raises(pm.PapermillExecutionError) as err:
+        pm.execute_notebook(str(info.path), str(tmp_path / "out.ipynb"), parameters={"bogus": 1},
+                            kernel_name="python3", cwd=str(info.path.parent), progress_bar=False)
+    assert err.value.ename == "ParamError" and "'bogus'" in err.value.evalue
+    assert "query_budget" in err.value.evalue
 
 
 def test_list_shows_studies_and_parameters(capsys):

@@ -101,3 +101,10 @@ def test_cifar10_image_folder_decoded_once(tmp_path):
     data._LOADED.clear()
     again = data.load("cifar10", root=tmp_path, download=False)
     assert torch.equal(again.train.x, ds.train.x)
+
+
+@pytest.mark.parametrize("name", ["mnist5k", "digits"])
+def test_split_sizes_match_the_split_without_loading(name):
+    s = data.split(name, seed=0, device="cpu", max_test=300)
+    sizes = data.split_sizes(name, max_test=300)
+    assert sizes == {"owner": len(s.owner), "attacker": len(s.attacker), "test": len(s.test)}

@@ -26,3 +26,16 @@ def test_seed_fixes_initial_weights():
 def test_unknown_arch_lists_choices():
     with pytest.raises(ValueError, match="choose one of"):
         models.build("alexnet", 10, (1, 28, 28))
+
+
+def test_seeded_build_and_transfer_leave_the_global_rng_alone():
+    from ipkit import transforms
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(32, 1, 8, 8, generator=g), torch.randint(0, 4, (32,), generator=g)
+    torch.manual_seed(42)
+    state = torch.get_rng_state()
+    net = models.build("cnn", 10, (1, 8, 8), seed=5)
+    transforms.transfer(net, x, y, num_classes=4, fraction=0.5, epochs=1, seed=2)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert not torch.are_deterministic_algorithms_enabled()

@@ -1,5 +1,6 @@
 """The trainer: it learns (a real accuracy on digits), is deterministic on the CPU, mixes
 extra examples into every batch, and its loss helpers behave as documented."""
+import pytest
 import torch
 
 from ipkit import data, models, train
@@ -60,3 +61,78 @@ def test_augment_keeps_shape_and_range():
     out = train.augment_flip_crop(x, generator=torch.Generator().manual_seed(0))
     assert out.shape == x.shape and out.min() >= 0 and out.max() <= 1
     assert not torch.equal(out, x)
+
+
+def test_conv_training_is_deterministic_in_its_chosen_layout():
+    s = data.split("digits", seed=0, device="cpu")
+    net = models.build("cnn", s.num_classes, s.in_shape, seed=1)
+    assert train.best_memory_format(net, torch.device("cpu")) == torch.channels_last
+    nets = []
+    for _ in range(2):
+        net = models.build("cnn", s.num_classes, s.in_shape, seed=1)
+        train.fit(net, s.owner.x[:512], s.owner.y[:512], epochs=2, seed=7)
+        nets.append(net)
+    assert all(torch.equal(p, q) for p, q in zip(nets[0].state_dict().values(), nets[1].state_dict().values()))
+    assert all(p.is_contiguous() for p in nets[0].parameters())
+
+
+def test_mlp_and_stacked_weights_keep_the_default_layout():
+    mlp = models.build("mlp", 10, (1, 8, 8), seed=0)
+    assert train.best_memory_format(mlp, torch.device("cpu")) == torch.contiguous_format
+    stacked = torch.nn.Module()
+    stacked.conv = torch.nn.Conv2d(1, 2, 3)
+    stacked.w = torch.nn.Parameter(torch.zeros(5, 2, 1, 3, 3))
+    assert train.best_memory_format(stacked, torch.device("cpu")) == torch.contiguous_format
+
+
+def test_fit_leaves_global_rng_and_determinism_setting_alone():
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(64, 1, 8, 8, generator=g), torch.randint(0, 3, (64,), generator=g)
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    before = torch.are_deterministic_algorithms_enabled()
+    net = models.build("cnn", 3, (1, 8, 8), dropout=0.2, seed=0)
+    train.fit(net, x, y, epochs=1, batch_size=16, seed=3)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert torch.are_deterministic_algorithms_enabled() == before
+
+
+def test_threads_follow_ipkit_threads(monkeypatch):
+    monkeypatch.setenv("IPKIT_THREADS", "1")
+    assert train.cpu_threads() == 1
+    monkeypatch.setenv("IPKIT_THREADS", "zero")
+    with pytest.raises(ValueError, match="IPKIT_THREADS"):
+        train.cpu_threads()
+    monkeypatch.delenv("IPKIT_THREADS")
+    assert train.cpu_threads() >= 1
+
+
+def test_predict_returns_on_the_inputs_device_in_batches():
+    net = models.build("mlp", 3, (1, 8, 8), seed=0)
+    x = torch.rand(10, 1, 8, 8)
+    whole = net.eval()(x)
+    assert torch.allclose(train.predict(net, x, batch_size=3), whole, atol=1e-6)
+    assert torch.allclose(train.predict(net, x, probs=True).sum(1), torch.ones(10))
+    assert train.predict(net, x[:0]).numel() == 0
+
+
+def test_layout_bench_trains_both_layouts_to_a_real_accuracy():
+    from ipkit import bench
+
+    out = bench.trainer_layouts("digits", "cnn", epochs=1, batch_size=128, repeats=1)
+    assert (out["before_layout"], out["chosen_layout"]) == ("contiguous_format", "channels_last")
+    assert len(out["pair_ratios"]) == 1 and out["speedup"] > 0
+    assert min(out["before_acc"], out["chosen_acc"]) > 0.3  # chance is 0.1
+
+
+def test_step_hook_sees_every_optimiser_step_after_it_is_taken():
+    d = data.split("digits", seed=0, device="cpu")
+    model = models.build("mlp", d.num_classes, d.in_shape, seed=0)
+    first = next(model.parameters()).detach().clone()
+    seen = []
+
+    def on_step(step, m):
+        seen.append((step, not torch.equal(next(m.parameters()).detach(), first)))
+
+    train.fit(model, d.owner.x[:100], d.owner.y[:100], epochs=2, batch_size=32, on_step=on_step)
+    assert [s for s, _ in seen] == list(range(1, 9)) and all(moved for _, moved in seen)

@@ -1,0 +1,182 @@
+"""Parallel runs and sweeps (ipkit.parallel, ipkit.sweep, `ipkit run --jobs`, `ipkit sweep`):
+grids and their validation, the summary of claims across settings, and, on a local Ray with
+2 CPUs, parallel smoke runs of the quickstart against sequential ones and a failing setting."""
+import json
+import sys
+
+import nbformat
+import pytest
+
+from ipkit import cli, parallel, study, sweep
+
+QUICK = "quickstart"
+
+
+def run_cli(capsys, *argv):
+    code = cli.main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_grid_takes_list_sets_separated_by_semicolons():
+    info = study.get_study(QUICK)
+    grid = sweep.parse_grid(info, ["query_budget=300,500", "seeds=0,1;101,102"])
+    assert grid == {"query_budget": [300, 500], "seeds": [[0, 1], [101, 102]]}
+    names = [s.name for s in sweep.settings(grid)]
+    assert names == ["query_budget=300__seeds=0-1", "query_budget=300__seeds=101-102",
+                     "query_budget=500__seeds=0-1", "query_budget=500__seeds=101-102"]
+    assert sweep.sweep_id(grid) == sweep.sweep_id(dict(grid)) != sweep.sweep_id({"query_budget": [300]})
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["sweep", QUICK, "-p", "query_budget=300,5"], "must lie in [10, 50000]"),
+    (["sweep", QUICK, "-p", "bogus=1,2"], "unknown parameter 'bogus'"),
+    (["sweep", QUICK, "-p", "query_budget=300,300"], "appears twice"),
+    (["sweep", QUICK, "-p", "epochs=1", "-p", "epochs=2"], "swept twice"),
+    (["sweep", QUICK, "--seeds-sets", "0,1;2,x"], "expects list[int]"),
+    (["sweep", QUICK], "at least one parameter"),
+    (["sweep", QUICK, "-p", "epochs=1", "--jobs", "0"], "--jobs must be at least 1"),
+    (["sweep", "memorized_transfer", "-p", "query_budget=100,50000"],
+     "setting query_budget=50000: query_budget 50000 exceeds the attacker pool"),
+])
+def test_bad_grids_exit_2_before_dispatch(capsys, tmp_path, monkeypatch, argv, fragment):
+    monkeypatch.setenv("IPKIT_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setattr(parallel, "run_jobs", lambda *a, **k: pytest.fail("dispatched"))
+    code, _, err = run_cli(capsys, *argv)
+    assert code == 2 and fragment in err and err.count("\n") == 1
+
+
+def test_jobs_without_ray_says_how_to_install(capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)
+    monkeypatch.setattr(parallel, "run_jobs", lambda *a, **k: pytest.fail("dispatched"))
+    code, _, err = run_cli(capsys, "run", QUICK, "--jobs", "2")
+    assert code == 2 and "pip install 'ipkit[ray]'" in err and err.count("\n") == 1
+    parallel.check_ray(1, None)  # one at a time runs here without Ray
+
+
+def test_remote_address_with_local_cache_warns(monkeypatch, tmp_path):
+    assert not parallel.is_remote(None) and not parallel.is_remote("auto")
+    assert not parallel.is_remote("127.0.0.1:6379") and parallel.is_remote("ray://head.cluster:10001")
+    monkeypatch.setenv("IPKIT_CACHE", str(tmp_path))
+    monkeypatch.setattr(parallel, "filesystem_type", lambda path: "ext4")
+    assert "IPKIT_CACHE" in parallel.cache_warning("ray://head.cluster:10001")
+    assert parallel.cache_warning("127.0.0.1:6379") is None
+    monkeypatch.setattr(parallel, "filesystem_type", lambda path: "nfs4")
+    assert parallel.cache_warning("ray://head.cluster:10001") is None
+
+
+def _results(folder, claims):
+    folder.mkdir(parents=True)
+    (folder / "results.json").write_text(json.dumps({"claims": claims}))
+
+
+def test_summary_reads_intervals_and_falls_back_to_holds(tmp_path):
+    new = {"id": "Q1", "statement": "s", "paper": "p", "measured": "gap = 0.2", "holds": False,
+           "verdict": "inconclusive", "ci": [0.05, 0.3], "threshold": 0.1, "n": 3, "unit": "seed",
+           "parts": [{"name": "other", "value": 9.0, "ci": [8.0, 10.0]},
+                     {"name": "gap", "value": 0.2, "ci": [0.05, 0.3]}]}
+    old = {"id": "Q1", "statement": "s", "paper": "p", "measured": "thief_wm_acc = 0.125, floor = 0.1",
+           "holds": True}
+    grid = sweep.settings({"epochs": [1, 2, 3]})
+    _results(tmp_path / grid[0].name, [new])
+    _results(tmp_path / grid[1].name, [old])
+    table = sweep.summary(grid, {s.name: tmp_path / s.name for s in grid}, {grid[2].name: "cell 4: ValueError: x"})
+    rows = table.set_index("setting")
+    assert rows.loc["epochs=1", ["verdict", "value", "ci_lo", "ci_hi", "threshold"]].tolist() == \
+        ["inconclusive", 0.2, 0.05, 0.3, 0.1]
+    assert rows.loc["epochs=2", "verdict"] == "holds" and rows.loc["epochs=2", "value"] == 0.125
+    assert rows.loc["epochs=3", "verdict"] == "run failed" and "ValueError" in rows.loc["epochs=3", "measured"]
+    from ipkit import plots
+
+    assert len(plots.sweep_verdicts(table).axes) >= 1
+
+
+# ---- runs on a local Ray with 2 CPUs ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def quick_sweep(local_ray, tmp_path_factory):
+    """`ipkit sweep quickstart --profile smoke --seeds-sets "0;1" --jobs 2`, its own cache."""
+    root = tmp_path_factory.mktemp("sweep")
+    with pytest.MonkeyPatch.context() as mp:
+        for name in ("IPKIT_FIGURES", "IPKIT_CACHE", "IPKIT_RUNS"):
+            mp.setenv(name, str(root / name))
+        code = cli.main(["sweep", QUICK, "--profile", "smoke", "--seeds-sets", "0;1", "--jobs", "2",
+                         "--id", "seeds"])
+    return code, root / "IPKIT_FIGURES" / QUICK / "smoke" / "sweeps" / "seeds"
+
+
+def _claims_and_metrics(path):
+    data = json.loads(path.read_text())
+    return data["claims"], data["metrics"]
+
+
+@pytest.mark.slow
+def test_sweep_writes_every_setting_and_the_summary(quick_sweep):
+    code, root = quick_sweep
+    assert code == 0
+    for setting in ("seeds=0", "seeds=1"):
+        assert json.loads((root / setting / "results.json").read_text())["params"]["seeds"] == [int(setting[-1])]
+        assert (root / setting / "scorecard.png").exists()
+    table = (root / "summary.csv").read_text()
+    assert table.count("seeds=0,") == 3 and table.count("seeds=1,") == 3  # Q1-Q3 per setting
+    assert (root / "summary.md").exists() and (root / "summary.png").exists()
+
+
+@pytest.mark.slow
+def test_parallel_runs_give_the_sequential_results(quick_sweep, tmp_path, monkeypatch):
+    _, root = quick_sweep
+    monkeypatch.setenv("IPKIT_CACHE", str(tmp_path / "cache"))
+    for name in parallel.THREAD_VARIABLES:  # the Ray runs had one thread each
+        monkeypatch.setenv(name, "1")
+    info = study.get_study(QUICK)
+    jobs = [parallel.Job(QUICK, "smoke", {"seeds": [seed]}, info.path, tmp_path / str(seed),
+                         tmp_path / f"{seed}.ipynb") for seed in (0, 1)]
+    outcomes = parallel.run_jobs(jobs, at_once=1)
+    assert all(o.ok for o in outcomes)
+    for seed in (0, 1):
+        assert _claims_and_metrics(tmp_path / str(seed) / "results.json") == \
+            _claims_and_metrics(root / f"seeds={seed}" / "results.json")
+
+
+TINY_PARAMETERS = 'fail = False  # {True, False} raise inside the notebook\nvalue = 1.0  # [0, 10] measured\n'
+TINY_BODY = '''import ipkit
+from ipkit import results
+PROFILES = {"smoke": {}}
+run = ipkit.start("tiny", globals(), PROFILES)
+if fail:
+    raise ValueError("planted failure")
+run.record({"value": value}, [results.claim("T1", "value above 0.5", "-", {"value": value}, value > 0.5)])
+'''
+
+
+@pytest.mark.slow
+def test_a_failing_setting_is_reported_and_the_other_completes(local_ray, capsys, tmp_path, monkeypatch):
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell("# Tiny\n\nA test-only study."),
+        nbformat.v4.new_code_cell(TINY_PARAMETERS, metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell(TINY_BODY)])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    (tmp_path / "notebooks").mkdir()
+    nbformat.write(nb, tmp_path / "notebooks" / "99_tiny.ipynb")
+    for name in ("IPKIT_NOTEBOOKS", "IPKIT_FIGURES", "IPKIT_RUNS"):
+        monkeypatch.setenv(name, str(tmp_path / name.lower()[6:]))
+    code, out, err = run_cli(capsys, "sweep", "tiny", "--profile", "smoke", "-p", "fail=false,true",
+                             "--jobs", "2", "--id", "f")
+    root = tmp_path / "figures" / "tiny" / "smoke" / "sweeps" / "f"
+    assert code == 1
+    assert "tiny [fail=True] failed in cell" in err and "ValueError: planted failure" in err
+    assert "1 of 2 runs failed: tiny [fail=True]" in err
+    assert json.loads((root / "fail=False" / "results.json").read_text())["claims"][0]["holds"] is True
+    assert not (root / "fail=True").exists()
+    assert (tmp_path / "runs" / "sweeps" / "f" / "99_tiny-fail=True.ipynb").exists()
+    table = (root / "summary.csv").read_text()
+    assert "fail=False,False,T1,holds" in table and "run failed" in table
