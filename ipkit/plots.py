@@ -21,12 +21,14 @@ def theme() -> None:
 
 @timed("plot", "savefig")
 def savefig(fig, stem: Path) -> Path:
-    """Write ``fig`` to ``stem.png`` (150 dpi) and ``stem.svg``; return the PNG path."""
+    """Write ``fig`` to ``stem.png`` (150 dpi) and ``stem.svg``, each atomically; return the PNG path."""
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
-    png = stem.with_suffix(".png")
-    fig.savefig(png, dpi=150, metadata={"Software": None})
-    fig.savefig(stem.with_suffix(".svg"), metadata={"Date": None})
+    from .results import write_atomic
+
+    png = write_atomic(stem.with_suffix(".png"),
+                       lambda tmp: fig.savefig(tmp, format="png", dpi=150, metadata={"Software": None}))
+    write_atomic(stem.with_suffix(".svg"), lambda tmp: fig.savefig(tmp, format="svg", metadata={"Date": None}))
     return png
 
 

@@ -58,7 +58,9 @@ def cpu_threads() -> int:
 
 
 def use_cpu_threads() -> int:
-    """Set torch's intra-op thread count to :func:`cpu_threads` and return it."""
+    """Set torch's intra-op thread count (process-wide) to :func:`cpu_threads` and return
+    it; :func:`fit` and :func:`predict` call it, so a run uses every core from its first
+    training or prediction on, whether its models come from the cache or not."""
     n = cpu_threads()
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
@@ -79,13 +81,17 @@ def best_memory_format(model: nn.Module, device: torch.device) -> torch.memory_f
 
 @contextlib.contextmanager
 def seeded(seed: int, device: torch.device | str = "cpu") -> Iterator[None]:
-    """Run the block with torch's global generators (the CPU's and ``device``'s) seeded
-    with ``seed``, and restore their previous states afterwards."""
+    """Run the block with torch's global generators of the CPU and of ``device`` (a CUDA
+    device's, if it is one) seeded with ``seed``; restore their states afterwards and
+    touch no other device's."""
     device = torch.device(device)
-    devices = [device.index if device.index is not None else torch.cuda.current_device()] \
-        if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
+    cuda = device.type == "cuda"
+    index = (device.index if device.index is not None else torch.cuda.current_device()) if cuda else None
+    with torch.random.fork_rng(devices=[index] if cuda else []):
+        torch.random.default_generator.manual_seed(seed)
+        if cuda:
+            with torch.cuda.device(index):
+                torch.cuda.manual_seed(seed)
         yield
 
 
@@ -312,7 +318,9 @@ def batched(fn: Callable[[Tensor], Tensor], x: Tensor, batch_size: int = 1024,
 @timed("evaluate", "predict")
 def predict(model: nn.Module, x: Tensor, batch_size: int = 1024, probs: bool = False) -> Tensor:
     """Logits (or softmax probabilities) of ``model`` on ``x``, in eval mode, float32,
-    computed on the model's device (:func:`model_device`) and returned on ``x``'s."""
+    computed on the model's device (:func:`model_device`) and returned on ``x``'s, with
+    :func:`use_cpu_threads`."""
+    use_cpu_threads()
     model.eval()
     logits = batched(model, x, batch_size, model_device(model))
     return logits.softmax(-1) if probs else logits

@@ -663,7 +663,7 @@ def stolen_surrogate(method: str, victim: nn.Module, s: Splits, arch: str, *, bu
         return dict(sur.module.state_dict()), {"trace": sur.trace, "queries": oracle.queries}
 
     params["settings"] = sur.settings()
-    tensors, meta = cache.cached("uq_surrogate", params, train)
+    tensors, meta = cache.cached("uq_surrogate", params, train, like=sur.module.state_dict())
     sur.module.load_state_dict(tensors)
     sur.module.eval()
     sur.trace = meta["trace"]

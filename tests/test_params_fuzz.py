@@ -50,7 +50,7 @@ def invocations() -> list[list[str]]:
                   ["run", sid, "-p"], ["run", sid, "-p", "epochs"],
                   ["run", sid, "--profile", "huge"], ["run", sid, "--profile", "smoke", "-p", "profile=paper"],
                   ["run", sid, "--profile", "paper"], ["run", sid, "--bogus"]]
-    cases += [["run", "all", "-p", "epochs=1"], ["run", "../notebooks/00_quickstart"], ["run"],
+    cases += [["run", "all", "-p", "epochs=1"], ["run", "../notebooks/00_quickstart"], ["run"], [],
               ["cache", "nuke"], ["bench", "--epochs", "x"], ["nosuchcommand"]]
     return cases
 

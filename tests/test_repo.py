@@ -49,7 +49,7 @@ def test_constraints_pin_every_dependency():
     pinned = _names(ln.split("==")[0] for ln in (ROOT / "constraints.txt").read_text().splitlines()
                     if "==" in ln)
     meta = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    wanted = _names(meta["dependencies"] + sum(meta["optional-dependencies"].values(), []))
+    wanted = _names(set(meta["dependencies"]).union(*meta["optional-dependencies"].values()))
     assert wanted <= pinned
 
 

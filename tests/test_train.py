@@ -119,10 +119,10 @@ def test_predict_returns_on_the_inputs_device_in_batches():
 def test_layout_bench_trains_both_layouts_to_a_real_accuracy():
     from ipkit import bench
 
-    out = bench.trainer_layouts("digits", "cnn", epochs=1, batch_size=128, repeats=1)
+    out = bench.trainer_layouts("digits", "cnn", epochs=2, batch_size=64, repeats=1)
     assert (out["before_layout"], out["chosen_layout"]) == ("contiguous_format", "channels_last")
     assert len(out["pair_ratios"]) == 1 and out["speedup"] > 0
-    assert min(out["before_acc"], out["chosen_acc"]) > 0.3  # chance is 0.1
+    assert min(out["before_acc"], out["chosen_acc"]) > 0.7
 
 
 def test_step_hook_sees_every_optimiser_step_after_it_is_taken():

@@ -157,7 +157,7 @@ def plot_scorecard(scores: pd.DataFrame, cfg: Config):
                             f"on {cfg.dataset}")
 
 
-def explore(s: Splits, cfg: Config, outcome: Outcome):
+def explore(s: Splits, cfg: Config, outcome: Outcome) -> None:
     """Widgets: the first seed's victim stolen with another budget or target."""
     seed = cfg.seeds[0]
     wm, models = outcome.models[seed]
@@ -169,7 +169,7 @@ def explore(s: Splits, cfg: Config, outcome: Outcome):
         plots.bars(frame.melt(id_vars=["model"], var_name="metric"), x="metric", y="value",
                    hue="model", title=f"{queries} queries, {method}")
 
-    return widgets.explore(
+    widgets.explore(
         steal_with,
         queries=widgets.slider(cfg.query_budget, 10, len(s.attacker), 10, "queries"),
         method=widgets.dropdown(["probs", "labels"], cfg.steal_method, "thief learns from"))

@@ -297,7 +297,7 @@ def plot_budget(frame: pd.DataFrame, methods: list[str]):
     return fig
 
 
-def explore(victims: dict[int, nn.Module], s: Splits, cfg: Config):
+def explore(victims: dict[int, nn.Module], s: Splits, cfg: Config) -> None:
     """Widgets: the first seed's victim stolen by the single copy and one UQ method with
     another budget or number of members."""
     seed = cfg.seeds[0]
@@ -312,7 +312,7 @@ def explore(victims: dict[int, nn.Module], s: Splits, cfg: Config):
                    title=f"{budget} queries, {n_members} members: variance {m.variance:.2g}, "
                          f"disagreement {m.disagreement:.2g}")
 
-    return widgets.explore(
+    widgets.explore(
         steal_with,
         budget=widgets.slider(cfg.query_budget, 50, len(s.attacker), 50, "queries"),
         n_members=widgets.slider(cfg.members, 2, 20, 1, "members"),
