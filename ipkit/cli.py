@@ -119,9 +119,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         if o.ok and "results.json" in o.files:
             for c in json.loads(o.files["results.json"])["claims"]:
                 print(f"  {o.job.study} {c['id']} {sweep.verdict(c)}: {c['measured']}")
-        spent = o.job.dest / timings.FILE
-        if args.timings and o.ok and spent.exists():
-            print(timings.markdown(json.loads(spent.read_text())))
     return _failures(outcomes)
 
 
