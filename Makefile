@@ -8,16 +8,28 @@ PROFILE ?= default
 JOBS   ?= 2
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.ipkit-installed
+LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings/overrides.json
 
-.PHONY: setup figures test smoke bench lab clean
+.PHONY: setup chromium figures test smoke bench lab clean
 
-setup: $(STAMP)
+setup: $(STAMP) $(LAB_SETTINGS) chromium
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[test,ray]"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[test,ray,reference]"
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (ipkit)" >/dev/null
 	touch $(STAMP)
+
+# JupyterLab in this venv saves widget state with the notebook, so a saved Explore panel
+# shows its figure when reopened (a settings override inside the venv, not in $HOME).
+$(LAB_SETTINGS): | $(STAMP)
+	mkdir -p $(dir $@)
+	echo '{"@jupyter-widgets/jupyterlab-manager:plugin": {"saveState": true}}' > $@
+
+# The browser test drives Debian's chromium; installed only when running as root (CI).
+chromium:
+	@if [ "$$(id -u)" = 0 ] && ! command -v chromium >/dev/null; then \
+	  (apt-get update && apt-get install -y chromium) || echo "chromium not installed: the browser test will be skipped"; fi
 
 figures: setup  ## run every study notebook (PROFILE=default|smoke|paper) and rebuild figures/README.md
 	$(BIN)/ipkit run all --profile $(PROFILE) --jobs $(JOBS)

@@ -1,12 +1,13 @@
 """ipkit: rerun the findings of model intellectual-property papers in notebooks.
 
 Method modules, paper-agnostic, one job each: ``data``, ``models``, ``train``, ``cache``,
-``recipes``, ``watermark``, ``steal``, ``transforms``, ``uncertainty``, ``similarity``,
-``compression``, ``attacks``, ``stats`` (bootstrap intervals), ``seeds`` (seed roles),
+``recipes``, ``watermark``, ``ingrain`` (the ingrain watermark), ``steal``, ``transforms``,
+``uncertainty``, ``similarity``, ``compression``, ``attacks``, ``stats`` (bootstrap
+intervals), ``seeds`` (seed roles),
 ``results`` (evidence and claim rows), ``plots``, ``widgets``. Study modules, one per paper:
 ``ipkit.studies.<study_id>``. Running: ``study`` (parameters, profiles, the run context),
-``parallel`` (notebook runs here or on Ray), ``sweep`` (grids of settings and their claims),
-``verify``, ``bench`` and ``cli`` (the ``ipkit`` command).
+``verify``, ``parallel`` (notebook runs here or on Ray), ``sweep`` (grids of settings and
+their claims), ``bench`` and ``cli`` (the ``ipkit`` command).
 """
 __version__ = "0.1.0"
 

@@ -2,21 +2,28 @@
 
 An entry's key is the SHA-256 of (recipe name, parameters, dataset fingerprint, ipkit
 version), so changing any of them trains afresh. Each entry is one safetensors file whose
-header metadata carries the recipe, its parameters and the SHA-256 of the tensor bytes.
-Writes go to a temporary file in the same folder, are flushed to disk and renamed into
-place, so an interrupted run or two processes writing one key never leave a torn entry.
-Loading checks the checksum; a corrupt entry is deleted with a warning and rebuilt.
-Nothing is ever unpickled. The folder is ``IPKIT_CACHE`` (default: the user cache).
+header metadata carries the recipe, its parameters and a SHA-256 over the whole header
+(tensor names, dtypes, shapes, offsets and the metadata) and the tensor bytes. Writes go
+to a temporary file ``.<key>.<pid>.<random>.tmp`` in the same folder, are flushed to disk
+and renamed into place, so an interrupted run or two processes writing one key never leave
+a torn entry; temp files whose writer is gone are swept (:func:`sweep_temp`). Any failure
+to load an entry (not a regular file, unreadable header, checksum mismatch, tensors that do
+not fit the model) makes it corrupt: a line ``corrupt cache entry <key> (<reason>):
+rebuilt`` goes to stderr, the entry is deleted and rebuilt. Nothing is ever unpickled.
+The folder is ``IPKIT_CACHE`` (default: the user cache).
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import re
+import shutil
+import stat
 import struct
+import sys
 import time
 import uuid
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -32,8 +39,12 @@ from .train import model_device
 SUFFIX = ".safetensors"
 
 
+TEMP_MAX_AGE_S = 3600.0
+CORRUPT_LINE = re.compile(r"corrupt cache entry \S+ \(.*\): rebuilt")
+
+
 class CorruptEntry(ValueError):
-    """A cache file that fails to parse or whose checksum does not match."""
+    """A cache entry that cannot be used; the message is the short reason."""
 
 
 def user_folder(env: str, sub: str) -> Path:
@@ -74,9 +85,28 @@ def _path(k: str) -> Path:
     return cache_dir() / f"{k}{SUFFIX}"
 
 
-def _data_digest(blob: bytes) -> str:
+def _parse(blob: bytes) -> tuple[dict[str, Any], str]:
+    """A safetensors blob's header and the SHA-256 over that header (without the digest
+    itself) and the data."""
+    if len(blob) < 8:
+        raise CorruptEntry("shorter than a safetensors header")
     (header_len,) = struct.unpack("<Q", blob[:8])
-    return hashlib.sha256(blob[8 + header_len:]).hexdigest()
+    if header_len > len(blob) - 8:
+        raise CorruptEntry("not a safetensors file: header length past the end")
+    try:
+        header = json.loads(blob[8:8 + header_len])
+    except ValueError:
+        raise CorruptEntry("not a safetensors file: header is not JSON") from None
+    if not isinstance(header, dict):
+        raise CorruptEntry("not a safetensors file: header is not a table")
+    meta = dict(header.get("__metadata__") or {})
+    meta.pop("sha256", None)
+    canonical = json.dumps({**header, "__metadata__": meta}, sort_keys=True).encode()
+    return header, hashlib.sha256(canonical + b"\0" + blob[8 + header_len:]).hexdigest()
+
+
+def _temp_name(k: str) -> str:
+    return f".{k}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
 
 
 def save(k: str, tensors: Mapping[str, Tensor], meta: Mapping[str, Any]) -> Path:
@@ -85,9 +115,9 @@ def save(k: str, tensors: Mapping[str, Tensor], meta: Mapping[str, Any]) -> Path
     folder.mkdir(parents=True, exist_ok=True)
     cpu = {name: t.detach().to("cpu").contiguous() for name, t in tensors.items()}
     header = {"meta": json.dumps(_canonical(dict(meta))), "created": str(time.time())}
-    digest = _data_digest(st_save(cpu, metadata=header))
+    _, digest = _parse(st_save(cpu, metadata=header))
     blob = st_save(cpu, metadata={**header, "sha256": digest})
-    tmp = folder / f".{k}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+    tmp = folder / _temp_name(k)
     with open(tmp, "wb") as f:
         f.write(blob)
         f.flush()
@@ -97,40 +127,74 @@ def save(k: str, tensors: Mapping[str, Tensor], meta: Mapping[str, Any]) -> Path
 
 
 def _read(path: Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
-    blob = path.read_bytes()
+    """Parse and check one entry; raise :class:`CorruptEntry` with the reason otherwise."""
     try:
-        (header_len,) = struct.unpack("<Q", blob[:8])
-        header = json.loads(blob[8:8 + header_len])
-        info = header.get("__metadata__", {})
-        if info.get("sha256") != _data_digest(blob):
-            raise CorruptEntry(f"checksum mismatch in {path.name}")
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        raise CorruptEntry("vanished while being read") from None
+    if not stat.S_ISREG(mode):
+        raise CorruptEntry("not a regular file")
+    try:
+        blob = path.read_bytes()
+    except OSError as err:
+        raise CorruptEntry(f"unreadable: {err.strerror}") from None
+    header, digest = _parse(blob)
+    info = header.get("__metadata__") or {}
+    if info.get("sha256") != digest:
+        raise CorruptEntry("checksum mismatch")
+    try:
         tensors = st_load(blob)
         meta = json.loads(info["meta"])
-    except CorruptEntry:
-        raise
     except Exception as err:
-        raise CorruptEntry(f"{path.name} cannot be read: {err}") from None
+        raise CorruptEntry(f"unreadable: {type(err).__name__}") from None
     return tensors, meta
 
 
-def load(k: str) -> tuple[dict[str, Tensor], dict[str, Any]] | None:
-    """Return (tensors, meta) of entry ``k``, or None if absent or corrupt (then deleted)."""
+def _fits(tensors: Mapping[str, Tensor], like: Mapping[str, Tensor]) -> None:
+    """Raise :class:`CorruptEntry` unless ``tensors`` has ``like``'s names, shapes and dtypes."""
+    missing, extra = sorted(set(like) - set(tensors)), sorted(set(tensors) - set(like))
+    if missing or extra:
+        raise CorruptEntry(f"does not fit the model: missing {missing[:3]}, unexpected {extra[:3]}")
+    for name, ref in like.items():
+        t = tensors[name]
+        if t.shape != ref.shape or t.dtype != ref.dtype:
+            raise CorruptEntry(f"does not fit the model: {name} is {t.dtype} {tuple(t.shape)}, "
+                               f"the model needs {ref.dtype} {tuple(ref.shape)}")
+
+
+def _discard(path: Path, reason: str) -> None:
+    """Report a corrupt entry on stderr and delete it (whatever kind of file it is)."""
+    print(f"corrupt cache entry {path.name[:-len(SUFFIX)]} ({reason}): rebuilt", file=sys.stderr,
+          flush=True)
+    _remove(path)
+
+
+def load(k: str, like: Mapping[str, Tensor] | None = None) -> tuple[dict[str, Tensor], dict[str, Any]] | None:
+    """Return (tensors, meta) of entry ``k``, or None if absent or corrupt (then deleted).
+
+    With ``like`` (a model's state dict), an entry whose tensor names, shapes or dtypes
+    differ from it is corrupt too.
+    """
     path = _path(k)
-    if not path.exists():
+    if not os.path.lexists(path):
         return None
     try:
-        return _read(path)
+        tensors, meta = _read(path)
+        if like is not None:
+            _fits(tensors, like)
+        return tensors, meta
     except CorruptEntry as err:
-        warnings.warn(f"ipkit cache: {err}; the entry is rebuilt", stacklevel=2)
-        path.unlink(missing_ok=True)
+        _discard(path, str(err))
         return None
 
 
 def cached(recipe: str, params: Mapping[str, Any],
-           make: Callable[[], tuple[dict[str, Tensor], dict[str, Any]]]) -> tuple[dict[str, Tensor], dict[str, Any]]:
-    """Return the stored (tensors, meta) for (recipe, params), calling ``make`` on a miss."""
+           make: Callable[[], tuple[dict[str, Tensor], dict[str, Any]]],
+           like: Mapping[str, Tensor] | None = None) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """Return the stored (tensors, meta) for (recipe, params), calling ``make`` on a miss
+    or a corrupt entry (``like``: the state dict the tensors must fit, see :func:`load`)."""
     k = key(recipe, params)
-    hit = load(k)
+    hit = load(k, like)
     timings.count("cache hit" if hit is not None else "cache miss", recipe)
     if hit is not None:
         return hit
@@ -156,7 +220,7 @@ def cached_model(recipe: str, params: Mapping[str, Any], build: Callable[[], nn.
         info = train(model) or {}
         return dict(model.state_dict()), {"info": dict(info), "spec": getattr(model, "spec", None)}
 
-    tensors, meta = cached(recipe, params, make)
+    tensors, meta = cached(recipe, params, make, like=model.state_dict())
     model.load_state_dict(tensors)
     model.to(device).eval()
     model.ipkit_meta = meta.get("info", {})
@@ -166,13 +230,14 @@ def cached_model(recipe: str, params: Mapping[str, Any], build: Callable[[], nn.
 
 @dataclass
 class Entry:
-    """One stored entry, for ``ipkit cache ls``."""
+    """One stored entry, for ``ipkit cache ls``; ``problem`` says why it is corrupt."""
 
     key: str
     recipe: str
     size: int
     created: float
     ok: bool
+    problem: str = ""
 
 
 def entries() -> list[Entry]:
@@ -182,27 +247,89 @@ def entries() -> list[Entry]:
     for path in folder.glob(f"*{SUFFIX}") if folder.exists() else []:
         try:
             _, meta = _read(path)
-            recipe, ok = meta.get("recipe", "?"), True
-        except CorruptEntry:
-            recipe, ok = "(corrupt)", False
-        out.append(Entry(path.stem, recipe, path.stat().st_size, path.stat().st_mtime, ok))
+            recipe, problem = meta.get("recipe", "?"), ""
+        except CorruptEntry as err:
+            recipe, problem = "(corrupt)", str(err)
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:  # removed meanwhile
+            continue
+        out.append(Entry(path.name[:-len(SUFFIX)], recipe, st.st_size, st.st_mtime, not problem, problem))
     return sorted(out, key=lambda e: -e.created)
 
 
-def clear(recipe: str | None = None) -> int:
-    """Delete entries (only ``recipe``'s, if given) and stale temp files; return the count."""
+_TEMP = re.compile(r"\.(?P<key>[^.]+)\.(?P<pid>\d+)\.[0-9a-f]+\.tmp")
+
+
+@dataclass
+class TempFile:
+    """A temp file of a write in progress or interrupted; ``stale`` when its writer is gone."""
+
+    path: Path
+    pid: int | None
+    size: int
+    age_s: float
+    stale: bool
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def temp_files() -> list[TempFile]:
+    """Temp files of writes in the cache folder. One is stale when the pid in its name is
+    no running process, or it is older than :data:`TEMP_MAX_AGE_S` (an hour)."""
     folder = cache_dir()
-    if not folder.exists():
-        return 0
+    out = []
+    for path in folder.glob(".*.tmp") if folder.exists() else []:
+        m = _TEMP.fullmatch(path.name)
+        pid = int(m["pid"]) if m else None
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:  # its write just finished
+            continue
+        age = time.time() - st.st_mtime
+        out.append(TempFile(path, pid, st.st_size, age,
+                            pid is None or not _alive(pid) or age > TEMP_MAX_AGE_S))
+    return sorted(out, key=lambda t: t.path.name)
+
+
+def sweep_temp() -> list[TempFile]:
+    """Delete the stale temp files (see :func:`temp_files`) and return them."""
+    stale = [t for t in temp_files() if t.stale]
+    for t in stale:
+        _remove(t.path)
+    return stale
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def clear(recipe: str | None = None) -> int:
+    """Delete entries (only ``recipe``'s, if given; corrupt ones always) and stale temp
+    files; return the number of entries deleted."""
+    folder = cache_dir()
+    sweep_temp()
     removed = 0
-    for path in list(folder.glob(f"*{SUFFIX}")) + list(folder.glob(".*.tmp")):
-        if recipe is not None and path.suffix == SUFFIX:
+    for path in folder.glob(f"*{SUFFIX}") if folder.exists() else []:
+        if recipe is not None:
             try:
                 if _read(path)[1].get("recipe") != recipe:
                     continue
             except CorruptEntry:
                 pass
-        path.unlink(missing_ok=True)
+        _remove(path)
         removed += 1
     return removed
-

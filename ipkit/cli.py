@@ -11,11 +11,12 @@ import json
 import os
 import re
 import sys
+from pathlib import Path
 
-from . import cache, parallel, plots, sweep, timings
-from .results import write_table
+from . import cache, parallel, plots, sweep
+from .results import write_atomic, write_table
 from .study import PROFILE_NAMES, ParamError, StudyInfo, coerce, figures_dir, get_study, lookup
-from .study import resolve, runs_dir, studies
+from .study import new_run_id, resolve, runs_dir, studies
 
 
 def _fail(msg: str) -> int:
@@ -51,13 +52,13 @@ def _parse_overrides(info: StudyInfo, pairs: list[str]) -> dict:
             raise ParamError(f"parameter {pair!r} needs a value: write -p name=value")
         name, text = pair.split("=", 1)
         name = name.strip()
-        p = lookup(info, name)
+        param = lookup(info, name)
         if name in seen:
-            lists = " (a list is comma-separated: -p name=a,b)" if "list" in p.type else ""
+            lists = " (a list is comma-separated: -p name=a,b)" if "list" in param.type else ""
             raise ParamError(f"parameter '{name}' is given twice (-p {seen[name]} and -p {pair}): "
                              f"give it once{lists}")
         seen[name] = pair
-        given[name] = coerce(p, text)
+        given[name] = coerce(param, text)
     return given
 
 
@@ -105,20 +106,19 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _fail(str(err))
 
     jobs = [parallel.Job(info.id, args.profile, given, info.path, figures_dir() / info.id / args.profile,
-                         runs_dir() / f"{info.path.stem}-{args.profile}.ipynb") for info, given in plans]
+                         runs_dir() / f"{info.path.stem}-{args.profile}-{new_run_id()}.ipynb")
+            for info, given in plans]
     print(f"ipkit: running {', '.join(j.study for j in jobs)} (profile {args.profile}, "
           f"{args.jobs} at a time)")
     outcomes = _dispatch(jobs, args)
     if isinstance(outcomes, int):
         return outcomes
-    for o in outcomes:
-        results_json = o.job.dest / "results.json"
-        if o.ok and results_json.exists():
-            for c in json.loads(results_json.read_text())["claims"]:
+    for o in outcomes:  # this run's own files: another run may have published to o.job.dest since
+        if o.ok and args.timings and "timings.md" in o.files:
+            print(o.files["timings.md"].decode())
+        if o.ok and "results.json" in o.files:
+            for c in json.loads(o.files["results.json"])["claims"]:
                 print(f"  {o.job.study} {c['id']} {sweep.verdict(c)}: {c['measured']}")
-        spent = o.job.dest / timings.FILE
-        if args.timings and o.ok and spent.exists():
-            print(timings.markdown(json.loads(spent.read_text())))
     return _failures(outcomes)
 
 
@@ -192,7 +192,33 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 1 if flips else 0
 
 
+def _profile_section(root: Path, path: Path, notebook: str) -> list[str]:
+    """Gallery lines of one results.json: the executed notebook's link, claim rows, stability,
+    tables and figures."""
+    from .results import claims_markdown
+    from .verify import stability_markdown
+
+    data = json.loads(path.read_text())
+    rel = path.parent.relative_to(root)
+    lines = [f"### Profile `{data['profile']}`: {data['date']}, {data['device']}, "
+             f"{data['runtime_s']:.0f} s", ""]
+    lines += _notebook_link(path.parent / notebook, root)
+    if data["claims"]:
+        lines += [claims_markdown(data["claims"]), ""]
+        if data.get("stability"):
+            lines += ["**Stability** (`ipkit verify`)", "", stability_markdown(data), ""]
+    for table in data.get("tables", []):
+        md = path.parent / f"{table}.md"
+        if md.exists():
+            lines += [f"**{table}**", "", md.read_text().strip(), ""]
+    for fig in data["figures"]:
+        lines += [f"![{fig}]({rel.as_posix()}/{fig}.png)", ""]
+    return lines
+
+
 def _gallery() -> str:
+    """figures/README.md's text; a results.json that cannot be read is reported (here and
+    on stderr) as unreadable, and the other studies go on."""
     root = figures_dir()
     lines = ["# Figures", "",
              "Made by `ipkit run STUDY --profile PROFILE`; this page by `ipkit report`. Every number",
@@ -204,48 +230,69 @@ def _gallery() -> str:
             continue
         lines += [f"## {info.title}", "", f"Notebook: `notebooks/{info.path.name}`", ""]
         for path in runs:
-            data = json.loads(path.read_text())
-            rel = path.parent.relative_to(root)
-            lines += [f"### Profile `{data['profile']}`: {data['date']}, {data['device']}, "
-                      f"{data['runtime_s']:.0f} s", ""]
-            if data["claims"]:
-                from .results import claims_markdown
-
-                lines += [claims_markdown(data["claims"]), ""]
-                from .verify import stability_markdown
-
-                if data.get("stability"):
-                    lines += ["**Stability** (`ipkit verify`)", "", stability_markdown(data), ""]
-            for table in data.get("tables", []):
-                md = path.parent / f"{table}.md"
-                if md.exists():
-                    lines += [f"**{table}**", "", md.read_text().strip(), ""]
-            for fig in data["figures"]:
-                lines += [f"![{fig}]({rel.as_posix()}/{fig}.png)", ""]
+            try:
+                lines += _profile_section(root, path, info.path.name)
+            except (OSError, ValueError, KeyError, TypeError) as err:
+                why = f"{type(err).__name__}: {' '.join(str(err).split())}"
+                print(f"ipkit: {path} is unreadable ({why}): rerun `ipkit run {info.id} --profile "
+                      f"{path.parent.name}`", file=sys.stderr)
+                lines += [f"### Profile `{path.parent.name}`: results.json unreadable ({why})", ""]
     return "\n".join(lines)
 
 
+def _notebook_link(notebook: Path, root: Path) -> list[str]:
+    """The gallery's link to a run's executed notebook, if it was published."""
+    if not notebook.exists():
+        return []
+    return [f"Executed notebook (read without running): "
+            f"[`{notebook.name}`]({notebook.relative_to(root).as_posix()})", ""]
+
+
 def cmd_report(args: argparse.Namespace) -> int:
-    """Write figures/README.md, a gallery of every study's figures and claim tables."""
+    """Write figures/README.md, a gallery of every study's figures and claim tables, and
+    with --html an offline site of the gallery and every executed notebook."""
     path = figures_dir() / "README.md"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(_gallery())
+    gallery = _gallery()
+    write_atomic(path, lambda tmp: tmp.write_text(gallery))
     print(f"ipkit: wrote {path}")
+    if args.html:
+        _write_site(gallery, args.html)
     return 0
 
 
+def _write_site(gallery: str, site: str) -> None:
+    """Write the offline HTML site (``ipkit.publish.write_site``) into ``site``."""
+    from .publish import write_site
+
+    pages = write_site(figures_dir(), Path(site), gallery)
+    print(f"ipkit: wrote {len(pages)} pages to {pages[0]} "
+          f"({sum(p.stat().st_size for p in pages) / 1e6:.1f} MB, readable offline)")
+
+
 def cmd_cache(args: argparse.Namespace) -> int:
-    """List or clear the model cache."""
+    """List or clear the model cache; both sweep temp files of interrupted writes."""
     if args.action == "clear":
+        if args.temp:
+            swept = cache.sweep_temp()
+            print(f"ipkit: removed {len(swept)} temp files of interrupted writes "
+                  f"({sum(t.size for t in swept) / 1e6:.1f} MB) from {cache.cache_dir()}")
+            return 0
         print(f"ipkit: removed {cache.clear(args.recipe)} entries from {cache.cache_dir()}")
         return 0
-    items = cache.entries()
+    swept = cache.sweep_temp()
+    items, temps = cache.entries(), cache.temp_files()
     print(f"{cache.cache_dir()}: {len(items)} entries, "
           f"{sum(e.size for e in items) / 1e6:.1f} MB")
+    if swept:
+        print(f"  swept {len(swept)} temp files of interrupted writes "
+              f"({sum(t.size for t in swept) / 1e6:.1f} MB)")
     for e in items:
         when = dt.datetime.fromtimestamp(e.created).strftime("%Y-%m-%d %H:%M")
-        flag = "" if e.ok else "  CORRUPT (rebuilt on next use)"
+        flag = "" if e.ok else f"  CORRUPT: {e.problem} (rebuilt on next use)"
         print(f"  {e.key}  {when}  {e.size / 1e6:7.2f} MB  {e.recipe}{flag}")
+    for t in temps:
+        print(f"  {t.path.name}  {t.size / 1e6:7.2f} MB  temp file of a write in progress (pid {t.pid})")
     return 0
 
 
@@ -325,10 +372,16 @@ def parser() -> argparse.ArgumentParser:
     ver.add_argument("--record", action="store_true",
                      help="store the comparison under 'stability' in the committed results.json")
     ver.set_defaults(fn=cmd_verify)
-    sub.add_parser("report", help="write figures/README.md").set_defaults(fn=cmd_report)
+    rep = sub.add_parser("report", help="write figures/README.md (and with --html an offline site)")
+    rep.add_argument("--html", nargs="?", const="site", metavar="DIR",
+                     help="also write the gallery and every executed notebook as HTML into DIR "
+                          "(default: site)")
+    rep.set_defaults(fn=cmd_report)
     c = sub.add_parser("cache", help="list or clear the model cache")
     c.add_argument("action", choices=["ls", "clear"])
     c.add_argument("--recipe", help="with clear: only this recipe's entries")
+    c.add_argument("--temp", action="store_true",
+                   help="with clear: only temp files of interrupted writes (writer gone or over an hour old)")
     c.set_defaults(fn=cmd_cache)
     b = sub.add_parser("bench", help="ipkit trainer vs a plain DataLoader loop, or ensemble training")
     b.add_argument("--dataset", default="mnist5k")

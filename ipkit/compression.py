@@ -174,10 +174,11 @@ def pruned_sibling(full: nn.Module, s: Splits, ratio: float, *, epochs: int, see
 
 
 def siblings(full: nn.Module, s: Splits, bits: list[int], ratios: list[float], *,
-             epochs: int, seed: int = 0) -> dict[str, nn.Module]:
-    """Every sibling of ``full``, by name (:func:`sibling_names`): quantized, then pruned."""
-    built = [quantized_sibling(full, s, b) for b in bits]
-    built += [pruned_sibling(full, s, r, epochs=epochs, seed=seed) for r in ratios]
+             epochs: int, seed: int = 0, n_calib: int = 1000, lr: float = 0.01) -> dict[str, nn.Module]:
+    """Every sibling of ``full``, by name (:func:`sibling_names`): quantized (calibrated on
+    ``n_calib`` owner images), then pruned (fine-tuned at ``lr``)."""
+    built = [quantized_sibling(full, s, b, n_calib=n_calib) for b in bits]
+    built += [pruned_sibling(full, s, r, epochs=epochs, seed=seed, lr=lr) for r in ratios]
     return dict(zip(sibling_names(bits, ratios), built))
 
 

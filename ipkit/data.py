@@ -186,61 +186,180 @@ def _torchvision(name: str, root: Path, download: bool) -> Dataset:
             tr, te = (tvd.SVHN(str(root), split=s, download=download) for s in ("train", "test"))
             return Dataset(name, _from_arrays(tr.data, tr.labels), _from_arrays(te.data, te.labels),
                            [str(i) for i in range(10)])
-    except RuntimeError as err:
-        if "not found" in str(err).lower() or "download" in str(err).lower():
+    except (RuntimeError, OSError) as err:
+        if download:
+            raise DataError(f"downloading dataset '{name}' into {root} failed ({_one_line(err)}): "
+                            "check the network connection (or proxy), or place torchvision's files "
+                            "for it in that folder by hand") from None
+        if isinstance(err, OSError) or "not found" in str(err).lower() or "download" in str(err).lower():
             raise _missing(name, root) from None
         raise
-    except OSError:
-        raise _missing(name, root) from None
     raise DataError(f"unknown dataset '{name}'")
 
 
-def _image_folder_cifar10(folder: Path) -> Dataset:
-    """Decode an ImageFolder tree of CIFAR-10 JPEGs once, then reuse a uint8 safetensors file."""
-    from safetensors.torch import load_file, save_file
-    from torchvision.datasets import ImageFolder
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    return f"{type(err).__name__}: {text[:200]}"
 
-    cached = folder / "ipkit-uint8.safetensors"
-    parts: dict[str, Tensor] = {}
-    if cached.exists():
-        try:
-            parts = load_file(str(cached))
-        except Exception:  # a torn or foreign file: decode again
-            parts = {}
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+DECODED = "ipkit-uint8.safetensors"
+
+
+def _images(folder: Path, classes: list[str]) -> dict[str, list[tuple[Path, int]]]:
+    """The image files of ``folder/{train,test}/<class>/``, sorted, with class indices."""
+    for extra in sorted(p.name for p in (folder / "test").iterdir() if p.is_dir()):
+        if extra not in classes:
+            raise DataError(f"class folder {folder / 'test' / extra} has no match in {folder / 'train'}: "
+                            "train/ and test/ must hold the same classes")
+    return {split: [(p, i) for i, c in enumerate(classes) if (folder / split / c).is_dir()
+                    for p in sorted((folder / split / c).iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES]
+            for split in ("train", "test")}
+
+
+def tree_fingerprint(images: dict[str, list[tuple[Path, int]]], root: Path) -> str:
+    """SHA-256 over every image's relative path, class, size and modification time."""
+    h = hashlib.sha256()
+    for split, items in images.items():
+        for path, label in items:
+            st = path.stat()
+            h.update(f"{path.relative_to(root).as_posix()}|{label}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:32]
+
+
+def _decoded_problem(parts: dict[str, Tensor], num_classes: int) -> str | None:
+    """Why ``parts`` is not a decoded tree (names, uint8 N x C x H x W, labels in range), or None."""
+    if set(parts) != {"train_x", "train_y", "test_x", "test_y"}:
+        return f"tensors {sorted(parts)}"
+    for split in ("train", "test"):
+        x, y = parts[f"{split}_x"], parts[f"{split}_y"]
+        if x.dtype != torch.uint8 or x.ndim != 4 or x.shape[1] not in (1, 3):
+            return f"{split}_x is {x.dtype} {tuple(x.shape)}, not uint8 N x C x H x W"
+        if y.dtype != torch.int64 or y.shape != (len(x),):
+            return f"{split}_y is {y.dtype} {tuple(y.shape)}, not {len(x)} int64 labels"
+        if len(y) and not (0 <= int(y.min()) and int(y.max()) < num_classes):
+            return f"{split}_y has labels outside 0..{num_classes - 1}"
+    return None
+
+
+def _decode(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"))
+    except (OSError, ValueError) as err:  # PIL's UnidentifiedImageError is an OSError
+        raise DataError(f"cannot decode {path} ({_one_line(err)}): replace or delete that file") from None
+
+
+def _image_folder_cifar10(folder: Path) -> Dataset:
+    """Decode an ImageFolder tree of CIFAR-10 JPEGs once into ``ipkit-uint8.safetensors``.
+
+    The decoded file is reused while its recorded fingerprint of the tree
+    (:func:`tree_fingerprint`) and its schema (:func:`_decoded_problem`) still fit; else
+    the tree is decoded again. A file that does not decode raises a DataError naming it.
+    """
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
     classes = sorted(p.name for p in (folder / "train").iterdir() if p.is_dir())
-    if not parts:
-        for split in ("train", "test"):
-            ds = ImageFolder(str(folder / split))
-            imgs = np.stack([np.asarray(ds.loader(p).convert("RGB")) for p, _ in ds.samples])
-            parts[f"{split}_x"] = torch.from_numpy(imgs).permute(0, 3, 1, 2).contiguous()
-            parts[f"{split}_y"] = torch.tensor([t for _, t in ds.samples], dtype=torch.int64)
-        tmp = cached.with_suffix(f".{os.getpid()}.tmp")
-        save_file(parts, str(tmp))
+    images = _images(folder, classes)
+    fingerprint = tree_fingerprint(images, folder)
+    cached = folder / DECODED
+    parts: dict[str, Tensor] = {}
+    try:
+        with safe_open(str(cached), framework="pt") as f:
+            if (f.metadata() or {}).get("tree") == fingerprint:
+                parts = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception:  # absent, torn or foreign: decode again
+        parts = {}
+    if not parts or _decoded_problem(parts, len(classes)):
+        parts = {}
+        for split, items in images.items():
+            arrays = [_decode(p) for p, _ in items]
+            for (p, _), a in zip(items, arrays):
+                if a.shape != arrays[0].shape:
+                    raise DataError(f"{p} is {a.shape[1]}x{a.shape[0]} pixels, unlike "
+                                    f"{items[0][0].name} ({arrays[0].shape[1]}x{arrays[0].shape[0]}): "
+                                    "every image must have one size")
+            parts[f"{split}_x"] = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+            parts[f"{split}_y"] = torch.tensor([t for _, t in items], dtype=torch.int64)
+        tmp = cached.with_name(f".{DECODED}.{os.getpid()}.tmp")
+        save_file(parts, str(tmp), metadata={"tree": fingerprint})
         os.replace(tmp, cached)
     train = TensorData(parts["train_x"].float() / 255.0, parts["train_y"])
     test = TensorData(parts["test_x"].float() / 255.0, parts["test_y"])
     return Dataset("cifar10", train, test, classes)
 
 
+_MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+# dataset -> (folder under the root that marks it present, the files torchvision reads there)
+EXPECTED: dict[str, tuple[str, tuple[str, ...]]] = {
+    "mnist": ("MNIST/raw", _MNIST_FILES),
+    "fashionmnist": ("FashionMNIST/raw", _MNIST_FILES),
+    "cifar10": ("cifar-10-batches-py",
+                tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch", "batches.meta")),
+    "cifar100": ("cifar-100-python", ("train", "test", "meta")),
+    "svhn": (".", ("train_32x32.mat", "test_32x32.mat")),
+}
+
+
+def _file_problem(path: Path) -> str | None:
+    """Why ``path`` is no readable, non-empty file, or None."""
+    if not path.exists():
+        return "missing"
+    if not path.is_file():
+        return "not a file"
+    if path.stat().st_size == 0:
+        return "empty (0 bytes)"
+    try:
+        with open(path, "rb") as f:
+            f.read(1)
+    except OSError as err:
+        return f"unreadable ({err.strerror})"
+    return None
+
+
+def _broken(name: str, path: Path, problem: str, folder: Path) -> DataError:
+    return DataError(f"dataset '{name}' is broken: {path} is {problem}: delete {folder} and set "
+                     "IPKIT_DOWNLOAD=1 on a machine with network to download it again, or put its "
+                     "files back")
+
+
+def _check_image_tree(folder: Path) -> None:
+    for split in ("train", "test"):
+        part = folder / split
+        has_image = part.is_dir() and any(
+            p.suffix.lower() in IMAGE_SUFFIXES for d in part.iterdir() if d.is_dir() for p in d.iterdir())
+        if not has_image:
+            raise _broken("cifar10", part, "missing or holds no <class>/*.jpg images", folder)
+
+
 def available(name: str, root: Path | None = None, download: bool | None = None) -> None:
-    """Raise :class:`DataError` (one line, naming the fix) unless ``name`` can be loaded."""
+    """Raise :class:`DataError` (one line, naming the fix) unless ``name`` can be loaded.
+
+    A dataset whose folder is there but whose files are missing, empty or unreadable is
+    reported as broken, naming the file; one that is absent as missing (unless downloads
+    are allowed).
+    """
     if name not in DATASETS:
         raise DataError(f"unknown dataset '{name}': choose one of {', '.join(DATASETS)}")
     if name in ("mnist5k", "digits"):
         return
     root = Path(root) if root else data_root()
-    if download if download is not None else download_allowed():
+    if name == "cifar10" and (root / "cifar10").is_dir():
+        _check_image_tree(root / "cifar10")
         return
-    if name == "cifar10" and (root / "cifar10" / "train").is_dir():
+    sub, files = EXPECTED[name]
+    folder = root / sub
+    marker = folder / files[0] if sub == "." else folder
+    if marker.exists():
+        for f in files:
+            if problem := _file_problem(folder / f):
+                raise _broken(name, folder / f, problem, marker)
         return
-    expected = {
-        "mnist": root / "MNIST" / "raw",
-        "fashionmnist": root / "FashionMNIST" / "raw",
-        "cifar10": root / "cifar-10-batches-py",
-        "cifar100": root / "cifar-100-python",
-        "svhn": root / "train_32x32.mat",
-    }[name]
-    if not expected.exists():
+    if not (download if download is not None else download_allowed()):
         raise _missing(name, root)
 
 
@@ -258,7 +377,7 @@ def load(name: str, root: Path | str | None = None, download: bool | None = None
             ds = _mnist5k()
         elif name == "digits":
             ds = _digits()
-        elif name == "cifar10" and (root / "cifar10" / "train").is_dir():
+        elif name == "cifar10" and (root / "cifar10").is_dir():
             ds = _image_folder_cifar10(root / "cifar10")
         else:
             ds = _torchvision(name, root, download)
@@ -310,3 +429,36 @@ def split(
         classes=ds.classes,
         fingerprint=fp.hexdigest()[:16],
     )
+
+
+# Images in the training and official test parts of each dataset (None: no official test set).
+SIZES: dict[str, tuple[int, int | None]] = {
+    "mnist5k": (5000, None), "digits": (1797, None), "mnist": (60000, 10000),
+    "fashionmnist": (60000, 10000), "cifar10": (50000, 10000), "cifar100": (50000, 10000),
+    "svhn": (73257, 26032),
+}
+
+
+def split_sizes(name: str, owner: float = 0.5, test: float = 0.2, max_train: int | None = None,
+                max_test: int | None = None) -> dict[str, int]:
+    """The sizes of :func:`split`'s owner / attacker / test parts, without loading the data
+    (for checking parameters against them before a run). A CIFAR-10 ImageFolder tree is
+    counted file by file, since it may hold a subset."""
+    if name not in SIZES:
+        raise DataError(f"unknown dataset '{name}': choose one of {', '.join(DATASETS)}")
+    n_train, n_test = SIZES[name]
+    tree = data_root() / "cifar10"
+    if name == "cifar10" and (tree / "train").is_dir():
+        def count(part: str) -> int:
+            return sum(1 for d in (tree / part).iterdir() if d.is_dir() for f in d.iterdir() if f.is_file())
+
+        n_train, n_test = count("train"), count("test")
+    if n_test is None:
+        n_test = int(round(test * n_train))
+        n_train -= n_test
+    if max_train is not None:
+        n_train = min(n_train, max_train)
+    if max_test is not None:
+        n_test = min(n_test, max_test)
+    n_owner = int(round(owner * n_train))
+    return {"owner": n_owner, "attacker": n_train - n_owner, "test": n_test}

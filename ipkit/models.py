@@ -117,7 +117,7 @@ def build(arch: str, num_classes: int, in_shape: tuple[int, int, int], dropout: 
     spec = dict(arch=arch, num_classes=int(num_classes), in_shape=[c, h, w], dropout=float(dropout))
     with torch.random.fork_rng(devices=[], enabled=seed is not None):
         if seed is not None:
-            torch.manual_seed(seed)
+            torch.random.default_generator.manual_seed(seed)
         body, width = _BUILDERS[arch](c, h, w, dropout)
         return Net(body, nn.Linear(width, num_classes), spec, dropout)
 

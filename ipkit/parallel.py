@@ -10,6 +10,7 @@ others go on. Ray (the optional extra ``ipkit[ray]``) is imported only when runs
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 import sys
@@ -20,7 +21,10 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from . import timings
+from .publish import publish as publish_notebook
+from .cache import CORRUPT_LINE
 from .study import ParamError
+from .study import publish as publish_folder
 
 THREAD_VARIABLES = ("IPKIT_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 NETWORK_FILESYSTEMS = {"nfs", "nfs4", "cifs", "smb3", "smbfs", "lustre", "gpfs", "beegfs", "ceph",
@@ -93,7 +97,8 @@ def execute(job: Job, threads: int | None = None, env: dict[str, str] | None = N
 
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="ipkit-run-") as tmp:
-        env = {**(env or {}), "IPKIT_PROFILE": job.profile, "IPKIT_FIGURES": str(Path(tmp) / "figures")}
+        env = {**(env or {}), "IPKIT_PROFILE": job.profile, "IPKIT_FIGURES": str(Path(tmp) / "figures"),
+               "IPKIT_PROGRESS": "text"}
         if threads is not None:
             env.update({name: str(threads) for name in THREAD_VARIABLES})
         executed = Path(tmp) / job.executed.name
@@ -109,8 +114,9 @@ def execute(job: Job, threads: int | None = None, env: dict[str, str] | None = N
             except Exception as err:  # a dead kernel, a missing notebook: report, don't stop the others
                 error = f"{type(err).__name__}: {err}"
         out = Path(tmp) / "figures" / job.study / job.profile
-        if not error and out.exists():
+        if not error and out.exists() and executed.exists():
             timings.add_sections(out, job.study, job.profile, executed, since=started)
+            publish_notebook(executed, out / job.notebook.name)
         files = {} if error or not out.exists() else \
             {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
         notebook = executed.read_bytes() if executed.exists() else b""
@@ -118,16 +124,42 @@ def execute(job: Job, threads: int | None = None, env: dict[str, str] | None = N
 
 
 def publish(outcome: Outcome) -> None:
-    """Write a run's executed notebook to ``job.executed`` and, if it completed, its
-    figures, tables and results into ``job.dest``."""
+    """Write a run's executed notebook to ``job.executed`` and, if it completed, make its
+    figures, tables and results the content of ``job.dest`` as a whole (staged, then
+    swapped in: :func:`ipkit.study.publish`; when runs publish at once, the last wins).
+    Corrupt-cache lines the notebook printed are repeated on this terminal."""
     job = outcome.job
     if outcome.notebook:
         job.executed.parent.mkdir(parents=True, exist_ok=True)
         job.executed.write_bytes(outcome.notebook)
-    for rel, data in outcome.files.items():
-        path = job.dest / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
+        for line in cache_warnings(outcome.notebook):
+            print(f"ipkit: {line}", file=sys.stderr)
+    if not outcome.files:
+        return
+    with tempfile.TemporaryDirectory(prefix="ipkit-publish-") as tmp:
+        for rel, data in outcome.files.items():
+            path = Path(tmp) / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+        publish_folder(Path(tmp), job.dest)
+
+
+def cache_warnings(notebook: bytes) -> list[str]:
+    """The ``corrupt cache entry <key> (<reason>): rebuilt`` lines an executed notebook
+    wrote to its stderr."""
+    try:
+        cells = json.loads(notebook)["cells"]
+    except (ValueError, KeyError):
+        return []
+    found = []
+    for cell in cells:
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "stream" and out.get("name") == "stderr":
+                text = out.get("text", "")
+                for line in ("".join(text) if isinstance(text, list) else text).splitlines():
+                    if m := CORRUPT_LINE.search(line):
+                        found.append(m.group(0))
+    return found
 
 
 def describe(outcome: Outcome) -> str:

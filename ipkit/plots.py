@@ -21,12 +21,14 @@ def theme() -> None:
 
 @timed("plot", "savefig")
 def savefig(fig, stem: Path) -> Path:
-    """Write ``fig`` to ``stem.png`` (150 dpi) and ``stem.svg``; return the PNG path."""
+    """Write ``fig`` to ``stem.png`` (150 dpi) and ``stem.svg``, each atomically; return the PNG path."""
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
-    png = stem.with_suffix(".png")
-    fig.savefig(png, dpi=150, metadata={"Software": None})
-    fig.savefig(stem.with_suffix(".svg"), metadata={"Date": None})
+    from .results import write_atomic
+
+    png = write_atomic(stem.with_suffix(".png"),
+                       lambda tmp: fig.savefig(tmp, format="png", dpi=150, metadata={"Software": None}))
+    write_atomic(stem.with_suffix(".svg"), lambda tmp: fig.savefig(tmp, format="svg", metadata={"Date": None}))
     return png
 
 
@@ -94,3 +96,19 @@ def sweep_verdicts(table, title: str = ""):
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def integer_axis(ax, which: str = "x") -> None:
+    """Put ticks on whole numbers only, labelled plainly, on ``ax``'s ``which`` axis ("x" or
+    "y"), for a count such as input pairs or queries; on a log axis at 1, 2 and 5 x 10^k."""
+    from matplotlib import ticker
+
+    if which not in ("x", "y"):
+        raise ValueError(f"which must be 'x' or 'y', got {which!r}")
+    axis = ax.xaxis if which == "x" else ax.yaxis
+    if axis.get_scale() == "log":
+        axis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        axis.set_minor_formatter(ticker.NullFormatter())
+    else:
+        axis.set_major_locator(ticker.MaxNLocator(integer=True))
+    axis.set_major_formatter(ticker.StrMethodFormatter("{x:.0f}"))

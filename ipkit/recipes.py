@@ -21,9 +21,9 @@ from torch import Tensor, nn
 
 from . import cache, models, steal
 from .data import Splits
-from .train import agreement, default_device, evaluate, fit
+from .seeds import seed_for
+from .train import default_device, evaluate, fit
 from .watermark import WatermarkSet, embed
-from .watermark import accuracy as wm_accuracy
 
 
 def digest(*tensors: Tensor) -> str:
@@ -76,7 +76,7 @@ def independent_model(s: Splits, arch: str, *, epochs: int, seed: int = 0, **fit
         fit(model, s.attacker.x, s.attacker.y, seed=seed, desc=f"independent {arch}", **settings)
         return {"test_acc": evaluate(model, s.test.x, s.test.y)}
 
-    return cache.cached_model("independent", params, lambda: fresh_model(s, arch, 1000 + seed), train)
+    return cache.cached_model("independent", params, lambda: fresh_model(s, arch, seed_for("independent", seed)), train)
 
 
 def stolen_model(victim: nn.Module, s: Splits, arch: str, *, budget: int, method: str = "probs",
@@ -99,21 +99,4 @@ def stolen_model(victim: nn.Module, s: Splits, arch: str, *, budget: int, method
                       desc=f"steal {method} -> {arch}", **settings)
         return {"test_acc": evaluate(model, s.test.x, s.test.y), "queries": oracle.queries}
 
-    return cache.cached_model("stolen", params, lambda: fresh_model(s, arch, 2000 + seed), train)
-
-
-def scorecard(victim: nn.Module, others: dict[str, nn.Module], s: Splits,
-              wm: WatermarkSet | None = None) -> list[dict[str, Any]]:
-    """Test accuracy, fidelity to ``victim`` and watermark accuracy of each model.
-
-    Rows are dicts (``model``, ``test_acc``, ``fidelity``, ``wm_acc``), ready for pandas.
-    """
-    rows = []
-    for name, model in {"victim": victim, **others}.items():
-        row = {"model": name, "test_acc": evaluate(model, s.test.x, s.test.y),
-               "fidelity": agreement(victim, model, s.test.x)}
-        if wm is not None:
-            row["wm_acc"] = wm_accuracy(model, wm)
-        rows.append(row)
-    return rows
-
+    return cache.cached_model("stolen", params, lambda: fresh_model(s, arch, seed_for("thief", seed)), train)

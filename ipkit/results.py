@@ -11,17 +11,20 @@ of independent units behind it. The verdict is computed, never typed:
 - ``inconclusive`` otherwise (an interval straddles a threshold).
 
 :func:`write_results` writes ``results.json`` (schema checked by :func:`check_results`;
-``holds`` stays a boolean, true only for ``holds``) and ``results.md``.
+``holds`` stays a boolean, true only for ``holds``) and ``results.md``; every results
+file, table and figure is written atomically (:func:`write_atomic`).
 """
 from __future__ import annotations
 
 import datetime as _dt
 import json
 import math
+import os
 import platform
+import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -185,12 +188,23 @@ def _num(v: Any) -> str:
     return str(v)
 
 
+def write_atomic(path: Path, write: Callable[[Path], Any]) -> Path:
+    """Call ``write(tmp)`` on a temp file beside ``path``, then rename it to ``path``, so a
+    reader sees the old file or the whole new one, never a torn one."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
 def write_table(df, path: Path) -> Path:
-    """Write a pandas DataFrame as ``path.csv`` and ``path.md``; return the .md path."""
-    df.to_csv(path.with_suffix(".csv"), index=False)
-    md = path.with_suffix(".md")
-    md.write_text(df.to_markdown(index=False, floatfmt=".3f") + "\n")
-    return md
+    """Write a pandas DataFrame as ``path.csv`` and ``path.md`` (atomically); return the .md path."""
+    write_atomic(path.with_suffix(".csv"), lambda tmp: df.to_csv(tmp, index=False))
+    text = df.to_markdown(index=False, floatfmt=".3f") + "\n"
+    return write_atomic(path.with_suffix(".md"), lambda tmp: tmp.write_text(text))
 
 
 def claims_markdown(claims: list[dict]) -> str:
@@ -231,11 +245,11 @@ def write_results(run, metrics: dict[str, Any], claims: list[Claim],
     }
     check_results(data)
     path = run.out / "results.json"
-    path.write_text(json.dumps(data, indent=2) + "\n")
+    write_atomic(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n"))
     md = [f"# {data['title']}", "",
           f"Profile `{data['profile']}`, {data['date']}, {data['device']}, "
           f"{data['runtime_s']:.0f} s.", "", claims_markdown(data["claims"]), ""]
-    (run.out / "results.md").write_text("\n".join(md))
+    write_atomic(run.out / "results.md", lambda tmp: tmp.write_text("\n".join(md)))
     return path
 
 

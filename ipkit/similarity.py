@@ -1,6 +1,6 @@
 """How alike two models are, measured on their behaviour over a set of inputs.
 
-- :func:`output_agreement`: share of inputs with the same predicted label;
+- label agreement (fidelity): :func:`ipkit.train.agreement`;
 - :func:`gradient_cosine`: mean cosine similarity of the input gradients of the loss
   (gradient alignment, as in TRS, Yang et al., NeurIPS 2021, and Hong et al., SaTML 2023).
 """
@@ -15,12 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .timings import timed
-from .train import agreement, batched, model_device, predict
-
-
-def output_agreement(a: nn.Module, b: nn.Module, x: Tensor) -> float:
-    """Share of inputs in ``x`` on which ``a`` and ``b`` predict the same label."""
-    return agreement(a, b, x)
+from .train import batched, model_device, predict
 
 
 def input_gradients(model: nn.Module, x: Tensor, y: Tensor, create_graph: bool = False) -> Tensor:
@@ -96,8 +91,10 @@ def pgd_partners(model: nn.Module, x: Tensor, eps: float = 0.06, steps: int = 50
 
 
 def decision_distances(model: nn.Module, x: Tensor, x_partner: Tensor) -> Tensor:
-    """Raw DDV: cosine distance between the model's outputs on x_i and on x_i' (one per pair)."""
-    return 1 - F.cosine_similarity(predict(model, x), predict(model, x_partner), dim=1, eps=1e-12)
+    """Raw DDV: cosine distance between the model's outputs on x_i and on x_i' (one per pair),
+    in float64: ``1 - cos`` of nearly parallel outputs loses most of its digits in float32."""
+    return 1 - F.cosine_similarity(predict(model, x).double(), predict(model, x_partner).double(),
+                                   dim=1, eps=1e-12)
 
 
 def ddv(model: nn.Module, x: Tensor, x_partner: Tensor) -> Tensor:
@@ -179,10 +176,13 @@ def boundary_inputs(model: nn.Module, x: Tensor, eps: float = 0.25, steps: int =
 
 
 @timed("probe", "ipguard")
-def ipguard_probe(reference: nn.Module, x_seed: Tensor, seed: int = 0, **_: object) -> Probe:
-    """IPGuard test inputs: points near the reference's decision boundary."""
+def ipguard_probe(reference: nn.Module, x_seed: Tensor, eps: float = 0.25, steps: int = 30,
+                  step_size: float = 0.02, margin: float = 0.1, seed: int = 0, **_: object) -> Probe:
+    """IPGuard test inputs: points near the reference's decision boundary
+    (:func:`boundary_inputs` with these ``eps``, ``steps``, ``step_size`` and ``margin``)."""
     start = time.perf_counter()
-    xb = boundary_inputs(reference, x_seed, seed=seed)
+    xb = boundary_inputs(reference, x_seed, eps=eps, steps=steps, step_size=step_size, margin=margin,
+                         seed=seed)
     return Probe(xb, None, time.perf_counter() - start)
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from .seeds import seed_for
 from .train import fit, kd_loss, predict
 
 OUTPUTS = ("probs", "logits", "labels")
@@ -262,7 +263,7 @@ def ood_pool(source: str, count: int, shape: tuple[int, int, int], seed: int = 0
     if part not in ("queries", "carriers"):
         raise ValueError(f"unknown pool part '{part}': choose queries or carriers")
     if source == "abstract":
-        x = memorized_set("abstract", count, shape, 2, seed=seed + (7919 if part == "queries" else 0)).x
+        x = memorized_set("abstract", count, shape, 2, seed=seed_for("queries", seed) if part == "queries" else seed).x
     else:
         ds = load(source)
         images = ds.train.x

@@ -20,13 +20,16 @@ pool), is ``check_params(values)`` in the study's module ``ipkit.studies.<study_
 from __future__ import annotations
 
 import ast
+import errno
 import importlib
 import io
 import json
 import os
 import re
+import shutil
 import time
 import tokenize
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -35,11 +38,6 @@ from typing import Any
 from . import timings
 
 PROFILE_NAMES = ("smoke", "default", "paper")
-
-# Transitional: studies whose rules still live outside ipkit.studies (study id -> "module:function").
-CHECKS = {"memorized_transfer": "ipkit.memorized:check_params",
-          "distillation_ingrain": "ipkit.ingrain:check_params",
-          "ondevice_unpairing": "ipkit.unpairing:check_params"}
 
 
 class ParamError(ValueError):
@@ -306,7 +304,7 @@ def resolve(info: StudyInfo, profile: str, given: dict[str, Any]) -> dict[str, A
     """Parameter values in effect: notebook defaults, then the profile's, then ``given``.
 
     Raises ParamError (one line) for an unknown profile or parameter, a bad value, a
-    broken rule of the study's :data:`CHECKS`, and when the resolved dataset is not
+    broken rule of the study's ``check_params``, and when the resolved dataset is not
     available here.
     """
     if profile not in PROFILE_NAMES:
@@ -349,19 +347,57 @@ def study_module(study_id: str):
 def study_check(study_id: str):
     """The study's ``check_params(values)``: rules across parameters and against the data."""
     module = study_module(study_id)
-    if module is not None:
-        return getattr(module, "check_params", None)
-    if study_id in CHECKS:
-        name, function = CHECKS[study_id].split(":")
-        return getattr(importlib.import_module(name), function)
-    return None
+    return None if module is None else getattr(module, "check_params", None)
+
+
+def new_run_id() -> str:
+    """A run id unique across processes: UTC time, pid and a random part."""
+    return f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+def run_folder(study_id: str, profile: str, run_id: str) -> Path:
+    """The private folder of one run: ``runs/<study>-<profile>-<run id>/``."""
+    return runs_dir() / f"{study_id}-{profile}-{run_id}"
+
+
+def publish(folder: Path, target: Path) -> Path:
+    """Make a copy of the finished run ``folder`` the content of ``target``, as a whole.
+
+    The copy is staged beside ``target``, then swapped in by two renames, so a reader
+    never sees files of two runs mixed; when runs publish at once, the last one wins.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tag = uuid.uuid4().hex[:8]
+    staged, old = (target.with_name(f".{target.name}.{kind}-{tag}") for kind in ("new", "old"))
+    try:
+        shutil.copytree(folder, staged)
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise
+    while True:
+        try:
+            os.rename(target, old)
+        except FileNotFoundError:
+            pass
+        try:
+            os.rename(staged, target)
+            break
+        except OSError as err:  # another run published between the two renames: go again
+            if err.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+        finally:
+            shutil.rmtree(old, ignore_errors=True)
+    return target
 
 
 class Run:
     """The context of one study run: resolved parameters and where its outputs go.
 
     ``run.p`` holds the parameters; :meth:`savefig`, :meth:`table` and :meth:`record` write
-    under ``figures/<study>/<profile>/``.
+    into the run's private folder ``run.out`` (:func:`run_folder`, under a new run id).
+    :meth:`record` writes
+    results last and then publishes the folder as a whole to ``run.published``,
+    ``figures/<study>/<profile>/`` (:func:`publish`), so concurrent runs never mix files.
     """
 
     def __init__(self, info: StudyInfo, values: dict[str, Any]):
@@ -373,8 +409,10 @@ class Run:
         self.values = values
         self.p = SimpleNamespace(**values)
         self.device = default_device()
-        self.out = figures_dir() / self.study / self.profile
+        self.run_id = new_run_id()
+        self.out = run_folder(self.study, self.profile, self.run_id)
         self.out.mkdir(parents=True, exist_ok=True)
+        self.published = figures_dir() / self.study / self.profile
         self.figures: list[str] = []
         self.tables: list[str] = []
         self.started = time.time()
@@ -419,11 +457,14 @@ class Run:
                hyperparameters: dict[str, Any] | None = None) -> Path:
         """Write results.json and results.md (parameters, the study's declared
         hyper-parameters and seed roles, metrics and claim rows) and timings.json /
-        timings.md (seconds per kind of work so far)."""
+        timings.md (seconds per kind of work so far); then publish the run's folder to
+        ``figures/<study>/<profile>/``. Returns this run's own results.json."""
         from .results import write_results
 
         timings.write_kinds(self.out, self.study, self.profile)
-        return write_results(self, metrics, claims, hyperparameters)
+        path = write_results(self, metrics, claims, hyperparameters)
+        publish(self.out, self.published)
+        return path
 
 
 def injected_names(namespace: dict[str, Any]) -> list[str]:
@@ -455,6 +496,7 @@ def start(study_id: str, namespace: dict[str, Any], profiles: dict[str, dict] | 
     parameter papermill injected that the notebook does not declare (see
     :func:`injected_names`) stops the run with a :class:`ParamError`.
     """
+    from .cache import sweep_temp
     from .plots import theme
 
     info = get_study(study_id)
@@ -470,4 +512,5 @@ def start(study_id: str, namespace: dict[str, Any], profiles: dict[str, dict] | 
     values = resolve(info, profile, given)
     namespace.update(values)
     theme()
+    sweep_temp()
     return Run(info, values)

@@ -58,7 +58,9 @@ def cpu_threads() -> int:
 
 
 def use_cpu_threads() -> int:
-    """Set torch's intra-op thread count to :func:`cpu_threads` and return it."""
+    """Set torch's intra-op thread count (process-wide) to :func:`cpu_threads` and return
+    it; :func:`fit` and :func:`predict` call it, so a run uses every core from its first
+    training or prediction on, whether its models come from the cache or not."""
     n = cpu_threads()
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
@@ -79,13 +81,17 @@ def best_memory_format(model: nn.Module, device: torch.device) -> torch.memory_f
 
 @contextlib.contextmanager
 def seeded(seed: int, device: torch.device | str = "cpu") -> Iterator[None]:
-    """Run the block with torch's global generators (the CPU's and ``device``'s) seeded
-    with ``seed``, and restore their previous states afterwards."""
+    """Run the block with torch's global generators of the CPU and of ``device`` (a CUDA
+    device's, if it is one) seeded with ``seed``; restore their states afterwards and
+    touch no other device's."""
     device = torch.device(device)
-    devices = [device.index if device.index is not None else torch.cuda.current_device()] \
-        if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
+    cuda = device.type == "cuda"
+    index = (device.index if device.index is not None else torch.cuda.current_device()) if cuda else None
+    with torch.random.fork_rng(devices=[index] if cuda else []):
+        torch.random.default_generator.manual_seed(seed)
+        if cuda:
+            with torch.cuda.device(index):
+                torch.cuda.manual_seed(seed)
         yield
 
 
@@ -120,10 +126,20 @@ def quiet() -> bool:
 
 
 def progress(iterable=None, **kwargs):
-    """A tqdm progress bar (notebook-aware) that stays silent in CI."""
-    from tqdm.auto import tqdm
+    """A tqdm progress bar that stays silent in CI: a widget in a notebook, or plain text
+    with ``IPKIT_PROGRESS=text``, which ``ipkit run`` sets so that an executed notebook holds
+    no widget output. As text, every bar writes on one line (no cursor movement), at most
+    every 2 s, and a bar that erases itself when done (``leave=False``) stays off."""
+    disable = quiet()
+    if os.environ.get("IPKIT_PROGRESS") == "text":
+        from tqdm.std import tqdm
 
-    return tqdm(iterable, disable=quiet(), **kwargs)
+        kwargs.setdefault("mininterval", 2.0)
+        kwargs.setdefault("position", 0)
+        disable = disable or not kwargs.get("leave", True)
+    else:
+        from tqdm.auto import tqdm
+    return tqdm(iterable, disable=disable, **kwargs)
 
 
 def autocast(device: torch.device):
@@ -192,6 +208,7 @@ def fit(
     params: list[nn.Parameter] | None = None,
     seed: int = 0,
     on_epoch: Callable[[int, nn.Module, History], None] | None = None,
+    on_step: Callable[[int, nn.Module], None] | None = None,
     desc: str = "train",
     memory_format: torch.memory_format | None = None,
 ) -> History:
@@ -204,6 +221,8 @@ def fit(
     ``sgd`` (Nesterov momentum 0.9) or ``adam``; ``schedule`` is ``onecycle``, ``cosine``
     or ``constant``. ``memory_format`` overrides the layout chosen by
     :func:`best_memory_format`; the model is handed back in the default layout.
+    ``on_epoch(epoch, model, history)`` runs after every epoch, ``on_step(step, model)``
+    after every optimiser step (``step`` counts them from 1).
 
     The global torch generators are seeded with ``seed`` inside the run (dropout draws from
     them) and restored afterwards; deterministic algorithms are on inside the run on the
@@ -269,6 +288,8 @@ def fit(
                 opt.step()
                 sched.step()
                 total_loss += float(batch_loss.detach())
+                if on_step is not None:
+                    on_step(epoch * steps_per_epoch + i + 1, model)
             hist.loss.append(total_loss / steps_per_epoch)
             bar.set_postfix(loss=f"{hist.loss[-1]:.3f}")
             if on_epoch is not None:
@@ -297,7 +318,9 @@ def batched(fn: Callable[[Tensor], Tensor], x: Tensor, batch_size: int = 1024,
 @timed("evaluate", "predict")
 def predict(model: nn.Module, x: Tensor, batch_size: int = 1024, probs: bool = False) -> Tensor:
     """Logits (or softmax probabilities) of ``model`` on ``x``, in eval mode, float32,
-    computed on the model's device (:func:`model_device`) and returned on ``x``'s."""
+    computed on the model's device (:func:`model_device`) and returned on ``x``'s, with
+    :func:`use_cpu_threads`."""
+    use_cpu_threads()
     model.eval()
     logits = batched(model, x, batch_size, model_device(model))
     return logits.softmax(-1) if probs else logits

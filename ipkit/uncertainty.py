@@ -1,11 +1,9 @@
-"""Model stealing with uncertainty-quantification (UQ) surrogates, and their metrics.
+"""Five uncertainty-quantification (UQ) models behind one interface, and their metrics.
 
-Pape et al. ("On the Limitations of Model Stealing with Uncertainty Quantification
-Models", ESANN 2023) train a UQ model instead of a single copy on a victim's answers,
-hoping that the members of the UQ model cover the attacker's uncertainty about the
-victim, and find only marginal gains in fidelity. The abstract does not name its five
-UQ models; this module reconstructs the five standard ones behind one interface
-(``fit(queries, victim_outputs)``, ``predict_proba(x)``, ``member_proba(x)``):
+Each is trained on a victim's answers as a stolen copy (``fit(queries, victim_outputs)``,
+``predict_proba(x)``, ``member_proba(x)``); the study that compares them with a single
+copy is :mod:`ipkit.studies.uq_stealing` (Pape et al., ESANN 2023). The five are the
+standard ones:
 
 - :class:`DeepEnsemble`: independently initialised members (Lakshminarayanan et al.,
   NeurIPS 2017), trained together as one vectorised model (``torch.func.vmap`` over
@@ -23,7 +21,8 @@ UQ models; this module reconstructs the five standard ones behind one interface
 
 ``predict_proba`` is the mean of the member (or posterior-sample) probabilities.
 Every surrogate records, per training epoch, the variance of its members' predictions
-and their pairwise disagreement on a monitor set (the paper's diagnosis).
+and their pairwise disagreement on a monitor set. :func:`stolen_surrogate` is the cached
+recipe: queries drawn from the attacker's pool, the victim's answers, the fitted surrogate.
 """
 from __future__ import annotations
 
@@ -43,8 +42,7 @@ from .recipes import digest, train_settings
 from .train import History, autocast, batched, default_device, fit, model_device
 
 METHODS = ("ensemble", "mc_dropout", "vi", "swag", "laplace")
-LABELS = {"single": "single copy", "ensemble": "deep ensemble", "mc_dropout": "MC dropout",
-          "vi": "mean-field VI", "swag": "SWAG", "laplace": "last-layer Laplace"}
+SEED_STREAMS = {"member_stride": 100, "swa_phase": 1, "samples": 7}
 
 
 # ---------------------------------------------------------------- losses and metrics
@@ -66,12 +64,18 @@ def accuracy(proba: Tensor, labels: Tensor) -> float:
     return float((proba.argmax(-1) == labels).float().mean())
 
 
+def input_variance(members: Tensor) -> Tensor:
+    """Per input (N,): variance of the predicted probabilities across members (S, N, C),
+    mean over classes; zero where all members predict alike."""
+    if len(members) < 2:
+        return torch.zeros(members.shape[1], device=members.device)
+    return members.float().var(0, unbiased=False).mean(-1)
+
+
 def member_variance(members: Tensor) -> float:
     """Variance of the predicted probabilities across members (S, N, C), mean over inputs
     and classes; zero when all members predict alike."""
-    if len(members) < 2:
-        return 0.0
-    return float(members.float().var(0, unbiased=False).mean())
+    return float(input_variance(members).mean())
 
 
 def disagreement(members: Tensor) -> float:
@@ -98,13 +102,13 @@ def ece(proba: Tensor, labels: Tensor, bins: int = 15) -> float:
     return float(total)
 
 
-def scores(members: Tensor, victim_labels: Tensor, labels: Tensor) -> dict[str, float]:
-    """Fidelity, accuracy, member variance, disagreement and ECE of a surrogate, from its
-    member probabilities (S, N, C) on test inputs."""
+def scores(members: Tensor, victim_labels: Tensor, labels: Tensor, bins: int = 15) -> dict[str, float]:
+    """Fidelity, accuracy, member variance, disagreement and ECE (``bins`` bins) of a
+    surrogate, from its member probabilities (S, N, C) on test inputs."""
     proba = members.mean(0)
     return {"fidelity": fidelity(proba, victim_labels), "accuracy": accuracy(proba, labels),
             "variance": member_variance(members), "disagreement": disagreement(members),
-            "ece": ece(proba, labels)}
+            "ece": ece(proba, labels, bins)}
 
 
 # ---------------------------------------------------------------- shared machinery
@@ -282,6 +286,10 @@ class Surrogate:
 
     ``members`` is the number of ensemble members or of posterior samples drawn.
     ``fit_kwargs`` go to :func:`ipkit.train.fit` (epochs, batch_size, lr, optimizer...).
+
+    Random streams, all derived from ``seed`` (:data:`SEED_STREAMS`): network ``i`` starts
+    from ``seed * member_stride + i``, training draws from ``seed`` (SWAG's collection
+    phase from ``seed + swa_phase``), prediction-time samples from ``seed + samples``.
     """
 
     name = ""
@@ -303,9 +311,14 @@ class Surrogate:
         return {k: v for k, v in sorted(vars(self).items())
                 if isinstance(v, (bool, int, float, str)) and k not in ("arch", "name")}
 
-    def _net(self, seed: int, dropout: float = 0.0) -> nn.Module:
+    def _net(self, i: int = 0, dropout: float = 0.0) -> nn.Module:
+        """Network ``i`` of this surrogate, freshly initialised from its own seed."""
         return models.build(self.arch, self.num_classes, self.in_shape, dropout=dropout,
-                            seed=seed).to(self.device)
+                            seed=self.seed * SEED_STREAMS["member_stride"] + i).to(self.device)
+
+    def _sampling(self, device: torch.device):
+        """The block in which prediction-time samples are drawn (global RNG left alone)."""
+        return _seeded(self.seed + SEED_STREAMS["samples"], device)
 
     def fit(self, queries: Tensor, victim_outputs: Tensor, monitor: Tensor | None = None) -> "Surrogate":
         """Train on the victim's answers (probabilities, or labels) to ``queries``.
@@ -356,7 +369,7 @@ class DeepEnsemble(Surrogate):
     def __init__(self, *args: Any, together: bool = True, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.together = together
-        nets = [self._net(self.seed * 100 + i) for i in range(self.members)]
+        nets = [self._net(i) for i in range(self.members)]
         self.module = StackedEnsemble(nets).to(self.device) if together else nn.ModuleList(nets)
 
     def _train(self, x: Tensor, y: Tensor, monitor: Tensor | None) -> None:
@@ -391,7 +404,7 @@ class MCDropout(Surrogate):
     def __init__(self, *args: Any, p: float = 0.2, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.p = p
-        self.module = self._net(self.seed * 100, dropout=p)
+        self.module = self._net(dropout=p)
 
     def _train(self, x: Tensor, y: Tensor, monitor: Tensor | None) -> None:
         self._fit(self.module, x, y, monitor)
@@ -404,7 +417,7 @@ class MCDropout(Surrogate):
         for m in self.module.modules():
             if isinstance(m, nn.Dropout):
                 m.train(dropout)
-        with _seeded(self.seed + 7, x.device):
+        with self._sampling(x.device):
             out = torch.stack([batched(self.module, x).softmax(-1) for _ in range(self.members)])
         self.module.train(was)
         return out
@@ -421,7 +434,7 @@ class MeanFieldVI(Surrogate):
                  kl_weight: float = 1.0, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.kl_weight, self.prior_sigma, self.init_sigma = kl_weight, prior_sigma, init_sigma
-        self.module = BayesNet(self._net(self.seed * 100), prior_sigma, init_sigma).to(self.device)
+        self.module = BayesNet(self._net(), prior_sigma, init_sigma).to(self.device)
 
     def _train(self, x: Tensor, y: Tensor, monitor: Tensor | None) -> None:
         n = len(x)
@@ -434,7 +447,7 @@ class MeanFieldVI(Surrogate):
     def member_proba(self, x: Tensor) -> Tensor:
         was = self.module.training
         self.module.eval()
-        with _seeded(self.seed + 7, x.device):
+        with self._sampling(x.device):
             out = torch.stack([batched(self.module, x).softmax(-1) for _ in range(self.members)])
         self.module.train(was)
         return out
@@ -445,7 +458,8 @@ class SWAG(Surrogate):
     ``epochs - swa_epochs`` with the usual schedule, the last ``swa_epochs`` (default:
     half, at least one) at the constant rate ``swa_lr`` (default: half the peak learning
     rate), collecting the weights about ``2 * rank`` times (rank of the low-rank part:
-    ``rank``); prediction averages ``members`` weight samples, each with batch norm
+    ``rank``) through the trainer's step and epoch hooks: at the start of the phase,
+    every ``steps // (2 * rank)`` optimiser steps and at its end; prediction averages ``members`` weight samples, each with batch norm
     recomputed on the queries."""
 
     name = "swag"
@@ -459,7 +473,7 @@ class SWAG(Surrogate):
             raise ValueError(f"swa_epochs must lie in [1, epochs={epochs}], got {self.swa_epochs}")
         self.swa_lr = swa_lr if swa_lr is not None else self.fit_kwargs["lr"] / 2
         self.rank = rank
-        self.module = SwagNet(self._net(self.seed * 100), rank).to(self.device)
+        self.module = SwagNet(self._net(), rank).to(self.device)
         self._queries: Tensor | None = None
 
     def _train(self, x: Tensor, y: Tensor, monitor: Tensor | None) -> None:
@@ -467,13 +481,12 @@ class SWAG(Surrogate):
         pre = self.fit_kwargs["epochs"] - self.swa_epochs
         self._fit(self.module.net, x, y, monitor=None, epochs=pre)
         steps = self.swa_epochs * math.ceil(len(x) / self.fit_kwargs["batch_size"])
-        every, step = max(1, steps // (2 * self.rank)), [0]
+        every = max(1, steps // (2 * self.rank))
+        self.module.collect()
 
-        def loss(m: nn.Module, xb: Tensor, yb: Tensor) -> Tensor:
-            if step[0] % every == 0:
+        def on_step(step: int, _m: nn.Module) -> None:
+            if step % every == 0 and step < steps:
                 self.module.collect()
-            step[0] += 1
-            return soft_cross_entropy(m(xb), yb)
 
         def on_epoch(epoch: int, _m: nn.Module, _h: History) -> None:
             if epoch == self.swa_epochs - 1:
@@ -481,7 +494,8 @@ class SWAG(Surrogate):
             if int(self.module.n) >= 2:
                 self._record(pre + epoch, monitor)
 
-        fit(self.module.net, x, y, loss=loss, seed=self.seed + 1, on_epoch=on_epoch,
+        fit(self.module.net, x, y, loss=_ce_loss, seed=self.seed + SEED_STREAMS["swa_phase"],
+            on_epoch=on_epoch, on_step=on_step,
             desc=f"swag {self.arch}", **{**self.fit_kwargs, "epochs": self.swa_epochs,
                                         "lr": self.swa_lr, "schedule": "constant"})
 
@@ -491,7 +505,7 @@ class SWAG(Surrogate):
         net = copy.deepcopy(self.module.net)
         bn_x = queries if queries is not None else self._queries if self._queries is not None else x
         outs = []
-        with _seeded(self.seed + 7, x.device):
+        with self._sampling(x.device):
             for _ in range(self.members):
                 _assign(net, self.module.sample())
                 bn_update(net, bn_x)
@@ -518,7 +532,7 @@ class LastLayerLaplace(Surrogate):
         if prior_precision != "auto" and not float(prior_precision) > 0:
             raise ValueError(f"prior_precision must be 'auto' or > 0, got {prior_precision!r}")
         self.prior_precision, self.link = prior_precision, link
-        self.module = self._net(self.seed * 100)
+        self.module = self._net()
         size = self.num_classes * (self.module.head.in_features + 1)
         self.module.register_buffer("laplace_scale_tril", torch.zeros(size, size, device=self.device))
         self.module.register_buffer("laplace_precision", torch.zeros((), device=self.device))
@@ -590,7 +604,7 @@ class LastLayerLaplace(Surrogate):
             mean, cov = self.logit_moments(x)
             var = torch.diagonal(cov, dim1=1, dim2=2)
             return (mean / torch.sqrt(1 + math.pi / 8 * var)).softmax(-1)[None]
-        with _seeded(self.seed + 7, x.device):
+        with self._sampling(x.device):
             z = torch.randn(self.members, ell.shape[0], dtype=ell.dtype, device=ell.device)
         ws = w[None] + (z @ ell.T).reshape(self.members, *w.shape)
         return torch.einsum("nd,scd->snc", phi, ws).float().softmax(-1)
@@ -622,8 +636,8 @@ def make(method: str, arch: str, num_classes: int, in_shape: tuple[int, int, int
 # ---------------------------------------------------------------- cached stealing runs
 
 def stolen_surrogate(method: str, victim: nn.Module, s: Splits, arch: str, *, budget: int,
-                     output: str = "probs", members: int = 5, epochs: int = 10, seed: int = 0,
-                     monitor: int = 500, **kwargs: Any) -> Surrogate:
+                     monitor: int, output: str = "probs", members: int = 5, epochs: int = 10,
+                     seed: int = 0, **kwargs: Any) -> Surrogate:
     """A surrogate of ``method`` stolen from ``victim`` (a cached model), from the cache
     when possible.
 
@@ -649,94 +663,10 @@ def stolen_surrogate(method: str, victim: nn.Module, s: Splits, arch: str, *, bu
         return dict(sur.module.state_dict()), {"trace": sur.trace, "queries": oracle.queries}
 
     params["settings"] = sur.settings()
-    tensors, meta = cache.cached("uq_surrogate", params, train)
+    tensors, meta = cache.cached("uq_surrogate", params, train, like=sur.module.state_dict())
     sur.module.load_state_dict(tensors)
     sur.module.eval()
     sur.trace = meta["trace"]
     if isinstance(sur, SWAG):
         sur._queries = queries
     return sur
-
-
-def check_budgets(s: Splits, budgets: list[int]) -> None:
-    """Raise a one-line ValueError naming the fix when a query budget exceeds the
-    attacker's pool (checked before any training)."""
-    too_big = [b for b in budgets if b > len(s.attacker)]
-    if too_big:
-        raise ValueError(f"query budget {max(too_big)} exceeds the attacker pool of {s.name} "
-                         f"({len(s.attacker)} images): lower query_budget / budgets")
-
-
-def steal_and_score(victim: nn.Module, s: Splits, arch: str, methods: list[str] | tuple[str, ...], *,
-                    budget: int, output: str = "probs", members: int = 5, epochs: int = 10,
-                    seed: int = 0) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Steal ``victim`` with the single copy and each UQ method in ``methods``; return
-    score rows (fidelity to the victim, accuracy, variance, disagreement, ECE on the test
-    set) and diversity-trace rows (per method and epoch), both ready for pandas."""
-    victim_labels = steal.Victim(victim).query(s.test.x).argmax(1)
-    rows, traces = [], []
-    for method in ["single", *[m for m in methods if m != "single"]]:
-        sur = stolen_surrogate(method, victim, s, arch, budget=budget, output=output,
-                               members=members, epochs=epochs, seed=seed)
-        row = scores(sur.member_proba(s.test.x), victim_labels, s.test.y)
-        rows.append({"method": method, "seed": seed, "budget": budget, **row})
-        traces += [{"method": method, "seed": seed, **t} for t in sur.trace]
-    return rows, traces
-
-
-def plot_fidelity(frame, marginal: float, title: str = ""):
-    """Left: fidelity per method (mean, seed spread as error bars). Right: fidelity gain
-    over the single copy of the same seed, with the +-``marginal`` band shaded."""
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
-    order = list(dict.fromkeys(frame.method))
-    base = frame[frame.method == "single"].set_index("seed").fidelity
-    gain = frame[frame.method != "single"].assign(gain=lambda d: d.fidelity - d.seed.map(base))
-    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.8))
-    sns.barplot(data=frame, x="method", y="fidelity", order=order, errorbar="sd", capsize=0.1, ax=a)
-    lo = max(0.0, frame.fidelity.min() - 0.05)
-    a.set(ylim=(lo, min(1.0, frame.fidelity.max() + 0.03)), xlabel="", title="Fidelity to the victim")
-    sns.barplot(data=gain, x="method", y="gain", order=order[1:], errorbar="sd", capsize=0.1, ax=b)
-    b.axhspan(-marginal, marginal, color="grey", alpha=0.2, label=f"|gain| < {marginal:.0%} (marginal)")
-    b.axhline(0, color="black", lw=0.8)
-    b.set(xlabel="", ylabel="fidelity gain", title="Gain over the single copy")
-    b.legend(loc="upper right", frameon=False)
-    for ax in (a, b):
-        ax.tick_params(axis="x", rotation=20)
-    fig.suptitle(title)
-    fig.tight_layout()
-    return fig
-
-
-def plot_diversity(traces):
-    """Prediction variance and pairwise disagreement of the members per training epoch,
-    per method (mean over seeds; log scale)."""
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-    for ax, col in zip(axes, ("variance", "disagreement")):
-        sns.lineplot(data=traces, x="epoch", y=col, hue="method", marker="o", errorbar="sd", ax=ax)
-        ax.set(yscale="log", xlabel="training epoch", title=f"Member {col} during training")
-    axes[0].get_legend().remove()
-    axes[1].legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
-    fig.tight_layout()
-    return fig
-
-
-def plot_budget(frame, methods: list[str]):
-    """Fidelity against the number of queries for ``methods`` (mean and seed spread)."""
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
-    fig, ax = plt.subplots(figsize=(6.5, 3.8))
-    sns.lineplot(data=frame[frame.method.isin(methods)], x="budget", y="fidelity", hue="method",
-                 marker="o", errorbar="sd", ax=ax)
-    budgets = sorted(frame.budget.unique())
-    ax.set(xscale="log", xlabel="query budget", title="Fidelity vs query budget")
-    ax.set_xticks(budgets, [str(b) for b in budgets])
-    ax.minorticks_off()
-    ax.legend(frameon=False)
-    fig.tight_layout()
-    return fig

@@ -1,32 +1,164 @@
 """Explore sections: controls bound to cheap recomputation from cached models.
 
-:func:`explore` shows the controls and runs the function once with their starting values,
-so a headless run (papermill, nbmake) draws the default view and never waits for input.
-Heavy work behind a control is cached by the caller (see :mod:`ipkit.cache`).
+:func:`explore` shows one panel: the controls, a one-line status and the figure the function
+draws. It draws the starting values once, so a headless run (papermill, nbmake) draws the
+default view and never waits for input. A redraw replaces the figure and leaves nothing else
+in the panel: progress bars are off while the function runs, and the old figure stays until
+the new one is ready, with "computing ..." in the status line meanwhile.
+
+The panel's output also carries the first figure as PNG and the controls' values as text,
+the static fallback that a reader without a kernel sees (nbconvert, GitHub, an untrusted
+notebook, :func:`ipkit.publish.strip`). Heavy work behind a control is cached by the caller
+(see :mod:`ipkit.cache`).
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+import base64
+import contextlib
+import io
+import os
+from typing import Any, Callable, Iterator
+
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 
-def explore(fn: Callable[..., Any], **controls: Any):
-    """Bind ``fn``'s keyword arguments to widgets and show them with ``fn``'s output.
+def explore(fn: Callable[..., Any], **controls: Any) -> None:
+    """Show one Explore panel binding ``fn``'s keyword arguments to ``controls``, drawn once.
 
-    Each control is an ipywidgets widget, or a list (dropdown) or tuple (slider range),
-    as with ``ipywidgets.interactive``. Updates happen when a slider is released, not
-    while it moves. Without ipywidgets, ``fn`` is called once with the first values.
+    Each control is an ipywidgets widget, or a list (dropdown) or tuple (slider range), as
+    with ``ipywidgets.interactive``. Updates happen when a slider is released, not while it
+    moves. Displays the panel and returns None, so a cell ending with ``explore(...)`` shows
+    it once. Without ipywidgets, ``fn`` is called once with the first values.
     """
     try:
-        import ipywidgets as w
+        import ipywidgets  # noqa: F401
         from IPython.display import display
     except ImportError:
-        return fn(**{k: _first(v) for k, v in controls.items()})
-    for c in controls.values():
-        if isinstance(c, w.ValueWidget) and hasattr(c, "continuous_update"):
-            c.continuous_update = False
-    ui = w.interactive(fn, {"manual": False}, **controls)
-    display(ui)
-    return ui
+        fn(**{k: _first(v) for k, v in controls.items()})
+        return
+    panel = Panel(fn, controls)
+    handle = display(panel.bundle(), raw=True, display_id=True)
+    panel.draw(raise_errors=True)
+    if handle is not None:
+        handle.update(panel.bundle(), raw=True)
+
+
+class Panel:
+    """One Explore panel: ``fn``'s controls, a status line and the output ``fn`` draws into.
+
+    Changing a control's value redraws (:meth:`draw`); :meth:`bundle` is what the notebook
+    shows: the widget view, and after the first draw its figure as PNG and the controls'
+    values as text for readers without a kernel.
+    """
+
+    def __init__(self, fn: Callable[..., Any], controls: dict[str, Any]):
+        import ipywidgets as w
+
+        self.fn = fn
+        self.controls = {name: _control(name, c) for name, c in controls.items()}
+        self.status = w.Label(value="")
+        self.out = w.Output()
+        self.view = w.VBox([*self.controls.values(), self.status, self.out])
+        self.png: bytes | None = None
+        for c in self.controls.values():
+            c.observe(lambda _change: self.draw(), names="value")
+
+    def values(self) -> dict[str, Any]:
+        """The controls' current values, by ``fn``'s argument names."""
+        return {name: c.value for name, c in self.controls.items()}
+
+    def describe(self) -> str:
+        """The controls' values as one line, e.g. ``queries = 810, method = 'probs'``."""
+        return ", ".join(f"{name} = {value!r}" for name, value in self.values().items())
+
+    def draw(self, raise_errors: bool = False) -> bytes | None:
+        """Run ``fn`` with the controls' values and show what it draws in place of the last
+        figure; return the first new figure as PNG (kept as the fallback after the first draw).
+
+        An error is shown in the panel, or raised with ``raise_errors`` (the first draw, so
+        a headless run fails on it).
+        """
+        from IPython.display import Image, display
+
+        self.status.value = f"computing {self.describe()} ..."
+        error, pngs = None, []
+        try:
+            with self.out:
+                self.out.clear_output(wait=True)
+                try:
+                    pngs = _figures_as_png(self.fn, self.values())
+                    for png in pngs:
+                        display(Image(data=png, format="png"))
+                except Exception as err:
+                    if not raise_errors:
+                        raise  # the Output widget shows the traceback in the panel
+                    error = err
+        finally:
+            self.status.value = ""
+        if error is not None:
+            raise error
+        if self.png is None and pngs:
+            self.png = pngs[0]
+        return pngs[0] if pngs else None
+
+    def bundle(self) -> dict[str, Any]:
+        """The panel's display data: the widget view, the controls' values as text, and the
+        first figure as PNG once drawn."""
+        data = {WIDGET_VIEW: self.view._repr_mimebundle_()[WIDGET_VIEW],
+                "text/plain": f"Explore: {self.describe()}"}
+        if self.png is not None:
+            data["image/png"] = base64.b64encode(self.png).decode("ascii")
+        return data
+
+
+def _control(name: str, abbrev: Any):
+    """The widget for one control (a widget, or an ``interactive`` abbreviation), updating on
+    release and labelled with ``name`` when it has no description."""
+    import ipywidgets as w
+
+    c = w.interactive.widget_from_abbrev(abbrev)
+    if c is None:
+        raise ValueError(f"control '{name}': {abbrev!r} is not a widget, list or tuple")
+    if hasattr(c, "continuous_update"):
+        c.continuous_update = False
+    if not c.description:
+        c.description = name
+    return c
+
+
+def _figures_as_png(fn: Callable[..., Any], kwargs: dict[str, Any]) -> list[bytes]:
+    """Call ``fn(**kwargs)`` with progress bars off; return the figures it opened (or
+    returned) as PNG and close them, so none is drawn again when the cell ends."""
+    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
+
+    before = set(plt.get_fignums())
+    with _progress_off():
+        result = fn(**kwargs)
+    figs = [plt.figure(n) for n in plt.get_fignums() if n not in before]
+    if isinstance(result, Figure) and result not in figs:
+        figs.append(result)
+    pngs = []
+    for fig in figs:
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", bbox_inches="tight")
+        pngs.append(buf.getvalue())
+        plt.close(fig)
+    return pngs
+
+
+@contextlib.contextmanager
+def _progress_off() -> Iterator[None]:
+    """Silence :func:`ipkit.train.progress` (``IPKIT_QUIET=1``) for the duration."""
+    old = os.environ.get("IPKIT_QUIET")
+    os.environ["IPKIT_QUIET"] = "1"
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ["IPKIT_QUIET"]
+        else:
+            os.environ["IPKIT_QUIET"] = old
 
 
 def _first(v: Any) -> Any:

@@ -8,3 +8,32 @@ from ipkit import data
 def digits():
     """sklearn's 8x8 digits split into owner / attacker / test, on the CPU: small and fast."""
     return data.split("digits", seed=0, device="cpu")
+
+
+EXPLORE_SETUP = """import os
+os.environ.pop("IPKIT_QUIET", None)
+os.environ.pop("CI", None)
+import matplotlib.pyplot as plt
+from ipkit import train, widgets"""
+
+EXPLORE_CELL = """def draw(bars: int = 2):
+    for _ in train.progress(range(3), desc="work"):
+        pass
+    fig, ax = plt.subplots(figsize=(3, 2))
+    ax.bar(range(bars), range(1, bars + 1), color="C0")
+    ax.set_title(f"{bars} bars")
+
+
+widgets.explore(draw, bars=widgets.slider(2, 1, 9, 1, "bars"))"""
+
+
+@pytest.fixture
+def explore_notebook():
+    """A two-cell notebook whose Explore panel draws as many bars as its slider says, with a
+    progress bar inside the callback (progress bars on, as for a person)."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell(EXPLORE_SETUP), nbformat.v4.new_code_cell(EXPLORE_CELL)]
+    return nb

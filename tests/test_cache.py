@@ -1,8 +1,13 @@
-"""The model cache: atomic writes, checksum on load, corrupt entries rebuilt, no
-unpickling, safe under two processes writing one key."""
+"""The model cache: atomic writes, a checksum over header and data checked on load, any
+unusable entry rebuilt with a one-line report, no unpickling, safe under two processes
+writing one key, temp files of interrupted writes shown and swept."""
 import multiprocessing as mp
+import os
 import pickle
-import warnings
+import struct
+import subprocess
+import sys
+import time
 
 import pytest
 import torch
@@ -53,27 +58,61 @@ def test_write_is_atomic_and_leaves_no_temp_files():
     assert torch.equal(tensors["w"], torch.arange(6.0)) and meta["recipe"] == "t"
 
 
-@pytest.mark.parametrize("damage", ["truncate", "flip"])
-def test_corrupt_entry_is_rebuilt_with_warning(damage):
+def _corrupt_lines(capsys) -> list[str]:
+    return [ln for ln in capsys.readouterr().err.splitlines() if cache.CORRUPT_LINE.fullmatch(ln)]
+
+
+def _relabel_dtype(path):
+    """Change the first tensor's dtype in the header (F32 -> I32, same size), keeping the digest."""
+    blob = path.read_bytes()
+    (n,) = struct.unpack("<Q", blob[:8])
+    header = blob[8:8 + n].replace(b'"F32"', b'"I32"', 1)
+    assert len(header) == n
+    path.write_bytes(blob[:8] + header + blob[8 + n:])
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "dtype", "directory", "pickle", "garbage"])
+def test_corrupt_entry_is_rebuilt_with_one_line(damage, capsys):
     calls, train = _train_counter()
     model = cache.cached_model("unit", {"x": 1}, _build, train)
     path = cache._path(model.ipkit_key)
     blob = path.read_bytes()
     if damage == "truncate":
         path.write_bytes(blob[: len(blob) // 2])
-    else:
+    elif damage == "flip":
         path.write_bytes(blob[:-3] + bytes([blob[-3] ^ 0xFF]) + blob[-2:])
-    assert not [e for e in cache.entries() if e.ok]
-    with pytest.warns(UserWarning, match="rebuilt"):
-        cache.cached_model("unit", {"x": 1}, _build, train)
+    elif damage == "dtype":
+        _relabel_dtype(path)
+    elif damage == "directory":
+        path.unlink()
+        (path / "inside").mkdir(parents=True)
+    elif damage == "pickle":
+        path.write_bytes(pickle.dumps({"head.bias": [1.0, 2.0]}))
+    else:
+        path.write_bytes(b"\xff" * 7)
+    listed = cache.entries()
+    assert [e.ok for e in listed] == [False] and listed[0].problem
+    cache.cached_model("unit", {"x": 1}, _build, train)
     assert len(calls) == 2
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        cache.cached_model("unit", {"x": 1}, _build, train)
-    assert len(calls) == 2
+    lines = _corrupt_lines(capsys)
+    assert len(lines) == 1 and lines[0].startswith(f"corrupt cache entry {model.ipkit_key} (")
+    assert path.is_file() and cache.entries()[0].ok
+    cache.cached_model("unit", {"x": 1}, _build, train)
+    assert len(calls) == 2 and not _corrupt_lines(capsys)
 
 
-def test_pickle_in_cache_is_never_executed(tmp_path):
+def test_entry_that_does_not_fit_the_model_is_rebuilt(capsys):
+    calls, train = _train_counter()
+    k = cache.key("unit", {"x": 1})
+    wrong = {n: torch.zeros(3) for n in _build().state_dict()}
+    cache.save(k, wrong, {"recipe": "unit", "info": {}})
+    model = cache.cached_model("unit", {"x": 1}, _build, train)
+    assert len(calls) == 1 and model.head.bias[0] == 1
+    (line,) = _corrupt_lines(capsys)
+    assert "does not fit the model" in line
+
+
+def test_pickle_in_cache_is_never_executed(tmp_path, capsys):
     marker = tmp_path / "pwned"
 
     class Bomb:
@@ -82,9 +121,66 @@ def test_pickle_in_cache_is_never_executed(tmp_path):
 
     cache.cache_dir().mkdir(parents=True, exist_ok=True)
     cache._path("evil").write_bytes(pickle.dumps(Bomb()))
-    with pytest.warns(UserWarning):
-        assert cache.load("evil") is None
-    assert not marker.exists()
+    assert cache.load("evil") is None
+    assert not marker.exists() and "not a safetensors file" in capsys.readouterr().err
+
+
+def _dead_pid() -> int:
+    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    return int(proc.stdout)
+
+
+def _temps():
+    folder = cache.cache_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    dead = folder / f".k1.{_dead_pid()}.0123abcd.tmp"
+    live = folder / f".k2.{os.getpid()}.0123abcd.tmp"
+    old = folder / f".k3.{os.getpid()}.4567abcd.tmp"
+    for path in (dead, live, old):
+        path.write_bytes(b"x" * 1000)
+    hours_ago = time.time() - 2 * 3600
+    os.utime(old, (hours_ago, hours_ago))
+    return dead, live, old
+
+
+@pytest.mark.parametrize("argv", [["cache", "ls"], ["cache", "clear", "--temp"]])
+def test_temp_files_of_gone_writers_are_shown_and_swept(argv, capsys):
+    from ipkit import cli
+
+    path = cache.save("kept", {"w": torch.zeros(2)}, {"recipe": "t"})
+    dead, live, old = _temps()
+    assert {t.path.name: t.stale for t in cache.temp_files()} == {dead.name: True, live.name: False,
+                                                                  old.name: True}
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert not dead.exists() and not old.exists() and live.exists() and path.exists()
+    assert ("swept 2 temp files" in out and live.name in out) if argv[1] == "ls" else "removed 2 temp" in out
+
+
+def test_cache_ls_reports_a_directory_entry_as_corrupt(capsys):
+    from ipkit import cli
+
+    (cache.cache_dir() / f"bogus{cache.SUFFIX}").mkdir(parents=True)
+    assert cli.main(["cache", "ls"]) == 0
+    assert "bogus  " in (out := capsys.readouterr().out) and "CORRUPT: not a regular file" in out
+    assert cli.main(["cache", "clear"]) == 0 and cache.entries() == []
+
+
+def test_run_start_sweeps_stale_temp_files(monkeypatch):
+    from ipkit import study
+
+    monkeypatch.setenv("IPKIT_PROFILE", "smoke")
+    dead, live, _ = _temps()
+    info = study.get_study("quickstart")
+    study.start("quickstart", {n: p.default for n, p in info.params.items()}, info.profiles)
+    assert not dead.exists() and live.exists()
+
+
+def test_header_is_covered_by_the_checksum():
+    path = cache.save("h", {"w": torch.arange(4.0)}, {"recipe": "t"})
+    _relabel_dtype(path)
+    assert cache.load("h") is None and not path.exists()
 
 
 def _writer(folder: str, value: float) -> None:

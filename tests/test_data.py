@@ -101,3 +101,93 @@ def test_cifar10_image_folder_decoded_once(tmp_path):
     data._LOADED.clear()
     again = data.load("cifar10", root=tmp_path, download=False)
     assert torch.equal(again.train.x, ds.train.x)
+
+
+@pytest.mark.parametrize("name", ["mnist5k", "digits"])
+def test_split_sizes_match_the_split_without_loading(name):
+    s = data.split(name, seed=0, device="cpu", max_test=300)
+    sizes = data.split_sizes(name, max_test=300)
+    assert sizes == {"owner": len(s.owner), "attacker": len(s.attacker), "test": len(s.test)}
+
+
+@pytest.mark.parametrize("name, make, named", [
+    ("cifar10", lambda r: (r / "cifar-10-batches-py").mkdir(), "data_batch_1 is missing"),
+    ("mnist", lambda r: (r / "MNIST" / "raw").mkdir(parents=True), "train-images-idx3-ubyte is missing"),
+    ("svhn", lambda r: (r / "train_32x32.mat").write_bytes(b""), "train_32x32.mat is empty"),
+    ("cifar10", lambda r: (r / "cifar10" / "train" / "cat").mkdir(parents=True), "holds no"),
+])
+@pytest.mark.parametrize("download", [False, True])
+def test_broken_data_folder_is_caught_before_the_run(tmp_path, name, make, named, download):
+    make(tmp_path)
+    with pytest.raises(data.DataError) as err:
+        data.available(name, root=tmp_path, download=download)
+    msg = str(err.value)
+    assert "is broken" in msg and named in msg and str(tmp_path) in msg and "\n" not in msg
+
+
+def test_download_without_network_says_the_download_failed(tmp_path, monkeypatch):
+    import urllib.error
+    import urllib.request
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    with pytest.raises(data.DataError) as err:
+        data.load("cifar10", root=tmp_path, download=True)
+    msg = str(err.value)
+    assert "downloading dataset 'cifar10'" in msg and "failed" in msg
+    assert "name resolution" in msg and "set IPKIT_DOWNLOAD=1" not in msg and "\n" not in msg
+
+
+def _image_tree(root, counts=(("train", 3), ("test", 2)), classes=("airplane", "cat"), fmt="png"):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, n in counts:
+        for cls in classes:
+            d = root / "cifar10" / split / cls
+            d.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(d / f"{i:04d}.{fmt}")
+
+
+def test_decoded_cache_follows_a_changed_image_tree(tmp_path):
+    _image_tree(tmp_path)
+    assert len(data.load("cifar10", root=tmp_path, download=False).train) == 6
+    data._LOADED.clear()
+    _image_tree(tmp_path, counts=(("train", 4),), classes=("airplane", "cat", "dog"))
+    ds = data.load("cifar10", root=tmp_path, download=False)
+    assert len(ds.train) == 12 and ds.classes == ["airplane", "cat", "dog"]
+    assert torch.bincount(ds.train.y).tolist() == [4, 4, 4]
+
+
+@pytest.mark.parametrize("foreign", [
+    {"images": torch.zeros(2, 3, 32, 32, dtype=torch.uint8)},
+    {"train_x": torch.zeros(6, 32, 32, 3), "train_y": torch.zeros(6, dtype=torch.int64),
+     "test_x": torch.zeros(4, 3, 32, 32, dtype=torch.uint8), "test_y": torch.zeros(4, dtype=torch.int64)},
+    {"train_x": torch.zeros(6, 3, 32, 32, dtype=torch.uint8), "train_y": torch.full((6,), 9),
+     "test_x": torch.zeros(4, 3, 32, 32, dtype=torch.uint8), "test_y": torch.zeros(4, dtype=torch.int64)},
+])
+def test_decoded_cache_with_a_wrong_schema_is_rebuilt(tmp_path, foreign):
+    from safetensors.torch import save_file
+
+    _image_tree(tmp_path)
+    data.load("cifar10", root=tmp_path, download=False)
+    data._LOADED.clear()
+    cached = tmp_path / "cifar10" / data.DECODED
+    from safetensors import safe_open
+
+    with safe_open(str(cached), framework="pt") as f:
+        tree = f.metadata()["tree"]
+    save_file(foreign, str(cached), metadata={"tree": tree})
+    ds = data.load("cifar10", root=tmp_path, download=False)
+    assert ds.train.x.shape == (6, 3, 32, 32) and ds.train.y.tolist() == [0, 0, 0, 1, 1, 1]
+
+
+def test_truncated_jpeg_is_named(tmp_path):
+    _image_tree(tmp_path, fmt="jpg")
+    bad = tmp_path / "cifar10" / "train" / "cat" / "0001.jpg"
+    bad.write_bytes(bad.read_bytes()[:300])
+    with pytest.raises(data.DataError, match=r"cannot decode .*cat/0001\.jpg"):
+        data.load("cifar10", root=tmp_path, download=False)

@@ -1,10 +1,16 @@
 """Distillation attack and the ingrain defence (Yang, Dang & Chang, 2019): watermark schemes,
-their floor, the KD loss, pruning, quantization and the ingrain loss."""
+their floor, the KD loss, pruning, quantization and the ingrain loss, and the study module's
+rules, reducers and claims (ipkit.studies.distillation_ingrain)."""
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
 
-from ipkit import ingrain, models, transforms
+from ipkit import cli, ingrain, models, study, transforms
+from ipkit.studies import distillation_ingrain as di
 from ipkit import watermark as wmk
 from ipkit.train import fit, kd_loss
 
@@ -118,3 +124,99 @@ def test_distillation_attack_trains_a_fresh_student_of_the_given_arch():
     student = transforms.distillation_attack(teacher, x, "mlp", temperature=4.0, epochs=1, batch_size=32)
     assert student is not teacher and student.spec["arch"] == "mlp"
     assert not torch.equal(student.head.weight, teacher.head.weight)
+
+
+# --- the study module ---------------------------------------------------------------------
+
+def _cfg(**changes) -> di.Config:
+    values = {n: p.default for n, p in study.get_study("distillation_ingrain").params.items()}
+    return di.Config.from_params(SimpleNamespace(**{**values, **changes}))
+
+
+def test_config_sweeps_include_the_headline_settings():
+    cfg = _cfg(lambdas=[4.0, 0.25], ingrain_lambda=1.0, temperatures=[16.0], distill_temperature=4.0)
+    assert cfg.sweep_lambdas() == [0.25, 1.0, 4.0] and cfg.sweep_temperatures() == [4.0, 16.0]
+    assert cfg.schemes == ("content", "noise", "unrelated", "abstract") and cfg.clearly_above == 0.2
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["-p", "ingrainer_ordinary=100000"], "ingrainer_ordinary=100000 exceeds the owner's 2000 images"),
+    (["-p", "wm_count=1000"], "wm_count=1000 exceeds the"),
+    (["-p", "lambdas=1,1"], "lambdas [1.0, 1.0] repeats an entry"),
+])
+def test_sizes_are_checked_before_the_run(capsys, tmp_path, monkeypatch, argv, fragment):
+    monkeypatch.setenv("IPKIT_RUNS", str(tmp_path / "runs"))
+    code = cli.main(["run", "distillation_ingrain", *argv])
+    err = capsys.readouterr().err
+    assert code == 2 and fragment in err and err.count("\n") == 1
+    assert not (tmp_path / "runs").exists()
+
+
+def test_per_seed_reduces_carriers_and_examples_to_accuracies():
+    wm = pd.DataFrame({"seed": 0, "scheme": "content", "carrier": [0, 1], "before": [1, 1], "after": [0, 1],
+                       "floor": [0.0, 1 / 3]})
+    acc = pd.DataFrame({"seed": 0, "scheme": ["none"] * 2 + ["content"] * 2, "example": [0, 1, 0, 1],
+                        "teacher": [1, 1, 1, 0], "student": [1, 0, 0, 0]})
+    table = di.per_seed(wm, acc).set_index("scheme")
+    assert table.loc["none", "teacher_acc"] == 1.0 and np.isnan(table.loc["none", "wm_after"])
+    assert table.loc["content", "wm_after"] == 0.5 and table.loc["content", "floor"] == pytest.approx(1 / 6)
+    summary = di.summarize(table.reset_index())
+    assert summary.loc["content", "acc_drop"] == 0.5 and summary.loc["content", "above_floor"] == pytest.approx(1 / 3)
+
+
+def test_kept_is_the_share_of_transformations_that_keep_the_label():
+    hits = pd.DataFrame({"seed": 0, "scheme": "noise", "transform": ["original", "prune", "int8"] * 2,
+                         "carrier": [0, 0, 0, 1, 1, 1], "hit": [1, 1, 0, 1, 0, 0]})
+    assert di.kept(hits).kept.tolist() == [0.5, 0.0]
+
+
+def test_paired_and_scheme_gap():
+    long = pd.DataFrame({"seed": 0, "example": [0, 0, 1, 1], "lam": [1.0, 4.0, 1.0, 4.0], "clean": [1, 0, 1, 1]})
+    wide = di.paired(long, "example", "lam", "clean")
+    assert wide[1.0].tolist() == [1, 1] and wide[4.0].tolist() == [0, 1]
+    f = pd.DataFrame({"scheme": ["ingrain", "ingrain", "a", "b"], "x": [1.0, 0.5, 0.0, 0.5]})
+    assert di.scheme_gap("x", "ingrain", ["a", "b"])(f) == pytest.approx(0.5)
+
+
+def _units(seeds=(0, 1), n_wm=50, n_test=1000):
+    wm, acc, lam_wm, lam_acc, hits = [], [], [], [], []
+    idx = np.arange(n_test)
+    for seed in seeds:
+        for scheme in ("content", "abstract", "ingrain"):
+            wm.append(pd.DataFrame({"seed": seed, "scheme": scheme, "carrier": np.arange(n_wm), "before": 1,
+                                    "after": int(scheme == "ingrain"), "floor": 0.0}))
+            for transform in ("original", "prune", "int8"):
+                hits.append(pd.DataFrame({"seed": seed, "scheme": scheme, "transform": transform,
+                                          "carrier": np.arange(n_wm), "hit": 1}))
+        for scheme, teacher, student in (("none", 1, 1), ("content", 1, 1), ("abstract", 1, (idx % 10 != 0)),
+                                         ("ingrain", (idx % 50 != 0), 1)):
+            acc.append(pd.DataFrame({"seed": seed, "scheme": scheme, "example": idx,
+                                     "teacher": np.broadcast_to(teacher, n_test).astype(int),
+                                     "student": np.broadcast_to(student, n_test).astype(int)}))
+        for lam, after, clean in ((0.25, 0, 1), (4.0, 1, 0)):
+            lam_wm.append(pd.DataFrame({"seed": seed, "lam": lam, "carrier": np.arange(n_wm), "before": 1,
+                                        "after": after}))
+            lam_acc.append(pd.DataFrame({"seed": seed, "lam": lam, "example": idx, "clean": clean, "student": 1}))
+    return [pd.concat(f, ignore_index=True) for f in (wm, acc, lam_wm, lam_acc, hits)]
+
+
+def test_claims_give_holds_does_not_hold_and_inconclusive():
+    wm, acc, lam_wm, lam_acc, hits = _units()
+    cfg = _cfg(schemes=["content", "abstract"], lambdas=[0.25, 4.0], ingrain_lambda=4.0)
+    rows = {c.id: c for c in di.claims(wm, acc, lam_wm, lam_acc, hits, cfg)}
+    d1 = rows["D1"]
+    assert d1.verdict == "does not hold" and len(d1.parts) == 4
+    assert [p["verdict"] for p in d1.parts] == ["holds", "holds", "holds", "does not hold"]
+    assert d1.parts[3]["value"] == pytest.approx(0.1) and d1.unit == "test examples over 2 seeds"
+    assert rows["D2"].verdict == "holds" and len(rows["D2"].parts) == 3
+    assert rows["D3"].verdict == "inconclusive" and rows["D3"].ci[0] < 0.02 < rows["D3"].ci[1]
+    assert rows["D4"].verdict == "holds" and rows["D4"].threshold == pytest.approx(-0.1)
+    assert rows["D5"].verdict == "holds" and "lambda 4 - 0.25" in rows["D5"].parts[0]["name"]
+    assert "0.03" in d1.statement and "0.02" in rows["D3"].statement
+
+
+def test_a_single_lambda_leaves_the_trade_off_inconclusive():
+    wm, acc, lam_wm, lam_acc, hits = _units(seeds=(0,))
+    cfg = _cfg(schemes=["content", "abstract"], lambdas=[4.0], ingrain_lambda=4.0)
+    d5 = di.claims(wm, acc, lam_wm[lam_wm.lam == 4.0], lam_acc[lam_acc.lam == 4.0], hits, cfg)[4]
+    assert d5.verdict == "inconclusive" and d5.parts[0]["name"] == "one lambda only" and d5.n == 0

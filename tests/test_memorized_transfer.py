@@ -1,9 +1,16 @@
 """Memorized-example transfer: Jacobian matching, the gradient victim, transfer rates and
-the query-set tools (Venigalla 2019; Srinivas & Fleuret 2018)."""
+the query-set tools (Venigalla 2019; Srinivas & Fleuret 2018), and the study module's
+rules, reducers and claims (ipkit.studies.memorized_transfer)."""
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 
-from ipkit import data, models, recipes, steal, train, watermark
+from ipkit import cli, data, models, recipes, steal, study, train, watermark
+from ipkit.studies import memorized_transfer as mt
 
 
 @pytest.fixture(scope="module")
@@ -108,3 +115,109 @@ def test_query_perturbations_and_ood_pool_are_seeded(digits):
     q = steal.ood_pool("digits", 20, (1, 16, 16), seed=0)
     c = steal.ood_pool("digits", 20, (1, 16, 16), seed=0, part="carriers")
     assert q.shape == (20, 1, 16, 16) and not (torch.cdist(q.flatten(1), c.flatten(1)) < 1e-6).any()
+
+
+# --- the study module ---------------------------------------------------------------------
+
+def _cfg(**changes) -> mt.Config:
+    values = {n: p.default for n, p in study.get_study("memorized_transfer").params.items()}
+    return mt.Config.from_params(SimpleNamespace(**{**values, **changes}))
+
+
+def test_config_is_typed_and_lists_the_query_sets():
+    cfg = _cfg(query_perturbation=["noise", "ood"], strengths=[0.1, 0.5])
+    assert cfg.methods == ("labels", "kd", "jacobian") and isinstance(cfg.alpha, float)
+    assert cfg.perturbation_settings() == [("none", 0.0), ("noise", 0.1), ("noise", 0.5), ("ood", 0.0)]
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["-p", "projections=11"], "projections 11 exceeds the 10 classes"),
+    (["-p", "seeds=0,1,0"], "seeds [0, 1, 0] repeats an entry"),
+    (["-p", "grid_archs=mlp,mlp"], "grid_archs ['mlp', 'mlp'] repeats an entry"),
+    (["-p", "ood_source=digits", "-p", "query_budget=1000"], "query_budget 1000 exceeds the 898 images of "
+                                                             "ood_source 'digits'"),
+    (["-p", "ood_source=digits", "-p", "wm_kind=ood", "-p", "wm_count=1000", "-p", "query_perturbation=noise"],
+     "wm_count 1000 exceeds the 898 images"),
+])
+def test_sizes_are_checked_before_the_run(capsys, tmp_path, monkeypatch, argv, fragment):
+    monkeypatch.setenv("IPKIT_RUNS", str(tmp_path / "runs"))
+    code = cli.main(["run", "memorized_transfer", *argv])
+    err = capsys.readouterr().err
+    assert code == 2 and fragment in err and err.count("\n") == 1
+    assert not (tmp_path / "runs").exists()
+
+
+def test_correlation_is_absolute_rank_correlation_and_nan_when_constant():
+    f = pd.DataFrame({"transferred": [False, False, True, True], "up": [1, 2, 3, 9], "down": [9, 3, 2, 1],
+                      "flat": [1, 1, 1, 1]})
+    rho = f.transferred.astype(float).corr(f.up, method="spearman")
+    assert rho == pytest.approx(2 / 5 ** 0.5) and mt.correlation("up")(f) == pytest.approx(rho)
+    assert mt.correlation("down")(f) == pytest.approx(rho)
+    assert mt.correlation("up", "pearson")(f) == pytest.approx(abs(np.corrcoef([0, 0, 1, 1], [1, 2, 3, 9])[0, 1]))
+    assert math.isnan(mt.correlation("flat")(f))
+
+
+def test_boost_pairs_keep_each_owners_memorized_carriers():
+    plain = pd.DataFrame({"seed": [0, 0], "carrier": [0, 1], "jacobian": [1, 0]})
+    boosted = pd.DataFrame({"seed": [0, 0], "carrier": [1, 2], "jacobian": [1, 1]})
+    pairs = mt.boost_pairs(plain, boosted)
+    assert list(pairs.carrier) == [0, 1, 2]
+    assert pairs.plain.mean() == pytest.approx(0.5) and pairs.boosted.mean() == pytest.approx(1.0)
+
+
+def test_grid_and_perturbation_summaries_are_means_per_pair_and_setting():
+    grid = pd.DataFrame({"seed": 0, "carrier": [0, 1, 0, 1], "stolen": [1, 1, 0, 1], "floor": [0, 0, 0, 1],
+                         "victim_arch": "mlp", "thief_arch": ["mlp", "mlp", "cnn", "cnn"], "fidelity": 0.9,
+                         "victim_memorized": 1.0})
+    summary = mt.grid_summary(grid).set_index("thief_arch")
+    assert summary.loc["mlp", "transfer"] == 1.0 and summary.loc["cnn", "transfer"] == 0.5
+    assert summary.loc["cnn", "floor"] == 0.5
+    perturbed = pd.DataFrame({"seed": [0, 0, 1, 1], "carrier": [0, 1, 0, 1], "transferred": [1, 0, 1, 1],
+                              "floor": 0, "perturbation": "noise", "strength": 0.1, "fidelity": 0.8})
+    by_seed = mt.perturbation_summary(perturbed).set_index("seed")
+    assert by_seed.loc[0, "transfer"] == 0.5 and by_seed.loc[1, "transfer"] == 1.0
+
+
+def _tables(seeds=3, n=100):
+    rng = np.random.default_rng(0)
+    idx = np.arange(n)
+    carriers = pd.concat([pd.DataFrame({"seed": s, "carrier": idx, "labels": 0, "kd": 0, "jacobian": 1,
+                                        "independent": 0, "boost": False}) for s in range(seeds)])
+    plain = carriers.assign(jacobian=np.tile(idx % 2, seeds))
+    boosted = plain.assign(jacobian=np.tile((idx % 2) | (idx % 20 == 0), seeds), boost=True)
+    grid = pd.concat([pd.DataFrame({"seed": 0, "carrier": idx, "stolen": s, "floor": 0, "victim_arch": "mlp",
+                                    "thief_arch": t, "fidelity": 0.9, "victim_memorized": 1.0})
+                      for t, s in (("mlp", 1), ("cnn", 0))])
+    perturbed = pd.concat([pd.DataFrame({"seed": s, "carrier": idx, "transferred": 1, "floor": 0,
+                                         "perturbation": k, "strength": v, "fidelity": 0.9})
+                           for s in range(seeds) for k, v in (("none", 0.0), ("noise", 0.1), ("ood", 0.0))])
+    geo = pd.DataFrame({"seed": np.repeat(range(seeds), n), "carrier": np.tile(idx, seeds),
+                        "transferred": rng.random(seeds * n) < 0.5, "nearest_query": rng.random(seeds * n),
+                        "nearest_10": rng.random(seeds * n), "victim_margin": rng.random(seeds * n)})
+    return carriers, plain, boosted, grid, perturbed, geo
+
+
+def test_claims_give_holds_does_not_hold_and_inconclusive():
+    _, plain, boosted, grid, perturbed, geo = _tables()
+    rows = {c.id: c for c in mt.claims(plain, grid, perturbed, geo, boosted, _cfg())}
+    assert rows["M1"].verdict == "holds" and rows["M1"].holds
+    assert [p["name"] for p in rows["M1"].parts] == ["jacobian - floor", "labels - floor", "kd - floor"]
+    assert rows["M2"].verdict == "does not hold" and rows["M2"].ci == [0.0, 0.0]
+    assert rows["M2b"].verdict == "holds"
+    assert rows["M3"].verdict == "holds" and len(rows["M3"].parts) == 2
+    assert rows["M4"].verdict == "holds" and len(rows["M4"].parts) == 6
+    m5 = rows["M5"]
+    assert m5.verdict == "inconclusive" and m5.ci[0] < 0.05 < m5.ci[1] and not m5.holds
+    assert m5.n == 300 and m5.unit == "carriers over 3 seeds"
+    assert "(by >= 0.05)" in m5.statement and "floor + 0.3" in rows["M1"].statement
+
+
+def test_claims_without_jacobian_or_boost_and_a_leaky_copy():
+    carriers, _, _, grid, perturbed, geo = _tables()
+    leaky = carriers.drop(columns="jacobian").assign(kd=1)
+    rows = mt.claims(leaky, grid, perturbed, geo, None, _cfg(methods=["labels", "kd"], near=0.2))
+    m1, m5 = rows[0], rows[-1]
+    assert [p["name"] for p in m1.parts] == ["no jacobian copy (methods)", "labels - floor", "kd - floor"]
+    assert [p["verdict"] for p in m1.parts] == ["inconclusive", "holds", "does not hold"]
+    assert m1.verdict == "does not hold" and "floor + 0.2)" in m1.statement
+    assert m5.verdict == "inconclusive" and m5.n == 0

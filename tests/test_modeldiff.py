@@ -1,12 +1,15 @@
-"""ModelDiff (Li et al., ISSTA 2021): DDV similarity, its baselines and the reuse zoo."""
+"""ModelDiff (Li et al., ISSTA 2021): DDV similarity, its baselines, the reuse zoo and the
+study's reducers and claims (ipkit.similarity, ipkit.studies.modeldiff)."""
 import copy
 import math
 
+import pandas as pd
 import pytest
 import torch
 from torch import nn
 
-from ipkit import models, similarity, transforms, zoo
+from ipkit import cli, models, similarity, transforms
+from ipkit.studies import modeldiff as md
 
 
 def _mlp(seed: int) -> nn.Module:
@@ -87,16 +90,172 @@ def test_last_fraction_params_counts_layers():
     assert len(layers) == 6
 
 
+def _scores(rows):
+    """A score table from (reference, suspect, relation, kind, task, score) rows."""
+    return pd.DataFrame([dict(method="modeldiff", seed=0, reference=r, suspect=n, relation=rel,
+                              kind=k, task=t, score=v) for r, n, rel, k, t, v in rows])
+
+
 def test_correctness_needs_source_above_every_unrelated():
-    import pandas as pd
-
-    rows = [dict(method="modeldiff", seed=0, reference="s", suspect=n, relation=r, task="A", score=v)
-            for n, r, v in [("d1", "prune-20", 0.9), ("d2", "distill", 0.5), ("u", "unrelated", 0.6)]]
-    c = zoo.correctness(pd.DataFrame(rows)).set_index("suspect")
+    sc = _scores([("s", "d1", "prune-20", "prune-20", "A", 0.9), ("s", "d2", "distill", "distill", "A", 0.5),
+                  ("s", "u", "unrelated", "unrelated", "A", 0.6), ("s", "ub", "unrelated", "unrelated", "B", 0.95)])
+    c = md.correctness(sc).set_index("suspect")
     assert bool(c.correct["d1"]) and not bool(c.correct["d2"])
+    assert c.max_unrelated["d1"] == 0.6  # task B's unrelated model does not compete on task A
 
 
-def test_unknown_method_and_reuse_type_are_named():
+def test_margins_leave_other_sources_near_copies_out_of_the_unrelated_mean():
+    sc = _scores([("s", "d", "prune-20", "prune-20", "A", 0.9),
+                  ("s", "t", "src1", "source", "A", 0.4),
+                  ("s", "t/prune-20", "unrelated", "prune-20", "A", 0.95),
+                  ("s", "u", "unrelated", "unrelated", "A", 0.2)])
+    sc.loc[1, "relation"] = "unrelated"
+    m = md.type_margins(sc)
+    assert len(m) == 1 and m.unrelated[0] == pytest.approx(0.3) and m.margin[0] == pytest.approx(0.6)
+    summary = md.margin_summary(pd.concat([m, m.assign(derived=0.5, margin=0.2)]))
+    assert summary.margin[0] == pytest.approx(0.4)
+
+
+def test_pairs_gain_pairs_each_target_at_fewest_and_most_pairs():
+    curve = pd.DataFrame({"n_pairs": [5, 5, 50, 50], "seed": 0, "reference": "s", "suspect": ["a", "b", "a", "b"],
+                          "reuse": "distill", "correct": [False, True, True, True]})
+    g = md.pairs_gain(curve).set_index("suspect")
+    assert list(g.correct_fewest) == [0.0, 1.0] and list(g.correct_most) == [1.0, 1.0]
+    summary = md.pairs_curve_summary(curve).set_index("n_pairs").correctness
+    assert summary[5] == 0.5 and summary[50] == 1.0
+
+
+def test_correctness_table_counts_not_applicable_as_missed_in_all():
+    correct = pd.DataFrame({"method": ["modeldiff", "modeldiff", "weight_cosine", "weight_cosine"],
+                            "reuse": ["distill", "steal-other"] * 2, "applicable": [True, True, True, False],
+                            "correct": [True, False, True, False]})
+    t = md.correctness_table(correct)
+    assert t.loc["all", "modeldiff"] == 0.5 and t.loc["all", "weight_cosine"] == 0.5
+    assert math.isnan(t.loc["steal-other", "weight_cosine"]) and t.loc["all", "paper"] == md.PAPER_CORRECTNESS
+    assert t.loc["steal-other", md.AUTHORS_COLUMN] == 0 and t.loc["all", md.AUTHORS_COLUMN] == pytest.approx(84 / 108)
+
+
+def _cfg(**over):
+    values = dict(dataset="mnist5k", archs=["mlp"], sources_per_arch=2, reuse_types=list(md.REUSE_TYPES),
+                  epochs=1, finetune_epochs=1, steal_budget=100, n_inputs=10, pgd_eps=0.06, pgd_steps=5,
+                  methods=["modeldiff", "weight_cosine"], seeds=[0, 1], protocols=["strict", "authors"],
+                  m1_min_correctness=0.817,
+                  m2_min_margin=0.0, m3_min_correctness=0.8, m3_max_weight_applicable=0.5, m4_min_gain=0.0)
+    values.update(over)
+    return md.Config.from_params(values)
+
+
+def _units(n, rate, **cols):
+    k = round(n * rate)
+    return pd.DataFrame({"seed": [i % 2 for i in range(n)], "suspect": [f"t{i}" for i in range(n)],
+                         "correct": [True] * k + [False] * (n - k), **cols})
+
+
+def test_claims_give_holds_does_not_hold_and_inconclusive():
+    correct = pd.concat([
+        _units(200, 0.97, method="modeldiff", reuse="distill", applicable=True),
+        _units(40, 0.0, method="modeldiff", reuse="steal-other", applicable=True),
+        _units(40, 0.0, method="weight_cosine", reuse="steal-other", applicable=False)], ignore_index=True)
+    correct.loc[correct.reuse == "steal-other", "suspect"] += "x"
+    rng = __import__("numpy").random.default_rng(0)
+    margins = pd.DataFrame({"seed": [i % 2 for i in range(60)], "reuse": ["distill"] * 60,
+                            "margin": rng.normal(0.0, 0.3, 60)})
+    curve = pd.DataFrame({"n_pairs": [5] * 40 + [100] * 40, "seed": [i % 2 for i in range(40)] * 2,
+                          "reference": "s", "suspect": [f"t{i}" for i in range(40)] * 2, "reuse": "distill",
+                          "correct": [False] * 30 + [True] * 10 + [True] * 40})
+    rows = {c.id: c for c in md.claims(correct, margins, curve, _cfg())}
+    assert rows["M4"].verdict == "holds" and rows["M4"].holds
+    assert rows["M3"].verdict == "does not hold"
+    assert [p["verdict"] for p in rows["M3"].parts] == ["holds", "does not hold"]
+    assert rows["M2"].verdict == "inconclusive"
+    assert "0.817" in rows["M1"].statement and rows["M1"].n == 240
+
+
+def _authors_rows(rows):
+    return pd.DataFrame([dict(seed=0, reference=r, suspect=t, reuse=k, parent=p, other_root=o, score=v)
+                         for r, t, k, p, o, v in rows])
+
+
+def test_authors_counting_compares_the_parent_with_other_roots_only():
+    sc = _authors_rows([
+        ("cnn-root/transfer-10A", "cnn-root/transfer-10A/prune-20", "prune-20", True, False, 0.6),
+        ("mlp-root", "cnn-root/transfer-10A/prune-20", "prune-20", False, True, 0.5),
+        ("mlp-scratchA", "cnn-root/transfer-10A/prune-20", "prune-20", False, True, 0.55),
+        ("cnn-scratchA", "cnn-scratchA/steal-same", "steal-same", True, False, 0.4),
+        ("mlp-root", "cnn-scratchA/steal-same", "steal-same", False, True, 0.7),
+    ])
+    c = md.authors_correctness(sc).set_index("suspect")
+    assert bool(c.correct["cnn-root/transfer-10A/prune-20"]) and c.max_other_root["cnn-root/transfer-10A/prune-20"] == 0.55
+    assert not bool(c.correct["cnn-scratchA/steal-same"]) and not bool(c.headline["cnn-scratchA/steal-same"])
+    strict = pd.DataFrame({"method": "modeldiff", "reuse": ["prune-20", "steal-same"], "correct": [False, False]})
+    t = md.protocol_table(strict, c.reset_index()).set_index("reuse")
+    assert t.authors_protocol["all"] == 0.5 and t.authors_protocol["headline"] == 1.0 and t.authors_targets["all"] == 2
+    assert t.strict["all"] == 0 and t[md.AUTHORS_COLUMN]["headline"] == pytest.approx(72 / 84)
+
+
+def test_authors_claims_read_the_headline_filter():
+    correct = _units(40, 1.0, method="modeldiff", reuse="distill", applicable=True)
+    margins = pd.DataFrame({"seed": 0, "reuse": ["distill"] * 4, "margin": [0.1, 0.2, 0.3, 0.2]})
+    curve = pd.DataFrame(columns=["n_pairs", "seed", "reference", "suspect", "reuse", "correct"])
+    authors = pd.DataFrame({"seed": 0, "suspect": [f"t{i}" for i in range(60)],
+                            "reuse": ["prune-20"] * 40 + ["steal-same"] * 10 + ["steal-other"] * 10,
+                            "correct": [True] * 40 + [False] * 20, "headline": [True] * 40 + [False] * 10 + [True] * 10})
+    rows = {c.id: c for c in md.claims(correct, margins, curve, _cfg(), authors)}
+    assert rows["M1-authors"].n == 50 and rows["M3-authors"].verdict == "does not hold"
+    assert "M1-authors" not in {c.id for c in md.claims(correct, margins, curve, _cfg(protocols=["strict"]), authors)}
+
+
+def test_claims_without_the_methods_they_need_are_inconclusive():
+    correct = pd.DataFrame(columns=["method", "seed", "suspect", "reuse", "applicable", "correct"])
+    margins = pd.DataFrame(columns=["seed", "reuse", "margin"])
+    curve = pd.DataFrame(columns=["n_pairs", "seed", "reference", "suspect", "reuse", "correct"])
+    assert {c.verdict for c in md.claims(correct, margins, curve, _cfg())} == {"inconclusive"}
+
+
+def test_cache_key_includes_the_task(monkeypatch):
+    """Two unrelated models of one architecture on tasks A and B with halves of one size
+    must not share a cache entry (issue 13)."""
+    from ipkit import data
+
+    s = data.split("digits", seed=0, device="cpu")
+    t = md.make_tasks(s)
+    keys = []
+    monkeypatch.setattr(md.cache, "cached_model", lambda recipe, params, build, train: keys.append(
+        md.cache.key(recipe, params)))
+    half = md.TensorData(t.a_attacker.x[:50], t.a_attacker.y[:50])
+    for task in ("A", "B"):
+        md.trained("unrelated", s, "mlp", half, task, t.num_classes, 1, seed=1000)
+    assert keys[0] != keys[1]
+
+
+def test_probe_options_carry_the_declared_hyperparameters():
+    opts = _cfg(pgd_eps=0.02).probe_options()
+    assert opts["modeldiff"]["eps"] == 0.02 and opts["modeldiff"]["step_size"] == md.HYPERPARAMETERS["modeldiff_step_size"]
+    assert opts["ipguard"] == dict(eps=md.HYPERPARAMETERS["ipguard_eps"], steps=md.HYPERPARAMETERS["ipguard_steps"],
+                                   step_size=md.HYPERPARAMETERS["ipguard_step_size"],
+                                   margin=md.HYPERPARAMETERS["ipguard_margin"])
+    x = _seeds(4)
+    a = similarity.ipguard_probe(_mlp(0), x, eps=0.0, steps=3)
+    assert torch.equal(a.x, x)  # a zero ball leaves the seeds in place
+
+
+def test_other_arch_and_unknown_names():
+    assert md.other_arch("cnn", ["cnn", "mlp"]) == "mlp" and md.other_arch("mlp", ["mlp"]) == "cnn"
     with pytest.raises(ValueError, match="choose one of"):
         similarity.get_method("nope")
-    assert set(zoo.REUSE_TYPES) >= {"transfer-10", "quant-fp16", "steal-other"}
+    assert set(md.REUSE_TYPES) >= {"transfer-10", "quant-fp16", "steal-other"}
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["-p", "steal_budget=50000"], "lower steal_budget"),
+    (["-p", "n_inputs=2000"], "lower n_inputs"),
+    (["-p", "archs=mlp,mlp"], "archs lists an entry twice"),
+    (["-p", "protocols=authors"], "protocols must include strict"),
+    (["-p", "dataset=digits", "-p", "n_inputs=2000"], "lower n_inputs"),
+])
+def test_sizes_are_checked_before_the_run(capsys, tmp_path, monkeypatch, argv, fragment):
+    monkeypatch.setenv("IPKIT_RUNS", str(tmp_path / "runs"))
+    code = cli.main(["run", "modeldiff", *argv])
+    err = capsys.readouterr().err
+    assert code == 2 and fragment in err and err.count("\n") == 1
+    assert not (tmp_path / "runs").exists()

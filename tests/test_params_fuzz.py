@@ -27,7 +27,7 @@ def _bad_values(p: study.Param) -> list[str]:
     elif kind == "bool":
         bad += ["maybe", "2", "１"]
     elif p.choices:
-        bad += ["nosuch", *SHELL_AND_PATHS[:6]]
+        bad += ["nosuch", *SHELL_AND_PATHS]
     if p.type.startswith("list["):
         bad += ["", ",", "[]"]
     return bad
@@ -50,7 +50,7 @@ def invocations() -> list[list[str]]:
                   ["run", sid, "-p"], ["run", sid, "-p", "epochs"],
                   ["run", sid, "--profile", "huge"], ["run", sid, "--profile", "smoke", "-p", "profile=paper"],
                   ["run", sid, "--profile", "paper"], ["run", sid, "--bogus"]]
-    cases += [["run", "all", "-p", "epochs=1"], ["run", "../notebooks/00_quickstart"], ["run"],
+    cases += [["run", "all", "-p", "epochs=1"], ["run", "../notebooks/00_quickstart"], ["run"], [],
               ["cache", "nuke"], ["bench", "--epochs", "x"], ["nosuchcommand"]]
     return cases
 

@@ -33,7 +33,8 @@ def test_study_declares_parameters_and_profiles(path):
 
 
 def _names(specs):
-    return {re.split(r"[<>=!~\[ ]", s.strip(), maxsplit=1)[0].lower() for s in specs}
+    """Package names of requirement specs, normalised as PyPI does (PEP 503)."""
+    return {re.sub(r"[-_.]+", "-", re.split(r"[<>=!~\[ ]", s.strip(), maxsplit=1)[0]).lower() for s in specs}
 
 
 def test_environment_yml_matches_pyproject():
@@ -48,7 +49,7 @@ def test_constraints_pin_every_dependency():
     pinned = _names(ln.split("==")[0] for ln in (ROOT / "constraints.txt").read_text().splitlines()
                     if "==" in ln)
     meta = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    wanted = _names(meta["dependencies"] + sum(meta["optional-dependencies"].values(), []))
+    wanted = _names(set(meta["dependencies"]).union(*meta["optional-dependencies"].values()))
     assert wanted <= pinned
 
 

@@ -89,3 +89,12 @@ def test_schema_rejects_a_holds_that_disagrees_with_the_verdict():
         results.check_results(dict(data, claims=[dict(row, holds=False)]))
     with pytest.raises(ValueError, match="verdict"):
         results.check_results(dict(data, claims=[dict(row, verdict="maybe", holds=False)]))
+
+
+def test_fast_row_mean_path_matches_the_generic_resampling():
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame({"seed": np.repeat([0, 1, 2], [20, 25, 30]), "a": rng.random(75),
+                          "b": rng.random(75)})
+    fast = stats.bootstrap_ci(frame, stats.mean_difference("a", "b"))
+    slow = stats.bootstrap_ci(frame, lambda f: float((f.a - f.b).mean()))
+    assert fast == pytest.approx(slow, abs=0.01)  # the same interval up to Monte Carlo error

@@ -119,7 +119,20 @@ def test_predict_returns_on_the_inputs_device_in_batches():
 def test_layout_bench_trains_both_layouts_to_a_real_accuracy():
     from ipkit import bench
 
-    out = bench.trainer_layouts("digits", "cnn", epochs=1, batch_size=128, repeats=1)
+    out = bench.trainer_layouts("digits", "cnn", epochs=2, batch_size=64, repeats=1)
     assert (out["before_layout"], out["chosen_layout"]) == ("contiguous_format", "channels_last")
     assert len(out["pair_ratios"]) == 1 and out["speedup"] > 0
-    assert min(out["before_acc"], out["chosen_acc"]) > 0.5
+    assert min(out["before_acc"], out["chosen_acc"]) > 0.7
+
+
+def test_step_hook_sees_every_optimiser_step_after_it_is_taken():
+    d = data.split("digits", seed=0, device="cpu")
+    model = models.build("mlp", d.num_classes, d.in_shape, seed=0)
+    first = next(model.parameters()).detach().clone()
+    seen = []
+
+    def on_step(step, m):
+        seen.append((step, not torch.equal(next(m.parameters()).detach(), first)))
+
+    train.fit(model, d.owner.x[:100], d.owner.y[:100], epochs=2, batch_size=32, on_step=on_step)
+    assert [s for s, _ in seen] == list(range(1, 9)) and all(moved for _, moved in seen)

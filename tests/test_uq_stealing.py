@@ -1,106 +1,95 @@
-"""UQ surrogates: each test checks the method's defining behaviour, not only shapes."""
+"""The uq_stealing study (ipkit.studies.uq_stealing): its per-unit tables, the reducers
+behind the claims, the claims and the parameter rules checked before a run."""
+import numpy as np
+import pandas as pd
 import pytest
-import torch
 
-from ipkit import models, train
-from ipkit import uncertainty as uq
-
-
-@pytest.fixture(scope="module")
-def answers(digits):
-    victim = models.build("mlp", digits.num_classes, digits.in_shape, seed=0)
-    train.fit(victim, digits.owner.x, digits.owner.y, epochs=10)
-    x = digits.attacker.x[:400]
-    return x, train.predict(victim, x, probs=True)
+from ipkit import cli, recipes, study
+from ipkit.studies import uq_stealing as uqs
 
 
-def _make(method, digits, **kw):
-    kw = {"members": 4, "epochs": 4, "device": "cpu", **kw}
-    return uq.make(method, "mlp", digits.num_classes, digits.in_shape, **kw)
+def _cfg(**kw):
+    values = study.resolve(study.get_study("uq_stealing"), "default", {})
+    return uqs.Config.from_params(type("P", (), {**values, **kw}))
 
 
-def test_mc_dropout_samples_differ_with_dropout_on_and_match_off(digits, answers):
-    sur = _make("mc_dropout", digits, p=0.3).fit(*answers)
-    x = digits.test.x[:50]
-    on = sur.member_proba(x, dropout=True)
-    off = sur.member_proba(x, dropout=False)
-    assert (on[0] - on[1]).abs().max() > 1e-3
-    assert torch.allclose(off[0], off[1]) and torch.allclose(off[0], off[-1])
+def test_config_from_the_notebook_parameters():
+    cfg = _cfg()
+    assert cfg.uq_methods == ("ensemble", "mc_dropout", "vi", "swag", "laplace")
+    assert cfg.budgets == (250, 500, 1000, 2000) and cfg.marginal == 0.02 and cfg.falls_to == 0.5
 
 
-def test_swag_mean_is_running_average_of_collected_weights(digits):
-    net = models.build("mlp", digits.num_classes, digits.in_shape, seed=0)
-    swag = uq.SwagNet(net, rank=3)
-    seen = []
-    for i in range(5):
-        with torch.no_grad():
-            for p in net.parameters():
-                p.add_(torch.randn_like(p) * (i + 1))
-        seen.append(uq._flat(net).clone())
-        swag.collect()
-    stack = torch.stack(seen)
-    assert torch.allclose(swag.mean, stack.mean(0), atol=1e-5)
-    assert torch.allclose(swag.sq_mean, (stack ** 2).mean(0), rtol=1e-4, atol=1e-4)
-    assert torch.allclose(swag.dev[-1], seen[-1] - stack.mean(0), atol=1e-5)
-    draws = torch.stack([swag.sample() for _ in range(200)])
-    assert (draws.mean(0) - swag.mean).abs().mean() < 0.3 * stack.std(0).mean()
+def test_trace_curves_and_last_over_peak():
+    traces = pd.DataFrame({"method": "vi", "seed": np.repeat([0, 1], 3), "epoch": [1, 2, 3] * 2,
+                           "variance": [0.2, 0.4, 0.1, 0.4, 0.8, 0.1]})
+    curves = uqs.trace_curves(traces, "vi")
+    assert list(curves.seed) == [0, 1] and curves[2].tolist() == [0.4, 0.8]
+    assert uqs.last_over_peak(curves) == pytest.approx(0.1 / 0.6)
+    assert uqs.last_over_peak(curves[curves.seed == 0]) == pytest.approx(0.25)
 
 
-def test_vi_kl_is_positive_and_vanishes_at_the_prior(digits):
-    net = models.build("mlp", digits.num_classes, digits.in_shape, seed=0)
-    bayes = uq.BayesNet(net, prior_sigma=0.5, init_sigma=0.01)
-    assert bayes.kl() > 0
-    rho = torch.log(torch.expm1(torch.tensor(0.5)))
-    with torch.no_grad():
-        for name, p in bayes.named_parameters():
-            p.copy_(torch.zeros_like(p) if name.startswith("mu_") else torch.full_like(p, rho))
-    assert abs(float(bayes.kl().detach())) < 1e-2
-    a, b = bayes(digits.test.x[:5]), bayes(digits.test.x[:5])
-    assert not torch.allclose(a, b), "each forward pass draws new weights"
+def test_gap_best_method_sweep_epochs_and_metrics_table():
+    frame = pd.DataFrame({"single": [1, 1, 0, 0], "vi": [1, 0, 0, 0]})
+    assert uqs.absolute_gap("vi")(frame) == pytest.approx(0.25)
+    scores = pd.DataFrame({"method": ["single", "vi", "swag"] * 2, "seed": [0] * 3 + [1] * 3,
+                           "fidelity": [0.9, 0.92, 0.95, 0.8, 0.84, 0.7], "accuracy": 0.9,
+                           "variance": 0.0, "disagreement": 0.0, "ece": 0.1})
+    assert uqs.best_method(scores) == "vi"
+    table = uqs.metrics_table(scores).set_index("method")
+    assert table.loc["swag", "fidelity"] == pytest.approx(0.825)
+    assert table.loc["single", "fidelity_std"] == pytest.approx(np.std([0.9, 0.8], ddof=1))
+    cfg = _cfg(epochs=10, query_budget=1000)
+    assert [uqs.sweep_epochs(cfg, b) for b in (250, 1000, 2000)] == [40, 10, 10]
 
 
-def test_laplace_predictive_variance_grows_far_from_data(digits, answers):
-    sur = _make("laplace", digits, epochs=15).fit(*answers)
-    near = digits.test.x[:100]
-    mean_near, cov_near = sur.logit_moments(near)
-    _, cov_far = sur.logit_moments(near * 30)
-    var_near = torch.diagonal(cov_near, dim1=1, dim2=2).mean()
-    var_far = torch.diagonal(cov_far, dim1=1, dim2=2).mean()
-    assert var_far > 10 * var_near
-    samples = sur.member_proba(near)
-    assert uq.member_variance(samples) > 0
-    probit = _make("laplace", digits, link="probit")
-    probit.module.load_state_dict(sur.module.state_dict())
-    assert uq.fidelity(probit.predict_proba(near), mean_near.argmax(1)) > 0.9
+def _outcome(seeds=3, images=200, rng=np.random.default_rng(0)):
+    unit = {"seed": np.repeat(range(seeds), images), "image": np.tile(range(images), seeds), "budget": 1000}
+    same = rng.integers(0, 2, seeds * images)
+    agreement = pd.DataFrame({"single": same, "ensemble": same, "vi": same, **unit})
+    variance = pd.DataFrame({"single": 0.0, "ensemble": 0.001,
+                             "vi": rng.normal(0.01, 0.01, seeds * images), **unit})
+    traces = pd.DataFrame([{"method": m, "seed": k, "epoch": e, "variance": e * 0.01,
+                            "disagreement": 1.0 / e} for m in ("ensemble", "vi")
+                           for k in range(seeds) for e in range(1, 6)])
+    return uqs.Outcome(pd.DataFrame(), traces, agreement, variance)
 
 
-def test_ensemble_of_identical_members_has_zero_variance(digits):
-    net = models.build("mlp", digits.num_classes, digits.in_shape, seed=0)
-    stacked = uq.StackedEnsemble([net, net, net]).eval()
-    with torch.no_grad():
-        members = stacked(digits.test.x[:64]).softmax(-1)
-    assert uq.member_variance(members) == 0.0 and uq.disagreement(members) == 0.0
-    assert torch.allclose(members[0], net.eval()(digits.test.x[:64]).softmax(-1), atol=1e-6)
+def test_claims_holds_does_not_hold_and_inconclusive():
+    cfg = _cfg(uq_methods=["ensemble", "vi"], budgets=[1000])
+    out = _outcome()
+    u1, u2, u2b, u3, u4 = uqs.claims(out, out, "vi", cfg)
+    assert u1.verdict == "holds" and [p["name"] for p in u1.parts] == ["gain_ensemble", "gain_vi"]
+    assert u2.verdict == "does not hold" and u2.ci == [1.0, 1.0] and u2.n == 3 and u2.unit == "seeds"
+    assert u2b.verdict == "holds" and u2b.parts[0]["value"] == pytest.approx(0.2)
+    assert u3.verdict == "inconclusive" and [p["verdict"] for p in u3.parts] == ["holds", "inconclusive"]
+    assert u4.verdict == "holds" and u4.parts[0]["name"] == "gap_1000" and u4.n == 600
+    assert "below 2%" in u1.statement and "at most 0.5 of the peak" in u2.statement
+    assert "(< 0.01)" in u3.statement
 
 
-def test_ensemble_trained_together_matches_one_by_one(digits, answers):
-    together = _make("ensemble", digits, members=3, together=True).fit(*answers)
-    apart = _make("ensemble", digits, members=3, together=False).fit(*answers)
-    x = digits.test.x[:100]
-    assert torch.allclose(together.member_proba(x), apart.member_proba(x), atol=1e-3)
-    assert uq.member_variance(together.member_proba(x)) > 0
+def test_steal_and_score_units_reproduce_the_scores_and_traces(digits):
+    cfg = _cfg(dataset="digits", victim_arch="mlp", epochs=2, members=2, uq_methods=["mc_dropout"])
+    victim = recipes.owner_model(digits, "mlp", epochs=2, seed=0)
+    out = uqs.steal_and_score(victim, digits, cfg, cfg.uq_methods, budget=200, seed=0)
+    scores = out.scores.set_index("method")
+    assert list(scores.index) == ["single", "mc_dropout"] and len(out.agreement) == len(digits.test)
+    for m in scores.index:
+        assert out.agreement[m].mean() == pytest.approx(scores.loc[m, "fidelity"])
+    last = out.traces[out.traces.method == "mc_dropout"].sort_values("epoch").variance.iloc[-1]
+    assert out.variance.mc_dropout.mean() == pytest.approx(last, rel=1e-5)
+    assert (out.variance.single == 0).all() and "seed" not in out.settings["mc_dropout"]
 
 
-def test_metrics_on_known_values():
-    labels = torch.tensor([0, 1, 1, 0])
-    members = torch.tensor([[[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.7, 0.3]],
-                            [[0.8, 0.2], [0.3, 0.7], [0.3, 0.7], [0.6, 0.4]]])
-    assert uq.disagreement(members) == pytest.approx(0.25)
-    assert uq.fidelity(members.mean(0), labels) == 1.0
-    assert uq.ece(torch.tensor([[1.0, 0.0], [0.0, 1.0]]), torch.tensor([0, 1])) == pytest.approx(0.0)
-    assert uq.ece(torch.tensor([[0.9, 0.1]]), torch.tensor([1])) == pytest.approx(0.9)
-
-
-def test_unknown_method_is_refused(digits):
-    with pytest.raises(ValueError, match="choose one of"):
-        _make("dropconnect", digits)
+@pytest.mark.parametrize("argv, fragment", [
+    (["-p", "query_budget=2001"], "query_budget 2001 exceeds the attacker pool of mnist5k (2000 images)"),
+    (["-p", "budgets=250,2500"], "budgets 2500 exceeds the attacker pool"),
+    (["-p", "dataset=digits", "-p", "budgets=100,800"], "budgets 800 exceeds the attacker pool of digits (719 images)"),
+    (["-p", "uq_methods=vi,vi"], "uq_methods ['vi', 'vi'] repeats an entry"),
+    (["-p", "seeds=3,3"], "seeds [3, 3] repeats an entry"),
+])
+def test_bad_sizes_exit_2_with_one_line_before_running(capsys, tmp_path, monkeypatch, argv, fragment):
+    monkeypatch.setenv("IPKIT_RUNS", str(tmp_path / "runs"))
+    code = cli.main(["run", "uq_stealing", *argv])
+    err = capsys.readouterr().err
+    assert code == 2 and fragment in err and err.count("\n") == 1
+    assert not (tmp_path / "runs").exists()

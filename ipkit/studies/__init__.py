@@ -8,3 +8,20 @@ claim rows with their evidence. Its docstring opens with the paper and its link.
 method modules it calls (``watermark``, ``steal``, ``similarity``, ...) stay
 paper-agnostic.
 """
+from __future__ import annotations
+
+from dataclasses import fields
+from typing import Any, TypeVar
+
+C = TypeVar("C", bound="Params")
+
+
+class Params:
+    """Base of a study's ``Config`` dataclass: ``Config.from_params(run.p)`` takes each
+    field from the run's parameters (lists become tuples, so a frozen config hashes)."""
+
+    @classmethod
+    def from_params(cls: type[C], p: Any) -> C:
+        """Build from a run's parameters (``run.p``, or any object with the attributes)."""
+        values = {f.name: getattr(p, f.name) for f in fields(cls)}  # type: ignore[arg-type]
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})

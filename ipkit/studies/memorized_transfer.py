@@ -1,0 +1,594 @@
+"""Memorized examples that transfer to stolen models.
+
+Paper: A. S. Venigalla, "Strongly-transferring memorized examples in deep neural
+networks", M.Eng. thesis, Massachusetts Institute of Technology (advisor A. Madry), 2019;
+MIT DSpace, https://dspace.mit.edu (only the abstract is public).
+
+The owner memorizes a few secret carriers with chosen wrong labels (:mod:`ipkit.watermark`);
+an attacker who never sees them steals a copy through the black-box victim
+(:mod:`ipkit.steal`) from hard labels, from logits (KD at a temperature), or from logits
+and input gradients (Jacobian matching, Srinivas & Fleuret 2018). The transfer rate is the
+share of the victim's memorized carriers on which the copy gives the owner's label, always
+beside its floor: the same rate for an independently trained model.
+
+Reconstructed here: :class:`Setup` builds every model through the cache; the ``*_table``
+functions run the study's experiments and return per-seed scores and per-carrier outcomes
+(one row per memorized carrier, a column per model scored on it); the ``plot_*`` functions
+draw its figures; :func:`claims` turns the tables into the rows M1-M5 (and M2b). The boost
+(memorizing Gaussian neighbours of each carrier) and the geometry statistics are this
+reconstruction's choices, not the thesis's.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor, nn
+
+from .. import cache, data, recipes, results, steal, watermark
+from .. import plots
+from ..data import Splits
+from ..seeds import seed_for
+from ..stats import mean_difference
+from ..study import ParamError
+from . import Params
+from ..train import agreement, evaluate
+
+METHODS = ("labels", "kd", "jacobian")
+LABELS = {"labels": "hard labels", "kd": "logits (KD)", "jacobian": "logits +\ninput gradients",
+          "independent": "independent\n(floor)"}
+STATISTICS = ("nearest_query", "nearest_10", "victim_margin")
+PAPER = "Venigalla 2019, abstract"
+
+
+@dataclass(frozen=True)
+class Hidden:
+    """The study's constants that are not notebook parameters (written to results.json)."""
+
+    nearest_k: int = 10        # the geometry statistic 'nearest_10' averages this many queries
+    grid_seeds: int = 1        # the architecture grid runs the first seed(s) only (a victim per arch)
+
+
+HIDDEN = Hidden()
+
+
+@dataclass(frozen=True)
+class Config(Params):
+    """The notebook's parameters, typed (see the parameters cell for ranges and help);
+    ``Config.from_params(run.p)`` builds it."""
+
+    dataset: str
+    victim_arch: str
+    thief_arch: str
+    wm_kind: str
+    wm_count: int
+    wm_per_batch: int
+    epochs: int
+    steal_method: str
+    methods: tuple[str, ...]
+    alpha: float
+    alphas: tuple[float, ...]
+    temperature: float
+    query_budget: int
+    projections: int
+    projection: str
+    query_perturbation: tuple[str, ...]
+    strengths: tuple[float, ...]
+    ood_source: str
+    grid_archs: tuple[str, ...]
+    boost: bool
+    neighbours: int
+    neighbour_std: float
+    seeds: tuple[int, ...]
+    well_above: float
+    near: float
+    weak: float
+    boost_gain: float
+
+    def perturbation_settings(self) -> list[tuple[str, float]]:
+        """The query sets of figure 4: clean, each perturbation at each strength, and the
+        out-of-distribution pool (strength 0) when ``ood`` is swept."""
+        settings = [("none", 0.0)] + [(k, v) for k in self.query_perturbation if k != "ood"
+                                      for v in self.strengths]
+        return settings + ([("ood", 0.0)] if "ood" in self.query_perturbation else [])
+
+
+def hyperparameters(s: Splits, cfg: Config) -> dict[str, Any]:
+    """The hidden constants and the trainer settings every model of the run uses."""
+    return {**asdict(HIDDEN), "fit": recipes.train_settings(s, cfg.epochs)}
+
+
+def _ood_images(source: str, part: str) -> int | None:
+    """How many images ``steal.ood_pool(source, part=part)`` can draw (None: unlimited)."""
+    if source == "abstract":
+        return None
+    ds = data.load(source)
+    if ds.test is None:
+        return len(ds.train) // 2
+    return len(ds.test) if part == "queries" else len(ds.train)
+
+
+def check_params(values: dict) -> None:
+    """Rules the parameter ranges cannot state, checked before any work: the query budget
+    fits the attacker pool (and the out-of-distribution pool when swept), projections fit
+    the classes, the out-of-distribution source is available and large enough when used,
+    and flipped carriers fit the owner's images; no list repeats an entry (a repeated seed
+    would count its units twice). Raises a one-line ParamError naming the fix."""
+    for name in ("seeds", "methods", "alphas", "query_perturbation", "strengths", "grid_archs"):
+        if len(set(values[name])) < len(values[name]):
+            raise ParamError(f"{name} {values[name]} repeats an entry: give each once")
+    sizes = data.split_sizes(values["dataset"])
+    if values["query_budget"] > sizes["attacker"]:
+        raise ParamError(f"query_budget {values['query_budget']} exceeds the attacker pool "
+                         f"({sizes['attacker']} images): lower query_budget")
+    if values["wm_kind"] == "flipped" and values["wm_count"] > sizes["owner"]:
+        raise ParamError(f"wm_count {values['wm_count']} exceeds the owner's {sizes['owner']} images: "
+                         "lower wm_count")
+    classes = data.load(values["dataset"]).num_classes
+    if values["projections"] > classes:
+        raise ParamError(f"projections {values['projections']} exceeds the {classes} classes: "
+                         "lower projections")
+    ood_queries, ood_carriers = "ood" in values["query_perturbation"], values["wm_kind"] == "ood"
+    if values["ood_source"] == "abstract" or not (ood_queries or ood_carriers):
+        return
+    try:
+        data.available(values["ood_source"])
+    except data.DataError as err:
+        raise ParamError(f"ood_source: {err}") from None
+    for used, part, name in ((ood_queries, "queries", "query_budget"), (ood_carriers, "carriers", "wm_count")):
+        room = _ood_images(values["ood_source"], part)
+        if used and room is not None and values[name] > room:
+            raise ParamError(f"{name} {values[name]} exceeds the {room} images of ood_source "
+                             f"'{values['ood_source']}' for {part}: lower {name} or choose another ood_source")
+
+
+@dataclass
+class Setup:
+    """A run's split and settings; builds every model through the cache.
+
+    Each experiment may override the method, ``alpha``, budget and architectures of
+    ``cfg``; models are trained once per setting.
+    """
+
+    s: Splits
+    cfg: Config
+
+    def carriers(self, seed: int, kind: str | None = None) -> watermark.WatermarkSet:
+        """The owner's memorized set for ``seed``: ``wm_count`` carriers of ``kind``.
+
+        ``flipped`` carriers are owner images with a wrong label; ``ood`` carriers come
+        from ``ood_source`` images the attacker's out-of-distribution pool never holds.
+        """
+        kind, c = kind or self.cfg.wm_kind, self.cfg
+        pool = None
+        if kind == "flipped":
+            pool = (self.s.owner.x, self.s.owner.y)
+        elif kind == "ood":
+            x = steal.ood_pool(c.ood_source, c.wm_count, self.s.in_shape, seed, part="carriers")
+            pool = (x, torch.zeros(len(x), dtype=torch.long))
+        return watermark.memorized_set(kind, c.wm_count, self.s.in_shape, self.s.num_classes,
+                                       seed=seed, pool=pool)
+
+    def victim(self, seed: int, arch: str | None = None, boost: bool = False,
+               kind: str | None = None) -> tuple[nn.Module, watermark.WatermarkSet]:
+        """The owner's model (cached) and its carriers. ``boost``: the owner memorizes each
+        carrier's ``neighbours`` Gaussian neighbours (std ``neighbour_std``) as well, with
+        the carrier's label (:func:`ipkit.watermark.neighbourhood`)."""
+        c = self.cfg
+        wm = self.carriers(seed, kind)
+        train_set = watermark.neighbourhood(wm, c.neighbours, c.neighbour_std, seed) if boost else wm
+        model = recipes.owner_model(self.s, arch or c.victim_arch, epochs=c.epochs, seed=seed,
+                                    wm=train_set, wm_per_batch=c.wm_per_batch)
+        return model, wm
+
+    def floor(self, seed: int, arch: str | None = None) -> nn.Module:
+        """An independently trained model of the thief's architecture (the floor)."""
+        return recipes.independent_model(self.s, arch or self.cfg.thief_arch, epochs=self.cfg.epochs, seed=seed)
+
+    def queries(self, seed: int, perturbation: str = "none", strength: float = 0.0,
+                budget: int | None = None) -> Tensor:
+        """The attacker's ``budget`` queries: from its pool (perturbed) or out of distribution."""
+        budget = budget or self.cfg.query_budget
+        if perturbation == "ood":
+            return steal.ood_pool(self.cfg.ood_source, budget, self.s.in_shape, seed,
+                                  device=self.s.attacker.x.device)
+        x = steal.query_set(self.s.attacker.x, budget, seed=seed)
+        return steal.perturb(x, perturbation, strength, seed=seed)
+
+    def thief(self, victim: nn.Module, seed: int, method: str | None = None, arch: str | None = None,
+              alpha: float | None = None, budget: int | None = None, perturbation: str = "none",
+              strength: float = 0.0) -> nn.Module:
+        """A copy of ``victim`` stolen with ``method`` (cached).
+
+        ``labels``: cross-entropy on the victim's labels; ``kd``: KD at ``temperature`` on
+        its logits; ``jacobian``: KD plus ``alpha`` x Jacobian matching on ``projections``
+        projected input gradients per query (:func:`ipkit.steal.jacobian_distill`).
+        """
+        c = self.cfg
+        method, arch = method or c.steal_method, arch or c.thief_arch
+        alpha = c.alpha if alpha is None else alpha
+        budget = budget or c.query_budget
+        if method not in METHODS:
+            raise ValueError(f"unknown stealing method '{method}': choose one of {', '.join(METHODS)}")
+        settings = recipes.train_settings(self.s, c.epochs)
+        params = dict(victim=victim.ipkit_key, split=self.s.fingerprint, arch=arch, method=method,
+                      budget=budget, temperature=c.temperature, perturbation=perturbation,
+                      strength=strength, seed=seed, fit=settings,
+                      ood=c.ood_source if perturbation == "ood" else None,
+                      jacobian=dict(alpha=alpha, k=c.projections, projection=c.projection)
+                      if method == "jacobian" else None)
+
+        def train(model: nn.Module) -> dict:
+            x = self.queries(seed, perturbation, strength, budget)
+            if method == "jacobian":
+                oracle = steal.GradientVictim(victim, output="logits", budget=budget)
+                steal.jacobian_distill(oracle, x, model, alpha=alpha, temperature=c.temperature,
+                                       k=c.projections, projection=c.projection, seed=seed,
+                                       desc=f"steal jacobian -> {arch}", **settings)
+            else:
+                oracle = steal.Victim(victim, output="labels" if method == "labels" else "logits", budget=budget)
+                steal.distill(oracle, x, model, method="labels" if method == "labels" else "probs",
+                              temperature=c.temperature, seed=seed, desc=f"steal {method} -> {arch}",
+                              **settings)
+            return {"test_acc": evaluate(model, self.s.test.x, self.s.test.y), "queries": oracle.queries}
+
+        return cache.cached_model("memorized-thief", params,
+                                  lambda: recipes.fresh_model(self.s, arch, seed_for("thief", seed)), train)
+
+    def score(self, victim: nn.Module, wm: watermark.WatermarkSet, model: nn.Module) -> dict[str, float]:
+        """Transfer rate (over the carriers the victim memorized), test accuracy and
+        fidelity to the victim of ``model``; the victim's accuracy and memorization."""
+        memorized = watermark.hits(victim, wm)
+        return {"transfer": watermark.transfer_rate(model, wm, memorized),
+                "test_acc": evaluate(model, self.s.test.x, self.s.test.y),
+                "fidelity": agreement(victim, model, self.s.test.x),
+                "victim_acc": evaluate(victim, self.s.test.x, self.s.test.y),
+                "victim_memorized": float(memorized.float().mean())}
+
+
+def _carrier_frame(seed: int, victim: nn.Module, wm: watermark.WatermarkSet,
+                   models: dict[str, nn.Module]) -> pd.DataFrame:
+    """One row per carrier the victim memorized: 1/0 per model, did it give the owner's label."""
+    memorized = watermark.hits(victim, wm).numpy()
+    frame = pd.DataFrame({"seed": seed, "carrier": np.arange(len(wm)),
+                          **{name: watermark.hits(m, wm).numpy().astype(int) for name, m in models.items()}})
+    return frame[memorized].reset_index(drop=True)
+
+
+def method_table(st: Setup, boost: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per seed: the victim (``boost``: the boosted owner), one thief per method of
+    ``methods`` and the independent floor.
+
+    Returns the scores (one row per seed and model: transfer, accuracy, fidelity) and the
+    per-carrier outcomes (one row per memorized carrier, a 0/1 column per method and
+    ``independent``: paired, since every model is scored on the same carriers)."""
+    rows, frames = [], []
+    for seed in st.cfg.seeds:
+        victim, wm = st.victim(seed, boost=boost)
+        models = {m: st.thief(victim, seed, m) for m in st.cfg.methods} | {"independent": st.floor(seed)}
+        rows += [{"seed": seed, "method": name, "boost": boost, **st.score(victim, wm, m)}
+                 for name, m in models.items()]
+        frames.append(_carrier_frame(seed, victim, wm, models).assign(boost=boost))
+    return pd.DataFrame(rows), pd.concat(frames, ignore_index=True)
+
+
+def alpha_table(st: Setup) -> pd.DataFrame:
+    """Transfer of Jacobian-matching thieves for each weight of ``alphas`` (per seed)."""
+    rows = []
+    for seed in st.cfg.seeds:
+        victim, wm = st.victim(seed)
+        for alpha in st.cfg.alphas:
+            rows.append({"seed": seed, "alpha": alpha,
+                         **st.score(victim, wm, st.thief(victim, seed, "jacobian", alpha=alpha))})
+    return pd.DataFrame(rows)
+
+
+def grid_table(st: Setup) -> pd.DataFrame:
+    """Every victim x thief pair of ``grid_archs`` under ``steal_method`` (the first
+    ``grid_seeds`` seeds): one row per memorized carrier with ``stolen`` (the thief's
+    outcome) and ``floor`` (an independent model of the thief's architecture on the same
+    carrier), plus the pair's memorization and fidelity."""
+    frames = []
+    archs = st.cfg.grid_archs
+    for seed in st.cfg.seeds[:HIDDEN.grid_seeds]:
+        for v_arch in archs:
+            victim, wm = st.victim(seed, arch=v_arch)
+            for t_arch in archs:
+                thief = st.thief(victim, seed, arch=t_arch)
+                score = st.score(victim, wm, thief)
+                pair = _carrier_frame(seed, victim, wm, {"stolen": thief, "floor": st.floor(seed, arch=t_arch)})
+                frames.append(pair.assign(victim_arch=v_arch, thief_arch=t_arch, fidelity=score["fidelity"],
+                                          victim_memorized=score["victim_memorized"]))
+    return pd.concat(frames, ignore_index=True)
+
+
+def grid_summary(grid: pd.DataFrame) -> pd.DataFrame:
+    """Per architecture pair: mean transfer, floor, memorization and fidelity."""
+    return (grid.groupby(["victim_arch", "thief_arch"], sort=False)
+            [["victim_memorized", "stolen", "floor", "fidelity"]].mean()
+            .rename(columns={"stolen": "transfer"}).reset_index())
+
+
+def perturbation_table(st: Setup) -> pd.DataFrame:
+    """Transfer under ``steal_method`` when the attacker's queries are perturbed
+    (:meth:`Config.perturbation_settings`): one row per seed, setting and memorized carrier,
+    with ``transferred`` and ``floor`` (the independent model on the same carrier) and the
+    thief's fidelity."""
+    frames = []
+    for seed in st.cfg.seeds:
+        victim, wm = st.victim(seed)
+        indep = st.floor(seed)
+        for kind, strength in st.cfg.perturbation_settings():
+            thief = st.thief(victim, seed, perturbation=kind, strength=strength)
+            frame = _carrier_frame(seed, victim, wm, {"transferred": thief, "floor": indep})
+            frames.append(frame.assign(perturbation=kind, strength=strength,
+                                       fidelity=agreement(victim, thief, st.s.test.x)))
+    return pd.concat(frames, ignore_index=True)
+
+
+def geometry_table(st: Setup) -> pd.DataFrame:
+    """Per memorized carrier: did the ``steal_method`` thief reproduce the owner's label, the
+    distance to the nearest query and the mean distance to the ``nearest_k`` nearest, and the
+    victim's margin."""
+    frames = []
+    for seed in st.cfg.seeds:
+        victim, wm = st.victim(seed)
+        thief = st.thief(victim, seed)
+        queries = st.queries(seed)
+        memorized = watermark.hits(victim, wm)
+        frames.append(pd.DataFrame({
+            "seed": seed, "carrier": np.arange(len(wm)),
+            "transferred": watermark.hits(thief, wm).numpy(),
+            "nearest_query": watermark.nearest_distance(wm, queries, k=1).numpy(),
+            "nearest_10": watermark.nearest_distance(wm, queries, k=HIDDEN.nearest_k).numpy(),
+            "victim_margin": watermark.margin(victim, wm).numpy(),
+        })[memorized.numpy()])
+    return pd.concat(frames, ignore_index=True)
+
+
+def correlation(stat: str, method: str = "spearman") -> Callable[[pd.DataFrame], float]:
+    """The statistic 'absolute correlation of ``stat`` with the 0/1 outcome ``transferred``'
+    (Spearman, or Pearson = point-biserial); NaN where either side is constant."""
+    from scipy.stats import rankdata
+
+    def value(f: pd.DataFrame) -> float:
+        t, x = f.transferred.to_numpy(float), f[stat].to_numpy(float)
+        if len(np.unique(t)) < 2 or len(np.unique(x)) < 2:
+            return float("nan")
+        if method == "spearman":
+            t, x = rankdata(t), rankdata(x)
+        return abs(float(np.corrcoef(t, x)[0, 1]))
+
+    return value
+
+
+def correlations(geo: pd.DataFrame) -> pd.DataFrame:
+    """Spearman and Pearson (point-biserial) correlation of each geometry statistic with
+    whether the carrier transferred; NaN where either side is constant."""
+    t = geo.transferred.astype(float)
+    rows = []
+    for stat in STATISTICS:
+        varied = t.nunique() > 1 and geo[stat].nunique() > 1
+        rows.append({"statistic": stat,
+                     "spearman": t.corr(geo[stat], method="spearman") if varied else float("nan"),
+                     "pearson": t.corr(geo[stat]) if varied else float("nan")})
+    return pd.DataFrame(rows)
+
+
+def boost_pairs(plain: pd.DataFrame, boosted: pd.DataFrame, method: str = "jacobian") -> pd.DataFrame:
+    """One row per carrier (seed, carrier) with ``plain`` and ``boosted``: the ``method``
+    copy's outcome on it under the plain and the boosted owner (NaN where that owner did
+    not memorize the carrier, so each column's mean is that owner's transfer rate)."""
+    a = plain[["seed", "carrier", method]].rename(columns={method: "plain"})
+    b = boosted[["seed", "carrier", method]].rename(columns={method: "boosted"})
+    return a.merge(b, on=["seed", "carrier"], how="outer").sort_values(["seed", "carrier"],
+                                                                        ignore_index=True)
+
+
+def metrics_table(scores: pd.DataFrame) -> pd.DataFrame:
+    """Victim accuracy and memorization, thief accuracy, fidelity and transfer per method:
+    mean over seeds with the spread of the transfer rate."""
+    g = scores.groupby("method", sort=False)
+    table = g[["victim_acc", "victim_memorized", "test_acc", "fidelity", "transfer"]].mean()
+    table["transfer_std"] = g.transfer.std().fillna(0.0)
+    return table.rename(columns={"test_acc": "thief_acc"}).reset_index()
+
+
+# --- claims ------------------------------------------------------------------------------
+
+def claims(carriers: pd.DataFrame, grid: pd.DataFrame, perturbed: pd.DataFrame, geo: pd.DataFrame,
+           boosted: pd.DataFrame | None, cfg: Config) -> list[results.Claim]:
+    """The claim rows M1-M5 and M2b with their evidence.
+
+    Every interval is a two-stage bootstrap (:func:`ipkit.stats.bootstrap_ci`): the seeds,
+    then the memorized carriers within each drawn seed. Paired gaps (a copy minus the floor
+    on the same carriers; the boosted minus the plain owner's copy) resample carriers with
+    both outcomes in one row; M4's correlations resample the (carrier, statistic, outcome)
+    rows. ``carriers``: :func:`method_table`'s per-carrier outcomes of the plain owners;
+    ``grid``, ``perturbed``, ``geo``: :func:`grid_table`, :func:`perturbation_table`,
+    :func:`geometry_table`; ``boosted``: the boosted owners' per-carrier outcomes (None: off).
+    """
+    def part(name, frame, statistic, threshold, side):
+        return results.evidence(name, frame, statistic, threshold=threshold, holds_when=side, unit="carrier")
+
+    def missing(name, threshold, side):  # a quantity this run did not measure: no units, inconclusive
+        return part(name, carriers.iloc[:0], mean_difference("seed", "seed"), threshold, side)
+
+    out_only = [m for m in cfg.methods if m != "jacobian"]
+    m1 = [part("jacobian - floor", carriers, mean_difference("jacobian", "independent"), cfg.well_above, "above")
+          if "jacobian" in cfg.methods else missing("no jacobian copy (methods)", cfg.well_above, "above")]
+    m1 += [part(f"{m} - floor", carriers, mean_difference(m, "independent"), cfg.near, "below") for m in out_only]
+    cross = grid[grid.victim_arch != grid.thief_arch]
+    same = grid[grid.victim_arch == grid.thief_arch]
+
+    def pairs(frame):
+        return [part(f"{v}->{t} - floor", f, mean_difference("stolen", "floor"), cfg.well_above, "above")
+                for (v, t), f in frame.groupby(["victim_arch", "thief_arch"], sort=False)]
+
+    m3 = [part(f"{k} {v:g} - floor" if k != "ood" else "ood pool - floor", f, mean_difference("transferred", "floor"),
+               cfg.well_above, "above")
+          for (k, v), f in perturbed[perturbed.perturbation != "none"].groupby(["perturbation", "strength"],
+                                                                               sort=False)]
+    m4 = [part(f"{stat} abs {how} r", geo, correlation(stat, how), cfg.weak, "below")
+          for stat in STATISTICS for how in ("spearman", "pearson")]
+    m5 = ([part("boosted - plain", boost_pairs(carriers, boosted), mean_difference("boosted", "plain"), cfg.boost_gain,
+                "above")] if boosted is not None and "jacobian" in cfg.methods
+          else [missing("boost off or no jacobian copy", cfg.boost_gain, "above")])
+    return [
+        results.claim("M1", f"Gradient-matching stealing transfers memorized examples (>= floor + "
+                      f"{cfg.well_above:g}); output-only stealing stays near the floor (< floor + {cfg.near:g})",
+                      f"memorized examples transfer under Jacobian stealing, not otherwise ({PAPER})", *m1),
+        results.claim("M2", f"The {cfg.steal_method} transfer holds across architectures (every victim != thief "
+                      f"pair >= its floor + {cfg.well_above:g})",
+                      f"transfer survives an architecture mismatch ({PAPER})",
+                      *(pairs(cross) or [missing("no cross-architecture pair in grid_archs", cfg.well_above,
+                                                  "above")])),
+        results.claim("M2b", f"(beyond the paper) The {cfg.steal_method} transfer holds for every "
+                      f"same-architecture pair of the grid (>= its floor + {cfg.well_above:g})",
+                      "not studied in the abstract", *pairs(same)),
+        results.claim("M3", f"The {cfg.steal_method} transfer holds for every perturbed and out-of-distribution "
+                      f"query set (>= floor + {cfg.well_above:g})",
+                      f"transfer survives perturbations of the query set ({PAPER})", *m3),
+        results.claim("M4", f"Local geometry does not explain which examples transfer (every absolute "
+                      f"r < {cfg.weak:g})",
+                      f"local input geometry is not enough to explain the transfer ({PAPER})", *m4),
+        results.claim("M5", f"Memorizing a neighbourhood of each carrier raises the Jacobian transfer (by >= "
+                      f"{cfg.boost_gain:g})", f"a simple owner-side change boosts the transfer rate ({PAPER})",
+                      *m5),
+    ]
+
+
+# --- figures -----------------------------------------------------------------------------
+
+def _label(m: str) -> str:
+    return LABELS.get(m, m)
+
+
+def plot_methods(scores: pd.DataFrame, title: str = ""):
+    """Figure 1: transfer rate by stealing method, mean and spread over seeds, with the
+    independent model's rate as the floor line."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    frame = scores.assign(label=scores.method.map(_label))
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    sns.barplot(data=frame, x="label", y="transfer", errorbar="sd", capsize=0.1, ax=ax)
+    plots.strip(ax, data=frame, x="label", y="transfer", color="k", size=4)
+    floor = scores[scores.method == "independent"].transfer.mean()
+    ax.axhline(floor, ls="--", c="grey", label=f"floor {floor:.2f}")
+    ax.set(ylim=(0, 1.05), xlabel="", ylabel="transfer rate", title=title)
+    ax.legend(frameon=False)
+    return fig
+
+
+def plot_alpha(frame: pd.DataFrame, floor: float, title: str = ""):
+    """Figure 2: transfer rate against the weight alpha of the gradient term."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    x = frame.assign(pos=frame.alpha.map({a: i for i, a in enumerate(sorted(frame.alpha.unique()))}))
+    sns.lineplot(data=x, x="pos", y="transfer", marker="o", errorbar="sd", ax=ax, label="transfer")
+    sns.lineplot(data=x, x="pos", y="fidelity", marker="s", errorbar="sd", ax=ax, label="fidelity")
+    ax.axhline(floor, ls="--", c="grey", label=f"floor {floor:.2f}")
+    alphas = sorted(frame.alpha.unique())
+    ax.set_xticks(range(len(alphas)), [f"{a:g}" for a in alphas])
+    ax.set(ylim=(0, 1.05), xlabel="alpha (weight of Jacobian matching; 0 = KD only)", ylabel="rate",
+           title=title)
+    ax.legend(frameon=False, loc="center right")
+    return fig
+
+
+def plot_grid(grid: pd.DataFrame, title: str = ""):
+    """Figure 3: victim x thief architecture heat map of transfer (floor in brackets)."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    mean = grid_summary(grid).set_index(["victim_arch", "thief_arch"])
+    rate, floor = mean.transfer.unstack(), mean.floor.unstack()
+    notes = rate.map(lambda v: f"{v:.2f}").astype(str) + floor.map(lambda v: f"\n(floor {v:.2f})")
+    fig, ax = plt.subplots(figsize=(1.8 * len(rate.columns) + 2, 1.3 * len(rate) + 1))
+    sns.heatmap(rate, annot=notes, fmt="", vmin=0, vmax=1, cmap="viridis", ax=ax,
+                cbar_kws={"label": "transfer rate"})
+    ax.set(xlabel="thief architecture", ylabel="victim architecture", title=title)
+    return fig
+
+
+def perturbation_summary(perturbed: pd.DataFrame) -> pd.DataFrame:
+    """Per seed and query set: transfer rate, floor and fidelity (the means of figure 4)."""
+    return (perturbed.groupby(["seed", "perturbation", "strength"], sort=False)
+            [["transferred", "floor", "fidelity"]].mean().rename(columns={"transferred": "transfer"})
+            .reset_index())
+
+
+def plot_perturbation(perturbed: pd.DataFrame, floor: float, title: str = ""):
+    """Figure 4: transfer against perturbation strength, one line per kind, with the
+    out-of-distribution pool as a separate point."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    frame = perturbation_summary(perturbed)
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(9, 3.6), width_ratios=[3, 1], sharey=True)
+    base = frame[frame.perturbation == "none"]
+    lines = frame[frame.perturbation.isin(["noise", "shift"])]
+    lines = pd.concat([lines] + [base.assign(perturbation=k) for k in lines.perturbation.unique()])
+    sns.lineplot(data=lines, x="strength", y="transfer", hue="perturbation", marker="o", errorbar="sd", ax=ax)
+    ax.axhline(floor, ls="--", c="grey", label=f"floor {floor:.2f}")
+    ax.set(ylim=(0, 1.05), xlabel="strength (noise std; shift: x quarter side)", ylabel="transfer rate",
+           title=title)
+    ax.legend(frameon=False)
+    pool = pd.concat([base.assign(pool="attacker\npool"), frame[frame.perturbation == "ood"].assign(pool="OOD\npool")])
+    sns.barplot(data=pool, x="pool", y="transfer", errorbar="sd", capsize=0.1, ax=ax2)
+    ax2.axhline(floor, ls="--", c="grey")
+    ax2.set(xlabel="")
+    return fig
+
+
+def plot_geometry(geo: pd.DataFrame, corr: pd.DataFrame):
+    """Figure 5: per memorized carrier, each geometry statistic for carriers that did and
+    did not transfer, with the correlation in the panel title."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    names = {"nearest_query": "distance to nearest query",
+             "nearest_10": f"mean distance to {HIDDEN.nearest_k} nearest",
+             "victim_margin": "victim's logit margin"}
+    fig, axes = plt.subplots(1, len(STATISTICS), figsize=(4.6 * len(STATISTICS), 3.8))
+    frame = geo.assign(outcome=geo.transferred.map({True: "transferred", False: "not\ntransferred"}))
+    order = ["transferred", "not\ntransferred"]
+    for ax, (_, row) in zip(axes, corr.iterrows()):
+        plots.strip(ax, data=frame, x="outcome", y=row.statistic, order=order, alpha=0.5, size=3)
+        sns.boxplot(data=frame, x="outcome", y=row.statistic, order=order, showfliers=False,
+                    boxprops={"facecolor": "none"}, ax=ax)
+        ax.set(xlabel="", ylabel=names[row.statistic],
+               title=f"Spearman {row.spearman:.2f}, Pearson {row.pearson:.2f}")
+    fig.tight_layout()
+    return fig
+
+
+def plot_boost(frame: pd.DataFrame, title: str = ""):
+    """Figure 6: transfer rate of plain and boosted owners under the same attacks."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    frame = frame[frame.method != "independent"]
+    x = frame.assign(label=frame.method.map(_label), owner=frame.boost.map({False: "plain", True: "boosted"}))
+    fig, ax = plt.subplots(figsize=(7.5, 3.6))
+    sns.barplot(data=x, x="label", y="transfer", hue="owner", errorbar="sd", capsize=0.1, ax=ax)
+    ax.set(ylim=(0, 1.05), xlabel="", ylabel="transfer rate", title=title)
+    ax.legend(frameon=False, loc="upper left")
+    return fig
+
+
+def plot_explore(st: Setup, seed: int, alpha: float, wm_kind: str, query_budget: int):
+    """The Explore view: the ``seed`` owner with ``wm_kind`` carriers stolen by KD and by
+    Jacobian matching at ``alpha`` with ``query_budget`` queries, beside the floor."""
+    victim, wm = st.victim(seed, kind=wm_kind)
+    copies = {"kd": st.thief(victim, seed, "kd", budget=query_budget),
+              "jacobian": st.thief(victim, seed, "jacobian", alpha=alpha, budget=query_budget),
+              "independent": st.floor(seed)}
+    frame = pd.DataFrame([{"method": m, **st.score(victim, wm, c)} for m, c in copies.items()])
+    return plot_methods(frame, title=f"{wm_kind} carriers, alpha {alpha:g}, {query_budget} queries")

@@ -1,0 +1,319 @@
+"""Model stealing with uncertainty-quantification surrogates.
+
+Pape, Däubener, Eisenhofer, Cinà, Schönherr, "On the Limitations of Model Stealing with
+Uncertainty Quantification Models", ESANN 2023 (https://arxiv.org/abs/2305.05293). An
+attacker who knows neither the victim's architecture, weights nor training data trains a
+UQ model instead of a single copy on the victim's answers, hoping that its members
+cover that uncertainty. The paper compares five UQ models and finds only a marginal gain
+in fidelity (label agreement with the victim), because the members come to predict
+alike during training.
+
+What is reconstructed (only the abstract is public, and no code): the five UQ models are
+the standard five of :mod:`ipkit.uncertainty` (deep ensemble, MC dropout, mean-field VI,
+SWAG, last-layer Laplace); the victim learns the owner's split and answers through
+:class:`ipkit.steal.Victim` (probabilities or labels); the copy's architecture may differ
+from the victim's; a surrogate's prediction is the mean of its members' probabilities.
+The single copy is trained exactly like one ensemble member. Per seed: one victim (the
+owner's seed), one query set and one copy per method (both from the run's seed, from
+which each UQ model derives its members' streams). Beyond the paper, a query-budget
+sweep compares the single copy with the best UQ model at every budget.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Sequence
+
+import pandas as pd
+from torch import nn
+
+from .. import data, plots, recipes, results, stats, steal, widgets
+from .. import uncertainty as uq
+from ..data import Splits
+from ..results import Claim
+from ..study import ParamError
+from . import Params
+
+# Hidden hyper-parameters of the study (recorded in results.json with each method's settings).
+HYPERPARAMETERS: dict[str, Any] = {
+    "monitor": 500,   # first test images on which the members' diversity is traced per epoch
+    "ece_bins": 15,   # equal-width confidence bins of the expected calibration error
+}
+METRICS = ("fidelity", "accuracy", "variance", "disagreement", "ece")
+
+
+@dataclass(frozen=True)
+class Config(Params):
+    """The notebook's parameters that shape the run (``Config.from_params(run.p)``)."""
+
+    dataset: str
+    victim_arch: str
+    thief_arch: str
+    victim_output: str
+    epochs: int
+    query_budget: int
+    budgets: tuple[int, ...]
+    members: int
+    uq_methods: tuple[str, ...]
+    seeds: tuple[int, ...]
+    marginal: float
+    falls_to: float
+    low_variance: float
+
+
+def check_params(values: dict) -> None:
+    """Rules the parameter ranges cannot state, checked by ``ipkit run`` before any work:
+    every query budget fits the attacker pool, and the lists name each budget, method
+    and seed once. Raises a one-line ParamError naming the fix."""
+    pool = data.split_sizes(values["dataset"])["attacker"]
+    for name in ("query_budget", "budgets"):
+        given = values[name] if isinstance(values[name], list) else [values[name]]
+        if max(given) > pool:
+            raise ParamError(f"{name} {max(given)} exceeds the attacker pool of {values['dataset']} "
+                             f"({pool} images): lower {name}")
+    for name in ("budgets", "uq_methods", "seeds"):
+        if len(set(values[name])) != len(values[name]):
+            raise ParamError(f"{name} {values[name]} repeats an entry: give each once")
+
+
+def hyperparameters(s: Splits, cfg: Config, settings: dict[str, dict]) -> dict[str, Any]:
+    """:data:`HYPERPARAMETERS`, the trainer settings of every copy, the epochs of each
+    budget of the sweep and each method's surrogate settings in the main comparison
+    (``settings``: :attr:`Outcome.settings`) and the UQ models' seed streams."""
+    return {**HYPERPARAMETERS, "fit": recipes.train_settings(s, cfg.epochs), "seed_streams": uq.SEED_STREAMS,
+            "sweep_epochs": {b: sweep_epochs(cfg, b) for b in cfg.budgets}, "surrogates": settings}
+
+
+# ---------------------------------------------------------------- the experiment
+
+def victims(s: Splits, cfg: Config) -> dict[int, nn.Module]:
+    """The victim of every seed (the owner's model, cached)."""
+    return {seed: recipes.owner_model(s, cfg.victim_arch, epochs=cfg.epochs, seed=seed) for seed in cfg.seeds}
+
+
+@dataclass
+class Outcome:
+    """Measurements of stealing runs: per (seed, method) scores, per (seed, method, epoch)
+    diversity traces, and the per-unit outcomes the claims resample, one row per unit
+    and a column per method: agreement with the victim on each test image, and the
+    members' variance on each monitor image at the end of training."""
+
+    scores: pd.DataFrame
+    traces: pd.DataFrame
+    agreement: pd.DataFrame
+    variance: pd.DataFrame
+    settings: dict[str, dict] = field(default_factory=dict)
+
+
+def steal_and_score(victim: nn.Module, s: Splits, cfg: Config, methods: Sequence[str], *, budget: int,
+                    seed: int, epochs: int | None = None, members: int | None = None) -> Outcome:
+    """Steal ``victim`` with the single copy and each UQ method in ``methods`` from
+    ``budget`` queries and score them on the test set (``epochs``, ``members``: the
+    config's unless given)."""
+    victim_labels = steal.Victim(victim).query(s.test.x).argmax(1)
+    monitor = s.test.x[:HYPERPARAMETERS["monitor"]]
+    rows, traces, agree, var, settings = [], [], {}, {}, {}
+    for method in ["single", *[m for m in methods if m != "single"]]:
+        sur = uq.stolen_surrogate(method, victim, s, cfg.thief_arch, budget=budget,
+                                  monitor=HYPERPARAMETERS["monitor"], output=cfg.victim_output,
+                                  members=members or cfg.members, epochs=epochs or cfg.epochs, seed=seed)
+        members_proba = sur.member_proba(s.test.x)
+        row = uq.scores(members_proba, victim_labels, s.test.y, bins=HYPERPARAMETERS["ece_bins"])
+        rows.append({"method": method, "seed": seed, "budget": budget, **row})
+        traces += [{"method": method, "seed": seed, **t} for t in sur.trace]
+        agree[method] = (members_proba.mean(0).argmax(-1) == victim_labels).int().cpu().numpy()
+        var[method] = uq.input_variance(sur.member_proba(monitor)).cpu().numpy()
+        settings[method] = {k: v for k, v in sur.settings().items() if k != "seed"}
+    unit = {"budget": budget, "seed": seed}
+    return Outcome(pd.DataFrame(rows), pd.DataFrame(traces),
+                   pd.DataFrame(agree).assign(**unit, image=range(len(victim_labels))),
+                   pd.DataFrame(var).assign(**unit, image=range(len(monitor))), settings)
+
+
+def concat(outcomes: list[Outcome]) -> Outcome:
+    """The outcomes of several runs as one (rows stacked; settings merged)."""
+    return Outcome(*(pd.concat([getattr(o, f) for o in outcomes], ignore_index=True)
+                     for f in ("scores", "traces", "agreement", "variance")),
+                   {k: v for o in outcomes for k, v in o.settings.items()})
+
+
+def compare(victims: dict[int, nn.Module], s: Splits, cfg: Config,
+            progress: Callable[..., Iterable] = iter) -> Outcome:
+    """The main comparison: every seed's single copy and UQ surrogates at ``query_budget``."""
+    return concat([steal_and_score(victims[seed], s, cfg, cfg.uq_methods, budget=cfg.query_budget, seed=seed)
+                   for seed in progress(cfg.seeds, desc="seeds")])
+
+
+def best_method(scores: pd.DataFrame) -> str:
+    """The UQ method with the highest mean fidelity (the single copy excluded)."""
+    return str(scores[scores.method != "single"].groupby("method").fidelity.mean().idxmax())
+
+
+def sweep_epochs(cfg: Config, budget: int) -> int:
+    """Epochs at ``budget`` in the sweep: at least as many optimiser steps as the main
+    comparison (``epochs * query_budget / budget``), never fewer than ``epochs``."""
+    return max(cfg.epochs, round(cfg.epochs * cfg.query_budget / budget))
+
+
+def sweep(victims: dict[int, nn.Module], s: Splits, cfg: Config, method: str,
+          progress: Callable[..., Iterable] = iter) -> Outcome:
+    """The single copy and ``method`` at every budget of ``cfg.budgets`` and every seed."""
+    return concat([steal_and_score(victims[seed], s, cfg, [method], budget=b, seed=seed,
+                                   epochs=sweep_epochs(cfg, b))
+                   for b in progress(cfg.budgets, desc="budgets") for seed in cfg.seeds])
+
+
+def metrics_table(scores: pd.DataFrame) -> pd.DataFrame:
+    """Every metric per method, mean over seeds, with the seed spread of the fidelity."""
+    table = scores.groupby("method", sort=False)[list(METRICS)].mean()
+    table.insert(1, "fidelity_std", scores.groupby("method", sort=False).fidelity.std().fillna(0.0))
+    return table.reset_index()
+
+
+def trace_curves(traces: pd.DataFrame, method: str, column: str = "variance") -> pd.DataFrame:
+    """One row per seed: ``method``'s ``column`` after each training epoch (a column per
+    epoch) and the ``seed``."""
+    curves = traces[traces.method == method].pivot(index="seed", columns="epoch", values=column)
+    return curves.reset_index()
+
+
+def last_over_peak(curves: pd.DataFrame) -> float:
+    """Last value over peak of the seed-mean curve (rows of :func:`trace_curves`)."""
+    curve = curves.drop(columns="seed").mean()
+    return float(curve.iloc[-1] / curve.max()) if curve.max() > 0 else float("nan")
+
+
+def _at_budget(agreement: pd.DataFrame, budget: int, method: str) -> pd.DataFrame:
+    return agreement.loc[agreement.budget == budget, ["seed", method, "single"]]
+
+
+def absolute_gap(method: str, baseline: str = "single") -> stats.Statistic:
+    """The statistic ``|mean(method) - mean(baseline)|`` of two paired columns."""
+    return lambda f: abs(float(f[method].mean() - f[baseline].mean()))
+
+
+# ---------------------------------------------------------------- claims
+
+def claims(outcome: Outcome, swept: Outcome, best: str, cfg: Config) -> list[Claim]:
+    """U1-U4 (and U2b), one Evidence per UQ method (U1-U3) or budget (U4).
+
+    Resampled: U1 and U4, the seeds and within each seed the test images, the single
+    copy's and the surrogate's agreement on one image staying paired; U3, the seeds and
+    within each the monitor images; U2 and U2b, the seeds (each seed's training curve is
+    one unit; the statistic is last over peak of the mean curve).
+    """
+    methods = [m for m in cfg.uq_methods if m != "single"]
+
+    def falls(column: str) -> list[results.Evidence]:
+        return [results.evidence(f"last/peak_{m}", trace_curves(outcome.traces, m, column), last_over_peak,
+                                 threshold=cfg.falls_to, holds_when="below", unit="seed", group=None)
+                for m in methods]
+
+    rule = f"(last at most {cfg.falls_to:g} of the peak) for every UQ model"
+    return [
+        results.claim(
+            "U1", f"Every UQ model's mean fidelity gain over the single copy is below {cfg.marginal:.0%} (marginal)",
+            "only marginal improvement in fidelity over a single stolen model",
+            *[results.evidence(f"gain_{m}", outcome.agreement[["seed", m, "single"]], stats.mean_difference(m, "single"),
+                               threshold=cfg.marginal, holds_when="below", unit="test image")
+              for m in methods]),
+        results.claim("U2", f"Member variance falls as training proceeds {rule}",
+                      "members come to predict alike during training", *falls("variance")),
+        results.claim("U2b", f"Pairwise disagreement of the members falls as training proceeds {rule}",
+                      "members come to predict alike during training", *falls("disagreement")),
+        results.claim(
+            "U3", f"Member variance ends low (< {cfg.low_variance:g}) for every UQ model",
+            "the diversity is too small to exploit",
+            *[results.evidence(f"variance_{m}", outcome.variance[["seed", m]], stats.mean_of(m),
+                               threshold=cfg.low_variance, holds_when="below", unit="monitor image")
+              for m in methods]),
+        results.claim(
+            "U4", f"(beyond the paper) The gap between {best} and the single copy stays below "
+                  f"{cfg.marginal:.0%} at every query budget",
+            "not studied (the paper uses one budget)",
+            *[results.evidence(f"gap_{b}", _at_budget(swept.agreement, b, best), absolute_gap(best),
+                               threshold=cfg.marginal, holds_when="below", unit="test image")
+              for b in cfg.budgets]),
+    ]
+
+
+# ---------------------------------------------------------------- figures and widgets
+
+def plot_fidelity(frame: pd.DataFrame, marginal: float, title: str = ""):
+    """Left: fidelity per method (mean, seed spread as error bars). Right: fidelity gain
+    over the single copy of the same seed, with the +-``marginal`` band shaded."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    order = list(dict.fromkeys(frame.method))
+    base = frame[frame.method == "single"].set_index("seed").fidelity
+    gain = frame[frame.method != "single"].assign(gain=lambda d: d.fidelity - d.seed.map(base))
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.8))
+    sns.barplot(data=frame, x="method", y="fidelity", order=order, errorbar="sd", capsize=0.1, ax=a)
+    lo = max(0.0, frame.fidelity.min() - 0.05)
+    a.set(ylim=(lo, min(1.0, frame.fidelity.max() + 0.03)), xlabel="", title="Fidelity to the victim")
+    sns.barplot(data=gain, x="method", y="gain", order=order[1:], errorbar="sd", capsize=0.1, ax=b)
+    b.axhspan(-marginal, marginal, color="grey", alpha=0.2, label=f"|gain| < {marginal:.0%} (marginal)")
+    b.axhline(0, color="black", lw=0.8)
+    b.set(xlabel="", ylabel="fidelity gain", title="Gain over the single copy")
+    b.legend(loc="upper right", frameon=False)
+    for ax in (a, b):
+        ax.tick_params(axis="x", rotation=20)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_diversity(traces: pd.DataFrame):
+    """Prediction variance and pairwise disagreement of the members per training epoch,
+    per UQ method (mean over seeds; log scale); the single copy is left out."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    for ax, col in zip(axes, ("variance", "disagreement")):
+        sns.lineplot(data=traces[traces.method != "single"], x="epoch", y=col, hue="method",
+                     marker="o", errorbar="sd", ax=ax)
+        ax.set(yscale="log", xlabel="training epoch", title=f"Member {col} during training")
+    axes[0].get_legend().remove()
+    axes[1].legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def plot_budget(frame: pd.DataFrame, methods: list[str]):
+    """Fidelity against the number of queries for ``methods`` (mean and seed spread)."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    sns.lineplot(data=frame[frame.method.isin(methods)], x="budget", y="fidelity", hue="method",
+                 marker="o", errorbar="sd", ax=ax)
+    budgets = sorted(frame.budget.unique())
+    ax.set(xscale="log", xlabel="query budget", title="Fidelity vs query budget")
+    ax.set_xticks(budgets, [str(b) for b in budgets])
+    ax.minorticks_off()
+    ax.legend(frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def explore(victims: dict[int, nn.Module], s: Splits, cfg: Config) -> None:
+    """Widgets: the first seed's victim stolen by the single copy and one UQ method with
+    another budget or number of members."""
+    seed = cfg.seeds[0]
+
+    def steal_with(budget: int = cfg.query_budget, n_members: int = cfg.members,
+                   method: str = cfg.uq_methods[0]) -> None:
+        frame = steal_and_score(victims[seed], s, cfg, [method], budget=budget, seed=seed,
+                                members=n_members).scores
+        m = frame.set_index("method").loc[method]
+        plots.bars(frame.melt(id_vars=["method"], value_vars=["fidelity", "accuracy"], var_name="metric"),
+                   x="metric", y="value", hue="method",
+                   title=f"{budget} queries, {n_members} members: variance {m.variance:.2g}, "
+                         f"disagreement {m.disagreement:.2g}")
+
+    widgets.explore(
+        steal_with,
+        budget=widgets.slider(cfg.query_budget, 50, len(s.attacker), 50, "queries"),
+        n_members=widgets.slider(cfg.members, 2, 20, 1, "members"),
+        method=widgets.dropdown(list(cfg.uq_methods), cfg.uq_methods[0], "UQ method"))

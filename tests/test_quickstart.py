@@ -1,0 +1,97 @@
+"""The quickstart study (ipkit.studies.quickstart): its per-unit tables, summary, claims
+and the parameter rules checked before a run."""
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from ipkit import cli, study
+from ipkit.studies import quickstart as qs
+from ipkit.watermark import WatermarkSet
+
+
+class Fixed(nn.Module):
+    """A 'model' whose logits pick ``labels[i]`` for the i-th input it is given."""
+
+    def __init__(self, labels):
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(()))
+        self.labels = torch.tensor(labels)
+
+    def forward(self, x):
+        return nn.functional.one_hot(self.labels[: len(x)], 3).float() + 0 * self.w
+
+
+def _cfg(**kw):
+    values = study.resolve(study.get_study("quickstart"), "default", {})
+    return qs.Config.from_params(type("P", (), {**values, **kw}))
+
+
+def test_config_from_the_notebook_parameters():
+    cfg = _cfg()
+    assert cfg.seeds == (0, 1, 2, 3, 4) and cfg.query_budget == 2000 and cfg.wm_embedded == 0.95
+
+
+def test_carrier_hits_and_image_agreement_one_row_per_unit():
+    wm = WatermarkSet(torch.zeros(4, 1, 2, 2), torch.tensor([0, 1, 2, 0]), "noise")
+    models = {"victim": Fixed([0, 1, 2, 0]), "thief": Fixed([0, 1, 0, 0]), "independent": Fixed([1, 1, 1, 1])}
+    hits = qs.carrier_hits(models, wm, seed=3)
+    assert list(hits.columns) == ["seed", "carrier", "victim", "thief", "independent"]
+    assert hits.victim.tolist() == [1, 1, 1, 1] and hits.thief.tolist() == [1, 1, 0, 1]
+    assert hits.independent.tolist() == [0, 1, 0, 0] and set(hits.seed) == {3}
+    s = type("S", (), {"test": type("T", (), {"x": torch.zeros(4, 1, 2, 2)})})
+    agree = qs.image_agreement(models, s, seed=3)
+    assert list(agree.columns) == ["seed", "image", "thief", "independent"]
+    assert agree.thief.tolist() == [1, 1, 0, 1] and agree.independent.tolist() == [0, 1, 0, 0]
+
+
+def test_summary_gives_mean_and_spread_per_model():
+    scores = pd.DataFrame({"model": ["victim", "thief"] * 2, "seed": [0, 0, 1, 1],
+                           "test_acc": [0.9, 0.8, 0.7, 0.6], "fidelity": [1.0, 0.9, 1.0, 0.7],
+                           "wm_acc": [1.0, 0.1, 1.0, 0.3]})
+    table = qs.summary(scores).set_index("model")
+    assert table.loc["thief", "fidelity_mean"] == pytest.approx(0.8)
+    assert table.loc["victim", "test_acc_std"] == pytest.approx(np.std([0.9, 0.7], ddof=1))
+    assert list(table.index) == ["victim", "thief"]
+
+
+def _carriers(victim, thief, independent, seeds=3, n=40):
+    rng = np.random.default_rng(0)
+    rows = [{"seed": k, "carrier": i, "victim": int(rng.random() < victim),
+             "thief": int(rng.random() < thief), "independent": int(rng.random() < independent)}
+            for k in range(seeds) for i in range(n)]
+    return pd.DataFrame(rows)
+
+
+def test_claims_holds_does_not_hold_and_inconclusive():
+    cfg = _cfg()
+    carriers = _carriers(victim=1.0, thief=0.2, independent=0.1)
+    agree = pd.DataFrame({"seed": np.repeat([0, 1, 2], 100), "image": np.tile(range(100), 3),
+                          "thief": np.tile([1, 0], 150), "independent": 1})
+    q1, q2, q3 = qs.claims(carriers, agree, cfg)
+    assert q1.verdict == "holds" and q1.ci == [1.0, 1.0] and q1.n == 120
+    assert q2.verdict == "does not hold" and q2.threshold == 0.90 and "above 0.9)" in q2.statement
+    assert q3.verdict == "inconclusive" and q3.ci[0] < 0.10 < q3.ci[1]
+    assert "less than 0.1 above" in q3.statement
+
+
+def test_claims_statements_follow_the_thresholds():
+    cfg = _cfg(wm_embedded=0.5, transfer_margin=0.3)
+    carriers = _carriers(victim=0.8, thief=0.1, independent=0.1)
+    agree = pd.DataFrame({"seed": 0, "image": range(10), "thief": 1, "independent": 1})
+    q1, _, q3 = qs.claims(carriers, agree, cfg)
+    assert "above 0.5)" in q1.statement and q1.verdict == "holds" and q3.verdict == "holds"
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["-p", "query_budget=2001"], "query_budget 2001 exceeds the attacker pool of mnist5k (2000 images)"),
+    (["-p", "dataset=digits", "-p", "query_budget=800"], "attacker pool of digits (719 images)"),
+    (["-p", "seeds=1,2,1"], "repeat a seed"),
+])
+def test_bad_sizes_exit_2_with_one_line_before_running(capsys, tmp_path, monkeypatch, argv, fragment):
+    monkeypatch.setenv("IPKIT_RUNS", str(tmp_path / "runs"))
+    code = cli.main(["run", "quickstart", *argv])
+    err = capsys.readouterr().err
+    assert code == 2 and fragment in err and err.count("\n") == 1
+    assert not (tmp_path / "runs").exists()

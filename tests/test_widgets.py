@@ -1,0 +1,70 @@
+"""Explore panels (ipkit.widgets): one panel per call, the figure as the only thing a redraw
+leaves, a status line while computing, and a static fallback for readers without a kernel."""
+import time
+
+import matplotlib.pyplot as plt
+import pytest
+
+from ipkit import train, widgets
+
+WIDGET_VIEW = widgets.WIDGET_VIEW
+
+
+def _bars(seen):
+    def draw(bars: int = 2, style: str = "a"):
+        seen.append((bars, train.quiet()))
+        fig, ax = plt.subplots(figsize=(2, 1.5))
+        ax.bar(range(bars), range(1, bars + 1))
+    return draw
+
+
+def test_redraw_shows_the_new_figure_quickly_with_progress_off(monkeypatch):
+    monkeypatch.delenv("IPKIT_QUIET", raising=False)
+    monkeypatch.delenv("CI", raising=False)
+    seen = []
+    panel = widgets.Panel(_bars(seen), {"bars": widgets.slider(2, 1, 9, 1, "bars")})
+    first = panel.draw()
+    statuses = []
+    panel.status.observe(lambda change: statuses.append(change["new"]), names="value")
+    started = time.perf_counter()
+    panel.controls["bars"].value = 5
+    redraw_s = time.perf_counter() - started
+    assert seen == [(2, True), (5, True)] and not train.quiet()
+    assert statuses == ["computing bars = 5 ...", ""]
+    assert panel.png == first and first.startswith(b"\x89PNG") and not plt.get_fignums()
+    assert redraw_s < 1.0, f"one redraw of a cheap figure took {redraw_s:.2f} s"
+
+
+def test_bundle_carries_the_first_figure_and_the_values_as_fallback():
+    panel = widgets.Panel(_bars([]), {"bars": widgets.slider(3, 1, 9, 1, "bars"),
+                                      "style": ["a", "b"]})
+    before = panel.bundle()
+    assert set(before) == {WIDGET_VIEW, "text/plain"}
+    panel.draw()
+    after = panel.bundle()
+    assert after["text/plain"] == "Explore: bars = 3, style = 'a'"
+    assert after[WIDGET_VIEW]["model_id"] == panel.view.model_id and "image/png" in after
+
+
+def test_first_draw_raises_a_callback_error():
+    def broken(bars: int = 1):
+        raise RuntimeError("no model")
+
+    panel = widgets.Panel(broken, {"bars": widgets.slider(1, 1, 3, 1, "bars")})
+    with pytest.raises(RuntimeError, match="no model"):
+        panel.draw(raise_errors=True)
+    assert panel.status.value == ""
+
+
+def test_explore_in_a_kernel_leaves_one_panel_and_only_its_figure(explore_notebook):
+    from nbclient import NotebookClient
+
+    NotebookClient(explore_notebook, timeout=120, kernel_name="python3").execute()
+    outputs = explore_notebook.cells[1].outputs
+    assert len(outputs) == 1 and outputs[0].output_type == "display_data"
+    data = outputs[0].data
+    assert set(data) == {WIDGET_VIEW, "image/png", "text/plain"} and data["text/plain"] == "Explore: bars = 2"
+    state = explore_notebook.metadata.widgets["application/vnd.jupyter.widget-state+json"]["state"]
+    captured = [m["state"]["outputs"] for m in state.values() if m["model_name"] == "OutputModel"]
+    assert len(captured) == 1 and [set(o["data"]) for o in captured[0]] == [{"image/png", "text/plain"}]
+    assert not any(m["model_name"] == "FloatProgressModel" for m in state.values())
