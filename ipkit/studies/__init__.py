@@ -18,10 +18,12 @@ C = TypeVar("C", bound="Params")
 
 class Params:
     """Base of a study's ``Config`` dataclass: ``Config.from_params(run.p)`` takes each
-    field from the run's parameters (lists become tuples, so a frozen config hashes)."""
+    field from the run's parameters (a list becomes a tuple where the field is declared a
+    tuple, so a frozen config hashes)."""
 
     @classmethod
     def from_params(cls: type[C], p: Any) -> C:
-        """Build from a run's parameters (``run.p``, or any object with the attributes)."""
-        values = {f.name: getattr(p, f.name) for f in fields(cls)}  # type: ignore[arg-type]
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+        """Build from a run's parameters: ``run.p``, or a dict of the resolved values."""
+        values = p if isinstance(p, dict) else vars(p)
+        return cls(**{f.name: tuple(values[f.name]) if str(f.type).startswith("tuple")
+                      else values[f.name] for f in fields(cls)})  # type: ignore[arg-type]

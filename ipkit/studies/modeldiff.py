@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 import numpy as np
@@ -38,6 +38,7 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
+from . import Params
 from .. import cache, models, plots, recipes, results, steal, stats, transforms
 from ..data import Splits, TensorData
 from ..results import Claim
@@ -85,7 +86,7 @@ HYPERPARAMETERS: dict[str, Any] = {
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(Params):
     """The notebook's parameters (see its parameters cell for ranges and help)."""
 
     dataset: str
@@ -106,12 +107,6 @@ class Config:
     m3_min_correctness: float
     m3_max_weight_applicable: float
     m4_min_gain: float
-
-    @classmethod
-    def from_params(cls, p: Any) -> "Config":
-        """From ``run.p`` (or a dict of the resolved parameters)."""
-        values = p if isinstance(p, dict) else vars(p)
-        return cls(**{f.name: values[f.name] for f in fields(cls)})
 
     def authors_probe(self) -> dict[str, Any]:
         """ModelDiff's PGD options in the authors protocol (their eps and step in pixels)."""

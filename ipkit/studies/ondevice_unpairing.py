@@ -18,7 +18,7 @@ sibling pair, attacked input, test example), the reducers behind the claims, the
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -27,6 +27,7 @@ import torch
 from scipy.stats import spearmanr
 from torch import Tensor, nn
 
+from . import Params
 from .. import attacks, compression, plots, recipes, results, similarity, unpairing
 from ..data import Splits
 from ..results import Claim
@@ -46,7 +47,7 @@ HYPERPARAMETERS: dict[str, Any] = {
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(Params):
     """The notebook's parameters (see its parameters cell for ranges and help)."""
 
     dataset: str
@@ -72,12 +73,6 @@ class Config:
     c3_min_cut: float
     c3_max_acc_drop: float
     c4_min_ratio: float
-
-    @classmethod
-    def from_params(cls, p: Any) -> "Config":
-        """From ``run.p`` (or a dict of the resolved parameters)."""
-        values = p if isinstance(p, dict) else vars(p)
-        return cls(**{f.name: values[f.name] for f in fields(cls)})
 
     @property
     def pgd_step(self) -> float:
