@@ -75,6 +75,9 @@ def _dispatch(jobs: list[parallel.Job], args: argparse.Namespace) -> list[parall
                                  gpus_per_run=args.gpus_per_run, address=args.address)
     except ParamError as err:
         return _fail(str(err))
+    except parallel.RayError as err:
+        print(f"ipkit: error: {err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("ipkit: interrupted", file=sys.stderr)
         return 130
@@ -110,12 +113,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     outcomes = _dispatch(jobs, args)
     if isinstance(outcomes, int):
         return outcomes
-    for o in outcomes:
-        results_json = o.job.dest / "results.json"
-        if o.ok and args.timings and (o.job.dest / "timings.md").exists():
-            print((o.job.dest / "timings.md").read_text())
-        if o.ok and results_json.exists():
-            for c in json.loads(results_json.read_text())["claims"]:
+    for o in outcomes:  # this run's own files: another run may have published to o.job.dest since
+        if o.ok and args.timings and "timings.md" in o.files:
+            print(o.files["timings.md"].decode())
+        if o.ok and "results.json" in o.files:
+            for c in json.loads(o.files["results.json"])["claims"]:
                 print(f"  {o.job.study} {c['id']} {sweep.verdict(c)}: {c['measured']}")
     return _failures(outcomes)
 
@@ -146,6 +148,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         return outcomes
     errors = {o.job.setting: o.error for o in outcomes if not o.ok}
     table = sweep.summary(points, {s.name: root / s.name for s in points}, errors)
+    root.mkdir(parents=True, exist_ok=True)
     write_table(table, root / "summary")
     plots.theme()
     plots.savefig(plots.sweep_verdicts(table, f"{info.id}: sweep {sweep_id}"), root / "summary")

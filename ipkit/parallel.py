@@ -33,6 +33,10 @@ RAY_MISSING = ("running several notebooks at once needs Ray: pip install 'ipkit[
                "(make setup installs it), or use --jobs 1")
 
 
+class RayError(RuntimeError):
+    """Ray could not be started or joined; the message says what to try."""
+
+
 @dataclass(frozen=True)
 class Job:
     """One notebook run: ``params`` are the values set on top of ``profile``; the run's
@@ -110,7 +114,7 @@ def execute(job: Job, threads: int | None = None, env: dict[str, str] | None = N
             except Exception as err:  # a dead kernel, a missing notebook: report, don't stop the others
                 error = f"{type(err).__name__}: {err}"
         out = Path(tmp) / "figures" / job.study / job.profile
-        if not error and executed.exists():
+        if not error and out.exists() and executed.exists():
             timings.add_sections(out, job.study, job.profile, executed, since=started)
             publish_notebook(executed, out / job.notebook.name)
         files = {} if error or not out.exists() else \
@@ -262,7 +266,12 @@ def _run_on_ray(jobs, at_once, cpus_per_run, gpus_per_run, address, bar) -> list
     started_here = not ray.is_initialized()
     if started_here:
         options = {"address": address} if address else {"include_dashboard": False}
-        ray.init(log_to_driver=False, logging_level="ERROR", **options)
+        try:
+            ray.init(log_to_driver=False, logging_level="ERROR", **options)
+        except Exception as err:  # Ray's own start-up errors have no common type
+            where = f"join the Ray cluster at {address}" if address else "start a local Ray"
+            raise RayError(f"could not {where} ({str(err).splitlines()[0]}): try again, "
+                           "or use --jobs 1") from None
     try:
         warning = cache_warning(address)
         if warning:

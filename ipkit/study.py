@@ -224,7 +224,7 @@ def lookup(info: StudyInfo, name: str) -> Param:
     :class:`ParamError` listing the parameters there are."""
     if name not in info.params or name == "profile":
         hint = " (use --profile)" if name == "profile" else ""
-        raise ParamError(f"unknown parameter '{name}' for study '{info.id}'{hint}: choose one of "
+        raise ParamError(f"unknown parameter {name!r} for study '{info.id}'{hint}: choose one of "
                          f"{', '.join(n for n in info.params if n != 'profile')}")
     return info.params[name]
 
@@ -394,8 +394,8 @@ class Run:
     """The context of one study run: resolved parameters and where its outputs go.
 
     ``run.p`` holds the parameters; :meth:`savefig`, :meth:`table` and :meth:`record` write
-    into the run's private folder ``run.out`` (:func:`run_folder`; its id is
-    ``IPKIT_RUN_ID`` when ``ipkit run`` sets it, else a new one). :meth:`record` writes
+    into the run's private folder ``run.out`` (:func:`run_folder`, under a new run id).
+    :meth:`record` writes
     results last and then publishes the folder as a whole to ``run.published``,
     ``figures/<study>/<profile>/`` (:func:`publish`), so concurrent runs never mix files.
     """
@@ -409,7 +409,7 @@ class Run:
         self.values = values
         self.p = SimpleNamespace(**values)
         self.device = default_device()
-        self.run_id = os.environ.get("IPKIT_RUN_ID") or new_run_id()
+        self.run_id = new_run_id()
         self.out = run_folder(self.study, self.profile, self.run_id)
         self.out.mkdir(parents=True, exist_ok=True)
         self.published = figures_dir() / self.study / self.profile

@@ -65,6 +65,102 @@ def test_remote_address_with_local_cache_warns(monkeypatch, tmp_path):
     assert parallel.cache_warning("ray://head.cluster:10001") is None
 
 
+class FakeRay:
+    """Enough of Ray's API to follow run_jobs' dispatch: tasks finish in submission order;
+    with ``interrupt_at`` the n-th wait raises KeyboardInterrupt (Ctrl-C)."""
+
+    def __init__(self, interrupt_at=None):
+        self.interrupt_at, self.waits, self.cancelled, self.results = interrupt_at, 0, [], {}
+        self.in_flight = self.most_in_flight = 0
+
+    def is_initialized(self):
+        return True
+
+    def cluster_resources(self):
+        return {"CPU": 2.0}
+
+    def remote(self, fn):
+        fake = self
+
+        class Task:
+            def options(self, **kwargs):
+                fake.options = kwargs
+                return self
+
+            def remote(self, *args):
+                ref = object()
+                fake.results[ref] = fn(*args)
+                fake.in_flight += 1
+                fake.most_in_flight = max(fake.most_in_flight, fake.in_flight)
+                return ref
+
+        return Task()
+
+    def wait(self, refs, num_returns):
+        self.waits += 1
+        if self.waits == self.interrupt_at:
+            raise KeyboardInterrupt
+        self.in_flight -= 1
+        return refs[:1], refs[1:]
+
+    def get(self, ref):
+        return self.results[ref]
+
+    def cancel(self, ref, force):
+        self.cancelled.append(ref)
+
+
+@pytest.fixture
+def fake_ray(monkeypatch, tmp_path):
+    calls = []
+
+    def execute(job, threads=None, env=None):
+        calls.append((job.study, threads, env))
+        return parallel.Outcome(job, "", 0.0, {"results.json": b"{}"})
+
+    monkeypatch.setattr(parallel, "execute", execute)
+    monkeypatch.setenv("IPKIT_FIGURES", str(tmp_path / "figures"))
+    monkeypatch.setenv("IPKIT_RUNS", str(tmp_path / "runs"))
+    return calls
+
+
+def test_ray_dispatch_keeps_jobs_in_flight_and_threads_per_run(fake_ray, monkeypatch, tmp_path):
+    ray = FakeRay()
+    monkeypatch.setattr(parallel, "_import_ray", lambda: ray)
+    jobs = [parallel.Job(QUICK, "smoke", {"epochs": e}, tmp_path / "nb.ipynb", tmp_path / str(e),
+                         tmp_path / f"{e}.ipynb", f"epochs={e}") for e in (1, 2, 3)]
+    outcomes = parallel.run_jobs(jobs, at_once=2)
+    assert [o.job for o in outcomes] == jobs and ray.most_in_flight == 2
+    assert ray.options == {"num_cpus": 1, "num_gpus": 0, "max_retries": 0}
+    assert all(threads == 1 and env["IPKIT_FIGURES"] == str(tmp_path / "figures")
+               for _, threads, env in fake_ray)
+    assert (tmp_path / "3" / "results.json").read_bytes() == b"{}"
+    with pytest.raises(study.ParamError, match="lower --cpus-per-run"):
+        parallel.run_jobs(jobs, at_once=2, cpus_per_run=4)
+
+
+def test_ray_that_does_not_start_is_one_line_and_exit_1(fake_ray, monkeypatch, capsys):
+    class Unstartable(FakeRay):
+        def is_initialized(self):
+            return False
+
+        def init(self, **kwargs):
+            raise Exception("The current node timed out during startup.\nmore detail")
+
+    monkeypatch.setattr(parallel, "_import_ray", Unstartable)
+    code, _, err = run_cli(capsys, "run", QUICK, "--profile", "smoke", "--jobs", "2")
+    assert code == 1 and "could not start a local Ray (The current node timed out" in err
+    assert err.count("\n") == 1 and not fake_ray
+
+
+def test_ctrl_c_cancels_the_runs_not_yet_done(fake_ray, monkeypatch, capsys):
+    ray = FakeRay(interrupt_at=1)
+    monkeypatch.setattr(parallel, "_import_ray", lambda: ray)
+    code, _, err = run_cli(capsys, "run", QUICK, "modeldiff", "memorized_transfer", "--profile", "smoke",
+                           "--jobs", "2")
+    assert code == 130 and len(ray.cancelled) == 2 and "cancelled 3 runs not yet done" in err
+
+
 def _results(folder, claims):
     folder.mkdir(parents=True)
     (folder / "results.json").write_text(json.dumps({"claims": claims}))
@@ -147,14 +243,18 @@ def test_parallel_runs_give_the_sequential_results(quick_sweep, tmp_path, monkey
             _claims_and_metrics(root / f"seeds={seed}" / "results.json")
 
 
-TINY_PARAMETERS = 'fail = False  # {True, False} raise inside the notebook\nvalue = 1.0  # [0, 10] measured\n'
-TINY_BODY = '''import ipkit
+TINY_PARAMETERS = ('profile = "default"  # {@profiles} run size\n'
+                   'fail = False  # {True, False} raise inside the notebook\nvalue = 1.0  # [0, 10] measured\n')
+TINY_BODY = '''import pandas as pd
+import ipkit
 from ipkit import results
 PROFILES = {"smoke": {}}
 run = ipkit.start("tiny", globals(), PROFILES)
 if fail:
     raise ValueError("planted failure")
-run.record({"value": value}, [results.claim("T1", "value above 0.5", "-", {"value": value}, value > 0.5)])
+part = results.evidence("value", pd.DataFrame({"seed": [0, 1, 2], "x": [value] * 3}), lambda f: f.x.mean(),
+                        threshold=0.5, holds_when="above", unit="seed")
+run.record({"value": value}, [results.claim("T1", "value above 0.5", "-", part)])
 '''
 
 

@@ -27,7 +27,7 @@ def _bad_values(p: study.Param) -> list[str]:
     elif kind == "bool":
         bad += ["maybe", "2", "１"]
     elif p.choices:
-        bad += ["nosuch", *SHELL_AND_PATHS[:6]]
+        bad += ["nosuch", *SHELL_AND_PATHS]
     if p.type.startswith("list["):
         bad += ["", ",", "[]"]
     return bad

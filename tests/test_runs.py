@@ -3,6 +3,7 @@ claims and executed notebook, and publishes its figures folder as a whole (the l
 finish wins); results files are written atomically and `ipkit report` survives a torn one."""
 import json
 import os
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -18,12 +19,12 @@ QUICK = "quickstart"
 def folders(tmp_path, monkeypatch):
     for name in ("IPKIT_FIGURES", "IPKIT_RUNS", "IPKIT_CACHE"):
         monkeypatch.setenv(name, str(tmp_path / name))
-    monkeypatch.delenv("IPKIT_RUN_ID", raising=False)
     return tmp_path
 
 
 def _claim(rate: float):
-    units = pd.DataFrame({"seed": [0] * 20 + [1] * 20, "hit": ([1] * int(rate * 20) + [0] * 20)[:20] * 2})
+    hits = round(rate * 20)
+    units = pd.DataFrame({"seed": [0] * 20 + [1] * 20, "hit": ([1] * hits + [0] * (20 - hits)) * 2})
     part = results.evidence("rate", units, stats.mean_of("hit"), threshold=0.5, holds_when="above",
                             unit="carrier")
     return results.claim("Q1", "a claim", "paper says", part)
@@ -55,29 +56,37 @@ def test_each_run_keeps_its_own_results_and_the_last_publishes_whole(folders):
 
 
 def test_cli_reports_its_own_claims_while_another_run_finishes(folders, monkeypatch, capsys):
+    from ipkit import parallel
+
     notebooks = []
 
     def fake_execute(source, output, parameters, **kwargs):
-        """This run's kernel finishes, then a concurrent run of the same study publishes."""
+        """This run's kernel: records its claim and prints a corrupt-cache line."""
         _kernel(parameters["epochs"], "scorecard", 0.9)
-        mine = os.environ.pop("IPKIT_RUN_ID")  # the other run is another `ipkit run`
-        _kernel(7, "scorecard", 0.1)
-        os.environ["IPKIT_RUN_ID"] = mine
         notebooks.append(output)
         cell = {"cell_type": "code", "outputs": [{"output_type": "stream", "name": "stderr",
                 "text": ["loading\n", "corrupt cache entry abc123 (checksum mismatch): rebuilt\n"]}]}
         with open(output, "w") as f:
             json.dump({"cells": [cell]}, f)
 
+    def publish_then_another_run(folder, target):
+        """Right after this run publishes, a concurrent run of the same study does."""
+        study.publish(folder, target)
+        monkeypatch.setenv("IPKIT_FIGURES", str(folders / "other"))
+        other = _kernel(7, "scorecard", 0.1)
+        study.publish(other.published, target)
+
     monkeypatch.setattr(papermill, "execute_notebook", fake_execute)
+    monkeypatch.setattr(parallel, "publish_folder", publish_then_another_run)
     assert cli.main(["run", QUICK, "--profile", "smoke", "-p", "epochs=1"]) == 0
     out, err = capsys.readouterr()
     assert "Q1 holds" in out and "does not hold" not in out
     assert "ipkit: corrupt cache entry abc123 (checksum mismatch): rebuilt" in err
     published = json.loads((folders / "IPKIT_FIGURES" / QUICK / "smoke" / "results.json").read_text())
     assert published["params"]["epochs"] == 7
+    monkeypatch.setenv("IPKIT_FIGURES", str(folders / "IPKIT_FIGURES"))
     assert cli.main(["run", QUICK, "--profile", "smoke", "-p", "epochs=1"]) == 0
-    assert len(set(notebooks)) == 2
+    assert len({os.path.basename(n) for n in notebooks}) == 2
 
 
 def test_results_and_figures_are_written_atomically(folders, monkeypatch):
@@ -89,7 +98,7 @@ def test_results_and_figures_are_written_atomically(folders, monkeypatch):
     fig, ax = plt.subplots()
     run.savefig(fig, "again")
     run.table(pd.DataFrame({"a": [1]}), "tab")
-    names = {p.name for p in map(study.Path, written)}
+    names = {Path(p).name for p in written}
     assert {"results.json", "results.md", "again.png", "again.svg", "tab.csv", "tab.md"} <= names
     assert not list(run.out.glob(".*.tmp"))
 
