@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from ipkit import cli, data, models, recipes, steal, study, train, watermark
+from ipkit import cli, data, models, recipes, stats, steal, study, train, watermark
 from ipkit.studies import memorized_transfer as mt
 
 
@@ -163,6 +163,7 @@ def test_boost_pairs_keep_each_owners_memorized_carriers():
     pairs = mt.boost_pairs(plain, boosted)
     assert list(pairs.carrier) == [0, 1, 2]
     assert pairs.plain.mean() == pytest.approx(0.5) and pairs.boosted.mean() == pytest.approx(1.0)
+    assert stats.mean_difference("boosted", "plain")(pairs) == pytest.approx(1.0)  # carrier 1, memorized by both
 
 
 def test_grid_and_perturbation_summaries_are_means_per_pair_and_setting():

@@ -381,7 +381,8 @@ def correlations(geo: pd.DataFrame) -> pd.DataFrame:
 def boost_pairs(plain: pd.DataFrame, boosted: pd.DataFrame, method: str = "jacobian") -> pd.DataFrame:
     """One row per carrier (seed, carrier) with ``plain`` and ``boosted``: the ``method``
     copy's outcome on it under the plain and the boosted owner (NaN where that owner did
-    not memorize the carrier, so each column's mean is that owner's transfer rate)."""
+    not memorize the carrier: each column's mean is that owner's transfer rate, and the
+    paired gap :func:`ipkit.stats.mean_difference` runs over the carriers both memorized)."""
     a = plain[["seed", "carrier", method]].rename(columns={method: "plain"})
     b = boosted[["seed", "carrier", method]].rename(columns={method: "boosted"})
     return a.merge(b, on=["seed", "carrier"], how="outer").sort_values(["seed", "carrier"],
@@ -405,8 +406,8 @@ def claims(carriers: pd.DataFrame, grid: pd.DataFrame, perturbed: pd.DataFrame, 
 
     Every interval is a two-stage bootstrap (:func:`ipkit.stats.bootstrap_ci`): the seeds,
     then the memorized carriers within each drawn seed. Paired gaps (a copy minus the floor
-    on the same carriers; the boosted minus the plain owner's copy) resample carriers with
-    both outcomes in one row; M4's correlations resample the (carrier, statistic, outcome)
+    on the same carriers; the boosted minus the plain owner's copy, on the carriers both
+    owners memorized) resample carriers with both outcomes in one row; M4's correlations resample the (carrier, statistic, outcome)
     rows. ``carriers``: :func:`method_table`'s per-carrier outcomes of the plain owners;
     ``grid``, ``perturbed``, ``geo``: :func:`grid_table`, :func:`perturbation_table`,
     :func:`geometry_table`; ``boosted``: the boosted owners' per-carrier outcomes (None: off).
