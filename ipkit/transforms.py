@@ -20,6 +20,7 @@ import warnings
 import torch
 from torch import Tensor, nn
 
+from .seeds import seed_for
 from .train import fit, kd_loss, model_device, predict, seeded
 
 
@@ -174,7 +175,8 @@ def distillation_attack(teacher: nn.Module, x: Tensor, arch: str, *, temperature
     from .models import build
 
     spec = teacher.spec
-    student = build(arch, spec["num_classes"], tuple(spec["in_shape"]), seed=3000 + seed).to(x.device)
+    student = build(arch, spec["num_classes"], tuple(spec["in_shape"]),
+                    seed=seed_for("student", seed)).to(x.device)
     return knowledge_distill(teacher, x, student, temperature=temperature, epochs=epochs, seed=seed, **fit_kwargs)
 
 
