@@ -174,13 +174,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
         return _fail(str(err))
     print(f"ipkit: verifying {info.id} (profile {args.profile}) with seeds "
           f"{','.join(map(str, seeds))} against {path}")
-    import papermill as pm
-
     try:
         path, rows = verify.verify(info, args.profile, seeds, given)
-    except pm.PapermillExecutionError as err:
-        print(f"ipkit: {info.id} failed in cell {err.cell_index}: {err.ename}: {err.evalue}",
-              file=sys.stderr)
+    except RuntimeError as err:
+        print(f"ipkit: {err}", file=sys.stderr)
         return 1
     print("\n".join(verify.report_lines(rows)))
     flips = [r.id for r in rows if r.flip]

@@ -76,24 +76,20 @@ def compare(committed: dict, rerun: dict) -> list[Comparison]:
             for c in committed["claims"] if c["id"] in new]
 
 
-def execute(info: StudyInfo, profile: str, params: dict[str, Any], figures: Path) -> dict:
-    """Run the study's notebook with papermill, its outputs under ``figures``; return its
-    results.json. The executed notebook goes beside them."""
-    import papermill as pm
+def execute(info: StudyInfo, profile: str, params: dict[str, Any], folder: Path) -> dict:
+    """Run the study's notebook (:func:`ipkit.parallel.execute`: a scratch figures folder,
+    plain-text progress, corrupt-cache lines repeated here) and publish its outputs and
+    executed notebook under ``folder``; return its results.json, or raise RuntimeError
+    naming the failing cell."""
+    from .parallel import Job, execute as run_job, publish
 
-    saved = {k: os.environ.get(k) for k in ("IPKIT_FIGURES", "IPKIT_PROFILE")}
-    os.environ.update(IPKIT_FIGURES=str(figures), IPKIT_PROFILE=profile)
-    try:
-        pm.execute_notebook(str(info.path), str(figures / f"{info.path.stem}-verify.ipynb"),
-                            parameters={**params, "profile": profile}, kernel_name="python3",
-                            cwd=str(info.path.parent), progress_bar=False)
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-    return json.loads((figures / info.id / profile / "results.json").read_text())
+    job = Job(info.id, profile, params, info.path, folder / info.id / profile,
+              folder / f"{info.path.stem}-verify.ipynb", "verify")
+    outcome = run_job(job)
+    publish(outcome)
+    if not outcome.ok:
+        raise RuntimeError(f"{info.id} failed in {outcome.error}")
+    return json.loads(outcome.files["results.json"])
 
 
 def record(path: Path, seeds: list[int], rows: list[Comparison]) -> None:
