@@ -138,21 +138,6 @@ def claim(id: str, statement: str, paper: str, *parts: Evidence,
                  decider.n, decider.unit, [_part_dict(e) for e in parts], sensitivity)
 
 
-def point_claim(id: str, statement: str, paper: str, measured: dict[str, float] | float | str,
-                holds: bool | np.bool_) -> Claim:
-    """Transitional: a claim row from a point comparison, with no interval behind it.
-
-    Used only by studies not yet moved to :func:`claim`; its verdict is ``holds`` or
-    ``does not hold`` and its ``ci`` is empty.
-    """
-    if not isinstance(holds, (bool, np.bool_)):
-        raise TypeError(f"claim {id}: holds must be a boolean computed from measurements")
-    text = (", ".join(f"{k} = {_num(v)}" for k, v in measured.items())
-            if isinstance(measured, dict) else _num(measured))
-    return Claim(id, statement, paper, text, bool(holds),
-                 "holds" if holds else "does not hold", [], float("nan"), 0, "point value", [])
-
-
 def _part_dict(e: Evidence) -> dict:
     return {"name": e.name, "value": e.value, "ci": list(e.ci), "threshold": e.threshold,
             "holds_when": e.holds_when, "n": e.n, "unit": e.unit, "verdict": e.verdict}
@@ -266,8 +251,7 @@ def check_results(data: dict) -> None:
             raise ValueError(f"claim {c.get('id')}: missing keys {sorted(missing)}, "
                              f"unknown keys {sorted(extra)}")
         for k, t in {**CLAIM_KEYS, **OPTIONAL_CLAIM_KEYS}.items():
-            if k in c and not isinstance(c[k], t) and not (t is float and isinstance(c[k], int)) \
-                    and not (k == "threshold" and c[k] is None and not c["ci"]):
+            if k in c and not isinstance(c[k], t) and not (t is float and isinstance(c[k], int)):
                 raise ValueError(f"claim {c.get('id')}: '{k}' should be {t.__name__}")
         if c["verdict"] not in VERDICTS:
             raise ValueError(f"claim {c['id']}: verdict {c['verdict']!r} not one of {VERDICTS}")
