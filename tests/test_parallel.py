@@ -9,13 +9,7 @@ import pytest
 
 from ipkit import cli, parallel, study, sweep
 
-QUICK = "quickstart"
-
-
-def run_cli(capsys, *argv):
-    code = cli.main(list(argv))
-    out = capsys.readouterr()
-    return code, out.out, out.err
+from test_cli import QUICK, run_cli
 
 
 def test_grid_takes_list_sets_separated_by_semicolons():

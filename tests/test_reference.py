@@ -197,18 +197,23 @@ def _weight_sequence(net: nn.Module, n: int, seed: int):
         yield
 
 
+def _both_swags(net: nn.Module, rank: int, steps: int):
+    """ipkit's SwagNet and torch-uncertainty's SWAG fed the same weight sequence."""
+    from torch_uncertainty.methods import SWAG
+
+    ours = uq.SwagNet(net, rank)
+    ref = SWAG(net, cycle_start=0, cycle_length=1, max_num_models=rank, var_clamp=1e-30, num_estimators=1)
+    for epoch, _ in enumerate(_weight_sequence(net, steps, seed=0), start=1):
+        ours.collect()
+        ref.update_wrapper(epoch)
+    return ours, ref
+
+
 def test_swag_moments_match_torch_uncertainty():
     # Running mean, mean of squares and the last `rank` deviations from the updated mean,
     # parameter by parameter; float32 rounding only.
-    from torch_uncertainty.methods import SWAG
-
     net = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
-    rank = 3
-    ours = uq.SwagNet(net, rank)
-    ref = SWAG(net, cycle_start=0, cycle_length=1, max_num_models=rank, var_clamp=1e-30, num_estimators=1)
-    for epoch, _ in enumerate(_weight_sequence(net, 6, seed=0), start=1):
-        ours.collect()
-        ref.update_wrapper(epoch)
+    ours, ref = _both_swags(net, rank=3, steps=6)
     stats = ref.swag_stats
     names = [n for n, _ in net.named_parameters()]
     mean = torch.cat([stats[f"{ref.prfx}{n}_mean"].flatten() for n in names])
@@ -224,15 +229,9 @@ def test_swag_sample_matches_torch_uncertainty():
     # at scale 1; torch-uncertainty leaves out the 1/sqrt(2), so its scale 0.5 is ipkit's 1.
     # torch-uncertainty draws z2 afresh for every parameter tensor (a block-diagonal low-rank
     # part), so one tensor is where the two samplers coincide: same draws, float32 rounding.
-    from torch_uncertainty.methods import SWAG
 
     net = nn.Linear(5, 3, bias=False)
-    rank = 4
-    ours = uq.SwagNet(net, rank)
-    ref = SWAG(net, cycle_start=0, cycle_length=1, max_num_models=rank, var_clamp=1e-30, num_estimators=1)
-    for epoch, _ in enumerate(_weight_sequence(net, 7, seed=0), start=1):
-        ours.collect()
-        ref.update_wrapper(epoch)
+    ours, ref = _both_swags(net, rank=4, steps=7)
     with torch.random.fork_rng():
         torch.manual_seed(5)
         mine = ours.sample(scale=1.0)
