@@ -229,7 +229,6 @@ def test_swag_sample_matches_torch_uncertainty():
     # at scale 1; torch-uncertainty leaves out the 1/sqrt(2), so its scale 0.5 is ipkit's 1.
     # torch-uncertainty draws z2 afresh for every parameter tensor (a block-diagonal low-rank
     # part), so one tensor is where the two samplers coincide: same draws, float32 rounding.
-
     net = nn.Linear(5, 3, bias=False)
     ours, ref = _both_swags(net, rank=4, steps=7)
     with torch.random.fork_rng():
