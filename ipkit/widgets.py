@@ -31,7 +31,7 @@ def explore(fn: Callable[..., Any], **controls: Any) -> None:
     it once. Without ipywidgets, ``fn`` is called once with the first values.
     """
     try:
-        import ipywidgets  # noqa: F401
+        import ipywidgets  # noqa: F401  (only: is it installed?)
         from IPython.display import display
     except ImportError:
         fn(**{k: _first(v) for k, v in controls.items()})
@@ -75,28 +75,29 @@ class Panel:
         """Run ``fn`` with the controls' values and show what it draws in place of the last
         figure; return the first new figure as PNG (kept as the fallback after the first draw).
 
-        An error is shown in the panel, or raised with ``raise_errors`` (the first draw, so
-        a headless run fails on it).
+        The figures are set as the Output widget's outputs (its state), not captured with
+        ``with out:``: a headless client (papermill, nbmake) then sees only widget-state
+        messages, never output redirected by message id, which left such runs waiting
+        forever on the cell here. An error is shown in the panel, or raised with
+        ``raise_errors`` (the first draw, so a headless run fails on it).
         """
-        from IPython.display import Image, display
+        import traceback
 
         self.status.value = f"computing {self.describe()} ..."
-        error, pngs = None, []
         try:
-            with self.out:
-                self.out.clear_output(wait=True)
-                try:
-                    pngs = _figures_as_png(self.fn, self.values())
-                    for png in pngs:
-                        display(Image(data=png, format="png"))
-                except Exception as err:
-                    if not raise_errors:
-                        raise  # the Output widget shows the traceback in the panel
-                    error = err
+            pngs = _figures_as_png(self.fn, self.values())
+        except Exception as err:
+            if raise_errors:
+                raise
+            self.out.outputs = ({"output_type": "stream", "name": "stderr",
+                                 "text": "".join(traceback.format_exception(err))},)
+            return None
         finally:
             self.status.value = ""
-        if error is not None:
-            raise error
+        self.out.outputs = tuple(
+            {"output_type": "display_data", "metadata": {},
+             "data": {"image/png": base64.b64encode(png).decode("ascii"), "text/plain": "<figure>"}}
+            for png in pngs)
         if self.png is None and pngs:
             self.png = pngs[0]
         return pngs[0] if pngs else None
