@@ -1,6 +1,5 @@
 """Datasets and splits: the embedded data, seeded disjoint splits, torchvision loaders on
 small files written here, and the one-line error for data missing offline."""
-import gzip
 import pickle
 import struct
 
