@@ -122,38 +122,71 @@ def cmd_run(args: argparse.Namespace) -> int:
     return _failures(outcomes)
 
 
+def _sweep_plan(info, args: argparse.Namespace) -> list[tuple[str, list[sweep.Setting]]]:
+    """The sweeps to run, each ``(sweep id, its settings)``: the study's declared
+    sensitivity sweeps with ``--sensitivity``, else the grid of ``-p`` / ``--seeds-sets``."""
+    from . import sensitivity
+
+    if args.sensitivity:
+        if args.param or args.seeds_sets or args.id:
+            raise ParamError("--sensitivity runs the study's declared sweeps: leave out -p, "
+                             "--seeds-sets and --id")
+        declared = sensitivity.declared(info.id)
+        if not declared:
+            raise ParamError(f"study '{info.id}' declares no sensitivity sweeps "
+                             f"(SENSITIVITY in ipkit/studies/{info.id}.py)")
+        return [(sw.id, sweep.settings(sweep.parse_grid(info, sensitivity.grid_pairs(sw)), sw.fixed))
+                for sw in declared]
+    pairs = list(args.param or []) + ([f"seeds={args.seeds_sets}"] if args.seeds_sets else [])
+    grid = sweep.parse_grid(info, pairs)
+    if args.id is not None and not re.fullmatch(r"[A-Za-z0-9._+=-]+", args.id):
+        raise ParamError(f"--id '{args.id}' must be letters, digits and . _ + = - only")
+    return [(args.id or sweep.sweep_id(grid), sweep.settings(grid))]
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
-    """Validate every setting of a grid, run them all, then summarize the claims across them."""
+    """Validate every setting of every sweep, run them all, then summarize the claims
+    across each sweep's settings (and, for sensitivity sweeps, name them in results.json)."""
+    from . import sensitivity
+
     try:
         info = get_study(args.study)
-        pairs = list(args.param or []) + ([f"seeds={args.seeds_sets}"] if args.seeds_sets else [])
-        grid = sweep.parse_grid(info, pairs)
-        points = sweep.settings(grid)
-        sweep.validate(info, args.profile, points)
-        if args.id is not None and not re.fullmatch(r"[A-Za-z0-9._+=-]+", args.id):
-            raise ParamError(f"--id '{args.id}' must be letters, digits and . _ + = - only")
+        plan = _sweep_plan(info, args)
+        for _, points in plan:
+            sweep.validate(info, args.profile, points)
         _check_jobs(args)
     except ParamError as err:
         return _fail(str(err))
 
-    sweep_id = args.id or sweep.sweep_id(grid)
-    root = figures_dir() / info.id / args.profile / "sweeps" / sweep_id
-    jobs = [parallel.Job(info.id, args.profile, s.values, info.path, root / s.name,
-                         runs_dir() / "sweeps" / sweep_id / f"{info.path.stem}-{s.name}.ipynb", s.name)
-            for s in points]
-    print(f"ipkit: sweep {sweep_id}: {len(jobs)} settings of {info.id} (profile {args.profile}, "
-          f"{args.jobs} at a time) -> {root}")
+    profile_dir = figures_dir() / info.id / args.profile
+
+    def label(sid: str, s: sweep.Setting) -> str:
+        return s.name if len(plan) == 1 else f"{sid}/{s.name}"
+
+    jobs = [parallel.Job(info.id, args.profile, s.params, info.path, profile_dir / "sweeps" / sid / s.name,
+                         runs_dir() / "sweeps" / sid / f"{info.path.stem}-{s.name}.ipynb", label(sid, s))
+            for sid, points in plan for s in points]
+    print(f"ipkit: {len(plan)} sweep(s), {len(jobs)} settings of {info.id} (profile {args.profile}, "
+          f"{args.jobs} at a time) -> {profile_dir / 'sweeps'}")
     outcomes = _dispatch(jobs, args)
     if isinstance(outcomes, int):
         return outcomes
     errors = {o.job.setting: o.error for o in outcomes if not o.ok}
-    table = sweep.summary(points, {s.name: root / s.name for s in points}, errors)
-    root.mkdir(parents=True, exist_ok=True)
-    write_table(table, root / "summary")
     plots.theme()
-    plots.savefig(plots.sweep_verdicts(table, f"{info.id}: sweep {sweep_id}"), root / "summary")
-    print(table.drop(columns=["measured"]).to_markdown(index=False, floatfmt=".3f"))
-    print(f"ipkit: summary in {root / 'summary.md'} and {root / 'summary.png'}")
+    for sid, points in plan:
+        root = profile_dir / "sweeps" / sid
+        table = sweep.summary(points, {s.name: root / s.name for s in points},
+                              {s.name: errors[label(sid, s)] for s in points if label(sid, s) in errors})
+        root.mkdir(parents=True, exist_ok=True)
+        write_table(table, root / "summary")
+        plots.savefig(plots.sweep_verdicts(table, f"{info.id}: sweep {sid}"), root / "summary")
+        print(table.drop(columns=["measured"]).to_markdown(index=False, floatfmt=".3f"))
+        print(f"ipkit: summary in {root / 'summary.md'} and {root / 'summary.png'}")
+    if args.sensitivity:
+        for f in sensitivity.findings(info.id, profile_dir):
+            print(f"  {f['text']}")
+        if sensitivity.attach(info.id, profile_dir):
+            print(f"ipkit: sensitivity named in {profile_dir / 'results.json'}")
     return _failures(outcomes)
 
 
@@ -204,6 +237,10 @@ def _profile_section(root: Path, path: Path, notebook: str) -> list[str]:
         lines += [claims_markdown(data["claims"]), ""]
         if data.get("stability"):
             lines += ["**Stability** (`ipkit verify`)", "", stability_markdown(data), ""]
+        if data.get("sensitivity"):
+            lines += ["**What would make it hold** (`ipkit sweep --sensitivity`)", ""]
+            lines += [f"- {f['text']} [Table]({rel.as_posix()}/{f['table']})."
+                      for f in data["sensitivity"]] + [""]
     for table in data.get("tables", []):
         md = path.parent / f"{table}.md"
         if md.exists():
@@ -358,6 +395,9 @@ def parser() -> argparse.ArgumentParser:
     sw.add_argument("--seeds-sets", metavar="'0,1,2;101,102,103'",
                     help="sweep the seeds over these sets (the same as -p seeds=...)")
     sw.add_argument("--id", help="the sweep's folder name (default: the parameters and a hash of the grid)")
+    sw.add_argument("--sensitivity", action="store_true",
+                    help="run the study's declared 'what would make it hold' sweeps and name "
+                         "them in the profile's results.json")
     _parallel_options(sw)
     sw.set_defaults(fn=cmd_sweep)
     ver = sub.add_parser("verify", help="rerun a study with other seeds and compare its verdicts")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import socket
 import sys
 import tempfile
@@ -23,6 +24,7 @@ from typing import Any, Iterator
 from . import timings
 from .publish import publish as publish_notebook
 from .cache import CORRUPT_LINE
+from .sensitivity import SWEEPS
 from .study import ParamError
 from .study import publish as publish_folder
 
@@ -102,6 +104,9 @@ def execute(job: Job, threads: int | None = None, env: dict[str, str] | None = N
         if threads is not None:
             env.update({name: str(threads) for name in THREAD_VARIABLES})
         executed = Path(tmp) / job.executed.name
+        out = Path(tmp) / "figures" / job.study / job.profile
+        if (job.dest / SWEEPS).is_dir():  # the notebook's sensitivity section reads them
+            shutil.copytree(job.dest / SWEEPS, out / SWEEPS)
         error = ""
         with _environ(env):
             try:
@@ -113,12 +118,12 @@ def execute(job: Job, threads: int | None = None, env: dict[str, str] | None = N
                 error = f"cell {err.cell_index}: {err.ename}: {err.evalue}"
             except Exception as err:  # a dead kernel, a missing notebook: report, don't stop the others
                 error = f"{type(err).__name__}: {err}"
-        out = Path(tmp) / "figures" / job.study / job.profile
         if not error and out.exists() and executed.exists():
             timings.add_sections(out, job.study, job.profile, executed, since=started)
             publish_notebook(executed, out / job.notebook.name)
         files = {} if error or not out.exists() else \
-            {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+            {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*"))
+             if p.is_file() and p.relative_to(out).parts[0] != SWEEPS}
         notebook = executed.read_bytes() if executed.exists() else b""
     return Outcome(job, error, round(time.time() - started, 1), files, notebook)
 

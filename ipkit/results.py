@@ -231,11 +231,21 @@ def write_results(run, metrics: dict[str, Any], claims: list[Claim],
     check_results(data)
     path = run.out / "results.json"
     write_atomic(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n"))
+    write_atomic(run.out / "results.md", lambda tmp: tmp.write_text(results_markdown(data)))
+    return path
+
+
+def results_markdown(data: dict) -> str:
+    """results.md: title, profile, date, device and run time, the claim rows and, when
+    sensitivity sweeps were drawn (:mod:`ipkit.sensitivity`), their findings."""
     md = [f"# {data['title']}", "",
           f"Profile `{data['profile']}`, {data['date']}, {data['device']}, "
           f"{data['runtime_s']:.0f} s.", "", claims_markdown(data["claims"]), ""]
-    write_atomic(run.out / "results.md", lambda tmp: tmp.write_text("\n".join(md)))
-    return path
+    if data.get("sensitivity"):
+        from .sensitivity import markdown
+
+        md += ["## What would make it hold", "", markdown(data["sensitivity"]), ""]
+    return "\n".join(md)
 
 
 def check_results(data: dict) -> None:

@@ -365,12 +365,22 @@ def publish(folder: Path, target: Path) -> Path:
 
     The copy is staged beside ``target``, then swapped in by two renames, so a reader
     never sees files of two runs mixed; when runs publish at once, the last one wins.
+    The sweeps drawn in ``target`` (``sweeps/``, :mod:`ipkit.sweep`) are kept, and the
+    staged results.json names the sensitivity sweeps among them
+    (:func:`ipkit.sensitivity.attach`).
     """
+    from .sensitivity import SWEEPS, attach
+
     target.parent.mkdir(parents=True, exist_ok=True)
     tag = uuid.uuid4().hex[:8]
     staged, old = (target.with_name(f".{target.name}.{kind}-{tag}") for kind in ("new", "old"))
     try:
         shutil.copytree(folder, staged)
+        if (target / SWEEPS).is_dir():
+            shutil.rmtree(staged / SWEEPS, ignore_errors=True)
+            shutil.copytree(target / SWEEPS, staged / SWEEPS)
+        if (staged / SWEEPS).is_dir() and (staged / "results.json").is_file():
+            attach(json.loads((staged / "results.json").read_text()).get("study", ""), staged)
     except BaseException:
         shutil.rmtree(staged, ignore_errors=True)
         raise

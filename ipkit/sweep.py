@@ -13,7 +13,7 @@ import itertools
 import json
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +24,17 @@ NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 
 @dataclass(frozen=True)
 class Setting:
-    """One point of a grid: the swept parameters' values and its folder name."""
+    """One point of a grid: the swept parameters' values, its folder name, and the
+    parameters every setting of the sweep shares (``fixed``)."""
 
     name: str
     values: dict[str, Any]
+    fixed: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The parameters this setting runs with: the fixed ones and the swept values."""
+        return {**self.fixed, **self.values}
 
 
 def parse_grid(info: StudyInfo, pairs: list[str]) -> dict[str, list[Any]]:
@@ -55,12 +62,14 @@ def _text(value: Any) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "-", text)
 
 
-def settings(grid: dict[str, list[Any]]) -> list[Setting]:
-    """Every combination of the grid's values, in order, each named ``a=1__b=x``."""
+def settings(grid: dict[str, list[Any]], fixed: dict[str, Any] | None = None) -> list[Setting]:
+    """Every combination of the grid's values, in order, each named ``a=1__b=x``; every
+    setting also runs with the ``fixed`` parameters."""
     out = []
     for combo in itertools.product(*grid.values()):
         values = dict(zip(grid, combo))
-        out.append(Setting("__".join(f"{k}={_text(v)}" for k, v in values.items()), values))
+        out.append(Setting("__".join(f"{k}={_text(v)}" for k, v in values.items()), values,
+                           dict(fixed or {})))
     names = [s.name for s in out]
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
@@ -78,7 +87,7 @@ def validate(info: StudyInfo, profile: str, grid: list[Setting]) -> None:
     """Resolve every setting before anything runs; a bad one raises ParamError naming it."""
     for s in grid:
         try:
-            resolve(info, profile, s.values)
+            resolve(info, profile, s.params)
         except ParamError as err:
             raise ParamError(f"setting {s.name}: {err}") from None
 

@@ -26,6 +26,7 @@ from torch import nn
 from .. import cache, data, models, recipes, results, transforms
 from .. import watermark as wmk
 from ..data import Splits
+from ..sensitivity import Sweep
 from ..ingrain import ingrain_model
 from ..seeds import seed_for
 from ..stats import mean_difference
@@ -93,6 +94,17 @@ class Config(Params):
 def hyperparameters(s: Splits, cfg: Config) -> dict[str, Any]:
     """The hidden constants and the trainer settings every model of the run uses."""
     return {**asdict(HIDDEN), "fit": recipes.train_settings(s, cfg.epochs)}
+
+
+#: "What would make it hold" (:mod:`ipkit.sensitivity`): D1's accuracy loss depends on how long
+#: the attacker distils; ingrain's margin and cost (D2, D3) on how much ordinary data the
+#: ingrainer learns beside its carriers. One seed each; the lambda and temperature sweeps
+#: are Figures 2 and 4 of the notebook.
+SENSITIVITY = (
+    Sweep(("D1",), {"distill_epochs": [6, 12]}, "epochs of the distillation attack", {"seeds": [0]}),
+    Sweep(("D2", "D3"), {"ingrainer_ordinary": [500, 2000]},
+          "ordinary owner images the ingrainer learns", {"seeds": [0]}),
+)
 
 
 def check_params(values: dict) -> None:

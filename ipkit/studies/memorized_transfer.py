@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from .. import cache, data, recipes, results, steal, watermark
 from .. import plots
 from ..data import Splits
+from ..sensitivity import Sweep
 from ..seeds import seed_for
 from ..stats import mean_difference
 from ..study import ParamError
@@ -109,6 +110,15 @@ def _ood_images(source: str, part: str) -> int | None:
     if ds.test is None:
         return len(ds.train) // 2
     return len(ds.test) if part == "queries" else len(ds.train)
+
+
+#: "What would make it hold" (:mod:`ipkit.sensitivity`): how much of the victim's Jacobian the
+#: thief sees per query decides the transfer, so the projections per query are swept up to
+#: 10, as many as the logits (the full Jacobian); one seed, to stay affordable.
+SENSITIVITY = (
+    Sweep(("M2", "M2b", "M4", "M5"), {"projections": [1, 2, 10]},
+          "projected Jacobians per query (10: the full Jacobian)", {"seeds": [0]}),
+)
 
 
 def check_params(values: dict) -> None:

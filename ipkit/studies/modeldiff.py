@@ -41,6 +41,7 @@ from torch import Tensor, nn
 from . import Params
 from .. import cache, models, plots, recipes, results, steal, stats, transforms
 from ..data import Splits, TensorData
+from ..sensitivity import Sweep
 from ..results import Claim
 from ..seeds import seed_for
 from ..similarity import METHODS, decision_distances, float_parent, get_method, seed_inputs
@@ -122,6 +123,19 @@ class Config(Params):
 
 
 # --- Parameters checked before the run --------------------------------------------------------
+
+#: "What would make it hold" (:mod:`ipkit.sensitivity`): the competitor set (same-architecture
+#: sibling sources trained on the same images, strict counting only) for M1 and M2, and the
+#: thief's strength for the stealing rows (only the two stealing reuse types); one probe
+#: seed. M1-authors has no sweep: each authors-protocol setting costs about six minutes of
+#: scoring on two cores.
+SENSITIVITY = (
+    Sweep(("M1", "M2"), {"sources_per_arch": [1, 2, 3]}, "same-architecture sibling sources",
+          {"seeds": [0], "protocols": ["strict"]}),
+    Sweep(("M3", "M3-authors"), {"steal_budget": [500, 1000, 2000]}, "the thief's query budget",
+          {"seeds": [0], "reuse_types": ["steal-same", "steal-other"]}),
+)
+
 
 def check_params(values: dict) -> None:
     """Sizes against the data, with this study's parameter names (one-line ParamError)."""

@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from . import Params
 from .. import attacks, compression, plots, recipes, results, similarity, unpairing
 from ..data import Splits
+from ..sensitivity import Sweep
 from ..results import Claim
 from ..study import ParamError
 from ..train import agreement, evaluate
@@ -77,6 +78,15 @@ class Config(Params):
     @property
     def pgd_step(self) -> float:
         return HYPERPARAMETERS["pgd_step_factor"] * self.eps / max(self.pgd_steps, 1)
+
+
+#: "What would make it hold" (:mod:`ipkit.sensitivity`): the attack radius decides how often a
+#: transferred example fools the full model (C1); how long unpairing fine-tunes decides how
+#: far it pulls the sibling's gradients apart (C3, C4). One seed, as the default.
+SENSITIVITY = (
+    Sweep(("C1",), {"eps": [0.05, 0.1, 0.2]}, "the attack radius eps"),
+    Sweep(("C3", "C4"), {"unpair_epochs": [2, 6]}, "epochs of unpairing"),
+)
 
 
 def check_params(values: dict) -> None:

@@ -31,6 +31,7 @@ from torch import nn
 
 from .. import data, plots, recipes, results, stats, watermark, widgets
 from ..data import Splits
+from ..sensitivity import Sweep
 from ..results import Claim
 from ..study import ParamError
 from . import Params
@@ -59,6 +60,14 @@ class Config(Params):
     wm_embedded: float
     min_fidelity: float
     transfer_margin: float
+
+
+#: "What would make it hold" (:mod:`ipkit.sensitivity`): Q3 is decided by how much of the
+#: victim's behaviour the thief copies, so the thief's query budget is swept (three seeds).
+SENSITIVITY = (
+    Sweep(("Q3",), {"query_budget": [250, 1000, 2000]}, "the thief's query budget",
+          {"seeds": [0, 1, 2]}),
+)
 
 
 def check_params(values: dict) -> None:

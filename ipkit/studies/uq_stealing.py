@@ -29,6 +29,7 @@ from torch import nn
 from .. import data, plots, recipes, results, stats, steal, widgets
 from .. import uncertainty as uq
 from ..data import Splits
+from ..sensitivity import Sweep
 from ..results import Claim
 from ..study import ParamError
 from . import Params
@@ -58,6 +59,14 @@ class Config(Params):
     marginal: float
     falls_to: float
     low_variance: float
+
+
+#: "What would make it hold" (:mod:`ipkit.sensitivity`): whether member variance falls depends
+#: on how long the members train, so the training epochs are swept (two seeds).
+SENSITIVITY = (
+    Sweep(("U2", "U2b"), {"epochs": [5, 10, 20]}, "training epochs of the victim and copies",
+          {"seeds": [0, 1]}),
+)
 
 
 def check_params(values: dict) -> None:

@@ -1,0 +1,170 @@
+""""What would make it hold": declared sensitivity sweeps of the claims a study does not settle.
+
+A study module declares ``SENSITIVITY``, a tuple of :class:`Sweep`: for some of its claims,
+the one or two reconstruction choices most likely to decide them (the parameters swept, at
+the profile's scale) and the parameters held fixed for the sweep (usually fewer seeds, to
+keep it affordable). ``ipkit sweep STUDY --sensitivity`` runs every declared sweep with
+:mod:`ipkit.sweep` into ``figures/<study>/<profile>/sweeps/sensitivity-<params>/``.
+
+A sweep never changes a default or a threshold: it is reported beside them. Whenever a
+study folder is published (:func:`ipkit.study.publish`), :func:`attach` names each swept
+claim's summary table in its ``sensitivity`` field of ``results.json`` and stores one
+generated sentence per claim (:func:`finding`) under ``sensitivity``; the notebook's
+"What would make it hold" section shows those sentences (:func:`show`).
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+SWEEPS = "sweeps"
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """One declared sensitivity sweep of a study.
+
+    ``claims``: the claim ids it speaks to; ``grid``: parameter -> values swept (their
+    combinations, each one run of the notebook); ``fixed``: parameters set for every
+    setting (say why in ``why``: e.g. one seed instead of three); ``why``: the
+    reconstruction choice under test, in a few words.
+    """
+
+    claims: tuple[str, ...]
+    grid: dict[str, list[Any]]
+    why: str
+    fixed: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        """The sweep's folder name: ``sensitivity-`` and the swept parameters."""
+        return "sensitivity-" + "+".join(self.grid)
+
+    @property
+    def table(self) -> str:
+        """The summary table, relative to the profile's figures folder."""
+        return f"{SWEEPS}/{self.id}/summary.md"
+
+
+def declared(study_id: str) -> tuple[Sweep, ...]:
+    """The study module's ``SENSITIVITY`` (empty when it declares none)."""
+    from .study import study_module
+
+    module = study_module(study_id) if study_id.isidentifier() else None
+    return tuple(getattr(module, "SENSITIVITY", ()))
+
+
+def grid_pairs(sw: Sweep) -> list[str]:
+    """The sweep's grid as ``ipkit sweep -p`` arguments (list values joined by ``;``)."""
+    def text(v: Any) -> str:
+        return ",".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
+    return [f"{k}=" + (";" if isinstance(vs[0], (list, tuple)) else ",").join(map(text, vs))
+            for k, vs in sw.grid.items()]
+
+
+def _num(v: float) -> str:
+    return "nan" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3g}"
+
+
+def finding(summary: pd.DataFrame, claim_id: str, sw: Sweep) -> str:
+    """One sentence on how ``claim_id`` moves along the sweep: each setting's deciding
+    value, 95% interval and verdict, the threshold, and where (if anywhere) it holds."""
+    rows = summary[summary["claim"] == claim_id]
+    failed = summary[summary["verdict"] == "run failed"]["setting"].tolist()
+    fixed = ", ".join(f"{k}={v}" for k, v in sw.fixed.items())
+    where = f" ({fixed})" if fixed else ""
+    if rows.empty:
+        return (f"{claim_id}: no setting of the sweep over {', '.join(sw.grid)}{where} "
+                f"produced this claim" + (f" ({', '.join(failed)} failed)." if failed else "."))
+    steps = [f"{r.setting} {_num(r.value)} [{_num(r.ci_lo)}, {_num(r.ci_hi)}] {r.verdict}"
+             for r in rows.itertuples()]
+    holding = rows[rows["verdict"] == "holds"]["setting"].tolist()
+    threshold = rows["threshold"].dropna()
+    against = f" against threshold {_num(float(threshold.iloc[0]))}" if len(threshold) else ""
+    outcome = (f"it holds at {', '.join(holding)}" if holding
+               else "it holds at none of these settings")
+    tail = f"; {', '.join(failed)} failed" if failed else ""
+    return (f"{claim_id} along {sw.why}{where}: " + "; ".join(steps) + f"{against}: "
+            f"{outcome}{tail}.")
+
+
+def summary_path(profile_dir: Path, sw: Sweep) -> Path:
+    return profile_dir / SWEEPS / sw.id / "summary.csv"
+
+
+def findings(study_id: str, profile_dir: Path) -> list[dict[str, Any]]:
+    """For each declared sweep drawn under ``profile_dir`` and each of its claims: the
+    sweep id, its table, what it varies and the generated sentence."""
+    out = []
+    for sw in declared(study_id):
+        path = summary_path(profile_dir, sw)
+        if not path.is_file():
+            continue
+        try:
+            summary = pd.read_csv(path, keep_default_na=False, na_values=[""])
+        except (OSError, ValueError, pd.errors.ParserError):
+            continue
+        summary["claim"] = summary["claim"].fillna("").astype(str)
+        for cid in sw.claims:
+            out.append({"claim": cid, "sweep": sw.id, "table": sw.table,
+                        "grid": {k: list(v) for k, v in sw.grid.items()}, "fixed": dict(sw.fixed),
+                        "text": finding(summary, cid, sw)})
+    return out
+
+
+def attach(study_id: str, profile_dir: Path) -> bool:
+    """Name each swept claim's summary table (``sensitivity``) in ``profile_dir``'s
+    results.json and store the findings under ``sensitivity`` (results.md too); atomic.
+    Returns False when there is nothing to update (no results.json, no sweep drawn)."""
+    from .results import results_markdown, write_atomic
+
+    path = profile_dir / "results.json"
+    if not path.is_file():
+        return False
+    found = findings(study_id, profile_dir)
+    if not found:
+        return False
+    data = json.loads(path.read_text())
+    tables = {f["claim"]: f["table"] for f in found}
+    for c in data.get("claims", []):
+        if c["id"] in tables:
+            c["sensitivity"] = tables[c["id"]]
+    data["sensitivity"] = found
+    write_atomic(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n"))
+    write_atomic(path.with_suffix(".md"), lambda tmp: tmp.write_text(results_markdown(data)))
+    return True
+
+
+def markdown(found: list[dict[str, Any]]) -> str:
+    """The findings as a Markdown list, each naming its table."""
+    return "\n".join(f"- {f['text']} Table: `{f['table']}`." for f in found)
+
+
+def pending(study_id: str, profile: str, found: list[dict[str, Any]]) -> list[str]:
+    """Declared sweeps not drawn yet in ``profile``, each with the command that draws it."""
+    drawn = {f["sweep"] for f in found}
+    return [f"- {', '.join(sw.claims)} ({sw.why}): not swept in profile `{profile}` yet; "
+            f"`ipkit sweep {study_id} --sensitivity --profile {profile}` draws it"
+            for sw in declared(study_id) if sw.id not in drawn]
+
+
+def report(study_id: str, profile: str, profile_dir: Path) -> str:
+    """Markdown of the study's findings drawn under ``profile_dir`` and of the declared
+    sweeps still to run in ``profile``."""
+    found = findings(study_id, profile_dir)
+    lines = [markdown(found)] if found else []
+    lines += pending(study_id, profile, found)
+    return "\n".join(lines) or "This study declares no sensitivity sweeps."
+
+
+def show(run) -> None:
+    """Display :func:`report` for the run's study and profile (the sweeps drawn in its
+    figures folder)."""
+    from IPython.display import Markdown, display
+
+    display(Markdown(report(run.study, run.profile, run.published)))

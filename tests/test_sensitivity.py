@@ -1,0 +1,156 @@
+"""'What would make it hold' sweeps (ipkit.sensitivity, `ipkit sweep --sensitivity`)."""
+import json
+
+import nbformat
+import pandas as pd
+import pytest
+
+from ipkit import cli, results, sensitivity, study, sweep
+from ipkit.sensitivity import Sweep
+
+STUDIES = ["quickstart", "memorized_transfer", "uq_stealing", "distillation_ingrain", "modeldiff",
+           "ondevice_unpairing"]
+#: Claims that do not hold (or are inconclusive) without a declared sweep, and why.
+UNSWEPT = {("modeldiff", "M1-authors"): "each authors-protocol setting costs about six minutes"}
+
+
+def summary_frame(rows):
+    return pd.DataFrame([{"setting": s, "x": s.split("=")[1], "claim": c, "verdict": v, "value": x,
+                          "ci_lo": lo, "ci_hi": hi, "threshold": 0.5, "measured": ""}
+                         for s, c, v, x, lo, hi in rows])
+
+
+def test_finding_names_each_setting_and_where_it_holds():
+    sw = Sweep(("T1",), {"x": [1, 2]}, "the x knob", {"seeds": [0]})
+    table = summary_frame([("x=1", "T1", "does not hold", 0.2, 0.1, 0.3),
+                           ("x=2", "T1", "holds", 0.7, 0.6, 0.8), ("x=2", "T2", "holds", 1, 1, 1)])
+    text = sensitivity.finding(table, "T1", sw)
+    assert text.startswith("T1 along the x knob (seeds=[0]): x=1 0.2 [0.1, 0.3] does not hold; ")
+    assert "x=2 0.7 [0.6, 0.8] holds against threshold 0.5: it holds at x=2." in text
+
+
+def test_finding_says_when_it_holds_nowhere_and_which_settings_failed():
+    sw = Sweep(("T1",), {"x": [1, 2]}, "x")
+    table = summary_frame([("x=1", "T1", "inconclusive", 0.5, 0.4, 0.6)])
+    table = pd.concat([table, pd.DataFrame([{"setting": "x=2", "x": "2", "claim": "", "verdict": "run failed",
+                                             "measured": "cell 3: ValueError"}])])
+    text = sensitivity.finding(table, "T1", sw)
+    assert "it holds at none of these settings; x=2 failed." in text
+    assert "no setting" in sensitivity.finding(table, "T9", sw)
+
+
+def test_grid_pairs_join_list_values_with_semicolons():
+    sw = Sweep(("A",), {"seeds": [[0, 1], [2]], "eps": [0.1, 0.2]}, "w")
+    assert sensitivity.grid_pairs(sw) == ["seeds=0,1;2", "eps=0.1,0.2"]
+    assert sw.id == "sensitivity-seeds+eps" and sw.table == "sweeps/sensitivity-seeds+eps/summary.md"
+
+
+@pytest.mark.parametrize("sid", STUDIES)
+def test_declared_sweeps_validate_and_name_the_claims_left_open(sid):
+    """Every declared sweep's settings resolve in the default profile; every claim of the
+    committed default results that does not hold has a sweep (or a stated reason)."""
+    info = study.get_study(sid)
+    swept = set()
+    for sw in sensitivity.declared(sid):
+        sweep.validate(info, "default", sweep.settings(sweep.parse_grid(info, sensitivity.grid_pairs(sw)), sw.fixed))
+        swept |= set(sw.claims)
+    data = json.loads((study.repo_root() / "figures" / sid / "default" / "results.json").read_text())
+    ids = {c["id"] for c in data["claims"]}
+    assert swept <= ids, f"{sid} declares sweeps for unknown claims {sorted(swept - ids)}"
+    open_rows = {c["id"] for c in data["claims"] if c["verdict"] != "holds"}
+    assert open_rows - swept - {c for s, c in UNSWEPT if s == sid} == set()
+
+
+def _profile(folder, claims=("T1", "T2")):
+    folder.mkdir(parents=True)
+    data = {"study": "tiny", "title": "Tiny", "profile": "smoke", "date": "d", "device": "cpu",
+            "runtime_s": 1.0, "claims": [{"id": c, "statement": "s", "paper": "p", "measured": "m",
+                                          "holds": True, "verdict": "holds", "ci": [0, 1],
+                                          "threshold": 0.5, "n": 3, "unit": "seed"} for c in claims]}
+    (folder / "results.json").write_text(json.dumps(data))
+    return folder
+
+
+def test_attach_names_the_table_and_stores_the_findings(tmp_path, monkeypatch):
+    sw = Sweep(("T1",), {"x": [1, 2]}, "the x knob")
+    monkeypatch.setattr(sensitivity, "declared", lambda sid: (sw,))
+    folder = _profile(tmp_path / "tiny" / "smoke")
+    assert not sensitivity.attach("tiny", folder)  # nothing drawn yet
+    (folder / "sweeps" / sw.id).mkdir(parents=True)
+    summary_frame([("x=1", "T1", "holds", 0.7, 0.6, 0.8)]).to_csv(folder / "sweeps" / sw.id / "summary.csv", index=False)
+    assert sensitivity.attach("tiny", folder)
+    data = json.loads((folder / "results.json").read_text())
+    assert data["claims"][0]["sensitivity"] == sw.table and "sensitivity" not in data["claims"][1]
+    assert data["sensitivity"][0]["text"].endswith("it holds at x=1.")
+    assert "## What would make it hold" in (folder / "results.md").read_text()
+
+
+def test_publishing_a_run_keeps_the_sweeps_and_renames_their_table(tmp_path, monkeypatch):
+    sw = Sweep(("T2",), {"x": [1]}, "x")
+    monkeypatch.setattr(sensitivity, "declared", lambda sid: (sw,))
+    target = _profile(tmp_path / "figures" / "tiny" / "smoke")
+    (target / "sweeps" / sw.id).mkdir(parents=True)
+    summary_frame([("x=1", "T2", "holds", 0.7, 0.6, 0.8)]).to_csv(target / "sweeps" / sw.id / "summary.csv", index=False)
+    new_run = _profile(tmp_path / "run")
+    study.publish(new_run, target)
+    assert (target / "sweeps" / sw.id / "summary.csv").is_file()
+    assert json.loads((target / "results.json").read_text())["claims"][1]["sensitivity"] == sw.table
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["sweep", "quickstart", "--sensitivity", "-p", "epochs=1,2"], "leave out -p"),
+    (["sweep", "quickstart", "--sensitivity", "--id", "x"], "leave out -p, --seeds-sets and --id"),
+])
+def test_sensitivity_flag_rejects_a_grid(argv, message, capsys):
+    assert cli.main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_study_without_declared_sweeps_is_named(capsys, monkeypatch):
+    monkeypatch.setattr(sensitivity, "declared", lambda sid: ())
+    assert cli.main(["sweep", "quickstart", "--sensitivity"]) == 2
+    assert "declares no sensitivity sweeps" in capsys.readouterr().err
+
+
+TINY_PARAMETERS = ('profile = "default"  # {@profiles} run size\nvalue = 1.0  # [0, 10] measured\n')
+TINY_BODY = '''import pandas as pd
+import ipkit
+from ipkit import results, sensitivity
+PROFILES = {"smoke": {}}
+run = ipkit.start("tiny", globals(), PROFILES)
+part = results.evidence("value", pd.DataFrame({"seed": [0, 1, 2], "x": [value] * 3}), lambda f: f.x.mean(),
+                        threshold=0.5, holds_when="above", unit="seed")
+run.record({"value": value}, [results.claim("T1", "value above 0.5", "-", part)])
+sensitivity.show(run)
+'''
+
+
+@pytest.mark.slow
+def test_sensitivity_sweep_end_to_end(tmp_path, monkeypatch, capsys):
+    """`ipkit run tiny`, then `ipkit sweep tiny --sensitivity`: the summary, the claim's
+    table and finding in the profile's results.json; a later run keeps both."""
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell("# Tiny\n\nA test-only study."),
+        nbformat.v4.new_code_cell(TINY_PARAMETERS, metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell(TINY_BODY)])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    (tmp_path / "notebooks").mkdir()
+    nbformat.write(nb, tmp_path / "notebooks" / "99_tiny.ipynb")
+    for name in ("IPKIT_NOTEBOOKS", "IPKIT_FIGURES", "IPKIT_RUNS"):
+        monkeypatch.setenv(name, str(tmp_path / name.lower()[6:]))
+    monkeypatch.setattr(sensitivity, "declared",
+                        lambda sid: (Sweep(("T1",), {"value": [0.2, 1.0]}, "the measured value"),))
+    assert cli.main(["run", "tiny", "--profile", "smoke", "-p", "value=0.2"]) == 0
+    assert cli.main(["sweep", "tiny", "--profile", "smoke", "--sensitivity"]) == 0
+    folder = tmp_path / "figures" / "tiny" / "smoke"
+    assert (folder / "sweeps" / "sensitivity-value" / "summary.png").is_file()
+    data = json.loads((folder / "results.json").read_text())
+    results.check_results(data)
+    assert data["claims"][0]["sensitivity"] == "sweeps/sensitivity-value/summary.md"
+    assert "value=0.2 0.2 [0.2, 0.2] does not hold" in data["sensitivity"][0]["text"]
+    assert "it holds at value=1.0" in data["sensitivity"][0]["text"]
+    assert cli.main(["run", "tiny", "--profile", "smoke", "-p", "value=0.2"]) == 0
+    assert json.loads((folder / "results.json").read_text())["claims"][0]["sensitivity"]
+    text = sensitivity.report("tiny", "smoke", folder)
+    assert "it holds at value=1.0. Table: `sweeps/sensitivity-value/summary.md`." in text
+    assert "not swept in profile `default` yet" in sensitivity.report("tiny", "default", tmp_path)
