@@ -1,5 +1,6 @@
 """Benchmarks of the trainer: against a plain torch DataLoader loop, across memory layouts,
-and a deep ensemble trained together against one by one.
+and a deep ensemble trained together against one by one; and of the notebooks' Explore
+panels: how long a redraw of a setting already drawn takes (:func:`redraw`).
 
 Each comparison trains the same architecture from the same initial weights on the same data
 for the same epochs with the same optimizer and schedule, and reports the ratio of
@@ -151,3 +152,62 @@ def ensemble_speed(dataset: str = "mnist5k", arch: str = "mlp", members: int = 5
     out["speedup"] = round(out["one_by_one_s"] / out["together_s"], 2)
     out["cpu_speedup"] = round(out["one_by_one_cpu_s"] / max(out["together_cpu_s"], 1e-9), 2)
     return out
+
+
+REDRAW_CELL = """import json as _json, time as _time
+from ipkit import widgets as _widgets
+_panel, _seconds = _widgets.last_panel(), []
+for _ in range({repeats}):
+    _start = _time.perf_counter()
+    _panel.draw(raise_errors=True)
+    _seconds.append(_time.perf_counter() - _start)
+print("IPKIT_REDRAW " + _json.dumps(_seconds))"""
+REDRAW_GOAL_S = 1.0
+
+
+def redraw(study_ids: list[str], profile: str = "smoke", repeats: int = 3) -> list[dict]:
+    """Per study: execute its notebook in ``profile`` (papermill, scratch figures folder),
+    then redraw its Explore panel ``repeats`` times at the setting it first drew (a setting
+    already computed, so only what a redraw does is timed). Returns one row per study with
+    the median and the largest redraw in seconds, or the run's error."""
+    import tempfile
+    from pathlib import Path
+
+    import nbformat
+
+    from .parallel import Job, execute
+    from .study import get_study
+
+    rows = []
+    for sid in study_ids:
+        info = get_study(sid)
+        with tempfile.TemporaryDirectory(prefix=f"ipkit-redraw-{sid}-") as tmp:
+            nb = nbformat.read(info.path, as_version=4)
+            nb.cells.append(nbformat.v4.new_code_cell(REDRAW_CELL.format(repeats=repeats)))
+            path = Path(tmp) / info.path.name
+            nbformat.write(nb, path)
+            outcome = execute(Job(sid, profile, {}, path, Path(tmp) / "figures", Path(tmp) / "executed.ipynb"))
+        seconds = _redraw_seconds(outcome.notebook) if not outcome.error else None
+        if seconds is None:
+            rows.append({"study": sid, "profile": profile, "error": outcome.error or "no redraw timed"})
+            continue
+        rows.append({"study": sid, "profile": profile, "median_s": round(statistics.median(seconds), 3),
+                     "max_s": round(max(seconds), 3), "repeats": repeats,
+                     "within_goal": max(seconds) <= REDRAW_GOAL_S})
+    return rows
+
+
+def _redraw_seconds(notebook: bytes) -> list[float] | None:
+    """The redraw times the appended cell printed (its ``IPKIT_REDRAW [...]`` line)."""
+    import json
+
+    try:
+        cell = json.loads(notebook)["cells"][-1]
+    except (ValueError, KeyError, IndexError):
+        return None
+    for out in cell.get("outputs", []):
+        text = "".join(out.get("text", "")) if out.get("output_type") == "stream" else ""
+        for line in text.splitlines():
+            if line.startswith("IPKIT_REDRAW "):
+                return [float(v) for v in json.loads(line.split(" ", 1)[1])]
+    return None

@@ -333,8 +333,23 @@ def cmd_cache(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     """Time the ipkit trainer against a plain DataLoader loop (or an ensemble trained
     together against one by one) and print the ratio."""
-    from .bench import ensemble_speed, run, trainer_layouts
+    from .bench import REDRAW_GOAL_S, ensemble_speed, redraw, run, trainer_layouts
 
+    if args.what == "redraw":
+        try:
+            ids = [get_study(s).id for s in (args.study or list(studies()))]
+            for sid in ids:
+                resolve(get_study(sid), args.profile, {})
+        except ParamError as err:
+            return _fail(str(err))
+        rows = redraw(ids, args.profile, args.repeats)
+        for r in rows:
+            print(f"  {r['study']:22s} {r['profile']}: " + (f"failed: {r['error']}" if "error" in r else
+                  f"redraw median {r['median_s']:.3f} s, max {r['max_s']:.3f} s over {r['repeats']}"))
+        slow = [r["study"] for r in rows if not r.get("within_goal")]
+        print(f"ipkit: {len(rows) - len(slow)} of {len(rows)} notebooks redraw within "
+              f"{REDRAW_GOAL_S:g} s" + (f"; not: {', '.join(slow)}" if slow else ""))
+        return 1 if slow else 0
     if args.trainer_layouts:
         result = trainer_layouts(args.dataset, args.arch, args.epochs, args.batch_size,
                                  repeats=args.repeats)
@@ -425,12 +440,16 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--arch", default="cnn")
     b.add_argument("--epochs", type=int, default=5)
     b.add_argument("--batch-size", type=int, default=128)
-    b.add_argument("--what", choices=["trainer", "ensemble"], default="trainer",
-                   help="trainer: vs a DataLoader loop; ensemble: members together (vmap) vs one by one")
+    b.add_argument("--what", choices=["trainer", "ensemble", "redraw"], default="trainer",
+                   help="trainer: vs a DataLoader loop; ensemble: members together (vmap) vs one by "
+                        "one; redraw: each notebook's Explore redraw of a setting already drawn")
+    b.add_argument("--study", action="append", help="with --what redraw: a study (repeatable; default all)")
+    b.add_argument("--profile", default="smoke", help="with --what redraw: the profile the notebooks run in")
     b.add_argument("--members", type=int, default=5, help="with --what ensemble: ensemble size")
     b.add_argument("--trainer-layouts", action="store_true",
                    help="the trainer's former memory layout vs the one it now picks per model")
-    b.add_argument("--repeats", type=int, default=3, help="with --trainer-layouts: alternating runs")
+    b.add_argument("--repeats", type=int, default=3,
+                   help="with --trainer-layouts: alternating runs; with --what redraw: redraws")
     b.set_defaults(fn=cmd_bench)
     return ap
 

@@ -93,8 +93,12 @@ def pgd_partners(model: nn.Module, x: Tensor, eps: float = 0.06, steps: int = 50
 def decision_distances(model: nn.Module, x: Tensor, x_partner: Tensor) -> Tensor:
     """Raw DDV: cosine distance between the model's outputs on x_i and on x_i' (one per pair),
     in float64: ``1 - cos`` of nearly parallel outputs loses most of its digits in float32."""
-    return 1 - F.cosine_similarity(predict(model, x).double(), predict(model, x_partner).double(),
-                                   dim=1, eps=1e-12)
+    return output_distances(predict(model, x), predict(model, x_partner))
+
+
+def output_distances(out: Tensor, out_partner: Tensor) -> Tensor:
+    """``1 - cos`` of each pair's two output rows, in float64 (:func:`decision_distances`)."""
+    return 1 - F.cosine_similarity(out.double(), out_partner.double(), dim=1, eps=1e-12)
 
 
 def ddv(model: nn.Module, x: Tensor, x_partner: Tensor) -> Tensor:
@@ -109,12 +113,37 @@ def ddv_cosine(da: Tensor, db: Tensor) -> float:
 
 @dataclass
 class Probe:
-    """Test inputs a method built on a reference model: seeds ``x`` and, if any, ``partner``."""
+    """Test inputs a method built on a reference model: seeds ``x`` and, if any, ``partner``.
+
+    A probe scores one reference against many suspects, so what a model computes on it
+    (:meth:`outputs`, :meth:`distances`, :meth:`features`) is computed once per model and
+    kept for the probe's life: the reference's outputs are not recomputed for every suspect.
+    """
 
     x: Tensor
     partner: Tensor | None = None
     seconds: float = 0.0
     extra: dict = field(default_factory=dict)
+    _memo: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def _once(self, model: nn.Module, what: str, compute: Callable[[], Tensor]) -> Tensor:
+        key = (id(model), what)
+        if key not in self._memo:  # the model is kept beside its entry, so its id stays its own
+            self._memo[key] = (model, compute())
+        return self._memo[key][1]
+
+    def outputs(self, model: nn.Module, probs: bool = False) -> Tensor:
+        """``model``'s logits (or probabilities) on the probe's ``x``."""
+        return self._once(model, f"outputs-{probs}", lambda: predict(model, self.x, probs=probs))
+
+    def distances(self, model: nn.Module) -> Tensor:
+        """``model``'s raw decision distances on the probe's pairs (:func:`decision_distances`)."""
+        return self._once(model, "distances", lambda: output_distances(
+            self.outputs(model), predict(model, self.partner)))
+
+    def features(self, model: nn.Module) -> Tensor:
+        """``model``'s penultimate features on the probe's ``x`` (:func:`features`)."""
+        return self._once(model, "features", lambda: features(model, self.x))
 
 
 @dataclass
@@ -140,7 +169,7 @@ def modeldiff_probe(reference: nn.Module, x_seed: Tensor, eps: float = 0.06, ste
 @timed("score", "modeldiff")
 def modeldiff_score(a: nn.Module, b: nn.Module, probe: Probe) -> float:
     """Cosine similarity of the two models' DDVs on the probe's pairs (Li et al., 2021)."""
-    return ddv_cosine(ddv(a, probe.x, probe.partner), ddv(b, probe.x, probe.partner))
+    return ddv_cosine(F.normalize(probe.distances(a), dim=0), F.normalize(probe.distances(b), dim=0))
 
 
 def boundary_inputs(model: nn.Module, x: Tensor, eps: float = 0.25, steps: int = 30,
@@ -190,7 +219,7 @@ def ipguard_probe(reference: nn.Module, x_seed: Tensor, eps: float = 0.25, steps
 def ipguard_score(a: nn.Module, b: nn.Module, probe: Probe) -> float:
     """Share of the boundary inputs on which ``a`` and ``b`` predict the same label (IPGuard);
     NaN when their label spaces differ in size."""
-    oa, ob = predict(a, probe.x), predict(b, probe.x)
+    oa, ob = probe.outputs(a), probe.outputs(b)
     if oa.shape[1] != ob.shape[1]:
         return float("nan")
     return float((oa.argmax(1) == ob.argmax(1)).float().mean())
@@ -206,7 +235,7 @@ def seeds_probe(reference: nn.Module, x_seed: Tensor, **_: object) -> Probe:
 def output_cosine_score(a: nn.Module, b: nn.Module, probe: Probe) -> float:
     """Mean cosine similarity of the two models' softmax probabilities on the seeds;
     NaN when their output sizes differ."""
-    pa, pb = predict(a, probe.x, probs=True), predict(b, probe.x, probs=True)
+    pa, pb = probe.outputs(a, probs=True), probe.outputs(b, probs=True)
     if pa.shape != pb.shape:
         return float("nan")
     return float(F.cosine_similarity(pa, pb, dim=1, eps=1e-12).mean())
@@ -256,7 +285,7 @@ def features(model: nn.Module, x: Tensor, batch_size: int = 512) -> Tensor:
 def feature_similarity_score(a: nn.Module, b: nn.Module, probe: Probe) -> float:
     """Last-feature similarity: cosine similarity of the two models' input-by-input cosine
     similarity matrices of penultimate features on the seeds (works across widths)."""
-    fa, fb = F.normalize(features(a, probe.x), dim=1), F.normalize(features(b, probe.x), dim=1)
+    fa, fb = F.normalize(probe.features(a), dim=1), F.normalize(probe.features(b), dim=1)
     return ddv_cosine(fa @ fa.T, fb @ fb.T)
 
 

@@ -20,6 +20,7 @@ import os
 from typing import Any, Callable, Iterator
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+_SHOWN: list["Panel"] = []  # the panel :func:`explore` showed last (see :func:`last_panel`)
 
 
 def explore(fn: Callable[..., Any], **controls: Any) -> None:
@@ -37,10 +38,19 @@ def explore(fn: Callable[..., Any], **controls: Any) -> None:
         fn(**{k: _first(v) for k, v in controls.items()})
         return
     panel = Panel(fn, controls)
+    _SHOWN[:] = [panel]
     handle = display(panel.bundle(), raw=True, display_id=True)
     panel.draw(raise_errors=True)
     if handle is not None:
         handle.update(panel.bundle(), raw=True)
+
+
+def last_panel() -> "Panel":
+    """The Explore panel this kernel showed last (the redraw benchmark,
+    :func:`ipkit.bench.redraw`, times its :meth:`Panel.draw`)."""
+    if not _SHOWN:
+        raise LookupError("no Explore panel has been shown in this kernel")
+    return _SHOWN[0]
 
 
 class Panel:

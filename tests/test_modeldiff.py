@@ -51,6 +51,22 @@ def test_invariant_to_hidden_unit_permutation():
     assert similarity.weight_cosine_score(a, b) < 0.9
 
 
+@pytest.mark.parametrize("method", ["modeldiff", "ipguard", "output_cosine", "feature_sim"])
+def test_a_probe_computes_the_reference_once_and_scores_as_without_it(method, monkeypatch):
+    """Scoring many suspects against one probe: the reference's outputs are computed once,
+    and every score equals the one from a fresh probe (nothing kept from another model)."""
+    a, suspects, x = _mlp(0), [_mlp(1), _mlp(2)], _seeds()
+    m = similarity.get_method(method)
+    probe = m.probe(a, x, steps=3)
+    expected = [m.score(a, b, similarity.Probe(probe.x, probe.partner)) for b in suspects]
+    calls = []
+    for name in ("predict", "features"):
+        real = getattr(similarity, name)
+        monkeypatch.setattr(similarity, name, lambda model, *args, _real=real, **kw: calls.append(model) or _real(model, *args, **kw))
+    assert [m.score(a, b, probe) for b in suspects] == expected
+    assert sum(c is a for c in calls) == (2 if method == "modeldiff" else 1)
+
+
 def test_ddv_has_unit_norm():
     m, x = _mlp(0), _seeds()
     probe = similarity.modeldiff_probe(m, x, steps=3)

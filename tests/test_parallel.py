@@ -4,7 +4,6 @@ grids and their validation, the summary of claims across settings, and, on a loc
 import json
 import sys
 
-import nbformat
 import pytest
 
 from ipkit import cli, parallel, study, sweep
@@ -253,16 +252,8 @@ run.record({"value": value}, [results.claim("T1", "value above 0.5", "-", part)]
 
 
 @pytest.mark.slow
-def test_a_failing_setting_is_reported_and_the_other_completes(local_ray, capsys, tmp_path, monkeypatch):
-    nb = nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_markdown_cell("# Tiny\n\nA test-only study."),
-        nbformat.v4.new_code_cell(TINY_PARAMETERS, metadata={"tags": ["parameters"]}),
-        nbformat.v4.new_code_cell(TINY_BODY)])
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    (tmp_path / "notebooks").mkdir()
-    nbformat.write(nb, tmp_path / "notebooks" / "99_tiny.ipynb")
-    for name in ("IPKIT_NOTEBOOKS", "IPKIT_FIGURES", "IPKIT_RUNS"):
-        monkeypatch.setenv(name, str(tmp_path / name.lower()[6:]))
+def test_a_failing_setting_is_reported_and_the_other_completes(local_ray, capsys, tiny_study):
+    tmp_path = tiny_study(TINY_PARAMETERS, TINY_BODY)
     code, out, err = run_cli(capsys, "sweep", "tiny", "--profile", "smoke", "-p", "fail=false,true",
                              "--jobs", "2", "--id", "f")
     root = tmp_path / "figures" / "tiny" / "smoke" / "sweeps" / "f"

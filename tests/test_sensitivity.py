@@ -1,7 +1,6 @@
 """'What would make it hold' sweeps (ipkit.sensitivity, `ipkit sweep --sensitivity`)."""
 import json
 
-import nbformat
 import pandas as pd
 import pytest
 
@@ -126,18 +125,10 @@ sensitivity.show(run)
 
 
 @pytest.mark.slow
-def test_sensitivity_sweep_end_to_end(tmp_path, monkeypatch, capsys):
+def test_sensitivity_sweep_end_to_end(tiny_study, monkeypatch):
     """`ipkit run tiny`, then `ipkit sweep tiny --sensitivity`: the summary, the claim's
     table and finding in the profile's results.json; a later run keeps both."""
-    nb = nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_markdown_cell("# Tiny\n\nA test-only study."),
-        nbformat.v4.new_code_cell(TINY_PARAMETERS, metadata={"tags": ["parameters"]}),
-        nbformat.v4.new_code_cell(TINY_BODY)])
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    (tmp_path / "notebooks").mkdir()
-    nbformat.write(nb, tmp_path / "notebooks" / "99_tiny.ipynb")
-    for name in ("IPKIT_NOTEBOOKS", "IPKIT_FIGURES", "IPKIT_RUNS"):
-        monkeypatch.setenv(name, str(tmp_path / name.lower()[6:]))
+    tmp_path = tiny_study(TINY_PARAMETERS, TINY_BODY)
     monkeypatch.setattr(sensitivity, "declared",
                         lambda sid: (Sweep(("T1",), {"value": [0.2, 1.0]}, "the measured value"),))
     assert cli.main(["run", "tiny", "--profile", "smoke", "-p", "value=0.2"]) == 0

@@ -414,7 +414,7 @@ def score_pairs(zoo: list[ZooModel], methods: list[str], x_seed: Tensor, *, seed
         for src in sources:
             probe = m.probe(src.model, x_seed, seed=seed, **opts)
             if name == "modeldiff":
-                raw[(src.name, src.name)] = decision_distances(src.model, probe.x, probe.partner)
+                raw[(src.name, src.name)] = probe.distances(src.model)
             for sus in zoo:
                 if sus is src:
                     continue
@@ -422,7 +422,7 @@ def score_pairs(zoo: list[ZooModel], methods: list[str], x_seed: Tensor, *, seed
                 score = m.score(src.model, sus.model, probe)
                 sec = time.perf_counter() - start
                 if name == "modeldiff":
-                    raw[(src.name, sus.name)] = decision_distances(sus.model, probe.x, probe.partner)
+                    raw[(src.name, sus.name)] = probe.distances(sus.model)
                 rel = sus.reuse if sus.lineage == src.name else "unrelated"
                 rows.append(dict(method=name, seed=seed, reference=src.name, suspect=sus.name,
                                  relation=rel, kind=sus.reuse, task=sus.task, score=score,
