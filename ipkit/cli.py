@@ -191,33 +191,44 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    """Rerun a study with other seeds; compare each claim's verdict with the committed one."""
+    """Rerun a study once per seed set; compare each claim's verdict with the committed one."""
     from . import verify
 
     try:
         info = get_study(args.study)
-        seeds = coerce(info.params["seeds"], args.seeds)
+        sets = verify.seed_sets(info, args.seeds)
         given = _parse_overrides(info, args.param or [])
         if "seeds" in given:
             raise ParamError("give the seeds with --seeds, not -p seeds=...")
+        _check_jobs(args)
         path = verify.committed_results(info, args.profile)
         committed = json.loads(path.read_text())
-        resolve(info, args.profile, verify.rerun_params(committed, info, seeds, given))
+        for seeds in sets:
+            resolve(info, args.profile, verify.rerun_params(committed, info, seeds, given))
     except ParamError as err:
         return _fail(str(err))
     print(f"ipkit: verifying {info.id} (profile {args.profile}) with seeds "
-          f"{','.join(map(str, seeds))} against {path}")
+          f"{'; '.join(','.join(map(str, s)) for s in sets)} against {path}")
     try:
-        path, rows = verify.verify(info, args.profile, seeds, given)
-    except RuntimeError as err:
+        path, runs = verify.verify(info, args.profile, sets, given, at_once=args.jobs,
+                                   cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run,
+                                   address=args.address)
+    except (RuntimeError, parallel.RayError) as err:
         print(f"ipkit: {err}", file=sys.stderr)
         return 1
-    print("\n".join(verify.report_lines(rows)))
-    flips = [r.id for r in rows if r.flip]
+    except KeyboardInterrupt:
+        print("ipkit: interrupted", file=sys.stderr)
+        return 130
+    flips = []
+    for seeds, rows in runs:
+        print(f"ipkit: seeds {','.join(map(str, seeds))}")
+        print("\n".join(verify.report_lines(rows)))
+        flips += [f"{r.id} (seeds {','.join(map(str, seeds))})" for r in rows if r.flip]
+    changed = sum(r.changed for _, rows in runs for r in rows)
     print(f"ipkit: {len(flips)} flip(s){': ' + ', '.join(flips) if flips else ''}; "
-          f"{sum(r.changed for r in rows)} of {len(rows)} verdicts changed")
+          f"{changed} of {sum(len(rows) for _, rows in runs)} verdicts changed")
     if args.record:
-        verify.record(path, seeds, rows)
+        verify.record(path, runs)
         print(f"ipkit: recorded under 'stability' in {path}")
     return 1 if flips else 0
 
@@ -417,12 +428,15 @@ def parser() -> argparse.ArgumentParser:
     sw.set_defaults(fn=cmd_sweep)
     ver = sub.add_parser("verify", help="rerun a study with other seeds and compare its verdicts")
     ver.add_argument("study", help="study id (see `ipkit list`)")
-    ver.add_argument("--seeds", default="101,102,103", help="comma-separated seeds of the rerun")
+    ver.add_argument("--seeds", default="101,102,103",
+                     help="seeds of the rerun, comma-separated; several reruns: sets separated "
+                          "by ';' (a sweep over seed sets)")
     ver.add_argument("--profile", default="default", help="profile of the committed run to check")
     ver.add_argument("-p", "--param", action="append", metavar="NAME=VALUE",
                      help="set a parameter of the rerun (repeatable)")
     ver.add_argument("--record", action="store_true",
                      help="store the comparison under 'stability' in the committed results.json")
+    _parallel_options(ver)
     ver.set_defaults(fn=cmd_verify)
     rep = sub.add_parser("report", help="write figures/README.md (and with --html an offline site)")
     rep.add_argument("--html", nargs="?", const="site", metavar="DIR",

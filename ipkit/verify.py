@@ -1,6 +1,7 @@
 """``ipkit verify``: does a committed verdict survive other seeds?
 
-The study is rerun with the same profile and parameters but other seeds, into a temporary
+The study is rerun with the same profile and parameters but other seeds, once per seed set
+(a sweep over seed sets, run side by side on Ray with ``--jobs``), each into a temporary
 figures folder (never over the committed one). Claim by claim, the committed verdict and
 interval stand beside the new ones. A *flip* is a change between ``holds`` and ``does not
 hold``; a move to or from ``inconclusive`` is reported as a change but is not a flip. With
@@ -76,47 +77,59 @@ def compare(committed: dict, rerun: dict) -> list[Comparison]:
             for c in committed["claims"] if c["id"] in new]
 
 
-def execute(info: StudyInfo, profile: str, params: dict[str, Any], folder: Path) -> dict:
-    """Run the study's notebook (:func:`ipkit.parallel.execute`: a scratch figures folder,
-    plain-text progress, corrupt-cache lines repeated here) and publish its outputs and
-    executed notebook under ``folder``; return its results.json, or raise RuntimeError
-    naming the failing cell."""
-    from .parallel import Job, execute as run_job, publish
+def seed_sets(info: StudyInfo, text: str) -> list[list[int]]:
+    """``"101,102,103;201,202,203"`` -> one seed list per rerun, each checked as the study's
+    ``seeds`` parameter (a ParamError names a bad one)."""
+    from .study import coerce
 
-    job = Job(info.id, profile, params, info.path, folder / info.id / profile,
-              folder / f"{info.path.stem}-verify.ipynb", "verify")
-    outcome = run_job(job)
-    publish(outcome)
-    if not outcome.ok:
-        raise RuntimeError(f"{info.id} failed in {outcome.error}")
-    return json.loads(outcome.files["results.json"])
+    sets = [coerce(info.params["seeds"], part) for part in text.split(";") if part.strip()]
+    if not sets:
+        raise ParamError("--seeds needs at least one seed set, e.g. --seeds 101,102,103")
+    if len({tuple(s) for s in sets}) != len(sets):
+        raise ParamError("--seeds lists a seed set twice: give each once")
+    return sets
 
 
-def record(path: Path, seeds: list[int], rows: list[Comparison]) -> None:
-    """Store the comparison under ``stability`` in the committed results.json, atomically."""
+def _name(seeds: list[int]) -> str:
+    return "-".join(map(str, seeds))
+
+
+def verify(info: StudyInfo, profile: str, sets: list[list[int]], given: dict[str, Any],
+           keep: Path | None = None, **dispatch: Any) -> tuple[Path, list[tuple[list[int], list[Comparison]]]]:
+    """Rerun ``info`` once per seed set, a sweep over seed sets (:func:`ipkit.parallel.run_jobs`,
+    with ``dispatch`` its options: ``at_once``, ``cpus_per_run``, ...), each into a temporary
+    folder (or under ``keep``), and compare every rerun with the committed results. Raises
+    RuntimeError naming each failed rerun and its failing cell."""
+    from .parallel import Job, run_jobs
+
+    path = committed_results(info, profile)
+    committed = json.loads(path.read_text())
+    with tempfile.TemporaryDirectory(prefix=f"ipkit-verify-{info.id}-") as tmp:
+        root = keep if keep is not None else Path(tmp)
+        jobs = [Job(info.id, profile, rerun_params(committed, info, seeds, given), info.path,
+                    root / _name(seeds) / info.id / profile,
+                    root / f"{info.path.stem}-verify-{_name(seeds)}.ipynb", f"seeds={_name(seeds)}")
+                for seeds in sets]
+        outcomes = run_jobs(jobs, **dispatch)
+    failed = [f"{o.job.label} failed in {o.error}" for o in outcomes if not o.ok]
+    if failed:
+        raise RuntimeError("; ".join(failed))
+    return path, [(seeds, compare(committed, json.loads(o.files["results.json"])))
+                  for seeds, o in zip(sets, outcomes)]
+
+
+def record(path: Path, runs: list[tuple[list[int], list[Comparison]]]) -> None:
+    """Store the comparisons under ``stability`` in the committed results.json, atomically:
+    one entry per rerun (its seeds, claims and flips) and the flips of all reruns."""
     data = json.loads(path.read_text())
+    entries = [{"seeds": list(seeds), "claims": [dict(asdict(r), flip=r.flip) for r in rows],
+                "flips": sum(r.flip for r in rows)} for seeds, rows in runs]
     data["stability"] = {
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "seeds": list(seeds),
-        "claims": [dict(asdict(r), flip=r.flip) for r in rows],
-        "flips": sum(r.flip for r in rows)}
+        "runs": entries, "flips": sum(e["flips"] for e in entries)}
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(data, indent=2) + "\n")
     os.replace(tmp, path)
-
-
-def verify(info: StudyInfo, profile: str, seeds: list[int], given: dict[str, Any],
-           keep: Path | None = None) -> tuple[Path, list[Comparison]]:
-    """Rerun ``info`` with ``seeds`` and compare with the committed results; the rerun's
-    outputs go to a temporary folder (or ``keep``)."""
-    path = committed_results(info, profile)
-    committed = json.loads(path.read_text())
-    params = rerun_params(committed, info, seeds, given)
-    if keep is not None:
-        keep.mkdir(parents=True, exist_ok=True)
-        return path, compare(committed, execute(info, profile, params, keep))
-    with tempfile.TemporaryDirectory(prefix=f"ipkit-verify-{info.id}-") as tmp:
-        return path, compare(committed, execute(info, profile, params, Path(tmp)))
 
 
 def _ci(ci: list[float]) -> str:
@@ -134,14 +147,17 @@ def report_lines(rows: list[Comparison]) -> list[str]:
 
 
 def stability_markdown(data: dict) -> str:
-    """A Markdown table of a results.json's ``stability`` record (empty when it has none)."""
+    """A Markdown table per rerun of a results.json's ``stability`` record (empty when it
+    has none)."""
     st = data.get("stability")
     if not st:
         return ""
-    rows = [f"Rerun with seeds {', '.join(map(str, st['seeds']))} ({st['date']}): "
-            f"{st['flips']} flip(s).", "",
-            "| id | committed | rerun | flip |", "|---|---|---|---|"]
-    for c in st["claims"]:
-        rows.append(f"| {c['id']} | {c['committed']} {_ci(c['committed_ci'])} | "
-                    f"{c['rerun']} {_ci(c['rerun_ci'])} | {'**yes**' if c['flip'] else 'no'} |")
-    return "\n".join(rows)
+    rows = []
+    for run in st["runs"]:
+        rows += [f"Rerun with seeds {', '.join(map(str, run['seeds']))} ({st['date']}): "
+                 f"{run['flips']} flip(s).", "",
+                 "| id | committed | rerun | flip |", "|---|---|---|---|"]
+        rows += [f"| {c['id']} | {c['committed']} {_ci(c['committed_ci'])} | "
+                 f"{c['rerun']} {_ci(c['rerun_ci'])} | {'**yes**' if c['flip'] else 'no'} |"
+                 for c in run["claims"]] + [""]
+    return "\n".join(rows).rstrip()

@@ -37,6 +37,9 @@ def test_verify_without_committed_results_exits_2(capsys, tmp_path, monkeypatch)
     (["verify", "quickstart", "--seeds", "a,b"], "expects list[int]"),
     (["verify", "quickstart", "-p", "seeds=1"], "--seeds"),
     (["verify", "quickstart", "--profile", "huge"], "unknown profile"),
+    (["verify", "quickstart", "--seeds", "1,2;1,2"], "seed set twice"),
+    (["verify", "quickstart", "--seeds", ";"], "at least one seed set"),
+    (["verify", "quickstart", "--jobs", "0"], "--jobs must be at least 1"),
 ])
 def test_verify_bad_input_exits_2(capsys, tmp_path, monkeypatch, argv, fragment):
     monkeypatch.setenv("IPKIT_FIGURES", str(tmp_path))
@@ -58,7 +61,8 @@ def test_verify_smoke_same_seeds_no_flip_then_planted_flip(capsys, tmp_path, mon
     assert cli.main(["verify", "quickstart", "--profile", "smoke", "--seeds", "0", "--record"]) == 0
     out = capsys.readouterr().out
     assert "0 flip(s)" in out and "FLIP" not in out
-    assert json.loads(path.read_text())["stability"]["flips"] == 0
+    stability = json.loads(path.read_text())["stability"]
+    assert stability["flips"] == 0 and stability["runs"][0]["seeds"] == [0]
     decided = next(c for c in committed["claims"] if c["verdict"] in verify.DECIDED)
     planted = "holds" if decided["verdict"] == "does not hold" else "does not hold"
     decided.update(verdict=planted, holds=planted == "holds")
@@ -67,3 +71,17 @@ def test_verify_smoke_same_seeds_no_flip_then_planted_flip(capsys, tmp_path, mon
     out = capsys.readouterr().out
     assert f"{decided['id']}" in out and "FLIP" in out and "1 flip(s)" in out
     assert sorted(p.name for p in path.parent.iterdir()) == before
+
+
+def test_record_keeps_one_entry_per_seed_set(tmp_path):
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps({"claims": []}))
+    same = verify.Comparison("A", "holds", [0.1, 0.2], "holds", [0.1, 0.3])
+    flip = verify.Comparison("A", "holds", [0.1, 0.2], "does not hold", [-0.2, -0.1])
+    verify.record(path, [([101, 102], [same]), ([201, 202], [flip])])
+    data = json.loads(path.read_text())
+    assert [r["seeds"] for r in data["stability"]["runs"]] == [[101, 102], [201, 202]]
+    assert [r["flips"] for r in data["stability"]["runs"]] == [0, 1] and data["stability"]["flips"] == 1
+    text = verify.stability_markdown(data)
+    assert "Rerun with seeds 101, 102" in text and "Rerun with seeds 201, 202" in text
+    assert text.count("**yes**") == 1
