@@ -161,15 +161,20 @@ for _ in range({repeats}):
     _start = _time.perf_counter()
     _panel.draw(raise_errors=True)
     _seconds.append(_time.perf_counter() - _start)
-print("IPKIT_REDRAW " + _json.dumps(_seconds))"""
+_panel.drawn.clear()
+_start = _time.perf_counter()
+_panel.draw(raise_errors=True)
+print("IPKIT_REDRAW " + _json.dumps({{"kept": _seconds, "recomputed": _time.perf_counter() - _start}}))"""
 REDRAW_GOAL_S = 1.0
 
 
 def redraw(study_ids: list[str], profile: str = "smoke", repeats: int = 3) -> list[dict]:
     """Per study: execute its notebook in ``profile`` (papermill, scratch figures folder),
     then redraw its Explore panel ``repeats`` times at the setting it first drew (a setting
-    already computed, so only what a redraw does is timed). Returns one row per study with
-    the median and the largest redraw in seconds, or the run's error."""
+    already drawn: the goal, :data:`REDRAW_GOAL_S`, applies to these), and once more with the
+    panel's kept figures dropped (the figure recomputed from the notebook's cached models).
+    Returns one row per study with the median and the largest kept redraw and the
+    recomputed one in seconds, or the run's error."""
     import tempfile
     from pathlib import Path
 
@@ -187,18 +192,19 @@ def redraw(study_ids: list[str], profile: str = "smoke", repeats: int = 3) -> li
             path = Path(tmp) / info.path.name
             nbformat.write(nb, path)
             outcome = execute(Job(sid, profile, {}, path, Path(tmp) / "figures", Path(tmp) / "executed.ipynb"))
-        seconds = _redraw_seconds(outcome.notebook) if not outcome.error else None
-        if seconds is None:
+        timed = _redraw_seconds(outcome.notebook) if not outcome.error else None
+        if timed is None:
             rows.append({"study": sid, "profile": profile, "error": outcome.error or "no redraw timed"})
             continue
-        rows.append({"study": sid, "profile": profile, "median_s": round(statistics.median(seconds), 3),
-                     "max_s": round(max(seconds), 3), "repeats": repeats,
-                     "within_goal": max(seconds) <= REDRAW_GOAL_S})
+        kept = timed["kept"]
+        rows.append({"study": sid, "profile": profile, "median_s": round(statistics.median(kept), 3),
+                     "max_s": round(max(kept), 3), "repeats": repeats,
+                     "recomputed_s": round(timed["recomputed"], 3), "within_goal": max(kept) <= REDRAW_GOAL_S})
     return rows
 
 
-def _redraw_seconds(notebook: bytes) -> list[float] | None:
-    """The redraw times the appended cell printed (its ``IPKIT_REDRAW [...]`` line)."""
+def _redraw_seconds(notebook: bytes) -> dict | None:
+    """The redraw times the appended cell printed (its ``IPKIT_REDRAW {...}`` line)."""
     import json
 
     try:
@@ -209,5 +215,5 @@ def _redraw_seconds(notebook: bytes) -> list[float] | None:
         text = "".join(out.get("text", "")) if out.get("output_type") == "stream" else ""
         for line in text.splitlines():
             if line.startswith("IPKIT_REDRAW "):
-                return [float(v) for v in json.loads(line.split(" ", 1)[1])]
+                return json.loads(line.split(" ", 1)[1])
     return None

@@ -356,7 +356,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         rows = redraw(ids, args.profile, args.repeats)
         for r in rows:
             print(f"  {r['study']:22s} {r['profile']}: " + (f"failed: {r['error']}" if "error" in r else
-                  f"redraw median {r['median_s']:.3f} s, max {r['max_s']:.3f} s over {r['repeats']}"))
+                  f"redraw median {r['median_s']:.3f} s, max {r['max_s']:.3f} s over "
+                  f"{r['repeats']}; recomputed from cached models {r['recomputed_s']:.3f} s"))
         slow = [r["study"] for r in rows if not r.get("within_goal")]
         print(f"ipkit: {len(rows) - len(slow)} of {len(rows)} notebooks redraw within "
               f"{REDRAW_GOAL_S:g} s" + (f"; not: {', '.join(slow)}" if slow else ""))

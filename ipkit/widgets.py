@@ -2,7 +2,9 @@
 
 :func:`explore` shows one panel: the controls, a one-line status and the figure the function
 draws. It draws the starting values once, so a headless run (papermill, nbmake) draws the
-default view and never waits for input. A redraw replaces the figure and leaves nothing else
+default view and never waits for input. The figures of the last :data:`KEEP_DRAWN` settings
+are kept, so going back to a setting already drawn shows it at once (``fn`` is expected to
+draw the same figure for the same values). A redraw replaces the figure and leaves nothing else
 in the panel: progress bars are off while the function runs, and the old figure stays until
 the new one is ready, with "computing ..." in the status line meanwhile.
 
@@ -21,6 +23,7 @@ from typing import Any, Callable, Iterator
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 _SHOWN: list["Panel"] = []  # the panel :func:`explore` showed last (see :func:`last_panel`)
+KEEP_DRAWN = 32  # settings whose figures a panel keeps for an instant redraw
 
 
 def explore(fn: Callable[..., Any], **controls: Any) -> None:
@@ -70,6 +73,7 @@ class Panel:
         self.out = w.Output()
         self.view = w.VBox([*self.controls.values(), self.status, self.out])
         self.png: bytes | None = None
+        self.drawn: dict[tuple, list[bytes]] = {}  # settings already drawn, oldest first
         for c in self.controls.values():
             c.observe(lambda _change: self.draw(), names="value")
 
@@ -82,8 +86,9 @@ class Panel:
         return ", ".join(f"{name} = {value!r}" for name, value in self.values().items())
 
     def draw(self, raise_errors: bool = False) -> bytes | None:
-        """Run ``fn`` with the controls' values and show what it draws in place of the last
-        figure; return the first new figure as PNG (kept as the fallback after the first draw).
+        """Run ``fn`` with the controls' values (or take the figures of a setting already
+        drawn) and show them in place of the last figure; return the first as PNG (kept as
+        the fallback after the first draw).
 
         The figures are set as the Output widget's outputs (its state), not captured with
         ``with out:``: a headless client (papermill, nbmake) then sees only widget-state
@@ -93,9 +98,10 @@ class Panel:
         """
         import traceback
 
+        key = tuple(self.values().items())
         self.status.value = f"computing {self.describe()} ..."
         try:
-            pngs = _figures_as_png(self.fn, self.values())
+            pngs = self.drawn.pop(key) if key in self.drawn else _figures_as_png(self.fn, self.values())
         except Exception as err:
             if raise_errors:
                 raise
@@ -104,6 +110,9 @@ class Panel:
             return None
         finally:
             self.status.value = ""
+        self.drawn[key] = pngs
+        while len(self.drawn) > KEEP_DRAWN:
+            self.drawn.pop(next(iter(self.drawn)))
         self.out.outputs = tuple(
             {"output_type": "display_data", "metadata": {},
              "data": {"image/png": base64.b64encode(png).decode("ascii"), "text/plain": "<figure>"}}

@@ -36,6 +36,19 @@ def test_redraw_shows_the_new_figure_quickly_with_progress_off(monkeypatch):
     assert redraw_s < 1.0, f"one redraw of a cheap figure took {redraw_s:.2f} s"
 
 
+def test_going_back_to_a_drawn_setting_shows_its_figure_without_calling_again(monkeypatch):
+    monkeypatch.setattr(widgets, "KEEP_DRAWN", 2)
+    seen = []
+    panel = widgets.Panel(_bars(seen), {"bars": widgets.slider(2, 1, 9, 1, "bars")})
+    two = panel.draw()
+    panel.controls["bars"].value = 3
+    panel.controls["bars"].value = 2
+    assert [b for b, _ in seen] == [2, 3] and panel.draw() == two
+    panel.controls["bars"].value = 4  # keeps 2 settings: 3 is now the oldest and goes
+    panel.controls["bars"].value = 3
+    assert [b for b, _ in seen] == [2, 3, 4, 3]
+
+
 def test_bundle_carries_the_first_figure_and_the_values_as_fallback():
     panel = widgets.Panel(_bars([]), {"bars": widgets.slider(3, 1, 9, 1, "bars"),
                                       "style": ["a", "b"]})
@@ -69,3 +82,22 @@ def test_explore_in_a_kernel_leaves_one_panel_and_only_its_figure(explore_notebo
     captured = [m["state"]["outputs"] for m in state.values() if m["model_name"] == "OutputModel"]
     assert len(captured) == 1 and [set(o["data"]) for o in captured[0]] == [{"image/png", "text/plain"}]
     assert not any(m["model_name"] == "FloatProgressModel" for m in state.values())
+
+
+@pytest.mark.slow
+def test_redraw_bench_times_the_quickstart_panel(capsys):
+    """`ipkit bench --what redraw --study quickstart` (smoke): a redraw of the setting
+    already drawn within the goal, and the recomputed one timed beside it."""
+    from ipkit import cli
+
+    assert cli.main(["bench", "--what", "redraw", "--study", "quickstart"]) == 0
+    out = capsys.readouterr().out
+    assert "quickstart" in out and "recomputed from cached models" in out
+    assert "1 of 1 notebooks redraw within 1 s" in out
+
+
+def test_redraw_bench_names_an_unknown_study(capsys):
+    from ipkit import cli
+
+    assert cli.main(["bench", "--what", "redraw", "--study", "nosuch"]) == 2
+    assert "unknown study" in capsys.readouterr().err
