@@ -92,9 +92,9 @@ def sweep_verdicts(table, title: str = ""):
     for ax in axes.flat[len(claims):]:
         ax.axis("off")
     handles = {h.get_label(): h for ax in axes.flat for h in ax.get_legend_handles_labels()[0]}
-    fig.legend(handles.values(), handles.keys(), loc="upper right", frameon=False)
     fig.suptitle(title)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=len(handles), frameon=False)
     return fig
 
 
