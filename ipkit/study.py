@@ -367,9 +367,12 @@ def publish(folder: Path, target: Path) -> Path:
     never sees files of two runs mixed; when runs publish at once, the last one wins.
     The sweeps drawn in ``target`` (``sweeps/``, :mod:`ipkit.sweep`) are kept, and the
     staged results.json names the sensitivity sweeps among them
-    (:func:`ipkit.sensitivity.attach`).
+    (:func:`ipkit.sensitivity.attach`); ``target``'s ``ipkit verify`` record is kept when
+    the new run reproduced the verdicts and intervals it checked
+    (:func:`ipkit.verify.carry_over`).
     """
     from .sensitivity import SWEEPS, attach
+    from .verify import carry_over
 
     target.parent.mkdir(parents=True, exist_ok=True)
     tag = uuid.uuid4().hex[:8]
@@ -381,6 +384,8 @@ def publish(folder: Path, target: Path) -> Path:
             shutil.copytree(target / SWEEPS, staged / SWEEPS)
         if (staged / SWEEPS).is_dir() and (staged / "results.json").is_file():
             attach(json.loads((staged / "results.json").read_text()).get("study", ""), staged)
+        if (target / "results.json").is_file() and (staged / "results.json").is_file():
+            carry_over(target / "results.json", staged / "results.json")
     except BaseException:
         shutil.rmtree(staged, ignore_errors=True)
         raise

@@ -132,6 +132,30 @@ def record(path: Path, runs: list[tuple[list[int], list[Comparison]]]) -> None:
     os.replace(tmp, path)
 
 
+def still_valid(stability: dict, data: dict) -> bool:
+    """True when a ``stability`` record's committed verdicts and intervals are those of
+    ``data``'s claims (a rerun that reproduced the committed results keeps its record)."""
+    now = {c["id"]: (c.get("verdict"), list(c.get("ci") or [])) for c in data.get("claims", [])}
+    return all(now.get(c["id"]) == (c["committed"], list(c["committed_ci"]))
+               for run in stability.get("runs", []) for c in run["claims"])
+
+
+def carry_over(old: Path, new: Path) -> bool:
+    """Copy the ``stability`` record of results.json ``old`` into ``new`` (atomically) when
+    it is still valid for ``new`` (:func:`still_valid`); True when it was copied."""
+    try:
+        kept, data = json.loads(old.read_text()).get("stability"), json.loads(new.read_text())
+    except (OSError, ValueError):
+        return False
+    if not kept or "stability" in data or not still_valid(kept, data):
+        return False
+    data["stability"] = kept
+    tmp = new.with_name(f".{new.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, new)
+    return True
+
+
 def _ci(ci: list[float]) -> str:
     return f"[{ci[0]:.3g}, {ci[1]:.3g}]" if len(ci) == 2 and None not in ci else "[no interval]"
 

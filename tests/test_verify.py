@@ -85,3 +85,21 @@ def test_record_keeps_one_entry_per_seed_set(tmp_path):
     text = verify.stability_markdown(data)
     assert "Rerun with seeds 101, 102" in text and "Rerun with seeds 201, 202" in text
     assert text.count("**yes**") == 1
+
+
+def _published(folder, verdict, ci):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "results.json").write_text(json.dumps(
+        {"study": "tiny", "claims": [{"id": "A", "verdict": verdict, "ci": ci}]}))
+    return folder
+
+
+@pytest.mark.parametrize("verdict, ci, kept", [("holds", [0.1, 0.2], True),
+                                               ("holds", [0.1, 0.25], False),
+                                               ("does not hold", [0.1, 0.2], False)])
+def test_a_run_that_reproduces_the_checked_verdicts_keeps_the_stability_record(tmp_path, verdict, ci, kept):
+    target = _published(tmp_path / "figures" / "tiny" / "default", "holds", [0.1, 0.2])
+    same = verify.Comparison("A", "holds", [0.1, 0.2], "holds", [0.1, 0.3])
+    verify.record(target / "results.json", [([101], [same])])
+    study.publish(_published(tmp_path / "run", verdict, ci), target)
+    assert ("stability" in json.loads((target / "results.json").read_text())) is kept
