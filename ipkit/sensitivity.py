@@ -94,6 +94,7 @@ def finding(summary: pd.DataFrame, claim_id: str, sw: Sweep) -> str:
 
 
 def summary_path(profile_dir: Path, sw: Sweep) -> Path:
+    """The sweep's summary table (CSV) under a profile's figures folder."""
     return profile_dir / SWEEPS / sw.id / "summary.csv"
 
 
