@@ -131,7 +131,9 @@ def attach(study_id: str, profile_dir: Path) -> bool:
     if not found:
         return False
     data = json.loads(path.read_text())
-    tables = {f["claim"]: f["table"] for f in found}
+    tables: dict[str, str] = {}
+    for f in found:  # a claim swept twice names its first declared sweep
+        tables.setdefault(f["claim"], f["table"])
     for c in data.get("claims", []):
         if c["id"] in tables:
             c["sensitivity"] = tables[c["id"]]
