@@ -252,6 +252,8 @@ def _profile_section(root: Path, path: Path, notebook: str) -> list[str]:
             lines += ["**What would make it hold** (`ipkit sweep --sensitivity`)", ""]
             lines += [f"- {f['text']} [Table]({rel.as_posix()}/{f['table']})."
                       for f in data["sensitivity"]] + [""]
+            for table in dict.fromkeys(f["table"] for f in data["sensitivity"]):
+                lines += [f"![{table}]({rel.as_posix()}/{table.removesuffix('.md')}.png)", ""]
     for table in data.get("tables", []):
         md = path.parent / f"{table}.md"
         if md.exists():
