@@ -72,12 +72,25 @@ def _canonical(obj: Any) -> Any:
 
 
 def key(recipe: str, params: Mapping[str, Any]) -> str:
-    """Cache key of ``recipe`` run with ``params`` (include the dataset fingerprint in them)."""
+    """Cache key of ``recipe`` run with ``params`` (include the dataset fingerprint in them)
+    on this process's :func:`compute` (a model trained with another thread count or on
+    another device differs in its last bits, so it is another entry)."""
     from . import __version__
 
-    blob = json.dumps({"recipe": recipe, "params": _canonical(params), "ipkit": __version__},
-                      sort_keys=True)
+    blob = json.dumps({"recipe": recipe, "params": _canonical(params), "ipkit": __version__,
+                       "compute": compute()}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+def compute() -> str:
+    """Where training runs: the device type and, on the CPU, the thread count (results are
+    deterministic for a given count, not across counts)."""
+    import torch
+
+    from .train import default_device
+
+    device = default_device().type
+    return f"cpu-{torch.get_num_threads()}" if device == "cpu" else device
 
 
 def _path(k: str) -> Path:

@@ -51,6 +51,19 @@ def test_key_changes_with_any_parameter():
     assert cache.key("r", {"a": 1}) != cache.key("r", {"a": 2}) != cache.key("s", {"a": 2})
 
 
+def test_key_includes_the_cpu_thread_count():
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = cache.key("r", {"a": 1})
+        torch.set_num_threads(2)
+        assert cache.key("r", {"a": 1}) != one and cache.compute() == "cpu-2"
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_write_is_atomic_and_leaves_no_temp_files():
     path = cache.save("k1", {"w": torch.arange(6.0)}, {"recipe": "t"})
     assert path.exists() and not list(path.parent.glob(".*.tmp"))
