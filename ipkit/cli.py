@@ -128,13 +128,18 @@ def _sweep_plan(info, args: argparse.Namespace) -> list[tuple[str, list[sweep.Se
     from . import sensitivity
 
     if args.sensitivity:
-        if args.param or args.seeds_sets or args.id:
-            raise ParamError("--sensitivity runs the study's declared sweeps: leave out -p, "
-                             "--seeds-sets and --id")
+        if args.param or args.seeds_sets:
+            raise ParamError("--sensitivity runs the study's declared sweeps: leave out -p and "
+                             "--seeds-sets")
         declared = sensitivity.declared(info.id)
         if not declared:
             raise ParamError(f"study '{info.id}' declares no sensitivity sweeps "
                              f"(SENSITIVITY in ipkit/studies/{info.id}.py)")
+        if args.id is not None:
+            declared = tuple(sw for sw in sensitivity.declared(info.id) if sw.id == args.id)
+            if not declared:
+                raise ParamError(f"--id '{args.id}' is none of {info.id}'s sensitivity sweeps: "
+                                 f"choose one of {', '.join(sw.id for sw in sensitivity.declared(info.id))}")
         return [(sw.id, sweep.settings(sweep.parse_grid(info, sensitivity.grid_pairs(sw)), sw.fixed))
                 for sw in declared]
     pairs = list(args.param or []) + ([f"seeds={args.seeds_sets}"] if args.seeds_sets else [])
@@ -423,7 +428,8 @@ def parser() -> argparse.ArgumentParser:
                          "separated by ';' (repeatable: the grid is every combination)")
     sw.add_argument("--seeds-sets", metavar="'0,1,2;101,102,103'",
                     help="sweep the seeds over these sets (the same as -p seeds=...)")
-    sw.add_argument("--id", help="the sweep's folder name (default: the parameters and a hash of the grid)")
+    sw.add_argument("--id", help="the sweep's folder name (default: the parameters and a hash of the grid); "
+                                 "with --sensitivity: run only this declared sweep")
     sw.add_argument("--sensitivity", action="store_true",
                     help="run the study's declared 'what would make it hold' sweeps and name "
                          "them in the profile's results.json")

@@ -126,14 +126,17 @@ class Config(Params):
 
 #: "What would make it hold" (:mod:`ipkit.sensitivity`): the competitor set (same-architecture
 #: sibling sources trained on the same images, strict counting only) for M1 and M2, and the
-#: thief's strength for the stealing rows (only the two stealing reuse types); one probe
-#: seed. M1-authors has no sweep: each authors-protocol setting costs about six minutes of
-#: scoring on two cores.
+#: thief's strength for the stealing rows (only the two stealing reuse types); for
+#: M1-authors the number of roots (a third architecture adds its root, children and thieves:
+#: more targets), with one source per architecture for the strict part; one probe seed.
 SENSITIVITY = (
     Sweep(("M1", "M2"), {"sources_per_arch": [1, 2, 3]}, "same-architecture sibling sources",
           {"seeds": [0], "protocols": ["strict"]}),
     Sweep(("M3", "M3-authors"), {"steal_budget": [500, 1000, 2000]}, "the thief's query budget",
           {"seeds": [0], "reuse_types": ["steal-same", "steal-other"]}),
+    Sweep(("M1-authors",), {"archs": [["cnn", "mlp"], ["cnn", "mlp", "lenet5"]]},
+          "the architectures, one root each, of the authors protocol",
+          {"seeds": [0], "sources_per_arch": 1}),
 )
 
 
