@@ -131,15 +131,14 @@ def _sweep_plan(info, args: argparse.Namespace) -> list[tuple[str, list[sweep.Se
         if args.param or args.seeds_sets:
             raise ParamError("--sensitivity runs the study's declared sweeps: leave out -p and "
                              "--seeds-sets")
-        declared = sensitivity.declared(info.id)
-        if not declared:
+        every = sensitivity.declared(info.id)
+        if not every:
             raise ParamError(f"study '{info.id}' declares no sensitivity sweeps "
                              f"(SENSITIVITY in ipkit/studies/{info.id}.py)")
-        if args.id is not None:
-            declared = tuple(sw for sw in sensitivity.declared(info.id) if sw.id == args.id)
-            if not declared:
-                raise ParamError(f"--id '{args.id}' is none of {info.id}'s sensitivity sweeps: "
-                                 f"choose one of {', '.join(sw.id for sw in sensitivity.declared(info.id))}")
+        declared = every if args.id is None else tuple(sw for sw in every if sw.id == args.id)
+        if not declared:
+            raise ParamError(f"--id '{args.id}' is none of {info.id}'s sensitivity sweeps: "
+                             f"choose one of {', '.join(sw.id for sw in every)}")
         return [(sw.id, sweep.settings(sweep.parse_grid(info, sensitivity.grid_pairs(sw)), sw.fixed))
                 for sw in declared]
     pairs = list(args.param or []) + ([f"seeds={args.seeds_sets}"] if args.seeds_sets else [])

@@ -185,6 +185,11 @@ def write_atomic(path: Path, write: Callable[[Path], Any]) -> Path:
     return path
 
 
+def write_json(path: Path, data: dict) -> Path:
+    """Write ``data`` as indented JSON to ``path`` (atomically: :func:`write_atomic`)."""
+    return write_atomic(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n"))
+
+
 def write_table(df, path: Path) -> Path:
     """Write a pandas DataFrame as ``path.csv`` and ``path.md`` (atomically); return the .md path."""
     write_atomic(path.with_suffix(".csv"), lambda tmp: df.to_csv(tmp, index=False))
@@ -230,7 +235,7 @@ def write_results(run, metrics: dict[str, Any], claims: list[Claim],
     }
     check_results(data)
     path = run.out / "results.json"
-    write_atomic(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n"))
+    write_json(path, data)
     write_atomic(run.out / "results.md", lambda tmp: tmp.write_text(results_markdown(data)))
     return path
 

@@ -122,7 +122,7 @@ def attach(study_id: str, profile_dir: Path) -> bool:
     """Name each swept claim's summary table (``sensitivity``) in ``profile_dir``'s
     results.json and store the findings under ``sensitivity`` (results.md too); atomic.
     Returns False when there is nothing to update (no results.json, no sweep drawn)."""
-    from .results import results_markdown, write_atomic
+    from .results import results_markdown, write_atomic, write_json
 
     path = profile_dir / "results.json"
     if not path.is_file():
@@ -138,7 +138,7 @@ def attach(study_id: str, profile_dir: Path) -> bool:
         if c["id"] in tables:
             c["sensitivity"] = tables[c["id"]]
     data["sensitivity"] = found
-    write_atomic(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n"))
+    write_json(path, data)
     write_atomic(path.with_suffix(".md"), lambda tmp: tmp.write_text(results_markdown(data)))
     return True
 

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from .results import write_json
 from .study import ParamError, StudyInfo, figures_dir
+from .sweep import verdict
 
 DECIDED = ("holds", "does not hold")
 
@@ -41,10 +42,6 @@ class Comparison:
     @property
     def changed(self) -> bool:
         return self.committed != self.rerun
-
-
-def _verdict(row: dict) -> str:
-    return row.get("verdict") or ("holds" if row["holds"] else "does not hold")
 
 
 def committed_results(info: StudyInfo, profile: str) -> Path:
@@ -72,7 +69,7 @@ def rerun_params(committed: dict, info: StudyInfo, seeds: list[int],
 def compare(committed: dict, rerun: dict) -> list[Comparison]:
     """Claim-by-claim comparison of two results.json documents (claims present in both)."""
     new = {c["id"]: c for c in rerun["claims"]}
-    return [Comparison(c["id"], _verdict(c), list(c.get("ci") or []), _verdict(new[c["id"]]),
+    return [Comparison(c["id"], verdict(c), list(c.get("ci") or []), verdict(new[c["id"]]),
                        list(new[c["id"]].get("ci") or []))
             for c in committed["claims"] if c["id"] in new]
 
@@ -127,9 +124,7 @@ def record(path: Path, runs: list[tuple[list[int], list[Comparison]]]) -> None:
     data["stability"] = {
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "runs": entries, "flips": sum(e["flips"] for e in entries)}
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
+    write_json(path, data)
 
 
 def still_valid(stability: dict, data: dict) -> bool:
@@ -150,9 +145,7 @@ def carry_over(old: Path, new: Path) -> bool:
     if not kept or "stability" in data or not still_valid(kept, data):
         return False
     data["stability"] = kept
-    tmp = new.with_name(f".{new.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, new)
+    write_json(new, data)
     return True
 
 
