@@ -78,32 +78,34 @@ def run(dataset: str = "mnist5k", arch: str = "cnn", epochs: int = 5, batch_size
 
 def trainer_layouts(dataset: str = "mnist5k", arch: str = "cnn", epochs: int = 5,
                     batch_size: int = 128, lr: float = 0.05, repeats: int = 3) -> dict:
-    """Time the trainer in the layout it used before choosing one per model (contiguous on
-    the CPU, channels_last on CUDA) against the layout it now picks
-    (:func:`ipkit.train.best_memory_format`), same initial weights, data and epochs.
+    """Time the trainer as it was before issue 16 (the contiguous layout on the CPU,
+    channels_last on CUDA, and deterministic mode's NaN-filling of every new tensor) against
+    the trainer now (the layout :func:`ipkit.train.best_memory_format` picks per model, no
+    NaN-filling), same initial weights, data and epochs.
 
     The two runs alternate ``repeats`` times after a one-epoch warm-up of each, so load
     from other processes falls on both of a pair alike; ``speedup`` is the median over the
-    pairs of before / chosen seconds (above 1: the chosen layout is faster). Accuracies
-    are of the last run of each layout (runs are deterministic, so all runs agree)."""
+    pairs of before / chosen seconds (above 1: the trainer now is faster). Accuracies
+    are of the last run of each (runs are deterministic, so all runs agree)."""
     device = default_device()
     s = split(dataset, device=device)
     base = build(arch, s.num_classes, s.in_shape, seed=0).to(device)
     chosen = best_memory_format(base, device)
     before = chosen if device.type == "cuda" else torch.contiguous_format
-    layouts = {"before": before, "chosen": chosen}
-    seconds: dict[str, list[float]] = {name: [] for name in layouts}
+    trainers = {"before": dict(memory_format=before, fill_uninitialized=True),
+                "chosen": dict(memory_format=chosen, fill_uninitialized=False)}
+    seconds: dict[str, list[float]] = {name: [] for name in trainers}
     acc: dict[str, float] = {}
-    for name, fmt in layouts.items():
+    for name, options in trainers.items():
         fit(copy.deepcopy(base), s.owner.x, s.owner.y, epochs=1, batch_size=batch_size, lr=lr,
-            memory_format=fmt, desc=f"warm-up {name}")
+            desc=f"warm-up {name}", **options)
     for _ in range(repeats):
-        for name, fmt in layouts.items():
+        for name, options in trainers.items():
             model = copy.deepcopy(base)
             _sync(device)
             start = time.perf_counter()
             fit(model, s.owner.x, s.owner.y, epochs=epochs, batch_size=batch_size, lr=lr,
-                memory_format=fmt, desc=name)
+                desc=name, **options)
             _sync(device)
             seconds[name].append(round(time.perf_counter() - start, 2))
             acc[name] = round(evaluate(model, s.test.x, s.test.y), 4)
@@ -114,6 +116,7 @@ def trainer_layouts(dataset: str = "mnist5k", arch: str = "cnn", epochs: int = 5
         "train_images": len(s.owner), "repeats": repeats,
         "before_layout": str(before).removeprefix("torch."),
         "chosen_layout": str(chosen).removeprefix("torch."),
+        "before_fills_uninitialized": True, "chosen_fills_uninitialized": False,
         "before_s": seconds["before"], "chosen_s": seconds["chosen"],
         "pair_ratios": ratios, "speedup": round(statistics.median(ratios), 2),
         "before_acc": acc["before"], "chosen_acc": acc["chosen"],

@@ -372,7 +372,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         result = trainer_layouts(args.dataset, args.arch, args.epochs, args.batch_size,
                                  repeats=args.repeats)
         print(json.dumps(result, indent=2))
-        print(f"trainer layout {result['chosen_layout']} vs {result['before_layout']}: "
+        print(f"trainer now ({result['chosen_layout']}, no NaN-filling) vs before "
+              f"({result['before_layout']}, NaN-filling): "
               f"{result['speedup']}x (median of {result['repeats']} alternating pairs; accuracy "
               f"{result['chosen_acc']} vs {result['before_acc']}) on {result['device']}")
         return 0
@@ -469,7 +470,7 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--profile", default="smoke", help="with --what redraw: the profile the notebooks run in")
     b.add_argument("--members", type=int, default=5, help="with --what ensemble: ensemble size")
     b.add_argument("--trainer-layouts", action="store_true",
-                   help="the trainer's former memory layout vs the one it now picks per model")
+                   help="the trainer before issue 16 (contiguous layout, NaN-filled new tensors) vs now")
     b.add_argument("--repeats", type=int, default=3,
                    help="with --trainer-layouts: alternating runs; with --what redraw: redraws")
     b.set_defaults(fn=cmd_bench)

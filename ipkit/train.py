@@ -96,16 +96,27 @@ def seeded(seed: int, device: torch.device | str = "cpu") -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def deterministic(on: bool = True) -> Iterator[None]:
+def deterministic(on: bool = True, fill_uninitialized: bool = False) -> Iterator[None]:
     """Run the block with ``torch.use_deterministic_algorithms(on, warn_only=True)`` and
-    restore the process's previous setting afterwards."""
+    restore the process's previous setting afterwards.
+
+    Deterministic mode also fills every new tensor with NaN by default
+    (``torch.utils.deterministic.fill_uninitialized_memory``), a debugging aid that took a
+    third of a CPU training step of the ``cnn`` (``aten::fill_`` in the profile); the block
+    runs with it set to ``fill_uninitialized`` (off: every tensor is written before it is
+    read, so results are the same bit for bit, which a test checks)."""
+    import torch.utils.deterministic as torch_deterministic
+
     before, warn = torch.are_deterministic_algorithms_enabled(), \
         torch.is_deterministic_algorithms_warn_only_enabled()
+    fill = torch_deterministic.fill_uninitialized_memory
     torch.use_deterministic_algorithms(on, warn_only=True)
+    torch_deterministic.fill_uninitialized_memory = fill_uninitialized
     try:
         yield
     finally:
         torch.use_deterministic_algorithms(before, warn_only=warn)
+        torch_deterministic.fill_uninitialized_memory = fill
 
 
 @contextlib.contextmanager
@@ -211,6 +222,7 @@ def fit(
     on_step: Callable[[int, nn.Module], None] | None = None,
     desc: str = "train",
     memory_format: torch.memory_format | None = None,
+    fill_uninitialized: bool = False,
 ) -> History:
     """Train ``model`` in place on (``x``, ``y``) and return its :class:`History`.
 
@@ -221,6 +233,9 @@ def fit(
     ``sgd`` (Nesterov momentum 0.9) or ``adam``; ``schedule`` is ``onecycle``, ``cosine``
     or ``constant``. ``memory_format`` overrides the layout chosen by
     :func:`best_memory_format`; the model is handed back in the default layout.
+    ``fill_uninitialized=True`` brings back deterministic mode's NaN-filling of new tensors
+    (see :func:`deterministic`; same results, slower), as the trainer did before
+    2026-12-06: ``ipkit bench --trainer-layouts`` times that former trainer.
     ``on_epoch(epoch, model, history)`` runs after every epoch, ``on_step(step, model)``
     after every optimiser step (``step`` counts them from 1).
 
@@ -234,7 +249,7 @@ def fit(
     use_cpu_threads()
     model.to(device)
     fmt = memory_format if memory_format is not None else best_memory_format(model, device)
-    with seeded(seed, device), deterministic(device.type == "cpu"), in_layout(model, fmt):
+    with seeded(seed, device), deterministic(device.type == "cpu", fill_uninitialized), in_layout(model, fmt):
         params = params if params is not None else [p for p in model.parameters() if p.requires_grad]
         if optimizer == "sgd":
             opt = torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)

@@ -76,6 +76,28 @@ def test_conv_training_is_deterministic_in_its_chosen_layout():
     assert all(p.is_contiguous() for p in nets[0].parameters())
 
 
+def test_training_without_nan_filling_gives_the_same_weights_bit_for_bit():
+    s = data.split("digits", seed=0, device="cpu")
+    nets = {}
+    for fill in (True, False):
+        net = models.build("cnn", s.num_classes, s.in_shape, dropout=0.1, seed=1)
+        train.fit(net, s.owner.x[:256], s.owner.y[:256], epochs=2, seed=7, fill_uninitialized=fill,
+                  extra=(s.owner.x[:8], s.owner.y[:8]), extra_per_batch=4)
+        nets[fill] = net
+    assert all(torch.equal(p, q) for p, q in zip(nets[True].state_dict().values(),
+                                                 nets[False].state_dict().values()))
+
+
+def test_deterministic_block_restores_torchs_nan_filling_setting():
+    import torch.utils.deterministic as td
+
+    assert td.fill_uninitialized_memory
+    with train.deterministic(True):
+        assert not td.fill_uninitialized_memory
+        assert torch.empty(4).numel() == 4
+    assert td.fill_uninitialized_memory
+
+
 def test_mlp_and_stacked_weights_keep_the_default_layout():
     mlp = models.build("mlp", 10, (1, 8, 8), seed=0)
     assert train.best_memory_format(mlp, torch.device("cpu")) == torch.contiguous_format
