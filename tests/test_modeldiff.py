@@ -155,7 +155,7 @@ def _cfg(**over):
     values = dict(dataset="mnist5k", archs=["mlp"], sources_per_arch=2, reuse_types=list(md.REUSE_TYPES),
                   epochs=1, finetune_epochs=1, steal_budget=100, n_inputs=10, pgd_eps=0.06, pgd_steps=5,
                   methods=["modeldiff", "weight_cosine"], seeds=[0, 1], protocols=["strict", "authors"],
-                  m1_min_correctness=0.817,
+                  authors_archs=["mlp"], m1_min_correctness=0.817,
                   m2_min_margin=0.0, m3_min_correctness=0.8, m3_max_weight_applicable=0.5, m4_min_gain=0.0)
     values.update(over)
     return md.Config.from_params(values)
@@ -244,6 +244,16 @@ def test_cache_key_includes_the_task(monkeypatch):
     assert keys[0] != keys[1]
 
 
+def test_authors_zoo_has_one_root_per_authors_arch_and_steals_among_them(digits):
+    cfg = _cfg(archs=["mlp"], authors_archs=["cnn", "mlp"], reuse_types=["transfer-50", "steal-other"])
+    zoo = md.build_authors_zoo(digits, cfg)
+    roots = {z.name: z.arch for z in zoo if z.reuse == "source"}
+    assert roots == {"cnn-pretrain": "cnn", "mlp-pretrain": "mlp"}
+    thieves = {z.lineage: z.arch for z in zoo if z.reuse == "steal-other"}
+    assert thieves == {"cnn-scratchA": "mlp", "cnn-scratchB": "mlp", "mlp-scratchA": "cnn", "mlp-scratchB": "cnn"}
+    assert len([z for z in zoo if z.lineage != z.name]) == 2 * (2 + 2)  # per root: 2 transfers, 2 thieves
+
+
 def test_probe_options_carry_the_declared_hyperparameters():
     opts = _cfg(pgd_eps=0.02).probe_options()
     assert opts["modeldiff"]["eps"] == 0.02 and opts["modeldiff"]["step_size"] == md.HYPERPARAMETERS["modeldiff_step_size"]
@@ -267,6 +277,8 @@ def test_other_arch_and_unknown_names():
     (["-p", "n_inputs=2000"], "lower n_inputs"),
     (["-p", "archs=mlp,mlp"], "archs lists an entry twice"),
     (["-p", "protocols=authors"], "protocols must include strict"),
+    (["-p", "authors_archs=cnn,cnn"], "authors_archs lists an entry twice"),
+    (["-p", "dataset=digits", "-p", "authors_archs=mlp,lenet5", "-p", "n_inputs=50"], "authors_archs: lenet5 needs"),
     (["-p", "dataset=digits", "-p", "n_inputs=2000"], "lower n_inputs"),
 ])
 def test_sizes_are_checked_before_the_run(capsys, tmp_path, monkeypatch, argv, fragment):

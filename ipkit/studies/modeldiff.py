@@ -103,6 +103,7 @@ class Config(Params):
     methods: list[str]
     seeds: list[int]
     protocols: list[str]
+    authors_archs: list[str]
     m1_min_correctness: float
     m2_min_margin: float
     m3_min_correctness: float
@@ -127,14 +128,15 @@ class Config(Params):
 #: "What would make it hold" (:mod:`ipkit.sensitivity`): the competitor set (same-architecture
 #: sibling sources trained on the same images, strict counting only) for M1 and M2, and the
 #: thief's strength for the stealing rows (only the two stealing reuse types); for
-#: M1-authors the number of roots (a third architecture adds its root, children and thieves:
-#: more targets), with one source per architecture for the strict part; one probe seed.
+#: M1-authors the roots of the authors protocol (one per architecture: a third architecture
+#: adds its root, children and thieves, 46 targets), with one source per architecture for
+#: the strict part; one probe seed.
 SENSITIVITY = (
     Sweep(("M1", "M2"), {"sources_per_arch": [1, 2, 3]}, "same-architecture sibling sources",
           {"seeds": [0], "protocols": ["strict"]}),
     Sweep(("M3", "M3-authors"), {"steal_budget": [500, 1000, 2000]}, "the thief's query budget",
           {"seeds": [0], "reuse_types": ["steal-same", "steal-other"]}),
-    Sweep(("M1-authors",), {"archs": [["cnn", "mlp"], ["cnn", "mlp", "lenet5"]]},
+    Sweep(("M1-authors",), {"authors_archs": [["cnn", "mlp"], ["cnn", "mlp", "lenet5"]]},
           "the architectures, one root each, of the authors protocol",
           {"seeds": [0], "sources_per_arch": 1}),
 )
@@ -156,10 +158,16 @@ def check_params(values: dict) -> None:
     if values["n_inputs"] > len(t.a_owner):
         raise ParamError(f"n_inputs {values['n_inputs']} exceeds task A's owner images "
                          f"({len(t.a_owner)}): lower n_inputs to at most {len(t.a_owner)}")
+    for name in ("archs", "authors_archs"):
+        for arch in values[name]:
+            try:
+                models.build(arch, s.num_classes, s.in_shape)
+            except ValueError as err:
+                raise ParamError(f"{name}: {err}") from None
     if "strict" not in values["protocols"]:
         raise ParamError("protocols must include strict (the other rows build on its zoo): "
                          "e.g. -p protocols=strict,authors")
-    for name in ("archs", "reuse_types", "methods", "seeds", "protocols"):
+    for name in ("archs", "authors_archs", "reuse_types", "methods", "seeds", "protocols"):
         if len(set(values[name])) != len(values[name]):
             raise ParamError(f"{name} lists an entry twice: give each once")
 
@@ -583,13 +591,14 @@ def compare_all(a: ZooModel, b: ZooModel, x_seed: Tensor, cfg: Config, seed: int
 def build_authors_zoo(s: Splits, cfg: Config, progress=None) -> list[ZooModel]:
     """The authors' benchmark structure, rebuilt from the embedded data.
 
-    Per architecture: one "pretrained" root with the widest head the data offers (all
+    Per architecture of ``cfg.authors_archs``: one "pretrained" root with the widest head the data offers (all
     classes, the owner's images); transfer children to task A and task B (the attacker's
     images of each, last 10/50/100% fine-tuned), each of them the parent of its quantized,
     pruned and distilled children (on the child's own data), as in Li et al.'s chained
     benchmark; and models trained from scratch on each task (the same images as the
     transfer children), each the parent of thieves trained on its softmax (T = 1) over its
-    own training set. The scratch models are the strict zoo's first unrelated models.
+    own training set. For an architecture of both ``archs`` and ``authors_archs`` the scratch
+    models are the strict zoo's first unrelated models (the same cache entries).
     """
     t = make_tasks(s)
     k, seed = t.num_classes, seed_for("owner", 0)
@@ -597,6 +606,7 @@ def build_authors_zoo(s: Splits, cfg: Config, progress=None) -> list[ZooModel]:
     transfers = [r for r in cfg.reuse_types if r.startswith("transfer-")]
     chained = [r for r in cfg.reuse_types if r.startswith(("quant-", "prune-", "distill"))]
     steals = [r for r in cfg.reuse_types if r.startswith("steal-")]
+    cfg = replace(cfg, archs=cfg.authors_archs)  # cross-architecture thieves among these
     zoo: list[ZooModel] = []
     for arch in (progress(cfg.archs, desc="authors zoo") if progress else cfg.archs):
         rname = f"{arch}-pretrain"
