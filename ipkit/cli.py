@@ -259,12 +259,28 @@ def _profile_section(root: Path, path: Path, notebook: str) -> list[str]:
             for table in dict.fromkeys(f["table"] for f in data["sensitivity"]):
                 lines += [f"![{table}]({rel.as_posix()}/{table.removesuffix('.md')}.png)", ""]
     for table in data.get("tables", []):
-        md = path.parent / f"{table}.md"
-        if md.exists():
-            lines += [f"**{table}**", "", md.read_text().strip(), ""]
+        lines += _table_lines(path.parent / f"{table}.md", rel)
     for fig in data["figures"]:
         lines += [f"![{fig}]({rel.as_posix()}/{fig}.png)", ""]
     return lines
+
+
+#: The gallery shows a table of at most this many rows inline and links a longer one (the
+#: per-target and per-carrier unit tables run to thousands of rows).
+GALLERY_TABLE_ROWS = 25
+
+
+def _table_lines(md: Path, rel: Path) -> list[str]:
+    """Gallery lines of one Markdown table: inline when it has at most
+    :data:`GALLERY_TABLE_ROWS` rows, else its row count and links to it and its CSV."""
+    if not md.exists():
+        return []
+    text = md.read_text().strip()
+    rows = max(0, sum(line.startswith("|") for line in text.splitlines()) - 2)
+    if rows <= GALLERY_TABLE_ROWS:
+        return [f"**{md.stem}**", "", text, ""]
+    where = f"{rel.as_posix()}/{md.stem}"
+    return [f"**{md.stem}**: {rows:,} rows, [{md.name}]({where}.md) · [{md.stem}.csv]({where}.csv)", ""]
 
 
 def _gallery() -> str:

@@ -18,6 +18,7 @@ import copy
 import mimetypes
 import os
 import re
+import shutil
 from pathlib import Path
 
 import nbformat
@@ -141,7 +142,19 @@ def write_site(figures: Path, site: Path, gallery: str) -> list[Path]:
     index = nbformat.v4.new_notebook(metadata={"title": "ipkit figures"})
     index.cells = [nbformat.v4.new_markdown_cell(_inline_links(gallery, figures))]
     (site / "index.html").write_text(to_html(index), encoding="utf-8")
+    _copy_linked_tables(gallery, figures, site)
     return [site / "index.html", *pages]
+
+
+def _copy_linked_tables(markdown: str, root: Path, site: Path) -> None:
+    """Copy each table the gallery links to (``[..](path.md)`` or ``.csv``, relative to
+    ``root``) to the same relative path under ``site``, so the site's links work offline."""
+    for rel in dict.fromkeys(re.findall(r"(?<!!)\[[^\]]*\]\((?!https?:)([^)\s]+\.(?:md|csv))\)", markdown)):
+        src = root / rel
+        if src.is_file():
+            dest = site / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dest)
 
 
 def _inline_links(markdown: str, root: Path) -> str:

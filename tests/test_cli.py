@@ -166,3 +166,15 @@ def test_report_builds_gallery(capsys, tmp_path, monkeypatch):
     code, _, _ = run_cli(capsys, "report")
     text = (tmp_path / "README.md").read_text()
     assert code == 0 and "quickstart/smoke/line.png" in text and "| Q1 | a claim |" in text and "**holds**" in text
+
+
+def test_gallery_inlines_short_tables_and_links_long_ones(capsys, tmp_path, monkeypatch):
+    run, _ = _fake_run(tmp_path, monkeypatch)
+    run.table(pd.DataFrame({"k": range(cli.GALLERY_TABLE_ROWS)}), "short")
+    run.table(pd.DataFrame({"k": range(cli.GALLERY_TABLE_ROWS + 1)}), "long")
+    run.record({"value": 0.25}, [])
+    run_cli(capsys, "report")
+    text = (tmp_path / "README.md").read_text()
+    assert f"|  {cli.GALLERY_TABLE_ROWS - 1} |" in text  # the short table, inline
+    assert "**long**: 26 rows, [long.md](quickstart/smoke/long.md) · [long.csv](quickstart/smoke/long.csv)" in text
+    assert f"|  {cli.GALLERY_TABLE_ROWS} |" not in text

@@ -70,6 +70,21 @@ def test_report_links_notebooks_and_writes_an_offline_site(tmp_path, monkeypatch
         assert not re.search(r"<script[^>]*\bsrc=", html) and "require.js" not in html
 
 
+def test_offline_site_carries_the_tables_the_gallery_links(tmp_path, monkeypatch, capsys):
+    import pandas as pd
+    from test_cli import _fake_run
+
+    run, _ = _fake_run(tmp_path, monkeypatch)
+    run.table(pd.DataFrame({"k": range(cli.GALLERY_TABLE_ROWS + 5)}), "units")
+    run.record({"value": 0.25}, [])
+    site = tmp_path / "site"
+    assert cli.main(["report", "--html", str(site)]) == 0
+    index = (site / "index.html").read_text()
+    for name in ("units.md", "units.csv"):
+        assert f'href="quickstart/smoke/{name}"' in index
+        assert (site / "quickstart/smoke" / name).read_text() == (tmp_path / "quickstart/smoke" / name).read_text()
+
+
 def test_text_progress_for_executed_notebooks_reads_as_lines(monkeypatch):
     import io
 
