@@ -65,14 +65,34 @@ def _parse_overrides(info: StudyInfo, pairs: list[str]) -> dict:
 def _check_jobs(args: argparse.Namespace) -> None:
     if args.jobs < 1:
         raise ParamError(f"--jobs must be at least 1, got {args.jobs}")
+    if args.threads is not None and args.threads < 1:
+        raise ParamError(f"--threads must be at least 1, got {args.threads}")
     parallel.check_ray(args.jobs, args.address)
+
+
+def _threads_as_committed(args: argparse.Namespace, results: Path) -> None:
+    """Unless ``--threads`` was given, run with the thread count of the committed run in
+    ``results`` (results.recorded_threads), so that a setting equal to the committed one
+    reproduces it on the same machine; say which."""
+    from .results import recorded_threads
+
+    if args.threads is not None or not results.is_file():
+        return
+    try:
+        args.threads = recorded_threads(json.loads(results.read_text()))
+    except (OSError, ValueError):
+        return
+    if args.threads is not None:
+        print(f"ipkit: {args.threads} CPU thread(s) per run, as the committed run in {results} "
+              "(--threads to change)")
 
 
 def _dispatch(jobs: list[parallel.Job], args: argparse.Namespace) -> list[parallel.Outcome] | int:
     """Run the jobs as the options say; an exit status instead when stopped before the end."""
     try:
         return parallel.run_jobs(jobs, at_once=args.jobs, cpus_per_run=args.cpus_per_run,
-                                 gpus_per_run=args.gpus_per_run, address=args.address)
+                                 gpus_per_run=args.gpus_per_run, address=args.address,
+                                 threads=args.threads)
     except ParamError as err:
         return _fail(str(err))
     except parallel.RayError as err:
@@ -163,6 +183,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         return _fail(str(err))
 
     profile_dir = figures_dir() / info.id / args.profile
+    if args.sensitivity:
+        _threads_as_committed(args, profile_dir / "results.json")
 
     def label(sid: str, s: sweep.Setting) -> str:
         return s.name if len(plan) == 1 else f"{sid}/{s.name}"
@@ -213,10 +235,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
         return _fail(str(err))
     print(f"ipkit: verifying {info.id} (profile {args.profile}) with seeds "
           f"{'; '.join(','.join(map(str, s)) for s in sets)} against {path}")
+    _threads_as_committed(args, path)
     try:
         path, runs = verify.verify(info, args.profile, sets, given, at_once=args.jobs,
                                    cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run,
-                                   address=args.address)
+                                   address=args.address, threads=args.threads)
     except (RuntimeError, parallel.RayError) as err:
         print(f"ipkit: {err}", file=sys.stderr)
         return 1
@@ -420,6 +443,10 @@ def _parallel_options(ap: argparse.ArgumentParser) -> None:
                     help="GPUs of each Ray run (default: 1 when the cluster has GPUs, else 0)")
     ap.add_argument("--address", help="Ray cluster to join (default: RAY_ADDRESS, else a local "
                                       "Ray sized to this machine)")
+    ap.add_argument("--threads", type=int,
+                    help="CPU threads of each run (default: run: this process's, or a Ray run's "
+                         "CPUs; verify and sweep --sensitivity: the committed run's, so a setting "
+                         "equal to it reproduces it on the same machine)")
 
 
 def parser() -> argparse.ArgumentParser:

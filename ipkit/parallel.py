@@ -235,7 +235,8 @@ def check_ray(jobs: int, address: str | None) -> None:
 
 
 def run_jobs(jobs: list[Job], *, at_once: int = 1, cpus_per_run: float | None = None,
-             gpus_per_run: float | None = None, address: str | None = None) -> list[Outcome]:
+             gpus_per_run: float | None = None, address: str | None = None,
+             threads: int | None = None) -> list[Outcome]:
     """Run every job and publish each as it finishes; return the outcomes in job order.
 
     With ``at_once == 1`` and no cluster address the runs go one after another in this
@@ -243,7 +244,9 @@ def run_jobs(jobs: list[Job], *, at_once: int = 1, cpus_per_run: float | None = 
     ``cpus_per_run`` CPUs (default: the cluster's CPUs shared among ``at_once``; also its
     thread count) and ``gpus_per_run`` GPUs (default: one when the cluster has GPUs). A
     local Ray is started sized to this machine unless one is running in this process or
-    ``address`` / ``RAY_ADDRESS`` names a cluster. Ctrl-C cancels the runs not yet done.
+    ``address`` / ``RAY_ADDRESS`` names a cluster. ``threads`` sets each run's CPU threads
+    (:func:`execute`); by default a run in this process inherits this process's settings
+    and a Ray run uses as many threads as it has CPUs. Ctrl-C cancels the runs not yet done.
     """
     from .train import progress
 
@@ -252,9 +255,9 @@ def run_jobs(jobs: list[Job], *, at_once: int = 1, cpus_per_run: float | None = 
         if not uses_ray(at_once, address):
             outcomes = []
             for job in jobs:
-                outcomes.append(_finish(execute(job), bar))
+                outcomes.append(_finish(execute(job, threads), bar))
             return outcomes
-        return _run_on_ray(jobs, at_once, cpus_per_run, gpus_per_run, ray_address(address), bar)
+        return _run_on_ray(jobs, at_once, cpus_per_run, gpus_per_run, ray_address(address), bar, threads)
     finally:
         bar.close()
 
@@ -266,7 +269,7 @@ def _finish(outcome: Outcome, bar) -> Outcome:
     return outcome
 
 
-def _run_on_ray(jobs, at_once, cpus_per_run, gpus_per_run, address, bar) -> list[Outcome]:
+def _run_on_ray(jobs, at_once, cpus_per_run, gpus_per_run, address, bar, threads=None) -> list[Outcome]:
     ray = _import_ray()
     started_here = not ray.is_initialized()
     if started_here:
@@ -289,7 +292,7 @@ def _run_on_ray(jobs, at_once, cpus_per_run, gpus_per_run, address, bar) -> list
                              f"{resources.get('CPU', 0):g} and {resources.get('GPU', 0):g}: "
                              "lower --cpus-per-run / --gpus-per-run")
         task = ray.remote(execute).options(num_cpus=cpus, num_gpus=gpus, max_retries=0)
-        threads = max(1, int(cpus))
+        threads = threads or max(1, int(cpus))
         env = {k: v for k, v in os.environ.items() if k.startswith("IPKIT_")}
         results: dict[int, Outcome] = {}
         pending: dict[Any, int] = {}

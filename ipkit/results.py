@@ -21,6 +21,7 @@ import json
 import math
 import os
 import platform
+import re
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -227,6 +228,7 @@ def write_results(run, metrics: dict[str, Any], claims: list[Claim],
         "device": torch.cuda.get_device_name() if run.device.type == "cuda" else
         f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)",
         "torch": torch.__version__,
+        "threads": torch.get_num_threads() if run.device.type == "cpu" else None,
         "runtime_s": round(float(__import__("time").time() - run.started), 1),
         "params": _plain(run.values), "seed_roles": dict(SEED_ROLES),
         "hyperparameters": _plain(hyperparameters or {}), "metrics": _plain(metrics),
@@ -251,6 +253,16 @@ def results_markdown(data: dict) -> str:
 
         md += ["## What would make it hold", "", markdown(data["sensitivity"]), ""]
     return "\n".join(md)
+
+
+def recorded_threads(data: dict) -> int | None:
+    """The CPU thread count a results.json was made with: its ``threads`` field, or for a
+    run recorded before that field existed, the count in its ``device`` line
+    (``cpu (x86_64, 1 threads)``); None for a CUDA run or when neither says."""
+    if data.get("threads") is not None:
+        return int(data["threads"])
+    found = re.fullmatch(r"cpu \(.*, (\d+) threads\)", str(data.get("device", "")))
+    return int(found.group(1)) if found else None
 
 
 def check_results(data: dict) -> None:

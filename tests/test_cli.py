@@ -178,3 +178,11 @@ def test_gallery_inlines_short_tables_and_links_long_ones(capsys, tmp_path, monk
     assert f"|  {cli.GALLERY_TABLE_ROWS - 1} |" in text  # the short table, inline
     assert "**long**: 26 rows, [long.md](quickstart/smoke/long.md) · [long.csv](quickstart/smoke/long.csv)" in text
     assert f"|  {cli.GALLERY_TABLE_ROWS} |" not in text
+
+
+def test_recorded_threads_read_the_field_or_the_device_line():
+    assert results.recorded_threads({"threads": 4, "device": "cpu (x86_64, 1 threads)"}) == 4
+    assert results.recorded_threads({"device": "cpu (x86_64, 2 threads)"}) == 2
+    assert results.recorded_threads({"device": "NVIDIA H200", "threads": None}) is None
+    assert results.recorded_threads({}) is None
+

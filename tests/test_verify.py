@@ -40,6 +40,7 @@ def test_verify_without_committed_results_exits_2(capsys, tmp_path, monkeypatch)
     (["verify", "quickstart", "--seeds", "1,2;1,2"], "seed set twice"),
     (["verify", "quickstart", "--seeds", ";"], "at least one seed set"),
     (["verify", "quickstart", "--jobs", "0"], "--jobs must be at least 1"),
+    (["verify", "quickstart", "--threads", "0"], "--threads must be at least 1"),
 ])
 def test_verify_bad_input_exits_2(capsys, tmp_path, monkeypatch, argv, fragment):
     monkeypatch.setenv("IPKIT_FIGURES", str(tmp_path))
@@ -47,6 +48,42 @@ def test_verify_bad_input_exits_2(capsys, tmp_path, monkeypatch, argv, fragment)
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
     assert fragment in err and err.count("\n") == 1
+
+
+def _committed(tmp_path, monkeypatch, **fields):
+    monkeypatch.setenv("IPKIT_FIGURES", str(tmp_path))
+    folder = tmp_path / "quickstart" / "default"
+    folder.mkdir(parents=True)
+    doc = {"params": {"seeds": [0]}, "claims": [], "device": "cpu (x86_64, 1 threads)", **fields}
+    (folder / "results.json").write_text(json.dumps(doc))
+
+
+@pytest.mark.parametrize("fields, argv, threads", [
+    ({}, [], 1),                                   # a results.json from before the threads field
+    ({"threads": 3}, [], 3),
+    ({"threads": 3}, ["--threads", "2"], 2),       # given wins
+    ({"device": "NVIDIA H100", "threads": None}, [], None),
+])
+def test_verify_reruns_with_the_committed_runs_threads(capsys, tmp_path, monkeypatch, fields, argv, threads):
+    _committed(tmp_path, monkeypatch, **fields)
+    seen = {}
+
+    def fake(info, profile, sets, given, **dispatch):
+        seen.update(dispatch)
+        return tmp_path / "results.json", [([101], [])]
+
+    monkeypatch.setattr(verify, "verify", fake)
+    assert cli.main(["verify", "quickstart", "--profile", "default", "--seeds", "101", *argv]) == 0
+    assert seen["threads"] == threads
+
+
+def test_sensitivity_sweeps_run_with_the_committed_runs_threads(capsys, tmp_path, monkeypatch):
+    _committed(tmp_path, monkeypatch)
+    seen = []
+    monkeypatch.setattr(cli, "_dispatch", lambda jobs, args: seen.append(args.threads) or 130)
+    assert cli.main(["sweep", "quickstart", "--profile", "default", "--sensitivity"]) == 130
+    assert cli.main(["sweep", "quickstart", "--profile", "default", "-p", "query_budget=300,600"]) == 130
+    assert seen == [1, None]  # a plain grid keeps this process's threads
 
 
 @pytest.mark.slow
@@ -63,6 +100,8 @@ def test_verify_smoke_same_seeds_no_flip_then_planted_flip(capsys, tmp_path, mon
     assert "0 flip(s)" in out and "FLIP" not in out
     stability = json.loads(path.read_text())["stability"]
     assert stability["flips"] == 0 and stability["runs"][0]["seeds"] == [0]
+    # the committed seeds with the committed run's threads reproduce every interval
+    assert all(c["rerun_ci"] == c["committed_ci"] for c in stability["runs"][0]["claims"])
     decided = next(c for c in committed["claims"] if c["verdict"] in verify.DECIDED)
     planted = "holds" if decided["verdict"] == "does not hold" else "does not hold"
     decided.update(verdict=planted, holds=planted == "holds")
