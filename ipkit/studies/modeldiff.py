@@ -591,8 +591,8 @@ def compare_all(a: ZooModel, b: ZooModel, x_seed: Tensor, cfg: Config, seed: int
 def build_authors_zoo(s: Splits, cfg: Config, progress=None) -> list[ZooModel]:
     """The authors' benchmark structure, rebuilt from the embedded data.
 
-    Per architecture of ``cfg.authors_archs``: one "pretrained" root with the widest head the data offers (all
-    classes, the owner's images); transfer children to task A and task B (the attacker's
+    Per architecture of ``cfg.authors_archs``: one "pretrained" root with the widest head
+    the data offers (all classes, the owner's images); transfer children to task A and task B (the attacker's
     images of each, last 10/50/100% fine-tuned), each of them the parent of its quantized,
     pruned and distilled children (on the child's own data), as in Li et al.'s chained
     benchmark; and models trained from scratch on each task (the same images as the
