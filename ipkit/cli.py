@@ -70,21 +70,19 @@ def _check_jobs(args: argparse.Namespace) -> None:
     parallel.check_ray(args.jobs, args.address)
 
 
-def _threads_as_committed(args: argparse.Namespace, results: Path) -> None:
-    """Unless ``--threads`` was given, run with the thread count of the committed run in
-    ``results`` (results.recorded_threads), so that a setting equal to the committed one
-    reproduces it on the same machine; say which."""
+def _threads_as_committed(given: int | None, committed: dict, where: Path) -> int | None:
+    """``given`` (``--threads``), else the thread count of the committed run ``committed``
+    (the results.json at ``where``; :func:`ipkit.results.recorded_threads`), so that a
+    setting equal to the committed one reproduces it on the same machine; says which."""
     from .results import recorded_threads
 
-    if args.threads is not None or not results.is_file():
-        return
-    try:
-        args.threads = recorded_threads(json.loads(results.read_text()))
-    except (OSError, ValueError):
-        return
-    if args.threads is not None:
-        print(f"ipkit: {args.threads} CPU thread(s) per run, as the committed run in {results} "
+    if given is not None:
+        return given
+    threads = recorded_threads(committed)
+    if threads is not None:
+        print(f"ipkit: {threads} CPU thread(s) per run, as the committed run in {where} "
               "(--threads to change)")
+    return threads
 
 
 def _dispatch(jobs: list[parallel.Job], args: argparse.Namespace) -> list[parallel.Outcome] | int:
@@ -183,8 +181,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         return _fail(str(err))
 
     profile_dir = figures_dir() / info.id / args.profile
-    if args.sensitivity:
-        _threads_as_committed(args, profile_dir / "results.json")
+    results_path = profile_dir / "results.json"
+    if args.sensitivity and results_path.is_file():
+        try:
+            committed = json.loads(results_path.read_text())
+        except (OSError, ValueError):  # unreadable: this process's threads
+            committed = {}
+        args.threads = _threads_as_committed(args.threads, committed, results_path)
 
     def label(sid: str, s: sweep.Setting) -> str:
         return s.name if len(plan) == 1 else f"{sid}/{s.name}"
@@ -235,11 +238,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
         return _fail(str(err))
     print(f"ipkit: verifying {info.id} (profile {args.profile}) with seeds "
           f"{'; '.join(','.join(map(str, s)) for s in sets)} against {path}")
-    _threads_as_committed(args, path)
+    threads = _threads_as_committed(args.threads, committed, path)
     try:
         path, runs = verify.verify(info, args.profile, sets, given, at_once=args.jobs,
                                    cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run,
-                                   address=args.address, threads=args.threads)
+                                   address=args.address, threads=threads)
     except (RuntimeError, parallel.RayError) as err:
         print(f"ipkit: {err}", file=sys.stderr)
         return 1

@@ -20,6 +20,7 @@ from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
+import torch.utils.deterministic as torch_deterministic
 from torch import Tensor, nn
 
 from .timings import timed
@@ -105,8 +106,6 @@ def deterministic(on: bool = True, fill_uninitialized: bool = False) -> Iterator
     third of a CPU training step of the ``cnn`` (``aten::fill_`` in the profile); the block
     runs with it set to ``fill_uninitialized`` (off: every tensor is written before it is
     read, so results are the same bit for bit, which a test checks)."""
-    import torch.utils.deterministic as torch_deterministic
-
     before, warn = torch.are_deterministic_algorithms_enabled(), \
         torch.is_deterministic_algorithms_warn_only_enabled()
     fill = torch_deterministic.fill_uninitialized_memory
