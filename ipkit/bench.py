@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from .data import split
 from .models import build
-from .train import best_memory_format, default_device, evaluate, fit, seeded
+from .train import best_memory_format, default_device, evaluate, fit, seeded, train_dtype
 
 
 def _sync(device: torch.device) -> None:
@@ -78,10 +78,11 @@ def run(dataset: str = "mnist5k", arch: str = "cnn", epochs: int = 5, batch_size
 
 def trainer_layouts(dataset: str = "mnist5k", arch: str = "cnn", epochs: int = 5,
                     batch_size: int = 128, lr: float = 0.05, repeats: int = 3) -> dict:
-    """Time the trainer as it was before issue 16 (the contiguous layout on the CPU,
-    channels_last on CUDA, and deterministic mode's NaN-filling of every new tensor) against
-    the trainer now (the layout :func:`ipkit.train.best_memory_format` picks per model, no
-    NaN-filling), same initial weights, data and epochs.
+    """Time the trainer as it was before issue 16 (the contiguous layout and float32 on the
+    CPU, channels_last on CUDA, and deterministic mode's NaN-filling of every new tensor)
+    against the trainer now (the layout :func:`ipkit.train.best_memory_format` and the
+    precision :func:`ipkit.train.train_dtype` pick per model, no NaN-filling), same initial
+    weights, data and epochs.
 
     The two runs alternate ``repeats`` times after a one-epoch warm-up of each, so load
     from other processes falls on both of a pair alike; ``speedup`` is the median over the
@@ -90,10 +91,11 @@ def trainer_layouts(dataset: str = "mnist5k", arch: str = "cnn", epochs: int = 5
     device = default_device()
     s = split(dataset, device=device)
     base = build(arch, s.num_classes, s.in_shape, seed=0).to(device)
-    chosen = best_memory_format(base, device)
+    chosen, chosen_dtype = best_memory_format(base, device), train_dtype(base, device)
     before = chosen if device.type == "cuda" else torch.contiguous_format
-    trainers = {"before": dict(memory_format=before, fill_uninitialized=True),
-                "chosen": dict(memory_format=chosen, fill_uninitialized=False)}
+    before_dtype = chosen_dtype if device.type == "cuda" else torch.float32
+    trainers = {"before": dict(memory_format=before, precision=before_dtype, fill_uninitialized=True),
+                "chosen": dict(memory_format=chosen, precision=chosen_dtype, fill_uninitialized=False)}
     seconds: dict[str, list[float]] = {name: [] for name in trainers}
     acc: dict[str, float] = {}
     for name, options in trainers.items():
@@ -116,6 +118,8 @@ def trainer_layouts(dataset: str = "mnist5k", arch: str = "cnn", epochs: int = 5
         "train_images": len(s.owner), "repeats": repeats,
         "before_layout": str(before).removeprefix("torch."),
         "chosen_layout": str(chosen).removeprefix("torch."),
+        "before_precision": str(before_dtype).removeprefix("torch."),
+        "chosen_precision": str(chosen_dtype).removeprefix("torch."),
         "before_fills_uninitialized": True, "chosen_fills_uninitialized": False,
         "before_s": seconds["before"], "chosen_s": seconds["chosen"],
         "pair_ratios": ratios, "speedup": round(statistics.median(ratios), 2),

@@ -17,6 +17,7 @@ from . import cache, parallel, plots, sweep
 from .results import write_atomic, write_table
 from .study import PROFILE_NAMES, ParamError, StudyInfo, coerce, figures_dir, get_study, lookup
 from .study import new_run_id, resolve, runs_dir, studies
+from .train import cpu_bf16, cpu_threads
 
 
 def _fail(msg: str) -> int:
@@ -414,8 +415,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         result = trainer_layouts(args.dataset, args.arch, args.epochs, args.batch_size,
                                  repeats=args.repeats)
         print(json.dumps(result, indent=2))
-        print(f"trainer now ({result['chosen_layout']}, no NaN-filling) vs before "
-              f"({result['before_layout']}, NaN-filling): "
+        print(f"trainer now ({result['chosen_layout']}, {result['chosen_precision']}, no NaN-filling) "
+              f"vs before ({result['before_layout']}, {result['before_precision']}, NaN-filling): "
               f"{result['speedup']}x (median of {result['repeats']} alternating pairs; accuracy "
               f"{result['chosen_acc']} vs {result['before_acc']}) on {result['device']}")
         return 0
@@ -531,6 +532,10 @@ def main(argv: list[str] | None = None) -> int:
         return int(done.code or 0)
     if args.command in ("run", "sweep", "verify") and args.profile not in PROFILE_NAMES:
         return _fail(f"unknown profile '{args.profile}': choose one of {', '.join(PROFILE_NAMES)}")
+    try:
+        cpu_threads(), cpu_bf16()
+    except ValueError as err:
+        return _fail(str(err))
     return args.fn(args)
 
 

@@ -25,13 +25,16 @@ import re
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import pandas as pd
 
 from .seeds import SEED_ROLES
 from .stats import Statistic, bootstrap_ci
+
+if TYPE_CHECKING:
+    import torch
 
 VERDICTS = ("holds", "does not hold", "inconclusive")
 SIDES = ("above", "below")
@@ -229,6 +232,7 @@ def write_results(run, metrics: dict[str, Any], claims: list[Claim],
         f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)",
         "torch": torch.__version__,
         "threads": torch.get_num_threads() if run.device.type == "cpu" else None,
+        "bf16_archs": bf16_archs(run.device),
         "runtime_s": round(float(__import__("time").time() - run.started), 1),
         "params": _plain(run.values), "seed_roles": dict(SEED_ROLES),
         "hyperparameters": _plain(hyperparameters or {}), "metrics": _plain(metrics),
@@ -240,6 +244,17 @@ def write_results(run, metrics: dict[str, Any], claims: list[Claim],
     write_json(path, data)
     write_atomic(run.out / "results.md", lambda tmp: tmp.write_text(results_markdown(data)))
     return path
+
+
+def bf16_archs(device: torch.device) -> list[str]:
+    """The architectures the trainer trains under bf16 autocast on ``device``: every one on
+    CUDA (``["*"]``), those of :data:`ipkit.train.CPU_BF16_ARCHS` on a CPU with AMX
+    (:func:`ipkit.train.cpu_bf16`), none elsewhere."""
+    from .train import CPU_BF16_ARCHS, cpu_bf16
+
+    if device.type == "cuda":
+        return ["*"]
+    return sorted(CPU_BF16_ARCHS) if device.type == "cpu" and cpu_bf16() else []
 
 
 def results_markdown(data: dict) -> str:

@@ -51,15 +51,19 @@ def test_key_changes_with_any_parameter():
     assert cache.key("r", {"a": 1}) != cache.key("r", {"a": 2}) != cache.key("s", {"a": 2})
 
 
-def test_key_includes_the_cpu_thread_count():
+def test_key_includes_the_cpu_thread_count_and_bf16_training(monkeypatch):
     import torch
 
+    monkeypatch.setenv("IPKIT_CPU_BF16", "0")
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
         one = cache.key("r", {"a": 1})
         torch.set_num_threads(2)
         assert cache.key("r", {"a": 1}) != one and cache.compute() == "cpu-2"
+        fp32 = cache.key("r", {"a": 1})
+        monkeypatch.setenv("IPKIT_CPU_BF16", "1")
+        assert cache.compute() == "cpu-2-bf16" and cache.key("r", {"a": 1}) != fp32
     finally:
         torch.set_num_threads(before)
 

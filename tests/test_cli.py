@@ -62,6 +62,16 @@ def test_bad_input_exits_2_with_one_line(capsys, tmp_path, monkeypatch, argv, fr
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.parametrize("variable, value, fragment", [
+    ("IPKIT_THREADS", "many", "IPKIT_THREADS must be a positive integer"),
+    ("IPKIT_CPU_BF16", "yes", "IPKIT_CPU_BF16 must be 0 or 1"),
+])
+def test_bad_environment_exits_2_with_one_line(capsys, monkeypatch, variable, value, fragment):
+    monkeypatch.setenv(variable, value)
+    code, _, err = run_cli(capsys, "run", QUICK)
+    assert code == 2 and fragment in err and err.count("\n") == 1
+
+
 def test_missing_dataset_offline_is_caught_before_running(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("IPKIT_DATA", str(tmp_path / "empty"))
     monkeypatch.delenv("IPKIT_DOWNLOAD", raising=False)

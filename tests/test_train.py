@@ -98,6 +98,32 @@ def test_deterministic_block_restores_torchs_nan_filling_setting():
     assert td.fill_uninitialized_memory
 
 
+def test_bf16_training_on_the_cpu_only_for_large_conv_models_where_the_cpu_has_amx(monkeypatch):
+    vgg, cnn = models.build("vgg", 10, (1, 28, 28), seed=0), models.build("cnn", 10, (1, 28, 28), seed=0)
+    cpu = torch.device("cpu")
+    monkeypatch.setenv("IPKIT_CPU_BF16", "1")
+    assert (train.train_dtype(vgg, cpu), train.train_dtype(cnn, cpu)) == (torch.bfloat16, torch.float32)
+    assert train.train_dtype(cnn, torch.device("cuda")) == torch.bfloat16
+    monkeypatch.setenv("IPKIT_CPU_BF16", "0")
+    assert train.train_dtype(vgg, cpu) == torch.float32
+    monkeypatch.setenv("IPKIT_CPU_BF16", "yes")
+    with pytest.raises(ValueError, match="IPKIT_CPU_BF16 must be 0 or 1.*unset it"):
+        train.cpu_bf16()
+
+
+def test_bf16_cpu_training_is_deterministic_and_differs_from_float32(monkeypatch):
+    s = data.split("digits", seed=0, device="cpu")
+    monkeypatch.setenv("IPKIT_CPU_BF16", "1")
+    weights = []
+    for precision in (None, None, torch.float32):
+        net = models.build("vgg", s.num_classes, s.in_shape, seed=1)
+        train.fit(net, s.owner.x[:128], s.owner.y[:128], epochs=1, batch_size=64, seed=7,
+                  precision=precision)
+        assert all(p.dtype == torch.float32 for p in net.parameters())
+        weights.append(torch.cat([p.detach().flatten() for p in net.parameters()]))
+    assert torch.equal(weights[0], weights[1]) and not torch.equal(weights[0], weights[2])
+
+
 def test_mlp_and_stacked_weights_keep_the_default_layout():
     mlp = models.build("mlp", 10, (1, 8, 8), seed=0)
     assert train.best_memory_format(mlp, torch.device("cpu")) == torch.contiguous_format
@@ -143,6 +169,7 @@ def test_layout_bench_trains_both_layouts_to_a_real_accuracy():
 
     out = bench.trainer_layouts("digits", "cnn", epochs=2, batch_size=64, repeats=1)
     assert (out["before_layout"], out["chosen_layout"]) == ("contiguous_format", "channels_last")
+    assert out["before_precision"] == out["chosen_precision"] == "float32"
     assert len(out["pair_ratios"]) == 1 and out["speedup"] > 0
     assert min(out["before_acc"], out["chosen_acc"]) > 0.7
 
@@ -158,3 +185,13 @@ def test_step_hook_sees_every_optimiser_step_after_it_is_taken():
 
     train.fit(model, d.owner.x[:100], d.owner.y[:100], epochs=2, batch_size=32, on_step=on_step)
     assert [s for s, _ in seen] == list(range(1, 9)) and all(moved for _, moved in seen)
+
+
+def test_results_record_which_architectures_trained_in_bf16(monkeypatch):
+    from ipkit.results import bf16_archs
+
+    monkeypatch.setenv("IPKIT_CPU_BF16", "1")
+    assert bf16_archs(torch.device("cpu")) == ["resnet18", "vgg"]
+    assert bf16_archs(torch.device("cuda")) == ["*"]
+    monkeypatch.setenv("IPKIT_CPU_BF16", "0")
+    assert bf16_archs(torch.device("cpu")) == []
