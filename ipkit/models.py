@@ -22,6 +22,22 @@ ARCHS: dict[str, str] = {
 }
 
 
+class MaxPool2d(nn.MaxPool2d):
+    """``nn.MaxPool2d`` that pools a contiguous CPU batch in the channels_last layout and
+    hands the result back contiguous.
+
+    PyTorch's CPU max-pool kernel for the contiguous layout is about 4x slower than its
+    channels_last kernel (a 100x16x28x28 batch, one thread: 6.6 ms against 1.7 ms including
+    both layout copies), and prediction and the attacks run models in the contiguous
+    layout. A maximum does not depend on the order in which it is taken, so outputs and
+    gradients are the same bit for bit (``tests/test_models.py``)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.device.type != "cpu" or x.dim() != 4 or self.return_indices or not x.is_contiguous():
+            return super().forward(x)
+        return super().forward(x.contiguous(memory_format=torch.channels_last)).contiguous()
+
+
 class Net(nn.Module):
     """``head(body(x))``, with inputs in [0, 1] rescaled to [-1, 1] inside the body."""
 
@@ -47,8 +63,8 @@ def _mlp(c: int, h: int, w: int, dropout: float) -> tuple[nn.Module, int]:
 
 def _cnn(c: int, h: int, w: int, dropout: float) -> tuple[nn.Module, int]:
     return nn.Sequential(
-        nn.Conv2d(c, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2, ceil_mode=True),
-        nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2, ceil_mode=True),
+        nn.Conv2d(c, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), MaxPool2d(2, ceil_mode=True),
+        nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), MaxPool2d(2, ceil_mode=True),
         nn.AdaptiveAvgPool2d(4), nn.Flatten(),
         nn.Linear(32 * 16, 128), nn.ReLU(), nn.Dropout(dropout),
     ), 128
@@ -71,7 +87,7 @@ def _vgg(c: int, h: int, w: int, dropout: float) -> tuple[nn.Module, int]:
                             (64, 128, False), (128, 128, True)):
         layers += [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
         if pool:
-            layers.append(nn.MaxPool2d(2, ceil_mode=True))
+            layers.append(MaxPool2d(2, ceil_mode=True))
     return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten()), 128
 
 

@@ -39,3 +39,16 @@ def test_seeded_build_and_transfer_leave_the_global_rng_alone():
     transforms.transfer(net, x, y, num_classes=4, fraction=0.5, epochs=1, seed=2)
     assert torch.equal(torch.get_rng_state(), state)
     assert not torch.are_deterministic_algorithms_enabled()
+
+
+@pytest.mark.parametrize("shape", [(5, 16, 28, 28), (3, 4, 7, 7), (2, 1, 9, 6)])
+def test_max_pool_equals_torchs_bit_for_bit_with_gradients_and_ties(shape):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(-3, 4, shape, generator=g).float().relu()  # many equal values: ties
+    for fmt in (torch.contiguous_format, torch.channels_last):
+        ours, ref = x.clone().contiguous(memory_format=fmt).requires_grad_(), x.clone().requires_grad_()
+        out = models.MaxPool2d(2, ceil_mode=True)(ours)
+        expected = torch.nn.MaxPool2d(2, ceil_mode=True)(ref)
+        assert torch.equal(out, expected) and out.is_contiguous(memory_format=fmt)
+        grad = torch.randn(expected.shape, generator=g)
+        assert torch.equal(torch.autograd.grad(out, ours, grad)[0], torch.autograd.grad(expected, ref, grad)[0])
