@@ -23,17 +23,19 @@ ARCHS: dict[str, str] = {
 
 
 class MaxPool2d(nn.MaxPool2d):
-    """``nn.MaxPool2d`` that pools a contiguous CPU batch in the channels_last layout and
-    hands the result back contiguous.
+    """``nn.MaxPool2d`` that, when no gradient flows through it, pools a contiguous CPU
+    batch in the channels_last layout and hands the result back contiguous.
 
-    PyTorch's CPU max-pool kernel for the contiguous layout is about 4x slower than its
-    channels_last kernel (a 100x16x28x28 batch, one thread: 6.6 ms against 1.7 ms including
-    both layout copies), and prediction and the attacks run models in the contiguous
-    layout. A maximum does not depend on the order in which it is taken, so outputs and
-    gradients are the same bit for bit (``tests/test_models.py``)."""
+    Prediction runs models in the contiguous layout, where PyTorch's CPU max-pool kernel is
+    about 4x slower than its channels_last kernel (a 100x16x28x28 batch, one thread: 6.6 ms
+    against 1.7 ms including both layout copies). A maximum does not depend on the order in
+    which it is taken, so the outputs are the same bit for bit (``tests/test_models.py``).
+    With gradients (training, attacks) the copies' backward costs more than it saves, so
+    the pooling is torch's own."""
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.device.type != "cpu" or x.dim() != 4 or self.return_indices or not x.is_contiguous():
+        if (x.device.type != "cpu" or x.dim() != 4 or self.return_indices or not x.is_contiguous()
+                or (torch.is_grad_enabled() and x.requires_grad)):
             return super().forward(x)
         return super().forward(x.contiguous(memory_format=torch.channels_last)).contiguous()
 
