@@ -25,16 +25,13 @@ import re
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
 
 from .seeds import SEED_ROLES
 from .stats import Statistic, bootstrap_ci
-
-if TYPE_CHECKING:
-    import torch
 
 VERDICTS = ("holds", "does not hold", "inconclusive")
 SIDES = ("above", "below")
@@ -224,6 +221,8 @@ def write_results(run, metrics: dict[str, Any], claims: list[Claim],
     """
     import torch
 
+    from .train import bf16_archs
+
     data = {
         "study": run.study, "title": run.info.title, "profile": run.profile,
         "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -244,17 +243,6 @@ def write_results(run, metrics: dict[str, Any], claims: list[Claim],
     write_json(path, data)
     write_atomic(run.out / "results.md", lambda tmp: tmp.write_text(results_markdown(data)))
     return path
-
-
-def bf16_archs(device: torch.device) -> list[str]:
-    """The architectures the trainer trains under bf16 autocast on ``device``: every one on
-    CUDA (``["*"]``), those of :data:`ipkit.train.CPU_BF16_ARCHS` on a CPU with AMX
-    (:func:`ipkit.train.cpu_bf16`), none elsewhere."""
-    from .train import CPU_BF16_ARCHS, cpu_bf16
-
-    if device.type == "cuda":
-        return ["*"]
-    return sorted(CPU_BF16_ARCHS) if device.type == "cpu" and cpu_bf16() else []
 
 
 def results_markdown(data: dict) -> str:

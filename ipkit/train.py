@@ -106,15 +106,21 @@ def cpu_bf16() -> bool:
     return bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
 
 
-def train_dtype(model: nn.Module, device: torch.device) -> torch.dtype:
-    """The autocast precision the trainer uses for ``model`` on ``device``: bf16 on CUDA;
-    on the CPU bf16 for the architectures in :data:`CPU_BF16_ARCHS` when :func:`cpu_bf16`,
-    else float32. Weights, optimiser state and predictions stay float32."""
+def bf16_archs(device: torch.device) -> list[str]:
+    """The architectures the trainer trains under bf16 autocast on ``device``: every one on
+    CUDA (``["*"]``), those of :data:`CPU_BF16_ARCHS` on a CPU with AMX (:func:`cpu_bf16`),
+    none elsewhere. ``results.json`` records it."""
     if device.type == "cuda":
-        return torch.bfloat16
-    if device.type == "cpu" and _arch(model) in CPU_BF16_ARCHS and cpu_bf16():
-        return torch.bfloat16
-    return torch.float32
+        return ["*"]
+    return sorted(CPU_BF16_ARCHS) if device.type == "cpu" and cpu_bf16() else []
+
+
+def train_dtype(model: nn.Module, device: torch.device) -> torch.dtype:
+    """The autocast precision the trainer uses for ``model`` on ``device``: bf16 for the
+    architectures of :func:`bf16_archs`, else float32. Weights, optimiser state and
+    predictions stay float32."""
+    archs = bf16_archs(device)
+    return torch.bfloat16 if "*" in archs or _arch(model) in archs else torch.float32
 
 
 @contextlib.contextmanager

@@ -188,7 +188,7 @@ def test_step_hook_sees_every_optimiser_step_after_it_is_taken():
 
 
 def test_results_record_which_architectures_trained_in_bf16(monkeypatch):
-    from ipkit.results import bf16_archs
+    from ipkit.train import bf16_archs
 
     monkeypatch.setenv("IPKIT_CPU_BF16", "1")
     assert bf16_archs(torch.device("cpu")) == ["resnet18", "vgg"]
