@@ -20,8 +20,9 @@ standard ones:
   (MacKay 1992; Daxberger et al., NeurIPS 2021).
 
 ``predict_proba`` is the mean of the member (or posterior-sample) probabilities.
-Every surrogate records, per training epoch, the variance of its members' predictions
-and their pairwise disagreement on a monitor set. :func:`stolen_surrogate` is the cached
+Every surrogate records the variance of its members' predictions and their pairwise
+disagreement on a monitor set from optimiser step 0 (the untrained members) on a
+log-spaced schedule of steps (:func:`trace_steps`). :func:`stolen_surrogate` is the cached
 recipe: queries drawn from the attacker's pool, the victim's answers, the fitted surrogate.
 """
 from __future__ import annotations
@@ -43,6 +44,21 @@ from .train import History, autocast, batched, default_device, fit, model_device
 
 METHODS = ("ensemble", "mc_dropout", "vi", "swag", "laplace")
 SEED_STREAMS = {"member_stride": 100, "swa_phase": 1, "samples": 7}
+TRACE_POINTS = 12  # log-spaced optimiser steps (after step 0) at which diversity is recorded
+
+
+def trace_steps(total: int, points: int = TRACE_POINTS) -> list[int]:
+    """The optimiser steps at which a surrogate's diversity is recorded: 0 (initialisation,
+    before any step) and ``points`` log-spaced steps from 1 to ``total`` (rounded, each once)."""
+    if total < 1:
+        return [0]
+    spaced = torch.logspace(0, math.log10(total), max(points, 1), dtype=torch.float64).round().long()
+    return sorted({0, total, *map(int, spaced.clamp(1, total))})
+
+
+def steps_per_epoch(n: int, batch_size: int) -> int:
+    """Optimiser steps of one epoch over ``n`` examples (as :func:`ipkit.train.fit` counts)."""
+    return max(1, math.ceil(n / batch_size))
 
 
 # ---------------------------------------------------------------- losses and metrics
@@ -271,11 +287,45 @@ class SwagNet(nn.Module):
     def sample(self, scale: float = 1.0) -> Tensor:
         """Flat weights ``mean + (diag^1/2 z1 + D z2 / sqrt(K-1)) / sqrt(2)``."""
         k = min(int(self.n), len(self.dev))
-        var = (self.sq_mean - self.mean ** 2).clamp_min(1e-30)
-        w = var.sqrt() * torch.randn_like(var)
-        if k >= 2:
-            w = w + self.dev[-k:].T @ torch.randn(k, device=var.device) / math.sqrt(k - 1)
-        return self.mean + math.sqrt(scale / 2) * w
+        return swag_sample(self.mean, self.sq_mean, self.dev[-k:] if k else self.dev[:0], scale)
+
+
+@torch.no_grad()
+def swag_sample(mean: Tensor, sq_mean: Tensor, dev: Tensor, scale: float = 1.0) -> Tensor:
+    """One SWAG draw ``mean + sqrt(scale/2) (diag^1/2 z1 + D^T z2 / sqrt(K-1))`` from the
+    first and second moments of the iterates and ``K`` deviations ``dev`` (K, P)
+    (Maddox et al. 2019, eq. 1; the low-rank part only when K >= 2)."""
+    var = (sq_mean - mean ** 2).clamp_min(1e-30)
+    w = var.sqrt() * torch.randn_like(var)
+    if len(dev) >= 2:
+        w = w + dev.T @ torch.randn(len(dev), device=var.device) / math.sqrt(len(dev) - 1)
+    return mean + math.sqrt(scale / 2) * w
+
+
+class SwagWindow:
+    """SWAG's moments over a sliding window of the last ``size`` weight snapshots (the
+    low-rank part from the last ``rank`` of them, as deviations from the window's mean):
+    the posterior SWAG would form had its collection ended at the latest snapshot. Used
+    to trace SWAG's diversity from step 0 (:class:`SWAG`)."""
+
+    def __init__(self, size: int, rank: int):
+        if size < 1 or rank < 1:
+            raise ValueError(f"size and rank must be >= 1, got {size}, {rank}")
+        self.size, self.rank = size, rank
+        self.snapshots: list[Tensor] = []
+
+    def add(self, flat: Tensor) -> None:
+        """Add a snapshot of the flat weights, dropping the oldest beyond ``size``."""
+        self.snapshots = [*self.snapshots, flat.detach().clone()][-self.size:]
+
+    @torch.no_grad()
+    def sampler(self, scale: float = 1.0):
+        """A function drawing from the window's SWAG Gaussian (:func:`swag_sample`), its
+        moments computed once."""
+        stack = torch.stack(self.snapshots)
+        mean, sq_mean = stack.mean(0), (stack ** 2).mean(0)
+        dev = stack[-self.rank:] - mean
+        return lambda: swag_sample(mean, sq_mean, dev, scale)
 
 
 # ---------------------------------------------------------------- the surrogates
@@ -286,6 +336,8 @@ class Surrogate:
 
     ``members`` is the number of ensemble members or of posterior samples drawn.
     ``fit_kwargs`` go to :func:`ipkit.train.fit` (epochs, batch_size, lr, optimizer...).
+    ``trace_points``: log-spaced optimiser steps, after step 0, at which the members'
+    diversity is recorded (:func:`trace_steps`).
 
     Random streams, all derived from ``seed`` (:data:`SEED_STREAMS`): network ``i`` starts
     from ``seed * member_stride + i``, training draws from ``seed`` (SWAG's collection
@@ -296,11 +348,11 @@ class Surrogate:
 
     def __init__(self, arch: str, num_classes: int, in_shape: tuple[int, int, int], *,
                  members: int = 5, seed: int = 0, device: torch.device | str | None = None,
-                 **fit_kwargs: Any):
+                 trace_points: int = TRACE_POINTS, **fit_kwargs: Any):
         if members < 1:
             raise ValueError(f"members must be >= 1, got {members}")
         self.arch, self.num_classes, self.in_shape = arch, num_classes, tuple(in_shape)
-        self.members, self.seed = members, seed
+        self.members, self.seed, self.trace_points = members, seed, trace_points
         self.device = torch.device(device) if device is not None else default_device()
         self.fit_kwargs = {"epochs": 10, "batch_size": 128, "lr": 0.05, **fit_kwargs}
         self.trace: list[dict[str, float]] = []
@@ -324,18 +376,37 @@ class Surrogate:
         """Train on the victim's answers (probabilities, or labels) to ``queries``.
 
         With ``monitor`` inputs, record the members' prediction variance and disagreement
-        there after every epoch in ``self.trace``.
+        there in ``self.trace``: at step 0 (the untrained members) and at the log-spaced
+        optimiser steps of :func:`trace_steps`, each row with its ``step`` and ``epoch``
+        (steps over steps per epoch).
         """
         self.trace = []
+        self._per_epoch = steps_per_epoch(len(queries), self.fit_kwargs["batch_size"])
         self._train(queries, victim_outputs.to(queries.device), monitor)
         return self
 
-    def _record(self, epoch: int, monitor: Tensor | None) -> None:
+    def _record(self, step: int, monitor: Tensor | None, members: Tensor | None = None) -> None:
+        """Append the diversity at optimiser ``step`` on ``monitor`` (of ``members``'
+        probabilities when given, else of :meth:`member_proba`)."""
         if monitor is None:
             return
-        m = self.member_proba(monitor)
-        self.trace.append({"epoch": epoch + 1, "variance": member_variance(m),
-                           "disagreement": disagreement(m)})
+        m = members if members is not None else self.member_proba(monitor)
+        self.trace.append({"step": step, "epoch": step / self._per_epoch,
+                           "variance": member_variance(m), "disagreement": disagreement(m)})
+
+    def _recorder(self, monitor: Tensor | None, total: int, offset: int = 0, before=None):
+        """An ``on_step`` hook that records at the steps of :func:`trace_steps` (``total``
+        steps in all; the hook's steps start after ``offset``), calling ``before(step)``
+        first; the trained model is put back in training mode."""
+        steps = set(trace_steps(total, self.trace_points))
+
+        def on_step(step: int, model: nn.Module) -> None:
+            if monitor is not None and step + offset in steps:
+                if before is not None:
+                    before(step + offset)
+                self._record(step + offset, monitor)
+                model.train()
+        return on_step
 
     def _train(self, x: Tensor, y: Tensor, monitor: Tensor | None) -> None:
         raise NotImplementedError
@@ -351,12 +422,10 @@ class Surrogate:
     def _fit(self, model: nn.Module, x: Tensor, y: Tensor, monitor: Tensor | None, *,
              loss=None, **overrides: Any) -> History:
         settings = {**self.fit_kwargs, **overrides}
-
-        def on_epoch(epoch: int, _m: nn.Module, _h: History) -> None:
-            self._record(epoch, monitor)
-
-        return fit(model, x, y, loss=loss or _ce_loss, seed=self.seed, on_epoch=on_epoch,
-                   desc=f"{self.name} {self.arch}", **settings)
+        total = settings["epochs"] * steps_per_epoch(len(x), settings["batch_size"])
+        self._record(0, monitor)
+        return fit(model, x, y, loss=loss or _ce_loss, seed=self.seed,
+                   on_step=self._recorder(monitor, total), desc=f"{self.name} {self.arch}", **settings)
 
 
 class DeepEnsemble(Surrogate):
@@ -380,9 +449,10 @@ class DeepEnsemble(Surrogate):
 
             self._fit(self.module, x, y, monitor, loss=loss)
             return
+        self._record(0, monitor)
         for net in self.module:
             self._fit(net, x, y, None)
-        self._record(self.fit_kwargs["epochs"] - 1, monitor)
+        self._record(self.fit_kwargs["epochs"] * self._per_epoch, monitor)
 
     def member_proba(self, x: Tensor) -> Tensor:
         was = self.module.training
@@ -454,13 +524,23 @@ class MeanFieldVI(Surrogate):
 
 
 class SWAG(Surrogate):
-    """SWAG within the same number of epochs as the other surrogates: the first
-    ``epochs - swa_epochs`` with the usual schedule, the last ``swa_epochs`` (default:
-    half, at least one) at the constant rate ``swa_lr`` (default: half the peak learning
-    rate), collecting the weights about ``2 * rank`` times (rank of the low-rank part:
-    ``rank``) through the trainer's step and epoch hooks: at the start of the phase,
-    every ``steps // (2 * rank)`` optimiser steps and at its end; prediction averages ``members`` weight samples, each with batch norm
-    recomputed on the queries."""
+    """SWAG as Maddox et al. (2019) run it: first the network is trained like any single
+    copy (``epochs`` on the usual schedule), then ``swa_epochs`` more epochs (default: half
+    of ``epochs``, at least one) at the constant rate ``swa_lr`` (default: half the peak
+    learning rate) collect the weights about ``2 * rank`` times (rank of the low-rank part:
+    ``rank``) through the trainer's step and epoch hooks: at the start of the phase, every
+    ``steps // (2 * rank)`` optimiser steps and at its end. Prediction averages ``members``
+    weight samples, each with batch norm recomputed on the queries.
+
+    Its diversity is traced from step 0 of the whole run (pre-training and collection) by
+    the posterior SWAG would form from the most recent iterates: the same moments over a
+    sliding window of snapshots taken at the collection's cadence, as many as the
+    collection phase takes (:class:`SwagWindow`). At step 0 the window holds one snapshot
+    (the initial weights), so every sample is that network and the diversity is zero; at
+    the end the window is the collection phase, so the trace ends on (nearly) the
+    posterior that predicts. What the curve cannot show: during pre-training no SWAG
+    model exists, so those points say how diverse SWAG's samples would be had collection
+    stopped there, not how diverse the final model's members were."""
 
     name = "swag"
 
@@ -469,8 +549,8 @@ class SWAG(Surrogate):
         super().__init__(*args, **kwargs)
         epochs = self.fit_kwargs["epochs"]
         self.swa_epochs = swa_epochs if swa_epochs is not None else max(1, epochs // 2)
-        if not 1 <= self.swa_epochs <= epochs:
-            raise ValueError(f"swa_epochs must lie in [1, epochs={epochs}], got {self.swa_epochs}")
+        if self.swa_epochs < 1:
+            raise ValueError(f"swa_epochs must be >= 1, got {self.swa_epochs}")
         self.swa_lr = swa_lr if swa_lr is not None else self.fit_kwargs["lr"] / 2
         self.rank = rank
         self.module = SwagNet(self._net(), rank).to(self.device)
@@ -478,40 +558,72 @@ class SWAG(Surrogate):
 
     def _train(self, x: Tensor, y: Tensor, monitor: Tensor | None) -> None:
         self._queries = x
-        pre = self.fit_kwargs["epochs"] - self.swa_epochs
-        self._fit(self.module.net, x, y, monitor=None, epochs=pre)
-        steps = self.swa_epochs * math.ceil(len(x) / self.fit_kwargs["batch_size"])
+        pre = self.fit_kwargs["epochs"] * self._per_epoch
+        steps = self.swa_epochs * self._per_epoch
         every = max(1, steps // (2 * self.rank))
+        window = SwagWindow(size=steps // every + 1, rank=self.rank)
+        total = pre + steps
+        net = self.module.net
+
+        def trace(step: int, model: nn.Module) -> None:
+            if step % every == 0:
+                window.add(_flat(model))
+        trace(0, net)
+        self._record(0, monitor, self._window_proba(window, monitor))
+        schedule = set(trace_steps(total, self.trace_points))
+
+        def on_pre_step(step: int, model: nn.Module) -> None:
+            trace(step, model)
+            self._record_window(step, model, window, monitor, schedule)
+
+        fit(net, x, y, loss=_ce_loss, seed=self.seed, on_step=on_pre_step,
+            desc=f"swag {self.arch} (pre-training)", **self.fit_kwargs)
         self.module.collect()
 
-        def on_step(step: int, _m: nn.Module) -> None:
+        def on_step(step: int, model: nn.Module) -> None:
             if step % every == 0 and step < steps:
                 self.module.collect()
+            trace(pre + step, model)
+            self._record_window(pre + step, model, window, monitor, schedule)
 
         def on_epoch(epoch: int, _m: nn.Module, _h: History) -> None:
             if epoch == self.swa_epochs - 1:
                 self.module.collect()
-            if int(self.module.n) >= 2:
-                self._record(pre + epoch, monitor)
 
-        fit(self.module.net, x, y, loss=_ce_loss, seed=self.seed + SEED_STREAMS["swa_phase"],
+        fit(net, x, y, loss=_ce_loss, seed=self.seed + SEED_STREAMS["swa_phase"],
             on_epoch=on_epoch, on_step=on_step,
             desc=f"swag {self.arch}", **{**self.fit_kwargs, "epochs": self.swa_epochs,
                                         "lr": self.swa_lr, "schedule": "constant"})
 
-    def member_proba(self, x: Tensor, queries: Tensor | None = None) -> Tensor:
-        """Probabilities under ``members`` weight samples; batch norm statistics come
-        from ``queries`` (default: the training queries, else ``x``)."""
+    def _record_window(self, step: int, model: nn.Module, window: "SwagWindow",
+                       monitor: Tensor | None, schedule: set[int]) -> None:
+        if monitor is None or step not in schedule:
+            return
+        self._record(step, monitor, self._window_proba(window, monitor))
+        model.train()
+
+    def _window_proba(self, window: "SwagWindow", monitor: Tensor | None) -> Tensor | None:
+        """Probabilities on ``monitor`` of ``members`` samples of the window's posterior."""
+        if monitor is None:
+            return None
+        return self._sample_proba(monitor, window.sampler(), self._queries)
+
+    def _sample_proba(self, x: Tensor, sample, bn_x: Tensor) -> Tensor:
         net = copy.deepcopy(self.module.net)
-        bn_x = queries if queries is not None else self._queries if self._queries is not None else x
         outs = []
         with self._sampling(x.device):
             for _ in range(self.members):
-                _assign(net, self.module.sample())
+                _assign(net, sample())
                 bn_update(net, bn_x)
                 net.eval()
                 outs.append(batched(net, x).softmax(-1))
         return torch.stack(outs)
+
+    def member_proba(self, x: Tensor, queries: Tensor | None = None) -> Tensor:
+        """Probabilities under ``members`` weight samples; batch norm statistics come
+        from ``queries`` (default: the training queries, else ``x``)."""
+        bn_x = queries if queries is not None else self._queries if self._queries is not None else x
+        return self._sample_proba(x, self.module.sample, bn_x)
 
 
 class LastLayerLaplace(Surrogate):
@@ -538,12 +650,14 @@ class LastLayerLaplace(Surrogate):
         self.module.register_buffer("laplace_precision", torch.zeros((), device=self.device))
 
     def _train(self, x: Tensor, y: Tensor, monitor: Tensor | None) -> None:
-        def on_epoch(epoch: int, _m: nn.Module, _h: History) -> None:
-            if monitor is not None:
-                self.fit_posterior(x)
-                self._record(epoch, monitor)
-
-        fit(self.module, x, y, loss=_ce_loss, seed=self.seed, on_epoch=on_epoch,
+        """Train the network; at every traced step (step 0 included) fit the posterior
+        around the current weights and record its samples' diversity."""
+        if monitor is not None:
+            self.fit_posterior(x)
+            self._record(0, monitor)
+        total = self.fit_kwargs["epochs"] * self._per_epoch
+        on_step = self._recorder(monitor, total, before=lambda _step: self.fit_posterior(x))
+        fit(self.module, x, y, loss=_ce_loss, seed=self.seed, on_step=on_step,
             desc=f"laplace {self.arch}", **self.fit_kwargs)
         self.fit_posterior(x)
 
