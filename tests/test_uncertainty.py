@@ -114,3 +114,49 @@ def test_metrics_on_known_values():
 def test_unknown_method_is_refused(digits):
     with pytest.raises(ValueError, match="choose one of"):
         _make("dropconnect", digits)
+
+
+def test_trace_steps_start_at_zero_log_spaced_to_the_last_step():
+    steps = uq.trace_steps(80, points=8)
+    assert steps[0] == 0 and steps[1] == 1 and steps[-1] == 80 and steps == sorted(set(steps))
+    gaps = [b - a for a, b in zip(steps[1:], steps[2:])]
+    assert gaps[-1] > gaps[0], "log-spaced: later steps are further apart"
+    assert uq.trace_steps(0) == [0] and uq.trace_steps(3, points=12) == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize("method", ["ensemble", "mc_dropout", "vi", "laplace"])
+def test_every_surrogate_is_traced_from_its_untrained_members(digits, answers, method):
+    x, y = answers
+    sur = _make(method, digits, epochs=3, batch_size=100).fit(x, y, monitor=digits.test.x[:100])
+    steps = [t["step"] for t in sur.trace]
+    assert steps == uq.trace_steps(3 * 4) and sur.trace[-1]["epoch"] == 3
+    untrained = _make(method, digits)
+    if method == "laplace":
+        untrained.fit_posterior(x)
+    first = untrained.member_proba(digits.test.x[:100])
+    assert sur.trace[0]["variance"] == pytest.approx(uq.member_variance(first), rel=1e-4)
+
+
+def test_swag_pretrains_like_the_single_copy_and_is_traced_from_step_0(digits, answers):
+    x, y = answers
+    swag = _make("swag", digits, epochs=4, batch_size=100, rank=2).fit(x, y, monitor=digits.test.x[:100])
+    single = _make("single", digits, epochs=4, batch_size=100).fit(x, y)
+    steps = [t["step"] for t in swag.trace]
+    assert steps == uq.trace_steps(4 * 4 + swag.swa_epochs * 4), "pre-training and collection"
+    assert swag.trace[0]["variance"] < 1e-12 and swag.trace[0]["disagreement"] == 0
+    assert max(t["variance"] for t in swag.trace) > 0
+    # the collection starts from the single copy's network: the SWA mean stays near it
+    acc_single = uq.accuracy(single.predict_proba(digits.test.x), digits.test.y)
+    acc_swag = uq.accuracy(swag.predict_proba(digits.test.x), digits.test.y)
+    assert acc_swag > acc_single - 0.1
+
+
+def test_swag_window_keeps_the_last_snapshots():
+    window = uq.SwagWindow(size=3, rank=2)
+    window.add(torch.ones(4))
+    assert torch.allclose(window.sampler()(), torch.ones(4)), "one snapshot: no spread"
+    for v in (2.0, 3.0, 4.0):
+        window.add(torch.full((4,), v))
+    assert len(window.snapshots) == 3 and float(window.snapshots[0][0]) == 2.0
+    draws = torch.stack([window.sampler()() for _ in range(300)])
+    assert abs(float(draws.mean()) - 3.0) < 0.3 and float(draws.std()) > 0.3
