@@ -74,6 +74,9 @@ def test_claims_holds_does_not_hold_and_inconclusive():
     assert q2.verdict == "does not hold" and q2.threshold == 0.90 and "above 0.9)" in q2.statement
     assert q3.verdict == "inconclusive" and q3.ci[0] < 0.10 < q3.ci[1]
     assert "less than 0.1 above" in q3.statement
+    for q in (q1, q2, q3):
+        assert q.quantifier == "on average" and q.paper_words == "" and "(tutorial)" in q.statement
+        assert q.trainings == 3 and q.level == pytest.approx(0.95)
 
 
 def test_claims_statements_follow_the_thresholds():
