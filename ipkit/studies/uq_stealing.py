@@ -411,6 +411,8 @@ def plot_diversity(traces: pd.DataFrame):
         floor = traces.loc[traces[col] > 0, col].min() if (traces[col] > 0).any() else 1e-6
         ax.set_xscale("symlog", linthresh=1)
         ax.set_yscale("symlog", linthresh=floor)
+        ax.set_xlim(left=0)
+        ax.set_ylim(bottom=0)
         ax.set(xlabel="optimiser step (0 = untrained)", title=f"Member {col} during training")
     axes[0].get_legend().remove()
     axes[1].legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
