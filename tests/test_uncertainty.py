@@ -127,9 +127,9 @@ def test_trace_steps_start_at_zero_log_spaced_to_the_last_step():
 @pytest.mark.parametrize("method", ["ensemble", "mc_dropout", "vi", "laplace"])
 def test_every_surrogate_is_traced_from_its_untrained_members(digits, answers, method):
     x, y = answers
-    sur = _make(method, digits, epochs=3, batch_size=100).fit(x, y, monitor=digits.test.x[:100])
+    sur = _make(method, digits, epochs=3, batch_size=100, trace_points=2).fit(x, y, monitor=digits.test.x[:100])
     steps = [t["step"] for t in sur.trace]
-    assert steps == uq.trace_steps(3 * 4) and sur.trace[-1]["epoch"] == 3
+    assert steps == [0, 1, 12] == uq.trace_steps(3 * 4, 2) and sur.trace[-1]["epoch"] == 3
     untrained = _make(method, digits)
     if method == "laplace":
         untrained.fit_posterior(x)
@@ -139,10 +139,11 @@ def test_every_surrogate_is_traced_from_its_untrained_members(digits, answers, m
 
 def test_swag_pretrains_like_the_single_copy_and_is_traced_from_step_0(digits, answers):
     x, y = answers
-    swag = _make("swag", digits, epochs=4, batch_size=100, rank=2).fit(x, y, monitor=digits.test.x[:100])
+    swag = _make("swag", digits, epochs=4, batch_size=100, rank=2, trace_points=6).fit(
+        x, y, monitor=digits.test.x[:100])
     single = _make("single", digits, epochs=4, batch_size=100).fit(x, y)
     steps = [t["step"] for t in swag.trace]
-    assert steps == uq.trace_steps(4 * 4 + swag.swa_epochs * 4), "pre-training and collection"
+    assert steps == uq.trace_steps(4 * 4 + swag.swa_epochs * 4, 6), "pre-training and collection"
     assert swag.trace[0]["variance"] < 1e-12 and swag.trace[0]["disagreement"] == 0
     assert max(t["variance"] for t in swag.trace) > 0
     # the collection starts from the single copy's network: the SWA mean stays near it
