@@ -18,8 +18,9 @@ owner's seed), one query set and one copy per method (both from the run's seed, 
 which each UQ model derives its members' streams). Beyond the paper, a query-budget
 sweep compares the single copy with the best UQ model at every budget.
 
-Full text: searched for (arXiv 2305.05293, ESANN proceedings); only the abstract was
-found, so every choice below the abstract's level is this reconstruction's.
+Full text: searched for on 2026-12-06 (the title and arXiv 2305.05293 in the project's
+stored web pages and documentation); not found, so the abstract stays the only source
+and every choice below its level is this reconstruction's.
 
 How the claims are read (issues 24 and 25):
 
