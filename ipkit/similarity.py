@@ -187,7 +187,10 @@ def prime(plan: Sequence[tuple[nn.Module, Sequence["Probe"]]], features_of: Sequ
     (with a partner) decision distances, so scoring reads them instead of predicting again.
     ``features_of``: probes whose :meth:`Probe.features` will be read, filled with one
     features pass per model over their distinct inputs. Equal to the unbatched path up to
-    float rounding (a batch of other size may take other kernels). Returns the seconds spent.
+    float rounding (a batch of other size may take other kernels). A quantized model (one
+    with a ``float_parent``) is predicted input tensor by input tensor, as unbatched: dynamic
+    int8 quantization scales activations by the range of the whole batch, so stacking
+    would change its outputs. Returns the seconds spent.
     """
     start = time.perf_counter()
     feat_ids = {id(p) for p in features_of}
@@ -200,8 +203,11 @@ def prime(plan: Sequence[tuple[nn.Module, Sequence["Probe"]]], features_of: Sequ
         if not inputs:
             continue
         keys = list(inputs)
-        out = dict(zip(keys, predict(model, torch.cat([inputs[k] for k in keys])).split(
-            [len(inputs[k]) for k in keys])))
+        if getattr(model, "float_parent", None) is not None:  # dynamic int8 scales depend on the batch
+            out = {k: predict(model, inputs[k]) for k in keys}
+        else:
+            out = dict(zip(keys, predict(model, torch.cat([inputs[k] for k in keys])).split(
+                [len(inputs[k]) for k in keys])))
         feats: dict[int, Tensor] = {}
         wanted = {id(p.x): p.x for p in probes if id(p) in feat_ids}
         if wanted:
