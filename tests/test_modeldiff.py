@@ -318,7 +318,7 @@ def test_authors_scores_probe_each_target_on_its_own_data(monkeypatch):
         for _, row in sc[sc.suspect == name].iterrows():
             fresh = similarity.modeldiff_score(by[name].model, by[row.reference].model,
                                                similarity.Probe(probe.x, probe.partner))
-            assert row.score == pytest.approx(fresh, abs=1e-6), (name, row.reference)
+            assert row.score == pytest.approx(fresh, abs=1e-5), (name, row.reference)  # float rounding
 
 
 def test_authors_pgd_stays_in_the_ball_and_the_batch_range():
