@@ -382,6 +382,7 @@ def test_other_arch_and_unknown_names():
     (["-p", "protocols=authors"], "protocols must include strict"),
     (["-p", "authors_archs=cnn,cnn"], "authors_archs lists an entry twice"),
     (["-p", "seeds=0,10"], "the same owner seed"),
+    (["-p", "reuse_types=prune-20,steal-other"], "add a transfer-* reuse type"),
     (["-p", "dataset=digits", "-p", "authors_archs=mlp,lenet5", "-p", "n_inputs=50"], "authors_archs: lenet5 needs"),
     (["-p", "dataset=digits", "-p", "n_inputs=2000"], "lower n_inputs"),
 ])
@@ -391,3 +392,35 @@ def test_sizes_are_checked_before_the_run(capsys, tmp_path, monkeypatch, argv, f
     err = capsys.readouterr().err
     assert code == 2 and fragment in err and err.count("\n") == 1
     assert not (tmp_path / "runs").exists()
+
+
+class _AuthorsObjective(nn.Module):
+    """Logits [0, objective] whose cross-entropy at label 0 grows with Li et al.'s PGD
+    objective: torchattacks' PGD then ascends that objective."""
+
+    def __init__(self, model: nn.Module, x: torch.Tensor):
+        super().__init__()
+        self.model = model
+        with torch.no_grad():
+            clean = model(x)
+        self.target = 1000.0 * (clean.mean(0, keepdim=True) - clean)
+
+    def forward(self, xp: torch.Tensor) -> torch.Tensor:
+        gap = self.model(xp) - self.target
+        objective = (gap[:, 0] ** 2 + 0.1 * (gap[:, 1:] ** 2).mean(1)).mean()
+        return torch.stack([torch.zeros_like(objective), objective]).expand(len(xp), 2)
+
+
+def test_authors_pgd_matches_torchattacks_pgd_on_their_objective(digits):
+    """The search of authors_pgd_partners (uniform start, signed steps, projection onto the
+    ball and the batch's range) is torchattacks' PGD ascending the same objective."""
+    torchattacks = pytest.importorskip("torchattacks")
+    m = models.build("mlp", digits.num_classes, digits.in_shape, seed=0).eval()
+    x = digits.test.x[:32]
+    assert float(x.min()) == 0.0 and float(x.max()) == 1.0  # so the batch's range is torchattacks' [0, 1]
+    mine = similarity.authors_pgd_partners(m, x, eps=0.06, steps=20, step_size=0.01, seed=4)
+    with torch.random.fork_rng():
+        torch.manual_seed(4)
+        attack = torchattacks.PGD(_AuthorsObjective(m, x), eps=0.06, alpha=0.01, steps=20, random_start=True)
+        theirs = attack(x, torch.zeros(len(x), dtype=torch.long))
+    assert (mine - theirs).abs().max() < 1e-6

@@ -215,6 +215,9 @@ def check_params(values: dict) -> None:
     if any(r.startswith("steal-") for r in values["reuse_types"]) and values["steal_budget"] > pool:
         raise ParamError(f"steal_budget {values['steal_budget']} exceeds the attacker pool of the "
                          f"two tasks ({pool} images): lower steal_budget to at most {pool}")
+    if "authors" in values["protocols"] and not any(r.startswith("transfer-") for r in values["reuse_types"]):
+        raise ParamError("the authors protocol scores the descendants of transfer models: add a transfer-* "
+                         "reuse type, or drop authors from protocols")
     if "authors" in values["protocols"] and values["n_inputs"] > min(len(t.a_attacker), len(t.b_attacker)):
         raise ParamError(f"n_inputs {values['n_inputs']} exceeds a task's training images in the authors "
                          f"protocol ({min(len(t.a_attacker), len(t.b_attacker))}): lower n_inputs")
