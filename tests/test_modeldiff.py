@@ -155,7 +155,7 @@ def _cfg(**over):
     values = dict(dataset="mnist5k", archs=["mlp"], sources_per_arch=2, reuse_types=list(md.REUSE_TYPES),
                   epochs=1, finetune_epochs=1, steal_budget=100, n_inputs=10, pgd_eps=0.06, authors_pgd_eps=0.0136, pgd_steps=5,
                   methods=["modeldiff", "weight_cosine"], seeds=[0, 1], protocols=["strict", "authors"],
-                  authors_archs=["mlp"], m1_min_correctness=0.817,
+                  authors_archs=["mlp"], authors_pretrain="owner", m1_min_correctness=0.817,
                   m2_min_margin=0.0, m3_min_correctness=0.8, m3_max_weight_applicable=0.5, m4_min_gain=0.0)
     values.update(over)
     return md.Config.from_params(values)
@@ -351,6 +351,16 @@ def test_batched_scoring_equals_unbatched():
         assert row.score == pytest.approx(m.score(by[row.reference].model, by[row.suspect].model, probe), abs=1e-6)
 
 
+def test_roots_can_pretrain_on_other_images(digits):
+    train, test, k = md.pretrain_data(digits, "digits")
+    assert train.x.shape[1:] == digits.owner.x.shape[1:] and k == 10 and len(train) > len(test) > 0
+    assert md.pretrain_data(digits, "owner")[0] is digits.owner
+    s28 = md.Splits("fake", digits.owner, digits.attacker, digits.test, digits.classes, "f")
+    object.__setattr__(s28, "owner", md.TensorData(torch.zeros(2, 3, 28, 28), torch.zeros(2, dtype=torch.long)))
+    x = md.pretrain_data(s28, "digits")[0].x
+    assert x.shape[1:] == (3, 28, 28) and float(x.min()) >= 0 and float(x.max()) <= 1
+
+
 def test_zoo_trainings_get_distinct_owner_seeds():
     assert md.source_seed(0, 1) == 10 and md.source_seed(1, 0) == 1 and md.source_seed(0, 0) == 0
     owners = {md.source_seed(k, i) for k in (0, 1, 2) for i in range(3)}
@@ -382,6 +392,7 @@ def test_other_arch_and_unknown_names():
     (["-p", "protocols=authors"], "protocols must include strict"),
     (["-p", "authors_archs=cnn,cnn"], "authors_archs lists an entry twice"),
     (["-p", "seeds=0,10"], "the same owner seed"),
+    (["-p", "authors_pretrain=imagenet"], "authors_pretrain"),
     (["-p", "reuse_types=prune-20,steal-other"], "add a transfer-* reuse type"),
     (["-p", "dataset=digits", "-p", "authors_archs=mlp,lenet5", "-p", "n_inputs=50"], "authors_archs: lenet5 needs"),
     (["-p", "dataset=digits", "-p", "n_inputs=2000"], "lower n_inputs"),

@@ -150,6 +150,7 @@ class Config(Params):
     seeds: list[int]
     protocols: list[str]
     authors_archs: list[str]
+    authors_pretrain: str
     m1_min_correctness: float
     m2_min_margin: float
     m3_min_correctness: float
@@ -191,6 +192,9 @@ SENSITIVITY = (
           "the architectures, one root each, of the authors protocol", {"sources_per_arch": 1}),
     Sweep(("M1", "M2", "M3", "M4"), {"pgd_eps": [0.0136, 0.03, 0.06, 0.12]},
           "the partner search's L-inf radius (strict protocol)", {"protocols": ["strict"]}),
+    Sweep(("M1-authors", "M3-authors"), {"authors_pretrain": ["owner", "digits"]},
+          "what the authors protocol's roots are pretrained on (the children's own classes, or other images)",
+          {"sources_per_arch": 1}),
     Sweep(("M1-authors", "M3-authors"), {"authors_pgd_eps": [0.0136, 0.03, 0.06, 0.12]},
           "the partner search's L-inf radius (authors protocol; 0.0136 is their 0.06 in pixels)",
           {"sources_per_arch": 1}),
@@ -230,6 +234,8 @@ def check_params(values: dict) -> None:
                 models.build(arch, s.num_classes, s.in_shape)
             except ValueError as err:
                 raise ParamError(f"{name}: {err}") from None
+    if values["authors_pretrain"] not in AUTHORS_PRETRAIN:
+        raise ParamError(f"authors_pretrain must be one of {', '.join(AUTHORS_PRETRAIN)}")
     if "strict" not in values["protocols"]:
         raise ParamError("protocols must include strict (the other rows build on its zoo): "
                          "e.g. -p protocols=strict,authors")
@@ -685,8 +691,8 @@ def build_authors_zoo(s: Splits, cfg: Config, seed: int = 0, progress=None) -> l
     """The authors' benchmark structure (their ``benchmark.py``), rebuilt from the embedded
     data, training ``seed``.
 
-    Per architecture of ``cfg.authors_archs``: one "pretrained" root with the widest head
-    the data offers (all classes, the owner's images); transfer children to task A and
+    Per architecture of ``cfg.authors_archs``: one "pretrained" root (``authors_pretrain``:
+    all classes of the owner's images, or another dataset, :func:`pretrain_data`); transfer children to task A and
     task B (the attacker's images of each; last 10/50/100% fine-tuned), each the parent of
     its quantized, pruned and distilled children and of its thieves (same and other
     architecture, on its softmax at T = 1 over its own training set), all on the child's
@@ -702,11 +708,13 @@ def build_authors_zoo(s: Splits, cfg: Config, seed: int = 0, progress=None) -> l
     chained = [r for r in cfg.reuse_types if r.startswith(("quant-", "prune-", "distill", "steal-"))]
     cfg = replace(cfg, archs=cfg.authors_archs)  # cross-architecture thieves among these
     zoo: list[ZooModel] = []
+    pre, pre_test, pre_k = pretrain_data(s, cfg.authors_pretrain)
+    recipe = "pretrain" if cfg.authors_pretrain == "owner" else f"pretrain-{cfg.authors_pretrain}"
     for arch in (progress(cfg.archs, desc=f"authors zoo (seed {seed})") if progress else cfg.archs):
         rname = f"{arch}-pretrain"
-        root = trained("pretrain", s, arch, s.owner, "all", s.num_classes, cfg.epochs, sd)
-        zoo.append(ZooModel(rname, arch, "all", rname, "source", root, _accuracy(root, s.test)))
-        up = Setting(s.owner, "all", s.num_classes, s.owner, "all", s.num_classes, s.owner.x, len(s.owner))
+        root = trained(recipe, s, arch, pre, "all", pre_k, cfg.epochs, sd)
+        zoo.append(ZooModel(rname, arch, "all", rname, "source", root, _accuracy(root, pre_test)))
+        up = Setting(pre, "all", pre_k, pre, "all", pre_k, pre.x, len(pre))
         for task, data in tasks.items():
             for reuse in transfers:
                 to_task = replace(up, transfer_data=data, transfer_task=task, transfer_classes=k)
@@ -724,6 +732,30 @@ def build_authors_zoo(s: Splits, cfg: Config, seed: int = 0, progress=None) -> l
                 m, a, _ = derive(u, sub, s, arch, cfg, sd, own_setting(data, task, k))
                 zoo.append(ZooModel(f"{sname}/{sub}", a, task, sname, sub, m, _accuracy(m, t.test(task)), sname))
     return zoo
+
+
+AUTHORS_PRETRAIN = ("owner", "digits")
+
+
+def pretrain_data(s: Splits, which: str) -> tuple[TensorData, TensorData, int]:
+    """(train, test, classes) of the authors protocol's "pretrained" roots: ``owner``, the
+    owner's images of all classes of ``s`` (the children's tasks are among them);
+    ``digits``, scikit-learn's 8x8 digits resized to ``s``'s image shape (other images of
+    the same ten digits, as ImageNet's images are other images than their children's)."""
+    if which == "owner":
+        return s.owner, s.test, s.num_classes
+    if which != "digits":
+        raise ValueError(f"unknown authors_pretrain '{which}': choose one of {', '.join(AUTHORS_PRETRAIN)}")
+    from ..data import split
+
+    d = split("digits", seed=0, device=s.owner.x.device)
+    c, h, w = s.in_shape
+
+    def fit_shape(part: TensorData) -> TensorData:
+        x = torch.nn.functional.interpolate(part.x, size=(h, w), mode="bilinear", align_corners=False)
+        return TensorData(x.expand(-1, c, -1, -1).clamp(0, 1).contiguous(), part.y)
+    train = TensorData(torch.cat([d.owner.x, d.attacker.x]), torch.cat([d.owner.y, d.attacker.y]))
+    return fit_shape(train), fit_shape(d.test), d.num_classes
 
 
 def authors_task_data(t: Tasks) -> dict[str, TensorData]:
