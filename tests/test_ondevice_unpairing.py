@@ -201,6 +201,12 @@ def test_reducers_pool_over_seeds_and_correlate_within_architecture():
     assert od.spearman(within) < 0.5          # pooled, the architecture reverses the trend
 
 
+def test_useless_prior_ceiling_is_the_no_prior_attack_at_most_the_cap():
+    f = pd.DataFrame({"before": [20.0, 30.0], "none": [50.0, 60.0]})
+    assert od.useless_prior_ceiling(f, _cfg(rgf_samples=4)) == pytest.approx(55 * 6 / 5 / 25)
+    assert od.useless_prior_ceiling(f.assign(none=100.0), _cfg(rgf_samples=4)) == pytest.approx(100 / 25)
+
+
 def test_paired_tables_line_up_before_and_after_per_input():
     cfg = _cfg()
     tr_inputs = pd.DataFrame({"arch": "mlp", "seed": 0, "surrogate": ["q8", "q8", "p50", "p50"],
@@ -272,7 +278,7 @@ def test_claims_read_the_best_comparable_pair_within_architecture_and_ceilings()
     assert rows["C1b"].verdict == "holds"
     assert rows["C3"].verdict == "holds" and [p["verdict"] for p in rows["C3"].parts] == ["holds", "holds"]
     assert "50%" in rows["C3"].statement and "2 points" in rows["C3"].statement
-    # C4: only the cnn (comparable after unpairing); 10x lies beyond its ceiling 90 / 25 = 3.6
+    # C4: only the cnn (comparable after unpairing); 10x lies beyond its ceiling 90 * 6/5 / 25 = 4.3
     assert len(rows["C4"].parts) == 1 and "cnn" in rows["C4"].parts[0]["name"]
     assert rows["C4"].verdict == "untestable here"
     assert {c.quantifier for c in rows.values()} == {"up to", "direction", "every"}

@@ -546,6 +546,16 @@ def best_pair(wide: pd.DataFrame, pairs: list[tuple[str, str]], statistic) -> tu
     return max(values, key=values.get), values
 
 
+def useless_prior_ceiling(query_pairs: pd.DataFrame, cfg: Config) -> float:
+    """The most unpairing can raise the restricted mean queries: to those of the no-prior
+    attack (P-RGF gives a prior no better than chance zero weight, leaving RGF), each of its
+    iterations one query dearer ((q + 2) / (q + 1), the prior's own query), at most the cap;
+    over the sibling's restricted mean before unpairing."""
+    before = max(float(query_pairs.before.mean()), 1.0)
+    slowest = float(query_pairs.none.mean()) * (cfg.rgf_samples + 2) / (cfg.rgf_samples + 1)
+    return min(slowest, float(cfg.query_cap)) / before
+
+
 def _beside(c: Claim, text: str) -> Claim:
     """``c`` with ``text`` (a number reported beside, not deciding) added to its measured line."""
     c.measured = f"{c.measured}; {text}"
@@ -587,7 +597,7 @@ def claims(tr: pd.DataFrame, tr_inputs: pd.DataFrame, queries: pd.DataFrame, cmp
     the accuracy drop of that sibling (paired test examples). C4 (every): per architecture
     whose unpaired sibling keeps comparable accuracy, restricted mean queries after over
     before unpairing (paired inputs); ceiling: the no-prior attack's restricted mean over the
-    sibling's before unpairing. Comparable accuracy: ``max_acc_gap``.
+    sibling's before unpairing (:func:`useless_prior_ceiling`). Comparable accuracy: ``max_acc_gap``.
     """
     ok = comparable_pairs(tr)
     n_pairs = len(dict.fromkeys(zip(sibling_rows(tr).arch, sibling_rows(tr).surrogate)))
@@ -611,8 +621,7 @@ def claims(tr: pd.DataFrame, tr_inputs: pd.DataFrame, queries: pd.DataFrame, cmp
     keep = list(dict.fromkeys(cmp_[cmp_.comparable].arch))
     c4 = [results.evidence(f"query ratio ({a})", qp[qp.arch == a].reset_index(drop=True),
                            ratio_of_means("after", "before", 1.0), threshold=cfg.c4_min_ratio, holds_when="above",
-                           unit="query-attacked input",
-                           ceiling=ratio_of_means("none", "before", 1.0)(qp[qp.arch == a]))
+                           unit="query-attacked input", ceiling=useless_prior_ceiling(qp[qp.arch == a], cfg))
           for a in keep] or [results.not_measured(
               "query ratio", threshold=cfg.c4_min_ratio, holds_when="above", unit="query-attacked input",
               why=f"no unpaired sibling within {100 * cfg.max_acc_gap:g} points of the full model's accuracy")]
