@@ -638,10 +638,11 @@ def claims(tr: pd.DataFrame, tr_inputs: pd.DataFrame, queries: pd.DataFrame, cmp
             f"prior: the best pair's ratio of restricted mean queries lies above {cfg.c1b_min_ratio:g} ({within})",
             "up to 100x higher vulnerability (P-RGF-style attacks with a transfer prior)", c1b,
             quantifier="up to", paper_words=PAPER_WORDS["C1"]), c1b_beside),
-        results.claim("C2", "Across the siblings of one full model, transfer success rises with input-gradient "
-                      f"similarity (Spearman rho within architecture above {cfg.c2_min_rho:g}; the pooled rho in "
-                      "metrics)", "vulnerability grows with full-sibling similarity", c2,
-                      quantifier="direction", paper_words=PAPER_WORDS["C2"]),
+        _beside(results.claim(
+            "C2", "Across the siblings of one full model, transfer success rises with input-gradient similarity "
+            f"(Spearman rho within architecture above {cfg.c2_min_rho:g}; pooled over architectures beside)",
+            "vulnerability grows with full-sibling similarity", c2, quantifier="direction",
+            paper_words=PAPER_WORDS["C2"]), f"pooled over architectures = {spearman(sib):.3g} (not deciding)"),
         results.claim("C3", f"Unpairing {cfg.unpair_sibling} (lambda = {lam}, penalty {pen}) cuts transfer success "
                       f"by more than {cfg.c3_min_cut:.0%} on the best architecture, at less than "
                       f"{100 * cfg.c3_max_acc_drop:g} points of sibling accuracy",
