@@ -298,6 +298,7 @@ def test_claims_with_one_training_stay_inconclusive():
     (["-p", "prune_ratios=0.5,0.501"], "list each bit width"),
     (["-p", "archs=mlp,mlp"], "archs lists"),
     (["-p", "quant_bits=8", "-p", "unpair_sibling=q4"], "unpair_sibling 'q4' is not built"),
+    (["-p", "unpair_penalty=cos"], "unpair_penalty"),
 ])
 def test_sizes_and_names_are_checked_before_the_run(capsys, tmp_path, monkeypatch, argv, fragment):
     monkeypatch.setenv("IPKIT_RUNS", str(tmp_path / "runs"))
