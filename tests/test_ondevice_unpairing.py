@@ -291,6 +291,12 @@ def test_claims_with_one_training_stay_inconclusive():
     assert rows["C1"].verdict == "inconclusive" and rows["C3"].verdict == "inconclusive"
 
 
+def test_c4_is_not_measured_when_unpairing_breaks_every_sibling():
+    tr, tr_inputs, queries, cmp_, pairs = _study_frames(np.random.default_rng(2))
+    rows = {c.id: c for c in od.claims(tr, tr_inputs, queries, cmp_.assign(comparable=False), pairs, _cfg())}
+    assert rows["C4"].verdict == "inconclusive" and "no unpaired sibling within 5 points" in rows["C4"].measured
+
+
 @pytest.mark.parametrize("argv, fragment", [
     (["-p", "n_attack=10000"], "lower n_attack"),
     (["-p", "n_query=300"], "exceeds n_attack"),

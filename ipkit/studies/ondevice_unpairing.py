@@ -582,6 +582,32 @@ def _up_to_part(name: str, wide: pd.DataFrame, pairs: list[tuple[str, str]], ref
     return part, f"median over {len(values)} comparable pairs = {median:.3g} (not deciding)"
 
 
+def c3_parts(tp: pd.DataFrame, ap: pd.DataFrame, cfg: Config) -> list:
+    """C3's parts: the relative transfer cut of the architecture with the largest one (point
+    estimate; "up to"), and the accuracy drop of that architecture's unpaired sibling."""
+    cuts = {a: transfer_cut(g) for a, g in tp.groupby("arch", sort=False)}
+    best = max(cuts, key=cuts.get)
+    return [results.evidence(f"transfer cut, best architecture {best}", tp[tp.arch == best].reset_index(drop=True),
+                             transfer_cut, threshold=cfg.c3_min_cut, holds_when="above", unit="attacked input"),
+            results.evidence(f"accuracy drop ({best})", ap[ap.arch == best].reset_index(drop=True),
+                             stats.mean_difference("before", "after"), threshold=cfg.c3_max_acc_drop,
+                             holds_when="below", unit="test example")]
+
+
+def c4_parts(qp: pd.DataFrame, archs: list[str], cfg: Config) -> list:
+    """C4's parts ("every"): per architecture in ``archs`` (those whose unpaired sibling keeps
+    comparable accuracy), restricted mean queries after over before unpairing, with
+    :func:`useless_prior_ceiling`; a not-measured part when ``archs`` is empty."""
+    if not archs:
+        return [results.not_measured("query ratio", threshold=cfg.c4_min_ratio, holds_when="above",
+                                     unit="query-attacked input", why=f"no unpaired sibling within "
+                                     f"{100 * cfg.max_acc_gap:g} points of the full model's accuracy")]
+    return [results.evidence(f"query ratio ({a})", qp[qp.arch == a].reset_index(drop=True),
+                             ratio_of_means("after", "before", 1.0), threshold=cfg.c4_min_ratio, holds_when="above",
+                             unit="query-attacked input", ceiling=useless_prior_ceiling(qp[qp.arch == a], cfg))
+            for a in archs]
+
+
 def claims(tr: pd.DataFrame, tr_inputs: pd.DataFrame, queries: pd.DataFrame, cmp_: pd.DataFrame,
            pairs: dict[str, pd.DataFrame], cfg: Config) -> list[Claim]:
     """C1, C1b, C2, C3 and C4 with their evidence, each resampled over seeds (the trainings of
@@ -589,9 +615,9 @@ def claims(tr: pd.DataFrame, tr_inputs: pd.DataFrame, queries: pd.DataFrame, cmp
 
     C1 (up to): the best comparable (architecture, sibling) pair's transfer success over the
     independent surrogate's on the same attacked inputs, pooled over seeds; ceiling: the
-    white-box success over the same floor. C1b (up to): the best pair's restricted mean
-    queries with the independent prior over those with the sibling's; ceiling: the same with
-    the white-box prior. C2 (direction): Spearman's rho of gradient cosine with transfer
+    largest white-box success over the same floor among the pairs' architectures. C1b (up
+    to): the best pair's restricted mean queries with the independent prior over those with
+    the sibling's; ceiling: the same with the white-box prior. C2 (direction): Spearman's rho of gradient cosine with transfer
     across the siblings of one full model, averaged over architectures and seeds (the pooled
     rho beside). C3 (up to): the best architecture's relative transfer cut by unpairing, and
     the accuracy drop of that sibling (paired test examples). C4 (every): per architecture
@@ -610,21 +636,8 @@ def claims(tr: pd.DataFrame, tr_inputs: pd.DataFrame, queries: pd.DataFrame, cmp
     sib = sibling_rows(tr)
     c2 = results.evidence("Spearman rho within architecture", sib, within_spearman, threshold=cfg.c2_min_rho,
                           holds_when="above", unit="sibling pair")
-    tp, ap, qp = pairs["transfer_pairs"], pairs["accuracy_pairs"], pairs["query_pairs"]
-    cuts = {a: transfer_cut(g) for a, g in tp.groupby("arch", sort=False)}
-    best = max(cuts, key=cuts.get)
-    c3 = [results.evidence(f"transfer cut, best architecture {best}", tp[tp.arch == best].reset_index(drop=True),
-                           transfer_cut, threshold=cfg.c3_min_cut, holds_when="above", unit="attacked input"),
-          results.evidence(f"accuracy drop ({best})", ap[ap.arch == best].reset_index(drop=True),
-                           stats.mean_difference("before", "after"), threshold=cfg.c3_max_acc_drop,
-                           holds_when="below", unit="test example")]
-    keep = list(dict.fromkeys(cmp_[cmp_.comparable].arch))
-    c4 = [results.evidence(f"query ratio ({a})", qp[qp.arch == a].reset_index(drop=True),
-                           ratio_of_means("after", "before", 1.0), threshold=cfg.c4_min_ratio, holds_when="above",
-                           unit="query-attacked input", ceiling=useless_prior_ceiling(qp[qp.arch == a], cfg))
-          for a in keep] or [results.not_measured(
-              "query ratio", threshold=cfg.c4_min_ratio, holds_when="above", unit="query-attacked input",
-              why=f"no unpaired sibling within {100 * cfg.max_acc_gap:g} points of the full model's accuracy")]
+    c3 = c3_parts(pairs["transfer_pairs"], pairs["accuracy_pairs"], cfg)
+    c4 = c4_parts(pairs["query_pairs"], list(dict.fromkeys(cmp_[cmp_.comparable].arch)), cfg)
     lam, pen = f"{cfg.unpair_lambda:g}", cfg.unpair_penalty
     within = f"siblings within {100 * cfg.max_acc_gap:g} points of the full model's accuracy"
     return [
