@@ -91,7 +91,16 @@ def test_ingrain_loss_is_cross_entropy_when_model_matches_ingrainer():
     x, y = _pool(16)
     loss = ingrain.ingrain_loss(model, lam=3.0, temperature=5.0, n_carriers=4)
     ce = F.cross_entropy(model(x), y)
-    assert float(loss(model, x, y).detach()) == pytest.approx(float(ce.detach()) / 4.0, rel=1e-4)
+    assert float(loss(model, x, y).detach()) == pytest.approx(float(ce.detach()), rel=1e-4)
+
+
+def test_ingrain_loss_adds_lambda_times_the_kd_term_unscaled():
+    model, other = _model(0), _model(1)
+    x, y = _pool(16)
+    kd = kd_loss(model(x[:12]), (other(x[:12]) / 5.0).softmax(1), 5.0)
+    ce = F.cross_entropy(model(x), y)
+    loss = ingrain.ingrain_loss(other, lam=3.0, temperature=5.0, n_carriers=4)
+    assert float(loss(model, x, y).detach()) == pytest.approx(float((ce + 3.0 * kd).detach()), rel=1e-4)
 
 
 @pytest.mark.parametrize("ratio", [0.2, 0.5, 0.8])
@@ -178,12 +187,13 @@ def test_paired_and_scheme_gap():
     assert di.scheme_gap("x", "ingrain", ["a", "b"])(f) == pytest.approx(0.5)
 
 
-def _units(seeds=(0, 1), n_wm=50, n_test=1000):
+def _units(seeds=(0, 1, 2), n_wm=50, n_test=1000, abstract_before=1):
     wm, acc, lam_wm, lam_acc, hits = [], [], [], [], []
     idx = np.arange(n_test)
     for seed in seeds:
         for scheme in ("content", "abstract", "ingrain"):
-            wm.append(pd.DataFrame({"seed": seed, "scheme": scheme, "carrier": np.arange(n_wm), "before": 1,
+            before = abstract_before if scheme == "abstract" else 1
+            wm.append(pd.DataFrame({"seed": seed, "scheme": scheme, "carrier": np.arange(n_wm), "before": before,
                                     "after": int(scheme == "ingrain"), "floor": 0.0}))
             for transform in ("original", "prune", "int8"):
                 hits.append(pd.DataFrame({"seed": seed, "scheme": scheme, "transform": transform,
@@ -220,3 +230,62 @@ def test_a_single_lambda_leaves_the_trade_off_inconclusive():
     cfg = _cfg(schemes=["content", "abstract"], lambdas=[4.0], ingrain_lambda=4.0)
     d5 = di.claims(wm, acc, lam_wm[lam_wm.lam == 4.0], lam_acc[lam_acc.lam == 4.0], hits, cfg)[4]
     assert d5.verdict == "inconclusive" and d5.parts[0]["name"] == "one lambda only" and d5.n == 0
+
+
+def _split(n: int = 300, classes: int = 4):
+    x, y = _pool(n, classes)
+    return SimpleNamespace(owner=SimpleNamespace(x=x[:150], y=y[:150]), num_classes=classes)
+
+
+def test_spread_labels_cover_every_class_evenly_and_single_keeps_the_target():
+    s = _split()
+    spread = di.carriers(s, "unrelated", 20, seed=3, labels="spread")
+    single = di.carriers(s, "unrelated", 20, seed=3, labels="single")
+    assert torch.equal(spread.x, single.x) and bool((single.y == di.HIDDEN.target_class).all())
+    assert np.bincount(spread.y.numpy(), minlength=4).tolist() == [5, 5, 5, 5]
+    assert torch.equal(spread.y, di.carriers(s, "unrelated", 20, seed=3).y)
+    assert not torch.equal(spread.y, di.carriers(s, "unrelated", 20, seed=4).y)
+    content = di.carriers(s, "content", 10, seed=3, labels="spread")
+    assert bool((content.y == di.HIDDEN.target_class).all())  # spread applies to unrelated carriers only
+    with pytest.raises(ValueError, match="single or spread"):
+        di.carriers(s, "unrelated", 10, labels="many")
+
+
+def test_early_stopped_attack_stops_after_patience_and_keeps_its_best_epoch():
+    x, y = _pool()
+    teacher = _model(0)
+    fit(teacher, x, y, epochs=4, lr=0.05, batch_size=64)
+    stalled = _model(1)
+    best, ran = di.distill_early_stopped(teacher, x[:200], x[200:], stalled, temperature=4.0, epochs=10, patience=2,
+                                         lr=1e-7, batch_size=64)
+    assert (best, ran) == (1, 3)  # no epoch after the first improves the held-out loss by min_delta
+    learner = _model(1)
+    best, ran = di.distill_early_stopped(teacher, x[:200], x[200:], learner, temperature=4.0, epochs=4, patience=4,
+                                         lr=0.05, batch_size=64)
+    assert ran == 4 and 1 <= best <= 4 and not learner.training
+    with torch.no_grad():
+        held = (teacher(x[200:]) / 4.0).softmax(1)
+        assert float(kd_loss(learner(x[200:]), held, 4.0)) < float(kd_loss(stalled(x[200:]), held, 4.0))
+
+
+def test_attacker_parts_hold_out_a_disjoint_fifth():
+    s = SimpleNamespace(attacker=SimpleNamespace(x=torch.arange(100.0).reshape(100, 1)))
+    train, held = di.attacker_parts(s)
+    assert len(train) == 80 and len(held) == 20 and not set(train.flatten().tolist()) & set(held.flatten().tolist())
+
+
+def test_floor_models_use_the_student_architecture(monkeypatch):
+    built = []
+    monkeypatch.setattr(di.recipes, "independent_model", lambda s, arch, **kw: built.append(arch) or arch)
+    st = di.Setup(s=None, cfg=_cfg(arch="cnn", student_arch="lenet5"))
+    assert st.independents() == ["lenet5"] * di.HIDDEN.floor_models
+
+
+def test_schemes_below_the_embedding_level_are_reported_apart():
+    wm, acc, *_ = _units(abstract_before=0)
+    table = di.per_seed(wm, acc)
+    assert di.embedded_schemes(table, ["content", "abstract"], 0.95) == ["content"]
+    summary = di.summarize(table, 0.95)
+    assert summary.loc["content", "embedded"] and not summary.loc["abstract", "embedded"]
+    assert summary.loc["abstract", "vs_plain_student"] == pytest.approx(0.1)
+    assert di.best_baseline(summary.assign(above_floor=[0, 0, 0.9, 0.1])) == "content"  # abstract is not embedded
