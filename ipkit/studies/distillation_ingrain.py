@@ -188,19 +188,21 @@ def distill_early_stopped(teacher: nn.Module, x: Tensor, x_held: Tensor, student
     ``teacher``'s soft labels at ``temperature`` on ``x`` (Hinton's loss, :func:`ipkit.train.kd_loss`)
     for at most ``epochs`` epochs; after each epoch the same loss is measured on the
     attacker's held-out inputs ``x_held``, training stops once it has not improved (by
-    :attr:`Hidden.min_delta`) for ``patience`` epochs, and ``student`` is left with the
-    weights of its best held-out epoch (early stopping; how the attacker stops is
-    reconstructed). Returns (best epoch, epochs trained)."""
+    :attr:`Hidden.min_delta`) for ``patience`` epochs, never before the first quarter of
+    ``epochs`` (the one-cycle schedule's warm-up, while the learning rate still rises), and
+    ``student`` is left with the weights of its best held-out epoch (early stopping; how the
+    attacker stops is reconstructed). Returns (best epoch, epochs trained)."""
     targets = (predict(teacher, x) / temperature).softmax(1)
     held = (predict(teacher, x_held) / temperature).softmax(1)
     best: dict[str, Any] = {"loss": math.inf, "epoch": 0, "state": copy.deepcopy(student.state_dict()), "ran": 0}
+    warm_up = math.ceil(0.25 * epochs)
 
     def on_epoch(epoch: int, model: nn.Module, hist) -> None:
         loss = float(kd_loss(predict(model, x_held), held, temperature))
         best["ran"] = epoch + 1
         if loss < best["loss"] - HIDDEN.min_delta:
             best.update(loss=loss, epoch=epoch + 1, state=copy.deepcopy(model.state_dict()))
-        elif epoch + 1 - best["epoch"] >= patience:
+        elif epoch + 1 - best["epoch"] >= patience and epoch + 1 >= warm_up:
             raise _Converged
 
     def loss(model: nn.Module, xb: Tensor, yb: Tensor) -> Tensor:
