@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ipkit import cli, ingrain, models, study, transforms
+from ipkit import cli, ingrain, models, sensitivity, study, sweep, transforms
 from ipkit.studies import distillation_ingrain as di
 from ipkit import watermark as wmk
 from ipkit.train import fit, kd_loss
@@ -275,9 +275,11 @@ def test_a_single_lambda_leaves_the_trade_off_inconclusive():
 
 
 def test_declared_sweeps_name_real_parameters_and_include_the_defaults():
-    params = study.get_study("distillation_ingrain").params
+    info = study.get_study("distillation_ingrain")
+    params = info.params
     for sw in (*di.SENSITIVITY, *di.ALTERNATIVES):
         assert set(sw.grid) <= set(params) and set(sw.fixed) <= set(params)
+        sweep.validate(info, "default", sweep.settings(sweep.parse_grid(info, sensitivity.grid_pairs(sw)), sw.fixed))
     for sw in di.ALTERNATIVES:
         assert not sw.fixed and all(params[k].default in v for k, v in sw.grid.items())
     joint = [sw for sw in di.SENSITIVITY if set(sw.grid) == {"ingrainer_ordinary", "ingrain_lambda"}]

@@ -2,17 +2,27 @@
 
 Paper: Z. Yang, H. Dang and E.-C. Chang, "Effectiveness of Distillation Attack and
 Countermeasure on Neural Network Watermarking", arXiv 1906.06046, 2019,
-https://arxiv.org/abs/1906.06046 (only the abstract and a summary are public; no code).
+https://arxiv.org/abs/1906.06046. Searched for the full text on 2026-12-07 (issue 25): only
+the abstract is public (arXiv abstract page; Papers with Code lists "No code implementations
+yet"). The abstract says distillation "is a quite effective attack to remove watermark
+embedded by existing algorithms" and that "ingrain is more robust to distillation attack
+and its robustness against other widely used transformation techniques is comparable to
+existing methods"; the accuracy cost and the lambda trade-off come from the study brief's
+summary. :data:`PAPER_WORDS` quotes the brief.
 
 A fresh student trained on a watermarked model's soft outputs over ordinary data loses the
 watermark of existing schemes; the ingrain defence (:mod:`ipkit.ingrain`, reconstructed)
 keeps it. Reconstructed here: the baseline schemes of Zhang et al. (2018) and Adi et al.
-(2018) embedded by mixing carriers into every batch (:func:`carriers`), the distillation
-attack cached per teacher (:func:`distilled`), the floor of three never-watermarked models,
-and the experiments behind the four figures. Each experiment returns per-unit outcomes
-(one row per carrier, or per test example, with every model scored on it) so that
-:func:`claims` can give each claim a bootstrap interval; the per-seed tables the figures
-draw are reduced from them (:func:`per_seed`, :func:`lambda_per_seed`).
+(2018) embedded by mixing carriers into every batch (:func:`carriers`; unrelated carriers
+with labels spread over the classes, beyond the paper), the distillation attack trained to
+convergence with early stopping on the attacker's held-out split and cached per teacher
+(:func:`distilled`), the floor of three never-watermarked models of the student's
+architecture, the embedding level a scheme must reach to count as a baseline
+(:func:`embedded_schemes`), and the experiments behind the four figures. Each experiment
+returns per-unit outcomes (one row per carrier, or per test example, with every model
+scored on it) so that :func:`claims` can give each claim a bootstrap interval whose outer
+unit is the seed (one training of every model); the per-seed tables the figures draw are
+reduced from them (:func:`per_seed`, :func:`lambda_per_seed`).
 """
 from __future__ import annotations
 
@@ -111,7 +121,7 @@ def hyperparameters(s: Splits, cfg: Config) -> dict[str, Any]:
 #: a larger lambda the watermark). Default seeds (3) so no setting is capped for lack of
 #: trainings; the descriptive temperature figure is cut to the attack's own temperature.
 SENSITIVITY = (
-    Sweep(("D1",), {"distill_epochs": [20, 40]}, "most epochs of the early-stopped distillation attack",
+    Sweep(("D1",), {"distill_epochs": [16, 32]}, "most epochs of the early-stopped distillation attack",
           {"temperatures": [4.0]}),
     Sweep(("D2", "D3"), {"ingrainer_ordinary": [500, 2000], "ingrain_lambda": [0.25, 1.0, 4.0]},
           "ordinary owner images the ingrainer learns x ingrain weight lambda", {"temperatures": [4.0]}),
