@@ -258,6 +258,9 @@ def test_a_baseline_below_the_embedding_level_is_neither_removed_nor_compared():
     rows = {c.id: c for c in di.claims(wm, acc, lam_wm, lam_acc, hits, cfg_none)}
     assert rows["D1"].verdict == "inconclusive" and "no baseline reaches 0.95" in rows["D1"].parts[0]["name"]
     assert rows["D4"].verdict == "inconclusive" and len(rows["D2"].parts) == 1
+    wm.loc[wm.scheme == "ingrain", "before"] = 0
+    d2 = di.claims(wm, acc, lam_wm, lam_acc, hits, cfg)[1]
+    assert "ingrain itself is not embedded at 0.95" in d2.statement
 
 
 def test_fewer_than_three_seeds_cap_a_decided_claim_at_inconclusive():
