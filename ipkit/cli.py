@@ -332,7 +332,16 @@ def _gallery() -> str:
     root = figures_dir()
     lines = ["# Figures", "",
              "Made by `ipkit run STUDY --profile PROFILE`; this page by `ipkit report`. Every number",
-             "comes from the run that drew it; a claim's verdict is computed from measured values.", ""]
+             "comes from the run that drew it; a claim's verdict is computed from measured values.", "",
+             "How to read a verdict: each claim quotes the paper's words and quantifier (`up to`:",
+             "decided on the best model; `every`: one part per member; `on average`: the mean;",
+             "`marginal`: two-sided). A claim with k parts takes each interval at the familywise",
+             "level 1 - 0.05/k, its outer resampling unit being the independent training (seed).",
+             "`holds` / `does not hold`: every interval on the holding side / one on the other side;",
+             "`untestable here`: the threshold lies beyond what the setting can reach (its ceiling);",
+             "`inconclusive`: an interval straddles its threshold, or fewer than 3 trainings stand",
+             "behind it (the row says so). Where a default was chosen after a trial run, the verdict",
+             "at each alternative it was chosen among is shown beside it, with `robust`.", ""]
     for info in studies().values():
         runs = [root / info.id / p / "results.json" for p in PROFILE_NAMES]
         runs = [r for r in runs if r.exists()]
