@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -90,6 +90,38 @@ def pgd_partners(model: nn.Module, x: Tensor, eps: float = 0.06, steps: int = 50
     return xp.detach()
 
 
+def authors_pgd_partners(model: nn.Module, x: Tensor, eps: float, steps: int = 50, step_size: float = 0.01,
+                         seed: int = 0, scale: float = 1000.0, rest_weight: float = 0.1) -> Tensor:
+    """Partners as Li et al.'s ``evaluate.ipynb`` makes them (``gen_adv_inputs``, read in
+    github.com/yuanchun-li/ModelDiff): a targeted L-inf PGD (advertorch's ``LinfPGDAttack``,
+    ``targeted=True``) on ``model``'s float parent in eval mode, with their own loss.
+
+    The target of each seed is ``scale * (mean output over the batch - its output)`` on the
+    clean seeds; each step ascends ``mean_i [(z_i0 - t_i0)^2 + rest_weight * mean_j>0 (z_ij -
+    t_ij)^2]`` (advertorch's targeted mode negates their negative loss) by ``step_size *
+    sign(grad)``, then projects onto the ``eps`` ball and onto [min, max] of the seed batch
+    (their ``clip_min=inputs.min()``, ``clip_max=inputs.max()``). Start: uniform in the
+    ball (``rand_init=True``), clipped the same way. Returns ``x + delta`` clipped.
+    """
+    model = float_parent(model).eval()
+    with torch.no_grad():
+        clean = model(x).float()
+    target = scale * (clean.mean(0, keepdim=True) - clean)
+    lo, hi = float(x.min()), float(x.max())
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    delta = ((torch.rand(x.shape, generator=g) * 2 - 1) * eps).to(x.device)
+    delta = (x + delta).clamp(lo, hi) - x
+    for _ in range(steps):
+        delta = delta.detach().requires_grad_(True)
+        gap = model(x + delta).float() - target
+        loss = (gap[:, 0] ** 2 + rest_weight * (gap[:, 1:] ** 2).mean(1)).mean()
+        (grad,) = torch.autograd.grad(loss, delta)
+        with torch.no_grad():
+            delta = (delta + step_size * grad.sign()).clamp(-eps, eps)
+            delta = (x + delta).clamp(lo, hi) - x
+    return (x + delta).clamp(lo, hi).detach()
+
+
 def decision_distances(model: nn.Module, x: Tensor, x_partner: Tensor) -> Tensor:
     """Raw DDV: cosine distance between the model's outputs on x_i and on x_i' (one per pair),
     in float64: ``1 - cos`` of nearly parallel outputs loses most of its digits in float32."""
@@ -146,6 +178,54 @@ class Probe:
         return self._once(model, "features", lambda: features(model, self.x))
 
 
+def prime(plan: Sequence[tuple[nn.Module, Sequence["Probe"]]], features_of: Sequence["Probe"] = ()) -> float:
+    """Fill the probes' memos in one :func:`~ipkit.train.predict` call per model.
+
+    ``plan`` lists, per model, the probes it will be scored on. The inputs of all of them
+    (each distinct tensor once: probes that share their seeds share them) are stacked and
+    predicted in one call; each probe then holds the model's logits, probabilities and
+    (with a partner) decision distances, so scoring reads them instead of predicting again.
+    ``features_of``: probes whose :meth:`Probe.features` will be read, filled with one
+    features pass per model over their distinct inputs. Equal to the unbatched path up to
+    float rounding (a batch of other size may take other kernels). A quantized model (one
+    with a ``float_parent``) is predicted input tensor by input tensor, as unbatched: dynamic
+    int8 quantization scales activations by the range of the whole batch, so stacking
+    would change its outputs. Returns the seconds spent.
+    """
+    start = time.perf_counter()
+    feat_ids = {id(p) for p in features_of}
+    for model, probes in plan:
+        inputs: dict[int, Tensor] = {}
+        for p in probes:
+            for t in (p.x, p.partner):
+                if t is not None:
+                    inputs.setdefault(id(t), t)
+        if not inputs:
+            continue
+        keys = list(inputs)
+        if getattr(model, "float_parent", None) is not None:  # dynamic int8 scales depend on the batch
+            out = {k: predict(model, inputs[k]) for k in keys}
+        else:
+            out = dict(zip(keys, predict(model, torch.cat([inputs[k] for k in keys])).split(
+                [len(inputs[k]) for k in keys])))
+        feats: dict[int, Tensor] = {}
+        wanted = {id(p.x): p.x for p in probes if id(p) in feat_ids}
+        if wanted:
+            fkeys = list(wanted)
+            feats = dict(zip(fkeys, features(model, torch.cat([wanted[k] for k in fkeys])).split(
+                [len(wanted[k]) for k in fkeys])))
+        for p in probes:
+            logits = out[id(p.x)]
+            p._memo.setdefault((id(model), "outputs-False"), (model, logits))
+            p._memo.setdefault((id(model), "outputs-True"), (model, logits.softmax(-1)))
+            if p.partner is not None:
+                p._memo.setdefault((id(model), "distances"),
+                                   (model, output_distances(logits, out[id(p.partner)])))
+            if id(p.x) in feats:
+                p._memo.setdefault((id(model), "features"), (model, feats[id(p.x)]))
+    return time.perf_counter() - start
+
+
 @dataclass
 class Method:
     """A similarity method: ``probe(reference, x_seed, **opts)`` then ``score(a, b, probe)``."""
@@ -163,6 +243,18 @@ def modeldiff_probe(reference: nn.Module, x_seed: Tensor, eps: float = 0.06, ste
     """ModelDiff input pairs: the seeds and their PGD partners made on ``reference``'s float parent."""
     start = time.perf_counter()
     partner = pgd_partners(reference, x_seed, eps=eps, steps=steps, step_size=step_size, seed=seed)
+    return Probe(x_seed, partner, time.perf_counter() - start)
+
+
+@timed("probe", "modeldiff-authors")
+def authors_modeldiff_probe(reference: nn.Module, x_seed: Tensor, eps: float, steps: int = 50,
+                            step_size: float = 0.01, seed: int = 0, scale: float = 1000.0,
+                            rest_weight: float = 0.1) -> Probe:
+    """ModelDiff input pairs as Li et al.'s ``evaluate.ipynb`` makes them: the seeds and their
+    :func:`authors_pgd_partners` on ``reference``'s float parent."""
+    start = time.perf_counter()
+    partner = authors_pgd_partners(reference, x_seed, eps=eps, steps=steps, step_size=step_size, seed=seed,
+                                   scale=scale, rest_weight=rest_weight)
     return Probe(x_seed, partner, time.perf_counter() - start)
 
 

@@ -153,9 +153,9 @@ def test_correctness_table_counts_not_applicable_as_missed_in_all():
 
 def _cfg(**over):
     values = dict(dataset="mnist5k", archs=["mlp"], sources_per_arch=2, reuse_types=list(md.REUSE_TYPES),
-                  epochs=1, finetune_epochs=1, steal_budget=100, n_inputs=10, pgd_eps=0.06, pgd_steps=5,
+                  epochs=1, finetune_epochs=1, steal_budget=100, n_inputs=10, pgd_eps=0.06, authors_pgd_eps=0.0136, pgd_steps=5,
                   methods=["modeldiff", "weight_cosine"], seeds=[0, 1], protocols=["strict", "authors"],
-                  authors_archs=["mlp"], m1_min_correctness=0.817,
+                  authors_archs=["mlp"], authors_pretrain="owner", m1_min_correctness=0.817,
                   m2_min_margin=0.0, m3_min_correctness=0.8, m3_max_weight_applicable=0.5, m4_min_gain=0.0)
     values.update(over)
     return md.Config.from_params(values)
@@ -163,7 +163,7 @@ def _cfg(**over):
 
 def _units(n, rate, **cols):
     k = round(n * rate)
-    return pd.DataFrame({"seed": [i % 2 for i in range(n)], "suspect": [f"t{i}" for i in range(n)],
+    return pd.DataFrame({"seed": [i % 3 for i in range(n)], "suspect": [f"t{i}" for i in range(n)],
                          "correct": [True] * k + [False] * (n - k), **cols})
 
 
@@ -174,9 +174,9 @@ def test_claims_give_holds_does_not_hold_and_inconclusive():
         _units(40, 0.0, method="weight_cosine", reuse="steal-other", applicable=False)], ignore_index=True)
     correct.loc[correct.reuse == "steal-other", "suspect"] += "x"
     rng = __import__("numpy").random.default_rng(0)
-    margins = pd.DataFrame({"seed": [i % 2 for i in range(60)], "reuse": ["distill"] * 60,
+    margins = pd.DataFrame({"seed": [i % 3 for i in range(60)], "reuse": ["distill"] * 60,
                             "margin": rng.normal(0.0, 0.3, 60)})
-    curve = pd.DataFrame({"n_pairs": [5] * 40 + [100] * 40, "seed": [i % 2 for i in range(40)] * 2,
+    curve = pd.DataFrame({"n_pairs": [5] * 40 + [100] * 40, "seed": [i % 3 for i in range(40)] * 2,
                           "reference": "s", "suspect": [f"t{i}" for i in range(40)] * 2, "reuse": "distill",
                           "correct": [False] * 30 + [True] * 10 + [True] * 40})
     rows = {c.id: c for c in md.claims(correct, margins, curve, _cfg())}
@@ -185,6 +185,19 @@ def test_claims_give_holds_does_not_hold_and_inconclusive():
     assert [p["verdict"] for p in rows["M3"].parts] == ["holds", "does not hold"]
     assert rows["M2"].verdict == "inconclusive"
     assert "0.817" in rows["M1"].statement and rows["M1"].n == 240
+    assert rows["M1"].trainings == 3 and rows["M1"].statement.startswith("(beyond the paper)")
+    assert rows["M3"].statement.startswith("(beyond the paper)") and rows["M3"].paper_words == ""
+    assert rows["M2"].quantifier == "every" and rows["M4"].quantifier == "direction"
+    assert all(rows[i].paper_words for i in ("M2", "M4"))
+
+
+def test_one_training_caps_every_verdict():
+    """The zoo's trainings are the claims' outer unit: one training decides nothing."""
+    correct = _units(200, 0.99, method="modeldiff", reuse="distill", applicable=True).assign(seed=0)
+    margins = pd.DataFrame({"seed": 0, "reuse": ["distill"] * 50, "margin": 0.5})
+    curve = pd.DataFrame(columns=["n_pairs", "seed", "reference", "suspect", "reuse", "correct"])
+    rows = {c.id: c for c in md.claims(correct, margins, curve, _cfg(seeds=[0]))}
+    assert rows["M1"].verdict == "inconclusive" and "1 training" in rows["M1"].why
 
 
 def _authors_rows(rows):
@@ -213,11 +226,13 @@ def test_authors_claims_read_the_headline_filter():
     correct = _units(40, 1.0, method="modeldiff", reuse="distill", applicable=True)
     margins = pd.DataFrame({"seed": 0, "reuse": ["distill"] * 4, "margin": [0.1, 0.2, 0.3, 0.2]})
     curve = pd.DataFrame(columns=["n_pairs", "seed", "reference", "suspect", "reuse", "correct"])
-    authors = pd.DataFrame({"seed": 0, "suspect": [f"t{i}" for i in range(60)],
+    authors = pd.DataFrame({"seed": [i % 3 for i in range(60)], "suspect": [f"t{i}" for i in range(60)],
                             "reuse": ["prune-20"] * 40 + ["steal-same"] * 10 + ["steal-other"] * 10,
                             "correct": [True] * 40 + [False] * 20, "headline": [True] * 40 + [False] * 10 + [True] * 10})
     rows = {c.id: c for c in md.claims(correct, margins, curve, _cfg(), authors)}
     assert rows["M1-authors"].n == 50 and rows["M3-authors"].verdict == "does not hold"
+    assert rows["M1-authors"].trainings == 3 and "91.7%" in rows["M1-authors"].paper_words
+    assert "12 cross-architecture thieves" in rows["M1-authors"].statement
     assert "M1-authors" not in {c.id for c in md.claims(correct, margins, curve, _cfg(protocols=["strict"]), authors)}
 
 
@@ -244,14 +259,112 @@ def test_cache_key_includes_the_task(monkeypatch):
     assert keys[0] != keys[1]
 
 
-def test_authors_zoo_has_one_root_per_authors_arch_and_steals_among_them(digits):
-    cfg = _cfg(archs=["mlp"], authors_archs=["cnn", "mlp"], reuse_types=["transfer-50", "steal-other"])
+def test_authors_zoo_is_built_as_their_benchmark(digits):
+    """benchmark.py: thieves are children of the transfer models; scratch models have
+    children too, but only descendants of a pretrained root are targets (float16 and
+    same-architecture stealing skipped, as their evaluate.ipynb)."""
+    cfg = _cfg(archs=["mlp"], authors_archs=["cnn", "mlp"],
+               reuse_types=["transfer-50", "quant-fp16", "prune-20", "steal-same", "steal-other"])
     zoo = md.build_authors_zoo(digits, cfg)
     roots = {z.name: z.arch for z in zoo if z.reuse == "source"}
     assert roots == {"cnn-pretrain": "cnn", "mlp-pretrain": "mlp"}
-    thieves = {z.lineage: z.arch for z in zoo if z.reuse == "steal-other"}
-    assert thieves == {"cnn-scratchA": "mlp", "cnn-scratchB": "mlp", "mlp-scratchA": "cnn", "mlp-scratchB": "cnn"}
-    assert len([z for z in zoo if z.lineage != z.name]) == 2 * (2 + 2)  # per root: 2 transfers, 2 thieves
+    thieves = {z.name: z.arch for z in zoo if z.reuse == "steal-other"}
+    assert thieves["cnn-pretrain/transfer-50A/steal-other"] == "mlp" and thieves["mlp-scratchB/steal-other"] == "cnn"
+    targets = md.authors_targets(zoo)
+    # per root: 2 transfers, each with prune-20 and steal-other scored (fp16 and steal-same skipped)
+    assert len(targets) == 2 * 2 * 3 and all(z.root.endswith("-pretrain") for z in targets)
+    assert {z.reuse for z in targets} == {"transfer-50", "prune-20", "steal-other"}
+    assert any(z.name == "cnn-scratchA/prune-20" for z in zoo)
+
+
+def _zoo_model(name, model, task="A", lineage=None, root=None, reuse=None):
+    lineage = lineage or name
+    return md.ZooModel(name, "mlp", task, lineage, reuse or ("source" if lineage == name else "prune-20"),
+                       model, 1.0, root or lineage)
+
+
+def test_authors_scores_probe_each_target_on_its_own_data(monkeypatch):
+    """evaluate.ipynb: seeds from the target's own training data, a fresh draw per target,
+    pairs made on the target (its float parent when quantized), the parent and every
+    non-quantized model of another root scored on that one probe."""
+    r1, c1, r2, c2, u = (_mlp(i) for i in range(5))
+    q1 = transforms.quantize_int8(c1)
+    object.__setattr__(q1, "float_parent", c1)
+    zoo = [_zoo_model("r1", r1), _zoo_model("r1/c", c1, "A", "r1", "r1"),
+           _zoo_model("r1/c/q", q1, "A", "r1/c", "r1", "quant-int8"),
+           _zoo_model("r2", r2), _zoo_model("r2/c", c2, "B", "r2", "r2"),
+           _zoo_model("u", u, "B", reuse="unrelated")]
+    zoo[5].reuse = "unrelated"
+    data = {"A": md.TensorData(_seeds(40), torch.zeros(40, dtype=torch.long)),
+            "B": md.TensorData(1 - _seeds(40), torch.zeros(40, dtype=torch.long))}
+    monkeypatch.setattr(md, "authors_task_data", lambda t: data)
+    made = []
+    real = similarity.authors_modeldiff_probe
+    monkeypatch.setattr(similarity, "authors_modeldiff_probe",
+                        lambda m, x, **kw: made.append((m, x)) or real(m, x, **kw))
+    cfg = _cfg(n_inputs=8, pgd_steps=3)
+    sc = md.authors_scores(zoo, None, cfg, seed=0)
+    assert [m for m, _ in made] == [c1, q1, c2]  # the quantized target's probe is made from its pointer
+    for _, x in made[:2]:
+        assert any(torch.equal(x[0], row) for row in data["A"].x)
+    assert not torch.equal(made[0][1], made[1][1])  # a fresh draw per target
+    assert any(torch.equal(made[2][1][0], row) for row in data["B"].x)
+    refs = set(sc[sc.suspect == "r1/c/q"].reference)
+    assert refs == {"r1/c", "r2", "r2/c", "u"} and bool(sc[(sc.suspect == "r1/c/q") & sc.parent].reference.eq("r1/c").all())
+    # the batched scores equal scores on fresh, unprimed probes
+    for (tm, x), name in zip(made, ["r1/c", "r1/c/q", "r2/c"]):
+        probe = real(tm, x, seed=[n for _, n in enumerate(["r1/c", "r1/c/q", "r2/c"])].index(name), **cfg.authors_probe())
+        by = {z.name: z for z in zoo}
+        for _, row in sc[sc.suspect == name].iterrows():
+            fresh = similarity.modeldiff_score(by[name].model, by[row.reference].model,
+                                               similarity.Probe(probe.x, probe.partner))
+            assert row.score == pytest.approx(fresh, abs=1e-5), (name, row.reference)  # float rounding
+
+
+def test_authors_pgd_stays_in_the_ball_and_the_batch_range():
+    m, x = _mlp(0), _seeds() * 0.8 + 0.1
+    xp = similarity.authors_pgd_partners(m, x, eps=0.05, steps=10, step_size=0.01, seed=0)
+    assert float((xp - x).abs().max()) <= 0.05 + 1e-6
+    assert float(xp.min()) >= float(x.min()) - 1e-7 and float(xp.max()) <= float(x.max()) + 1e-7
+    clean, moved = m(x), m(xp)
+    target = 1000.0 * (clean.mean(0, keepdim=True) - clean)
+    assert float((moved - target).pow(2).sum()) > float((clean - target).pow(2).sum())
+    assert torch.equal(xp, similarity.authors_pgd_partners(m, x, eps=0.05, steps=10, step_size=0.01, seed=0))
+
+
+def test_batched_scoring_equals_unbatched():
+    """similarity.prime (one pass per model over all probes) gives the scores of the
+    unbatched path, up to float rounding."""
+    zoo = [_zoo_model("s0", _mlp(0)), _zoo_model("s0/d", _mlp(1), lineage="s0"),
+           _zoo_model("s1", _mlp(2)), _zoo_model("u", _mlp(3), reuse="unrelated")]
+    zoo[3].reuse = "unrelated"
+    q = transforms.quantize_int8(zoo[1].model)
+    object.__setattr__(q, "float_parent", zoo[1].model)
+    zoo.append(_zoo_model("s0/q", q, lineage="s0", reuse="quant-int8"))
+    methods = ["modeldiff", "ipguard", "output_cosine", "feature_sim"]
+    opts = {"modeldiff": dict(steps=3), "ipguard": dict(steps=3)}
+    sc, raw = md.score_pairs(zoo, methods, _seeds(), seed=0, probe_options=opts)
+    by = {z.name: z for z in zoo}
+    for _, row in sc.iterrows():
+        m = similarity.get_method(row.method)
+        probe = m.probe(by[row.reference].model, _seeds(), seed=0, **opts.get(row.method, {}))
+        assert row.score == pytest.approx(m.score(by[row.reference].model, by[row.suspect].model, probe), abs=1e-6)
+
+
+def test_roots_can_pretrain_on_other_images(digits):
+    train, test, k = md.pretrain_data(digits, "digits")
+    assert train.x.shape[1:] == digits.owner.x.shape[1:] and k == 10 and len(train) > len(test) > 0
+    assert md.pretrain_data(digits, "owner")[0] is digits.owner
+    s28 = md.Splits("fake", digits.owner, digits.attacker, digits.test, digits.classes, "f")
+    object.__setattr__(s28, "owner", md.TensorData(torch.zeros(2, 3, 28, 28), torch.zeros(2, dtype=torch.long)))
+    x = md.pretrain_data(s28, "digits")[0].x
+    assert x.shape[1:] == (3, 28, 28) and float(x.min()) >= 0 and float(x.max()) <= 1
+
+
+def test_zoo_trainings_get_distinct_owner_seeds():
+    assert md.source_seed(0, 1) == 10 and md.source_seed(1, 0) == 1 and md.source_seed(0, 0) == 0
+    owners = {md.source_seed(k, i) for k in (0, 1, 2) for i in range(3)}
+    assert len(owners) == 9
 
 
 def test_probe_options_carry_the_declared_hyperparameters():
@@ -278,6 +391,9 @@ def test_other_arch_and_unknown_names():
     (["-p", "archs=mlp,mlp"], "archs lists an entry twice"),
     (["-p", "protocols=authors"], "protocols must include strict"),
     (["-p", "authors_archs=cnn,cnn"], "authors_archs lists an entry twice"),
+    (["-p", "seeds=0,10"], "the same owner seed"),
+    (["-p", "authors_pretrain=imagenet"], "authors_pretrain"),
+    (["-p", "reuse_types=prune-20,steal-other"], "add a transfer-* reuse type"),
     (["-p", "dataset=digits", "-p", "authors_archs=mlp,lenet5", "-p", "n_inputs=50"], "authors_archs: lenet5 needs"),
     (["-p", "dataset=digits", "-p", "n_inputs=2000"], "lower n_inputs"),
 ])
@@ -287,3 +403,35 @@ def test_sizes_are_checked_before_the_run(capsys, tmp_path, monkeypatch, argv, f
     err = capsys.readouterr().err
     assert code == 2 and fragment in err and err.count("\n") == 1
     assert not (tmp_path / "runs").exists()
+
+
+class _AuthorsObjective(nn.Module):
+    """Logits [0, objective] whose cross-entropy at label 0 grows with Li et al.'s PGD
+    objective: torchattacks' PGD then ascends that objective."""
+
+    def __init__(self, model: nn.Module, x: torch.Tensor):
+        super().__init__()
+        self.model = model
+        with torch.no_grad():
+            clean = model(x)
+        self.target = 1000.0 * (clean.mean(0, keepdim=True) - clean)
+
+    def forward(self, xp: torch.Tensor) -> torch.Tensor:
+        gap = self.model(xp) - self.target
+        objective = (gap[:, 0] ** 2 + 0.1 * (gap[:, 1:] ** 2).mean(1)).mean()
+        return torch.stack([torch.zeros_like(objective), objective]).expand(len(xp), 2)
+
+
+def test_authors_pgd_matches_torchattacks_pgd_on_their_objective(digits):
+    """The search of authors_pgd_partners (uniform start, signed steps, projection onto the
+    ball and the batch's range) is torchattacks' PGD ascending the same objective."""
+    torchattacks = pytest.importorskip("torchattacks")
+    m = models.build("mlp", digits.num_classes, digits.in_shape, seed=0).eval()
+    x = digits.test.x[:32]
+    assert float(x.min()) == 0.0 and float(x.max()) == 1.0  # so the batch's range is torchattacks' [0, 1]
+    mine = similarity.authors_pgd_partners(m, x, eps=0.06, steps=20, step_size=0.01, seed=4)
+    with torch.random.fork_rng():
+        torch.manual_seed(4)
+        attack = torchattacks.PGD(_AuthorsObjective(m, x), eps=0.06, alpha=0.01, steps=20, random_start=True)
+        theirs = attack(x, torch.zeros(len(x), dtype=torch.long))
+    assert (mine - theirs).abs().max() < 1e-6
