@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from ipkit import cli, data, models, recipes, stats, steal, study, train, watermark
+from ipkit import cli, data, models, recipes, results, stats, steal, study, train, watermark
 from ipkit.studies import memorized_transfer as mt
 
 
@@ -134,9 +134,12 @@ def test_config_is_typed_and_lists_the_query_sets():
     (["-p", "projections=11"], "projections 11 exceeds the 10 classes"),
     (["-p", "seeds=0,1,0"], "seeds [0, 1, 0] repeats an entry"),
     (["-p", "grid_archs=mlp,mlp"], "grid_archs ['mlp', 'mlp'] repeats an entry"),
+    (["-p", "geometry_kinds=noise,noise"], "geometry_kinds ['noise', 'noise'] repeats an entry"),
     (["-p", "ood_source=digits", "-p", "query_budget=1000"], "query_budget 1000 exceeds the 898 images of "
                                                              "ood_source 'digits'"),
     (["-p", "ood_source=digits", "-p", "wm_kind=ood", "-p", "wm_count=1000", "-p", "query_perturbation=noise"],
+     "wm_count 1000 exceeds the 898 images"),
+    (["-p", "ood_source=digits", "-p", "geometry_kinds=ood", "-p", "wm_count=1000", "-p", "query_perturbation=noise"],
      "wm_count 1000 exceeds the 898 images"),
 ])
 def test_sizes_are_checked_before_the_run(capsys, tmp_path, monkeypatch, argv, fragment):
@@ -186,39 +189,88 @@ def _tables(seeds=3, n=100):
                                         "independent": 0, "boost": False}) for s in range(seeds)])
     plain = carriers.assign(jacobian=np.tile(idx % 2, seeds))
     boosted = plain.assign(jacobian=np.tile((idx % 2) | (idx % 20 == 0), seeds), boost=True)
-    grid = pd.concat([pd.DataFrame({"seed": 0, "carrier": idx, "stolen": s, "floor": 0, "victim_arch": "mlp",
+    by_arch = pd.concat([carriers.assign(arch="mlp"), carriers.assign(arch="cnn", jacobian=0)])
+    grid = pd.concat([pd.DataFrame({"seed": s, "carrier": idx, "stolen": st, "floor": 0, "victim_arch": "mlp",
                                     "thief_arch": t, "fidelity": 0.9, "victim_memorized": 1.0})
-                      for t, s in (("mlp", 1), ("cnn", 0))])
+                      for s in range(seeds) for t, st in (("mlp", 1), ("cnn", 0))])
     perturbed = pd.concat([pd.DataFrame({"seed": s, "carrier": idx, "transferred": 1, "floor": 0,
                                          "perturbation": k, "strength": v, "fidelity": 0.9})
                            for s in range(seeds) for k, v in (("none", 0.0), ("noise", 0.1), ("ood", 0.0))])
-    geo = pd.DataFrame({"seed": np.repeat(range(seeds), n), "carrier": np.tile(idx, seeds),
-                        "transferred": rng.random(seeds * n) < 0.5, "nearest_query": rng.random(seeds * n),
-                        "nearest_10": rng.random(seeds * n), "victim_margin": rng.random(seeds * n)})
-    return carriers, plain, boosted, grid, perturbed, geo
+    geo = pd.concat([pd.DataFrame({"kind": kind, "seed": np.repeat(range(seeds), n), "carrier": np.tile(idx, seeds),
+                                   "transferred": rng.random(seeds * n) < 0.5, "nearest_query": rng.random(seeds * n),
+                                   "nearest_10": rng.random(seeds * n), "victim_margin": rng.random(seeds * n)})
+                     for kind in ("noise", "flipped")])
+    return by_arch, plain, boosted, grid, perturbed, geo
 
 
 def test_claims_give_holds_does_not_hold_and_inconclusive():
-    _, plain, boosted, grid, perturbed, geo = _tables()
-    rows = {c.id: c for c in mt.claims(plain, grid, perturbed, geo, boosted, _cfg())}
-    assert rows["M1"].verdict == "holds" and rows["M1"].holds
-    assert [p["name"] for p in rows["M1"].parts] == ["jacobian - floor", "labels - floor", "kd - floor"]
+    by_arch, plain, boosted, grid, perturbed, geo = _tables()
+    rows = {c.id: c for c in mt.claims(by_arch, plain, grid, perturbed, geo, boosted, _cfg())}
+    assert list(rows) == ["M1-mlp", "M1-cnn", "M2", "M2b", "M3", "M4", "M5"]
+    assert rows["M1-mlp"].verdict == "holds" and rows["M1-mlp"].holds
+    assert [p["name"] for p in rows["M1-mlp"].parts] == ["jacobian - floor", "labels - floor", "kd - floor"]
+    assert rows["M1-cnn"].verdict == "does not hold"
     assert rows["M2"].verdict == "does not hold" and rows["M2"].ci == [0.0, 0.0]
-    assert rows["M2b"].verdict == "holds"
+    assert rows["M2b"].verdict == "holds" and rows["M2b"].statement.startswith("(beyond the paper)")
     assert rows["M3"].verdict == "holds" and len(rows["M3"].parts) == 2
-    assert rows["M4"].verdict == "holds" and len(rows["M4"].parts) == 6
+    m4 = rows["M4"]
+    assert m4.verdict == "holds" and len(m4.parts) == 12 and m4.parts[6]["name"] == "flipped nearest_query abs spearman r"
+    assert "weak test" in m4.statement
     m5 = rows["M5"]
     assert m5.verdict == "inconclusive" and m5.ci[0] < 0.05 < m5.ci[1] and not m5.holds
-    assert m5.n == 300 and m5.unit == "carriers over 3 seeds"
-    assert "(by >= 0.05)" in m5.statement and "floor + 0.3" in rows["M1"].statement
+    assert m5.n == 300 and "3" in m5.unit
+    assert "(by >= 0.05)" in m5.statement and "floor + 0.3" in rows["M1-mlp"].statement
+    for c in rows.values():
+        assert c.quantifier in results.QUANTIFIERS
+        assert bool(c.paper_words) != c.statement.startswith("(beyond the paper)")
+
+
+def test_claims_need_three_trainings_to_decide():
+    by_arch, plain, boosted, grid, perturbed, geo = _tables(seeds=1)
+    rows = {c.id: c for c in mt.claims(by_arch, plain, grid, perturbed, geo, boosted, _cfg())}
+    assert rows["M2"].verdict == "inconclusive" and rows["M1-mlp"].verdict == "inconclusive"
+
+
+def test_where_it_holds_names_each_architecture_and_pair():
+    by_arch, plain, boosted, grid, perturbed, geo = _tables()
+    text = mt.where_it_holds(mt.claims(by_arch, plain, grid, perturbed, geo, boosted, _cfg()))
+    assert "M1 holds for mlp" in text and "M1 does not hold for cnn" in text
+    assert "M2 (does not hold): does not hold for mlp->cnn" in text and "M2b (holds): holds for mlp->mlp" in text
 
 
 def test_claims_without_jacobian_or_boost_and_a_leaky_copy():
-    carriers, _, _, grid, perturbed, geo = _tables()
-    leaky = carriers.drop(columns="jacobian").assign(kd=1)
-    rows = mt.claims(leaky, grid, perturbed, geo, None, _cfg(methods=["labels", "kd"], near=0.2))
+    by_arch, _, _, grid, perturbed, geo = _tables()
+    leaky = by_arch[by_arch.arch == "mlp"].drop(columns="jacobian").assign(kd=1)
+    rows = mt.claims(leaky, leaky, grid, perturbed, geo, None, _cfg(methods=["labels", "kd"], near=0.2))
     m1, m5 = rows[0], rows[-1]
-    assert [p["name"] for p in m1.parts] == ["no jacobian copy (methods)", "labels - floor", "kd - floor"]
-    assert [p["verdict"] for p in m1.parts] == ["inconclusive", "holds", "does not hold"]
+    assert m1.id == "M1-mlp"
+    assert [p["name"] for p in m1.parts] == ["jacobian - floor", "labels - floor", "kd - floor"]
+    assert [p["verdict"] for p in m1.parts][1:] == ["holds", "does not hold"]
     assert m1.verdict == "does not hold" and "floor + 0.2)" in m1.statement
-    assert m5.verdict == "inconclusive" and m5.n == 0
+    assert m5.verdict != "holds" and m5.n == 0
+
+
+def test_correlations_are_per_carrier_kind():
+    geo = pd.DataFrame({"kind": ["noise"] * 4 + ["flipped"] * 4, "seed": 0, "carrier": list(range(4)) * 2,
+                        "transferred": [False, True] * 4, "nearest_query": [1, 1, 1, 1, 1, 2, 1, 2],
+                        "nearest_10": 1.0, "victim_margin": [1, 2, 3, 4] * 2})
+    corr = mt.correlations(geo).set_index(["kind", "statistic"])
+    assert math.isnan(corr.loc[("noise", "nearest_query"), "spearman"])
+    assert corr.loc[("flipped", "nearest_query"), "spearman"] == pytest.approx(1.0)
+    assert corr.loc[("noise", "victim_margin"), "transfer"] == 0.5
+
+
+def test_alternatives_resolve_and_name_known_claims():
+    from ipkit import sensitivity, sweep
+
+    info = study.get_study("memorized_transfer")
+    assert mt.ALTERNATIVES and all(not a.fixed for a in mt.ALTERNATIVES)
+    swept = {k: v for a in mt.ALTERNATIVES for k, v in a.grid.items()}
+    assert swept["wm_kind"] == ["noise", "ood", "flipped"] and swept["wm_per_batch"] == [16, 64]
+    assert set(swept["victim_arch"]) == set(swept["thief_arch"]) == {"mlp", "cnn"}
+    defaults = {n: p.default for n, p in info.params.items()}
+    ids = {f"M1-{a}" for a in defaults["method_archs"]} | {"M2", "M2b", "M3", "M4", "M5"}
+    for a in mt.ALTERNATIVES:
+        assert all(defaults[k] in v for k, v in a.grid.items())  # the default is among them
+        assert set(a.claims) <= ids
+        sweep.validate(info, "default", sweep.settings(sweep.parse_grid(info, sensitivity.grid_pairs(a)), a.fixed))
