@@ -14,9 +14,15 @@ beside its floor: the same rate for an independently trained model.
 Reconstructed here: :class:`Setup` builds every model through the cache; the ``*_table``
 functions run the study's experiments and return per-seed scores and per-carrier outcomes
 (one row per memorized carrier, a column per model scored on it); the ``plot_*`` functions
-draw its figures; :func:`claims` turns the tables into the rows M1-M5 (and M2b). The boost
-(memorizing Gaussian neighbours of each carrier) and the geometry statistics are this
-reconstruction's choices, not the thesis's.
+draw its figures; :func:`claims` turns the tables into the rows M1-<arch> (one per
+architecture of ``method_archs``: the thesis names none), M2-M5 and M2b (beyond the paper).
+The boost (memorizing Gaussian neighbours of each carrier), the geometry statistics and
+the second carrier kind of the geometry test (flipped: noise carriers lie about equally far
+from every query, which makes a weak correlation nearly certain) are this reconstruction's
+choices, not the thesis's. Every model a claim compares is trained once per seed, the
+architecture grid included; ``ALTERNATIVES`` lists the defaults chosen after trial runs
+(victim/thief architecture, carriers per batch) and the carrier kind, with the values they
+were chosen among.
 """
 from __future__ import annotations
 
