@@ -146,20 +146,28 @@ def _sweep_plan(info, args: argparse.Namespace) -> list[tuple[str, list[sweep.Se
     sensitivity sweeps with ``--sensitivity``, else the grid of ``-p`` / ``--seeds-sets``."""
     from . import sensitivity
 
-    if args.sensitivity:
+    kind = "sensitivity" if args.sensitivity else "alternatives" if args.alternatives else None
+    if args.sensitivity and args.alternatives:
+        raise ParamError("give --sensitivity or --alternatives, not both: run them one after the other")
+    if kind:
         if args.param or args.seeds_sets:
-            raise ParamError("--sensitivity runs the study's declared sweeps: leave out -p and "
+            raise ParamError(f"--{kind} runs the study's declared sweeps: leave out -p and "
                              "--seeds-sets")
-        every = sensitivity.declared(info.id)
+        every = sensitivity.declared(info.id, kind)
         if not every:
-            raise ParamError(f"study '{info.id}' declares no sensitivity sweeps "
-                             f"(SENSITIVITY in ipkit/studies/{info.id}.py)")
+            raise ParamError(f"study '{info.id}' declares no {kind} sweeps "
+                             f"({sensitivity.KINDS[kind]} in ipkit/studies/{info.id}.py)")
         declared = every if args.id is None else tuple(sw for sw in every if sw.id == args.id)
         if not declared:
-            raise ParamError(f"--id '{args.id}' is none of {info.id}'s sensitivity sweeps: "
+            raise ParamError(f"--id '{args.id}' is none of {info.id}'s {kind} sweeps: "
                              f"choose one of {', '.join(sw.id for sw in every)}")
-        return [(sw.id, sweep.settings(sweep.parse_grid(info, sensitivity.grid_pairs(sw)), sw.fixed))
+        plan = [(sw.id, sweep.settings(sweep.parse_grid(info, sensitivity.grid_pairs(sw)), sw.fixed))
                 for sw in declared]
+        if kind == "alternatives":  # the default itself is the committed run
+            default = resolve(info, args.profile, {})
+            plan = [(sid, [s for s in points if any(default[k] != v for k, v in s.values.items())])
+                    for sid, points in plan]
+        return plan
     pairs = list(args.param or []) + ([f"seeds={args.seeds_sets}"] if args.seeds_sets else [])
     grid = sweep.parse_grid(info, pairs)
     if args.id is not None and not re.fullmatch(r"[A-Za-z0-9._+=-]+", args.id):
@@ -183,7 +191,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     profile_dir = figures_dir() / info.id / args.profile
     results_path = profile_dir / "results.json"
-    if args.sensitivity and results_path.is_file():
+    if (args.sensitivity or args.alternatives) and results_path.is_file():
         try:
             committed = json.loads(results_path.read_text())
         except (OSError, ValueError):  # unreadable: this process's threads
@@ -212,8 +220,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         plots.savefig(plots.sweep_verdicts(table, f"{info.id}: sweep {sid}"), root / "summary")
         print(table.drop(columns=["measured"]).to_markdown(index=False, floatfmt=".3f"))
         print(f"ipkit: summary in {root / 'summary.md'} and {root / 'summary.png'}")
-    if args.sensitivity:
-        for f in sensitivity.findings(info.id, profile_dir):
+    if args.sensitivity or args.alternatives:
+        for f in sensitivity.findings(info.id, profile_dir, "sensitivity" if args.sensitivity else "alternatives"):
             print(f"  {f['text']}")
         if sensitivity.attach(info.id, profile_dir):
             print(f"ipkit: sensitivity named in {profile_dir / 'results.json'}")
@@ -285,6 +293,14 @@ def _profile_section(root: Path, path: Path, notebook: str) -> list[str]:
                       for f in data["sensitivity"]] + [""]
             for table in dict.fromkeys(f["table"] for f in data["sensitivity"]):
                 lines += [f"![{table}]({rel.as_posix()}/{table.removesuffix('.md')}.png)", ""]
+        if data.get("alternatives"):
+            lines += ["**At the alternatives the defaults were chosen among** "
+                      "(`ipkit sweep --alternatives`)", ""]
+            lines += [f"- {f['text']} [Table]({rel.as_posix()}/{f['table']})."
+                      for f in data["alternatives"]] + [""]
+            changed = [f"{c['id']} ({', '.join(k for k, v in c['alternatives'].items() if v != c['verdict'])})"
+                       for c in data["claims"] if c.get("alternatives") and not c.get("robust")]
+            lines += [f"Verdicts that change at an alternative: {'; '.join(changed) or 'none'}.", ""]
     for table in data.get("tables", []):
         lines += _table_lines(path.parent / f"{table}.md", rel)
     for fig in data["figures"]:
@@ -316,7 +332,16 @@ def _gallery() -> str:
     root = figures_dir()
     lines = ["# Figures", "",
              "Made by `ipkit run STUDY --profile PROFILE`; this page by `ipkit report`. Every number",
-             "comes from the run that drew it; a claim's verdict is computed from measured values.", ""]
+             "comes from the run that drew it; a claim's verdict is computed from measured values.", "",
+             "How to read a verdict: each claim quotes the paper's words and quantifier (`up to`:",
+             "decided on the best model; `every`: one part per member; `on average`: the mean;",
+             "`marginal`: two-sided). A claim with k parts takes each interval at the familywise",
+             "level 1 - 0.05/k, its outer resampling unit being the independent training (seed).",
+             "`holds` / `does not hold`: every interval on the holding side / one on the other side;",
+             "`untestable here`: the threshold lies beyond what the setting can reach (its ceiling);",
+             "`inconclusive`: an interval straddles its threshold, or fewer than 3 trainings stand",
+             "behind it (the row says so). Where a default was chosen after a trial run, the verdict",
+             "at each alternative it was chosen among is shown beside it, with `robust`.", ""]
     for info in studies().values():
         runs = [root / info.id / p / "results.json" for p in PROFILE_NAMES]
         runs = [r for r in runs if r.exists()]
@@ -480,6 +505,10 @@ def parser() -> argparse.ArgumentParser:
     sw.add_argument("--sensitivity", action="store_true",
                     help="run the study's declared 'what would make it hold' sweeps and name "
                          "them in the profile's results.json")
+    sw.add_argument("--alternatives", action="store_true",
+                    help="run the alternatives the study's defaults were chosen among (ALTERNATIVES), "
+                         "with the default seeds, and record each claim's verdict at each and "
+                         "whether it is robust")
     _parallel_options(sw)
     sw.set_defaults(fn=cmd_sweep)
     ver = sub.add_parser("verify", help="rerun a study with other seeds and compare its verdicts")

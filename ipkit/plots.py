@@ -58,7 +58,8 @@ def bars(frame, x: str, y: str, hue: str, title: str = "", ylim: tuple[float, fl
     return fig
 
 
-VERDICT_COLORS = {"holds": "#029e73", "does not hold": "#d55e00", "inconclusive": "#949494"}
+VERDICT_COLORS = {"holds": "#029e73", "does not hold": "#d55e00", "inconclusive": "#949494",
+                  "untestable here": "#56b4e9"}
 
 
 def sweep_verdicts(table, title: str = ""):

@@ -1,14 +1,25 @@
 """Claim rows and results files of a study run.
 
-A claim row states one of the paper's claims, quotes the paper's value or direction, and
-carries its evidence: for each deciding quantity (an :class:`Evidence`) the value this run
-measured, a 95% bootstrap interval (:func:`ipkit.stats.bootstrap_ci`), the threshold
-declared as a notebook parameter before the run, which side of it holds, and the number
-of independent units behind it. The verdict is computed, never typed:
+A claim row states one of the paper's claims, quotes the paper's own words and its
+quantifier ("up to", "every", "on average", "marginal", a direction), and carries its
+evidence: for each deciding quantity (an :class:`Evidence`) the value this run measured,
+a bootstrap interval over the independent trainings behind it
+(:func:`ipkit.stats.bootstrap_draws`), the threshold declared as a notebook parameter
+before the run, which side of it holds, the number of units and of trainings behind it,
+and, where the setting bounds what the quantity can reach, that ceiling. The verdict is
+computed, never typed:
 
-- ``holds`` when every part's whole interval lies on the holding side of its threshold;
-- ``does not hold`` when some part's whole interval lies on the other side;
-- ``inconclusive`` otherwise (an interval straddles a threshold).
+- the intervals of a claim with k parts are *simultaneous*: each is taken at Bonferroni's
+  level ``1 - 0.05/k`` (:func:`ipkit.stats.familywise_level`), so the claim as a whole
+  keeps 95% coverage;
+- a part is ``untestable here`` when its threshold lies beyond its ceiling (no result of
+  this setting could reach it), ``holds`` when its whole interval lies on the holding side
+  of the threshold, ``does not hold`` when it lies wholly on the other side, else
+  ``inconclusive``;
+- the claim ``does not hold`` when a part does not hold, else is ``untestable here`` when a
+  part is, else ``inconclusive`` when a part is, else ``holds``;
+- a decided verdict (holds / does not hold) resting on fewer than :data:`MIN_TRAININGS`
+  independent trainings is capped at ``inconclusive``, and the row says why.
 
 :func:`write_results` writes ``results.json`` (schema checked by :func:`check_results`;
 ``holds`` stays a boolean, true only for ``holds``) and ``results.md``; every results
@@ -23,7 +34,7 @@ import os
 import platform
 import re
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -31,28 +42,38 @@ import numpy as np
 import pandas as pd
 
 from .seeds import SEED_ROLES
-from .stats import Statistic, bootstrap_ci
+from .stats import LEVEL, Statistic, bootstrap_draws, familywise_level, percentile_interval
 
-VERDICTS = ("holds", "does not hold", "inconclusive")
+VERDICTS = ("holds", "does not hold", "inconclusive", "untestable here")
 SIDES = ("above", "below")
+QUANTIFIERS = ("every", "up to", "on average", "marginal", "direction")
+MIN_TRAININGS = 3
 RESULT_KEYS = {"study": str, "title": str, "profile": str, "date": str, "ipkit": str,
                "device": str, "torch": str, "runtime_s": float, "params": dict,
                "metrics": dict, "claims": list, "figures": list, "tables": list}
 CLAIM_KEYS = {"id": str, "statement": str, "paper": str, "measured": str, "holds": bool,
               "verdict": str, "ci": list, "threshold": float, "n": int, "unit": str,
-              "parts": list}
-OPTIONAL_CLAIM_KEYS = {"sensitivity": str}
+              "parts": list, "trainings": int, "level": float, "quantifier": str,
+              "paper_words": str}
+OPTIONAL_CLAIM_KEYS = {"sensitivity": str, "ceiling": float, "why": str,
+                       "alternatives": dict, "robust": bool}
 
 
-def verdict(ci: tuple[float, float], threshold: float, holds_when: str) -> str:
-    """``holds`` / ``does not hold`` / ``inconclusive`` for an interval against a threshold.
+def verdict(ci: tuple[float, float], threshold: float, holds_when: str,
+            ceiling: float | None = None) -> str:
+    """The verdict of one interval against a threshold.
 
     ``holds_when="above"``: holds when ``lo > threshold``, does not hold when
     ``hi <= threshold``. ``"below"``: holds when ``hi < threshold``, does not hold when
-    ``lo >= threshold``. An undefined (NaN) interval is inconclusive.
+    ``lo >= threshold``. An undefined (NaN) interval is inconclusive. With a ``ceiling``
+    (the best value the quantity can reach in this setting: an upper bound for ``above``,
+    a lower bound for ``below``) that does not pass the threshold: ``untestable here``.
     """
     if holds_when not in SIDES:
         raise ValueError(f"holds_when must be one of {SIDES}, got {holds_when!r}")
+    if ceiling is not None and math.isfinite(ceiling) and (
+            ceiling <= threshold if holds_when == "above" else ceiling >= threshold):
+        return "untestable here"
     lo, hi = ci
     if not (math.isfinite(lo) and math.isfinite(hi)):
         return "inconclusive"
@@ -63,7 +84,12 @@ def verdict(ci: tuple[float, float], threshold: float, holds_when: str) -> str:
 
 @dataclass
 class Evidence:
-    """One deciding quantity of a claim: value, interval, threshold and units behind it."""
+    """One deciding quantity of a claim: value, interval, threshold, the units and the
+    independent trainings behind it, and the ceiling the setting puts on it (if any).
+
+    ``draws`` are the bootstrap values the interval is read from, so :func:`claim` can take
+    the interval again at the claim's familywise ``level``.
+    """
 
     name: str
     value: float
@@ -72,10 +98,20 @@ class Evidence:
     holds_when: str
     n: int
     unit: str
+    trainings: int = 1
+    ceiling: float | None = None
+    level: float = LEVEL
+    draws: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
     def verdict(self) -> str:
-        return verdict(self.ci, self.threshold, self.holds_when)
+        return verdict(self.ci, self.threshold, self.holds_when, self.ceiling)
+
+    def at_level(self, level: float) -> "Evidence":
+        """The same quantity with its interval taken at ``level`` (from its draws)."""
+        if self.draws is None or level == self.level:
+            return replace(self, level=level) if self.draws is None else self
+        return replace(self, ci=percentile_interval(self.draws, level), level=level)
 
     def margin(self) -> float:
         """Distance of the interval's nearer edge past the threshold (negative: not past)."""
@@ -84,20 +120,48 @@ class Evidence:
 
     def text(self) -> str:
         lo, hi = self.ci
-        return f"{self.name} = {_num(self.value)} [{_num(lo)}, {_num(hi)}]"
+        bound = "" if self.ceiling is None else f" (ceiling {_num(self.ceiling)})"
+        return f"{self.name} = {_num(self.value)} [{_num(lo)}, {_num(hi)}]{bound}"
+
+
+def _trainings(frame: pd.DataFrame, group: str | None) -> int:
+    for col in (group, "seed"):
+        if col is not None and col in frame.columns and len(frame):
+            return int(frame[col].nunique())
+    return 1
 
 
 def evidence(name: str, frame: pd.DataFrame, statistic: Statistic, *, threshold: float,
-             holds_when: str, unit: str, group: str | None = "seed") -> Evidence:
-    """Measure ``statistic`` on ``frame`` (one row per independent unit) with its bootstrap
-    interval; ``group`` is the outer resampling level (seeds), see :func:`bootstrap_ci`."""
+             holds_when: str, unit: str, group: str | None = "seed",
+             trainings: int | None = None, ceiling: float | None = None) -> Evidence:
+    """Measure ``statistic`` on ``frame`` (one row per unit) with its bootstrap interval.
+
+    ``group`` is the outer resampling level: the independent training (seed) each row
+    comes from, see :func:`ipkit.stats.bootstrap_draws`. ``trainings`` is how many
+    independent trainings stand behind the quantity (default: the distinct values of the
+    ``group`` column, else of a ``seed`` column, else 1). ``ceiling``: the best value the
+    quantity can reach in this setting, when the setting bounds it (see :func:`verdict`).
+    """
     if holds_when not in SIDES:
         raise ValueError(f"holds_when must be one of {SIDES}, got {holds_when!r}")
     value = float(statistic(frame)) if len(frame) else float("nan")
     groups = frame[group].nunique() if group is not None and group in frame.columns else 1
     label = f"{unit}s" if groups <= 1 else f"{unit}s over {groups} {group}s"
-    return Evidence(name, value, bootstrap_ci(frame, statistic, group=group), float(threshold),
-                    holds_when, int(len(frame)), label)
+    draws = bootstrap_draws(frame, statistic, group=group)
+    return Evidence(name, value, percentile_interval(draws), float(threshold), holds_when,
+                    int(len(frame)), label,
+                    _trainings(frame, group) if trainings is None else int(trainings),
+                    None if ceiling is None else float(ceiling), LEVEL, draws)
+
+
+def not_measured(name: str, *, threshold: float, holds_when: str, unit: str,
+                 why: str = "not measured") -> Evidence:
+    """A part this run did not measure (no units): its value and interval are undefined,
+    so the claim is at most inconclusive; ``why`` names the reason in the row."""
+    if holds_when not in SIDES:
+        raise ValueError(f"holds_when must be one of {SIDES}, got {holds_when!r}")
+    return Evidence(f"{name} ({why})", float("nan"), (float("nan"), float("nan")),
+                    float(threshold), holds_when, 0, f"{unit}s", 0)
 
 
 @dataclass
@@ -105,7 +169,10 @@ class Claim:
     """One checkable claim: what the paper says, what this run measured, and the verdict.
 
     ``ci``, ``threshold``, ``n`` and ``unit`` are those of the deciding part: the first part
-    that does not hold, else the first inconclusive one, else the one with the least margin.
+    that does not hold, else the first untestable one, else the first inconclusive one,
+    else the one with the least margin. ``trainings`` is the fewest independent trainings
+    behind any part; ``level`` the per-part (familywise) interval level; ``why`` says what
+    capped or bounded the verdict.
     """
 
     id: str
@@ -119,36 +186,67 @@ class Claim:
     n: int
     unit: str
     parts: list[dict] = field(default_factory=list)
+    trainings: int = 1
+    level: float = LEVEL
+    quantifier: str = "direction"
+    paper_words: str = ""
+    ceiling: float | None = None
+    why: str | None = None
     sensitivity: str | None = None
 
 
-def claim(id: str, statement: str, paper: str, *parts: Evidence,
-          sensitivity: str | None = None) -> Claim:
-    """A claim row from its deciding quantities; all parts must hold for ``holds``."""
+def claim(id: str, statement: str, paper: str, *parts: Evidence, quantifier: str,
+          paper_words: str, sensitivity: str | None = None) -> Claim:
+    """A claim row from its deciding quantities, judged at the familywise level.
+
+    ``quantifier`` (one of :data:`QUANTIFIERS`) is how the paper words the claim and
+    ``paper_words`` its own words (quoted from the paper's brief); the study's statistics
+    must match the quantifier ("up to": the best model; "every": a part per member;
+    "on average": the mean; "marginal": two-sided).
+    """
     if not parts or not all(isinstance(e, Evidence) for e in parts):
         raise TypeError(f"claim {id}: give one or more Evidence (results.evidence) parts")
+    if quantifier not in QUANTIFIERS:
+        raise ValueError(f"claim {id}: quantifier must be one of {QUANTIFIERS}, got {quantifier!r}")
+    level = familywise_level(len(parts))
+    parts = tuple(e.at_level(level) for e in parts)
     verdicts = [e.verdict for e in parts]
-    if "does not hold" in verdicts:
-        overall, decider = "does not hold", parts[verdicts.index("does not hold")]
-    elif "inconclusive" in verdicts:
-        overall, decider = "inconclusive", parts[verdicts.index("inconclusive")]
+    for overall in ("does not hold", "untestable here", "inconclusive"):
+        if overall in verdicts:
+            decider = parts[verdicts.index(overall)]
+            break
     else:
         overall, decider = "holds", min(parts, key=Evidence.margin)
+    trainings = min(e.trainings for e in parts)
+    why = None
+    if overall == "untestable here":
+        why = (f"{decider.name}: the threshold {_num(decider.threshold)} lies beyond what this "
+               f"setting can reach ({_num(decider.ceiling)})")
+    elif overall in ("holds", "does not hold") and trainings < MIN_TRAININGS:
+        why = (f"{trainings} training{'s' if trainings != 1 else ''} (at least {MIN_TRAININGS} "
+               f"decide); uncapped: {overall}")
+        overall = "inconclusive"
     return Claim(id, statement, paper, "; ".join(e.text() for e in parts), overall == "holds",
                  overall, [float(decider.ci[0]), float(decider.ci[1])], decider.threshold,
-                 decider.n, decider.unit, [_part_dict(e) for e in parts], sensitivity)
+                 decider.n, decider.unit, [_part_dict(e) for e in parts], trainings, level,
+                 quantifier, paper_words, decider.ceiling, why, sensitivity)
 
 
 def _part_dict(e: Evidence) -> dict:
-    return {"name": e.name, "value": e.value, "ci": list(e.ci), "threshold": e.threshold,
-            "holds_when": e.holds_when, "n": e.n, "unit": e.unit, "verdict": e.verdict}
+    d = {"name": e.name, "value": e.value, "ci": list(e.ci), "threshold": e.threshold,
+         "holds_when": e.holds_when, "n": e.n, "unit": e.unit, "trainings": e.trainings,
+         "verdict": e.verdict}
+    if e.ceiling is not None:
+        d["ceiling"] = e.ceiling
+    return d
 
 
 def claim_dict(c: Claim) -> dict:
-    """A claim row as stored in results.json (``sensitivity`` only when set)."""
+    """A claim row as stored in results.json (optional keys only when set)."""
     d = _plain(asdict(c))
-    if d.get("sensitivity") is None:
-        d.pop("sensitivity", None)
+    for key in OPTIONAL_CLAIM_KEYS:
+        if d.get(key) is None:
+            d.pop(key, None)
     return d
 
 
@@ -198,17 +296,33 @@ def write_table(df, path: Path) -> Path:
     return write_atomic(path.with_suffix(".md"), lambda tmp: tmp.write_text(text))
 
 
+def verdict_text(c: dict) -> str:
+    """A claim's verdict as shown in tables: bold, with what capped or bounded it."""
+    v = c.get("verdict", "holds" if c["holds"] else "does not hold")
+    return f"**{v}**" + (f" ({c['why']})" if c.get("why") else "")
+
+
 def claims_markdown(claims: list[dict]) -> str:
-    """A Markdown table of claim rows: verdict, deciding interval and threshold, units."""
-    rows = ["| id | claim | paper | measured [95% CI] | verdict | deciding CI | threshold | n |",
-            "|---|---|---|---|---|---|---|---|"]
+    """A Markdown table of claim rows: the paper's words and quantifier, what was measured,
+    the verdict, the deciding interval (at the claim's familywise level) and threshold, the
+    units and the independent trainings behind it, and, where a study declares
+    alternatives, the verdict at each."""
+    rows = ["| id | claim | paper | measured | verdict | deciding CI (level) | threshold | n | trainings |",
+            "|---|---|---|---|---|---|---|---|---|"]
     for c in claims:
         ci = c.get("ci")
         ci_text = f"[{_num(ci[0])}, {_num(ci[1])}]" if ci and None not in ci else "-"
-        rows.append(f"| {c['id']} | {c['statement']} | {c['paper']} | {c['measured']} | "
-                    f"**{c.get('verdict', 'holds' if c['holds'] else 'does not hold')}** | "
-                    f"{ci_text} | {_num(c.get('threshold', '-'))} | "
-                    f"{c.get('n', '-')} {c.get('unit', '')} |")
+        level = f" ({c['level']:.4g})" if c.get("level") else ""
+        words = f"{c['paper']}" + (f" ({c['quantifier']}: \"{c['paper_words']}\")"
+                                   if c.get("paper_words") else "")
+        verdict_cell = verdict_text(c)
+        if c.get("alternatives"):
+            verdict_cell += "; at the alternatives: " + ", ".join(
+                f"{k}: {v}" for k, v in c["alternatives"].items())
+            verdict_cell += " (robust)" if c.get("robust") else " (not robust)"
+        rows.append(f"| {c['id']} | {c['statement']} | {words} | {c['measured']} | "
+                    f"{verdict_cell} | {ci_text}{level} | {_num(c.get('threshold', '-'))} | "
+                    f"{c.get('n', '-')} {c.get('unit', '')} | {c.get('trainings', '-')} |")
     return "\n".join(rows)
 
 
@@ -255,6 +369,11 @@ def results_markdown(data: dict) -> str:
         from .sensitivity import markdown
 
         md += ["## What would make it hold", "", markdown(data["sensitivity"]), ""]
+    if data.get("alternatives"):
+        from .sensitivity import markdown
+
+        md += ["## At the alternatives the defaults were chosen among", "",
+               markdown(data["alternatives"]), ""]
     return "\n".join(md)
 
 
@@ -285,11 +404,14 @@ def check_results(data: dict) -> None:
                 raise ValueError(f"claim {c.get('id')}: '{k}' should be {t.__name__}")
         if c["verdict"] not in VERDICTS:
             raise ValueError(f"claim {c['id']}: verdict {c['verdict']!r} not one of {VERDICTS}")
+        if c["quantifier"] not in QUANTIFIERS:
+            raise ValueError(f"claim {c['id']}: quantifier {c['quantifier']!r} not one of {QUANTIFIERS}")
         if c["holds"] != (c["verdict"] == "holds"):
             raise ValueError(f"claim {c['id']}: holds must be true exactly when verdict is 'holds'")
 
 
 def frame(claims: list[Claim]):
     """Claim rows as a pandas DataFrame, for display in a notebook."""
-    cols = ["id", "statement", "paper", "measured", "verdict", "ci", "threshold", "n", "unit"]
-    return pd.DataFrame([claim_dict(c) for c in claims])[cols]
+    cols = ["id", "statement", "quantifier", "measured", "verdict", "ci", "level", "threshold",
+            "n", "unit", "trainings", "why"]
+    return pd.DataFrame([claim_dict(c) for c in claims]).reindex(columns=cols)

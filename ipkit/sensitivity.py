@@ -6,6 +6,13 @@ the profile's scale) and the parameters held fixed for the sweep (usually fewer 
 keep it affordable). ``ipkit sweep STUDY --sensitivity`` runs every declared sweep with
 :mod:`ipkit.sweep` into ``figures/<study>/<profile>/sweeps/sensitivity-<params>/``.
 
+A study also declares ``ALTERNATIVES`` (the same :class:`Sweep`, no ``fixed``): for each
+default chosen after a trial run, the values it was chosen among, the default included
+(the forking paths of Gelman & Loken 2013). ``ipkit sweep STUDY --alternatives`` runs
+every alternative that is not the default, with the default seeds, into
+``sweeps/alternatives-<params>/``; each claim row then carries its verdict at every
+alternative (``alternatives``) and ``robust``: the same verdict at all of them.
+
 A sweep never changes a default or a threshold: it is reported beside them. Whenever a
 study folder is published (:func:`ipkit.study.publish`), :func:`attach` names each swept
 claim's summary table in its ``sensitivity`` field of ``results.json`` and stores one
@@ -16,13 +23,14 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 SWEEPS = "sweeps"
+KINDS = {"sensitivity": "SENSITIVITY", "alternatives": "ALTERNATIVES"}
 
 
 @dataclass(frozen=True)
@@ -39,11 +47,13 @@ class Sweep:
     grid: dict[str, list[Any]]
     why: str
     fixed: dict[str, Any] = field(default_factory=dict)
+    kind: str = "sensitivity"
 
     @property
     def id(self) -> str:
-        """The sweep's folder name: ``sensitivity-`` and the swept parameters."""
-        return "sensitivity-" + "+".join(self.grid)
+        """The sweep's folder name: its kind (``sensitivity-``, ``alternatives-``) and the
+        swept parameters."""
+        return f"{self.kind}-" + "+".join(self.grid)
 
     @property
     def table(self) -> str:
@@ -51,12 +61,15 @@ class Sweep:
         return f"{SWEEPS}/{self.id}/summary.md"
 
 
-def declared(study_id: str) -> tuple[Sweep, ...]:
-    """The study module's ``SENSITIVITY`` (empty when it declares none)."""
+def declared(study_id: str, kind: str = "sensitivity") -> tuple[Sweep, ...]:
+    """The study module's ``SENSITIVITY`` or (``kind="alternatives"``) ``ALTERNATIVES``,
+    each sweep marked with its kind (empty when it declares none)."""
     from .study import study_module
 
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {sorted(KINDS)}, got {kind!r}")
     module = study_module(study_id) if study_id.isidentifier() else None
-    return tuple(getattr(module, "SENSITIVITY", ()))
+    return tuple(replace(sw, kind=kind) for sw in getattr(module, KINDS[kind], ()))
 
 
 def grid_pairs(sw: Sweep) -> list[str]:
@@ -98,19 +111,26 @@ def summary_path(profile_dir: Path, sw: Sweep) -> Path:
     return profile_dir / SWEEPS / sw.id / "summary.csv"
 
 
-def findings(study_id: str, profile_dir: Path) -> list[dict[str, Any]]:
-    """For each declared sweep drawn under ``profile_dir`` and each of its claims: the
-    sweep id, its table, what it varies and the generated sentence."""
+def _summary(profile_dir: Path, sw: Sweep) -> pd.DataFrame | None:
+    path = summary_path(profile_dir, sw)
+    if not path.is_file():
+        return None
+    try:
+        summary = pd.read_csv(path, keep_default_na=False, na_values=[""])
+    except (OSError, ValueError, pd.errors.ParserError):
+        return None
+    summary["claim"] = summary["claim"].fillna("").astype(str)
+    return summary
+
+
+def findings(study_id: str, profile_dir: Path, kind: str = "sensitivity") -> list[dict[str, Any]]:
+    """For each declared sweep of ``kind`` drawn under ``profile_dir`` and each of its
+    claims: the sweep id, its table, what it varies and the generated sentence."""
     out = []
-    for sw in declared(study_id):
-        path = summary_path(profile_dir, sw)
-        if not path.is_file():
+    for sw in declared(study_id, kind):
+        summary = _summary(profile_dir, sw)
+        if summary is None:
             continue
-        try:
-            summary = pd.read_csv(path, keep_default_na=False, na_values=[""])
-        except (OSError, ValueError, pd.errors.ParserError):
-            continue
-        summary["claim"] = summary["claim"].fillna("").astype(str)
         for cid in sw.claims:
             out.append({"claim": cid, "sweep": sw.id, "table": sw.table,
                         "grid": {k: list(v) for k, v in sw.grid.items()}, "fixed": dict(sw.fixed),
@@ -118,17 +138,36 @@ def findings(study_id: str, profile_dir: Path) -> list[dict[str, Any]]:
     return out
 
 
+def alternative_verdicts(study_id: str, profile_dir: Path) -> dict[str, dict[str, str]]:
+    """claim id -> {alternative setting: verdict} over the study's drawn alternatives
+    sweeps (a setting that failed or did not produce the claim: ``run failed``)."""
+    out: dict[str, dict[str, str]] = {}
+    for sw in declared(study_id, "alternatives"):
+        summary = _summary(profile_dir, sw)
+        if summary is None:
+            continue
+        for setting in dict.fromkeys(summary["setting"]):
+            rows = summary[summary["setting"] == setting]
+            for cid in sw.claims:
+                hit = rows[rows["claim"] == cid]["verdict"]
+                out.setdefault(cid, {})[str(setting)] = str(hit.iloc[0]) if len(hit) else "run failed"
+    return out
+
+
 def attach(study_id: str, profile_dir: Path) -> bool:
     """Name each swept claim's summary table (``sensitivity``) in ``profile_dir``'s
-    results.json and store the findings under ``sensitivity`` (results.md too); atomic.
-    Returns False when there is nothing to update (no results.json, no sweep drawn)."""
+    results.json and store the findings under ``sensitivity``; give each claim with drawn
+    alternatives its verdict at each (``alternatives``) and ``robust`` (the same verdict at
+    every alternative as at the default); results.md too; atomic. Returns False when there
+    is nothing to update (no results.json, no sweep drawn)."""
     from .results import results_markdown, write_atomic, write_json
 
     path = profile_dir / "results.json"
     if not path.is_file():
         return False
     found = findings(study_id, profile_dir)
-    if not found:
+    alternatives = alternative_verdicts(study_id, profile_dir)
+    if not found and not alternatives:
         return False
     data = json.loads(path.read_text())
     tables: dict[str, str] = {}
@@ -137,7 +176,13 @@ def attach(study_id: str, profile_dir: Path) -> bool:
     for c in data.get("claims", []):
         if c["id"] in tables:
             c["sensitivity"] = tables[c["id"]]
-    data["sensitivity"] = found
+        if c["id"] in alternatives:
+            c["alternatives"] = alternatives[c["id"]]
+            c["robust"] = all(v == c["verdict"] for v in alternatives[c["id"]].values())
+    if found:
+        data["sensitivity"] = found
+    if alternatives:
+        data["alternatives"] = findings(study_id, profile_dir, "alternatives")
     write_json(path, data)
     write_atomic(path.with_suffix(".md"), lambda tmp: tmp.write_text(results_markdown(data)))
     return True
@@ -148,20 +193,26 @@ def markdown(found: list[dict[str, Any]]) -> str:
     return "\n".join(f"- {f['text']} Table: `{f['table']}`." for f in found)
 
 
-def pending(study_id: str, profile: str, found: list[dict[str, Any]]) -> list[str]:
-    """Declared sweeps not drawn yet in ``profile``, each with the command that draws it."""
+def pending(study_id: str, profile: str, found: list[dict[str, Any]],
+            kind: str = "sensitivity") -> list[str]:
+    """Declared sweeps of ``kind`` not drawn yet in ``profile``, each with the command that
+    draws it."""
     drawn = {f["sweep"] for f in found}
     return [f"- {', '.join(sw.claims)} ({sw.why}): not swept in profile `{profile}` yet; "
-            f"`ipkit sweep {study_id} --sensitivity --profile {profile}` draws it"
-            for sw in declared(study_id) if sw.id not in drawn]
+            f"`ipkit sweep {study_id} --{kind} --profile {profile}` draws it"
+            for sw in declared(study_id, kind) if sw.id not in drawn]
 
 
 def report(study_id: str, profile: str, profile_dir: Path) -> str:
-    """Markdown of the study's findings drawn under ``profile_dir`` and of the declared
-    sweeps still to run in ``profile``."""
-    found = findings(study_id, profile_dir)
-    lines = [markdown(found)] if found else []
-    lines += pending(study_id, profile, found)
+    """Markdown of the study's sensitivity findings and alternatives drawn under
+    ``profile_dir``, and of the declared sweeps still to run in ``profile``."""
+    lines = []
+    for kind in KINDS:
+        found = findings(study_id, profile_dir, kind)
+        if found and kind == "alternatives":
+            lines.append("At the alternatives the defaults were chosen among:")
+        lines += [markdown(found)] if found else []
+        lines += pending(study_id, profile, found, kind)
     return "\n".join(lines) or "This study declares no sensitivity sweeps."
 
 

@@ -51,20 +51,17 @@ def _resample_index(groups: list[np.ndarray], rng: np.random.Generator) -> np.nd
                            for g in picked])
 
 
-def bootstrap_ci(frame: pd.DataFrame, statistic: Statistic, *, group: str | None = "seed",
-                 n_boot: int = N_BOOT, level: float = LEVEL,
-                 seed: int = BOOTSTRAP_SEED) -> tuple[float, float]:
-    """Percentile interval of ``statistic(frame)`` at ``level`` from ``n_boot`` resamples.
+def bootstrap_draws(frame: pd.DataFrame, statistic: Statistic, *, group: str | None = "seed",
+                    n_boot: int = N_BOOT, seed: int = BOOTSTRAP_SEED) -> np.ndarray:
+    """The finite values of ``statistic`` on ``n_boot`` resamples of ``frame``.
 
     Two-stage when ``group`` names a column with several values: resample the groups
     (seeds) with replacement, then the rows within each drawn group. Resamples whose
-    statistic is NaN (e.g. a class missing from a tiny resample) are dropped; an interval
-    needs at least half of them. Returns ``(nan, nan)`` for an empty frame.
+    statistic is NaN (e.g. a class missing from a tiny resample) are dropped. Empty for an
+    empty frame.
     """
-    if not 0 < level < 1:
-        raise ValueError(f"level must lie in (0, 1), got {level}")
     if len(frame) == 0:
-        return float("nan"), float("nan")
+        return np.empty(0)
     frame = frame.reset_index(drop=True)
     if group is not None and group in frame.columns and frame[group].nunique() > 1:
         groups = [np.asarray(ix) for ix in frame.groupby(group, sort=True).indices.values()]
@@ -76,12 +73,41 @@ def bootstrap_ci(frame: pd.DataFrame, statistic: Statistic, *, group: str | None
     else:
         draws = np.array([statistic(frame.iloc[_resample_index(groups, rng)])
                           for _ in range(n_boot)], dtype=float)
-    draws = draws[np.isfinite(draws)]
-    if len(draws) < n_boot / 2:
+    return draws[np.isfinite(draws)]
+
+
+def percentile_interval(draws: np.ndarray, level: float = LEVEL,
+                        n_boot: int = N_BOOT) -> tuple[float, float]:
+    """The central ``level`` percentile interval of bootstrap ``draws``; ``(nan, nan)``
+    unless at least half of the ``n_boot`` resamples gave a finite value."""
+    if not 0 < level < 1:
+        raise ValueError(f"level must lie in (0, 1), got {level}")
+    if len(draws) == 0 or len(draws) < n_boot / 2:
         return float("nan"), float("nan")
     alpha = (1 - level) / 2
     lo, hi = np.quantile(draws, [alpha, 1 - alpha])
     return float(lo), float(hi)
+
+
+def familywise_level(k: int, level: float = LEVEL) -> float:
+    """Bonferroni's per-part level for a claim of ``k`` parts: ``1 - (1 - level) / k``, so
+    that all ``k`` intervals cover their quantities together with probability at least
+    ``level`` (Dunn 1961)."""
+    if k < 1:
+        raise ValueError(f"a claim has at least one part, got k={k}")
+    return 1 - (1 - level) / k
+
+
+def bootstrap_ci(frame: pd.DataFrame, statistic: Statistic, *, group: str | None = "seed",
+                 n_boot: int = N_BOOT, level: float = LEVEL,
+                 seed: int = BOOTSTRAP_SEED) -> tuple[float, float]:
+    """Percentile interval of ``statistic(frame)`` at ``level`` from ``n_boot`` resamples
+    (:func:`bootstrap_draws`, :func:`percentile_interval`); an interval needs at least half
+    of the resamples finite. Returns ``(nan, nan)`` for an empty frame."""
+    if not 0 < level < 1:
+        raise ValueError(f"level must lie in (0, 1), got {level}")
+    draws = bootstrap_draws(frame, statistic, group=group, n_boot=n_boot, seed=seed)
+    return percentile_interval(draws, level, n_boot)
 
 
 def _row_mean_draws(values: np.ndarray, groups: list[np.ndarray], n_boot: int,

@@ -146,10 +146,10 @@ def _fake_run(tmp_path, monkeypatch):
     fig, ax = plt.subplots()
     ax.plot([0, 1], [0, 1])
     run.savefig(fig, "line")
-    units = pd.DataFrame({"seed": [0] * 50 + [1] * 50, "hit": [1, 0, 1, 1] * 25})
+    units = pd.DataFrame({"seed": [0] * 40 + [1] * 40 + [2] * 40, "hit": [1, 0, 1, 1] * 30})
     part = results.evidence("rate", units, stats.mean_of("hit"), threshold=0.2, holds_when="above",
                             unit="carrier")
-    claim = results.claim("Q1", "a claim", "paper says", part)
+    claim = results.claim("Q1", "a claim", "paper says", part, quantifier="direction", paper_words="")
     return run, run.record({"value": 0.25}, [claim])
 
 
@@ -159,7 +159,7 @@ def test_results_json_follows_schema(tmp_path, monkeypatch):
     results.check_results(data)
     row = data["claims"][0]
     assert row["holds"] is True and row["verdict"] == "holds" and row["measured"].startswith("rate = 0.75 [")
-    assert row["ci"][0] < 0.75 < row["ci"][1] and row["n"] == 100 and row["threshold"] == 0.2
+    assert row["ci"][0] < 0.75 < row["ci"][1] and row["n"] == 120 and row["trainings"] == 3 and row["threshold"] == 0.2
     assert data["figures"] == ["line"] and (path.parent / "line.png").exists()
     bad = dict(data, claims=[dict(data["claims"][0], holds="yes")])
     with pytest.raises(ValueError):

@@ -24,10 +24,10 @@ def folders(tmp_path, monkeypatch):
 
 def _claim(rate: float):
     hits = round(rate * 20)
-    units = pd.DataFrame({"seed": [0] * 20 + [1] * 20, "hit": ([1] * hits + [0] * (20 - hits)) * 2})
+    units = pd.DataFrame({"seed": [0] * 20 + [1] * 20 + [2] * 20, "hit": ([1] * hits + [0] * (20 - hits)) * 3})
     part = results.evidence("rate", units, stats.mean_of("hit"), threshold=0.5, holds_when="above",
                             unit="carrier")
-    return results.claim("Q1", "a claim", "paper says", part)
+    return results.claim("Q1", "a claim", "paper says", part, quantifier="direction", paper_words="")
 
 
 def _kernel(epochs: int, figure: str, rate: float) -> study.Run:

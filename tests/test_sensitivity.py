@@ -70,7 +70,7 @@ def _profile(folder, claims=("T1", "T2")):
 
 def test_attach_names_the_table_and_stores_the_findings(tmp_path, monkeypatch):
     sw = Sweep(("T1",), {"x": [1, 2]}, "the x knob")
-    monkeypatch.setattr(sensitivity, "declared", lambda sid: (sw,))
+    monkeypatch.setattr(sensitivity, "declared", lambda sid, kind="sensitivity": (sw,) if kind == "sensitivity" else ())
     folder = _profile(tmp_path / "tiny" / "smoke")
     assert not sensitivity.attach("tiny", folder)  # nothing drawn yet
     (folder / "sweeps" / sw.id).mkdir(parents=True)
@@ -82,9 +82,26 @@ def test_attach_names_the_table_and_stores_the_findings(tmp_path, monkeypatch):
     assert "## What would make it hold" in (folder / "results.md").read_text()
 
 
+def test_attach_records_the_verdict_at_each_alternative_and_whether_it_is_robust(tmp_path, monkeypatch):
+    alt = Sweep(("T1", "T2"), {"x": [1, 2, 3]}, "x, chosen after a trial", kind="alternatives")
+    monkeypatch.setattr(sensitivity, "declared",
+                        lambda sid, kind="sensitivity": (alt,) if kind == "alternatives" else ())
+    folder = _profile(tmp_path / "tiny" / "smoke")
+    (folder / "sweeps" / alt.id).mkdir(parents=True)
+    summary_frame([("x=2", "T1", "holds", 0.7, 0.6, 0.8), ("x=3", "T1", "holds", 0.7, 0.6, 0.8),
+                   ("x=2", "T2", "holds", 0.7, 0.6, 0.8), ("x=3", "T2", "inconclusive", 0.5, 0.4, 0.6)]
+                  ).to_csv(folder / "sweeps" / alt.id / "summary.csv", index=False)
+    assert alt.id == "alternatives-x" and sensitivity.attach("tiny", folder)
+    t1, t2 = json.loads((folder / "results.json").read_text())["claims"]
+    assert t1["alternatives"] == {"x=2": "holds", "x=3": "holds"} and t1["robust"] is True
+    assert t2["alternatives"]["x=3"] == "inconclusive" and t2["robust"] is False
+    assert "x=3 0.5 [0.4, 0.6] inconclusive" in (folder / "results.md").read_text()
+    assert "(not robust)" in results.claims_markdown([t2])
+
+
 def test_publishing_a_run_keeps_the_sweeps_and_renames_their_table(tmp_path, monkeypatch):
     sw = Sweep(("T2",), {"x": [1]}, "x")
-    monkeypatch.setattr(sensitivity, "declared", lambda sid: (sw,))
+    monkeypatch.setattr(sensitivity, "declared", lambda sid, kind="sensitivity": (sw,) if kind == "sensitivity" else ())
     target = _profile(tmp_path / "figures" / "tiny" / "smoke")
     (target / "sweeps" / sw.id).mkdir(parents=True)
     summary_frame([("x=1", "T2", "holds", 0.7, 0.6, 0.8)]).to_csv(target / "sweeps" / sw.id / "summary.csv", index=False)
@@ -105,7 +122,7 @@ def test_sensitivity_flag_rejects_a_grid(argv, message, capsys):
 
 
 def test_a_study_without_declared_sweeps_is_named(capsys, monkeypatch):
-    monkeypatch.setattr(sensitivity, "declared", lambda sid: ())
+    monkeypatch.setattr(sensitivity, "declared", lambda sid, kind="sensitivity": ())
     assert cli.main(["sweep", "quickstart", "--sensitivity"]) == 2
     assert "declares no sensitivity sweeps" in capsys.readouterr().err
 
@@ -118,7 +135,7 @@ PROFILES = {"smoke": {}}
 run = ipkit.start("tiny", globals(), PROFILES)
 part = results.evidence("value", pd.DataFrame({"seed": [0, 1, 2], "x": [value] * 3}), lambda f: f.x.mean(),
                         threshold=0.5, holds_when="above", unit="seed")
-run.record({"value": value}, [results.claim("T1", "value above 0.5", "-", part)])
+run.record({"value": value}, [results.claim("T1", "value above 0.5", "-", part, quantifier="direction", paper_words="")])
 sensitivity.show(run)
 '''
 
@@ -129,7 +146,7 @@ def test_sensitivity_sweep_end_to_end(tiny_study, monkeypatch):
     table and finding in the profile's results.json; a later run keeps both."""
     tmp_path = tiny_study(TINY_PARAMETERS, TINY_BODY)
     monkeypatch.setattr(sensitivity, "declared",
-                        lambda sid: (Sweep(("T1",), {"value": [0.2, 1.0]}, "the measured value"),))
+                        lambda sid, kind="sensitivity": (Sweep(("T1",), {"value": [0.2, 1.0]}, "the measured value", kind=kind),))
     assert cli.main(["run", "tiny", "--profile", "smoke", "-p", "value=0.2"]) == 0
     assert cli.main(["sweep", "tiny", "--profile", "smoke", "--sensitivity"]) == 0
     folder = tmp_path / "figures" / "tiny" / "smoke"
@@ -144,3 +161,21 @@ def test_sensitivity_sweep_end_to_end(tiny_study, monkeypatch):
     text = sensitivity.report("tiny", "smoke", folder)
     assert "it holds at value=1.0. Table: `sweeps/sensitivity-value/summary.md`." in text
     assert "not swept in profile `default` yet" in sensitivity.report("tiny", "default", tmp_path)
+
+
+@pytest.mark.slow
+def test_alternatives_sweep_runs_each_alternative_but_the_default(tiny_study, monkeypatch):
+    """`ipkit sweep tiny --alternatives`: only the non-default value runs; the claim row
+    records its verdict there and that it is not robust."""
+    tmp_path = tiny_study(TINY_PARAMETERS, TINY_BODY)
+    monkeypatch.setattr(sensitivity, "declared", lambda sid, kind="sensitivity": (
+        Sweep(("T1",), {"value": [1.0, 0.2]}, "value, chosen after a trial", kind=kind),)
+        if kind == "alternatives" else ())
+    assert cli.main(["run", "tiny", "--profile", "smoke"]) == 0
+    assert cli.main(["sweep", "tiny", "--profile", "smoke", "--alternatives"]) == 0
+    folder = tmp_path / "figures" / "tiny" / "smoke"
+    assert sorted(p.name for p in (folder / "sweeps" / "alternatives-value").iterdir()
+                  if p.is_dir()) == ["value=0.2"]
+    row = json.loads((folder / "results.json").read_text())["claims"][0]
+    assert row["verdict"] == "holds" and row["alternatives"] == {"value=0.2": "does not hold"}
+    assert row["robust"] is False

@@ -57,16 +57,20 @@ def test_verdict_reads_the_whole_interval(ci, side, expected):
     assert results.verdict(ci, 0.2, side) == expected
 
 
-def _part(ci, threshold=0.2, side="above", name="q"):
-    return results.Evidence(name, sum(ci) / 2, ci, threshold, side, 10, "carrier")
+def _part(ci, threshold=0.2, side="above", name="q", trainings=3, ceiling=None):
+    return results.Evidence(name, sum(ci) / 2, ci, threshold, side, 10, "carrier", trainings, ceiling)
+
+
+def _claim(*parts, quantifier="every"):
+    return results.claim("X", "s", "p", *parts, quantifier=quantifier, paper_words="the paper's words")
 
 
 def test_claim_holds_only_when_every_part_holds_and_reports_the_deciding_part():
     good, weak, bad = _part((0.5, 0.7), name="a"), _part((0.1, 0.3), name="b"), _part((0.0, 0.1), name="c")
-    assert results.claim("X", "s", "p", good).verdict == "holds"
-    mixed = results.claim("X", "s", "p", good, weak)
+    assert _claim(good).verdict == "holds"
+    mixed = _claim(good, weak)
     assert mixed.verdict == "inconclusive" and mixed.ci == [0.1, 0.3] and not mixed.holds
-    failed = results.claim("X", "s", "p", good, weak, bad)
+    failed = _claim(good, weak, bad)
     assert failed.verdict == "does not hold" and failed.ci == [0.0, 0.1]
     assert [p["verdict"] for p in failed.parts] == ["holds", "inconclusive", "does not hold"]
 
@@ -80,7 +84,7 @@ def test_evidence_counts_units_and_seeds():
 
 
 def test_schema_rejects_a_holds_that_disagrees_with_the_verdict():
-    row = results.claim_dict(results.claim("X", "s", "p", _part((0.5, 0.7))))
+    row = results.claim_dict(_claim(_part((0.5, 0.7))))
     data = {"study": "s", "title": "t", "profile": "smoke", "date": "d", "ipkit": "0", "device": "cpu",
             "torch": "2", "runtime_s": 1.0, "params": {}, "metrics": {}, "claims": [row],
             "figures": [], "tables": []}
@@ -89,6 +93,10 @@ def test_schema_rejects_a_holds_that_disagrees_with_the_verdict():
         results.check_results(dict(data, claims=[dict(row, holds=False)]))
     with pytest.raises(ValueError, match="verdict"):
         results.check_results(dict(data, claims=[dict(row, verdict="maybe", holds=False)]))
+    with pytest.raises(ValueError, match="quantifier"):
+        results.check_results(dict(data, claims=[dict(row, quantifier="mostly")]))
+    with pytest.raises(ValueError, match="missing keys"):
+        results.check_results(dict(data, claims=[{k: v for k, v in row.items() if k != "trainings"}]))
 
 
 def test_fast_row_mean_path_matches_the_generic_resampling():
@@ -98,3 +106,64 @@ def test_fast_row_mean_path_matches_the_generic_resampling():
     fast = stats.bootstrap_ci(frame, stats.mean_difference("a", "b"))
     slow = stats.bootstrap_ci(frame, lambda f: float((f.a - f.b).mean()))
     assert fast == pytest.approx(slow, abs=0.01)  # the same interval up to Monte Carlo error
+
+
+def test_familywise_intervals_keep_95_percent_coverage_where_per_part_intervals_fall_short():
+    """k = 6 parts, each the mean of 100 draws from a known distribution (N(1, 1)).
+    All six intervals cover their means together in about 95% of 300 repetitions at
+    Bonferroni's level (tolerance: 0.91-0.99, three binomial standard errors and the
+    percentile bootstrap's small-sample shortfall), but only about 0.95^6 = 74% of the
+    time with per-part 95% intervals (at most 0.85 here)."""
+    rng = np.random.default_rng(2024)
+    k, reps = 6, 300
+    joint = {0.95: 0, stats.familywise_level(k): 0}
+    for _ in range(reps):
+        frames = [pd.DataFrame({"x": rng.normal(1.0, 1.0, size=100)}) for _ in range(k)]
+        for level in joint:
+            joint[level] += all(lo <= 1.0 <= hi for lo, hi in (
+                stats.bootstrap_ci(f, stats.mean_of("x"), group=None, n_boot=1000, level=level,
+                                   seed=int(rng.integers(1 << 30))) for f in frames))
+    assert stats.familywise_level(k) == pytest.approx(1 - 0.05 / 6)
+    assert 0.91 <= joint[stats.familywise_level(k)] / reps <= 0.99
+    assert joint[0.95] / reps <= 0.85
+
+
+def test_a_claim_takes_every_part_at_the_familywise_level():
+    rng = np.random.default_rng(5)
+    frame = pd.DataFrame({"seed": np.repeat([0, 1, 2], 30), "x": rng.normal(1, 1, 90)})
+    part = results.evidence("x", frame, stats.mean_of("x"), threshold=0, holds_when="above", unit="carrier")
+    one, three = _claim(part), _claim(part, part, part)
+    assert one.level == 0.95 and three.level == pytest.approx(1 - 0.05 / 3)
+    assert three.ci[0] < one.ci[0] < one.ci[1] < three.ci[1]  # simultaneous intervals are wider
+    assert one.trainings == 3 and results.claim_dict(three)["parts"][0]["trainings"] == 3
+
+
+@pytest.mark.parametrize("trainings, expected", [(1, "inconclusive"), (2, "inconclusive"), (3, "holds")])
+def test_fewer_than_three_trainings_cap_a_decided_verdict(trainings, expected):
+    c = _claim(_part((0.5, 0.7), trainings=trainings))
+    assert c.verdict == expected and c.trainings == trainings
+    assert (c.why is not None) == (trainings < 3)
+    if c.why:
+        assert c.why.startswith(f"{trainings} training") and "uncapped: holds" in c.why
+    failed = _claim(_part((0.0, 0.1), trainings=trainings))
+    assert failed.verdict == ("does not hold" if trainings >= 3 else "inconclusive")
+
+
+def test_a_threshold_beyond_the_ceiling_is_untestable_here_not_a_failure():
+    beyond = _part((0.0, 0.1), threshold=0.5, ceiling=0.4)  # nothing here can reach 0.5
+    reachable = _part((0.0, 0.1), threshold=0.5, ceiling=0.9)
+    assert beyond.verdict == "untestable here" and reachable.verdict == "does not hold"
+    c = _claim(_part((0.6, 0.7)), beyond)
+    assert c.verdict == "untestable here" and not c.holds and c.ceiling == 0.4 and "0.4" in c.why
+    assert _claim(beyond, _part((0.0, 0.1))).verdict == "does not hold"  # a testable part decides
+    below = _part((0.3, 0.4), threshold=0.1, side="below", ceiling=0.2)  # cannot go below 0.2
+    assert below.verdict == "untestable here"
+    assert "untestable here" in results.claims_markdown([results.claim_dict(c)])
+
+
+def test_claim_checks_its_quantifier_and_not_measured_is_inconclusive():
+    with pytest.raises(ValueError, match="quantifier"):
+        _claim(_part((0.5, 0.7)), quantifier="mostly")
+    c = _claim(_part((0.5, 0.7)), results.not_measured("gap", threshold=0.1, holds_when="below",
+                                                        unit="carrier", why="no ood carriers"))
+    assert c.verdict == "inconclusive" and "no ood carriers" in c.measured and c.n == 0
