@@ -479,7 +479,7 @@ def m1_parts(frame: pd.DataFrame, cfg: Config) -> list[results.Evidence]:
 
     first = ([part("jacobian", cfg.well_above, "above")] if "jacobian" in cfg.methods else
              [results.not_measured("jacobian - floor", threshold=cfg.well_above, holds_when="above", unit="carrier",
-                                   why="no jacobian copy (methods)")])
+                                   why="no jacobian copy in methods")])
     return first + [part(m, cfg.near, "below") for m in cfg.methods if m != "jacobian"]
 
 
