@@ -277,3 +277,33 @@ def test_alternatives_resolve_and_name_known_claims():
         assert all(defaults[k] in v for k, v in a.grid.items())  # the default is among them
         assert set(a.claims) <= ids
         sweep.validate(info, "default", sweep.settings(sweep.parse_grid(info, sensitivity.grid_pairs(a)), a.fixed))
+
+
+class _Untrained(mt.Setup):
+    """The study's tables over untrained models: which models each table builds, no training."""
+
+    def victim(self, seed, arch=None, boost=False, kind=None):
+        wm = watermark.memorized_set("noise", 12, self.s.in_shape, self.s.num_classes, seed=seed)
+        return models.build(arch or self.cfg.victim_arch, self.s.num_classes, self.s.in_shape, seed=seed), wm
+
+    def thief(self, victim, seed, method=None, arch=None, **_):
+        return models.build(arch or self.cfg.thief_arch, self.s.num_classes, self.s.in_shape, seed=seed + 1)
+
+    def floor(self, seed, arch=None):
+        return models.build(arch or self.cfg.thief_arch, self.s.num_classes, self.s.in_shape, seed=seed + 2)
+
+
+def test_grid_and_architecture_tables_cover_every_seed_and_architecture(digits, monkeypatch):
+    monkeypatch.setattr(watermark, "hits", lambda model, wm: torch.ones(len(wm), dtype=torch.bool))
+    st = _Untrained(digits, _cfg(dataset="digits", seeds=[0, 1, 2], grid_archs=["mlp", "cnn"],
+                                 method_archs=["cnn", "mlp"]))
+    grid = mt.grid_table(st)
+    assert sorted(grid.seed.unique()) == [0, 1, 2] and len(grid.groupby(["victim_arch", "thief_arch"])) == 4
+    scores, by_arch = mt.arch_method_table(st)
+    assert list(by_arch.arch.unique()) == ["cnn", "mlp"] and sorted(by_arch.seed.unique()) == [0, 1, 2]
+    assert set(scores.method) == {"labels", "kd", "jacobian", "independent"}
+    rows = {c.id: c for c in mt.claims(by_arch, by_arch[by_arch.arch == "mlp"], grid, grid.rename(
+        columns={"stolen": "transferred"}).assign(perturbation="none", strength=0.0), pd.DataFrame(
+        {"kind": "noise", "seed": [0], "transferred": [True], **{s: [0.0] for s in mt.STATISTICS}}), None, st.cfg)}
+    assert list(rows)[:2] == ["M1-cnn", "M1-mlp"] and rows["M1-cnn"].trainings == 3 and rows["M2"].trainings == 3
+    assert rows["M3"].verdict == "inconclusive" and "no perturbation" in rows["M3"].parts[0]["name"]

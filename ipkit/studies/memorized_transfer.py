@@ -540,10 +540,15 @@ def claims(by_arch: pd.DataFrame, carriers: pd.DataFrame, grid: pd.DataFrame, pe
                       quantifier="every", paper_words=WORDS["M2"]),
         results.claim("M2b", f"(beyond the paper) The {cfg.steal_method} transfer holds for every "
                       f"same-architecture pair of the grid (>= its floor + {cfg.well_above:g})",
-                      "not studied in the abstract", *pairs(same), quantifier="every", paper_words=""),
+                      "not studied in the abstract",
+                      *(pairs(same) or [missing("same-architecture pair - floor", cfg.well_above, "above",
+                                                "no same-architecture pair in the grid")]),
+                      quantifier="every", paper_words=""),
         results.claim("M3", f"The {cfg.steal_method} transfer holds for every perturbed and out-of-distribution "
                       f"query set (>= floor + {cfg.well_above:g})",
-                      f"transfer survives perturbations of the query set ({PAPER})", *m3,
+                      f"transfer survives perturbations of the query set ({PAPER})",
+                      *(m3 or [missing("perturbed query set - floor", cfg.well_above, "above",
+                                       "no perturbation in query_perturbation")]),
                       quantifier="every", paper_words=WORDS["M3"]),
         results.claim("M4", f"Local geometry does not explain which examples transfer (every absolute "
                       f"r < {cfg.weak:g}, per carrier kind{noise_note})",
