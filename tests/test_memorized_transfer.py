@@ -197,7 +197,8 @@ def _tables(seeds=3, n=100, geo_n=30):
                                          "perturbation": k, "strength": v, "fidelity": 0.9})
                            for s in range(seeds) for k, v in (("none", 0.0), ("noise", 0.1), ("ood", 0.0))])
     m = geo_n  # 500: enough carriers that 12 independent correlations stay below 0.3 at the familywise level
-    geo = pd.concat([pd.DataFrame({"kind": kind, "seed": np.repeat(range(seeds), m), "carrier": np.tile(range(m), seeds),
+    geo = pd.concat([pd.DataFrame({"kind": kind, "seed": np.repeat(range(seeds), m),
+                                   "carrier": np.tile(range(m), seeds),
                                    "transferred": rng.random(seeds * m) < 0.5, "nearest_query": rng.random(seeds * m),
                                    "nearest_10": rng.random(seeds * m), "victim_margin": rng.random(seeds * m)})
                      for kind in ("noise", "flipped")])
@@ -215,7 +216,8 @@ def test_claims_give_holds_does_not_hold_and_inconclusive():
     assert rows["M2b"].verdict == "holds" and rows["M2b"].statement.startswith("(beyond the paper)")
     assert rows["M3"].verdict == "holds" and len(rows["M3"].parts) == 2
     m4 = rows["M4"]
-    assert m4.verdict == "holds" and len(m4.parts) == 12 and m4.parts[6]["name"] == "flipped nearest_query abs spearman r"
+    assert m4.verdict == "holds" and len(m4.parts) == 12
+    assert m4.parts[6]["name"] == "flipped nearest_query abs spearman r"
     assert "weak test" in m4.statement
     m5 = rows["M5"]
     assert m5.verdict == "inconclusive" and m5.ci[0] < 0.05 < m5.ci[1] and not m5.holds
