@@ -83,17 +83,16 @@ def key(recipe: str, params: Mapping[str, Any]) -> str:
 
 
 def compute() -> str:
-    """Where training runs: the device type and, on the CPU, the thread count (results are
-    deterministic for a given count, not across counts) and ``-bf16`` where the trainer
-    trains its large conv models in bf16 there (:func:`ipkit.train.cpu_bf16`)."""
-    import torch
-
-    from .train import cpu_bf16, default_device
+    """Where training runs: the device type and, on the CPU, the thread count the trainer
+    uses (:func:`ipkit.train.cpu_threads`; results are deterministic for a given count, not
+    across counts) and ``-bf16`` where the trainer trains its large conv models in bf16
+    there (:func:`ipkit.train.cpu_bf16`)."""
+    from .train import cpu_bf16, cpu_threads, default_device
 
     device = default_device().type
     if device != "cpu":
         return device
-    return f"cpu-{torch.get_num_threads()}" + ("-bf16" if cpu_bf16() else "")
+    return f"cpu-{cpu_threads()}" + ("-bf16" if cpu_bf16() else "")
 
 
 def _path(k: str) -> Path:

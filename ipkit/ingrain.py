@@ -13,9 +13,10 @@ reconstructed:
   what it learns);
 - the main model ``f`` (:func:`ingrain_model`) is trained on the owner's data with the
   carriers mixed into every batch and the loss of :func:`ingrain_loss`,
-  ``(CE(f(x), y) + lambda * T^2 * KL(softmax(g(x)/T) || softmax(f(x)/T))) / (1 + lambda)``,
-  where the KL term runs over the ordinary inputs of each batch only; dividing by
-  ``1 + lambda`` keeps the step size of the SGD schedule sane for large ``lambda``.
+  ``CE(f(x), y) + lambda * T^2 * KL(softmax(g(x)/T) || softmax(f(x)/T))``, where the KL term
+  runs over the ordinary inputs of each batch only. (Until 2026-12-07 the sum was divided
+  by ``1 + lambda``, a choice of this reconstruction, not the paper's, which shrank the
+  clean signal at large ``lambda``; the study brief's form has no such factor.)
 
 Both models come from :mod:`ipkit.cache`. The study that tests the defence against
 distillation is :mod:`ipkit.studies.distillation_ingrain`.
@@ -53,14 +54,14 @@ def ingrainer(s: Splits, arch: str, wm: WatermarkSet, *, epochs: int, ordinary: 
 
 def ingrain_loss(teacher: nn.Module, lam: float, temperature: float, n_carriers: int):
     """The reconstructed ingrain loss for :func:`ipkit.train.fit` with ``n_carriers`` carriers
-    appended to each batch: ``(CE + lam * T^2 * KL(g || f) on the ordinary rows) / (1 + lam)``."""
+    appended to each batch: ``CE + lam * T^2 * KL(g || f)`` on the ordinary rows."""
     def loss(model: nn.Module, xb: Tensor, yb: Tensor) -> Tensor:
         logits = model(xb)
         ce = F.cross_entropy(logits, yb)
         ordinary = slice(0, len(xb) - n_carriers)
         with torch.no_grad():
             target = (teacher(xb[ordinary]).float() / temperature).softmax(1)
-        return (ce + lam * kd_loss(logits[ordinary], target, temperature)) / (1.0 + lam)
+        return ce + lam * kd_loss(logits[ordinary], target, temperature)
 
     return loss
 
@@ -76,7 +77,7 @@ def ingrain_model(s: Splits, arch: str, wm: WatermarkSet, *, lam: float, tempera
     g = ingrainer(s, arch, wm, epochs=epochs, ordinary=ordinary, seed=seed)
     settings = recipes.train_settings(s, epochs)
     params = dict(split=s.fingerprint, arch=arch, seed=seed, fit=settings, lam=lam, temperature=temperature,
-                  per_batch=per_batch, ingrainer=g.ipkit_key)
+                  per_batch=per_batch, ingrainer=g.ipkit_key, loss="ce + lam * kd")
 
     def train(model: nn.Module) -> dict:
         fit(model, s.owner.x, s.owner.y, loss=ingrain_loss(g.eval(), lam, temperature, per_batch),

@@ -46,14 +46,17 @@ def model_device(model: nn.Module) -> torch.device:
 
 
 def cpu_threads() -> int:
-    """Threads for the CPU kernels: ``IPKIT_THREADS`` if set, else every core this process
-    may run on."""
-    text = os.environ.get("IPKIT_THREADS", "").strip()
-    if text:
-        if not text.isdigit() or int(text) < 1:
-            raise ValueError(f"IPKIT_THREADS must be a positive integer, got '{text}': unset it or "
-                             "set e.g. IPKIT_THREADS=2")
-        return int(text)
+    """Threads for the CPU kernels, from one source in this order: ``IPKIT_THREADS`` (what
+    ``--threads`` sets), ``OMP_NUM_THREADS`` (usual on clusters), else every core this
+    process may run on. The cache key's compute part (:func:`ipkit.cache.compute`) reads the
+    same count, so a model is stored under the thread count it trains with."""
+    for name in ("IPKIT_THREADS", "OMP_NUM_THREADS"):
+        text = os.environ.get(name, "").strip()
+        if text:
+            if not (text.isascii() and text.isdigit()) or int(text) < 1:
+                raise ValueError(f"{name} must be a positive integer, got '{text[:40]}': unset it "
+                                 f"or set e.g. {name}=2")
+            return int(text)
     if hasattr(os, "sched_getaffinity"):
         return len(os.sched_getaffinity(0))
     return os.cpu_count() or 1

@@ -52,18 +52,38 @@ def test_key_changes_with_any_parameter():
 
 
 def test_key_includes_the_cpu_thread_count_and_bf16_training(monkeypatch):
+    monkeypatch.setenv("IPKIT_CPU_BF16", "0")
+    monkeypatch.setenv("IPKIT_THREADS", "1")
+    one = cache.key("r", {"a": 1})
+    monkeypatch.setenv("IPKIT_THREADS", "2")
+    assert cache.key("r", {"a": 1}) != one and cache.compute() == "cpu-2"
+    fp32 = cache.key("r", {"a": 1})
+    monkeypatch.setenv("IPKIT_CPU_BF16", "1")
+    assert cache.compute() == "cpu-2-bf16" and cache.key("r", {"a": 1}) != fp32
+
+
+@pytest.mark.parametrize("env, threads", [({"IPKIT_THREADS": "2", "OMP_NUM_THREADS": "1"}, 2),
+                                          ({"OMP_NUM_THREADS": "1"}, 1), ({}, None)])
+def test_the_key_names_the_thread_count_the_trainer_will_use(monkeypatch, env, threads):
+    """The compute part of a key is fixed before anything trains and does not move when the
+    trainer sets torch's thread count (a cluster's OMP_NUM_THREADS=1 once made every stolen
+    model name a victim key other than the one the victim was stored under)."""
     import torch
 
+    from ipkit import train
+
     monkeypatch.setenv("IPKIT_CPU_BF16", "0")
+    for name in ("IPKIT_THREADS", "OMP_NUM_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
     before = torch.get_num_threads()
     try:
-        torch.set_num_threads(1)
-        one = cache.key("r", {"a": 1})
-        torch.set_num_threads(2)
-        assert cache.key("r", {"a": 1}) != one and cache.compute() == "cpu-2"
-        fp32 = cache.key("r", {"a": 1})
-        monkeypatch.setenv("IPKIT_CPU_BF16", "1")
-        assert cache.compute() == "cpu-2-bf16" and cache.key("r", {"a": 1}) != fp32
+        torch.set_num_threads(3)  # whatever the process started with
+        first = cache.compute()
+        train.use_cpu_threads()
+        assert cache.compute() == first == f"cpu-{threads or train.cpu_threads()}"
+        assert torch.get_num_threads() == train.cpu_threads()
     finally:
         torch.set_num_threads(before)
 

@@ -64,6 +64,7 @@ def test_bad_input_exits_2_with_one_line(capsys, tmp_path, monkeypatch, argv, fr
 
 @pytest.mark.parametrize("variable, value, fragment", [
     ("IPKIT_THREADS", "many", "IPKIT_THREADS must be a positive integer"),
+    ("OMP_NUM_THREADS", "0", "OMP_NUM_THREADS must be a positive integer"),
     ("IPKIT_CPU_BF16", "yes", "IPKIT_CPU_BF16 must be 0 or 1"),
 ])
 def test_bad_environment_exits_2_with_one_line(capsys, monkeypatch, variable, value, fragment):

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ipkit import cli, ingrain, models, study, transforms
+from ipkit import cli, ingrain, models, sensitivity, study, sweep, transforms
 from ipkit.studies import distillation_ingrain as di
 from ipkit import watermark as wmk
 from ipkit.train import fit, kd_loss
@@ -91,7 +91,16 @@ def test_ingrain_loss_is_cross_entropy_when_model_matches_ingrainer():
     x, y = _pool(16)
     loss = ingrain.ingrain_loss(model, lam=3.0, temperature=5.0, n_carriers=4)
     ce = F.cross_entropy(model(x), y)
-    assert float(loss(model, x, y).detach()) == pytest.approx(float(ce.detach()) / 4.0, rel=1e-4)
+    assert float(loss(model, x, y).detach()) == pytest.approx(float(ce.detach()), rel=1e-4)
+
+
+def test_ingrain_loss_adds_lambda_times_the_kd_term_unscaled():
+    model, other = _model(0), _model(1)
+    x, y = _pool(16)
+    kd = kd_loss(model(x[:12]), (other(x[:12]) / 5.0).softmax(1), 5.0)
+    ce = F.cross_entropy(model(x), y)
+    loss = ingrain.ingrain_loss(other, lam=3.0, temperature=5.0, n_carriers=4)
+    assert float(loss(model, x, y).detach()) == pytest.approx(float((ce + 3.0 * kd).detach()), rel=1e-4)
 
 
 @pytest.mark.parametrize("ratio", [0.2, 0.5, 0.8])
@@ -178,12 +187,13 @@ def test_paired_and_scheme_gap():
     assert di.scheme_gap("x", "ingrain", ["a", "b"])(f) == pytest.approx(0.5)
 
 
-def _units(seeds=(0, 1), n_wm=50, n_test=1000):
+def _units(seeds=(0, 1, 2), n_wm=50, n_test=1000, abstract_before=1):
     wm, acc, lam_wm, lam_acc, hits = [], [], [], [], []
     idx = np.arange(n_test)
     for seed in seeds:
         for scheme in ("content", "abstract", "ingrain"):
-            wm.append(pd.DataFrame({"seed": seed, "scheme": scheme, "carrier": np.arange(n_wm), "before": 1,
+            before = abstract_before if scheme == "abstract" else 1
+            wm.append(pd.DataFrame({"seed": seed, "scheme": scheme, "carrier": np.arange(n_wm), "before": before,
                                     "after": int(scheme == "ingrain"), "floor": 0.0}))
             for transform in ("original", "prune", "int8"):
                 hits.append(pd.DataFrame({"seed": seed, "scheme": scheme, "transform": transform,
@@ -205,18 +215,133 @@ def test_claims_give_holds_does_not_hold_and_inconclusive():
     cfg = _cfg(schemes=["content", "abstract"], lambdas=[0.25, 4.0], ingrain_lambda=4.0)
     rows = {c.id: c for c in di.claims(wm, acc, lam_wm, lam_acc, hits, cfg)}
     d1 = rows["D1"]
-    assert d1.verdict == "does not hold" and len(d1.parts) == 4
+    assert d1.verdict == "does not hold" and len(d1.parts) == 4 and d1.trainings == 3
     assert [p["verdict"] for p in d1.parts] == ["holds", "holds", "holds", "does not hold"]
-    assert d1.parts[3]["value"] == pytest.approx(0.1) and d1.unit == "test examples over 2 seeds"
+    assert d1.parts[3]["value"] == pytest.approx(0.1) and d1.unit == "test examples over 3 seeds"
+    assert "plain's student - abstract's student" in d1.parts[3]["name"]
+    assert d1.level == pytest.approx(1 - 0.05 / 4)
     assert rows["D2"].verdict == "holds" and len(rows["D2"].parts) == 3
+    assert rows["D2"].parts[0]["ceiling"] == pytest.approx(1.0)
     assert rows["D3"].verdict == "inconclusive" and rows["D3"].ci[0] < 0.02 < rows["D3"].ci[1]
     assert rows["D4"].verdict == "holds" and rows["D4"].threshold == pytest.approx(-0.1)
     assert rows["D5"].verdict == "holds" and "lambda 4 - 0.25" in rows["D5"].parts[0]["name"]
-    assert "0.03" in d1.statement and "0.02" in rows["D3"].statement
+    assert "0.03" in d1.statement and "0.02" in rows["D3"].statement and "apart" not in d1.statement
+    assert [rows[k].quantifier for k in sorted(rows)] == ["every", "every", "on average", "on average", "direction"]
+    for k, row in rows.items():  # the paper's words are quoted from the study brief
+        assert row.paper_words == di.PAPER_WORDS[k] and row.paper_words in BRIEF_TEXT
+
+
+BRIEF_TEXT = """- Knowledge distillation (train a fresh student on the watermarked teacher's
+  soft outputs over ordinary data) removes the watermarks of existing schemes, with little loss of accuracy.
+  Ingrain is more robust to distillation; its robustness to other common transformations (fine-tuning, pruning,
+  quantization) is comparable to existing schemes; the weight of the regulariser trades watermark robustness
+  against accuracy.""".replace("\n  ", " ")
+
+
+def test_d1_measures_the_drop_against_the_plain_models_student_not_the_teacher():
+    wm, acc, lam_wm, lam_acc, hits = _units()
+    acc.loc[acc.scheme == "abstract", "student"] = 1
+    acc["student"] = acc.student * (acc.example % 10 != 0)  # the attack itself costs every student 0.1
+    cfg = _cfg(schemes=["content", "abstract"], lambdas=[0.25, 4.0], ingrain_lambda=4.0)
+    d1 = di.claims(wm, acc, lam_wm, lam_acc, hits, cfg)[0]
+    assert d1.verdict == "holds" and all(p["value"] == pytest.approx(0.0) for p in d1.parts[1::2])
+
+
+def test_a_baseline_below_the_embedding_level_is_neither_removed_nor_compared():
+    wm, acc, lam_wm, lam_acc, hits = _units(abstract_before=0)
+    cfg = _cfg(schemes=["content", "abstract"], lambdas=[0.25, 4.0], ingrain_lambda=4.0)
+    rows = {c.id: c for c in di.claims(wm, acc, lam_wm, lam_acc, hits, cfg)}
+    assert rows["D1"].verdict == "holds" and len(rows["D1"].parts) == 2  # abstract's student drop is not counted
+    assert [p["name"] for p in rows["D2"].parts] == ["ingrain: wm after - floor", "ingrain - content (above floor)"]
+    assert "reported apart: abstract" in rows["D1"].statement and "reported apart: abstract" in rows["D2"].statement
+    cfg_none = _cfg(schemes=["abstract"], lambdas=[0.25, 4.0], ingrain_lambda=4.0)
+    rows = {c.id: c for c in di.claims(wm, acc, lam_wm, lam_acc, hits, cfg_none)}
+    assert rows["D1"].verdict == "inconclusive" and "no baseline reaches 0.95" in rows["D1"].parts[0]["name"]
+    assert rows["D4"].verdict == "inconclusive" and len(rows["D2"].parts) == 1
+    wm.loc[wm.scheme == "ingrain", "before"] = 0
+    d2 = di.claims(wm, acc, lam_wm, lam_acc, hits, cfg)[1]
+    assert "ingrain itself is not embedded at 0.95" in d2.statement
+
+
+def test_fewer_than_three_seeds_cap_a_decided_claim_at_inconclusive():
+    wm, acc, lam_wm, lam_acc, hits = _units(seeds=(0, 1))
+    cfg = _cfg(schemes=["content", "abstract"], lambdas=[0.25, 4.0], ingrain_lambda=4.0)
+    d2 = {c.id: c for c in di.claims(wm, acc, lam_wm, lam_acc, hits, cfg)}["D2"]
+    assert d2.verdict == "inconclusive" and d2.trainings == 2 and "uncapped: holds" in d2.why
 
 
 def test_a_single_lambda_leaves_the_trade_off_inconclusive():
-    wm, acc, lam_wm, lam_acc, hits = _units(seeds=(0,))
+    wm, acc, lam_wm, lam_acc, hits = _units()
     cfg = _cfg(schemes=["content", "abstract"], lambdas=[4.0], ingrain_lambda=4.0)
     d5 = di.claims(wm, acc, lam_wm[lam_wm.lam == 4.0], lam_acc[lam_acc.lam == 4.0], hits, cfg)[4]
-    assert d5.verdict == "inconclusive" and d5.parts[0]["name"] == "one lambda only" and d5.n == 0
+    assert d5.verdict == "inconclusive" and d5.parts[0]["name"].startswith("one lambda only") and d5.n == 0
+
+
+def test_declared_sweeps_name_real_parameters_and_include_the_defaults():
+    info = study.get_study("distillation_ingrain")
+    params = info.params
+    for sw in (*di.SENSITIVITY, *di.ALTERNATIVES):
+        assert set(sw.grid) <= set(params) and set(sw.fixed) <= set(params)
+        sweep.validate(info, "default", sweep.settings(sweep.parse_grid(info, sensitivity.grid_pairs(sw)), sw.fixed))
+    for sw in di.ALTERNATIVES:
+        assert not sw.fixed and all(params[k].default in v for k, v in sw.grid.items())
+    joint = [sw for sw in di.SENSITIVITY if set(sw.grid) == {"ingrainer_ordinary", "ingrain_lambda"}]
+    assert joint and joint[0].claims == ("D2", "D3")
+
+def _split(n: int = 300, classes: int = 4):
+    x, y = _pool(n, classes)
+    return SimpleNamespace(owner=SimpleNamespace(x=x[:150], y=y[:150]), num_classes=classes)
+
+
+def test_spread_labels_cover_every_class_evenly_and_single_keeps_the_target():
+    s = _split()
+    spread = di.carriers(s, "unrelated", 20, seed=3, labels="spread")
+    single = di.carriers(s, "unrelated", 20, seed=3, labels="single")
+    assert torch.equal(spread.x, single.x) and bool((single.y == di.HIDDEN.target_class).all())
+    assert np.bincount(spread.y.numpy(), minlength=4).tolist() == [5, 5, 5, 5]
+    assert torch.equal(spread.y, di.carriers(s, "unrelated", 20, seed=3).y)
+    assert not torch.equal(spread.y, di.carriers(s, "unrelated", 20, seed=4).y)
+    content = di.carriers(s, "content", 10, seed=3, labels="spread")
+    assert bool((content.y == di.HIDDEN.target_class).all())  # spread applies to unrelated carriers only
+    with pytest.raises(ValueError, match="single or spread"):
+        di.carriers(s, "unrelated", 10, labels="many")
+
+
+def test_early_stopped_attack_stops_after_patience_and_keeps_its_best_epoch():
+    x, y = _pool()
+    teacher = _model(0)
+    fit(teacher, x, y, epochs=4, lr=0.05, batch_size=64)
+    stalled = _model(1)
+    best, ran = di.distill_early_stopped(teacher, x[:200], x[200:], stalled, temperature=4.0, epochs=10, patience=2,
+                                         lr=1e-7, batch_size=64)
+    assert (best, ran) == (1, 3)  # no epoch after the first improves the held-out loss by min_delta
+    learner = _model(1)
+    best, ran = di.distill_early_stopped(teacher, x[:200], x[200:], learner, temperature=4.0, epochs=4, patience=4,
+                                         lr=0.05, batch_size=64)
+    assert ran == 4 and 1 <= best <= 4 and not learner.training
+    with torch.no_grad():
+        held = (teacher(x[200:]) / 4.0).softmax(1)
+        assert float(kd_loss(learner(x[200:]), held, 4.0)) < float(kd_loss(stalled(x[200:]), held, 4.0))
+
+
+def test_attacker_parts_hold_out_a_disjoint_fifth():
+    s = SimpleNamespace(attacker=SimpleNamespace(x=torch.arange(100.0).reshape(100, 1)))
+    train, held = di.attacker_parts(s)
+    assert len(train) == 80 and len(held) == 20 and not set(train.flatten().tolist()) & set(held.flatten().tolist())
+
+
+def test_floor_models_use_the_student_architecture(monkeypatch):
+    built = []
+    monkeypatch.setattr(di.recipes, "independent_model", lambda s, arch, **kw: built.append(arch) or arch)
+    st = di.Setup(s=None, cfg=_cfg(arch="cnn", student_arch="lenet5"))
+    assert st.independents() == ["lenet5"] * di.HIDDEN.floor_models
+
+
+def test_schemes_below_the_embedding_level_are_reported_apart():
+    wm, acc, *_ = _units(abstract_before=0)
+    table = di.per_seed(wm, acc)
+    assert di.embedded_schemes(table, ["content", "abstract"], 0.95) == ["content"]
+    summary = di.summarize(table, 0.95)
+    assert summary.loc["content", "embedded"] and not summary.loc["abstract", "embedded"]
+    assert summary.loc["abstract", "vs_plain_student"] == pytest.approx(0.1)
+    assert di.best_baseline(summary.assign(above_floor=[0, 0, 0.9, 0.1])) == "content"  # abstract is not embedded

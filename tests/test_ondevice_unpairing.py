@@ -118,11 +118,32 @@ def test_prgf_lambda_limits():
 def test_unpairing_loss_adds_lambda_times_gradient_cosine(trained):
     model, other, x, y = trained
     ce = unpairing.unpairing_loss(model, other, x, y, 0.0)
-    with_term = unpairing.unpairing_loss(model, other, x, y, 2.0)
     gm = similarity.input_gradients(model, x, y).flatten(1)
     go = similarity.input_gradients(other, x, y).flatten(1)
-    cos = torch.nn.functional.cosine_similarity(gm, go, dim=1).mean()
-    assert float((with_term - ce).detach()) == pytest.approx(2 * float(cos), rel=1e-4)
+    cos = torch.nn.functional.cosine_similarity(gm, go, dim=1)
+    for penalty, term in (("signed", cos.mean()), ("abs", cos.abs().mean()), ("square", (cos ** 2).mean())):
+        with_term = unpairing.unpairing_loss(model, other, x, y, 2.0, penalty)
+        assert float((with_term - ce).detach()) == pytest.approx(2 * float(term), rel=1e-4)
+    with pytest.raises(ValueError, match="penalty"):
+        unpairing.unpairing_loss(model, other, x, y, 2.0, "cos")
+
+
+def test_penalties_push_the_alignment_toward_zero_and_signed_toward_minus_one():
+    for start in (-0.6, 0.6):
+        steps = {}
+        for penalty in unpairing.PENALTIES:
+            cos = torch.tensor([start], requires_grad=True)
+            unpairing.alignment_penalty(cos, penalty).sum().backward()
+            steps[penalty] = -float(cos.grad)          # the direction gradient descent moves cos
+        assert np.sign(steps["abs"]) == np.sign(steps["square"]) == -np.sign(start)
+        assert steps["signed"] < 0                     # the control always lowers cos, past zero too
+
+
+def test_chance_abs_cosine_matches_random_directions():
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(2000, 784, generator=g), torch.randn(2000, 784, generator=g)
+    measured = float(torch.nn.functional.cosine_similarity(a, b, dim=1).abs().mean())
+    assert measured == pytest.approx(od.chance_abs_cosine(784), rel=0.05)
 
 
 def test_transfer_ratio_floors_the_independent_rate_at_one_input():
@@ -133,33 +154,57 @@ def test_transfer_ratio_floors_the_independent_rate_at_one_input():
     assert list(od.sibling_rows(od.transfer_ratios(tr, {("mlp", 0): 10})).surrogate) == ["q8", "p50"]
 
 
-def _queries(prior, queries, success, cap=100):
-    return pd.DataFrame({"arch": "mlp", "seed": 0, "prior": prior, "input": np.arange(len(queries)),
+def test_comparable_siblings_use_the_mean_gap_over_seeds():
+    tr = pd.DataFrame({"arch": "mlp", "seed": [0, 0, 0, 1, 1, 1],
+                       "surrogate": ["white-box", "q8", "q2"] * 2,
+                       "test_acc": [0.90, 0.89, 0.50, 0.92, 0.91, 0.90]})
+    out = od.mark_comparable(tr, 0.05)
+    assert list(out.acc_gap.round(2)) == [0.0, 0.01, 0.4, 0.0, 0.01, 0.02]
+    assert list(out.comparable) == [True, True, False, True, True, False]   # q2: one seed collapsed
+
+
+def _queries(prior, queries, success, cap=100, seed=0, arch="mlp"):
+    return pd.DataFrame({"arch": arch, "seed": seed, "prior": prior, "input": np.arange(len(queries)),
                          "queries": queries, "success": success, "cap": cap})
 
 
-def test_query_summary_counts_failures_at_the_cap_and_marks_censored_medians():
+def test_query_summary_uses_the_restricted_mean_and_marks_censored_medians():
     q = pd.concat([_queries("none", [40, 60, 100], [False, False, True]),
                    _queries("q8", [2, 4, 6], [True, True, True]),
                    _queries("independent", [10, 30, 50], [True, True, False])], ignore_index=True)
     summary = od.query_summary(q).set_index("prior")
     assert summary.median_queries["none"] == 100 and bool(summary.censored["none"])
-    assert summary.median_queries["independent"] == 30 and not bool(summary.censored["independent"])
+    assert summary.rmst["none"] == pytest.approx(100) and summary.rmst["independent"] == pytest.approx(140 / 3)
+    assert not bool(summary.censored["independent"])
     fam = SimpleNamespace(arch="mlp", seed=0, siblings={"q8": None})
     ratios = od.query_ratios(od.query_summary(q), [fam]).set_index("vs")
-    assert ratios.ratio["independent"] == pytest.approx(7.5) and ratios.ratio["none"] == pytest.approx(25)
-    assert bool(ratios.lower_bound["none"]) and not bool(ratios.lower_bound["independent"])
+    assert ratios.ratio["independent"] == pytest.approx(140 / 12) and ratios.ratio["none"] == pytest.approx(25)
+    assert ratios.ref_censored["none"] == pytest.approx(2 / 3)
 
 
-def test_family_reducers_average_per_family():
-    f = pd.DataFrame({"arch": ["a"] * 4 + ["b"] * 4, "seed": 0,
-                      "before": [1, 1, 1, 1, 1, 1, 0, 0], "after": [0, 0, 1, 1, 1, 1, 0, 0]})
-    assert od.family_mean_cut(f) == pytest.approx((0.5 + 0.0) / 2)
-    q = pd.DataFrame({"arch": ["a"] * 3 + ["b"] * 3 + ["c"] * 3, "seed": 0,
-                      "before": [1, 2, 3, 10, 10, 10, 5, 5, 5], "after": [10, 20, 30, 10, 10, 10, 50, 50, 50]})
-    assert od.family_median_query_ratio(q) == pytest.approx(10.0)
-    assert od.spearman(pd.DataFrame({"grad_cos": [0.1, 0.2, 0.3, 0.4], "transfer": [0.2, 0.1, 0.5, 0.9]})) \
-        == pytest.approx(0.8)
+def test_survival_counts_failures_as_unbroken_up_to_the_cap():
+    q = _queries("none", [10, 30, 100, 100], [True, True, False, True])
+    surv = od.survival(q, grid=np.array([0, 10, 50, 100])).set_index("queries").unbroken
+    assert list(surv) == [1.0, 0.75, 0.5, 0.25]
+
+
+def test_reducers_pool_over_seeds_and_correlate_within_architecture():
+    f = pd.DataFrame({"before": [1, 1, 1, 1], "after": [0, 0, 1, 1], "none": [10, 10, 10, 10]})
+    assert od.transfer_cut(f) == pytest.approx(0.5)
+    assert od.ratio_of_means("after", "before")(f) == pytest.approx(0.5)
+    assert od.ratio_of_means("none", "after", 1.0)(f.assign(after=0)) == pytest.approx(10)
+    assert od.ratio_of_means("before", "after")(f.assign(after=0)) == pytest.approx(4)     # floored at 1/4
+    within = pd.DataFrame({"arch": ["a"] * 4 + ["b"] * 4, "seed": 0,
+                           "grad_cos": [0.1, 0.2, 0.3, 0.4, 0.8, 0.85, 0.9, 0.95],
+                           "transfer": [0.1, 0.2, 0.3, 0.4, 0.01, 0.02, 0.03, 0.04]})
+    assert od.within_spearman(within) == pytest.approx(1.0)
+    assert od.spearman(within) < 0.5          # pooled, the architecture reverses the trend
+
+
+def test_useless_prior_ceiling_is_the_no_prior_attack_at_most_the_cap():
+    f = pd.DataFrame({"before": [20.0, 30.0], "none": [50.0, 60.0]})
+    assert od.useless_prior_ceiling(f, _cfg(rgf_samples=4)) == pytest.approx(55 * 6 / 5 / 25)
+    assert od.useless_prior_ceiling(f.assign(none=100.0), _cfg(rgf_samples=4)) == pytest.approx(100 / 25)
 
 
 def test_paired_tables_line_up_before_and_after_per_input():
@@ -176,8 +221,9 @@ def test_paired_tables_line_up_before_and_after_per_input():
                                "correct": [1.0, 1.0, 1.0, 0.0]}))
     t = od.paired_transfer(tr_inputs, u, cfg)
     assert list(t.before) == [1.0, 1.0] and list(t.after) == [0.0, 1.0] and list(t.finetune_only) == [1.0, 1.0]
-    q = od.paired_queries(_queries("q8", [5, 7], [True, True]), u, cfg)
-    assert list(q.before) == [5, 7] and list(q.after) == [50, 100]
+    q = od.paired_queries(pd.concat([_queries("q8", [5, 7], [True, True]), _queries("none", [60, 9], [False, True])]),
+                          u, cfg)
+    assert list(q.before) == [5, 7] and list(q.after) == [50, 100] and list(q.none) == [100, 9]
     a = od.paired_accuracy(u, cfg)
     assert list(a.before) == [1.0, 1.0] and list(a.after) == [1.0, 0.0]
 
@@ -186,32 +232,69 @@ def _cfg(**over):
     values = dict(dataset="mnist5k", archs=["mlp"], epochs=1, quant_bits=[8], prune_ratios=[0.5],
                   finetune_epochs=1, eps=0.1, pgd_steps=5, n_attack=40, n_query=4, query_cap=100,
                   rgf_samples=4, unpair_sibling="q8", unpair_lambda=3.0, unpair_lambdas=[0.0, 3.0],
-                  unpair_epochs=1, seeds=[0], c1_min_ratio=2.0, c1b_min_ratio=2.0, c2_min_rho=0.0,
-                  c3_min_cut=0.5, c3_max_acc_drop=0.02, c4_min_ratio=10.0)
+                  unpair_epochs=1, unpair_penalty="abs", seeds=[0, 1, 2], max_acc_gap=0.05, c1_min_ratio=2.0,
+                  c1b_min_ratio=2.0, c2_min_rho=0.0, c3_min_cut=0.5, c3_max_acc_drop=0.02, c4_min_ratio=10.0)
     values.update(over)
     return od.Config.from_params(values)
 
 
-def test_claims_give_holds_does_not_hold_and_inconclusive():
-    rng = np.random.default_rng(0)
-    n = 24
-    gc = np.linspace(0.1, 0.9, n)
-    tr = pd.DataFrame({"arch": "mlp", "seed": 0, "surrogate": [f"q{i}" for i in range(n)],
-                       "ratio": np.full(n, 5.0) + rng.normal(0, 0.5, n), "grad_cos": gc,
-                       "transfer": rng.uniform(0, 1, n)})
-    qratio = pd.DataFrame({"vs": "independent", "seed": 0, "ratio": np.full(n, 1.0) + rng.uniform(0, 0.1, n),
-                           "lower_bound": False})
-    m = 200
-    transfer_pairs = pd.DataFrame({"arch": "mlp", "seed": 0, "before": 1.0,
-                                   "after": (rng.uniform(size=m) < 0.1).astype(float)})
-    accuracy_pairs = pd.DataFrame({"seed": 0, "before": np.ones(1000), "after": 1.0 - (np.arange(1000) < 5)})
-    query_pairs = pd.DataFrame({"arch": "mlp", "seed": 0, "before": np.full(20, 10), "after": np.full(20, 20)})
-    rows = {c.id: c for c in od.claims(tr, qratio, transfer_pairs, accuracy_pairs, query_pairs, _cfg())}
-    assert rows["C1"].verdict == "holds"
-    assert rows["C1b"].verdict == "does not hold" and rows["C4"].verdict == "does not hold"
-    assert rows["C2"].verdict == "inconclusive"
+def _study_frames(rng, seeds=(0, 1, 2), n=60, m=12):
+    """Synthetic outcomes of two architectures over ``seeds``: on 'cnn' q8 transfers far more
+    than the independent model; on 'mlp' barely; q2 transfers most but has lost its accuracy."""
+    acc = {"white-box": 0.95, "none": np.nan, "independent": 0.95, "q8": 0.94, "q2": 0.40}
+    rate = {"cnn": {"white-box": 0.9, "none": 0.02, "independent": 0.1, "q8": 0.8, "q2": 1.0},
+            "mlp": {"white-box": 0.9, "none": 0.02, "independent": 0.4, "q8": 0.45, "q2": 1.0}}
+    cos = {"white-box": 1.0, "none": np.nan, "independent": 0.3, "q8": 0.9, "q2": 0.2}
+    mean_q = {"white-box": 20, "none": 90, "independent": 80, "q8": 25, "q2": 60}
+    rows, inputs, queries, tp, ap, qp, cmp_ = [], [], [], [], [], [], []
+    for arch in ("cnn", "mlp"):
+        for seed in seeds:
+            for name, r in rate[arch].items():
+                fooled = (rng.uniform(size=n) < r).astype(float)
+                inputs.append(pd.DataFrame({"arch": arch, "seed": seed, "surrogate": name, "input": np.arange(n),
+                                            "fooled": fooled}))
+                rows.append({"arch": arch, "seed": seed, "surrogate": name, "test_acc": acc[name],
+                             "grad_cos": cos[name] + rng.normal(0, 0.01), "transfer": fooled.mean()})
+                queries.append(_queries(name, rng.integers(mean_q[name] - 5, mean_q[name] + 5, m),
+                                        np.ones(m, bool), seed=seed, arch=arch))
+            before = (rng.uniform(size=n) < rate[arch]["q8"]).astype(float)
+            tp.append(pd.DataFrame({"arch": arch, "seed": seed, "input": np.arange(n), "before": before,
+                                    "after": before * (rng.uniform(size=n) < 0.1)}))
+            ap.append(pd.DataFrame({"arch": arch, "seed": seed, "example": np.arange(500), "before": 1.0,
+                                    "after": 1.0 - (np.arange(500) < 2)}))
+            qp.append(pd.DataFrame({"arch": arch, "seed": seed, "input": np.arange(m), "before": 25.0,
+                                    "after": rng.uniform(40, 60, m), "none": 90.0}))
+            cmp_.append({"arch": arch, "seed": seed, "comparable": arch == "cnn"})
+    tr = od.mark_comparable(pd.DataFrame(rows), 0.05)
+    pairs = {"transfer_pairs": pd.concat(tp), "accuracy_pairs": pd.concat(ap), "query_pairs": pd.concat(qp)}
+    return tr, pd.concat(inputs), pd.concat(queries), pd.DataFrame(cmp_), pairs
+
+
+def test_claims_read_the_best_comparable_pair_within_architecture_and_ceilings():
+    tr, tr_inputs, queries, cmp_, pairs = _study_frames(np.random.default_rng(0))
+    rows = {c.id: c for c in od.claims(tr, tr_inputs, queries, cmp_, pairs, _cfg())}
+    assert rows["C1"].verdict == "holds" and "best pair cnn q8" in rows["C1"].measured   # q2 is left apart
+    assert "median over 2 comparable pairs" in rows["C1"].measured and "2 of 4 pairs" in rows["C1"].statement
+    assert rows["C1b"].verdict == "holds"
     assert rows["C3"].verdict == "holds" and [p["verdict"] for p in rows["C3"].parts] == ["holds", "holds"]
     assert "50%" in rows["C3"].statement and "2 points" in rows["C3"].statement
+    # C4: only the cnn (comparable after unpairing); 10x lies beyond its ceiling 90 * 6/5 / 25 = 4.3
+    assert len(rows["C4"].parts) == 1 and "cnn" in rows["C4"].parts[0]["name"]
+    assert rows["C4"].verdict == "untestable here"
+    assert {c.quantifier for c in rows.values()} == {"up to", "direction", "every"}
+    assert all(c.paper_words for c in rows.values())
+
+
+def test_claims_with_one_training_stay_inconclusive():
+    tr, tr_inputs, queries, cmp_, pairs = _study_frames(np.random.default_rng(1), seeds=(0,))
+    rows = {c.id: c for c in od.claims(tr, tr_inputs, queries, cmp_, pairs, _cfg(seeds=[0]))}
+    assert rows["C1"].verdict == "inconclusive" and rows["C3"].verdict == "inconclusive"
+
+
+def test_c4_is_not_measured_when_unpairing_breaks_every_sibling():
+    tr, tr_inputs, queries, cmp_, pairs = _study_frames(np.random.default_rng(2))
+    rows = {c.id: c for c in od.claims(tr, tr_inputs, queries, cmp_.assign(comparable=False), pairs, _cfg())}
+    assert rows["C4"].verdict == "inconclusive" and "no unpaired sibling within 5 points" in rows["C4"].measured
 
 
 @pytest.mark.parametrize("argv, fragment", [
@@ -221,6 +304,7 @@ def test_claims_give_holds_does_not_hold_and_inconclusive():
     (["-p", "prune_ratios=0.5,0.501"], "list each bit width"),
     (["-p", "archs=mlp,mlp"], "archs lists"),
     (["-p", "quant_bits=8", "-p", "unpair_sibling=q4"], "unpair_sibling 'q4' is not built"),
+    (["-p", "unpair_penalty=cos"], "unpair_penalty"),
 ])
 def test_sizes_and_names_are_checked_before_the_run(capsys, tmp_path, monkeypatch, argv, fragment):
     monkeypatch.setenv("IPKIT_RUNS", str(tmp_path / "runs"))

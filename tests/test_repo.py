@@ -56,3 +56,23 @@ def test_constraints_pin_every_dependency():
 def test_ci_runs_the_readme_test_command():
     command = re.search(r"^make \S+", (ROOT / ".ci" / "run").read_text(), re.M).group(0)
     assert command == "make test" and command in (ROOT / "README.md").read_text()
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "figures").glob("*/default/results.json")),
+                         ids=lambda p: p.parent.parent.name)
+def test_committed_default_claims_carry_the_evidence_rules(path):
+    """Every claim of a committed default run states its paper words, quantifier, familywise
+    level and trainings (at least 3, or a capped verdict saying why), follows the results
+    schema, and, where its study declares alternatives, its verdict at each and `robust`."""
+    from ipkit import results, sensitivity
+
+    data = json.loads(path.read_text())
+    results.check_results(data)
+    alternated = {c for sw in sensitivity.declared(data["study"], "alternatives") for c in sw.claims}
+    for c in data["claims"]:
+        assert c["level"] == pytest.approx(1 - 0.05 / len(c["parts"])), c["id"]
+        assert c["trainings"] >= results.MIN_TRAININGS or (
+            c["verdict"] in ("inconclusive", "untestable here") and c.get("why")), c["id"]
+        assert c["paper_words"] or "beyond the paper" in c["statement"] or "tutorial" in c["statement"], c["id"]
+        if c["id"] in alternated:
+            assert "alternatives" in c and isinstance(c["robust"], bool), c["id"]

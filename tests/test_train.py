@@ -152,6 +152,10 @@ def test_threads_follow_ipkit_threads(monkeypatch):
     with pytest.raises(ValueError, match="IPKIT_THREADS"):
         train.cpu_threads()
     monkeypatch.delenv("IPKIT_THREADS")
+    monkeypatch.setenv("OMP_NUM_THREADS", "\u0661")  # an Arabic-Indic one: not an ASCII count
+    with pytest.raises(ValueError, match="OMP_NUM_THREADS"):
+        train.cpu_threads()
+    monkeypatch.delenv("OMP_NUM_THREADS")
     assert train.cpu_threads() >= 1
 
 
