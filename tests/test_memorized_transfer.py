@@ -309,3 +309,17 @@ def test_grid_and_architecture_tables_cover_every_seed_and_architecture(digits, 
         {"kind": "noise", "seed": [0], "transferred": [True], **{s: [0.0] for s in mt.STATISTICS}}), None, st.cfg)}
     assert list(rows)[:2] == ["M1-cnn", "M1-mlp"] and rows["M1-cnn"].trainings == 3 and rows["M2"].trainings == 3
     assert rows["M3"].verdict == "inconclusive" and "no perturbation" in rows["M3"].parts[0]["name"]
+
+
+def test_a_row_not_measured_reaches_the_sweep_summary_as_nan():
+    """The smoke grid has no cross-architecture pair: M2's only part is not measured (null in
+    results.json); an alternatives sweep still summarises it (ipkit.sweep.claim_row)."""
+    import json
+
+    from ipkit import sweep
+
+    by_arch, plain, boosted, grid, perturbed, geo = _tables(seeds=1)
+    rows = mt.claims(by_arch, plain, grid[grid.thief_arch == "mlp"], perturbed, geo, boosted, _cfg())
+    m2 = json.loads(json.dumps(results.claim_dict(next(c for c in rows if c.id == "M2"))))
+    row = sweep.claim_row(m2)
+    assert row["verdict"] == "inconclusive" and math.isnan(row["value"])
