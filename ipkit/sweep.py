@@ -94,11 +94,12 @@ def validate(info: StudyInfo, profile: str, grid: list[Setting]) -> None:
 
 def deciding_value(claim: dict) -> float:
     """The claim's deciding quantity: the part whose interval is the claim's, else its first
-    part, else (rows written before claims carried intervals) the first number measured."""
+    part, else (rows written before claims carried intervals) the first number measured;
+    NaN for a part that was not measured (its value is null in results.json)."""
     parts = claim.get("parts") or []
     for part in parts:
         if claim.get("ci") is not None and part.get("ci") == claim.get("ci"):
-            return float(part["value"])
+            return math.nan if part.get("value") is None else float(part["value"])
     if parts and parts[0].get("value") is not None:
         return float(parts[0]["value"])
     found = NUMBER.search(claim.get("measured", "").split("=", 1)[-1])

@@ -14,9 +14,15 @@ beside its floor: the same rate for an independently trained model.
 Reconstructed here: :class:`Setup` builds every model through the cache; the ``*_table``
 functions run the study's experiments and return per-seed scores and per-carrier outcomes
 (one row per memorized carrier, a column per model scored on it); the ``plot_*`` functions
-draw its figures; :func:`claims` turns the tables into the rows M1-M5 (and M2b). The boost
-(memorizing Gaussian neighbours of each carrier) and the geometry statistics are this
-reconstruction's choices, not the thesis's.
+draw its figures; :func:`claims` turns the tables into the rows M1-<arch> (one per
+architecture of ``method_archs``: the thesis names none), M2-M5 and M2b (beyond the paper).
+The boost (memorizing Gaussian neighbours of each carrier), the geometry statistics and
+the second carrier kind of the geometry test (flipped: noise carriers lie about equally far
+from every query, which makes a weak correlation nearly certain) are this reconstruction's
+choices, not the thesis's. Every model a claim compares is trained once per seed, the
+architecture grid included; ``ALTERNATIVES`` lists the defaults chosen after trial runs
+(victim/thief architecture, carriers per batch) and the carrier kind, with the values they
+were chosen among.
 """
 from __future__ import annotations
 
@@ -43,6 +49,15 @@ LABELS = {"labels": "hard labels", "kd": "logits (KD)", "jacobian": "logits +\ni
           "independent": "independent\n(floor)"}
 STATISTICS = ("nearest_query", "nearest_10", "victim_margin")
 PAPER = "Venigalla 2019, abstract"
+#: The abstract's own words for each claim (quoted short from shared/papers/memorized_transfer.md).
+WORDS = {
+    "M1": "strongly embedded and DO transfer to a stolen model under one form of stealing: when the attacker "
+          "trains the copy using the victim's local input-logit gradients",
+    "M2": "The transfer survives an architecture mismatch between victim and copy",
+    "M3": "The transfer survives ... perturbations of the attacker's query set",
+    "M4": "Local input geometry ... is not enough to explain the transfer",
+    "M5": "A simple owner-side change boosts the transfer rate",
+}
 
 
 @dataclass(frozen=True)
@@ -50,7 +65,6 @@ class Hidden:
     """The study's constants that are not notebook parameters (written to results.json)."""
 
     nearest_k: int = 10        # the geometry statistic 'nearest_10' averages this many queries
-    grid_seeds: int = 1        # the architecture grid runs the first seed(s) only (a victim per arch)
 
 
 HIDDEN = Hidden()
@@ -80,6 +94,8 @@ class Config(Params):
     strengths: tuple[float, ...]
     ood_source: str
     grid_archs: tuple[str, ...]
+    method_archs: tuple[str, ...]
+    geometry_kinds: tuple[str, ...]
     boost: bool
     neighbours: int
     neighbour_std: float
@@ -115,11 +131,29 @@ def _ood_images(source: str, part: str) -> int | None:
 #: "What would make it hold" (:mod:`ipkit.sensitivity`): how much of the victim's Jacobian the
 #: thief sees per query decides the transfer, so the projections per query are swept up to
 #: 10, as many as the logits (the full Jacobian), and for the architecture grid also the
-#: weight of the Jacobian term; one seed, to stay affordable.
+#: weight of the Jacobian term. With the default seeds (three trainings: one seed would cap
+#: every verdict at inconclusive), so each sweep's default point is the committed row.
 SENSITIVITY = (
     Sweep(("M2", "M2b", "M4", "M5"), {"projections": [1, 2, 10]},
-          "projected Jacobians per query, 10 being the full Jacobian", {"seeds": [0]}),
-    Sweep(("M2", "M2b"), {"alpha": [1.0, 10.0]}, "the weight of the Jacobian term", {"seeds": [0]}),
+          "projected Jacobians per query, 10 being the full Jacobian"),
+    Sweep(("M2", "M2b"), {"alpha": [1.0, 10.0]}, "the weight of the Jacobian term"),
+)
+
+
+#: Forking paths (issue 24): defaults chosen among these values, each run by
+#: ``ipkit sweep memorized_transfer --alternatives`` with the default seeds. The mlp victim
+#: and thief and 64 carriers per batch were chosen after short trial runs (CNN thieves stayed
+#: near the floor; with 16 per batch a CNN owner memorized 41% of its carriers). The carrier
+#: kind was not tried before the choice, but the thesis names none; ``abstract`` carriers equal
+#: ``ood`` ones under the default ``ood_source`` (procedural abstract images), so it is left out.
+#: The M1-<arch> rows and the grid (M2, M2b) do not read ``victim_arch``/``thief_arch``.
+ALTERNATIVES = (
+    Sweep(("M3", "M4", "M5"), {"victim_arch": ["mlp", "cnn"], "thief_arch": ["mlp", "cnn"]},
+          "victim and thief architecture, mlp chosen after trial runs"),
+    Sweep(("M1-mlp", "M1-cnn", "M1-lenet5", "M2", "M2b", "M3", "M5"), {"wm_kind": ["noise", "ood", "flipped"]},
+          "carrier kind, noise by default (the thesis names none; M4 runs on geometry_kinds)"),
+    Sweep(("M1-mlp", "M1-cnn", "M1-lenet5", "M2", "M2b", "M3", "M4", "M5"), {"wm_per_batch": [16, 64]},
+          "carriers per owner batch, 64 chosen after trial runs"),
 )
 
 
@@ -127,23 +161,26 @@ def check_params(values: dict) -> None:
     """Rules the parameter ranges cannot state, checked before any work: the query budget
     fits the attacker pool (and the out-of-distribution pool when swept), projections fit
     the classes, the out-of-distribution source is available and large enough when used,
-    and flipped carriers fit the owner's images; no list repeats an entry (a repeated seed
-    would count its units twice). Raises a one-line ParamError naming the fix."""
-    for name in ("seeds", "methods", "alphas", "query_perturbation", "strengths", "grid_archs"):
+    and flipped carriers (``wm_kind`` or ``geometry_kinds``) fit the owner's images; no list
+    repeats an entry (a repeated seed would count its units twice). Raises a one-line
+    ParamError naming the fix."""
+    for name in ("seeds", "methods", "alphas", "query_perturbation", "strengths", "grid_archs",
+                 "method_archs", "geometry_kinds"):
         if len(set(values[name])) < len(values[name]):
             raise ParamError(f"{name} {values[name]} repeats an entry: give each once")
     sizes = data.split_sizes(values["dataset"])
     if values["query_budget"] > sizes["attacker"]:
         raise ParamError(f"query_budget {values['query_budget']} exceeds the attacker pool "
                          f"({sizes['attacker']} images): lower query_budget")
-    if values["wm_kind"] == "flipped" and values["wm_count"] > sizes["owner"]:
+    kinds = {values["wm_kind"], *values["geometry_kinds"]}
+    if "flipped" in kinds and values["wm_count"] > sizes["owner"]:
         raise ParamError(f"wm_count {values['wm_count']} exceeds the owner's {sizes['owner']} images: "
                          "lower wm_count")
     classes = data.load(values["dataset"]).num_classes
     if values["projections"] > classes:
         raise ParamError(f"projections {values['projections']} exceeds the {classes} classes: "
                          "lower projections")
-    ood_queries, ood_carriers = "ood" in values["query_perturbation"], values["wm_kind"] == "ood"
+    ood_queries, ood_carriers = "ood" in values["query_perturbation"], "ood" in kinds
     if values["ood_source"] == "abstract" or not (ood_queries or ood_carriers):
         return
     try:
@@ -270,21 +307,32 @@ def _carrier_frame(seed: int, victim: nn.Module, wm: watermark.WatermarkSet,
     return frame[memorized].reset_index(drop=True)
 
 
-def method_table(st: Setup, boost: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
+def method_table(st: Setup, boost: bool = False, arch: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per seed: the victim (``boost``: the boosted owner), one thief per method of
-    ``methods`` and the independent floor.
+    ``methods`` and the independent floor, of ``victim_arch`` and ``thief_arch`` (``arch``:
+    victim, thieves and floor all of that architecture).
 
     Returns the scores (one row per seed and model: transfer, accuracy, fidelity) and the
     per-carrier outcomes (one row per memorized carrier, a 0/1 column per method and
     ``independent``: paired, since every model is scored on the same carriers)."""
     rows, frames = [], []
     for seed in st.cfg.seeds:
-        victim, wm = st.victim(seed, boost=boost)
-        models = {m: st.thief(victim, seed, m) for m in st.cfg.methods} | {"independent": st.floor(seed)}
+        victim, wm = st.victim(seed, arch=arch, boost=boost)
+        models = ({m: st.thief(victim, seed, m, arch=arch) for m in st.cfg.methods}
+                  | {"independent": st.floor(seed, arch=arch)})
         rows += [{"seed": seed, "method": name, "boost": boost, **st.score(victim, wm, m)}
                  for name, m in models.items()]
         frames.append(_carrier_frame(seed, victim, wm, models).assign(boost=boost))
     return pd.DataFrame(rows), pd.concat(frames, ignore_index=True)
+
+
+def arch_method_table(st: Setup) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """:func:`method_table` for each architecture of ``method_archs`` (victim, copies and
+    floor of that architecture, every seed), with an ``arch`` column: the tables behind the
+    rows M1-<arch>, since the thesis does not say which architecture it used."""
+    tables = [method_table(st, arch=a) for a in st.cfg.method_archs]
+    return tuple(pd.concat([t[i].assign(arch=a) for t, a in zip(tables, st.cfg.method_archs)], ignore_index=True)
+                 for i in (0, 1))  # type: ignore[return-value]
 
 
 def alpha_table(st: Setup) -> pd.DataFrame:
@@ -299,13 +347,13 @@ def alpha_table(st: Setup) -> pd.DataFrame:
 
 
 def grid_table(st: Setup) -> pd.DataFrame:
-    """Every victim x thief pair of ``grid_archs`` under ``steal_method`` (the first
-    ``grid_seeds`` seeds): one row per memorized carrier with ``stolen`` (the thief's
-    outcome) and ``floor`` (an independent model of the thief's architecture on the same
-    carrier), plus the pair's memorization and fidelity."""
+    """Every victim x thief pair of ``grid_archs`` under ``steal_method``, every seed (a
+    victim per architecture and seed): one row per memorized carrier with ``stolen`` (the
+    thief's outcome) and ``floor`` (an independent model of the thief's architecture on the
+    same carrier), plus the pair's memorization and fidelity."""
     frames = []
     archs = st.cfg.grid_archs
-    for seed in st.cfg.seeds[:HIDDEN.grid_seeds]:
+    for seed in st.cfg.seeds:
         for v_arch in archs:
             victim, wm = st.victim(seed, arch=v_arch)
             for t_arch in archs:
@@ -342,17 +390,19 @@ def perturbation_table(st: Setup) -> pd.DataFrame:
 
 
 def geometry_table(st: Setup) -> pd.DataFrame:
-    """Per memorized carrier: did the ``steal_method`` thief reproduce the owner's label, the
-    distance to the nearest query and the mean distance to the ``nearest_k`` nearest, and the
-    victim's margin."""
+    """Per memorized carrier of each kind of ``geometry_kinds`` (an owner per kind and seed):
+    did the ``steal_method`` thief reproduce the owner's label, the distance to the nearest
+    query and the mean distance to the ``nearest_k`` nearest, and the victim's margin.
+    Noise carriers lie about equally far from every query, so their distances hardly vary;
+    flipped (in-distribution) and ood carriers spread, which makes M4 a real test."""
     frames = []
-    for seed in st.cfg.seeds:
-        victim, wm = st.victim(seed)
+    for kind, seed in ((k, s) for k in st.cfg.geometry_kinds for s in st.cfg.seeds):
+        victim, wm = st.victim(seed, kind=kind)
         thief = st.thief(victim, seed)
         queries = st.queries(seed)
         memorized = watermark.hits(victim, wm)
         frames.append(pd.DataFrame({
-            "seed": seed, "carrier": np.arange(len(wm)),
+            "kind": kind, "seed": seed, "carrier": np.arange(len(wm)),
             "transferred": watermark.hits(thief, wm).numpy(),
             "nearest_query": watermark.nearest_distance(wm, queries, k=1).numpy(),
             "nearest_10": watermark.nearest_distance(wm, queries, k=HIDDEN.nearest_k).numpy(),
@@ -378,15 +428,17 @@ def correlation(stat: str, method: str = "spearman") -> Callable[[pd.DataFrame],
 
 
 def correlations(geo: pd.DataFrame) -> pd.DataFrame:
-    """Spearman and Pearson (point-biserial) correlation of each geometry statistic with
-    whether the carrier transferred; NaN where either side is constant."""
-    t = geo.transferred.astype(float)
+    """Per carrier kind (seeds pooled): the transfer rate, and the Spearman and Pearson
+    (point-biserial) correlation of each geometry statistic with whether the carrier
+    transferred; NaN where either side is constant."""
     rows = []
-    for stat in STATISTICS:
-        varied = t.nunique() > 1 and geo[stat].nunique() > 1
-        rows.append({"statistic": stat,
-                     "spearman": t.corr(geo[stat], method="spearman") if varied else float("nan"),
-                     "pearson": t.corr(geo[stat]) if varied else float("nan")})
+    for kind, f in geo.groupby("kind", sort=False):
+        t = f.transferred.astype(float)
+        for stat in STATISTICS:
+            varied = t.nunique() > 1 and f[stat].nunique() > 1
+            rows.append({"kind": kind, "statistic": stat, "transfer": t.mean(),
+                         "spearman": t.corr(f[stat], method="spearman") if varied else float("nan"),
+                         "pearson": t.corr(f[stat]) if varied else float("nan")})
     return pd.DataFrame(rows)
 
 
@@ -412,66 +464,119 @@ def metrics_table(scores: pd.DataFrame) -> pd.DataFrame:
 
 # --- claims ------------------------------------------------------------------------------
 
-def claims(carriers: pd.DataFrame, grid: pd.DataFrame, perturbed: pd.DataFrame, geo: pd.DataFrame,
-           boosted: pd.DataFrame | None, cfg: Config) -> list[results.Claim]:
-    """The claim rows M1-M5 and M2b with their evidence.
+def _ceiling(frame: pd.DataFrame, floor: str) -> float:
+    """The most a gap 'copy - ``floor``' can reach on these carriers: 1 - the floor's rate
+    (a copy cannot give the owner's label on more than every memorized carrier)."""
+    return 1.0 - float(frame[floor].mean()) if len(frame) else float("nan")
 
-    Every interval is a two-stage bootstrap (:func:`ipkit.stats.bootstrap_ci`): the seeds,
-    then the memorized carriers within each drawn seed. Paired gaps (a copy minus the floor
-    on the same carriers; the boosted minus the plain owner's copy, on the carriers both
-    owners memorized) resample carriers with both outcomes in one row; M4's correlations resample the (carrier, statistic, outcome)
-    rows. ``carriers``: :func:`method_table`'s per-carrier outcomes of the plain owners;
-    ``grid``, ``perturbed``, ``geo``: :func:`grid_table`, :func:`perturbation_table`,
-    :func:`geometry_table`; ``boosted``: the boosted owners' per-carrier outcomes (None: off).
+
+def m1_parts(frame: pd.DataFrame, cfg: Config) -> list[results.Evidence]:
+    """M1's parts for one architecture's per-carrier outcomes (:func:`method_table`): the
+    Jacobian copy at least ``well_above`` over the floor, each output-only copy within
+    ``near`` of it (paired on the same carriers; outer bootstrap unit the seed)."""
+    def part(m, threshold, side):
+        return results.evidence(f"{m} - floor", frame, mean_difference(m, "independent"), threshold=threshold,
+                                holds_when=side, unit="carrier",
+                                ceiling=_ceiling(frame, "independent") if side == "above" else None)
+
+    first = ([part("jacobian", cfg.well_above, "above")] if "jacobian" in cfg.methods else
+             [results.not_measured("jacobian - floor", threshold=cfg.well_above, holds_when="above", unit="carrier",
+                                   why="no jacobian copy in methods")])
+    return first + [part(m, cfg.near, "below") for m in cfg.methods if m != "jacobian"]
+
+
+def claims(by_arch: pd.DataFrame, carriers: pd.DataFrame, grid: pd.DataFrame, perturbed: pd.DataFrame,
+           geo: pd.DataFrame, boosted: pd.DataFrame | None, cfg: Config) -> list[results.Claim]:
+    """The claim rows M1-<arch> (one per architecture of ``method_archs``), M2, M2b, M3, M4
+    and M5 with their evidence, each with the paper's words and its quantifier.
+
+    Every interval is a two-stage bootstrap (:func:`ipkit.stats.bootstrap_ci`): the seeds
+    (one training of each model per seed: the outer unit), then the memorized carriers
+    within each drawn seed; :func:`ipkit.results.claim` widens it to the familywise level
+    of its parts. Paired gaps (a copy minus the floor on the same carriers; the boosted
+    minus the plain owner's copy, on the carriers both owners memorized) resample carriers
+    with both outcomes in one row; M4's correlations resample the (carrier, statistic,
+    outcome) rows of each carrier kind. ``by_arch``: :func:`arch_method_table`'s
+    per-carrier outcomes; ``carriers``: :func:`method_table`'s, of the plain owners of
+    ``victim_arch`` (M5's baseline); ``grid``, ``perturbed``, ``geo``: :func:`grid_table`,
+    :func:`perturbation_table`, :func:`geometry_table`; ``boosted``: the boosted owners'
+    per-carrier outcomes (None: off).
     """
-    def part(name, frame, statistic, threshold, side):
-        return results.evidence(name, frame, statistic, threshold=threshold, holds_when=side, unit="carrier")
+    def gap(name, frame, a, b, threshold):
+        return results.evidence(name, frame, mean_difference(a, b), threshold=threshold, holds_when="above",
+                                unit="carrier", ceiling=_ceiling(frame, b))
 
-    def missing(name, threshold, side):  # a quantity this run did not measure: no units, inconclusive
-        return part(name, carriers.iloc[:0], mean_difference("seed", "seed"), threshold, side)
-
-    out_only = [m for m in cfg.methods if m != "jacobian"]
-    m1 = [part("jacobian - floor", carriers, mean_difference("jacobian", "independent"), cfg.well_above, "above")
-          if "jacobian" in cfg.methods else missing("no jacobian copy (methods)", cfg.well_above, "above")]
-    m1 += [part(f"{m} - floor", carriers, mean_difference(m, "independent"), cfg.near, "below") for m in out_only]
-    cross = grid[grid.victim_arch != grid.thief_arch]
-    same = grid[grid.victim_arch == grid.thief_arch]
+    def missing(name, threshold, side, why):
+        return results.not_measured(name, threshold=threshold, holds_when=side, unit="carrier", why=why)
 
     def pairs(frame):
-        return [part(f"{v}->{t} - floor", f, mean_difference("stolen", "floor"), cfg.well_above, "above")
+        return [gap(f"{v}->{t} - floor", f, "stolen", "floor", cfg.well_above)
                 for (v, t), f in frame.groupby(["victim_arch", "thief_arch"], sort=False)]
 
-    m3 = [part(f"{k} {v:g} - floor" if k != "ood" else "ood pool - floor", f, mean_difference("transferred", "floor"),
-               cfg.well_above, "above")
+    cross = grid[grid.victim_arch != grid.thief_arch]
+    same = grid[grid.victim_arch == grid.thief_arch]
+    m3 = [gap(f"{k} {v:g} - floor" if k != "ood" else "ood pool - floor", f, "transferred", "floor", cfg.well_above)
           for (k, v), f in perturbed[perturbed.perturbation != "none"].groupby(["perturbation", "strength"],
                                                                                sort=False)]
-    m4 = [part(f"{stat} abs {how} r", geo, correlation(stat, how), cfg.weak, "below")
-          for stat in STATISTICS for how in ("spearman", "pearson")]
-    m5 = ([part("boosted - plain", boost_pairs(carriers, boosted), mean_difference("boosted", "plain"), cfg.boost_gain,
-                "above")] if boosted is not None and "jacobian" in cfg.methods
-          else [missing("boost off or no jacobian copy", cfg.boost_gain, "above")])
-    return [
-        results.claim("M1", f"Gradient-matching stealing transfers memorized examples (>= floor + "
-                      f"{cfg.well_above:g}); output-only stealing stays near the floor (< floor + {cfg.near:g})",
-                      f"memorized examples transfer under Jacobian stealing, not otherwise ({PAPER})", *m1),
+    m4 = [results.evidence(f"{kind} {stat} abs {how} r", f, correlation(stat, how), threshold=cfg.weak,
+                           holds_when="below", unit="carrier")
+          for kind, f in geo.groupby("kind", sort=False) for stat in STATISTICS for how in ("spearman", "pearson")]
+    m5 = [gap("boosted - plain", boost_pairs(carriers, boosted), "boosted", "plain", cfg.boost_gain)
+          if boosted is not None and "jacobian" in cfg.methods
+          else missing("boosted - plain", cfg.boost_gain, "above", "boost off or no jacobian copy")]
+    m1 = [results.claim(
+        f"M1-{arch}", f"{arch} victim and copies: gradient-matching stealing transfers memorized examples "
+        f"(>= floor + {cfg.well_above:g}); output-only stealing stays near the floor (< floor + {cfg.near:g})",
+        f"memorized examples transfer under Jacobian stealing, not otherwise ({PAPER}; architecture not stated)",
+        *m1_parts(f, cfg), quantifier="direction", paper_words=WORDS["M1"])
+        for arch, f in by_arch.groupby("arch", sort=False)]
+    noise_note = ("; noise carriers lie about equally far from every query, so their parts are a weak test"
+                  if "noise" in set(geo.kind) else "")
+    return m1 + [
         results.claim("M2", f"The {cfg.steal_method} transfer holds across architectures (every victim != thief "
                       f"pair >= its floor + {cfg.well_above:g})",
                       f"transfer survives an architecture mismatch ({PAPER})",
-                      *(pairs(cross) or [missing("no cross-architecture pair in grid_archs", cfg.well_above,
-                                                  "above")])),
+                      *(pairs(cross) or [missing("cross-architecture pair - floor", cfg.well_above, "above",
+                                                 "no cross-architecture pair in grid_archs")]),
+                      quantifier="every", paper_words=WORDS["M2"]),
         results.claim("M2b", f"(beyond the paper) The {cfg.steal_method} transfer holds for every "
                       f"same-architecture pair of the grid (>= its floor + {cfg.well_above:g})",
-                      "not studied in the abstract", *pairs(same)),
+                      "not studied in the abstract",
+                      *(pairs(same) or [missing("same-architecture pair - floor", cfg.well_above, "above",
+                                                "no same-architecture pair in the grid")]),
+                      quantifier="every", paper_words=""),
         results.claim("M3", f"The {cfg.steal_method} transfer holds for every perturbed and out-of-distribution "
                       f"query set (>= floor + {cfg.well_above:g})",
-                      f"transfer survives perturbations of the query set ({PAPER})", *m3),
+                      f"transfer survives perturbations of the query set ({PAPER})",
+                      *(m3 or [missing("perturbed query set - floor", cfg.well_above, "above",
+                                       "no perturbation in query_perturbation")]),
+                      quantifier="every", paper_words=WORDS["M3"]),
         results.claim("M4", f"Local geometry does not explain which examples transfer (every absolute "
-                      f"r < {cfg.weak:g})",
-                      f"local input geometry is not enough to explain the transfer ({PAPER})", *m4),
+                      f"r < {cfg.weak:g}, per carrier kind{noise_note})",
+                      f"local input geometry is not enough to explain the transfer ({PAPER})", *m4,
+                      quantifier="every", paper_words=WORDS["M4"]),
         results.claim("M5", f"Memorizing a neighbourhood of each carrier raises the Jacobian transfer (by >= "
                       f"{cfg.boost_gain:g})", f"a simple owner-side change boosts the transfer rate ({PAPER})",
-                      *m5),
+                      *m5, quantifier="direction", paper_words=WORDS["M5"]),
     ]
+
+
+def where_it_holds(rows: list[results.Claim]) -> str:
+    """One sentence per architecture row (M1-<arch>) and grid pair (M2, M2b): where the
+    gradient-matching transfer holds, where not, and where this run cannot tell, from the
+    rows' own verdicts (per M1 row) and part verdicts (per grid pair)."""
+    by_verdict: dict[str, list[str]] = {}
+    for c in rows:
+        if c.id.startswith("M1-"):
+            by_verdict.setdefault(c.verdict, []).append(c.id[3:])
+    lines = [f"M1 {v} for {', '.join(archs)}" for v, archs in by_verdict.items()]
+    for c in rows:
+        if c.id in ("M2", "M2b"):
+            parts = {}
+            for p in c.parts:
+                parts.setdefault(p["verdict"], []).append(p["name"].removesuffix(" - floor"))
+            lines.append(f"{c.id} ({c.verdict}): " + "; ".join(f"{v} for {', '.join(n)}" for v, n in parts.items()))
+    return ". ".join(lines) + "."
 
 
 # --- figures -----------------------------------------------------------------------------
@@ -494,6 +599,23 @@ def plot_methods(scores: pd.DataFrame, title: str = ""):
     ax.axhline(floor, ls="--", c="grey", label=f"floor {floor:.2f}")
     ax.set(ylim=(0, 1.05), xlabel="", ylabel="transfer rate", title=title)
     ax.legend(frameon=False)
+    return fig
+
+
+def plot_methods_by_arch(scores: pd.DataFrame, title: str = ""):
+    """Figure 1: transfer rate by stealing method for each architecture (victim, copies and
+    floor of one architecture: :func:`arch_method_table`), mean over seeds with their spread
+    and the seeds as dots; the ``independent`` bars are the floors."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    frame = scores.assign(label=scores.method.map(_label))
+    fig, ax = plt.subplots(figsize=(8, 3.8))
+    sns.barplot(data=frame, x="label", y="transfer", hue="arch", errorbar="sd", capsize=0.05, ax=ax)
+    plots.strip(ax, data=frame, x="label", y="transfer", hue="arch", dodge=True, size=3, legend=False,
+                palette={a: "k" for a in frame.arch.unique()})
+    ax.set(ylim=(0, 1.05), xlabel="", ylabel="transfer rate", title=title)
+    ax.legend(frameon=False, title="architecture")
     return fig
 
 
@@ -561,23 +683,26 @@ def plot_perturbation(perturbed: pd.DataFrame, floor: float, title: str = ""):
 
 
 def plot_geometry(geo: pd.DataFrame, corr: pd.DataFrame):
-    """Figure 5: per memorized carrier, each geometry statistic for carriers that did and
-    did not transfer, with the correlation in the panel title."""
+    """Figure 5: per memorized carrier, each geometry statistic (columns) for carriers that
+    did and did not transfer, a row per carrier kind, with the correlation in each title."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
     names = {"nearest_query": "distance to nearest query",
              "nearest_10": f"mean distance to {HIDDEN.nearest_k} nearest",
              "victim_margin": "victim's logit margin"}
-    fig, axes = plt.subplots(1, len(STATISTICS), figsize=(4.6 * len(STATISTICS), 3.8))
+    kinds = list(corr.kind.unique())
+    fig, axes = plt.subplots(len(kinds), len(STATISTICS), figsize=(4.6 * len(STATISTICS), 3.8 * len(kinds)),
+                             squeeze=False)
     frame = geo.assign(outcome=geo.transferred.map({True: "transferred", False: "not\ntransferred"}))
     order = ["transferred", "not\ntransferred"]
-    for ax, (_, row) in zip(axes, corr.iterrows()):
-        plots.strip(ax, data=frame, x="outcome", y=row.statistic, order=order, alpha=0.5, size=3)
-        sns.boxplot(data=frame, x="outcome", y=row.statistic, order=order, showfliers=False,
+    for ax, (_, row) in zip(axes.flat, corr.iterrows()):
+        f = frame[frame.kind == row.kind]
+        plots.strip(ax, data=f, x="outcome", y=row.statistic, order=order, alpha=0.5, size=3)
+        sns.boxplot(data=f, x="outcome", y=row.statistic, order=order, showfliers=False,
                     boxprops={"facecolor": "none"}, ax=ax)
         ax.set(xlabel="", ylabel=names[row.statistic],
-               title=f"Spearman {row.spearman:.2f}, Pearson {row.pearson:.2f}")
+               title=f"{row.kind}: Spearman {row.spearman:.2f}, Pearson {row.pearson:.2f}")
     fig.tight_layout()
     return fig
 
