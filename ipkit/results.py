@@ -222,6 +222,8 @@ def claim(id: str, statement: str, paper: str, *parts: Evidence, quantifier: str
     if overall == "untestable here":
         why = (f"{decider.name}: the threshold {_num(decider.threshold)} lies beyond what this "
                f"setting can reach ({_num(decider.ceiling)})")
+    elif overall == "inconclusive" and decider.n == 0:
+        why = f"not measured: {decider.name}"
     elif overall in ("holds", "does not hold") and trainings < MIN_TRAININGS:
         why = (f"{trainings} training{'s' if trainings != 1 else ''} (at least {MIN_TRAININGS} "
                f"decide); uncapped: {overall}")

@@ -167,3 +167,4 @@ def test_claim_checks_its_quantifier_and_not_measured_is_inconclusive():
     c = _claim(_part((0.5, 0.7)), results.not_measured("gap", threshold=0.1, holds_when="below",
                                                         unit="carrier", why="no ood carriers"))
     assert c.verdict == "inconclusive" and "no ood carriers" in c.measured and c.n == 0
+    assert c.why == "not measured: gap (no ood carriers)"
