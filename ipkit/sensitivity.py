@@ -155,11 +155,12 @@ def alternative_verdicts(study_id: str, profile_dir: Path) -> dict[str, dict[str
 
 
 def attach(study_id: str, profile_dir: Path) -> bool:
-    """Name each swept claim's summary table (``sensitivity``) in ``profile_dir``'s
-    results.json and store the findings under ``sensitivity``; give each claim with drawn
-    alternatives its verdict at each (``alternatives``) and ``robust`` (the same verdict at
-    every alternative as at the default); results.md too; atomic. Returns False when there
-    is nothing to update (no results.json, no sweep drawn)."""
+    """Make ``profile_dir``'s results.json name exactly the sweeps drawn there: each swept
+    claim's summary table (``sensitivity``) and the findings under ``sensitivity``; each
+    claim with drawn alternatives its verdict at each (``alternatives``) and ``robust`` (the
+    same verdict at every alternative as at the default). A sweep no longer there (removed,
+    or drawn under a former protocol) leaves no trace. results.md too; atomic. Returns False
+    when there is nothing to update (no results.json, or nothing drawn nor named)."""
     from .results import results_markdown, write_atomic, write_json
 
     path = profile_dir / "results.json"
@@ -167,18 +168,24 @@ def attach(study_id: str, profile_dir: Path) -> bool:
         return False
     found = findings(study_id, profile_dir)
     alternatives = alternative_verdicts(study_id, profile_dir)
-    if not found and not alternatives:
-        return False
     data = json.loads(path.read_text())
+    named = data.get("sensitivity") or data.get("alternatives") or any(
+        key in c for c in data.get("claims", []) for key in ("sensitivity", "alternatives"))
+    if not found and not alternatives and not named:
+        return False
     tables: dict[str, str] = {}
     for f in found:  # a claim swept twice names its first declared sweep
         tables.setdefault(f["claim"], f["table"])
     for c in data.get("claims", []):
+        for key in ("sensitivity", "alternatives", "robust"):
+            c.pop(key, None)
         if c["id"] in tables:
             c["sensitivity"] = tables[c["id"]]
         if c["id"] in alternatives:
             c["alternatives"] = alternatives[c["id"]]
             c["robust"] = all(v == c["verdict"] for v in alternatives[c["id"]].values())
+    data.pop("sensitivity", None)
+    data.pop("alternatives", None)
     if found:
         data["sensitivity"] = found
     if alternatives:

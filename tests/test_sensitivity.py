@@ -100,6 +100,20 @@ def test_attach_records_the_verdict_at_each_alternative_and_whether_it_is_robust
     assert "(not robust)" in results.claims_markdown([t2])
 
 
+def test_attach_forgets_a_sweep_that_is_no_longer_drawn(tmp_path, monkeypatch):
+    sw = Sweep(("T1",), {"x": [1, 2]}, "the x knob")
+    monkeypatch.setattr(sensitivity, "declared", lambda sid, kind="sensitivity": (sw,) if kind == "sensitivity" else ())
+    folder = _profile(tmp_path / "tiny" / "smoke")
+    (folder / "sweeps" / sw.id).mkdir(parents=True)
+    summary_frame([("x=1", "T1", "holds", 0.7, 0.6, 0.8)]).to_csv(folder / "sweeps" / sw.id / "summary.csv", index=False)
+    assert sensitivity.attach("tiny", folder)
+    (folder / "sweeps" / sw.id / "summary.csv").unlink()  # removed: drawn under a former protocol
+    assert sensitivity.attach("tiny", folder)
+    data = json.loads((folder / "results.json").read_text())
+    assert "sensitivity" not in data and all("sensitivity" not in c for c in data["claims"])
+    assert not sensitivity.attach("tiny", folder)  # nothing left to update
+
+
 def test_publishing_a_run_keeps_the_sweeps_and_renames_their_table(tmp_path, monkeypatch):
     sw = Sweep(("T2",), {"x": [1]}, "x")
     monkeypatch.setattr(sensitivity, "declared", lambda sid, kind="sensitivity": (sw,) if kind == "sensitivity" else ())

@@ -97,6 +97,8 @@ class Config(Params):
 SENSITIVITY = (
     Sweep(("U2", "U2b"), {"epochs": [5, 10, 20]}, "training epochs of the victim and copies",
           {"seeds": [0, 1, 2]}),
+    Sweep(("U4",), {"seeds": [[0, 1, 2, 3, 4], list(range(10))]},
+          "the number of trainings (U4's gaps straddle the margin at five)"),
 )
 
 #: Forking paths (issue 24): MC dropout's training length was set to twice the epochs after
