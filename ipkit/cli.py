@@ -301,6 +301,12 @@ def _profile_section(root: Path, path: Path, notebook: str) -> list[str]:
             changed = [f"{c['id']} ({', '.join(k for k, v in c['alternatives'].items() if v != c['verdict'])})"
                        for c in data["claims"] if c.get("alternatives") and not c.get("robust")]
             lines += [f"Verdicts that change at an alternative: {'; '.join(changed) or 'none'}.", ""]
+        from .sensitivity import KINDS, pending
+
+        waiting = [line for kind in KINDS for line in pending(
+            data["study"], data["profile"], data.get(kind) or [], kind)]
+        if waiting:
+            lines += ["**Declared sweeps not drawn yet**", ""] + waiting + [""]
     for table in data.get("tables", []):
         lines += _table_lines(path.parent / f"{table}.md", rel)
     for fig in data["figures"]:
