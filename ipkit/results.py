@@ -108,9 +108,12 @@ class Evidence:
         return verdict(self.ci, self.threshold, self.holds_when, self.ceiling)
 
     def at_level(self, level: float) -> "Evidence":
-        """The same quantity with its interval taken at ``level`` (from its draws)."""
-        if self.draws is None or level == self.level:
-            return replace(self, level=level) if self.draws is None else self
+        """The same quantity with its interval taken at ``level`` from its draws (a part
+        without draws, e.g. :func:`not_measured`, keeps its interval)."""
+        if self.draws is None:
+            return replace(self, level=level)
+        if level == self.level:
+            return self
         return replace(self, ci=percentile_interval(self.draws, level), level=level)
 
     def margin(self) -> float:
