@@ -63,10 +63,10 @@ class Config(Params):
 
 
 #: "What would make it hold" (:mod:`ipkit.sensitivity`): Q3 is decided by how much of the
-#: victim's behaviour the thief copies, so the thief's query budget is swept (three seeds).
+#: victim's behaviour the thief copies, so the thief's query budget is swept (the default
+#: seeds, so the default point is the committed row).
 SENSITIVITY = (
-    Sweep(("Q3",), {"query_budget": [250, 1000, 2000]}, "the thief's query budget",
-          {"seeds": [0, 1, 2]}),
+    Sweep(("Q3",), {"query_budget": [250, 1000, 2000]}, "the thief's query budget"),
 )
 
 
