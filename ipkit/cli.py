@@ -214,7 +214,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     for sid, points in plan:
         root = profile_dir / "sweeps" / sid
         table = sweep.summary(points, {s.name: root / s.name for s in points},
-                              {s.name: errors[label(sid, s)] for s in points if label(sid, s) in errors})
+                              {s.name: errors[label(sid, s)] for s in points if label(sid, s) in errors},
+                              resolve(info, args.profile, {}))
         root.mkdir(parents=True, exist_ok=True)
         write_table(table, root / "summary")
         plots.savefig(plots.sweep_verdicts(table, f"{info.id}: sweep {sid}"), root / "summary")
