@@ -273,7 +273,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 1 if flips else 0
 
 
-def _profile_section(root: Path, path: Path, notebook: str) -> list[str]:
+def profile_section(root: Path, path: Path, notebook: str) -> list[str]:
     """Gallery lines of one results.json: the executed notebook's link, claim rows, stability,
     tables and figures."""
     from .results import claims_markdown
@@ -357,7 +357,7 @@ def _gallery() -> str:
         lines += [f"## {info.title}", "", f"Notebook: `notebooks/{info.path.name}`", ""]
         for path in runs:
             try:
-                lines += _profile_section(root, path, info.path.name)
+                lines += profile_section(root, path, info.path.name)
             except (OSError, ValueError, KeyError, TypeError) as err:
                 why = f"{type(err).__name__}: {' '.join(str(err).split())}"
                 print(f"ipkit: {path} is unreadable ({why}): rerun `ipkit run {info.id} --profile "
@@ -376,24 +376,35 @@ def _notebook_link(notebook: Path, root: Path) -> list[str]:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Write figures/README.md, a gallery of every study's figures and claim tables, and
-    with --html an offline site of the gallery and every executed notebook."""
+    with --html the documentation site (:func:`build_site`)."""
     path = figures_dir() / "README.md"
     path.parent.mkdir(parents=True, exist_ok=True)
     gallery = _gallery()
     write_atomic(path, lambda tmp: tmp.write_text(gallery))
     print(f"ipkit: wrote {path}")
     if args.html:
-        _write_site(gallery, args.html)
+        status = build_site(Path(args.html))
+        if status:
+            return status
+        print(f"ipkit: wrote the site to {Path(args.html) / 'index.html'} (readable offline)")
     return 0
 
 
-def _write_site(gallery: str, site: str) -> None:
-    """Write the offline HTML site (``ipkit.publish.write_site``) into ``site``."""
-    from .publish import write_site
+def build_site(out: Path) -> int:
+    """Build the documentation site (Sphinx with myst-nb, ``docs/conf.py``) into ``out``,
+    offline, warnings as errors: the guides, one page per study from its results.json and
+    figures (:func:`profile_section`, as the gallery) and the executed notebooks, rendered
+    without running them. Returns Sphinx's exit status."""
+    from .study import repo_root
 
-    pages = write_site(figures_dir(), Path(site), gallery)
-    print(f"ipkit: wrote {len(pages)} pages to {pages[0]} "
-          f"({sum(p.stat().st_size for p in pages) / 1e6:.1f} MB, readable offline)")
+    docs = repo_root() / "docs"
+    if not (docs / "conf.py").is_file():
+        return _fail(f"no Sphinx sources at {docs}: build the site from a checkout of ipkit")
+    try:
+        from sphinx.cmd.build import build_main
+    except ImportError:
+        return _fail("Sphinx is missing: pip install -c constraints.txt -e '.[docs]' (make setup does)")
+    return build_main(["-E", "-W", "--keep-going", "-q", "-b", "html", str(docs), str(out)])
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
@@ -530,10 +541,10 @@ def parser() -> argparse.ArgumentParser:
                      help="store the comparison under 'stability' in the committed results.json")
     _parallel_options(ver)
     ver.set_defaults(fn=cmd_verify)
-    rep = sub.add_parser("report", help="write figures/README.md (and with --html an offline site)")
+    rep = sub.add_parser("report", help="write figures/README.md (and with --html the documentation site)")
     rep.add_argument("--html", nargs="?", const="site", metavar="DIR",
-                     help="also write the gallery and every executed notebook as HTML into DIR "
-                          "(default: site)")
+                     help="also build the documentation site (study pages, guides, executed "
+                          "notebooks; readable offline) into DIR (default: site), as `make docs`")
     rep.set_defaults(fn=cmd_report)
     c = sub.add_parser("cache", help="list or clear the model cache")
     c.add_argument("action", choices=["ls", "clear"])
