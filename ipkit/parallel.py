@@ -23,7 +23,7 @@ from typing import Any, Iterator
 
 from . import timings
 from .publish import publish as publish_notebook
-from .cache import CORRUPT_LINE
+from .cache import CORRUPT_LINE, UNWRITTEN_LINE
 from .sensitivity import SWEEPS
 from .study import ParamError
 from .study import publish as publish_folder
@@ -150,8 +150,8 @@ def publish(outcome: Outcome) -> None:
 
 
 def cache_warnings(notebook: bytes) -> list[str]:
-    """The ``corrupt cache entry <key> (<reason>): rebuilt`` lines an executed notebook
-    wrote to its stderr."""
+    """The cache's lines an executed notebook wrote to its stderr: ``corrupt cache entry
+    <key> (<reason>): rebuilt`` and ``cache not written <key> (...)``."""
     try:
         cells = json.loads(notebook)["cells"]
     except (ValueError, KeyError):
@@ -162,7 +162,7 @@ def cache_warnings(notebook: bytes) -> list[str]:
             if out.get("output_type") == "stream" and out.get("name") == "stderr":
                 text = out.get("text", "")
                 for line in ("".join(text) if isinstance(text, list) else text).splitlines():
-                    if m := CORRUPT_LINE.search(line):
+                    if m := CORRUPT_LINE.search(line) or UNWRITTEN_LINE.search(line):
                         found.append(m.group(0))
     return found
 
