@@ -276,10 +276,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def profile_section(root: Path, path: Path, notebook: str) -> list[str]:
     """Gallery lines of one results.json: the executed notebook's link, claim rows, stability,
     tables and figures."""
-    from .results import claims_markdown
+    from .results import check_results, claims_markdown
     from .verify import stability_markdown
 
     data = json.loads(path.read_text())
+    check_results(data)
     rel = path.parent.relative_to(root)
     lines = [f"### Profile `{data['profile']}`: {data['date']}, {data['device']}, "
              f"{data['runtime_s']:.0f} s", ""]
@@ -358,8 +359,8 @@ def _gallery() -> str:
         for path in runs:
             try:
                 lines += profile_section(root, path, info.path.name)
-            except (OSError, ValueError, KeyError, TypeError) as err:
-                why = f"{type(err).__name__}: {' '.join(str(err).split())}"
+            except (OSError, ValueError, KeyError, TypeError, RecursionError) as err:
+                why = f"{type(err).__name__}: {' '.join(str(err).split())[:200]}"
                 print(f"ipkit: {path} is unreadable ({why}): rerun `ipkit run {info.id} --profile "
                       f"{path.parent.name}`", file=sys.stderr)
                 lines += [f"### Profile `{path.parent.name}`: results.json unreadable ({why})", ""]
