@@ -17,7 +17,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from ipkit import publish
+from ipkit.notebook import publish
+from ipkit.orchestrate import site
 
 pytestmark = pytest.mark.browser
 
@@ -173,7 +174,7 @@ def test_offline_site_renders_its_images(browser, tmp_path, explore_notebook):
     png = nbformat.read(nb, as_version=4).cells[1].outputs[1].data["image/png"]
     (nb.parent / "view.png").write_bytes(base64.b64decode(png))
     gallery = "# Figures\n\n[explore](explore/smoke/explore.ipynb)\n\n![view](explore/smoke/view.png)\n"
-    index, page_html = publish.write_site(figures, tmp_path / "site", gallery)
+    index, page_html = site.write_site(figures, tmp_path / "site", gallery)
 
     context = browser.new_context(offline=True)
     remote = []
