@@ -11,7 +11,7 @@ Layers, each importing only from those below it (``docs/architecture.md``;
 - ``ipkit.notebook``: what a notebook works with (parameters, the study registry,
   ``Run`` / ``start``, publishing, plots, widgets);
 - ``ipkit.studies``: one module per paper;
-- ``ipkit.orchestrate``: runs of notebooks (parallel, sweeps, verify, bench, the site);
+- ``ipkit.orchestrate``: runs of notebooks (parallel, sweeps, verify, bench);
 - ``ipkit.cli``: the ``ipkit`` command.
 """
 __version__ = "0.1.0"

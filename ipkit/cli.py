@@ -14,9 +14,9 @@ import sys
 from pathlib import Path
 
 from .core.files import write_atomic, write_table
-from .core.paths import figures_dir, runs_dir
+from .core.paths import figures_dir, repo_root, runs_dir
 from .evidence import sensitivity
-from .evidence.results import claims_markdown, recorded_threads
+from .evidence.results import check_results, claims_markdown, recorded_threads
 from .evidence.stability import record, report_lines, stability_markdown
 from .methods import cache
 from .methods.train import cpu_bf16, cpu_threads
@@ -215,7 +215,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     for sid, points in plan:
         root = profile_dir / "sweeps" / sid
         table = sweep.summary(points, {s.name: root / s.name for s in points},
-                              {s.name: errors[label(sid, s)] for s in points if label(sid, s) in errors})
+                              {s.name: errors[label(sid, s)] for s in points if label(sid, s) in errors},
+                              resolve(info, args.profile, {}))
         root.mkdir(parents=True, exist_ok=True)
         write_table(table, root / "summary")
         plots.savefig(plots.sweep_verdicts(table, f"{info.id}: sweep {sid}"), root / "summary")
@@ -271,10 +272,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 1 if flips else 0
 
 
-def _profile_section(root: Path, path: Path, notebook: str) -> list[str]:
+def profile_section(root: Path, path: Path, notebook: str) -> list[str]:
     """Gallery lines of one results.json: the executed notebook's link, claim rows, stability,
     tables and figures."""
     data = json.loads(path.read_text())
+    check_results(data)
     rel = path.parent.relative_to(root)
     lines = [f"### Profile `{data['profile']}`: {data['date']}, {data['device']}, "
              f"{data['runtime_s']:.0f} s", ""]
@@ -351,9 +353,9 @@ def _gallery() -> str:
         lines += [f"## {info.title}", "", f"Notebook: `notebooks/{info.path.name}`", ""]
         for path in runs:
             try:
-                lines += _profile_section(root, path, info.path.name)
-            except (OSError, ValueError, KeyError, TypeError) as err:
-                why = f"{type(err).__name__}: {' '.join(str(err).split())}"
+                lines += profile_section(root, path, info.path.name)
+            except (OSError, ValueError, KeyError, TypeError, RecursionError) as err:
+                why = f"{type(err).__name__}: {' '.join(str(err).split())[:200]}"
                 print(f"ipkit: {path} is unreadable ({why}): rerun `ipkit run {info.id} --profile "
                       f"{path.parent.name}`", file=sys.stderr)
                 lines += [f"### Profile `{path.parent.name}`: results.json unreadable ({why})", ""]
@@ -370,24 +372,34 @@ def _notebook_link(notebook: Path, root: Path) -> list[str]:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Write figures/README.md, a gallery of every study's figures and claim tables, and
-    with --html an offline site of the gallery and every executed notebook."""
+    with --html the documentation site (:func:`build_site`)."""
     path = figures_dir() / "README.md"
     path.parent.mkdir(parents=True, exist_ok=True)
     gallery = _gallery()
     write_atomic(path, lambda tmp: tmp.write_text(gallery))
     print(f"ipkit: wrote {path}")
     if args.html:
-        _write_site(gallery, args.html)
+        status = build_site(Path(args.html))
+        if status:
+            return status
+        print(f"ipkit: wrote the site to {Path(args.html) / 'index.html'} (readable offline)")
     return 0
 
 
-def _write_site(gallery: str, site: str) -> None:
-    """Write the offline HTML site (:func:`ipkit.orchestrate.site.write_site`) into ``site``."""
-    from .orchestrate.site import write_site
+def build_site(out: Path) -> int:
+    """Build the documentation site (Sphinx with myst-nb, ``docs/conf.py``) into ``out``,
+    offline, warnings as errors: the guides, one page per study from its results.json and
+    figures (:func:`profile_section`, as the gallery) and the executed notebooks, rendered
+    without running them. Returns Sphinx's exit status."""
 
-    pages = write_site(figures_dir(), Path(site), gallery)
-    print(f"ipkit: wrote {len(pages)} pages to {pages[0]} "
-          f"({sum(p.stat().st_size for p in pages) / 1e6:.1f} MB, readable offline)")
+    docs = repo_root() / "docs"
+    if not (docs / "conf.py").is_file():
+        return _fail(f"no Sphinx sources at {docs}: build the site from a checkout of ipkit")
+    try:
+        from sphinx.cmd.build import build_main
+    except ImportError:
+        return _fail("Sphinx is missing: pip install -c constraints.txt -e '.[docs]' (make setup does)")
+    return build_main(["-E", "-W", "--keep-going", "-q", "-b", "html", str(docs), str(out)])
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
@@ -524,10 +536,10 @@ def parser() -> argparse.ArgumentParser:
                      help="store the comparison under 'stability' in the committed results.json")
     _parallel_options(ver)
     ver.set_defaults(fn=cmd_verify)
-    rep = sub.add_parser("report", help="write figures/README.md (and with --html an offline site)")
+    rep = sub.add_parser("report", help="write figures/README.md (and with --html the documentation site)")
     rep.add_argument("--html", nargs="?", const="site", metavar="DIR",
-                     help="also write the gallery and every executed notebook as HTML into DIR "
-                          "(default: site)")
+                     help="also build the documentation site (study pages, guides, executed "
+                          "notebooks; readable offline) into DIR (default: site), as `make docs`")
     rep.set_defaults(fn=cmd_report)
     c = sub.add_parser("cache", help="list or clear the model cache")
     c.add_argument("action", choices=["ls", "clear"])

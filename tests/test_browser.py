@@ -1,8 +1,7 @@
 """A person's view in a real browser: JupyterLab in headless Chromium (driven by Playwright)
-runs a small Explore notebook, moves its slider, saves and reopens it; then the offline HTML
-site is opened with the network off. Uses the system Chromium and never downloads a browser;
+runs a small Explore notebook, moves its slider, saves and reopens it; then the documentation
+site (`make docs`) is opened from disk with the network off. Uses the system Chromium and never downloads a browser;
 skipped with a one-line reason when Chromium or Playwright is missing."""
-import base64
 import json
 import os
 import re
@@ -18,7 +17,6 @@ import nbformat
 import pytest
 
 from ipkit.notebook import publish
-from ipkit.orchestrate import site
 
 pytestmark = pytest.mark.browser
 
@@ -164,31 +162,50 @@ def test_explore_panel_in_jupyterlab_survives_save_and_reload_and_publishes(brow
     page.close()
 
 
-def test_offline_site_renders_its_images(browser, tmp_path, explore_notebook):
-    from nbclient import NotebookClient
+@pytest.fixture(scope="module")
+def docs_site(tmp_path_factory):
+    """The documentation site built from the committed figures (as `make docs`)."""
+    from ipkit import cli
+    from ipkit.core.paths import repo_root
 
-    NotebookClient(explore_notebook, timeout=120, kernel_name="python3").execute()
-    nbformat.write(explore_notebook, tmp_path / "executed.ipynb")
-    figures = tmp_path / "figures"
-    nb = publish.publish(tmp_path / "executed.ipynb", figures / "explore" / "smoke" / "explore.ipynb")
-    png = nbformat.read(nb, as_version=4).cells[1].outputs[1].data["image/png"]
-    (nb.parent / "view.png").write_bytes(base64.b64decode(png))
-    gallery = "# Figures\n\n[explore](explore/smoke/explore.ipynb)\n\n![view](explore/smoke/view.png)\n"
-    index, page_html = site.write_site(figures, tmp_path / "site", gallery)
+    out = tmp_path_factory.mktemp("site")
+    saved = os.environ.get("IPKIT_FIGURES")
+    os.environ["IPKIT_FIGURES"] = str(repo_root() / "figures")
+    try:
+        assert cli.build_site(out) == 0
+    finally:
+        os.environ.pop("IPKIT_FIGURES") if saved is None else os.environ.update(IPKIT_FIGURES=saved)
+    return out
 
+
+def _not_blank(png: bytes) -> bool:
+    import io
+
+    from PIL import Image
+
+    colours = Image.open(io.BytesIO(png)).convert("RGB").getcolors(maxcolors=1 << 16)
+    return colours is None or len(colours) > 20
+
+
+def test_docs_site_renders_offline(browser, docs_site):
+    """The built index and a study page open from disk: they render (a screenshot that is
+    not blank), every figure loads, the study page links its executed notebook, and no
+    request leaves file://."""
     context = browser.new_context(offline=True)
     remote = []
     context.route(re.compile(r"^(?!file:|data:)"), lambda route: (remote.append(route.request.url), route.abort()))
     page = context.new_page()
-    for html in (index, page_html):
+    study = docs_site / "_generated" / "studies" / "modeldiff.html"
+    for html in (docs_site / "index.html", study):
         page.goto(html.as_uri())
         page.wait_for_load_state("load")
+        assert _not_blank(page.screenshot(full_page=False)), f"{html.name} rendered blank"
         widths = page.eval_on_selector_all("img", "imgs => imgs.map(i => i.complete ? i.naturalWidth : 0)")
-        assert widths and all(w > 0 for w in widths), f"{html.name}: image widths {widths}"
-    assert page.locator("text=Error displaying widget").count() == 0
-    page.goto(index.as_uri())
-    page.click("text=explore")
+        assert all(w > 0 for w in widths), f"{html.name}: image widths {widths}"
+    assert len(widths) >= 3 and "does not hold" in page.inner_text("main")
+    page.click("main a[href$='default/04_modeldiff.html']")
     page.wait_for_load_state("load")
-    assert page.url.endswith("explore/smoke/explore.html")
+    assert page.url.endswith("/studies/modeldiff/default/04_modeldiff.html")
+    assert "ModelDiff" in page.inner_text("main")
     assert not remote, f"the site asked the network for {remote}"
     context.close()

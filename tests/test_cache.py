@@ -1,6 +1,7 @@
 """The model cache: atomic writes, a checksum over header and data checked on load, any
 unusable entry rebuilt with a one-line report, no unpickling, safe under two processes
 writing one key, temp files of interrupted writes shown and swept."""
+import errno
 import multiprocessing as mp
 import os
 import pickle
@@ -258,3 +259,56 @@ def test_clear_removes_entries():
     cache.cached_model("b", {}, _build, train)
     assert cache.clear("a") == 1 and [e.recipe for e in cache.entries()] == ["b"]
     assert cache.clear() == 1 and cache.entries() == []
+
+
+def _with_metadata(path, metadata) -> None:
+    """Rewrite an entry's header with another ``__metadata__`` (the tensors untouched)."""
+    import json
+
+    blob = path.read_bytes()
+    (n,) = struct.unpack("<Q", blob[:8])
+    header = json.loads(blob[8:8 + n])
+    header["__metadata__"] = metadata
+    raw = json.dumps(header).encode()
+    raw += b" " * (-len(raw) % 8)
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw + blob[8 + n:])
+
+
+@pytest.mark.parametrize("metadata", ["a string", ["a", "list"], {"meta": "[1, 2]", "sha256": "x"},
+                                      {"meta": 3}])
+def test_malformed_metadata_is_a_corrupt_entry(metadata, capsys):
+    calls, train = _train_counter()
+    model = cache.cached_model("unit", {"x": 1}, _build, train)
+    _with_metadata(cache._path(model.ipkit_key), metadata)
+    (listed,) = cache.entries()
+    assert not listed.ok and listed.problem
+    cache.cached_model("unit", {"x": 1}, _build, train)
+    assert len(calls) == 2 and len(_corrupt_lines(capsys)) == 1 and cache.entries()[0].ok
+
+
+@pytest.mark.parametrize("err, fix", [(errno.ENOSPC, "free space there"), (errno.EROFS, "make it writable"),
+                                      (errno.EACCES, "make it writable")])
+def test_a_folder_that_refuses_writes_costs_the_cache_not_the_run(err, fix, monkeypatch, capsys):
+    """Disk full or read-only: one line names the folder and the fix, no temp file stays,
+    and the model trained in memory is returned (twice: nothing was stored)."""
+    calls, train = _train_counter()
+    monkeypatch.setattr(os, "fsync", lambda fd: (_ for _ in ()).throw(OSError(err, os.strerror(err))))
+    first = cache.cached_model("unit", {"x": 1}, _build, train)
+    second = cache.cached_model("unit", {"x": 1}, _build, train)
+    assert len(calls) == 2 and first.head.bias[0] == 1
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if cache.UNWRITTEN_LINE.fullmatch(ln)]
+    assert len(lines) == 2 and str(cache.cache_dir()) in lines[0] and fix in lines[0]
+    assert not list(cache.cache_dir().iterdir()) and second.ipkit_key == first.ipkit_key
+
+
+def test_a_corrupt_entry_that_cannot_be_removed_is_rebuilt_in_memory(monkeypatch, capsys):
+    calls, train = _train_counter()
+    model = cache.cached_model("unit", {"x": 1}, _build, train)
+    path = cache._path(model.ipkit_key)
+    path.write_bytes(b"\xff" * 7)
+    monkeypatch.setattr(os, "fsync", lambda fd: (_ for _ in ()).throw(OSError(errno.EROFS, "Read-only file system")))
+    monkeypatch.setattr(type(path), "unlink", lambda self, missing_ok=False: (_ for _ in ()).throw(PermissionError(13, "denied")))
+    again = cache.cached_model("unit", {"x": 1}, _build, train)
+    err = capsys.readouterr().err
+    assert len(calls) == 2 and again.head.bias[0] == 2
+    assert "): rebuilt" in err and "cache not written" in err

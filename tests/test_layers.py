@@ -35,12 +35,12 @@ LAZY_PACKAGES = {
     "ray": "optional extra ipkit[ray]: only runs sent to Ray need it",
     "pandas": "heavy: the sweep summary alone needs it in the orchestration layer",
     "scipy": "one rank statistic of memorized_transfer needs it",
+    "sphinx": "optional extra ipkit[docs]: only `ipkit report --html` builds the site",
     "torch.ao.quantization": "deprecated API: loaded only when a model is quantized, its warnings silenced there",
 }
 
 # ipkit imports a function may make: (importer, imported module) -> reason.
 LAZY_IMPORTS = {
-    ("ipkit.cli", "ipkit.orchestrate.site"): "nbconvert and jinja2 load only for `ipkit report --html`",
     ("ipkit.cli", "ipkit.orchestrate.bench"): "the benchmarks load only for `ipkit bench`",
 }
 

@@ -5,6 +5,7 @@ import json
 import re
 
 import nbformat
+import pytest
 from nbformat.v4 import new_code_cell, new_notebook, new_output
 
 from ipkit import cli
@@ -53,37 +54,29 @@ def test_publish_writes_a_valid_notebook(tmp_path):
     assert [p.name for p in dest.parent.iterdir()] == ["00_s.ipynb"]
 
 
-def test_report_links_notebooks_and_writes_an_offline_site(tmp_path, monkeypatch, capsys):
-    from test_cli import _fake_run
-
-    run, _ = _fake_run(tmp_path, monkeypatch)
-    nbformat.write(publish.strip(_executed()), run.published / run.info.path.name)
-    site = tmp_path / "site"
-    assert cli.main(["report", "--html", str(site)]) == 0
-    gallery = (tmp_path / "README.md").read_text()
-    link = f"quickstart/smoke/{run.info.path.name}"
-    assert f"]({link})" in gallery
-    index = (site / "index.html").read_text()
-    page = site / link.replace(".ipynb", ".html")
-    assert page.exists() and f'href="{link[:-6]}.html"' in index
-    assert "data:image/png;base64," in index and "line.png" not in re.sub(r'alt="[^"]*"', "", index)
-    for html in (index, page.read_text()):
-        assert not re.search(r"<script[^>]*\bsrc=", html) and "require.js" not in html
-
-
-def test_offline_site_carries_the_tables_the_gallery_links(tmp_path, monkeypatch, capsys):
+@pytest.mark.slow
+def test_report_html_builds_the_site_with_a_page_per_study(tmp_path, monkeypatch, capsys):
+    """`ipkit report --html DIR` builds the Sphinx site: the study's page carries its claim
+    row, figure and long table (as a download), and links its executed notebook's page."""
     import pandas as pd
     from test_cli import _fake_run
 
     run, _ = _fake_run(tmp_path, monkeypatch)
     run.table(pd.DataFrame({"k": range(cli.GALLERY_TABLE_ROWS + 5)}), "units")
     run.record({"value": 0.25}, [])
+    nb = publish.strip(_executed())
+    nb.metadata["language_info"] = {"name": "python", "pygments_lexer": "ipython3"}
+    nbformat.write(nb, run.published / run.info.path.name)
     site = tmp_path / "site"
     assert cli.main(["report", "--html", str(site)]) == 0
-    index = (site / "index.html").read_text()
-    for name in ("units.md", "units.csv"):
-        assert f'href="quickstart/smoke/{name}"' in index
-        assert (site / "quickstart/smoke" / name).read_text() == (tmp_path / "quickstart/smoke" / name).read_text()
+    assert f"]({f'quickstart/smoke/{run.info.path.name}'})" in (tmp_path / "README.md").read_text()
+    page = (site / "_generated" / "studies" / "quickstart.html").read_text()
+    notebook = site / "_generated" / "studies" / "quickstart" / "smoke" / run.info.path.name.replace(".ipynb", ".html")
+    assert notebook.is_file() and f'href="quickstart/smoke/{notebook.name}"' in page
+    assert re.search(r'href="[^"]*_downloads/[^"]*/units\.csv"', page)
+    assert re.search(r'<img [^>]*src="[^"]*line\.png"', page)
+    for html in (page, (site / "index.html").read_text()):
+        assert not re.search(r'<(script|link|img)[^>]*(src|href)="https?://', html)
 
 
 def test_text_progress_for_executed_notebooks_reads_as_lines(monkeypatch):

@@ -119,6 +119,24 @@ def test_report_names_a_torn_results_file_and_goes_on(folders, capsys):
     assert "results.json unreadable" in text and "quickstart/smoke/line.png" in text
 
 
+@pytest.mark.parametrize("content", ['{"claims": [1, 2]}', '"a string"', "[" * 200_000 + "]" * 200_000,
+                                     None])
+def test_report_names_a_results_file_of_the_wrong_shape_and_goes_on(folders, capsys, content):
+    """Claims that are numbers, a bare string, JSON nested 200,000 deep, or a committed file
+    with its claims replaced by a string: listed as unreadable in one line, the gallery written."""
+    good = _kernel(1, "line", 0.9)
+    bad = folders / "IPKIT_FIGURES" / "modeldiff" / "smoke" / "results.json"
+    bad.parent.mkdir(parents=True)
+    if content is None:
+        content = json.dumps({**json.loads((good.out / "results.json").read_text()), "claims": "Q1"})
+    bad.write_text(content)
+    assert cli.main(["report"]) == 0
+    (line,) = [ln for ln in capsys.readouterr().err.splitlines() if "modeldiff" in ln]
+    assert "modeldiff/smoke/results.json is unreadable (" in line and len(line) < 400
+    text = (folders / "IPKIT_FIGURES" / "README.md").read_text()
+    assert "results.json unreadable" in text and "quickstart/smoke/line.png" in text
+
+
 PUBLISHER = """
 import sys
 from pathlib import Path

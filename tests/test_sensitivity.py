@@ -190,8 +190,26 @@ def test_sensitivity_sweep_end_to_end(tiny_study, monkeypatch):
     assert cli.main(["run", "tiny", "--profile", "smoke", "-p", "value=0.2"]) == 0
     assert json.loads((folder / "results.json").read_text())["claims"][0]["sensitivity"]
     text = sensitivity.report(tiny, "smoke", folder)
-    assert "it holds at value=1.0. Table: `sweeps/sensitivity-value/summary.md`." in text
+    assert ("it holds at value=1.0. Its default point (value=1.0) differs from the committed row. "
+            "Table: `sweeps/sensitivity-value/summary.md`.") in text
     assert "not swept in profile `default` yet" in sensitivity.report(tiny, "default", tmp_path)
+    assert data["sensitivity"][0]["default_point"] == "differs"  # committed at 0.2, default 1.0
+    assert cli.main(["run", "tiny", "--profile", "smoke"]) == 0  # now committed at the default
+    found = json.loads((folder / "results.json").read_text())["sensitivity"][0]
+    assert found["default_point"] == "reproduces"
+    assert found["text"].endswith("Its default point (value=1.0) reproduces the committed row.")
+
+
+def test_default_point_compares_verdict_and_measured_text():
+    frame = summary_frame([("x=1", "T1", "holds", 0.7, 0.6, 0.8), ("x=2", "T1", "holds", 0.9, 0.8, 1.0)])
+    frame["measured"] = ["a = 0.7 [0.6, 0.8]", "a = 0.9 [0.8, 1]"]
+    frame["default"] = [False, True]
+    row = {"verdict": "holds", "measured": "a = 0.9 [0.8, 1]"}
+    assert sensitivity.default_point(frame, row, "T1") == "reproduces"
+    assert sensitivity.default_point(frame, {**row, "measured": "a = 0.901 [0.8, 1]"}, "T1") == "differs"
+    assert sensitivity.default_point(frame, {**row, "verdict": "inconclusive"}, "T1") == "differs"
+    assert sensitivity.default_point(frame, row, "T2") is None  # the sweep never produced T2
+    assert sensitivity.default_point(frame.drop(columns="default"), row, "T1") is None  # drawn before the column
 
 
 @pytest.mark.slow

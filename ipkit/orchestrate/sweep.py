@@ -124,13 +124,18 @@ def claim_row(claim: dict) -> dict[str, Any]:
             "measured": claim.get("measured", "")}
 
 
-def summary(grid: list[Setting], folders: dict[str, Path], errors: dict[str, str]):
-    """One row per setting and claim (a failed setting: one row saying how it failed)."""
+def summary(grid: list[Setting], folders: dict[str, Path], errors: dict[str, str],
+            defaults: dict[str, Any] | None = None):
+    """One row per setting and claim (a failed setting: one row saying how it failed);
+    with the profile's ``defaults``, column ``default`` marks the setting whose swept values
+    are all the profile's own (the point that should reproduce the committed run)."""
     import pandas as pd
 
     rows = []
     for s in grid:
         base = {"setting": s.name, **{k: _text(v) for k, v in s.values.items()}}
+        if defaults is not None:
+            base["default"] = all(k in defaults and _text(defaults[k]) == _text(v) for k, v in s.values.items())
         path = folders[s.name] / "results.json"
         if s.name in errors or not path.exists():
             rows.append({**base, "claim": "", "verdict": "run failed",

@@ -221,13 +221,13 @@ def gradient_cosines(a: nn.Module, b: nn.Module, x: Tensor, y: Tensor) -> Tensor
 
 
 def chance_abs_cosine(d: int) -> float:
-    """E|cos| of two independent random directions in ``d`` dimensions, sqrt(2 / (pi d)) for
-    large d: what an unpaired sibling's |cos| with the full model should approach."""
+    """``E|cos|`` of two independent random directions in ``d`` dimensions, sqrt(2 / (pi d)) for
+    large d: what an unpaired sibling's ``|cos|`` with the full model should approach."""
     return float(np.sqrt(2 / (np.pi * d)))
 
 
 def surrogate_row(fam: Family, name: str, model: nn.Module | None, s: Splits, outcomes: pd.DataFrame) -> dict:
-    """Accuracy, similarity to the full model (mean gradient cosine, mean |cosine|, fidelity)
+    """Accuracy, similarity to the full model (mean gradient cosine, mean ``|cosine|``, fidelity)
     and transfer success (NaN similarity for ``none``)."""
     if model is None:
         sim = {"test_acc": float("nan"), "grad_cos": float("nan"), "grad_abs_cos": float("nan"),
@@ -435,11 +435,11 @@ def _accuracy_rows(fam: Family, s: Splits, model: nn.Module, lam: float) -> pd.D
 
 def compare_unpairing(tr: pd.DataFrame, qsum: pd.DataFrame, u: Unpairing, cfg: Config) -> pd.DataFrame:
     """Per (architecture, seed): the sibling's transfer success, restricted mean queries
-    (:func:`query_summary`), accuracy and gradient cosine (signed and |cos|) before and after
+    (:func:`query_summary`), accuracy and gradient cosine (signed and ``|cos|``) before and after
     unpairing at ``unpair_lambda`` (and transfer after the ``lam = 0`` fine-tuning control),
     with ``transfer_cut`` (relative), ``query_ratio`` (restricted means, after over before),
     the no-prior attack's restricted mean (``rmst_no_prior``: about the slowest a useless
-    prior leaves it), the full model's accuracy, the chance level of |cos| for the input
+    prior leaves it), the full model's accuracy, the chance level of ``|cos|`` for the input
     dimension and ``comparable`` (the unpaired sibling's mean accuracy gap over seeds at
     most ``max_acc_gap``)."""
     key, sib, lam = ["arch", "seed"], cfg.unpair_sibling, cfg.unpair_lambda
