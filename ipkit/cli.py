@@ -13,11 +13,18 @@ import re
 import sys
 from pathlib import Path
 
-from . import cache, parallel, plots, sweep
-from .results import write_atomic, write_table
-from .study import PROFILE_NAMES, ParamError, StudyInfo, coerce, figures_dir, get_study, lookup
-from .study import new_run_id, resolve, runs_dir, studies
-from .train import cpu_bf16, cpu_threads, default_device
+from .core.files import write_atomic, write_table
+from .core.paths import figures_dir, repo_root, runs_dir
+from .evidence import sensitivity
+from .evidence.results import check_results, claims_markdown, recorded_threads
+from .evidence.stability import record, report_lines, stability_markdown
+from .methods import cache
+from .methods.train import cpu_bf16, cpu_threads, default_device
+from .notebook import plots
+from .notebook.params import PROFILE_NAMES, ParamError, coerce
+from .notebook.registry import StudyInfo, get_study, lookup, resolve, studies, study_module
+from .notebook.runtime import new_run_id
+from .orchestrate import parallel, sweep, verify
 
 
 def _fail(msg: str) -> int:
@@ -73,10 +80,8 @@ def _check_jobs(args: argparse.Namespace) -> None:
 
 def _threads_as_committed(given: int | None, committed: dict, where: Path) -> int | None:
     """``given`` (``--threads``), else the thread count of the committed run ``committed``
-    (the results.json at ``where``; :func:`ipkit.results.recorded_threads`), so that a
+    (the results.json at ``where``; :func:`ipkit.evidence.results.recorded_threads`), so that a
     setting equal to the committed one reproduces it on the same machine; says which."""
-    from .results import recorded_threads
-
     if given is not None:
         return given
     threads = recorded_threads(committed)
@@ -144,8 +149,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _sweep_plan(info, args: argparse.Namespace) -> list[tuple[str, list[sweep.Setting]]]:
     """The sweeps to run, each ``(sweep id, its settings)``: the study's declared
     sensitivity sweeps with ``--sensitivity``, else the grid of ``-p`` / ``--seeds-sets``."""
-    from . import sensitivity
-
     kind = "sensitivity" if args.sensitivity else "alternatives" if args.alternatives else None
     if args.sensitivity and args.alternatives:
         raise ParamError("give --sensitivity or --alternatives, not both: run them one after the other")
@@ -153,7 +156,7 @@ def _sweep_plan(info, args: argparse.Namespace) -> list[tuple[str, list[sweep.Se
         if args.param or args.seeds_sets:
             raise ParamError(f"--{kind} runs the study's declared sweeps: leave out -p and "
                              "--seeds-sets")
-        every = sensitivity.declared(info.id, kind)
+        every = sensitivity.declared(study_module(info.id), kind)
         if not every:
             raise ParamError(f"study '{info.id}' declares no {kind} sweeps "
                              f"({sensitivity.KINDS[kind]} in ipkit/studies/{info.id}.py)")
@@ -178,8 +181,6 @@ def _sweep_plan(info, args: argparse.Namespace) -> list[tuple[str, list[sweep.Se
 def cmd_sweep(args: argparse.Namespace) -> int:
     """Validate every setting of every sweep, run them all, then summarize the claims
     across each sweep's settings (and, for sensitivity sweeps, name them in results.json)."""
-    from . import sensitivity
-
     try:
         info = get_study(args.study)
         plan = _sweep_plan(info, args)
@@ -222,17 +223,15 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         print(table.drop(columns=["measured"]).to_markdown(index=False, floatfmt=".3f"))
         print(f"ipkit: summary in {root / 'summary.md'} and {root / 'summary.png'}")
     if args.sensitivity or args.alternatives:
-        for f in sensitivity.findings(info.id, profile_dir, "sensitivity" if args.sensitivity else "alternatives"):
+        for f in sensitivity.findings(study_module(info.id), profile_dir, "sensitivity" if args.sensitivity else "alternatives"):
             print(f"  {f['text']}")
-        if sensitivity.attach(info.id, profile_dir):
+        if sensitivity.attach(study_module(info.id), profile_dir):
             print(f"ipkit: sensitivity named in {profile_dir / 'results.json'}")
     return _failures(outcomes)
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
     """Rerun a study once per seed set; compare each claim's verdict with the committed one."""
-    from . import verify
-
     try:
         info = get_study(args.study)
         sets = verify.seed_sets(info, args.seeds)
@@ -262,13 +261,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
     flips = []
     for seeds, rows in runs:
         print(f"ipkit: seeds {','.join(map(str, seeds))}")
-        print("\n".join(verify.report_lines(rows)))
+        print("\n".join(report_lines(rows)))
         flips += [f"{r.id} (seeds {','.join(map(str, seeds))})" for r in rows if r.flip]
     changed = sum(r.changed for _, rows in runs for r in rows)
     print(f"ipkit: {len(flips)} flip(s){': ' + ', '.join(flips) if flips else ''}; "
           f"{changed} of {sum(len(rows) for _, rows in runs)} verdicts changed")
     if args.record:
-        verify.record(path, runs)
+        record(path, runs)
         print(f"ipkit: recorded under 'stability' in {path}")
     return 1 if flips else 0
 
@@ -276,9 +275,6 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def profile_section(root: Path, path: Path, notebook: str) -> list[str]:
     """Gallery lines of one results.json: the executed notebook's link, claim rows, stability,
     tables and figures."""
-    from .results import check_results, claims_markdown
-    from .verify import stability_markdown
-
     data = json.loads(path.read_text())
     check_results(data)
     rel = path.parent.relative_to(root)
@@ -303,10 +299,9 @@ def profile_section(root: Path, path: Path, notebook: str) -> list[str]:
             changed = [f"{c['id']} ({', '.join(k for k, v in c['alternatives'].items() if v != c['verdict'])})"
                        for c in data["claims"] if c.get("alternatives") and not c.get("robust")]
             lines += [f"Verdicts that change at an alternative: {'; '.join(changed) or 'none'}.", ""]
-        from .sensitivity import KINDS, pending
-
-        waiting = [line for kind in KINDS for line in pending(
-            data["study"], data["profile"], data.get(kind) or [], kind)]
+        module = study_module(data["study"]) if str(data["study"]).isidentifier() else None
+        waiting = [line for kind in sensitivity.KINDS for line in sensitivity.pending(
+            module, data["profile"], data.get(kind) or [], kind)]
         if waiting:
             lines += ["**Declared sweeps not drawn yet**", ""] + waiting + [""]
     for table in data.get("tables", []):
@@ -396,7 +391,6 @@ def build_site(out: Path) -> int:
     offline, warnings as errors: the guides, one page per study from its results.json and
     figures (:func:`profile_section`, as the gallery) and the executed notebooks, rendered
     without running them. Returns Sphinx's exit status."""
-    from .study import repo_root
 
     docs = repo_root() / "docs"
     if not (docs / "conf.py").is_file():
@@ -437,7 +431,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     """Time the ipkit trainer against a plain DataLoader loop (or an ensemble trained
     together against one by one) and print the ratio."""
-    from .bench import REDRAW_GOAL_S, ensemble_speed, redraw, run, trainer_layouts
+    from .orchestrate.bench import REDRAW_GOAL_S, ensemble_speed, redraw, run, trainer_layouts
 
     if args.what == "redraw":
         try:

@@ -1,7 +1,7 @@
 """Fixtures shared by the unit tests."""
 import pytest
 
-from ipkit import data
+from ipkit.methods import data
 
 
 @pytest.fixture(scope="session")
@@ -14,7 +14,8 @@ EXPLORE_SETUP = """import os
 os.environ.pop("IPKIT_QUIET", None)
 os.environ.pop("CI", None)
 import matplotlib.pyplot as plt
-from ipkit import train, widgets"""
+from ipkit.methods import train
+from ipkit.notebook import widgets"""
 
 EXPLORE_CELL = """def draw(bars: int = 2):
     for _ in train.progress(range(3), desc="work"):

@@ -16,7 +16,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from ipkit import publish
+from ipkit.notebook import publish
 
 pytestmark = pytest.mark.browser
 
@@ -166,7 +166,7 @@ def test_explore_panel_in_jupyterlab_survives_save_and_reload_and_publishes(brow
 def docs_site(tmp_path_factory):
     """The documentation site built from the committed figures (as `make docs`)."""
     from ipkit import cli
-    from ipkit.study import repo_root
+    from ipkit.core.paths import repo_root
 
     out = tmp_path_factory.mktemp("site")
     saved = os.environ.get("IPKIT_FIGURES")

@@ -13,7 +13,7 @@ import time
 import pytest
 import torch
 
-from ipkit import cache, models
+from ipkit.methods import cache, models
 
 
 @pytest.fixture(autouse=True)
@@ -52,6 +52,15 @@ def test_key_changes_with_any_parameter():
     assert cache.key("r", {"a": 1}) != cache.key("r", {"a": 2}) != cache.key("s", {"a": 2})
 
 
+def test_a_key_is_pinned(monkeypatch):
+    """The key of fixed inputs on one CPU thread, as ipkit 0.1.0 computed it before the
+    package was layered: a warm cache of many hours of trainings depends on it."""
+    for name, value in {"IPKIT_DEVICE": "cpu", "IPKIT_CPU_BF16": "0", "IPKIT_THREADS": "1"}.items():
+        monkeypatch.setenv(name, value)
+    params = {"dataset": "digits", "arch": "mlp", "epochs": 3, "lr": 1e-3, "seeds": [0, 1.0]}
+    assert cache.key("victim", params) == "108d8924bcd6ce091bd3922f"
+
+
 def test_key_includes_the_cpu_thread_count_and_bf16_training(monkeypatch):
     monkeypatch.setenv("IPKIT_CPU_BF16", "0")
     monkeypatch.setenv("IPKIT_THREADS", "1")
@@ -71,7 +80,7 @@ def test_the_key_names_the_thread_count_the_trainer_will_use(monkeypatch, env, t
     model name a victim key other than the one the victim was stored under)."""
     import torch
 
-    from ipkit import train
+    from ipkit.methods import train
 
     monkeypatch.setenv("IPKIT_CPU_BF16", "0")
     for name in ("IPKIT_THREADS", "OMP_NUM_THREADS"):
@@ -206,12 +215,13 @@ def test_cache_ls_reports_a_directory_entry_as_corrupt(capsys):
 
 
 def test_run_start_sweeps_stale_temp_files(monkeypatch):
-    from ipkit import study
+    from ipkit.notebook.registry import get_study
+    from ipkit.notebook.runtime import start
 
     monkeypatch.setenv("IPKIT_PROFILE", "smoke")
     dead, live, _ = _temps()
-    info = study.get_study("quickstart")
-    study.start("quickstart", {n: p.default for n, p in info.params.items()}, info.profiles)
+    info = get_study("quickstart")
+    start("quickstart", {n: p.default for n, p in info.params.items()}, info.profiles)
     assert not dead.exists() and live.exists()
 
 

@@ -6,7 +6,12 @@ import pytest
 
 import pandas as pd
 
-from ipkit import cli, results, stats, study
+from ipkit import cli
+from ipkit.core import stats
+from ipkit.evidence import results
+from ipkit.notebook.params import ParamError, coerce, parse_params
+from ipkit.notebook.registry import get_study, resolve
+from ipkit.notebook.runtime import Run, start
 
 QUICK = "quickstart"
 
@@ -18,7 +23,7 @@ def run_cli(capsys, *argv):
 
 
 def test_parameters_read_from_the_parameters_cell():
-    info = study.get_study(QUICK)
+    info = get_study(QUICK)
     p = info.params
     assert p["query_budget"].type == "int" and p["query_budget"].bounds == (10, 50000)
     assert "mnist5k" in p["dataset"].choices and "resnet18" in p["victim_arch"].choices
@@ -28,10 +33,10 @@ def test_parameters_read_from_the_parameters_cell():
 
 def test_parse_params_types_and_specs():
     src = 'a = 1.5  # [0, 2] weight\nb = ["x"]  # {x, y} names\nc = True  # flag\n'
-    p = study.parse_params(src)
+    p = parse_params(src)
     assert (p["a"].type, p["a"].bounds, p["a"].help) == ("float", (0.0, 2.0), "weight")
     assert p["b"].type == "list[str]" and p["b"].choices == ["x", "y"]
-    assert p["c"].type == "bool" and study.coerce(p["c"], "false") is False
+    assert p["c"].type == "bool" and coerce(p["c"], "false") is False
 
 
 @pytest.mark.parametrize("argv, fragment", [
@@ -83,41 +88,41 @@ def test_missing_dataset_offline_is_caught_before_running(capsys, tmp_path, monk
 
 
 def test_resolve_profile_then_user_values():
-    info = study.get_study(QUICK)
-    smoke = study.resolve(info, "smoke", {})
+    info = get_study(QUICK)
+    smoke = resolve(info, "smoke", {})
     assert smoke["epochs"] == info.profiles["smoke"]["epochs"]
-    mine = study.resolve(info, "smoke", {"epochs": 3})
+    mine = resolve(info, "smoke", {"epochs": 3})
     assert mine["epochs"] == 3 and mine["profile"] == "smoke"
 
 
 def test_start_applies_profile_only_to_untouched_parameters(monkeypatch):
     monkeypatch.setenv("IPKIT_PROFILE", "smoke")
-    info = study.get_study(QUICK)
+    info = get_study(QUICK)
     ns = {n: p.default for n, p in info.params.items()}
     ns["query_budget"] = 777
-    run = study.start(QUICK, ns, info.profiles)
+    run = start(QUICK, ns, info.profiles)
     assert run.profile == "smoke" and ns["query_budget"] == 777
     assert ns["epochs"] == info.profiles["smoke"]["epochs"] == run.p.epochs
     ns["epochs"] = "ten"
-    with pytest.raises(study.ParamError, match="expects int"):
-        study.start(QUICK, ns, info.profiles)
+    with pytest.raises(ParamError, match="expects int"):
+        start(QUICK, ns, info.profiles)
 
 
 def test_start_refuses_a_parameter_papermill_injected_but_the_notebook_lacks(monkeypatch):
     monkeypatch.setenv("IPKIT_PROFILE", "smoke")
-    info = study.get_study(QUICK)
+    info = get_study(QUICK)
     ns = {n: p.default for n, p in info.params.items()}
     ns["In"] = ["", "profile = 'default'\n", "# Parameters\nepochs = 1\nbogus = 3\n", "run = ..."]
-    with pytest.raises(study.ParamError, match=r"unknown parameter 'bogus' .* declares profile, dataset"):
-        study.start(QUICK, ns, info.profiles)
+    with pytest.raises(ParamError, match=r"unknown parameter 'bogus' .* declares profile, dataset"):
+        start(QUICK, ns, info.profiles)
     ns["In"][2] = "# Parameters\nepochs = 1\nPAPERMILL_INPUT_PATH = 'x'\n"
-    assert study.start(QUICK, ns, info.profiles).profile == "smoke"
+    assert start(QUICK, ns, info.profiles).profile == "smoke"
 
 
 def test_papermill_run_with_an_undeclared_parameter_stops_at_set_up(tmp_path):
     import papermill as pm
 
-    info = study.get_study(QUICK)
+    info = get_study(QUICK)
     with pytest.raises(pm.PapermillExecutionError) as err:
         pm.execute_notebook(str(info.path), str(tmp_path / "out.ipynb"), parameters={"bogus": 1},
                             kernel_name="python3", cwd=str(info.path.parent), progress_bar=False)
@@ -140,8 +145,8 @@ def test_cache_ls_and_clear(capsys, tmp_path, monkeypatch):
 
 def _fake_run(tmp_path, monkeypatch):
     monkeypatch.setenv("IPKIT_FIGURES", str(tmp_path))
-    info = study.get_study(QUICK)
-    run = study.Run(info, study.resolve(info, "smoke", {}))
+    info = get_study(QUICK)
+    run = Run(info, resolve(info, "smoke", {}))
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots()

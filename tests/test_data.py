@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from ipkit import data
+from ipkit.methods import data
 
 
 def test_mnist5k_is_real_mnist_subset():

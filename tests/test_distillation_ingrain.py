@@ -9,10 +9,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ipkit import cli, ingrain, models, sensitivity, study, sweep, transforms
+from ipkit import cli
+from ipkit.evidence import sensitivity
+from ipkit.methods import ingrain, models, transforms
+from ipkit.methods import watermark as wmk
+from ipkit.methods.train import fit, kd_loss
+from ipkit.notebook.registry import get_study
+from ipkit.orchestrate import sweep
 from ipkit.studies import distillation_ingrain as di
-from ipkit import watermark as wmk
-from ipkit.train import fit, kd_loss
 
 
 def _pool(n: int = 300, classes: int = 4, seed: int = 0):
@@ -138,7 +142,7 @@ def test_distillation_attack_trains_a_fresh_student_of_the_given_arch():
 # --- the study module ---------------------------------------------------------------------
 
 def _cfg(**changes) -> di.Config:
-    values = {n: p.default for n, p in study.get_study("distillation_ingrain").params.items()}
+    values = {n: p.default for n, p in get_study("distillation_ingrain").params.items()}
     return di.Config.from_params(SimpleNamespace(**{**values, **changes}))
 
 
@@ -278,7 +282,7 @@ def test_a_single_lambda_leaves_the_trade_off_inconclusive():
 
 
 def test_declared_sweeps_name_real_parameters_and_include_the_defaults():
-    info = study.get_study("distillation_ingrain")
+    info = get_study("distillation_ingrain")
     params = info.params
     for sw in (*di.SENSITIVITY, *di.ALTERNATIVES):
         assert set(sw.grid) <= set(params) and set(sw.fixed) <= set(params)

@@ -9,7 +9,11 @@ import pandas as pd
 import pytest
 import torch
 
-from ipkit import cli, data, models, recipes, results, stats, steal, study, train, watermark
+from ipkit import cli
+from ipkit.core import stats
+from ipkit.evidence import results
+from ipkit.methods import data, models, recipes, steal, train, watermark
+from ipkit.notebook.registry import get_study
 from ipkit.studies import memorized_transfer as mt
 
 
@@ -120,7 +124,7 @@ def test_query_perturbations_and_ood_pool_are_seeded(digits):
 # --- the study module ---------------------------------------------------------------------
 
 def _cfg(**changes) -> mt.Config:
-    values = {n: p.default for n, p in study.get_study("memorized_transfer").params.items()}
+    values = {n: p.default for n, p in get_study("memorized_transfer").params.items()}
     return mt.Config.from_params(SimpleNamespace(**{**values, **changes}))
 
 
@@ -266,9 +270,10 @@ def test_correlations_are_per_carrier_kind():
 
 
 def test_alternatives_resolve_and_name_known_claims():
-    from ipkit import sensitivity, sweep
+    from ipkit.evidence import sensitivity
+    from ipkit.orchestrate import sweep
 
-    info = study.get_study("memorized_transfer")
+    info = get_study("memorized_transfer")
     assert mt.ALTERNATIVES and all(not a.fixed for a in mt.ALTERNATIVES)
     swept = {k: v for a in mt.ALTERNATIVES for k, v in a.grid.items()}
     assert swept["wm_kind"] == ["noise", "ood", "flipped"] and swept["wm_per_batch"] == [16, 64]
@@ -313,10 +318,10 @@ def test_grid_and_architecture_tables_cover_every_seed_and_architecture(digits, 
 
 def test_a_row_not_measured_reaches_the_sweep_summary_as_nan():
     """The smoke grid has no cross-architecture pair: M2's only part is not measured (null in
-    results.json); an alternatives sweep still summarises it (ipkit.sweep.claim_row)."""
+    results.json); an alternatives sweep still summarises it (ipkit.orchestrate.sweep.claim_row)."""
     import json
 
-    from ipkit import sweep
+    from ipkit.orchestrate import sweep
 
     by_arch, plain, boosted, grid, perturbed, geo = _tables(seeds=1)
     rows = mt.claims(by_arch, plain, grid[grid.thief_arch == "mlp"], perturbed, geo, boosted, _cfg())

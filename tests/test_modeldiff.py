@@ -1,5 +1,5 @@
 """ModelDiff (Li et al., ISSTA 2021): DDV similarity, its baselines, the reuse zoo and the
-study's reducers and claims (ipkit.similarity, ipkit.studies.modeldiff)."""
+study's reducers and claims (ipkit.methods.similarity, ipkit.studies.modeldiff)."""
 import copy
 import math
 
@@ -8,7 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from ipkit import cli, models, similarity, transforms
+from ipkit import cli
+from ipkit.methods import models, similarity, transforms
 from ipkit.studies import modeldiff as md
 
 
@@ -246,7 +247,7 @@ def test_claims_without_the_methods_they_need_are_inconclusive():
 def test_cache_key_includes_the_task(monkeypatch):
     """Two unrelated models of one architecture on tasks A and B with halves of one size
     must not share a cache entry (issue 13)."""
-    from ipkit import data
+    from ipkit.methods import data
 
     s = data.split("digits", seed=0, device="cpu")
     t = md.make_tasks(s)

@@ -3,7 +3,7 @@ features and head; bad names fail with the list of choices."""
 import pytest
 import torch
 
-from ipkit import models
+from ipkit.methods import models
 
 
 @pytest.mark.parametrize("arch", list(models.ARCHS))
@@ -29,7 +29,7 @@ def test_unknown_arch_lists_choices():
 
 
 def test_seeded_build_and_transfer_leave_the_global_rng_alone():
-    from ipkit import transforms
+    from ipkit.methods import transforms
 
     g = torch.Generator().manual_seed(0)
     x, y = torch.rand(32, 1, 8, 8, generator=g), torch.randint(0, 4, (32,), generator=g)

@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 import torch
 
-from ipkit import attacks, cli, compression, data, models, similarity, train, unpairing
+from ipkit import cli
+from ipkit.methods import attacks, compression, data, models, similarity, train, unpairing
 from ipkit.studies import ondevice_unpairing as od
 
 

@@ -1,4 +1,4 @@
-"""Parallel runs and sweeps (ipkit.parallel, ipkit.sweep, `ipkit run --jobs`, `ipkit sweep`):
+"""Parallel runs and sweeps (ipkit.orchestrate.parallel, ipkit.orchestrate.sweep, `ipkit run --jobs`, `ipkit sweep`):
 grids and their validation, the summary of claims across settings, and, on a local Ray with
 2 CPUs, parallel smoke runs of the quickstart against sequential ones and a failing setting."""
 import json
@@ -6,13 +6,16 @@ import sys
 
 import pytest
 
-from ipkit import cli, parallel, study, sweep
+from ipkit import cli
+from ipkit.notebook.params import ParamError
+from ipkit.notebook.registry import get_study
+from ipkit.orchestrate import parallel, sweep
 
 from test_cli import QUICK, run_cli
 
 
 def test_grid_takes_list_sets_separated_by_semicolons():
-    info = study.get_study(QUICK)
+    info = get_study(QUICK)
     grid = sweep.parse_grid(info, ["query_budget=300,500", "seeds=0,1;101,102"])
     assert grid == {"query_budget": [300, 500], "seeds": [[0, 1], [101, 102]]}
     names = [s.name for s in sweep.settings(grid)]
@@ -128,7 +131,7 @@ def test_ray_dispatch_keeps_jobs_in_flight_and_threads_per_run(fake_ray, monkeyp
     assert all(threads == 1 and env["IPKIT_FIGURES"] == str(tmp_path / "figures")
                for _, threads, env in fake_ray)
     assert (tmp_path / "3" / "results.json").read_bytes() == b"{}"
-    with pytest.raises(study.ParamError, match="lower --cpus-per-run"):
+    with pytest.raises(ParamError, match="lower --cpus-per-run"):
         parallel.run_jobs(jobs, at_once=2, cpus_per_run=4)
 
 
@@ -175,7 +178,7 @@ def test_summary_reads_intervals_and_falls_back_to_holds(tmp_path):
         ["inconclusive", 0.2, 0.05, 0.3, 0.1]
     assert rows.loc["epochs=2", "verdict"] == "holds" and rows.loc["epochs=2", "value"] == 0.125
     assert rows.loc["epochs=3", "verdict"] == "run failed" and "ValueError" in rows.loc["epochs=3", "measured"]
-    from ipkit import plots
+    from ipkit.notebook import plots
 
     assert len(plots.sweep_verdicts(table).axes) >= 1
 
@@ -226,7 +229,7 @@ def test_parallel_runs_give_the_sequential_results(quick_sweep, tmp_path, monkey
     monkeypatch.setenv("IPKIT_CACHE", str(tmp_path / "cache"))
     for name in parallel.THREAD_VARIABLES:  # the Ray runs had one thread each
         monkeypatch.setenv(name, "1")
-    info = study.get_study(QUICK)
+    info = get_study(QUICK)
     jobs = [parallel.Job(QUICK, "smoke", {"seeds": [seed]}, info.path, tmp_path / str(seed),
                          tmp_path / f"{seed}.ipynb") for seed in (0, 1)]
     outcomes = parallel.run_jobs(jobs, at_once=1)
@@ -239,10 +242,10 @@ def test_parallel_runs_give_the_sequential_results(quick_sweep, tmp_path, monkey
 TINY_PARAMETERS = ('profile = "default"  # {@profiles} run size\n'
                    'fail = False  # {True, False} raise inside the notebook\nvalue = 1.0  # [0, 10] measured\n')
 TINY_BODY = '''import pandas as pd
-import ipkit
-from ipkit import results
+from ipkit.evidence import results
+from ipkit.notebook.runtime import start
 PROFILES = {"smoke": {}}
-run = ipkit.start("tiny", globals(), PROFILES)
+run = start("tiny", globals(), PROFILES)
 if fail:
     raise ValueError("planted failure")
 part = results.evidence("value", pd.DataFrame({"seed": [0, 1, 2], "x": [value] * 3}), lambda f: f.x.mean(),

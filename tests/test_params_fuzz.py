@@ -6,14 +6,16 @@ import time
 import papermill
 import pytest
 
-from ipkit import cli, study
+from ipkit import cli
+from ipkit.notebook.params import Param
+from ipkit.notebook.registry import studies
 
 SHELL_AND_PATHS = ["$(touch pwned)", "`id`", "; rm -rf ~", "a|b", "../../etc/passwd", "/tmp/x",
                    "~/x", "a\nb", "'", '"', "*", "x y"]
 NOT_ASCII = ["１", "٣", "१२", "½"]
 
 
-def _bad_values(p: study.Param) -> list[str]:
+def _bad_values(p: Param) -> list[str]:
     """Values that must be refused for ``p``: wrong type, out of range, empty, not ASCII."""
     kind = p.type[5:-1] if p.type.startswith("list[") else p.type
     bad = []
@@ -36,7 +38,7 @@ def _bad_values(p: study.Param) -> list[str]:
 def invocations() -> list[list[str]]:
     """Malformed argument lists across every study."""
     cases = []
-    for info in study.studies().values():
+    for info in studies().values():
         sid = info.id
         params = [p for p in info.params.values() if p.name != "profile"]
         cases += [["run", sid, "-p", f"{name}=1"] for name in ("bogus", "EPOCHS", "../x", "$(x)", "")]
@@ -59,7 +61,7 @@ def invocations() -> list[list[str]]:
     return cases
 
 
-def _ok(p: study.Param) -> str:
+def _ok(p: Param) -> str:
     d = p.default
     return ",".join(map(str, d)) if isinstance(d, list) else str(d)
 
@@ -69,7 +71,7 @@ CASES = invocations()
 
 def test_enough_cases_across_all_studies():
     assert len(CASES) >= 100
-    assert {argv[1] for argv in CASES if argv[:1] == ["run"] and len(argv) > 1} >= set(study.studies())
+    assert {argv[1] for argv in CASES if argv[:1] == ["run"] and len(argv) > 1} >= set(studies())
 
 
 @pytest.fixture

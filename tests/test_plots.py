@@ -3,7 +3,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from ipkit import plots
+from ipkit.notebook import plots
 
 
 def _strip_offsets(frame: pd.DataFrame) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Executed notebooks for reading without a kernel (ipkit.publish), the gallery's links to
+"""Executed notebooks for reading without a kernel (ipkit.notebook.publish), the gallery's links to
 them and the offline HTML site."""
 import base64
 import json
@@ -8,7 +8,8 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook, new_output
 
-from ipkit import cli, publish
+from ipkit import cli
+from ipkit.notebook import publish
 
 WIDGET_VIEW = publish.WIDGET_VIEW
 PNG = base64.b64encode(b"\x89PNG fake").decode()
@@ -81,7 +82,7 @@ def test_report_html_builds_the_site_with_a_page_per_study(tmp_path, monkeypatch
 def test_text_progress_for_executed_notebooks_reads_as_lines(monkeypatch):
     import io
 
-    from ipkit.train import progress
+    from ipkit.methods.train import progress
 
     monkeypatch.setenv("IPKIT_PROGRESS", "text")
     monkeypatch.delenv("IPKIT_QUIET", raising=False)

@@ -6,9 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-from ipkit import cli, study
+from ipkit import cli
+from ipkit.methods.watermark import WatermarkSet
+from ipkit.notebook.registry import get_study, resolve
 from ipkit.studies import quickstart as qs
-from ipkit.watermark import WatermarkSet
 
 
 class Fixed(nn.Module):
@@ -24,7 +25,7 @@ class Fixed(nn.Module):
 
 
 def _cfg(**kw):
-    values = study.resolve(study.get_study("quickstart"), "default", {})
+    values = resolve(get_study("quickstart"), "default", {})
     return qs.Config.from_params(type("P", (), {**values, **kw}))
 
 

@@ -22,8 +22,8 @@ from scipy.spatial import distance
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from ipkit import attacks, models, similarity, train, transforms
-from ipkit import uncertainty as uq
+from ipkit.methods import attacks, models, similarity, train, transforms
+from ipkit.methods import uncertainty as uq
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from ipkit import study
+from ipkit.evidence import results, sensitivity
+from ipkit.notebook.params import check_value
+from ipkit.notebook.registry import read_study, study_module
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -22,13 +24,13 @@ def test_notebook_committed_without_outputs(path):
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_study_declares_parameters_and_profiles(path):
-    info = study.read_study(path)
+    info = read_study(path)
     assert info.params["profile"].default == "default"
     assert {"smoke", "paper"} <= set(info.profiles)
     for profile in info.profiles.values():
         assert set(profile) <= set(info.params), "a profile sets an unknown parameter"
         for name, value in profile.items():
-            study.check_value(info.params[name], value)
+            check_value(info.params[name], value)
     assert info.summary, "the first markdown cell needs a one-sentence summary"
 
 
@@ -65,12 +67,10 @@ def test_committed_default_claims_carry_the_evidence_rules(path):
     level and trainings (at least 3, or a capped verdict saying why), follows the results
     schema, and, where its study's alternatives are drawn in the committed folder, its
     verdict at each and `robust` (alternatives not drawn yet are listed as pending, with
-    the command that draws them, by `ipkit.sensitivity.report`)."""
-    from ipkit import results, sensitivity
-
+    the command that draws them, by `ipkit.evidence.sensitivity.report`)."""
     data = json.loads(path.read_text())
     results.check_results(data)
-    alternated = {c for sw in sensitivity.declared(data["study"], "alternatives") for c in sw.claims
+    alternated = {c for sw in sensitivity.declared(study_module(data["study"]), "alternatives") for c in sw.claims
                   if sensitivity.summary_path(path.parent, sw).is_file()}
     for c in data["claims"]:
         assert c["level"] == pytest.approx(1 - 0.05 / len(c["parts"])), c["id"]

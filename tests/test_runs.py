@@ -10,7 +10,11 @@ import pandas as pd
 import papermill
 import pytest
 
-from ipkit import cli, results, stats, study
+from ipkit import cli
+from ipkit.core import files, stats
+from ipkit.evidence import results
+from ipkit.notebook.registry import get_study, resolve
+from ipkit.notebook.runtime import Run, publish_folder
 
 QUICK = "quickstart"
 
@@ -30,10 +34,10 @@ def _claim(rate: float):
     return results.claim("Q1", "a claim", "paper says", part, quantifier="direction", paper_words="")
 
 
-def _kernel(epochs: int, figure: str, rate: float) -> study.Run:
+def _kernel(epochs: int, figure: str, rate: float) -> Run:
     """What a study notebook does: start a run, save a figure, record a claim."""
-    info = study.get_study(QUICK)
-    run = study.Run(info, study.resolve(info, "smoke", {"epochs": epochs}))
+    info = get_study(QUICK)
+    run = Run(info, resolve(info, "smoke", {"epochs": epochs}))
     fig, ax = plt.subplots()
     ax.plot([0, epochs], [0, rate])
     run.savefig(fig, figure)
@@ -56,7 +60,7 @@ def test_each_run_keeps_its_own_results_and_the_last_publishes_whole(folders):
 
 
 def test_cli_reports_its_own_claims_while_another_run_finishes(folders, monkeypatch, capsys):
-    from ipkit import parallel
+    from ipkit.orchestrate import parallel
 
     notebooks = []
 
@@ -71,10 +75,10 @@ def test_cli_reports_its_own_claims_while_another_run_finishes(folders, monkeypa
 
     def publish_then_another_run(folder, target):
         """Right after this run publishes, a concurrent run of the same study does."""
-        study.publish(folder, target)
+        publish_folder(folder, target)
         monkeypatch.setenv("IPKIT_FIGURES", str(folders / "other"))
         other = _kernel(7, "scorecard", 0.1)
-        study.publish(other.published, target)
+        publish_folder(other.published, target)
 
     monkeypatch.setattr(papermill, "execute_notebook", fake_execute)
     monkeypatch.setattr(parallel, "publish_folder", publish_then_another_run)
@@ -92,8 +96,8 @@ def test_cli_reports_its_own_claims_while_another_run_finishes(folders, monkeypa
 def test_results_and_figures_are_written_atomically(folders, monkeypatch):
     run = _kernel(1, "line", 0.9)
     written = []
-    real = results.os.replace
-    monkeypatch.setattr(results.os, "replace", lambda src, dst: (written.append(dst), real(src, dst)))
+    real = files.os.replace
+    monkeypatch.setattr(files.os, "replace", lambda src, dst: (written.append(dst), real(src, dst)))
     run.record({"rate": 0.9}, [_claim(0.9)])
     fig, ax = plt.subplots()
     run.savefig(fig, "again")
@@ -136,13 +140,13 @@ def test_report_names_a_results_file_of_the_wrong_shape_and_goes_on(folders, cap
 PUBLISHER = """
 import sys
 from pathlib import Path
-from ipkit.study import publish
+from ipkit.notebook.runtime import publish_folder
 src, target = Path(sys.argv[1]), Path(sys.argv[2])
 src.mkdir()
 for i in range(5):
     (src / f"{src.name}{i}.txt").write_text(src.name * 1000)
 for _ in range(40):
-    publish(src, target)
+    publish_folder(src, target)
 """
 
 

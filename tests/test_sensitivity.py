@@ -1,11 +1,19 @@
-"""'What would make it hold' sweeps (ipkit.sensitivity, `ipkit sweep --sensitivity`)."""
+"""'What would make it hold' sweeps (ipkit.evidence.sensitivity, `ipkit sweep --sensitivity`)."""
 import json
+import sys
+import types
 
 import pandas as pd
 import pytest
 
-from ipkit import cli, results, sensitivity, study, sweep
-from ipkit.sensitivity import Sweep
+from ipkit import cli
+from ipkit.core.paths import repo_root
+from ipkit.evidence import results, sensitivity
+from ipkit.evidence.sensitivity import Sweep
+from ipkit.notebook.registry import get_study, study_module
+from ipkit.notebook.runtime import publish_folder
+from ipkit.orchestrate import sweep
+from ipkit.studies import quickstart
 
 STUDIES = ["quickstart", "memorized_transfer", "uq_stealing", "distillation_ingrain", "modeldiff",
            "ondevice_unpairing"]
@@ -47,16 +55,26 @@ def test_declared_sweeps_validate_and_name_the_claims_left_open(sid):
     """Every declared sweep's settings resolve in the default profile; every claim of the
     committed default results that does not hold has a sensitivity sweep or an
     alternatives sweep that speaks to it."""
-    info = study.get_study(sid)
+    info = get_study(sid)
     swept = set()
-    for sw in sensitivity.declared(sid) + sensitivity.declared(sid, "alternatives"):
+    for sw in sensitivity.declared(study_module(sid)) + sensitivity.declared(study_module(sid), "alternatives"):
         sweep.validate(info, "default", sweep.settings(sweep.parse_grid(info, sensitivity.grid_pairs(sw)), sw.fixed))
         swept |= set(sw.claims)
-    data = json.loads((study.repo_root() / "figures" / sid / "default" / "results.json").read_text())
+    data = json.loads((repo_root() / "figures" / sid / "default" / "results.json").read_text())
     ids = {c["id"] for c in data["claims"]}
     assert swept <= ids, f"{sid} declares sweeps for unknown claims {sorted(swept - ids)}"
     open_rows = {c["id"] for c in data["claims"] if c["verdict"] != "holds"}
     assert open_rows - swept == set()
+
+
+def _tiny(monkeypatch, **declared) -> types.ModuleType:
+    """A study module ``ipkit.studies.tiny`` declaring ``declared`` (its SENSITIVITY,
+    ALTERNATIVES), found by the registry for the length of the test."""
+    module = types.ModuleType("ipkit.studies.tiny")
+    for name, sweeps in declared.items():
+        setattr(module, name, sweeps)
+    monkeypatch.setitem(sys.modules, "ipkit.studies.tiny", module)
+    return module
 
 
 def _profile(folder, claims=("T1", "T2")):
@@ -71,12 +89,12 @@ def _profile(folder, claims=("T1", "T2")):
 
 def test_attach_names_the_table_and_stores_the_findings(tmp_path, monkeypatch):
     sw = Sweep(("T1",), {"x": [1, 2]}, "the x knob")
-    monkeypatch.setattr(sensitivity, "declared", lambda sid, kind="sensitivity": (sw,) if kind == "sensitivity" else ())
+    tiny = _tiny(monkeypatch, SENSITIVITY=(sw,))
     folder = _profile(tmp_path / "tiny" / "smoke")
-    assert not sensitivity.attach("tiny", folder)  # nothing drawn yet
+    assert not sensitivity.attach(tiny, folder)  # nothing drawn yet
     (folder / "sweeps" / sw.id).mkdir(parents=True)
     summary_frame([("x=1", "T1", "holds", 0.7, 0.6, 0.8)]).to_csv(folder / "sweeps" / sw.id / "summary.csv", index=False)
-    assert sensitivity.attach("tiny", folder)
+    assert sensitivity.attach(tiny, folder)
     data = json.loads((folder / "results.json").read_text())
     assert data["claims"][0]["sensitivity"] == sw.table and "sensitivity" not in data["claims"][1]
     assert data["sensitivity"][0]["text"].endswith("it holds at x=1.")
@@ -85,14 +103,13 @@ def test_attach_names_the_table_and_stores_the_findings(tmp_path, monkeypatch):
 
 def test_attach_records_the_verdict_at_each_alternative_and_whether_it_is_robust(tmp_path, monkeypatch):
     alt = Sweep(("T1", "T2"), {"x": [1, 2, 3]}, "x, chosen after a trial", kind="alternatives")
-    monkeypatch.setattr(sensitivity, "declared",
-                        lambda sid, kind="sensitivity": (alt,) if kind == "alternatives" else ())
+    tiny = _tiny(monkeypatch, ALTERNATIVES=(alt,))
     folder = _profile(tmp_path / "tiny" / "smoke")
     (folder / "sweeps" / alt.id).mkdir(parents=True)
     summary_frame([("x=2", "T1", "holds", 0.7, 0.6, 0.8), ("x=3", "T1", "holds", 0.7, 0.6, 0.8),
                    ("x=2", "T2", "holds", 0.7, 0.6, 0.8), ("x=3", "T2", "inconclusive", 0.5, 0.4, 0.6)]
                   ).to_csv(folder / "sweeps" / alt.id / "summary.csv", index=False)
-    assert alt.id == "alternatives-x" and sensitivity.attach("tiny", folder)
+    assert alt.id == "alternatives-x" and sensitivity.attach(tiny, folder)
     t1, t2 = json.loads((folder / "results.json").read_text())["claims"]
     assert t1["alternatives"] == {"x=2": "holds", "x=3": "holds"} and t1["robust"] is True
     assert t2["alternatives"]["x=3"] == "inconclusive" and t2["robust"] is False
@@ -102,26 +119,26 @@ def test_attach_records_the_verdict_at_each_alternative_and_whether_it_is_robust
 
 def test_attach_forgets_a_sweep_that_is_no_longer_drawn(tmp_path, monkeypatch):
     sw = Sweep(("T1",), {"x": [1, 2]}, "the x knob")
-    monkeypatch.setattr(sensitivity, "declared", lambda sid, kind="sensitivity": (sw,) if kind == "sensitivity" else ())
+    tiny = _tiny(monkeypatch, SENSITIVITY=(sw,))
     folder = _profile(tmp_path / "tiny" / "smoke")
     (folder / "sweeps" / sw.id).mkdir(parents=True)
     summary_frame([("x=1", "T1", "holds", 0.7, 0.6, 0.8)]).to_csv(folder / "sweeps" / sw.id / "summary.csv", index=False)
-    assert sensitivity.attach("tiny", folder)
+    assert sensitivity.attach(tiny, folder)
     (folder / "sweeps" / sw.id / "summary.csv").unlink()  # removed: drawn under a former protocol
-    assert sensitivity.attach("tiny", folder)
+    assert sensitivity.attach(tiny, folder)
     data = json.loads((folder / "results.json").read_text())
     assert "sensitivity" not in data and all("sensitivity" not in c for c in data["claims"])
-    assert not sensitivity.attach("tiny", folder)  # nothing left to update
+    assert not sensitivity.attach(tiny, folder)  # nothing left to update
 
 
 def test_publishing_a_run_keeps_the_sweeps_and_renames_their_table(tmp_path, monkeypatch):
     sw = Sweep(("T2",), {"x": [1]}, "x")
-    monkeypatch.setattr(sensitivity, "declared", lambda sid, kind="sensitivity": (sw,) if kind == "sensitivity" else ())
+    tiny = _tiny(monkeypatch, SENSITIVITY=(sw,))
     target = _profile(tmp_path / "figures" / "tiny" / "smoke")
     (target / "sweeps" / sw.id).mkdir(parents=True)
     summary_frame([("x=1", "T2", "holds", 0.7, 0.6, 0.8)]).to_csv(target / "sweeps" / sw.id / "summary.csv", index=False)
     new_run = _profile(tmp_path / "run")
-    study.publish(new_run, target)
+    publish_folder(new_run, target)
     assert (target / "sweeps" / sw.id / "summary.csv").is_file()
     assert json.loads((target / "results.json").read_text())["claims"][1]["sensitivity"] == sw.table
 
@@ -137,17 +154,17 @@ def test_sensitivity_flag_rejects_a_grid(argv, message, capsys):
 
 
 def test_a_study_without_declared_sweeps_is_named(capsys, monkeypatch):
-    monkeypatch.setattr(sensitivity, "declared", lambda sid, kind="sensitivity": ())
+    monkeypatch.setattr(quickstart, "SENSITIVITY", ())
     assert cli.main(["sweep", "quickstart", "--sensitivity"]) == 2
     assert "declares no sensitivity sweeps" in capsys.readouterr().err
 
 
 TINY_PARAMETERS = ('profile = "default"  # {@profiles} run size\nvalue = 1.0  # [0, 10] measured\n')
 TINY_BODY = '''import pandas as pd
-import ipkit
-from ipkit import results, sensitivity
+from ipkit.evidence import results, sensitivity
+from ipkit.notebook.runtime import start
 PROFILES = {"smoke": {}}
-run = ipkit.start("tiny", globals(), PROFILES)
+run = start("tiny", globals(), PROFILES)
 part = results.evidence("value", pd.DataFrame({"seed": [0, 1, 2], "x": [value] * 3}), lambda f: f.x.mean(),
                         threshold=0.5, holds_when="above", unit="seed")
 run.record({"value": value}, [results.claim("T1", "value above 0.5", "-", part, quantifier="direction", paper_words="")])
@@ -160,8 +177,7 @@ def test_sensitivity_sweep_end_to_end(tiny_study, monkeypatch):
     """`ipkit run tiny`, then `ipkit sweep tiny --sensitivity`: the summary, the claim's
     table and finding in the profile's results.json; a later run keeps both."""
     tmp_path = tiny_study(TINY_PARAMETERS, TINY_BODY)
-    monkeypatch.setattr(sensitivity, "declared",
-                        lambda sid, kind="sensitivity": (Sweep(("T1",), {"value": [0.2, 1.0]}, "the measured value", kind=kind),))
+    tiny = _tiny(monkeypatch, SENSITIVITY=(Sweep(("T1",), {"value": [0.2, 1.0]}, "the measured value"),))
     assert cli.main(["run", "tiny", "--profile", "smoke", "-p", "value=0.2"]) == 0
     assert cli.main(["sweep", "tiny", "--profile", "smoke", "--sensitivity"]) == 0
     folder = tmp_path / "figures" / "tiny" / "smoke"
@@ -173,10 +189,10 @@ def test_sensitivity_sweep_end_to_end(tiny_study, monkeypatch):
     assert "it holds at value=1.0" in data["sensitivity"][0]["text"]
     assert cli.main(["run", "tiny", "--profile", "smoke", "-p", "value=0.2"]) == 0
     assert json.loads((folder / "results.json").read_text())["claims"][0]["sensitivity"]
-    text = sensitivity.report("tiny", "smoke", folder)
+    text = sensitivity.report(tiny, "smoke", folder)
     assert ("it holds at value=1.0. Its default point (value=1.0) differs from the committed row. "
             "Table: `sweeps/sensitivity-value/summary.md`.") in text
-    assert "not swept in profile `default` yet" in sensitivity.report("tiny", "default", tmp_path)
+    assert "not swept in profile `default` yet" in sensitivity.report(tiny, "default", tmp_path)
     assert data["sensitivity"][0]["default_point"] == "differs"  # committed at 0.2, default 1.0
     assert cli.main(["run", "tiny", "--profile", "smoke"]) == 0  # now committed at the default
     found = json.loads((folder / "results.json").read_text())["sensitivity"][0]
@@ -201,9 +217,7 @@ def test_alternatives_sweep_runs_each_alternative_but_the_default(tiny_study, mo
     """`ipkit sweep tiny --alternatives`: only the non-default value runs; the claim row
     records its verdict there and that it is not robust."""
     tmp_path = tiny_study(TINY_PARAMETERS, TINY_BODY)
-    monkeypatch.setattr(sensitivity, "declared", lambda sid, kind="sensitivity": (
-        Sweep(("T1",), {"value": [1.0, 0.2]}, "value, chosen after a trial", kind=kind),)
-        if kind == "alternatives" else ())
+    _tiny(monkeypatch, ALTERNATIVES=(Sweep(("T1",), {"value": [1.0, 0.2]}, "value, chosen after a trial"),))
     assert cli.main(["run", "tiny", "--profile", "smoke"]) == 0
     assert cli.main(["sweep", "tiny", "--profile", "smoke", "--alternatives"]) == 0
     folder = tmp_path / "figures" / "tiny" / "smoke"

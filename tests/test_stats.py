@@ -1,12 +1,13 @@
 """The bootstrap behind every claim interval, the three-valued verdict and how a claim
-combines its parts (ipkit.stats, ipkit.results)."""
+combines its parts (ipkit.core.stats, ipkit.evidence.results)."""
 import math
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from ipkit import results, stats
+from ipkit.core import stats
+from ipkit.evidence import results
 
 
 def test_bootstrap_interval_covers_the_true_mean_about_95_percent_of_the_time():

@@ -3,7 +3,7 @@ what it is set to answer, and a copy trained on its answers agrees with it."""
 import pytest
 import torch
 
-from ipkit import models, recipes, steal, train, watermark
+from ipkit.methods import models, recipes, steal, train, watermark
 
 
 @pytest.fixture(scope="module")

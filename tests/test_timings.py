@@ -6,7 +6,8 @@ import time
 
 import torch
 
-from ipkit import cache, timings
+from ipkit.core import timings
+from ipkit.methods import cache
 
 
 def test_nested_blocks_count_whole_and_self_seconds():

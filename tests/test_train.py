@@ -3,7 +3,7 @@ extra examples into every batch, and its loss helpers behave as documented."""
 import pytest
 import torch
 
-from ipkit import data, models, train
+from ipkit.methods import data, models, train
 
 
 def test_trainer_reaches_real_accuracy_on_digits():
@@ -169,7 +169,7 @@ def test_predict_returns_on_the_inputs_device_in_batches():
 
 
 def test_layout_bench_trains_both_layouts_to_a_real_accuracy():
-    from ipkit import bench
+    from ipkit.orchestrate import bench
 
     out = bench.trainer_layouts("digits", "cnn", epochs=2, batch_size=64, repeats=1)
     assert (out["before_layout"], out["chosen_layout"]) == ("contiguous_format", "channels_last")
@@ -192,7 +192,7 @@ def test_step_hook_sees_every_optimiser_step_after_it_is_taken():
 
 
 def test_results_record_which_architectures_trained_in_bf16(monkeypatch):
-    from ipkit.train import bf16_archs
+    from ipkit.methods.train import bf16_archs
 
     monkeypatch.setenv("IPKIT_CPU_BF16", "1")
     assert bf16_archs(torch.device("cpu")) == ["resnet18", "vgg"]

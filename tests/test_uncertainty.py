@@ -1,10 +1,10 @@
-"""The five UQ surrogates of ipkit.uncertainty: each test checks the method's defining behaviour,
+"""The five UQ surrogates of ipkit.methods.uncertainty: each test checks the method's defining behaviour,
 not only shapes."""
 import pytest
 import torch
 
-from ipkit import models, train
-from ipkit import uncertainty as uq
+from ipkit.methods import models, train
+from ipkit.methods import uncertainty as uq
 
 
 @pytest.fixture(scope="module")

@@ -4,12 +4,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ipkit import cli, recipes, study
+from ipkit import cli
+from ipkit.methods import recipes
+from ipkit.notebook.registry import get_study, resolve
 from ipkit.studies import uq_stealing as uqs
 
 
 def _cfg(**kw):
-    values = study.resolve(study.get_study("uq_stealing"), "default", {})
+    values = resolve(get_study("uq_stealing"), "default", {})
     return uqs.Config.from_params(type("P", (), {**values, **kw}))
 
 
@@ -123,7 +125,7 @@ def test_method_epochs_and_alternatives():
     assert uqs.method_epochs(cfg, "mc_dropout") == 20 and uqs.method_epochs(cfg, "swag") == 10
     assert uqs.method_epochs(cfg, "mc_dropout", 4) == 8
     assert uqs.ALTERNATIVES[0].grid == {"dropout_epochs": [1, 2]}
-    assert all(set(sw.grid) <= set(study.resolve(study.get_study("uq_stealing"), "default", {}))
+    assert all(set(sw.grid) <= set(resolve(get_study("uq_stealing"), "default", {}))
                for sw in (*uqs.ALTERNATIVES, *uqs.SENSITIVITY))
 
 

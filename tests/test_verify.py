@@ -3,7 +3,11 @@ import json
 
 import pytest
 
-from ipkit import cli, study, verify
+from ipkit import cli
+from ipkit.evidence import stability
+from ipkit.notebook.registry import get_study
+from ipkit.notebook.runtime import publish_folder
+from ipkit.orchestrate import verify
 
 
 def _doc(*rows):
@@ -18,7 +22,7 @@ def test_flip_is_only_between_holds_and_does_not_hold():
 
 
 def test_rerun_keeps_the_committed_parameters_but_the_seeds():
-    info = study.get_study("quickstart")
+    info = get_study("quickstart")
     committed = {"params": {"profile": "default", "query_budget": 800, "seeds": [0, 1], "gone": 3}}
     params = verify.rerun_params(committed, info, [101], {"epochs": 2})
     assert params["query_budget"] == 800 and params["seeds"] == [101] and params["epochs"] == 2
@@ -103,7 +107,7 @@ def test_verify_smoke_same_seeds_no_flip_then_planted_flip(capsys, tmp_path, mon
     assert stability["flips"] == 0 and stability["runs"][0]["seeds"] == [0, 1, 2]
     # the committed seeds with the committed run's threads reproduce every interval
     assert all(c["rerun_ci"] == c["committed_ci"] for c in stability["runs"][0]["claims"])
-    decided = next(c for c in committed["claims"] if c["verdict"] in verify.DECIDED)
+    decided = next(c for c in committed["claims"] if c["verdict"] in stability.DECIDED)
     planted = "holds" if decided["verdict"] == "does not hold" else "does not hold"
     decided.update(verdict=planted, holds=planted == "holds")
     path.write_text(json.dumps(committed))
@@ -116,13 +120,13 @@ def test_verify_smoke_same_seeds_no_flip_then_planted_flip(capsys, tmp_path, mon
 def test_record_keeps_one_entry_per_seed_set(tmp_path):
     path = tmp_path / "results.json"
     path.write_text(json.dumps({"claims": []}))
-    same = verify.Comparison("A", "holds", [0.1, 0.2], "holds", [0.1, 0.3])
-    flip = verify.Comparison("A", "holds", [0.1, 0.2], "does not hold", [-0.2, -0.1])
-    verify.record(path, [([101, 102], [same]), ([201, 202], [flip])])
+    same = stability.Comparison("A", "holds", [0.1, 0.2], "holds", [0.1, 0.3])
+    flip = stability.Comparison("A", "holds", [0.1, 0.2], "does not hold", [-0.2, -0.1])
+    stability.record(path, [([101, 102], [same]), ([201, 202], [flip])])
     data = json.loads(path.read_text())
     assert [r["seeds"] for r in data["stability"]["runs"]] == [[101, 102], [201, 202]]
     assert [r["flips"] for r in data["stability"]["runs"]] == [0, 1] and data["stability"]["flips"] == 1
-    text = verify.stability_markdown(data)
+    text = stability.stability_markdown(data)
     assert "Rerun with seeds 101, 102" in text and "Rerun with seeds 201, 202" in text
     assert text.count("**yes**") == 1
 
@@ -139,7 +143,7 @@ def _published(folder, verdict, ci):
                                                ("does not hold", [0.1, 0.2], False)])
 def test_a_run_that_reproduces_the_checked_verdicts_keeps_the_stability_record(tmp_path, verdict, ci, kept):
     target = _published(tmp_path / "figures" / "tiny" / "default", "holds", [0.1, 0.2])
-    same = verify.Comparison("A", "holds", [0.1, 0.2], "holds", [0.1, 0.3])
-    verify.record(target / "results.json", [([101], [same])])
-    study.publish(_published(tmp_path / "run", verdict, ci), target)
+    same = stability.Comparison("A", "holds", [0.1, 0.2], "holds", [0.1, 0.3])
+    stability.record(target / "results.json", [([101], [same])])
+    publish_folder(_published(tmp_path / "run", verdict, ci), target)
     assert ("stability" in json.loads((target / "results.json").read_text())) is kept

@@ -1,11 +1,12 @@
-"""Explore panels (ipkit.widgets): one panel per call, the figure as the only thing a redraw
+"""Explore panels (ipkit.notebook.widgets): one panel per call, the figure as the only thing a redraw
 leaves, a status line while computing, and a static fallback for readers without a kernel."""
 import time
 
 import matplotlib.pyplot as plt
 import pytest
 
-from ipkit import train, widgets
+from ipkit.methods import train
+from ipkit.notebook import widgets
 
 WIDGET_VIEW = widgets.WIDGET_VIEW
 

@@ -13,7 +13,9 @@ import shutil
 from pathlib import Path
 
 from ipkit import cli
-from ipkit.study import PROFILE_NAMES, figures_dir, studies
+from ipkit.core.paths import figures_dir
+from ipkit.notebook.params import PROFILE_NAMES
+from ipkit.notebook.registry import studies
 
 GENERATED = "_generated"
 LINK = re.compile(r"(!?)\[([^\]]*)\]\(([^)\s]+)\)")
@@ -85,8 +87,8 @@ def cli_reference() -> str:
 
 
 def results_keys() -> str:
-    """The results.json keys and their types, from :mod:`ipkit.results`'s declarations."""
-    from ipkit import results
+    """The results.json keys and their types, from :mod:`ipkit.evidence.results`'s declarations."""
+    from ipkit.evidence import results
 
     def rows(keys: dict, where: str, required: str) -> list[str]:
         return [f"| {where} | `{k}` | {t.__name__} | {required} |" for k, t in keys.items()]

@@ -11,7 +11,7 @@ existing methods"; the accuracy cost and the lambda trade-off come from the stud
 summary. :data:`PAPER_WORDS` quotes the brief.
 
 A fresh student trained on a watermarked model's soft outputs over ordinary data loses the
-watermark of existing schemes; the ingrain defence (:mod:`ipkit.ingrain`, reconstructed)
+watermark of existing schemes; the ingrain defence (:mod:`ipkit.methods.ingrain`, reconstructed)
 keeps it. Reconstructed here: the baseline schemes of Zhang et al. (2018) and Adi et al.
 (2018) embedded by mixing carriers into every batch (:func:`carriers`; unrelated carriers
 with labels spread over the classes, beyond the paper), the distillation attack trained to
@@ -36,17 +36,17 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from .. import cache, data, models, recipes, results, transforms
-from .. import watermark as wmk
-from ..data import Splits
-from ..sensitivity import Sweep
-from ..ingrain import ingrain_model
-from ..seeds import seed_for
-from ..stats import mean_difference
-from ..study import ParamError
+from ..core.seeds import seed_for
+from ..core.stats import mean_difference
+from ..evidence import results
+from ..evidence.sensitivity import Sweep
+from ..methods import cache, data, models, recipes, transforms, watermark as wmk
+from ..methods.data import Splits
+from ..methods.ingrain import ingrain_model
+from ..methods.train import evaluate, fit, kd_loss, model_device, predict
+from ..methods.watermark import WatermarkSet
+from ..notebook.params import ParamError
 from . import Params
-from ..train import evaluate, fit, kd_loss, model_device, predict
-from ..watermark import WatermarkSet
 
 PAPER = "Yang, Dang & Chang 2019, abstract"
 
@@ -114,7 +114,7 @@ def hyperparameters(s: Splits, cfg: Config) -> dict[str, Any]:
     return {**asdict(HIDDEN), "fit": recipes.train_settings(s, cfg.epochs)}
 
 
-#: "What would make it hold" (:mod:`ipkit.sensitivity`): D1 on the attack's stopping rule
+#: "What would make it hold" (:mod:`ipkit.evidence.sensitivity`): D1 on the attack's stopping rule
 #: (the most epochs it may train; early stopping decides within them); ingrain's margin
 #: and cost (D2, D3) on how much ordinary data the ingrainer learns beside its carriers
 #: jointly with the ingrain weight (issue 25: more ordinary images keep the clean signal,
@@ -171,7 +171,7 @@ def check_params(values: dict) -> None:
 
 
 def carriers(s: Splits, scheme: str, count: int, seed: int = 0, labels: str = "spread") -> WatermarkSet:
-    """The carriers of ``scheme`` for the owner of split ``s`` (see :func:`ipkit.watermark.scheme_set`);
+    """The carriers of ``scheme`` for the owner of split ``s`` (see :func:`ipkit.methods.watermark.scheme_set`);
     content and noise images come from the owner's data, so the attacker never holds them.
 
     ``labels="spread"`` gives the *unrelated* carriers labels spread evenly over the classes
@@ -198,7 +198,7 @@ def distill_early_stopped(teacher: nn.Module, x: Tensor, x_held: Tensor, student
                           temperature: float, epochs: int, patience: int, seed: int = 0,
                           **fit_kwargs: Any) -> tuple[int, int]:
     """Yang et al.'s distillation attack trained to convergence: ``student`` learns the
-    ``teacher``'s soft labels at ``temperature`` on ``x`` (Hinton's loss, :func:`ipkit.train.kd_loss`)
+    ``teacher``'s soft labels at ``temperature`` on ``x`` (Hinton's loss, :func:`ipkit.methods.train.kd_loss`)
     for at most ``epochs`` epochs; after each epoch the same loss is measured on the
     attacker's held-out inputs ``x_held``, training stops once it has not improved (by
     :attr:`Hidden.min_delta`) for ``patience`` epochs, never before the first quarter of
@@ -268,7 +268,7 @@ def correct(model: nn.Module, s: Splits) -> np.ndarray:
 
 def carrier_floor(indep: list[nn.Module], wm: WatermarkSet) -> np.ndarray:
     """Per carrier: the share of the never-watermarked models ``indep`` that give its
-    watermark label (its mean is :func:`ipkit.watermark.floor`)."""
+    watermark label (its mean is :func:`ipkit.methods.watermark.floor`)."""
     return np.mean([wmk.hits(m, wm).numpy() for m in indep], axis=0)
 
 
@@ -502,9 +502,9 @@ def claims(wm: pd.DataFrame, acc: pd.DataFrame, lam_wm: pd.DataFrame, lam_acc: p
            hits: pd.DataFrame, cfg: Config) -> list[results.Claim]:
     """The claim rows D1-D5 with their evidence.
 
-    Every interval is a two-stage bootstrap (:func:`ipkit.stats.bootstrap_ci`) whose outer
+    Every interval is a two-stage bootstrap (:func:`ipkit.core.stats.bootstrap_ci`) whose outer
     unit is the seed (one training of every owner model and student), then the units within
-    each drawn seed; :func:`ipkit.results.claim` widens it to the familywise level of the
+    each drawn seed; :func:`ipkit.evidence.results.claim` widens it to the familywise level of the
     claim's parts. Units: for watermark quantities the carriers (a student's outcome minus
     the floor on the same carrier; ingrain's gap to a baseline pools both schemes'
     carriers; robustness uses each carrier's share of transformations that keep its label,

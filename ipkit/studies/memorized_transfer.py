@@ -4,9 +4,9 @@ Paper: A. S. Venigalla, "Strongly-transferring memorized examples in deep neural
 networks", M.Eng. thesis, Massachusetts Institute of Technology (advisor A. Madry), 2019;
 MIT DSpace, https://dspace.mit.edu (only the abstract is public).
 
-The owner memorizes a few secret carriers with chosen wrong labels (:mod:`ipkit.watermark`);
+The owner memorizes a few secret carriers with chosen wrong labels (:mod:`ipkit.methods.watermark`);
 an attacker who never sees them steals a copy through the black-box victim
-(:mod:`ipkit.steal`) from hard labels, from logits (KD at a temperature), or from logits
+(:mod:`ipkit.methods.steal`) from hard labels, from logits (KD at a temperature), or from logits
 and input gradients (Jacobian matching, Srinivas & Fleuret 2018). The transfer rate is the
 share of the victim's memorized carriers on which the copy gives the owner's label, always
 beside its floor: the same rate for an independently trained model.
@@ -34,15 +34,16 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from .. import cache, data, recipes, results, steal, watermark
-from .. import plots
-from ..data import Splits
-from ..sensitivity import Sweep
-from ..seeds import seed_for
-from ..stats import mean_difference
-from ..study import ParamError
+from ..core.seeds import seed_for
+from ..core.stats import mean_difference
+from ..evidence import results
+from ..evidence.sensitivity import Sweep
+from ..methods import cache, data, recipes, steal, watermark
+from ..methods.data import Splits
+from ..methods.train import agreement, evaluate
+from ..notebook import plots
+from ..notebook.params import ParamError
 from . import Params
-from ..train import agreement, evaluate
 
 METHODS = ("labels", "kd", "jacobian")
 LABELS = {"labels": "hard labels", "kd": "logits (KD)", "jacobian": "logits +\ninput gradients",
@@ -128,7 +129,7 @@ def _ood_images(source: str, part: str) -> int | None:
     return len(ds.test) if part == "queries" else len(ds.train)
 
 
-#: "What would make it hold" (:mod:`ipkit.sensitivity`): how much of the victim's Jacobian the
+#: "What would make it hold" (:mod:`ipkit.evidence.sensitivity`): how much of the victim's Jacobian the
 #: thief sees per query decides the transfer, so the projections per query are swept up to
 #: 10, as many as the logits (the full Jacobian), and for the architecture grid also the
 #: weight of the Jacobian term. With the default seeds (three trainings: one seed would cap
@@ -225,7 +226,7 @@ class Setup:
                kind: str | None = None) -> tuple[nn.Module, watermark.WatermarkSet]:
         """The owner's model (cached) and its carriers. ``boost``: the owner memorizes each
         carrier's ``neighbours`` Gaussian neighbours (std ``neighbour_std``) as well, with
-        the carrier's label (:func:`ipkit.watermark.neighbourhood`)."""
+        the carrier's label (:func:`ipkit.methods.watermark.neighbourhood`)."""
         c = self.cfg
         wm = self.carriers(seed, kind)
         train_set = watermark.neighbourhood(wm, c.neighbours, c.neighbour_std, seed) if boost else wm
@@ -254,7 +255,7 @@ class Setup:
 
         ``labels``: cross-entropy on the victim's labels; ``kd``: KD at ``temperature`` on
         its logits; ``jacobian``: KD plus ``alpha`` x Jacobian matching on ``projections``
-        projected input gradients per query (:func:`ipkit.steal.jacobian_distill`).
+        projected input gradients per query (:func:`ipkit.methods.steal.jacobian_distill`).
         """
         c = self.cfg
         method, arch = method or c.steal_method, arch or c.thief_arch
@@ -446,7 +447,7 @@ def boost_pairs(plain: pd.DataFrame, boosted: pd.DataFrame, method: str = "jacob
     """One row per carrier (seed, carrier) with ``plain`` and ``boosted``: the ``method``
     copy's outcome on it under the plain and the boosted owner (NaN where that owner did
     not memorize the carrier: each column's mean is that owner's transfer rate, and the
-    paired gap :func:`ipkit.stats.mean_difference` runs over the carriers both memorized)."""
+    paired gap :func:`ipkit.core.stats.mean_difference` runs over the carriers both memorized)."""
     a = plain[["seed", "carrier", method]].rename(columns={method: "plain"})
     b = boosted[["seed", "carrier", method]].rename(columns={method: "boosted"})
     return a.merge(b, on=["seed", "carrier"], how="outer").sort_values(["seed", "carrier"],
@@ -490,9 +491,9 @@ def claims(by_arch: pd.DataFrame, carriers: pd.DataFrame, grid: pd.DataFrame, pe
     """The claim rows M1-<arch> (one per architecture of ``method_archs``), M2, M2b, M3, M4
     and M5 with their evidence, each with the paper's words and its quantifier.
 
-    Every interval is a two-stage bootstrap (:func:`ipkit.stats.bootstrap_ci`): the seeds
+    Every interval is a two-stage bootstrap (:func:`ipkit.core.stats.bootstrap_ci`): the seeds
     (one training of each model per seed: the outer unit), then the memorized carriers
-    within each drawn seed; :func:`ipkit.results.claim` widens it to the familywise level
+    within each drawn seed; :func:`ipkit.evidence.results.claim` widens it to the familywise level
     of its parts. Paired gaps (a copy minus the floor on the same carriers; the boosted
     minus the plain owner's copy, on the carriers both owners memorized) resample carriers
     with both outcomes in one row; M4's correlations resample the (carrier, statistic,

@@ -24,11 +24,11 @@ trained on the source's probabilities for the attacker's own images).
 The counting is ours and stricter than the authors' (``strict``, beyond the paper): a target
 is correct when its source scores it above every model not derived from that source, of the
 target's task, including the other same-architecture sources trained on the same images and
-all their derived models. The similarity measures themselves are :mod:`ipkit.similarity`.
+all their derived models. The similarity measures themselves are :mod:`ipkit.methods.similarity`.
 
 Replication: ``seeds`` are *trainings of the zoo*. Seed k trains every model of both zoos
 afresh (source i of an architecture has owner seed ``k + 10 i``, every other role derives
-from it, :mod:`ipkit.seeds`) and probes it with probe seed k. The claims' bootstrap
+from it, :mod:`ipkit.core.seeds`) and probes it with probe seed k. The claims' bootstrap
 resamples the seeds (the trainings) first, then the targets of each drawn zoo.
 
 The authors protocol, from their public code (github.com/yuanchun-li/ModelDiff, read at
@@ -54,7 +54,7 @@ commit f509bd2; facts only, no code copied):
   averaged over the batch (targeted: ascend the squared distance to ``y``). An earlier cell
   of the notebook tries eps 0.1; the evaluation cell uses 0.06. The DDV entry is scipy's
   cosine distance of the two logit vectors, the DDV is L2-normalised
-  (``utils.Utils.normalize``). Here: :func:`ipkit.similarity.authors_pgd_partners`.
+  (``utils.Utils.normalize``). Here: :func:`ipkit.methods.similarity.authors_pgd_partners`.
 - ``benchmark.py`` (``ImageBenchmark.list_models``): roots = ImageNet-pretrained
   ``mbnetv2`` and ``resnet18``; each root transferred to Flower102 and SDog120 with
   ``tune_ratio`` 0.1 / 0.5 / 1; every transfer child gets ``quantize`` (qint8, float16),
@@ -75,22 +75,25 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, replace
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor, nn
 
+from ..core import stats
+from ..core.seeds import seed_for
+from ..evidence import results
+from ..evidence.results import Claim
+from ..evidence.sensitivity import Sweep
+from ..methods import cache, models, recipes, similarity, steal, transforms
+from ..methods.data import Splits, TensorData, split
+from ..methods.similarity import METHODS, float_parent, get_method, seed_inputs
+from ..methods.train import default_device, evaluate, fit, model_device
+from ..notebook import plots
+from ..notebook.params import ParamError
 from . import Params
-from .. import cache, models, plots, recipes, results, similarity, steal, stats, transforms
-from ..data import Splits, TensorData
-from ..sensitivity import Sweep
-from ..results import Claim
-from ..seeds import seed_for
-from ..similarity import METHODS, decision_distances, float_parent, get_method, seed_inputs
-from ..study import ParamError
-from ..train import default_device, evaluate, fit, model_device
 
 REUSE_TYPES = ("transfer-10", "transfer-50", "transfer-100", "prune-20", "prune-50", "prune-80",
                "quant-int8", "quant-fp16", "distill", "steal-same", "steal-other")
@@ -136,9 +139,9 @@ class Config(Params):
     """The notebook's parameters (see its parameters cell for ranges and help)."""
 
     dataset: str
-    archs: list[str]
+    archs: tuple[str, ...]
     sources_per_arch: int
-    reuse_types: list[str]
+    reuse_types: tuple[str, ...]
     epochs: int
     finetune_epochs: int
     steal_budget: int
@@ -146,10 +149,10 @@ class Config(Params):
     pgd_eps: float
     authors_pgd_eps: float
     pgd_steps: int
-    methods: list[str]
-    seeds: list[int]
-    protocols: list[str]
-    authors_archs: list[str]
+    methods: tuple[str, ...]
+    seeds: tuple[int, ...]
+    protocols: tuple[str, ...]
+    authors_archs: tuple[str, ...]
     authors_pretrain: str
     m1_min_correctness: float
     m2_min_margin: float
@@ -175,7 +178,7 @@ class Config(Params):
 
 # --- Parameters checked before the run --------------------------------------------------------
 
-#: "What would make it hold" (:mod:`ipkit.sensitivity`): the competitor set (same-architecture
+#: "What would make it hold" (:mod:`ipkit.evidence.sensitivity`): the competitor set (same-architecture
 #: sibling sources trained on the same images, strict counting only) for M1 and M2; the
 #: thief's strength for the stealing rows (only the two stealing reuse types); for
 #: M1-authors the roots of the authors protocol (a third architecture adds its root and its
@@ -208,8 +211,6 @@ ALTERNATIVES: tuple[Sweep, ...] = ()
 
 def check_params(values: dict) -> None:
     """Sizes against the data, with this study's parameter names (one-line ParamError)."""
-    from ..data import split
-
     s = split(values["dataset"], seed=0, device="cpu")
     if s.num_classes < 4:
         raise ParamError(f"dataset '{values['dataset']}' has {s.num_classes} classes; the benchmark "
@@ -301,7 +302,7 @@ def make_tasks(s: Splits) -> Tasks:
 
 
 def settings(s: Splits, epochs: int, **overrides: Any) -> dict[str, Any]:
-    """Trainer settings of every zoo model: :func:`ipkit.recipes.train_settings` with the
+    """Trainer settings of every zoo model: :func:`ipkit.methods.recipes.train_settings` with the
     benchmark's batch size and learning rate."""
     return recipes.train_settings(s, epochs, **{"batch_size": HYPERPARAMETERS["batch_size"],
                                                 "lr": HYPERPARAMETERS["lr"], **overrides})
@@ -328,7 +329,7 @@ def _cached(recipe: str, params: dict, s: Splits, arch: str, task: str, classes:
                               build, run)
 
 
-def other_arch(arch: str, archs: list[str]) -> str:
+def other_arch(arch: str, archs: Sequence[str]) -> str:
     """The architecture a thief uses for cross-architecture stealing: the next one in
     ``archs``, else ``mlp`` (``cnn`` for an mlp source)."""
     rest = [a for a in archs if a != arch]
@@ -503,7 +504,7 @@ def score_pairs(zoo: list[ZooModel], methods: list[str], x_seed: Tensor, *, seed
 
     Each method's probe is built once per source (on its float parent) from ``x_seed``,
     with that method's ``probe_options``. Then every model's outputs on all probes come
-    from one batched pass (:func:`ipkit.similarity.prime`), which scoring reads. Rows:
+    from one batched pass (:func:`ipkit.methods.similarity.prime`), which scoring reads. Rows:
     method, seed, reference, suspect, relation (the suspect's reuse type when it derives
     from the reference, else ``unrelated``), kind (the suspect's own reuse type in the
     zoo), task, score (NaN: not applicable), probe and score seconds (the batched pass
@@ -671,18 +672,14 @@ def cost_table(scores: pd.DataFrame) -> pd.DataFrame:
 
 def pair_ddvs(a: ZooModel, b: ZooModel, x_seed: Tensor, seed: int = 0, **probe_opts: Any):
     """ModelDiff DDVs of ``a`` and ``b`` on pairs generated on ``a`` (its float parent)."""
-    from ..similarity import ddv, modeldiff_probe
-
-    probe = modeldiff_probe(float_parent(a.model), x_seed, seed=seed, **probe_opts)
-    return ddv(a.model, probe.x, probe.partner), ddv(b.model, probe.x, probe.partner)
+    probe = similarity.modeldiff_probe(float_parent(a.model), x_seed, seed=seed, **probe_opts)
+    return similarity.ddv(a.model, probe.x, probe.partner), similarity.ddv(b.model, probe.x, probe.partner)
 
 
 def compare_all(a: ZooModel, b: ZooModel, x_seed: Tensor, cfg: Config, seed: int = 0) -> dict[str, float]:
     """Every method's score of suspect ``b`` against reference ``a`` (probes built on ``a``)."""
-    from ..similarity import compare
-
     opts = cfg.probe_options()
-    return {m: compare(a.model, b.model, x_seed, m, seed=seed, **opts.get(m, {})) for m in cfg.methods}
+    return {m: similarity.compare(a.model, b.model, x_seed, m, seed=seed, **opts.get(m, {})) for m in cfg.methods}
 
 
 # --- The authors' protocol (Li et al.'s benchmark structure at small scale) ------------------
@@ -746,7 +743,6 @@ def pretrain_data(s: Splits, which: str) -> tuple[TensorData, TensorData, int]:
         return s.owner, s.test, s.num_classes
     if which != "digits":
         raise ValueError(f"unknown authors_pretrain '{which}': choose one of {', '.join(AUTHORS_PRETRAIN)}")
-    from ..data import split
 
     d = split("digits", seed=0, device=s.owner.x.device)
     c, h, w = s.in_shape
@@ -778,14 +774,12 @@ def authors_scores(zoo: list[ZooModel], t: Tasks, cfg: Config, seed: int = 0, pr
     For each target of :func:`authors_targets`: ``n_inputs`` seeds drawn afresh from the
     target's own training images (seed ``seed * stride + j`` for the j-th target), pairs
     made on the target (its float parent when quantized) by
-    :func:`ipkit.similarity.authors_pgd_partners`, and on that one probe its parent and
+    :func:`ipkit.methods.similarity.authors_pgd_partners`, and on that one probe its parent and
     every non-quantized model of another root scored against the target's DDV. All
     outputs of a model over all the probes it is scored on come from one batched pass
-    (:func:`ipkit.similarity.prime`). One row per (seed, reference, target) with ``parent``
+    (:func:`ipkit.methods.similarity.prime`). One row per (seed, reference, target) with ``parent``
     and ``other_root``.
     """
-    from ..similarity import authors_modeldiff_probe, modeldiff_score, prime
-
     by_name, data = {z.name: z for z in zoo}, authors_task_data(t)
     targets = authors_targets(zoo)
     refs = [z for z in zoo if not z.reuse.startswith("quant-")]
@@ -793,15 +787,15 @@ def authors_scores(zoo: list[ZooModel], t: Tasks, cfg: Config, seed: int = 0, pr
     probes, scorers = {}, {}
     for j, tz in enumerate(progress(targets, desc=f"authors probes (seed {seed})") if progress else targets):
         x = seed_inputs(data[tz.task].x, cfg.n_inputs, seed=seed * stride + j)
-        probes[tz.name] = authors_modeldiff_probe(tz.model, x, seed=seed * stride + j, **cfg.authors_probe())
+        probes[tz.name] = similarity.authors_modeldiff_probe(tz.model, x, seed=seed * stride + j, **cfg.authors_probe())
         scorers[tz.name] = [by_name[tz.lineage]] + [r for r in refs if r.root != tz.root]
     plan: dict[int, tuple[nn.Module, list]] = {}
     for tz in targets:
         for z in [tz] + scorers[tz.name]:
             plan.setdefault(id(z.model), (z.model, []))[1].append(probes[tz.name])
-    prime(list(plan.values()))
+    similarity.prime(list(plan.values()))
     rows = [dict(seed=seed, reference=r.name, suspect=tz.name, reuse=tz.reuse, parent=r.name == tz.lineage,
-                 other_root=r.root != tz.root, score=modeldiff_score(tz.model, r.model, probes[tz.name]))
+                 other_root=r.root != tz.root, score=similarity.modeldiff_score(tz.model, r.model, probes[tz.name]))
             for tz in targets for r in scorers[tz.name]]
     return pd.DataFrame(rows, columns=["seed", "reference", "suspect", "reuse", "parent", "other_root", "score"])
 
@@ -908,7 +902,7 @@ def claims(correct: pd.DataFrame, margins: pd.DataFrame, curve: pd.DataFrame, cf
     """M1-M4 (strict counting) with their evidence, and with ``authors`` (the rows of
     :func:`authors_correctness`) M1 and M3 under the authors protocol.
 
-    Resampled (two-stage, :func:`ipkit.stats.bootstrap_ci`): the zoo trainings (``seed``:
+    Resampled (two-stage, :func:`ipkit.core.stats.bootstrap_ci`): the zoo trainings (``seed``:
     each trains every model afresh), then within a training its targets (derived models,
     one row each). M1: ModelDiff's correctness over all targets (beyond the paper: strict
     counting). M2: per reuse type (one part each), the paired margin of a target's score

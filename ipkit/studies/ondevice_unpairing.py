@@ -11,11 +11,11 @@ paper brief does, as 10-100x *more* queries for the attack.
 
 Only the abstract is public and no code, so everything is reconstructed at small scale:
 a full model per architecture and seed; quantized and pruned siblings of it
-(:mod:`ipkit.compression`); an independently trained same-task model as the baseline
-surrogate (:func:`ipkit.recipes.independent_model`); PGD transfer and a P-RGF-style
-prior-guided query attack on the full model (:mod:`ipkit.attacks`); input-gradient cosine
-and label agreement (fidelity) as similarity (:mod:`ipkit.similarity`); and the defence,
-similarity-unpairing, whose loss is our reconstruction (:mod:`ipkit.unpairing`). The
+(:mod:`ipkit.methods.compression`); an independently trained same-task model as the baseline
+surrogate (:func:`ipkit.methods.recipes.independent_model`); PGD transfer and a P-RGF-style
+prior-guided query attack on the full model (:mod:`ipkit.methods.attacks`); input-gradient cosine
+and label agreement (fidelity) as similarity (:mod:`ipkit.methods.similarity`); and the defence,
+similarity-unpairing, whose loss is our reconstruction (:mod:`ipkit.methods.unpairing`). The
 paper's "19 DNNs" become architectures x compression settings.
 
 This module holds the experiment grid the notebook runs, its tables (one row per unit:
@@ -33,13 +33,15 @@ import torch
 from scipy.stats import spearmanr
 from torch import Tensor, nn
 
+from ..core import stats
+from ..evidence import results
+from ..evidence.results import Claim
+from ..evidence.sensitivity import Sweep
+from ..methods import attacks, compression, recipes, similarity, unpairing
+from ..methods.data import Splits, split
+from ..methods.train import agreement, evaluate
+from ..notebook.params import ParamError
 from . import Params
-from .. import attacks, compression, plots, recipes, results, similarity, stats, unpairing
-from ..data import Splits
-from ..sensitivity import Sweep
-from ..results import Claim
-from ..study import ParamError
-from ..train import agreement, evaluate
 
 #: Constants of the study that are not notebook parameters (recorded in results.json).
 HYPERPARAMETERS: dict[str, Any] = {
@@ -58,10 +60,10 @@ class Config(Params):
     """The notebook's parameters (see its parameters cell for ranges and help)."""
 
     dataset: str
-    archs: list[str]
+    archs: tuple[str, ...]
     epochs: int
-    quant_bits: list[int]
-    prune_ratios: list[float]
+    quant_bits: tuple[int, ...]
+    prune_ratios: tuple[float, ...]
     finetune_epochs: int
     eps: float
     pgd_steps: int
@@ -71,10 +73,10 @@ class Config(Params):
     rgf_samples: int
     unpair_sibling: str
     unpair_lambda: float
-    unpair_lambdas: list[float]
+    unpair_lambdas: tuple[float, ...]
     unpair_epochs: int
     unpair_penalty: str
-    seeds: list[int]
+    seeds: tuple[int, ...]
     max_acc_gap: float
     c1_min_ratio: float
     c1b_min_ratio: float
@@ -88,7 +90,7 @@ class Config(Params):
         return HYPERPARAMETERS["pgd_step_factor"] * self.eps / max(self.pgd_steps, 1)
 
 
-#: "What would make it hold" (:mod:`ipkit.sensitivity`): the attack radius decides how often a
+#: "What would make it hold" (:mod:`ipkit.evidence.sensitivity`): the attack radius decides how often a
 #: transferred example fools the full model (C1); how long unpairing fine-tunes, and which
 #: penalty it puts on the gradient alignment (reconstructed; ``signed`` is the control),
 #: decide how far it pulls the sibling's gradients apart (C3, C4).
@@ -114,8 +116,6 @@ def check_params(values: dict) -> None:
     """Rules across parameters and against the data, with this study's names (one-line
     ParamError): the unpaired sibling must be built, sibling names distinct, attack sizes
     within the test set, the query cap above one iteration of the attack."""
-    from ..data import split
-
     names = compression.sibling_names(values["quant_bits"], values["prune_ratios"])
     if len(set(names)) != len(names):
         raise ParamError(f"quant_bits / prune_ratios give one sibling name twice ({', '.join(names)}): "

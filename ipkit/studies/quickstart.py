@@ -15,8 +15,8 @@ A tutorial study that puts three papers' findings side by side:
   examples do not transfer to the copy.
 
 What is reconstructed: random-noise (or abstract) carriers with random labels mixed into
-the owner's batches (:func:`ipkit.watermark.embed`), output-only distillation through
-:class:`ipkit.steal.Victim` (:func:`ipkit.recipes.stolen_model`), and an independently
+the owner's batches (:func:`ipkit.methods.watermark.embed`), output-only distillation through
+:class:`ipkit.methods.steal.Victim` (:func:`ipkit.methods.recipes.stolen_model`), and an independently
 trained model of the same task as the floor a watermark test must beat. Per seed: one
 carrier set, one victim, one thief and one independent model; the claims are judged on
 the carriers and test images of every seed (:func:`claims`).
@@ -29,14 +29,17 @@ from typing import Any, Callable, Iterable
 import pandas as pd
 from torch import nn
 
-from .. import data, plots, recipes, results, stats, watermark, widgets
-from ..data import Splits
-from ..sensitivity import Sweep
-from ..results import Claim
-from ..study import ParamError
+from ..core import stats
+from ..evidence import results
+from ..evidence.results import Claim
+from ..evidence.sensitivity import Sweep
+from ..methods import data, recipes, watermark
+from ..methods.data import Splits
+from ..methods.train import agreement, evaluate, predict
+from ..methods.watermark import WatermarkSet
+from ..notebook import plots, widgets
+from ..notebook.params import ParamError
 from . import Params
-from ..train import agreement, evaluate, predict
-from ..watermark import WatermarkSet
 
 # Hidden hyper-parameters of the study (recorded in results.json).
 HYPERPARAMETERS: dict[str, Any] = {
@@ -62,7 +65,7 @@ class Config(Params):
     transfer_margin: float
 
 
-#: "What would make it hold" (:mod:`ipkit.sensitivity`): Q3 is decided by how much of the
+#: "What would make it hold" (:mod:`ipkit.evidence.sensitivity`): Q3 is decided by how much of the
 #: victim's behaviour the thief copies, so the thief's query budget is swept (the default
 #: seeds, so the default point is the committed row).
 SENSITIVITY = (

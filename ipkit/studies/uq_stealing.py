@@ -9,9 +9,9 @@ in fidelity (label agreement with the victim), because the members come to predi
 alike during training.
 
 What is reconstructed (only the abstract is public, and no code): the five UQ models are
-the standard five of :mod:`ipkit.uncertainty` (deep ensemble, MC dropout, mean-field VI,
+the standard five of :mod:`ipkit.methods.uncertainty` (deep ensemble, MC dropout, mean-field VI,
 SWAG, last-layer Laplace); the victim learns the owner's split and answers through
-:class:`ipkit.steal.Victim` (probabilities or labels); the copy's architecture may differ
+:class:`ipkit.methods.steal.Victim` (probabilities or labels); the copy's architecture may differ
 from the victim's; a surrogate's prediction is the mean of its members' probabilities.
 The single copy is trained exactly like one ensemble member. Per seed: one victim (the
 owner's seed), one query set and one copy per method (both from the run's seed, from
@@ -42,7 +42,7 @@ How the claims are read (issues 24 and 25):
   whose interval straddles ``-marginal`` leaves the row inconclusive.
 - **U2, U2b: each model on its own curve.** Diversity is recorded from optimiser step 0
   (untrained members) on a log-spaced schedule of steps; SWAG from the start of its
-  pre-training (:class:`ipkit.uncertainty.SWAG` says what its curve can and cannot
+  pre-training (:class:`ipkit.methods.uncertainty.SWAG` says what its curve can and cannot
   show). One part per UQ model (last value over peak of its seed-mean curve, resampled
   over seeds); the claim's verdict is the combined one, :func:`diversity_verdicts`
   lists each model's beside it.
@@ -55,12 +55,14 @@ from typing import Any, Callable, Iterable, Sequence
 import pandas as pd
 from torch import nn
 
-from .. import data, plots, recipes, results, stats, steal, widgets
-from .. import uncertainty as uq
-from ..data import Splits
-from ..sensitivity import Sweep
-from ..results import Claim
-from ..study import ParamError
+from ..core import stats
+from ..evidence import results
+from ..evidence.results import Claim
+from ..evidence.sensitivity import Sweep
+from ..methods import data, recipes, steal, uncertainty as uq
+from ..methods.data import Splits
+from ..notebook import plots, widgets
+from ..notebook.params import ParamError
 from . import Params
 
 # Hidden hyper-parameters of the study (recorded in results.json with each method's settings).
@@ -92,7 +94,7 @@ class Config(Params):
     low_variance: float
 
 
-#: "What would make it hold" (:mod:`ipkit.sensitivity`): whether member variance falls depends
+#: "What would make it hold" (:mod:`ipkit.evidence.sensitivity`): whether member variance falls depends
 #: on how long the members train, so the training epochs are swept (the default seeds, so
 #: the default point is the committed row).
 SENSITIVITY = (
@@ -146,7 +148,7 @@ def method_epochs(cfg: Config, method: str, epochs: int | None = None) -> int:
     """Training epochs of ``method``'s copy when the single copy trains ``epochs`` (the
     config's unless given): MC dropout trains ``dropout_epochs`` times as long (dropout
     slows training, Srivastava et al. 2014); SWAG adds its collection epochs itself
-    (:class:`ipkit.uncertainty.SWAG`); every other copy trains as long as the single copy."""
+    (:class:`ipkit.methods.uncertainty.SWAG`); every other copy trains as long as the single copy."""
     base = epochs or cfg.epochs
     return base * cfg.dropout_epochs if method == "mc_dropout" else base
 
@@ -324,7 +326,7 @@ def claims(outcome: Outcome, swept: Outcome, best: str, cfg: Config) -> list[Cla
     copy's and the surrogate's outcome on one image staying paired; U3, the seeds and
     within each the monitor images; U2 and U2b, the seeds (each seed's training curve is
     one unit; the statistic is last over peak of the mean curve). Every claim's parts
-    take the familywise level of :func:`ipkit.results.claim`.
+    take the familywise level of :func:`ipkit.evidence.results.claim`.
     """
     methods = uq_models(cfg)
     parity = parity_table(outcome, cfg)
