@@ -15,16 +15,9 @@ from pathlib import Path
 
 from .core.files import write_atomic, write_table
 from .core.paths import figures_dir, repo_root, runs_dir
-from .evidence import sensitivity
-from .evidence.results import check_results, claims_markdown, recorded_threads
-from .evidence.stability import record, report_lines, stability_markdown
-from .methods import cache
-from .methods.train import cpu_bf16, cpu_threads, default_device
-from .notebook import plots
 from .notebook.params import PROFILE_NAMES, ParamError, coerce
 from .notebook.registry import StudyInfo, get_study, lookup, resolve, studies, study_module
-from .notebook.runtime import new_run_id
-from .orchestrate import parallel, sweep, verify
+from .orchestrate import sweep
 
 
 def _fail(msg: str) -> int:
@@ -71,17 +64,35 @@ def _parse_overrides(info: StudyInfo, pairs: list[str]) -> dict:
 
 
 def _check_jobs(args: argparse.Namespace) -> None:
+    """The run options and the environment (ParamError, one line): --jobs, --threads, Ray,
+    and the ``IPKIT_*`` settings the trainer reads (:func:`_check_environment`)."""
+    from .orchestrate import parallel
+
     if args.jobs < 1:
         raise ParamError(f"--jobs must be at least 1, got {args.jobs}")
     if args.threads is not None and args.threads < 1:
         raise ParamError(f"--threads must be at least 1, got {args.threads}")
+    _check_environment()
     parallel.check_ray(args.jobs, args.address)
+
+
+def _check_environment() -> None:
+    """Raise ParamError unless ``IPKIT_THREADS`` / ``OMP_NUM_THREADS``, ``IPKIT_CPU_BF16``
+    and ``IPKIT_DEVICE`` hold values the trainer can use."""
+    from .methods.train import cpu_bf16, cpu_threads, default_device
+
+    try:
+        cpu_threads(), cpu_bf16(), default_device()
+    except ValueError as err:
+        raise ParamError(str(err)) from None
 
 
 def _threads_as_committed(given: int | None, committed: dict, where: Path) -> int | None:
     """``given`` (``--threads``), else the thread count of the committed run ``committed``
     (the results.json at ``where``; :func:`ipkit.evidence.results.recorded_threads`), so that a
     setting equal to the committed one reproduces it on the same machine; says which."""
+    from .evidence.results import recorded_threads
+
     if given is not None:
         return given
     threads = recorded_threads(committed)
@@ -93,6 +104,8 @@ def _threads_as_committed(given: int | None, committed: dict, where: Path) -> in
 
 def _dispatch(jobs: list[parallel.Job], args: argparse.Namespace) -> list[parallel.Outcome] | int:
     """Run the jobs as the options say; an exit status instead when stopped before the end."""
+    from .orchestrate import parallel
+
     try:
         return parallel.run_jobs(jobs, at_once=args.jobs, cpus_per_run=args.cpus_per_run,
                                  gpus_per_run=args.gpus_per_run, address=args.address,
@@ -128,6 +141,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         _check_jobs(args)
     except ParamError as err:
         return _fail(str(err))
+    from .notebook.runtime import new_run_id  # the run machinery loads once the input is sound
+    from .orchestrate import parallel
 
     jobs = [parallel.Job(info.id, args.profile, given, info.path, figures_dir() / info.id / args.profile,
                          runs_dir() / f"{info.path.stem}-{args.profile}-{new_run_id()}.ipynb")
@@ -153,6 +168,8 @@ def _sweep_plan(info, args: argparse.Namespace) -> list[tuple[str, list[sweep.Se
     if args.sensitivity and args.alternatives:
         raise ParamError("give --sensitivity or --alternatives, not both: run them one after the other")
     if kind:
+        from .evidence import sensitivity
+
         if args.param or args.seeds_sets:
             raise ParamError(f"--{kind} runs the study's declared sweeps: leave out -p and "
                              "--seeds-sets")
@@ -189,6 +206,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         _check_jobs(args)
     except ParamError as err:
         return _fail(str(err))
+    from .evidence import sensitivity  # the run machinery loads once the input is sound
+    from .notebook import plots
+    from .orchestrate import parallel
 
     profile_dir = figures_dir() / info.id / args.profile
     results_path = profile_dir / "results.json"
@@ -232,6 +252,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     """Rerun a study once per seed set; compare each claim's verdict with the committed one."""
+    from .evidence.stability import record, report_lines
+    from .orchestrate import verify
+
     try:
         info = get_study(args.study)
         sets = verify.seed_sets(info, args.seeds)
@@ -275,6 +298,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def profile_section(root: Path, path: Path, notebook: str) -> list[str]:
     """Gallery lines of one results.json: the executed notebook's link, claim rows, stability,
     tables and figures."""
+    from .evidence import sensitivity
+    from .evidence.results import check_results, claims_markdown
+    from .evidence.stability import stability_markdown
+
     data = json.loads(path.read_text())
     check_results(data)
     rel = path.parent.relative_to(root)
@@ -404,6 +431,8 @@ def build_site(out: Path) -> int:
 
 def cmd_cache(args: argparse.Namespace) -> int:
     """List or clear the model cache; both sweep temp files of interrupted writes."""
+    from .methods import cache
+
     if args.action == "clear":
         if args.temp:
             swept = cache.sweep_temp()
@@ -588,10 +617,11 @@ def main(argv: list[str] | None = None) -> int:
         return int(done.code or 0)
     if args.command in ("run", "sweep", "verify") and args.profile not in PROFILE_NAMES:
         return _fail(f"unknown profile '{args.profile}': choose one of {', '.join(PROFILE_NAMES)}")
-    try:
-        cpu_threads(), cpu_bf16(), default_device()
-    except ValueError as err:
-        return _fail(str(err))
+    if args.command == "bench":
+        try:
+            _check_environment()
+        except ParamError as err:
+            return _fail(str(err))
     return args.fn(args)
 
 

@@ -202,3 +202,27 @@ def test_recorded_threads_read_the_field_or_the_device_line():
     assert results.recorded_threads({"device": "NVIDIA H200", "threads": None}) is None
     assert results.recorded_threads({}) is None
 
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["list"], ["run", "quickstart", "-p", "seeds=0,0"],
+                                  ["sweep", "quickstart", "-p", "seeds=0,0"], ["nosuch"]])
+def test_help_list_and_usage_errors_answer_without_loading_torch(argv):
+    """The start-up cost of a command that does no work: no torch, pandas or nbformat import,
+    and at most ~3x a bare interpreter's start (measured in this test, as a ratio)."""
+    import subprocess
+    import sys
+    import time
+
+    code = (f"import sys; from ipkit import cli; code = cli.main({argv!r}); "
+            "heavy = [m for m in ('torch', 'pandas', 'nbformat') if m in sys.modules]; "
+            "print(heavy); sys.exit(0 if code in (0, 2) else 1)")
+
+    def timed(args):
+        began = time.monotonic()
+        done = subprocess.run([sys.executable, "-c", *args], capture_output=True, text=True)
+        return time.monotonic() - began, done
+
+    bare = min(timed(["pass"])[0] for _ in range(2))
+    took, done = min((timed([code]) for _ in range(2)), key=lambda r: r[0])
+    assert done.returncode == 0 and done.stdout.strip().endswith("[]"), done.stdout + done.stderr
+    assert took < max(3 * bare, bare + 1.0), (took, bare)

@@ -155,7 +155,7 @@ def test_config_sweeps_include_the_headline_settings():
 @pytest.mark.parametrize("argv, fragment", [
     (["-p", "ingrainer_ordinary=100000"], "ingrainer_ordinary=100000 exceeds the owner's 2000 images"),
     (["-p", "wm_count=1000"], "wm_count=1000 exceeds the"),
-    (["-p", "lambdas=1,1"], "lambdas [1.0, 1.0] repeats an entry"),
+    (["-p", "lambdas=1,1"], "lambdas' lists 1.0 twice"),
 ])
 def test_sizes_are_checked_before_the_run(capsys, tmp_path, monkeypatch, argv, fragment):
     monkeypatch.setenv("IPKIT_RUNS", str(tmp_path / "runs"))

@@ -40,8 +40,14 @@ LAZY_PACKAGES = {
 }
 
 # ipkit imports a function may make: (importer, imported module) -> reason.
+_START_UP = "`ipkit --help`, `list` and every usage error answer without loading torch (issue 29)"
 LAZY_IMPORTS = {
     ("ipkit.cli", "ipkit.orchestrate.bench"): "the benchmarks load only for `ipkit bench`",
+    **{("ipkit.cli", m): _START_UP for m in (
+        "ipkit.orchestrate.parallel", "ipkit.orchestrate.verify", "ipkit.methods.train", "ipkit.methods.cache",
+        "ipkit.evidence.results", "ipkit.evidence.sensitivity", "ipkit.evidence.stability",
+        "ipkit.notebook.runtime", "ipkit.notebook.plots")},
+    ("ipkit.notebook.registry", "ipkit.methods.data"): "the data check loads torch only once the values are sound",
 }
 
 

@@ -136,9 +136,9 @@ def test_config_is_typed_and_lists_the_query_sets():
 
 @pytest.mark.parametrize("argv, fragment", [
     (["-p", "projections=11"], "projections 11 exceeds the 10 classes"),
-    (["-p", "seeds=0,1,0"], "seeds [0, 1, 0] repeats an entry"),
-    (["-p", "grid_archs=mlp,mlp"], "grid_archs ['mlp', 'mlp'] repeats an entry"),
-    (["-p", "geometry_kinds=noise,noise"], "geometry_kinds ['noise', 'noise'] repeats an entry"),
+    (["-p", "seeds=0,1,0"], "seeds' lists 0 twice"),
+    (["-p", "grid_archs=mlp,mlp"], "grid_archs' lists 'mlp' twice"),
+    (["-p", "geometry_kinds=noise,noise"], "geometry_kinds' lists 'noise' twice"),
     (["-p", "ood_source=digits", "-p", "query_budget=1000"], "query_budget 1000 exceeds the 898 images of "
                                                              "ood_source 'digits'"),
     (["-p", "ood_source=digits", "-p", "wm_kind=ood", "-p", "wm_count=1000", "-p", "query_perturbation=noise"],

@@ -389,13 +389,13 @@ def test_other_arch_and_unknown_names():
 @pytest.mark.parametrize("argv, fragment", [
     (["-p", "steal_budget=50000"], "lower steal_budget"),
     (["-p", "n_inputs=2000"], "lower n_inputs"),
-    (["-p", "archs=mlp,mlp"], "archs lists an entry twice"),
+    (["-p", "archs=mlp,mlp"], "'archs' lists 'mlp' twice"),
     (["-p", "protocols=authors"], "protocols must include strict"),
-    (["-p", "authors_archs=cnn,cnn"], "authors_archs lists an entry twice"),
+    (["-p", "authors_archs=cnn,cnn"], "authors_archs' lists 'cnn' twice"),
     (["-p", "seeds=0,10"], "the same owner seed"),
     (["-p", "authors_pretrain=imagenet"], "authors_pretrain"),
     (["-p", "reuse_types=prune-20,steal-other"], "add a transfer-* reuse type"),
-    (["-p", "dataset=digits", "-p", "authors_archs=mlp,lenet5", "-p", "n_inputs=50"], "authors_archs: lenet5 needs"),
+    (["-p", "dataset=digits", "-p", "authors_archs=mlp,lenet5", "-p", "n_inputs=50"], "'authors_archs': lenet5 takes 28 or 32 pixel images"),
     (["-p", "dataset=digits", "-p", "n_inputs=2000"], "lower n_inputs"),
 ])
 def test_sizes_are_checked_before_the_run(capsys, tmp_path, monkeypatch, argv, fragment):

@@ -303,7 +303,7 @@ def test_c4_is_not_measured_when_unpairing_breaks_every_sibling():
     (["-p", "n_query=300"], "exceeds n_attack"),
     (["-p", "query_cap=50", "-p", "rgf_samples=60"], "raise query_cap"),
     (["-p", "prune_ratios=0.5,0.501"], "list each bit width"),
-    (["-p", "archs=mlp,mlp"], "archs lists"),
+    (["-p", "archs=mlp,mlp"], "'archs' lists 'mlp' twice"),
     (["-p", "quant_bits=8", "-p", "unpair_sibling=q4"], "unpair_sibling 'q4' is not built"),
     (["-p", "unpair_penalty=cos"], "unpair_penalty"),
 ])

@@ -267,4 +267,4 @@ def test_a_failing_setting_is_reported_and_the_other_completes(local_ray, capsys
     assert not (root / "fail=True").exists()
     assert (tmp_path / "runs" / "sweeps" / "f" / "99_tiny-fail=True.ipynb").exists()
     table = (root / "summary.csv").read_text()
-    assert "fail=False,False,T1,holds" in table and "run failed" in table
+    assert "fail=False,False,True,T1,holds" in table and "run failed" in table

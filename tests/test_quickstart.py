@@ -91,7 +91,7 @@ def test_claims_statements_follow_the_thresholds():
 @pytest.mark.parametrize("argv, fragment", [
     (["-p", "query_budget=2001"], "query_budget 2001 exceeds the attacker pool of mnist5k (2000 images)"),
     (["-p", "dataset=digits", "-p", "query_budget=800"], "attacker pool of digits (719 images)"),
-    (["-p", "seeds=1,2,1"], "repeat a seed"),
+    (["-p", "seeds=1,2,1"], "lists 1 twice"),
 ])
 def test_bad_sizes_exit_2_with_one_line_before_running(capsys, tmp_path, monkeypatch, argv, fragment):
     monkeypatch.setenv("IPKIT_RUNS", str(tmp_path / "runs"))

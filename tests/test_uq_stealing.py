@@ -150,8 +150,8 @@ def test_steal_and_score_units_reproduce_the_scores_and_traces(digits):
     (["-p", "query_budget=2001"], "query_budget 2001 exceeds the attacker pool of mnist5k (2000 images)"),
     (["-p", "budgets=250,2500"], "budgets 2500 exceeds the attacker pool"),
     (["-p", "dataset=digits", "-p", "budgets=100,800"], "budgets 800 exceeds the attacker pool of digits (719 images)"),
-    (["-p", "uq_methods=vi,vi"], "uq_methods ['vi', 'vi'] repeats an entry"),
-    (["-p", "seeds=3,3"], "seeds [3, 3] repeats an entry"),
+    (["-p", "uq_methods=vi,vi"], "uq_methods' lists 'vi' twice"),
+    (["-p", "seeds=3,3"], "seeds' lists 3 twice"),
 ])
 def test_bad_sizes_exit_2_with_one_line_before_running(capsys, tmp_path, monkeypatch, argv, fragment):
     monkeypatch.setenv("IPKIT_RUNS", str(tmp_path / "runs"))

@@ -43,8 +43,8 @@ def test_verify_without_committed_results_exits_2(capsys, tmp_path, monkeypatch)
     (["verify", "quickstart", "--profile", "huge"], "unknown profile"),
     (["verify", "quickstart", "--seeds", "1,2;1,2"], "seed set twice"),
     (["verify", "quickstart", "--seeds", ";"], "at least one seed set"),
-    (["verify", "quickstart", "--jobs", "0"], "--jobs must be at least 1"),
-    (["verify", "quickstart", "--threads", "0"], "--threads must be at least 1"),
+    (["verify", "quickstart", "--jobs", "0"], "is not a positive whole number"),
+    (["verify", "quickstart", "--threads", "0"], "is not a positive whole number"),
 ])
 def test_verify_bad_input_exits_2(capsys, tmp_path, monkeypatch, argv, fragment):
     monkeypatch.setenv("IPKIT_FIGURES", str(tmp_path))

@@ -29,18 +29,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import Tensor
+
+from ..core.catalog import DATASETS
 from ..core.paths import user_folder
 from .train import default_device
-
-DATASETS: dict[str, str] = {
-    "mnist5k": "embedded 5,000-image MNIST subset (28x28 gray, 10 classes)",
-    "digits": "scikit-learn digits (8x8 gray, 10 classes, 1,797 images)",
-    "mnist": "torchvision MNIST (28x28 gray, 70,000 images)",
-    "fashionmnist": "torchvision FashionMNIST (28x28 gray, 70,000 images)",
-    "cifar10": "CIFAR-10 (32x32 RGB, 60,000 images): torchvision or ImageFolder JPEG tree",
-    "cifar100": "torchvision CIFAR-100 (32x32 RGB, 100 classes)",
-    "svhn": "torchvision SVHN (32x32 RGB street-view digits)",
-}
 
 
 class DataError(RuntimeError):
@@ -130,15 +122,10 @@ def download_allowed() -> bool:
 
 
 def _missing(name: str, root: Path) -> DataError:
-    extra = ""
-    if name == "cifar10":
-        extra = (" or unpack cifar10-jpeg.tar.gz there (tar -xzf cifar10-jpeg.tar.gz -C "
-                 f"{root}, giving {root}/cifar10/train/<class>/*.jpg)")
-    return DataError(
-        f"dataset '{name}' is not in {root}: set IPKIT_DOWNLOAD=1 on a machine with network "
-        f"to let torchvision download it, or place torchvision's files for it in that folder"
-        f"{extra}; IPKIT_DATA chooses another folder."
-    )
+    extra = " (CIFAR-10 also: tar -xzf cifar10-jpeg.tar.gz -C that folder)" if name == "cifar10" else ""
+    return DataError(f"dataset '{name}' is not in {root}: set IPKIT_DOWNLOAD=1 on a machine with "
+                     f"network to download it, or place its files there{extra}; IPKIT_DATA picks "
+                     "another folder")
 
 
 def _mnist5k() -> Dataset:

@@ -12,14 +12,7 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-ARCHS: dict[str, str] = {
-    "mlp": "two-layer perceptron (any input size)",
-    "cnn": "small two-block CNN with batch norm (any input size)",
-    "lenet5": "LeNet-5 (28 or 32 pixel inputs)",
-    "vgg": "VGG-style 6-conv network with batch norm",
-    "resnet18": "torchvision ResNet-18, 3x3 stem without max-pool",
-    "mobilenetv2": "torchvision MobileNetV2, stride-1 stem",
-}
+from ..core.catalog import ARCHS
 
 
 class MaxPool2d(nn.MaxPool2d):

@@ -23,8 +23,7 @@ import tokenize
 from dataclasses import dataclass
 from typing import Any
 
-from ..methods.data import DATASETS
-from ..methods.models import ARCHS
+from ..core.catalog import ARCHS, DATASETS
 
 PROFILE_NAMES = ("smoke", "default", "paper")
 
@@ -72,7 +71,7 @@ def _type_name(value: Any) -> str:
             inner = {"float"}
         if len(inner) == 1 and not next(iter(inner)).startswith("list"):
             return f"list[{inner.pop()}]"
-    raise ParamError(f"parameter default {value!r} has no supported type "
+    raise ParamError(f"parameter default {quote(value)} has no supported type "
                      "(bool, int, float, str or a non-empty list of one of them)")
 
 
@@ -121,14 +120,14 @@ def _check_scalar(p: Param, kind: str, value: Any) -> Any:
           "float": isinstance(value, (int, float)) and not isinstance(value, bool),
           "str": isinstance(value, str)}[kind]
     if not ok:
-        raise ParamError(f"parameter '{p.name}' expects {p.describe()}, got {value!r} "
+        raise ParamError(f"parameter '{p.name}' expects {p.describe()}, got {quote(value)} "
                          f"({type(value).__name__}): e.g. -p {p.name}={_example(p)}")
     if p.choices and str(value) not in p.choices:
         raise ParamError(f"parameter '{p.name}' must be one of {{{', '.join(p.choices)}}}, "
-                         f"got {value!r}")
+                         f"got {quote(value)}")
     if p.bounds and not p.bounds[0] <= value <= p.bounds[1]:
         raise ParamError(f"parameter '{p.name}' must lie in [{_fmt(p.bounds[0])}, "
-                         f"{_fmt(p.bounds[1])}], got {value!r}")
+                         f"{_fmt(p.bounds[1])}], got {quote(value)}")
     return float(value) if kind == "float" else value
 
 
@@ -137,13 +136,35 @@ def _example(p: Param) -> str:
     return ",".join(map(str, d)) if isinstance(d, (list, tuple)) else str(d)
 
 
+#: The most values a list parameter may hold (one of choices: at most one of each choice):
+#: more seeds or settings than any study can use in one run on one machine.
+MAX_LIST = 20
+
+
+def quote(value: Any, limit: int = 60) -> str:
+    """``repr(value)``, cut to ``limit`` characters (an error line quotes what it refuses)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 5] + "...'" if text[0] == "'" else text[:limit - 4] + "..."
+
+
 def check_value(p: Param, value: Any) -> Any:
-    """Return ``value`` if it has ``p``'s type and lies in its allowed set; else ParamError."""
+    """Return ``value`` if it has ``p``'s type and lies in its allowed set; else ParamError.
+
+    The rules every study shares: a list is non-empty, holds each value once and at most
+    :data:`MAX_LIST` values (or as many as it has choices)."""
     if p.type.startswith("list["):
         if not isinstance(value, (list, tuple)) or not value:
             raise ParamError(f"parameter '{p.name}' expects a non-empty {p.describe()}, got "
-                             f"{value!r}: e.g. -p {p.name}={_example(p)}")
-        return [_check_scalar(p, p.type[5:-1], v) for v in value]
+                             f"{quote(value)}: e.g. -p {p.name}={_example(p)}")
+        most = len(p.choices) if p.choices else MAX_LIST
+        if len(value) > most:
+            raise ParamError(f"parameter '{p.name}' takes at most {most} values, got {len(value)}: "
+                             f"e.g. -p {p.name}={_example(p)}")
+        checked = [_check_scalar(p, p.type[5:-1], v) for v in value]
+        twice = next((v for i, v in enumerate(checked) if v in checked[:i]), None)
+        if twice is not None:
+            raise ParamError(f"parameter '{p.name}' lists {quote(twice)} twice: give each value once")
+        return checked
     return _check_scalar(p, p.type, value)
 
 
@@ -176,7 +197,7 @@ def coerce(p: Param, text: str) -> Any:
             return item.strip("'\"")
         except ValueError:
             fix = "e.g." if item.isascii() else "write it in ASCII digits, e.g."
-            raise ParamError(f"parameter '{p.name}' expects {p.describe()}, got {item!r}: "
+            raise ParamError(f"parameter '{p.name}' expects {p.describe()}, got {quote(item)}: "
                              f"{fix} -p {p.name}={_example(p)}") from None
 
     if p.type.startswith("list["):

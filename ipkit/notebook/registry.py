@@ -12,6 +12,7 @@ attacker pool), is ``check_params(values)`` in the study's module
 from __future__ import annotations
 
 import ast
+import difflib
 import importlib
 import json
 import re
@@ -20,9 +21,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable
 
+from ..core.catalog import ARCHS, fits
 from ..core.paths import notebooks_dir
-from ..methods.data import DataError, available
-from .params import PROFILE_NAMES, Param, ParamError, check_value, parse_params
+from .params import PROFILE_NAMES, Param, ParamError, check_value, parse_params, quote
 
 
 @dataclass
@@ -100,9 +101,22 @@ def lookup(info: StudyInfo, name: str) -> Param:
     :class:`ParamError` listing the parameters there are."""
     if name not in info.params or name == "profile":
         hint = " (use --profile)" if name == "profile" else ""
-        raise ParamError(f"unknown parameter {name!r} for study '{info.id}'{hint}: choose one of "
-                         f"{', '.join(n for n in info.params if n != 'profile')}")
+        raise ParamError(unknown_parameter(info, name, hint))
     return info.params[name]
+
+
+def unknown_parameter(info: StudyInfo, name: str, hint: str = "") -> str:
+    """The one line refusing parameter ``name``: the closest declared names, or all of them
+    when there are few, and where to see them all."""
+    names = [n for n in info.params if n != "profile"]
+    close = difflib.get_close_matches(name.lower(), names, n=3, cutoff=0.6)
+    if close:
+        choose = f"did you mean {' or '.join(close)}? (`ipkit list` shows all {len(names)})"
+    elif len(", ".join(names)) <= 160:
+        choose = f"choose one of {', '.join(names)}"
+    else:
+        choose = f"`ipkit list` shows its {len(names)} parameters"
+    return f"unknown parameter {quote(name)} for study '{info.id}'{hint}: {choose}"
 
 
 def resolve(info: StudyInfo, profile: str, given: dict[str, Any]) -> dict[str, Any]:
@@ -119,14 +133,16 @@ def resolve(info: StudyInfo, profile: str, given: dict[str, Any]) -> dict[str, A
                          f"default, {', '.join(info.profiles)}")
     for name in given:
         if name not in info.params:
-            raise ParamError(f"unknown parameter '{name}' for study '{info.id}': choose one of "
-                             f"{', '.join(n for n in info.params if n != 'profile')}")
+            raise ParamError(unknown_parameter(info, name))
     values = {n: p.default for n, p in info.params.items()}
     values.update(info.profiles.get(profile, {}))
     values.update(given)
     values["profile"] = profile
     out = {n: check_value(info.params[n], v) if n in info.params else v for n, v in values.items()}
     if "dataset" in out:
+        check_archs(out)
+        from ..methods.data import DataError, available  # torch: only once the values are sound
+
         try:
             available(out["dataset"])
         except DataError as err:
@@ -135,6 +151,18 @@ def resolve(info: StudyInfo, profile: str, given: dict[str, Any]) -> dict[str, A
     if check is not None:
         check(out)
     return out
+
+
+def check_archs(values: dict[str, Any]) -> None:
+    """Raise ParamError unless every architecture parameter (a name with ``arch`` in it,
+    one value or a list) fits the dataset's images (:func:`ipkit.core.catalog.fits`)."""
+    for name, value in values.items():
+        if "arch" not in name:
+            continue
+        for arch in value if isinstance(value, list) else [value]:
+            if arch in ARCHS and (why := fits(arch, values["dataset"])):
+                raise ParamError(f"parameter '{name}': {why}: choose another architecture "
+                                 f"(e.g. cnn) or dataset")
 
 
 def study_module(study_id: str) -> ModuleType | None:

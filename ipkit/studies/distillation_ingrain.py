@@ -149,11 +149,8 @@ def check_params(values: dict) -> None:
     """Rules the parameter ranges cannot state, checked before any work: the student is not
     larger than the suspect, the content / noise carriers fit the owner's images of the
     source class, and the ingrainer's ordinary images fit the owner's data. Raises a
-    one-line ParamError naming the fix. No list repeats an entry (a repeated seed would
-    count its units twice)."""
-    for name in ("seeds", "schemes", "temperatures", "lambdas", "prune_ratios", "quant_bits"):
-        if len(set(values[name])) < len(values[name]):
-            raise ParamError(f"{name} {values[name]} repeats an entry: give each once")
+    one-line ParamError naming the fix (no list repeats an entry: the shared parameter
+    rules, :func:`ipkit.notebook.params.check_value`)."""
     s = data.split(values["dataset"], seed=0, device="cpu")
     arch, student = values["arch"], values["student_arch"]
     sizes = {a: models.count_parameters(models.build(a, s.num_classes, s.in_shape)) for a in (arch, student)}

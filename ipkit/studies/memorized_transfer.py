@@ -162,13 +162,9 @@ def check_params(values: dict) -> None:
     """Rules the parameter ranges cannot state, checked before any work: the query budget
     fits the attacker pool (and the out-of-distribution pool when swept), projections fit
     the classes, the out-of-distribution source is available and large enough when used,
-    and flipped carriers (``wm_kind`` or ``geometry_kinds``) fit the owner's images; no list
-    repeats an entry (a repeated seed would count its units twice). Raises a one-line
-    ParamError naming the fix."""
-    for name in ("seeds", "methods", "alphas", "query_perturbation", "strengths", "grid_archs",
-                 "method_archs", "geometry_kinds"):
-        if len(set(values[name])) < len(values[name]):
-            raise ParamError(f"{name} {values[name]} repeats an entry: give each once")
+    and flipped carriers (``wm_kind`` or ``geometry_kinds``) fit the owner's images (no list
+    repeats an entry: the shared parameter rules, :func:`ipkit.notebook.params.check_value`).
+    Raises a one-line ParamError naming the fix."""
     sizes = data.split_sizes(values["dataset"])
     if values["query_budget"] > sizes["attacker"]:
         raise ParamError(f"query_budget {values['query_budget']} exceeds the attacker pool "

@@ -126,8 +126,6 @@ def check_params(values: dict) -> None:
     if values["unpair_penalty"] not in unpairing.PENALTIES:
         raise ParamError(f"unpair_penalty '{values['unpair_penalty']}' is unknown: choose one of "
                          f"{', '.join(unpairing.PENALTIES)}")
-    if len(set(values["archs"])) != len(values["archs"]):
-        raise ParamError("archs lists an architecture twice: give each once")
     n_test = len(split(values["dataset"], seed=0, device="cpu").test)
     if values["n_attack"] > n_test:
         raise ParamError(f"n_attack {values['n_attack']} exceeds the test set of '{values['dataset']}' "

@@ -81,8 +81,6 @@ def check_params(values: dict) -> None:
     if values["query_budget"] > pool:
         raise ParamError(f"query_budget {values['query_budget']} exceeds the attacker pool of "
                          f"{values['dataset']} ({pool} images): lower query_budget")
-    if len(set(values["seeds"])) != len(values["seeds"]):
-        raise ParamError(f"seeds {values['seeds']} repeat a seed: give distinct seeds")
 
 
 def hyperparameters(s: Splits, cfg: Config) -> dict[str, Any]:

@@ -122,9 +122,6 @@ def check_params(values: dict) -> None:
         if max(given) > pool:
             raise ParamError(f"{name} {max(given)} exceeds the attacker pool of {values['dataset']} "
                              f"({pool} images): lower {name}")
-    for name in ("budgets", "uq_methods", "seeds"):
-        if len(set(values[name])) != len(values[name]):
-            raise ParamError(f"{name} {values[name]} repeats an entry: give each once")
 
 
 def hyperparameters(s: Splits, cfg: Config, settings: dict[str, dict]) -> dict[str, Any]:
