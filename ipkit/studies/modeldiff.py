@@ -229,12 +229,6 @@ def check_params(values: dict) -> None:
     if values["n_inputs"] > len(t.a_owner):
         raise ParamError(f"n_inputs {values['n_inputs']} exceeds task A's owner images "
                          f"({len(t.a_owner)}): lower n_inputs to at most {len(t.a_owner)}")
-    for name in ("archs", "authors_archs"):
-        for arch in values[name]:
-            try:
-                models.build(arch, s.num_classes, s.in_shape)
-            except ValueError as err:
-                raise ParamError(f"{name}: {err}") from None
     if values["authors_pretrain"] not in AUTHORS_PRETRAIN:
         raise ParamError(f"authors_pretrain must be one of {', '.join(AUTHORS_PRETRAIN)}")
     if "strict" not in values["protocols"]:
