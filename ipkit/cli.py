@@ -19,7 +19,7 @@ from .evidence import sensitivity
 from .evidence.results import check_results, claims_markdown, recorded_threads
 from .evidence.stability import record, report_lines, stability_markdown
 from .methods import cache
-from .methods.train import cpu_bf16, cpu_threads
+from .methods.train import cpu_bf16, cpu_threads, default_device
 from .notebook import plots
 from .notebook.params import PROFILE_NAMES, ParamError, coerce
 from .notebook.registry import StudyInfo, get_study, lookup, resolve, studies, study_module
@@ -476,16 +476,30 @@ def _profile_option(ap: argparse.ArgumentParser) -> None:
                     help="smoke | default | paper (default: default)")
 
 
+def count(text: str) -> int:
+    """An option's positive whole number, written in ASCII digits (as ``-p`` values are)."""
+    if not (text.isascii() and text.strip().isdigit()) or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"'{text[:40]}' is not a positive whole number in ASCII digits (e.g. 2)")
+    return int(text)
+
+
+def amount(text: str) -> float:
+    """An option's non-negative number, written in ASCII (``0.5``, ``2``)."""
+    if not (text.isascii() and re.fullmatch(r"\d+(\.\d*)?|\.\d+", text.strip())):
+        raise argparse.ArgumentTypeError(f"'{text[:40]}' is not a non-negative number in ASCII (e.g. 0.5)")
+    return float(text)
+
+
 def _parallel_options(ap: argparse.ArgumentParser) -> None:
-    ap.add_argument("--jobs", type=int, default=1,
+    ap.add_argument("--jobs", type=count, default=1,
                     help="runs at a time; more than 1 runs them as Ray tasks (default: 1, in this process)")
-    ap.add_argument("--cpus-per-run", type=float,
+    ap.add_argument("--cpus-per-run", type=amount,
                     help="CPUs (and threads) of each Ray run (default: the cluster's CPUs / --jobs)")
-    ap.add_argument("--gpus-per-run", type=float,
+    ap.add_argument("--gpus-per-run", type=amount,
                     help="GPUs of each Ray run (default: 1 when the cluster has GPUs, else 0)")
     ap.add_argument("--address", help="Ray cluster to join (default: RAY_ADDRESS, else a local "
                                       "Ray sized to this machine)")
-    ap.add_argument("--threads", type=int,
+    ap.add_argument("--threads", type=count,
                     help="CPU threads of each run (default: run: this process's, or a Ray run's "
                          "CPUs; verify and sweep --sensitivity: the committed run's, so a setting "
                          "equal to it reproduces it on the same machine)")
@@ -550,17 +564,17 @@ def parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="ipkit trainer vs a plain DataLoader loop, or ensemble training")
     b.add_argument("--dataset", default="mnist5k")
     b.add_argument("--arch", default="cnn")
-    b.add_argument("--epochs", type=int, default=5)
-    b.add_argument("--batch-size", type=int, default=128)
+    b.add_argument("--epochs", type=count, default=5)
+    b.add_argument("--batch-size", type=count, default=128)
     b.add_argument("--what", choices=["trainer", "ensemble", "redraw"], default="trainer",
                    help="trainer: vs a DataLoader loop; ensemble: members together (vmap) vs one by "
                         "one; redraw: each notebook's Explore redraw of a setting already drawn")
     b.add_argument("--study", action="append", help="with --what redraw: a study (repeatable; default all)")
     b.add_argument("--profile", default="smoke", help="with --what redraw: the profile the notebooks run in")
-    b.add_argument("--members", type=int, default=5, help="with --what ensemble: ensemble size")
+    b.add_argument("--members", type=count, default=5, help="with --what ensemble: ensemble size")
     b.add_argument("--trainer-layouts", action="store_true",
                    help="the trainer before issue 16 (contiguous layout, NaN-filled new tensors) vs now")
-    b.add_argument("--repeats", type=int, default=3,
+    b.add_argument("--repeats", type=count, default=3,
                    help="with --trainer-layouts: alternating runs; with --what redraw: redraws")
     b.set_defaults(fn=cmd_bench)
     return ap
@@ -575,7 +589,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in ("run", "sweep", "verify") and args.profile not in PROFILE_NAMES:
         return _fail(f"unknown profile '{args.profile}': choose one of {', '.join(PROFILE_NAMES)}")
     try:
-        cpu_threads(), cpu_bf16()
+        cpu_threads(), cpu_bf16(), default_device()
     except ValueError as err:
         return _fail(str(err))
     return args.fn(args)

@@ -190,3 +190,81 @@ def test_truncated_jpeg_is_named(tmp_path):
     bad.write_bytes(bad.read_bytes()[:300])
     with pytest.raises(data.DataError, match=r"cannot decode .*cat/0001\.jpg"):
         data.load("cifar10", root=tmp_path, download=False)
+
+
+def _mnist_files(root, cut=0):
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", 12), ("t10k", 5)):
+        _write_idx(raw / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)))
+        _write_idx(raw / f"{prefix}-labels-idx1-ubyte", rng.integers(0, 10, (n,)))
+    if cut:
+        path = raw / "train-images-idx3-ubyte"
+        path.write_bytes(path.read_bytes()[:-cut])
+
+
+def _cifar_batches(root):
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch", "batches.meta"]:
+        (folder / name).write_bytes(pickle.dumps({"data": rng.integers(0, 256, (4, 3072), dtype=np.uint8)}))
+    return folder
+
+
+def _mat(path, element_sizes, cut=0):
+    blob = b"MATLAB 5.0 MAT-file".ljust(128, b" ")
+    for n in element_sizes:
+        blob += struct.pack("<II", 14, n) + b"\0" * (n + (-n % 8))
+    path.write_bytes(blob[:len(blob) - cut])
+
+
+@pytest.mark.parametrize("name, make, named", [
+    ("mnist", lambda r: _mnist_files(r, cut=100), "where its header promises 9,424 (truncated)"),
+    ("cifar10", lambda r: (lambda f: (f / "data_batch_3").write_bytes((f / "data_batch_3").read_bytes()[:-40]))(
+        _cifar_batches(r)), "data_batch_3 is cut short"),
+    ("svhn", lambda r: (_mat(r / "train_32x32.mat", [40, 13]), _mat(r / "test_32x32.mat", [40], cut=9)),
+     "test_32x32.mat is"),
+])
+def test_a_truncated_data_file_is_named_before_the_run(tmp_path, name, make, named):
+    """Files cut short by what their format fixes (IDX dimensions, pickle's STOP, MATLAB
+    element sizes) are caught by the check before any work, naming the file."""
+    make(tmp_path)
+    with pytest.raises(data.DataError) as err:
+        data.available(name, root=tmp_path, download=False)
+    assert "is broken" in str(err.value) and named in str(err.value)
+
+
+def test_complete_data_files_pass_the_check(tmp_path):
+    _mnist_files(tmp_path)
+    _cifar_batches(tmp_path)
+    _mat(tmp_path / "train_32x32.mat", [40, 13])
+    _mat(tmp_path / "test_32x32.mat", [8])
+    for name in ("mnist", "cifar10", "svhn"):
+        data.available(name, root=tmp_path, download=False)
+
+
+def test_a_downloaded_archive_is_checked_and_named(tmp_path):
+    import io
+    import tarfile
+
+    archive = tmp_path / "cifar-10-python.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        payload = np.random.default_rng(0).integers(0, 256, 200_000, dtype=np.uint8).tobytes()
+        info = tarfile.TarInfo("cifar-10-batches-py/data_batch_1")
+        info.size = len(payload)
+        tar.addfile(info, io.BytesIO(payload))
+    with pytest.raises(data.DataError, match=r"is there but not unpacked: tar -xzf .*cifar-10-python"):
+        data.available("cifar10", root=tmp_path, download=False)
+    archive.write_bytes(archive.read_bytes()[:5000])
+    with pytest.raises(data.DataError, match=r"archive .*cifar-10-python\.tar\.gz is truncated or damaged"):
+        data.available("cifar10", root=tmp_path, download=False)
+
+
+def test_a_jpeg_that_does_not_decode_is_named_before_the_run(tmp_path):
+    _image_tree(tmp_path, fmt="jpg")
+    bad = tmp_path / "cifar10" / "test" / "airplane" / "0001.jpg"
+    bad.write_bytes(bad.read_bytes()[:200])
+    with pytest.raises(data.DataError, match=r"cannot decode .*airplane/0001\.jpg"):
+        data.available("cifar10", root=tmp_path, download=False)

@@ -54,6 +54,10 @@ def invocations() -> list[list[str]]:
                   ["run", sid, "--profile", "paper"], ["run", sid, "--bogus"]]
     cases += [["run", "all", "-p", "epochs=1"], ["run", "../notebooks/00_quickstart"], ["run"], [],
               ["cache", "nuke"], ["bench", "--epochs", "x"], ["nosuchcommand"]]
+    for option in ("--threads", "--jobs", "--cpus-per-run"):  # numeric options: the -p rules
+        cases += [[command, "quickstart", option, bad] for command in ("run", "sweep", "verify")
+                  for bad in ("３", "٣", "-1", "x")]
+    cases += [["bench", "--epochs", "１"], ["bench", "--repeats", "0"]]
     return cases
 
 
@@ -92,4 +96,19 @@ def test_malformed_invocation_fails_fast_with_one_line(argv, sandbox, capsys):
     assert code == 2, err
     assert err.count("\n") == 1 and err.endswith("\n") and "error" in err
     assert took < 5
+    assert not (sandbox / "IPKIT_RUNS").exists() and not (sandbox / "IPKIT_FIGURES").exists()
+
+
+@pytest.mark.parametrize("name, value", [("IPKIT_DEVICE", "tpu"), ("IPKIT_DEVICE", "cuda:99"),
+                                         ("IPKIT_DEVICE", "ｃｐｕ"), ("IPKIT_THREADS", "٣"),
+                                         ("OMP_NUM_THREADS", "0"), ("IPKIT_CPU_BF16", "maybe")])
+@pytest.mark.parametrize("command", [["run", "quickstart"], ["sweep", "quickstart", "-p", "seeds=0"],
+                                     ["verify", "quickstart"]])
+def test_a_bad_environment_variable_fails_fast_with_one_line(name, value, command, sandbox, monkeypatch, capsys):
+    """Every IPKIT_* setting is checked like a parameter, before any work: exit 2, one line
+    naming the variable."""
+    monkeypatch.setenv(name, value)
+    assert cli.main(command) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and name in err
     assert not (sandbox / "IPKIT_RUNS").exists() and not (sandbox / "IPKIT_FIGURES").exists()

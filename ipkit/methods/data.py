@@ -19,7 +19,10 @@ from __future__ import annotations
 import gzip
 import hashlib
 import importlib.util
+import math
 import os
+import struct
+import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -306,8 +309,13 @@ EXPECTED: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 
 
+#: The archive torchvision downloads for a dataset, in the data root.
+ARCHIVES = {"cifar10": "cifar-10-python.tar.gz", "cifar100": "cifar-100-python.tar.gz"}
+
+
 def _file_problem(path: Path) -> str | None:
-    """Why ``path`` is no readable, non-empty file, or None."""
+    """Why ``path`` is no readable, non-empty, complete file, or None (completeness by
+    :func:`_incomplete`)."""
     if not path.exists():
         return "missing"
     if not path.is_file():
@@ -315,10 +323,48 @@ def _file_problem(path: Path) -> str | None:
     if path.stat().st_size == 0:
         return "empty (0 bytes)"
     try:
-        with open(path, "rb") as f:
-            f.read(1)
+        return _incomplete(path)
     except OSError as err:
         return f"unreadable ({err.strerror})"
+
+
+def _incomplete(path: Path) -> str | None:
+    """Why ``path`` is cut short, by what its format fixes, or None: an IDX file (MNIST) must
+    be exactly as long as its header's dimensions say; a pickled batch (CIFAR) must end with
+    pickle's STOP opcode; a MATLAB v5 file (SVHN) must end where its last data element does."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(128)
+        if path.name.endswith("-ubyte"):
+            dims = head[3] if len(head) >= 4 else 0
+            if len(head) < 4 + 4 * dims or head[2] != 0x08:
+                return "not an IDX file of bytes"
+            want = 4 + 4 * dims + math.prod(struct.unpack(f">{dims}I", head[4:4 + 4 * dims]))
+            return None if size == want else f"{size:,} bytes where its header promises {want:,} (truncated)"
+        if path.suffix == ".mat":
+            offset = 128
+            while offset < size:
+                f.seek(offset)
+                tag = f.read(8)
+                if len(tag) < 8:
+                    break
+                kind, nbytes = struct.unpack("<II", tag)
+                offset += 8 + nbytes + (0 if kind == 15 else -nbytes % 8)
+            return None if offset == size else f"{size:,} bytes where its data elements end at {offset:,} (truncated)"
+        if path.name.startswith(("data_batch_", "test_batch", "batches.meta", "train", "test", "meta")):
+            f.seek(size - 1)
+            return None if f.read(1) == b"." else "cut short (no pickle STOP at its end)"
+    return None
+
+
+def _archive_problem(archive: Path) -> str | None:
+    """Why a downloaded ``.tar.gz`` cannot be unpacked (truncated or damaged), or None."""
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
+            for _ in tar:
+                pass
+    except (tarfile.TarError, OSError, EOFError) as err:
+        return _one_line(err) or type(err).__name__
     return None
 
 
@@ -351,6 +397,7 @@ def available(name: str, root: Path | None = None, download: bool | None = None)
     root = Path(root) if root else data_root()
     if name == "cifar10" and (root / "cifar10").is_dir():
         _check_image_tree(root / "cifar10")
+        _image_folder_cifar10(root / "cifar10")  # names an image that does not decode, now
         return
     sub, files = EXPECTED[name]
     folder = root / sub
@@ -361,6 +408,15 @@ def available(name: str, root: Path | None = None, download: bool | None = None)
                 raise _broken(name, folder / f, problem, marker)
         return
     if not (download if download is not None else download_allowed()):
+        archive = root / ARCHIVES.get(name, "-")
+        if archive.is_file():
+            problem = _archive_problem(archive)
+            if problem:
+                raise DataError(f"dataset '{name}': the archive {archive} is truncated or damaged "
+                                f"({problem}): delete it and download it again (IPKIT_DOWNLOAD=1 on a "
+                                "machine with network)")
+            raise DataError(f"dataset '{name}': the archive {archive} is there but not unpacked: "
+                            f"tar -xzf {archive} -C {root}")
         raise _missing(name, root)
 
 

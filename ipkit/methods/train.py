@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
@@ -30,11 +31,21 @@ LossFn = Callable[[nn.Module, Tensor, Tensor], Tensor]
 
 
 def default_device() -> torch.device:
-    """``IPKIT_DEVICE`` if set, else CUDA when available, else the CPU."""
-    name = os.environ.get("IPKIT_DEVICE")
-    if name:
-        return torch.device(name)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """``IPKIT_DEVICE`` if set (``cpu``, ``cuda`` or ``cuda:N`` of a GPU this machine has;
+    anything else is a ValueError naming the choices), else CUDA when available, else the CPU."""
+    name = os.environ.get("IPKIT_DEVICE", "").strip()
+    if not name:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    m = re.fullmatch(r"cpu|cuda(?::(\d+))?", name) if name.isascii() else None
+    if m is None:
+        raise ValueError(f"IPKIT_DEVICE must be cpu, cuda or cuda:N, got '{name[:40]}': unset it "
+                         "to use CUDA when there is a GPU, else the CPU")
+    if name != "cpu":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if int(m.group(1) or 0) >= count:
+            raise ValueError(f"IPKIT_DEVICE={name[:40]} but this machine has "
+                             f"{count or 'no'} CUDA GPU{'s' if count != 1 else ''}: set IPKIT_DEVICE=cpu or unset it")
+    return torch.device(name)
 
 
 def model_device(model: nn.Module) -> torch.device:
