@@ -103,10 +103,10 @@ def test_verify_smoke_same_seeds_no_flip_then_planted_flip(capsys, tmp_path, mon
     assert cli.main(["verify", "quickstart", "--profile", "smoke", "--seeds", "0,1,2", "--record"]) == 0
     out = capsys.readouterr().out
     assert "0 flip(s)" in out and "FLIP" not in out
-    stability = json.loads(path.read_text())["stability"]
-    assert stability["flips"] == 0 and stability["runs"][0]["seeds"] == [0, 1, 2]
+    recorded = json.loads(path.read_text())["stability"]
+    assert recorded["flips"] == 0 and recorded["runs"][0]["seeds"] == [0, 1, 2]
     # the committed seeds with the committed run's threads reproduce every interval
-    assert all(c["rerun_ci"] == c["committed_ci"] for c in stability["runs"][0]["claims"])
+    assert all(c["rerun_ci"] == c["committed_ci"] for c in recorded["runs"][0]["claims"])
     decided = next(c for c in committed["claims"] if c["verdict"] in stability.DECIDED)
     planted = "holds" if decided["verdict"] == "does not hold" else "does not hold"
     decided.update(verdict=planted, holds=planted == "holds")
