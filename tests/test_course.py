@@ -125,3 +125,14 @@ def test_at_least_half_the_questions_autograded():
         questions = [c for c in _cells(path) if c["cell_type"] == "raw"
                      and "".join(c["source"]).startswith("# BEGIN QUESTION")]
         assert 3 <= len(questions) <= 4 and 2 * len(_autograded(path)) >= len(questions), path.name
+
+
+def test_student_code_cells_parse(assigned):
+    """A student notebook's stubs (solution lines replaced by ``...``) are valid Python."""
+    import ast
+
+    master, dist = assigned
+    for cell in _cells(dist / "student" / master.name):
+        text = "".join(cell["source"])
+        if cell["cell_type"] == "code" and not text.startswith("%"):
+            ast.parse(text)
