@@ -10,13 +10,13 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.ipkit-installed
 LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings/overrides.json
 
-.PHONY: setup chromium figures test docs smoke bench lab clean
+.PHONY: setup chromium figures test docs smoke bench lab clean course dashboard
 
 setup: $(STAMP) $(LAB_SETTINGS) chromium
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[test,ray,reference,docs]"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[test,ray,reference,docs,course]"
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (ipkit)" >/dev/null
 	touch $(STAMP)
 
@@ -46,6 +46,21 @@ bench: setup  ## ipkit trainer vs a plain DataLoader loop
 
 lab: setup  ## open the notebooks in JupyterLab
 	$(BIN)/jupyter lab notebooks
+
+LESSONS := $(basename $(notdir $(wildcard course/lessons/*.ipynb)))
+STUDY ?= quickstart
+PORT ?= 8866
+
+course: setup  ## otter assign every lesson into dist/course/<lesson>/ (student, autograder zip, instructor copy)
+	@for n in $(LESSONS); do \
+	  rm -rf dist/course/$$n && \
+	  $(BIN)/otter assign --no-run-tests course/lessons/$$n.ipynb dist/course/$$n >/dev/null && \
+	  mkdir -p dist/course/$$n/instructor && cp dist/course/$$n/autograder/$$n.ipynb dist/course/$$n/instructor/ && \
+	  echo "dist/course/$$n: student/, autograder/ (zip), instructor/" || exit 1; \
+	done
+
+dashboard: setup  ## a study's Explore panel as a Voila app, code hidden (STUDY=quickstart PORT=8866)
+	$(BIN)/voila course/apps/$(STUDY).ipynb --port=$(PORT) --no-browser --strip_sources=True
 
 clean:  ## remove executed notebooks (runs/); the model cache stays (ipkit cache clear)
 	rm -rf runs .pytest_cache
