@@ -64,14 +64,11 @@ def _parse_overrides(info: StudyInfo, pairs: list[str]) -> dict:
 
 
 def _check_jobs(args: argparse.Namespace) -> None:
-    """The run options and the environment (ParamError, one line): --jobs, --threads, Ray,
-    and the ``IPKIT_*`` settings the trainer reads (:func:`_check_environment`)."""
+    """The environment and Ray (ParamError, one line): the ``IPKIT_*`` settings the trainer
+    reads (:func:`_check_environment`) and Ray for ``--jobs`` above 1 (the parser already
+    refused a count that is not a positive whole number, :func:`count`)."""
     from .orchestrate import parallel
 
-    if args.jobs < 1:
-        raise ParamError(f"--jobs must be at least 1, got {args.jobs}")
-    if args.threads is not None and args.threads < 1:
-        raise ParamError(f"--threads must be at least 1, got {args.threads}")
     _check_environment()
     parallel.check_ray(args.jobs, args.address)
 

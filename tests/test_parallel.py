@@ -31,7 +31,7 @@ def test_grid_takes_list_sets_separated_by_semicolons():
     (["sweep", QUICK, "-p", "epochs=1", "-p", "epochs=2"], "swept twice"),
     (["sweep", QUICK, "--seeds-sets", "0,1;2,x"], "expects list[int]"),
     (["sweep", QUICK], "at least one parameter"),
-    (["sweep", QUICK, "-p", "epochs=1", "--jobs", "0"], "--jobs must be at least 1"),
+    (["sweep", QUICK, "-p", "epochs=1", "--jobs", "0"], "is not a positive whole number"),
     (["sweep", "memorized_transfer", "-p", "query_budget=100,50000"],
      "setting query_budget=50000: query_budget 50000 exceeds the attacker pool"),
 ])
