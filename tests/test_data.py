@@ -54,13 +54,20 @@ def _write_idx(path, arr):
     path.write_bytes(header + arr.astype(np.uint8).tobytes())
 
 
-def test_torchvision_mnist_reads_idx_files(tmp_path):
-    raw = tmp_path / "MNIST" / "raw"
+def _mnist_files(root, cut=0):
+    raw = root / "MNIST" / "raw"
     raw.mkdir(parents=True)
     rng = np.random.default_rng(0)
     for prefix, n in (("train", 12), ("t10k", 5)):
         _write_idx(raw / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)))
         _write_idx(raw / f"{prefix}-labels-idx1-ubyte", rng.integers(0, 10, (n,)))
+    if cut:
+        path = raw / "train-images-idx3-ubyte"
+        path.write_bytes(path.read_bytes()[:-cut])
+
+
+def test_torchvision_mnist_reads_idx_files(tmp_path):
+    _mnist_files(tmp_path)
     ds = data.load("mnist", root=tmp_path, download=False)
     assert ds.train.x.shape == (12, 1, 28, 28) and ds.test.x.shape == (5, 1, 28, 28)
     assert ds.train.x.max() <= 1.0 and ds.train.y.dtype == torch.int64
@@ -190,18 +197,6 @@ def test_truncated_jpeg_is_named(tmp_path):
     bad.write_bytes(bad.read_bytes()[:300])
     with pytest.raises(data.DataError, match=r"cannot decode .*cat/0001\.jpg"):
         data.load("cifar10", root=tmp_path, download=False)
-
-
-def _mnist_files(root, cut=0):
-    raw = root / "MNIST" / "raw"
-    raw.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for prefix, n in (("train", 12), ("t10k", 5)):
-        _write_idx(raw / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)))
-        _write_idx(raw / f"{prefix}-labels-idx1-ubyte", rng.integers(0, 10, (n,)))
-    if cut:
-        path = raw / "train-images-idx3-ubyte"
-        path.write_bytes(path.read_bytes()[:-cut])
 
 
 def _cifar_batches(root):
