@@ -13,6 +13,7 @@ import re
 import sys
 from pathlib import Path
 
+from .core import environment, scratch
 from .core.files import write_atomic, write_table
 from .core.paths import figures_dir, repo_root, runs_dir
 from .notebook.params import PROFILE_NAMES, ParamError, coerce
@@ -64,22 +65,25 @@ def _parse_overrides(info: StudyInfo, pairs: list[str]) -> dict:
 
 
 def _check_jobs(args: argparse.Namespace) -> None:
-    """The environment and Ray (ParamError, one line): the ``IPKIT_*`` settings the trainer
-    reads (:func:`_check_environment`) and Ray for ``--jobs`` above 1 (the parser already
-    refused a count that is not a positive whole number, :func:`count`)."""
+    """Ray for ``--jobs`` above 1 or a cluster address (ParamError, one line; the parser
+    already refused a count that is not a positive whole number, :func:`count`). The run
+    machinery loads here, so call it last, once the rest of the input is sound."""
     from .orchestrate import parallel
 
-    _check_environment()
     parallel.check_ray(args.jobs, args.address)
 
 
 def _check_environment() -> None:
     """Raise ParamError unless ``IPKIT_THREADS`` / ``OMP_NUM_THREADS``, ``IPKIT_CPU_BF16``
-    and ``IPKIT_DEVICE`` hold values the trainer can use."""
-    from .methods.train import cpu_bf16, cpu_threads, default_device
-
+    and ``IPKIT_DEVICE`` hold values the trainer can use: their form first, without torch
+    (:func:`ipkit.core.environment.check`); torch is loaded only to ask whether a GPU that
+    ``IPKIT_DEVICE`` names exists."""
     try:
-        cpu_threads(), cpu_bf16(), default_device()
+        environment.check()
+        if (environment.device() or ("cpu",))[0] == "cuda":
+            from .methods.train import default_device
+
+            default_device()
     except ValueError as err:
         raise ParamError(str(err)) from None
 
@@ -250,21 +254,22 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     """Rerun a study once per seed set; compare each claim's verdict with the committed one."""
     from .evidence.stability import record, report_lines
-    from .orchestrate import verify
 
     try:
         info = get_study(args.study)
-        sets = verify.seed_sets(info, args.seeds)
+        sets = sweep.seed_sets(info, args.seeds)
         given = _parse_overrides(info, args.param or [])
         if "seeds" in given:
             raise ParamError("give the seeds with --seeds, not -p seeds=...")
-        _check_jobs(args)
-        path = verify.committed_results(info, args.profile)
+        path = sweep.committed_results(info, args.profile)
         committed = json.loads(path.read_text())
         for seeds in sets:
-            resolve(info, args.profile, verify.rerun_params(committed, info, seeds, given))
+            resolve(info, args.profile, sweep.rerun_params(committed, info, seeds, given))
+        _check_jobs(args)
     except ParamError as err:
         return _fail(str(err))
+    from .orchestrate import verify  # the run machinery loads once the input is sound
+
     print(f"ipkit: verifying {info.id} (profile {args.profile}) with seeds "
           f"{'; '.join(','.join(map(str, s)) for s in sets)} against {path}")
     threads = _threads_as_committed(args.threads, committed, path)
@@ -427,19 +432,23 @@ def build_site(out: Path) -> int:
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
-    """List or clear the model cache; both sweep temp files of interrupted writes."""
+    """List or clear the model cache; both sweep temp files of interrupted writes and the
+    scratch and partial run folders killed runs left (:mod:`ipkit.core.scratch`)."""
     from .methods import cache
 
     if args.action == "clear":
         if args.temp:
-            swept = cache.sweep_temp()
+            swept, left = cache.sweep_temp(), scratch.sweep_orphans()
             print(f"ipkit: removed {len(swept)} temp files of interrupted writes "
-                  f"({sum(t.size for t in swept) / 1e6:.1f} MB) from {cache.cache_dir()}")
+                  f"({sum(t.size for t in swept) / 1e6:.1f} MB) from {cache.cache_dir()} and "
+                  f"{len(left)} folders killed runs left")
             return 0
-        print(f"ipkit: removed {cache.clear(args.recipe)} entries from {cache.cache_dir()}")
+        left = scratch.sweep_orphans()
+        print(f"ipkit: removed {cache.clear(args.recipe)} entries from {cache.cache_dir()} and "
+              f"{len(left)} folders killed runs left")
         return 0
     swept = cache.sweep_temp()
-    items, temps = cache.entries(), cache.temp_files()
+    items, temps, left = cache.entries(), cache.temp_files(), scratch.orphans()
     print(f"{cache.cache_dir()}: {len(items)} entries, "
           f"{sum(e.size for e in items) / 1e6:.1f} MB")
     if swept:
@@ -451,6 +460,9 @@ def cmd_cache(args: argparse.Namespace) -> int:
         print(f"  {e.key}  {when}  {e.size / 1e6:7.2f} MB  {e.recipe}{flag}")
     for t in temps:
         print(f"  {t.path.name}  {t.size / 1e6:7.2f} MB  temp file of a write in progress (pid {t.pid})")
+    for o in left:
+        print(f"  {o.path}  {o.kind} left by a killed run (pid {o.pid or '?'}, "
+              f"{o.age_s / 60:.0f} min old): `ipkit cache clear --temp` removes it")
     return 0
 
 
@@ -585,7 +597,8 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("action", choices=["ls", "clear"])
     c.add_argument("--recipe", help="with clear: only this recipe's entries")
     c.add_argument("--temp", action="store_true",
-                   help="with clear: only temp files of interrupted writes (writer gone or over an hour old)")
+                   help="with clear: only temp files of interrupted writes (writer gone or over an hour "
+                        "old) and the scratch and partial run folders killed runs left")
     c.set_defaults(fn=cmd_cache)
     b = sub.add_parser("bench", help="ipkit trainer vs a plain DataLoader loop, or ensemble training")
     b.add_argument("--dataset", default="mnist5k")
@@ -614,7 +627,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(done.code or 0)
     if args.command in ("run", "sweep", "verify") and args.profile not in PROFILE_NAMES:
         return _fail(f"unknown profile '{args.profile}': choose one of {', '.join(PROFILE_NAMES)}")
-    if args.command == "bench":
+    if args.command in ("run", "sweep", "verify", "bench"):
         try:
             _check_environment()
         except ParamError as err:

@@ -1,6 +1,7 @@
 """Malformed `ipkit run` invocations, generated from every study's parameters: each must end
 with exit status 2 and one line on stderr, within seconds, before any notebook runs and
 without writing under IPKIT_RUNS or IPKIT_FIGURES."""
+import os
 import time
 
 import papermill
@@ -119,3 +120,82 @@ def test_a_bad_environment_variable_fails_fast_with_one_line(name, value, comman
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and name in err
     assert not (sandbox / "IPKIT_RUNS").exists() and not (sandbox / "IPKIT_FIGURES").exists()
+
+
+BATCH = r'''
+import json, os, sys, time
+began = time.monotonic()
+from ipkit import cli
+loaded = time.monotonic() - began
+report = []
+for argv, env in json.loads(sys.argv[1]):
+    os.environ.update(env)
+    t = time.monotonic()
+    code = cli.main(argv)
+    took = time.monotonic() - t
+    for name in env:
+        os.environ.pop(name)
+    heavy = [m for m in ("torch", "pandas", "nbformat", "papermill") if m in sys.modules]
+    report.append([argv, code, took, heavy])
+print(json.dumps({"import": loaded, "cases": report}))
+'''
+
+
+def _battery(info, command: str) -> list[tuple[list[str], dict[str, str]]]:
+    """One malformed invocation of ``command`` for ``info`` per kind of bad input the
+    reliability issue lists: a value out of range, an unknown parameter, a value given twice,
+    a list past its limit, an architecture the dataset cannot take, a bad ``IPKIT_*``
+    variable and a bad numeric option."""
+    sid = info.id
+    base = {"run": ["run", sid], "sweep": ["sweep", sid], "verify": ["verify", sid]}[command]
+    number = next(p for p in info.params.values() if p.type in ("int", "float") and p.bounds)
+    hi = float(number.bounds[1]) + 1
+    cases = [(base + ["-p", f"{number.name}={int(hi) if hi.is_integer() else hi}"], {}),
+             (base + ["-p", "bogus=1"], {}),
+             (base + ["--threads", "３"], {}),
+             (base, {"IPKIT_DEVICE": "tpu"}), (base, {"OMP_NUM_THREADS": "0"})]
+    if command == "verify":
+        cases += [(base + ["--seeds", "0,0"], {}),
+                  (base + ["--seeds", ",".join(map(str, range(10_000)))], {})]
+    else:
+        cases += [(base + ["-p", "seeds=0,0"], {}),
+                  (base + ["-p", "seeds=" + ",".join(map(str, range(10_000)))], {})]
+    arch = next((p.name for p in info.params.values() if "arch" in p.name), None)
+    if arch and "dataset" in info.params:
+        cases.append((base + ["-p", "dataset=digits", "-p", f"{arch}=lenet5"], {}))
+    return cases
+
+
+@pytest.mark.parametrize("command", ["run", "sweep", "verify"])
+@pytest.mark.parametrize("study", sorted(studies()))
+def test_every_kind_of_bad_input_fails_in_a_fresh_process_without_loading_torch(study, command, tmp_path):
+    """The generated battery, each case in the one-second budget of a command that does no
+    work: exit 2, one line of at most 300 characters, no torch / pandas / nbformat /
+    papermill loaded, nothing written, and the interpreter's start plus the import plus
+    the call within max(3x, +1 s) of a bare ``python -c pass`` timed in this test."""
+    import json
+    import subprocess
+    import sys
+
+    cases = _battery(studies()[study], command)
+    env = {**os.environ, "TMPDIR": str(tmp_path / "tmp"), "IPKIT_RUNS": str(tmp_path / "runs")}
+    if command != "verify":  # verify reads the committed results; run and sweep write none
+        env["IPKIT_FIGURES"] = str(tmp_path / "figures")
+    (tmp_path / "tmp").mkdir()
+
+    def timed(args):
+        began = time.monotonic()
+        done = subprocess.run([sys.executable, "-c", *args], capture_output=True, text=True, env=env)
+        return time.monotonic() - began, done
+
+    bare = min(timed(["pass"])[0] for _ in range(2))
+    took, done = timed([BATCH, json.dumps(cases)])
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    lines = done.stderr.splitlines()
+    assert len(lines) == len(cases), done.stderr
+    for (argv, code, call, heavy), line in zip(out["cases"], lines):
+        assert code == 2 and "error" in line and len(line) <= 300, (argv, line)
+        assert heavy == [], (argv, heavy)
+        assert bare + out["import"] + call < max(3 * bare, bare + 1.0), (argv, bare, out["import"], call)
+    assert not any((tmp_path / d).exists() for d in ("runs", "figures")) and not any((tmp_path / "tmp").iterdir())

@@ -7,7 +7,7 @@ from ipkit import cli
 from ipkit.evidence import stability
 from ipkit.notebook.registry import get_study
 from ipkit.notebook.runtime import publish_folder
-from ipkit.orchestrate import verify
+from ipkit.orchestrate import sweep, verify
 
 
 def _doc(*rows):
@@ -24,7 +24,7 @@ def test_flip_is_only_between_holds_and_does_not_hold():
 def test_rerun_keeps_the_committed_parameters_but_the_seeds():
     info = get_study("quickstart")
     committed = {"params": {"profile": "default", "query_budget": 800, "seeds": [0, 1], "gone": 3}}
-    params = verify.rerun_params(committed, info, [101], {"epochs": 2})
+    params = sweep.rerun_params(committed, info, [101], {"epochs": 2})
     assert params["query_budget"] == 800 and params["seeds"] == [101] and params["epochs"] == 2
     assert "gone" not in params and "profile" not in params
 

@@ -38,6 +38,7 @@ from torch import Tensor, nn
 from .. import __version__
 from ..core import timings
 from ..core.paths import user_folder
+from ..core.scratch import alive
 from .train import cpu_bf16, cpu_threads, default_device, model_device
 
 SUFFIX = ".safetensors"
@@ -312,18 +313,6 @@ class TempFile:
     stale: bool
 
 
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's live process
-        return True
-    return True
-
-
 def temp_files() -> list[TempFile]:
     """Temp files of writes in the cache folder. One is stale when the pid in its name is
     no running process, or it is older than :data:`TEMP_MAX_AGE_S` (an hour)."""
@@ -338,7 +327,7 @@ def temp_files() -> list[TempFile]:
             continue
         age = time.time() - st.st_mtime
         out.append(TempFile(path, pid, st.st_size, age,
-                            pid is None or not _alive(pid) or age > TEMP_MAX_AGE_S))
+                            pid is None or not alive(pid) or age > TEMP_MAX_AGE_S))
     return sorted(out, key=lambda t: t.path.name)
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import re
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
@@ -25,6 +24,7 @@ import torch.nn.functional as F
 import torch.utils.deterministic as torch_deterministic
 from torch import Tensor, nn
 
+from ..core import environment
 from ..core.timings import timed
 
 LossFn = Callable[[nn.Module, Tensor, Tensor], Tensor]
@@ -32,20 +32,20 @@ LossFn = Callable[[nn.Module, Tensor, Tensor], Tensor]
 
 def default_device() -> torch.device:
     """``IPKIT_DEVICE`` if set (``cpu``, ``cuda`` or ``cuda:N`` of a GPU this machine has;
-    anything else is a ValueError naming the choices), else CUDA when available, else the CPU."""
-    name = os.environ.get("IPKIT_DEVICE", "").strip()
-    if not name:
+    anything else is a ValueError naming the choices, :func:`ipkit.core.environment.device`),
+    else CUDA when available, else the CPU."""
+    setting = environment.device()
+    if setting is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    m = re.fullmatch(r"cpu|cuda(?::(\d+))?", name) if name.isascii() else None
-    if m is None:
-        raise ValueError(f"IPKIT_DEVICE must be cpu, cuda or cuda:N, got '{name[:40]}': unset it "
-                         "to use CUDA when there is a GPU, else the CPU")
-    if name != "cpu":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if int(m.group(1) or 0) >= count:
-            raise ValueError(f"IPKIT_DEVICE={name[:40]} but this machine has "
-                             f"{count or 'no'} CUDA GPU{'s' if count != 1 else ''}: set IPKIT_DEVICE=cpu or unset it")
-    return torch.device(name)
+    kind, index = setting
+    if kind == "cpu":
+        return torch.device("cpu")
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if (index or 0) >= count:
+        name = "cuda" if index is None else f"cuda:{index}"
+        raise ValueError(f"IPKIT_DEVICE={name} but this machine has "
+                         f"{count or 'no'} CUDA GPU{'s' if count != 1 else ''}: set IPKIT_DEVICE=cpu or unset it")
+    return torch.device("cuda" if index is None else f"cuda:{index}")
 
 
 def model_device(model: nn.Module) -> torch.device:
@@ -57,20 +57,11 @@ def model_device(model: nn.Module) -> torch.device:
 
 
 def cpu_threads() -> int:
-    """Threads for the CPU kernels, from one source in this order: ``IPKIT_THREADS`` (what
-    ``--threads`` sets), ``OMP_NUM_THREADS`` (usual on clusters), else every core this
-    process may run on. The cache key's compute part (:func:`ipkit.methods.cache.compute`) reads the
-    same count, so a model is stored under the thread count it trains with."""
-    for name in ("IPKIT_THREADS", "OMP_NUM_THREADS"):
-        text = os.environ.get(name, "").strip()
-        if text:
-            if not (text.isascii() and text.isdigit()) or int(text) < 1:
-                raise ValueError(f"{name} must be a positive integer, got '{text[:40]}': unset it "
-                                 f"or set e.g. {name}=2")
-            return int(text)
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
+    """Threads for the CPU kernels (:func:`ipkit.core.environment.threads`: ``IPKIT_THREADS``,
+    ``OMP_NUM_THREADS``, else every core this process may run on). The cache key's compute
+    part (:func:`ipkit.methods.cache.compute`) reads the same count, so a model is stored
+    under the thread count it trains with."""
+    return environment.threads()
 
 
 def use_cpu_threads() -> int:
@@ -110,13 +101,11 @@ def best_memory_format(model: nn.Module, device: torch.device) -> torch.memory_f
 def cpu_bf16() -> bool:
     """Whether this CPU multiplies bf16 matrices natively (Intel AMX tiles), so that bf16
     autocast speeds training up rather than emulating it; ``IPKIT_CPU_BF16=0`` says no
-    (to train every model in float32, as on a CPU without them), ``=1`` says yes."""
-    text = os.environ.get("IPKIT_CPU_BF16", "").strip()
-    if text:
-        if text not in ("0", "1"):
-            raise ValueError(f"IPKIT_CPU_BF16 must be 0 or 1, got '{text}': unset it to let the "
-                             "CPU decide")
-        return text == "1"
+    (to train every model in float32, as on a CPU without them), ``=1`` says yes
+    (:func:`ipkit.core.environment.cpu_bf16`)."""
+    setting = environment.cpu_bf16()
+    if setting is not None:
+        return setting
     return bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
 
 

@@ -21,6 +21,7 @@ from typing import Any
 from ..core import timings
 from ..core.files import write_table
 from ..core.paths import figures_dir, runs_dir
+from ..core.scratch import mark_run_folder, sweep_orphans
 from ..evidence.results import write_results
 from ..evidence.sensitivity import SWEEPS, attach
 from ..evidence.stability import carry_over
@@ -106,6 +107,7 @@ class Run:
         self.run_id = new_run_id()
         self.out = run_folder(self.study, self.profile, self.run_id)
         self.out.mkdir(parents=True, exist_ok=True)
+        mark_run_folder(self.out)
         self.published = figures_dir() / self.study / self.profile
         self.figures: list[str] = []
         self.tables: list[str] = []
@@ -176,7 +178,8 @@ def start(study_id: str, namespace: dict[str, Any], profiles: dict[str, dict] | 
     profile is ``IPKIT_PROFILE`` if set, else the notebook's ``profile`` variable. The
     profile's values replace only parameters still at the notebook's default. The
     resolved values are written back into ``namespace`` (so the notebook's variables hold
-    them) and kept in ``run.p``. The plot theme is applied, so figures look alike. A
+    them) and kept in ``run.p``. The plot theme is applied, so figures look alike; the
+    cache's stale temp files and the folders killed runs left are swept. A
     parameter papermill injected that the notebook does not declare (see
     :func:`injected_names`) stops the run with a :class:`ParamError`.
     """
@@ -194,4 +197,5 @@ def start(study_id: str, namespace: dict[str, Any], profiles: dict[str, dict] | 
     namespace.update(values)
     theme()
     sweep_temp()
+    sweep_orphans()
     return Run(info, values)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import copy
 import json
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
+from ..core.scratch import scratch
 from ..methods.data import split
 from ..methods.models import build
 from ..methods.train import best_memory_format, default_device, evaluate, fit, seeded, train_dtype
@@ -190,7 +190,7 @@ def redraw(study_ids: list[str], profile: str = "smoke", repeats: int = 3) -> li
     rows = []
     for sid in study_ids:
         info = get_study(sid)
-        with tempfile.TemporaryDirectory(prefix=f"ipkit-redraw-{sid}-") as tmp:
+        with scratch("redraw", sid) as tmp:
             nb = nbformat.read(info.path, as_version=4)
             nb.cells.append(nbformat.v4.new_code_cell(REDRAW_CELL.format(repeats=repeats)))
             path = Path(tmp) / info.path.name

@@ -15,13 +15,16 @@ import os
 import shutil
 import socket
 import sys
-import tempfile
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from jupyter_client.manager import AsyncKernelManager
+
 from ..core import timings
+from ..core.scratch import scratch, sweep_orphans
 from ..evidence.sensitivity import SWEEPS
 from ..methods.cache import CORRUPT_LINE, UNWRITTEN_LINE, cache_dir
 from ..methods.train import progress
@@ -88,6 +91,20 @@ def _environ(values: dict[str, str]) -> Iterator[None]:
                 os.environ[k] = v
 
 
+def kernel_manager_in(folder: Path) -> type[AsyncKernelManager]:
+    """A kernel manager class (papermill's ``kernel_manager_class``) whose kernel writes its
+    connection file into ``folder``, a run's scratch folder, instead of a loose file in
+    ``$TMPDIR``: a killed run's file then goes with its folder
+    (:func:`ipkit.core.scratch.sweep_orphans`)."""
+
+    class ScratchKernelManager(AsyncKernelManager):
+        def __init__(self, **kwargs: Any):
+            super().__init__(**kwargs)
+            self.connection_file = str(folder / f"kernel-{uuid.uuid4().hex[:8]}.json")
+
+    return ScratchKernelManager
+
+
 def execute(job: Job, threads: int | None = None, env: dict[str, str] | None = None) -> Outcome:
     """Execute ``job``'s notebook with papermill into a scratch folder and collect its output.
 
@@ -99,7 +116,7 @@ def execute(job: Job, threads: int | None = None, env: dict[str, str] | None = N
     import papermill as pm
 
     started = time.time()
-    with tempfile.TemporaryDirectory(prefix="ipkit-run-") as tmp:
+    with scratch("run") as tmp:
         env = {**(env or {}), "IPKIT_PROFILE": job.profile, "IPKIT_FIGURES": str(Path(tmp) / "figures"),
                "IPKIT_PROGRESS": "text"}
         if threads is not None:
@@ -114,7 +131,7 @@ def execute(job: Job, threads: int | None = None, env: dict[str, str] | None = N
                 pm.execute_notebook(str(job.notebook), str(executed),
                                     parameters={**job.params, "profile": job.profile},
                                     kernel_name="python3", cwd=str(job.notebook.parent),
-                                    progress_bar=False)
+                                    progress_bar=False, kernel_manager_class=kernel_manager_in(Path(tmp)))
             except pm.PapermillExecutionError as err:
                 error = f"cell {err.cell_index}: {err.ename}: {err.evalue}"
             except Exception as err:  # a dead kernel, a missing notebook: report, don't stop the others
@@ -142,7 +159,7 @@ def publish(outcome: Outcome) -> None:
             print(f"ipkit: {line}", file=sys.stderr)
     if not outcome.files:
         return
-    with tempfile.TemporaryDirectory(prefix="ipkit-publish-") as tmp:
+    with scratch("publish") as tmp:
         for rel, data in outcome.files.items():
             path = Path(tmp) / rel
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -246,7 +263,10 @@ def run_jobs(jobs: list[Job], *, at_once: int = 1, cpus_per_run: float | None = 
     ``address`` / ``RAY_ADDRESS`` names a cluster. ``threads`` sets each run's CPU threads
     (:func:`execute`); by default a run in this process inherits this process's settings
     and a Ray run uses as many threads as it has CPUs. Ctrl-C cancels the runs not yet done.
+    Scratch and partial run folders that killed runs left are swept first
+    (:func:`ipkit.core.scratch.sweep_orphans`).
     """
+    sweep_orphans()
     bar = progress(total=len(jobs), desc="runs", unit="run", file=sys.stderr)
     try:
         if not uses_ray(at_once, address):

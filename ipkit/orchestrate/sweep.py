@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..core.paths import figures_dir
 from ..notebook.params import ParamError, coerce
 from ..notebook.registry import StudyInfo, lookup, resolve
 
@@ -143,3 +144,39 @@ def summary(grid: list[Setting], folders: dict[str, Path], errors: dict[str, str
             continue
         rows += [{**base, **claim_row(c)} for c in json.loads(path.read_text())["claims"]]
     return pd.DataFrame(rows)
+
+
+# Reruns of a committed profile (``ipkit verify``: a sweep over seed sets), checked before
+# the run machinery loads.
+
+def committed_results(info: StudyInfo, profile: str) -> Path:
+    """The committed results.json of ``info`` in ``profile``, or a ParamError naming the fix."""
+    path = figures_dir() / info.id / profile / "results.json"
+    if not path.is_file():
+        raise ParamError(f"no committed results for {info.id} (profile {profile}) at {path}: "
+                         f"run `ipkit run {info.id} --profile {profile}` first")
+    try:
+        json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise ParamError(f"committed results {path} are unreadable ({err}): rerun "
+                         f"`ipkit run {info.id} --profile {profile}`") from None
+    return path
+
+
+def rerun_params(committed: dict, info: StudyInfo, seeds: list[int],
+                 given: dict[str, Any]) -> dict[str, Any]:
+    """The committed run's parameters (those the notebook declares), with ``seeds`` and
+    ``given`` replacing theirs."""
+    params = {k: v for k, v in committed["params"].items() if k in info.params and k != "profile"}
+    return {**params, **given, "seeds": list(seeds)}
+
+
+def seed_sets(info: StudyInfo, text: str) -> list[list[int]]:
+    """``"101,102,103;201,202,203"`` -> one seed list per rerun, each checked as the study's
+    ``seeds`` parameter (a ParamError names a bad one)."""
+    sets = [coerce(info.params["seeds"], part) for part in text.split(";") if part.strip()]
+    if not sets:
+        raise ParamError("--seeds needs at least one seed set, e.g. --seeds 101,102,103")
+    if len({tuple(s) for s in sets}) != len(sets):
+        raise ParamError("--seeds lists a seed set twice: give each once")
+    return sets
