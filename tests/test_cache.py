@@ -312,3 +312,36 @@ def test_a_corrupt_entry_that_cannot_be_removed_is_rebuilt_in_memory(monkeypatch
     err = capsys.readouterr().err
     assert len(calls) == 2 and again.head.bias[0] == 2
     assert "): rebuilt" in err and "cache not written" in err
+
+
+@pytest.mark.slow
+def test_planted_cache_faults_leave_the_claims_of_a_clean_run(tmp_path, monkeypatch, capsys):
+    """End to end (quickstart, smoke): a truncated entry, an entry with malformed metadata
+    and a missing entry are rebuilt, and a cache that cannot be written at all (its path is
+    a file) costs only the cache; each run ends with the clean run's claims."""
+    import json
+
+    from ipkit import cli
+    from ipkit.orchestrate.sweep import verdict
+
+    for name in ("IPKIT_FIGURES", "IPKIT_RUNS"):
+        monkeypatch.setenv(name, str(tmp_path / name))
+
+    def claims() -> list[tuple]:
+        assert cli.main(["run", "quickstart", "--profile", "smoke"]) == 0
+        doc = json.loads((tmp_path / "IPKIT_FIGURES" / "quickstart" / "smoke" / "results.json").read_text())
+        return [(c["id"], verdict(c), c["measured"], c.get("ci")) for c in doc["claims"]]
+
+    clean = claims()
+    truncated, malformed, missing = (cache._path(e.key) for e in cache.entries()[:3])
+    truncated.write_bytes(truncated.read_bytes()[: truncated.stat().st_size // 2])
+    _with_metadata(malformed, "a string")
+    missing.unlink()
+    capsys.readouterr()
+    assert claims() == clean
+    assert capsys.readouterr().err.count("corrupt cache entry") == 2
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the cache folder should be")
+    monkeypatch.setenv("IPKIT_CACHE", str(blocked))
+    assert claims() == clean
+    assert "cache not written" in capsys.readouterr().err
