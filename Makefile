@@ -36,7 +36,7 @@ figures: setup  ## run every study notebook (PROFILE=default|smoke|paper) and re
 	$(BIN)/ipkit report
 
 test: setup  ## unit tests, then every notebook end to end in the smoke profile (nbmake)
-	$(BIN)/python -m pytest tests notebooks --nbmake --nbmake-timeout=900
+	$(BIN)/python -m pytest tests notebooks --nbmake --nbmake-timeout=900 --durations=40
 
 docs: setup  ## build the documentation site offline into docs/_build/html (warnings are errors)
 	$(BIN)/ipkit report --html docs/_build/html
