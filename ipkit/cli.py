@@ -12,6 +12,7 @@ import os
 import re
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .core import environment, scratch
 from .core.files import write_atomic, write_table
@@ -19,6 +20,9 @@ from .core.paths import figures_dir, repo_root, runs_dir
 from .notebook.params import PROFILE_NAMES, ParamError, coerce
 from .notebook.registry import StudyInfo, get_study, lookup, resolve, studies, study_module
 from .orchestrate import sweep
+
+if TYPE_CHECKING:  # the run machinery loads only once a command's input is sound
+    from .orchestrate import parallel
 
 
 def _fail(msg: str) -> int:
@@ -268,7 +272,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         _check_jobs(args)
     except ParamError as err:
         return _fail(str(err))
-    from .orchestrate import verify  # the run machinery loads once the input is sound
+    from .orchestrate import parallel, verify  # the run machinery loads once the input is sound
 
     print(f"ipkit: verifying {info.id} (profile {args.profile}) with seeds "
           f"{'; '.join(','.join(map(str, s)) for s in sets)} against {path}")

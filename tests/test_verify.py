@@ -147,3 +147,17 @@ def test_a_run_that_reproduces_the_checked_verdicts_keeps_the_stability_record(t
     stability.record(target / "results.json", [([101], [same])])
     publish_folder(_published(tmp_path / "run", verdict, ci), target)
     assert ("stability" in json.loads((target / "results.json").read_text())) is kept
+
+
+def test_a_failed_rerun_ends_verify_with_exit_1_and_its_reason(tmp_path, monkeypatch, capsys):
+    """A rerun that fails (or Ray that fails) is reported in one line, exit 1, not a traceback."""
+    _committed(tmp_path, monkeypatch)
+
+    def failing(*args, **kwargs):
+        raise RuntimeError("quickstart [seeds=101] failed in cell 7: ValueError: planted")
+
+    monkeypatch.setattr(verify, "verify", failing)
+    code = cli.main(["verify", "quickstart", "--seeds", "101"])
+    err = capsys.readouterr().err
+    assert code == 1, err
+    assert err.strip().endswith("failed in cell 7: ValueError: planted")
