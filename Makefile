@@ -10,13 +10,13 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.ipkit-installed
 LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings/overrides.json
 
-.PHONY: setup chromium figures test docs smoke bench lab clean course dashboard
+.PHONY: setup chromium figures test lint typecheck docs smoke bench lab clean course dashboard
 
 setup: $(STAMP) $(LAB_SETTINGS) chromium
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[test,ray,reference,docs,course]"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[test,ray,reference,docs,course,lint]"
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (ipkit)" >/dev/null
 	touch $(STAMP)
 
@@ -37,6 +37,13 @@ figures: setup  ## run every study notebook (PROFILE=default|smoke|paper) and re
 
 test: setup  ## unit tests, then every notebook end to end in the smoke profile (nbmake)
 	$(BIN)/python -m pytest tests notebooks --nbmake --nbmake-timeout=900 --durations=40
+
+lint: setup  ## ruff: lint rules and formatting (pyproject.toml), checked, nothing rewritten
+	$(BIN)/ruff check
+	$(BIN)/ruff format --check
+
+typecheck: setup  ## mypy over ipkit/ (pyproject.toml); a report, not yet a gate (see CHANGELOG)
+	$(BIN)/mypy
 
 docs: setup  ## build the documentation site offline into docs/_build/html (warnings are errors)
 	$(BIN)/ipkit report --html docs/_build/html
