@@ -2,9 +2,8 @@
 before anything runs (one-line error, exit 2), list, cache and report."""
 import json
 
-import pytest
-
 import pandas as pd
+import pytest
 
 from ipkit import cli
 from ipkit.core import stats

@@ -95,21 +95,25 @@ def module_imports(root: Path = PACKAGE) -> dict[str, list[Import]]:
     graph: dict[str, list[Import]] = {}
     for path in paths:
         module = _module_name(path, root)
-        found: list[Import] = []
-
-        def visit(node: ast.AST, in_function: bool) -> None:
-            for child in ast.iter_child_nodes(node):
-                inside = in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
-                if isinstance(child, ast.Import):
-                    found.extend(Import(a.name, child.lineno, in_function) for a in child.names)
-                elif isinstance(child, ast.ImportFrom) and child.module != "__future__":
-                    found.extend(Import(t, child.lineno, in_function)
-                                 for t in _resolve(child, module, path.name == "__init__.py", known))
-                visit(child, inside)
-
-        visit(ast.parse(path.read_text(), str(path)), False)
-        graph[module] = found
+        graph[module] = _imports(ast.parse(path.read_text(), str(path)), module, path.name == "__init__.py", known)
     return graph
+
+
+def _imports(tree: ast.AST, module: str, is_package: bool, known: set[str]) -> list[Import]:
+    """Every import in ``tree`` (module ``module``), marked when it sits inside a function."""
+    found: list[Import] = []
+
+    def visit(node: ast.AST, in_function: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            inside = in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
+            if isinstance(child, ast.Import):
+                found.extend(Import(a.name, child.lineno, in_function) for a in child.names)
+            elif isinstance(child, ast.ImportFrom) and child.module != "__future__":
+                found.extend(Import(t, child.lineno, in_function) for t in _resolve(child, module, is_package, known))
+            visit(child, inside)
+
+    visit(tree, False)
+    return found
 
 
 def _cycles(edges: dict[str, set[str]]) -> list[list[str]]:

@@ -5,13 +5,12 @@ import json
 import sys
 
 import pytest
+from test_cli import QUICK, run_cli
 
 from ipkit import cli
 from ipkit.notebook.params import ParamError
 from ipkit.notebook.registry import get_study
 from ipkit.orchestrate import parallel, sweep
-
-from test_cli import QUICK, run_cli
 
 
 def test_grid_takes_list_sets_separated_by_semicolons():

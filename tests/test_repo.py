@@ -3,10 +3,10 @@ parameters and three profiles, dependencies agree between pyproject and
 environment.yml, and CI runs the README's test command."""
 import json
 import re
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from ipkit.evidence import results, sensitivity
 from ipkit.notebook.params import check_value

@@ -133,7 +133,7 @@ def test_attach_forgets_a_sweep_that_is_no_longer_drawn(tmp_path, monkeypatch):
 
 def test_publishing_a_run_keeps_the_sweeps_and_renames_their_table(tmp_path, monkeypatch):
     sw = Sweep(("T2",), {"x": [1]}, "x")
-    tiny = _tiny(monkeypatch, SENSITIVITY=(sw,))
+    _tiny(monkeypatch, SENSITIVITY=(sw,))
     target = _profile(tmp_path / "figures" / "tiny" / "smoke")
     (target / "sweeps" / sw.id).mkdir(parents=True)
     summary_frame([("x=1", "T2", "holds", 0.7, 0.6, 0.8)]).to_csv(target / "sweeps" / sw.id / "summary.csv", index=False)

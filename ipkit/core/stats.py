@@ -14,7 +14,7 @@ pure function of its inputs and the global RNG is left alone.
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd

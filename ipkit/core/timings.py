@@ -17,9 +17,10 @@ from __future__ import annotations
 import functools
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 FILE = "timings.json"
 
@@ -49,7 +50,7 @@ class timed:
     def __init__(self, kind: str, name: str):
         self.kind, self.name = kind, name
 
-    def __enter__(self) -> "timed":
+    def __enter__(self) -> timed:
         _STACK.append([time.perf_counter(), 0.0])
         return self
 

@@ -27,9 +27,10 @@ import struct
 import sys
 import time
 import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save

@@ -49,11 +49,11 @@ class TensorData:
     def __len__(self) -> int:
         return len(self.y)
 
-    def to(self, device: torch.device | str) -> "TensorData":
+    def to(self, device: torch.device | str) -> TensorData:
         """Return a copy held on ``device``."""
         return TensorData(self.x.to(device), self.y.to(device))
 
-    def subset(self, index: Tensor | slice) -> "TensorData":
+    def subset(self, index: Tensor | slice) -> TensorData:
         """Return the rows selected by ``index``."""
         return TensorData(self.x[index], self.y[index])
 
@@ -211,7 +211,7 @@ def _images(folder: Path, classes: list[str]) -> dict[str, list[tuple[Path, int]
 def tree_fingerprint(images: dict[str, list[tuple[Path, int]]], root: Path) -> str:
     """SHA-256 over every image's relative path, class, size and modification time."""
     h = hashlib.sha256()
-    for split, items in images.items():
+    for items in images.values():
         for path, label in items:
             st = path.stat()
             h.update(f"{path.relative_to(root).as_posix()}|{label}|{st.st_size}|{st.st_mtime_ns}\n".encode())

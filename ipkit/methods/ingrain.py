@@ -28,7 +28,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..core.seeds import seed_for
-from . import cache, recipes, watermark as wmk
+from . import cache, recipes
+from . import watermark as wmk
 from .data import Splits
 from .train import evaluate, fit, kd_loss
 from .watermark import WatermarkSet

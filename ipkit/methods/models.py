@@ -7,7 +7,7 @@ Laplace, last-layer fine-tuning, feature similarity). ``Net.spec`` holds the arg
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn

@@ -7,8 +7,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -178,7 +178,7 @@ class Probe:
         return self._once(model, "features", lambda: features(model, self.x))
 
 
-def prime(plan: Sequence[tuple[nn.Module, Sequence["Probe"]]], features_of: Sequence["Probe"] = ()) -> float:
+def prime(plan: Sequence[tuple[nn.Module, Sequence[Probe]]], features_of: Sequence[Probe] = ()) -> float:
     """Fill the probes' memos in one :func:`~ipkit.methods.train.predict` call per model.
 
     ``plan`` lists, per model, the probes it will be scored on. The inputs of all of them

@@ -30,7 +30,8 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -152,7 +153,7 @@ class _Functional(nn.Module):
         self.param_names = [n for n, _ in net.named_parameters()]
         self.buffer_names = [n for n, _ in net.named_buffers()]
 
-    def train(self, mode: bool = True) -> "_Functional":
+    def train(self, mode: bool = True) -> _Functional:
         super().train(mode)
         self.base.train(mode)
         return self
@@ -372,7 +373,7 @@ class Surrogate:
         """The block in which prediction-time samples are drawn (global RNG left alone)."""
         return _seeded(self.seed + SEED_STREAMS["samples"], device)
 
-    def fit(self, queries: Tensor, victim_outputs: Tensor, monitor: Tensor | None = None) -> "Surrogate":
+    def fit(self, queries: Tensor, victim_outputs: Tensor, monitor: Tensor | None = None) -> Surrogate:
         """Train on the victim's answers (probabilities, or labels) to ``queries``.
 
         With ``monitor`` inputs, record the members' prediction variance and disagreement
@@ -595,14 +596,14 @@ class SWAG(Surrogate):
             desc=f"swag {self.arch}", **{**self.fit_kwargs, "epochs": self.swa_epochs,
                                         "lr": self.swa_lr, "schedule": "constant"})
 
-    def _record_window(self, step: int, model: nn.Module, window: "SwagWindow",
+    def _record_window(self, step: int, model: nn.Module, window: SwagWindow,
                        monitor: Tensor | None, schedule: set[int]) -> None:
         if monitor is None or step not in schedule:
             return
         self._record(step, monitor, self._window_proba(window, monitor))
         model.train()
 
-    def _window_proba(self, window: "SwagWindow", monitor: Tensor | None) -> Tensor | None:
+    def _window_proba(self, window: SwagWindow, monitor: Tensor | None) -> Tensor | None:
         """Probabilities on ``monitor`` of ``members`` samples of the window's posterior."""
         if monitor is None:
             return None

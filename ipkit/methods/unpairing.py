@@ -28,7 +28,6 @@ from .compression import bits_of, skeleton
 from .data import Splits
 from .similarity import input_gradients
 
-
 #: The alignment penalties: ``|cos|`` and ``cos^2`` push it toward zero; the signed cosine (toward -1)
 #: is the control.
 PENALTIES = ("abs", "square", "signed")

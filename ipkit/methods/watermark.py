@@ -37,7 +37,7 @@ class WatermarkSet:
     def __len__(self) -> int:
         return len(self.y)
 
-    def to(self, device: torch.device | str) -> "WatermarkSet":
+    def to(self, device: torch.device | str) -> WatermarkSet:
         """Return a copy on ``device``."""
         return WatermarkSet(self.x.to(device), self.y.to(device), self.kind)
 

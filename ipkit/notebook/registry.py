@@ -16,10 +16,11 @@ import difflib
 import importlib
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any
 
 from ..core.catalog import ARCHS, fits
 from ..core.paths import notebooks_dir

@@ -20,10 +20,11 @@ import contextlib
 import io
 import os
 import traceback
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
-_SHOWN: list["Panel"] = []  # the panel :func:`explore` showed last (see :func:`last_panel`)
+_SHOWN: list[Panel] = []  # the panel :func:`explore` showed last (see :func:`last_panel`)
 KEEP_DRAWN = 32  # settings whose figures a panel keeps for an instant redraw
 
 
@@ -49,7 +50,7 @@ def explore(fn: Callable[..., Any], **controls: Any) -> None:
         handle.update(panel.bundle(), raw=True)
 
 
-def last_panel() -> "Panel":
+def last_panel() -> Panel:
     """The Explore panel this kernel showed last (the redraw benchmark,
     :func:`ipkit.orchestrate.bench.redraw`, times its :meth:`Panel.draw`)."""
     if not _SHOWN:
