@@ -153,7 +153,7 @@ def _fake_run(tmp_path, monkeypatch):
     ax.plot([0, 1], [0, 1])
     run.savefig(fig, "line")
     units = pd.DataFrame({"seed": [0] * 40 + [1] * 40 + [2] * 40, "hit": [1, 0, 1, 1] * 30})
-    part = results.evidence("rate", units, stats.mean_of("hit"), threshold=0.2, holds_when="above",
+    part = results.part("rate", units, stats.mean_of("hit"), threshold=0.2, holds_when="above",
                             unit="carrier")
     claim = results.claim("Q1", "a claim", "paper says", part, quantifier="direction", paper_words="")
     return run, run.record({"value": 0.25}, [claim])

@@ -136,10 +136,12 @@ def _trainings(frame: pd.DataFrame, group: str | None) -> int:
     return 1
 
 
-def evidence(name: str, frame: pd.DataFrame, statistic: Statistic, *, threshold: float,
-             holds_when: str, unit: str, group: str | None = "seed",
-             trainings: int | None = None, ceiling: float | None = None) -> Evidence:
-    """Measure ``statistic`` on ``frame`` (one row per unit) with its bootstrap interval.
+def part(name: str, frame: pd.DataFrame, statistic: Statistic, *, threshold: float,
+         holds_when: str, unit: str, group: str | None = "seed", trainings: int | None = None,
+         ceiling: float | None = None, empty: str = "no rows") -> Evidence:
+    """One deciding part of a claim: ``statistic`` measured on ``frame`` (one row per unit)
+    with its bootstrap interval, or, when ``frame`` has no rows, :func:`not_measured` with
+    ``empty`` as its reason.
 
     ``group`` is the outer resampling level: the independent training (seed) each row
     comes from, see :func:`ipkit.core.stats.bootstrap_draws`. ``trainings`` is how many
@@ -149,7 +151,9 @@ def evidence(name: str, frame: pd.DataFrame, statistic: Statistic, *, threshold:
     """
     if holds_when not in SIDES:
         raise ValueError(f"holds_when must be one of {SIDES}, got {holds_when!r}")
-    value = float(statistic(frame)) if len(frame) else float("nan")
+    if frame.empty:
+        return not_measured(name, threshold=threshold, holds_when=holds_when, unit=unit, why=empty)
+    value = float(statistic(frame))
     groups = frame[group].nunique() if group is not None and group in frame.columns else 1
     label = f"{unit}s" if groups <= 1 else f"{unit}s over {groups} {group}s"
     draws = bootstrap_draws(frame, statistic, group=group)
@@ -161,8 +165,9 @@ def evidence(name: str, frame: pd.DataFrame, statistic: Statistic, *, threshold:
 
 def not_measured(name: str, *, threshold: float, holds_when: str, unit: str,
                  why: str = "not measured") -> Evidence:
-    """A part this run did not measure (no units): its value and interval are undefined,
-    so the claim is at most inconclusive; ``why`` names the reason in the row."""
+    """A part of a claim this run did not measure (no units, no trainings), named
+    ``"<name> (<why>)"``: its value and interval are undefined, so the claim is at most
+    ``inconclusive`` and its row says ``not measured: <name> (<why>)``."""
     if holds_when not in SIDES:
         raise ValueError(f"holds_when must be one of {SIDES}, got {holds_when!r}")
     return Evidence(f"{name} ({why})", float("nan"), (float("nan"), float("nan")),
@@ -210,7 +215,7 @@ def claim(id: str, statement: str, paper: str, *parts: Evidence, quantifier: str
     "on average": the mean; "marginal": two-sided).
     """
     if not parts or not all(isinstance(e, Evidence) for e in parts):
-        raise TypeError(f"claim {id}: give one or more Evidence (results.evidence) parts")
+        raise TypeError(f"claim {id}: give one or more Evidence parts (results.part, results.not_measured)")
     if quantifier not in QUANTIFIERS:
         raise ValueError(f"claim {id}: quantifier must be one of {QUANTIFIERS}, got {quantifier!r}")
     level = familywise_level(len(parts))

@@ -513,10 +513,6 @@ def claims(wm: pd.DataFrame, acc: pd.DataFrame, lam_wm: pd.DataFrame, lam_acc: p
     :func:`schemes_table`; ``lam_wm``, ``lam_acc``: :func:`lambda_table`; ``hits``:
     :func:`robustness_table`'s carriers.
     """
-    def part(name, frame, statistic, threshold, side, unit, ceiling=None):
-        return results.evidence(name, frame, statistic, threshold=threshold, holds_when=side, unit=unit,
-                                ceiling=ceiling)
-
     table = per_seed(wm, acc)
     base = embedded_schemes(table, list(cfg.schemes), cfg.embed_level)
     apart = [k for k in cfg.schemes if k not in base]
@@ -525,34 +521,37 @@ def claims(wm: pd.DataFrame, acc: pd.DataFrame, lam_wm: pd.DataFrame, lam_acc: p
     ingrain_text = ("" if embedded_schemes(table, ["ingrain"], cfg.embed_level) else
                     f"; ingrain itself is not embedded at {cfg.embed_level:g} before the attack")
     students = paired(acc, "example", "scheme", "student")
+    no_baseline = f"no baseline reaches {cfg.embed_level:g} before the attack"
     d1 = []
     for k in base:
-        d1 += [part(f"{k}: wm after - floor", wm[wm.scheme == k], mean_difference("after", "floor"),
-                    cfg.near_floor, "below", "carrier"),
-               part(f"{k}: plain's student - {k}'s student accuracy", students, mean_difference("none", k),
-                    cfg.acc_drop, "below", "test example")]
+        d1 += [results.part(f"{k}: wm after - floor", wm[wm.scheme == k], mean_difference("after", "floor"),
+                            threshold=cfg.near_floor, holds_when="below", unit="carrier"),
+               results.part(f"{k}: plain's student - {k}'s student accuracy", students, mean_difference("none", k),
+                            threshold=cfg.acc_drop, holds_when="below", unit="test example")]
     if not base:
         d1 = [results.not_measured("embedded baselines", threshold=cfg.near_floor, holds_when="below",
-                                   unit="carrier", why=f"no baseline reaches {cfg.embed_level:g} before the attack")]
+                                   unit="carrier", why=no_baseline)]
     above = wm.assign(above=wm.after - wm.floor)
     ingrain_floor = float(wm.loc[wm.scheme == "ingrain", "floor"].mean()) if (wm.scheme == "ingrain").any() else 0.0
-    d2 = [part("ingrain: wm after - floor", above[above.scheme == "ingrain"], mean_difference("after", "floor"),
-               cfg.clearly_above, "above", "carrier", ceiling=1.0 - ingrain_floor)]
-    d2 += [part(f"ingrain - {k} (above floor)", above[above.scheme.isin(["ingrain", k])],
-                scheme_gap("above", "ingrain", [k]), cfg.clearly_above, "above", "carrier") for k in base]
+    d2 = [results.part("ingrain: wm after - floor", above[above.scheme == "ingrain"], mean_difference("after", "floor"),
+                       threshold=cfg.clearly_above, holds_when="above", unit="carrier", ceiling=1.0 - ingrain_floor)]
+    d2 += [results.part(f"ingrain - {k} (above floor)", above[above.scheme.isin(["ingrain", k])],
+                        scheme_gap("above", "ingrain", [k]), threshold=cfg.clearly_above, holds_when="above",
+                        unit="carrier") for k in base]
     teachers = paired(acc, "example", "scheme", "teacher")
-    d3 = part("plain - ingrain accuracy", teachers, mean_difference("none", "ingrain"), cfg.small_cost,
-              "below", "test example")
-    d4 = (part("ingrain - baselines (share kept)", kept(hits), scheme_gap("kept", "ingrain", base),
-               -cfg.comparable, "above", "carrier") if base else
+    d3 = results.part("plain - ingrain accuracy", teachers, mean_difference("none", "ingrain"),
+                      threshold=cfg.small_cost, holds_when="below", unit="test example")
+    d4 = (results.part("ingrain - baselines (share kept)", kept(hits), scheme_gap("kept", "ingrain", base),
+                       threshold=-cfg.comparable, holds_when="above", unit="carrier") if base else
           results.not_measured("ingrain - baselines (share kept)", threshold=-cfg.comparable, holds_when="above",
-                               unit="carrier", why=f"no baseline reaches {cfg.embed_level:g} before the attack"))
+                               unit="carrier", why=no_baseline))
     lams = cfg.sweep_lambdas()
     lo, hi = lams[0], lams[-1]
-    d5 = [part(f"wm after: lambda {hi:g} - {lo:g}", paired(lam_wm, "carrier", "lam", "after"),
-               mean_difference(hi, lo), cfg.trade_off, "above", "carrier"),
-          part(f"clean accuracy: lambda {hi:g} - {lo:g}", paired(lam_acc, "example", "lam", "clean"),
-               mean_difference(hi, lo), -cfg.trade_off, "below", "test example")] if hi > lo else [
+    d5 = [results.part(f"wm after: lambda {hi:g} - {lo:g}", paired(lam_wm, "carrier", "lam", "after"),
+                       mean_difference(hi, lo), threshold=cfg.trade_off, holds_when="above", unit="carrier"),
+          results.part(f"clean accuracy: lambda {hi:g} - {lo:g}", paired(lam_acc, "example", "lam", "clean"),
+                       mean_difference(hi, lo), threshold=-cfg.trade_off, holds_when="below",
+                       unit="test example")] if hi > lo else [
         results.not_measured("one lambda only", threshold=cfg.trade_off, holds_when="above", unit="carrier",
                              why="the trade-off needs at least two lambdas")]
     return [

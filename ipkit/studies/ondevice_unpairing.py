@@ -574,8 +574,8 @@ def _up_to_part(name: str, wide: pd.DataFrame, pairs: list[tuple[str, str]], ref
     (arch, sib), values = best_pair(wide, pairs, lambda f, n: stat_for(n)(f))
     frame = wide[wide.arch == arch].reset_index(drop=True)
     ceiling = max(stat_for("white-box")(wide[wide.arch == a]) for a in dict.fromkeys(a for a, _ in pairs))
-    part = results.evidence(f"{name}, best pair {arch} {sib}", frame, stat_for(sib), threshold=threshold,
-                            holds_when="above", unit=unit, ceiling=ceiling)
+    part = results.part(f"{name}, best pair {arch} {sib}", frame, stat_for(sib), threshold=threshold,
+                        holds_when="above", unit=unit, ceiling=ceiling)
     median = float(np.median(list(values.values())))
     return part, f"median over {len(values)} comparable pairs = {median:.3g} (not deciding)"
 
@@ -585,11 +585,11 @@ def c3_parts(tp: pd.DataFrame, ap: pd.DataFrame, cfg: Config) -> list:
     estimate; "up to"), and the accuracy drop of that architecture's unpaired sibling."""
     cuts = {a: transfer_cut(g) for a, g in tp.groupby("arch", sort=False)}
     best = max(cuts, key=cuts.get)
-    return [results.evidence(f"transfer cut, best architecture {best}", tp[tp.arch == best].reset_index(drop=True),
-                             transfer_cut, threshold=cfg.c3_min_cut, holds_when="above", unit="attacked input"),
-            results.evidence(f"accuracy drop ({best})", ap[ap.arch == best].reset_index(drop=True),
-                             stats.mean_difference("before", "after"), threshold=cfg.c3_max_acc_drop,
-                             holds_when="below", unit="test example")]
+    return [results.part(f"transfer cut, best architecture {best}", tp[tp.arch == best].reset_index(drop=True),
+                         transfer_cut, threshold=cfg.c3_min_cut, holds_when="above", unit="attacked input"),
+            results.part(f"accuracy drop ({best})", ap[ap.arch == best].reset_index(drop=True),
+                         stats.mean_difference("before", "after"), threshold=cfg.c3_max_acc_drop,
+                         holds_when="below", unit="test example")]
 
 
 def c4_parts(qp: pd.DataFrame, archs: list[str], cfg: Config) -> list:
@@ -600,9 +600,9 @@ def c4_parts(qp: pd.DataFrame, archs: list[str], cfg: Config) -> list:
         return [results.not_measured("query ratio", threshold=cfg.c4_min_ratio, holds_when="above",
                                      unit="query-attacked input", why=f"no unpaired sibling within "
                                      f"{100 * cfg.max_acc_gap:g} points of the full model's accuracy")]
-    return [results.evidence(f"query ratio ({a})", qp[qp.arch == a].reset_index(drop=True),
-                             ratio_of_means("after", "before", 1.0), threshold=cfg.c4_min_ratio, holds_when="above",
-                             unit="query-attacked input", ceiling=useless_prior_ceiling(qp[qp.arch == a], cfg))
+    return [results.part(f"query ratio ({a})", qp[qp.arch == a].reset_index(drop=True),
+                         ratio_of_means("after", "before", 1.0), threshold=cfg.c4_min_ratio, holds_when="above",
+                         unit="query-attacked input", ceiling=useless_prior_ceiling(qp[qp.arch == a], cfg))
             for a in archs]
 
 
@@ -632,8 +632,8 @@ def claims(tr: pd.DataFrame, tr_inputs: pd.DataFrame, queries: pd.DataFrame, cmp
     c1b, c1b_beside = _up_to_part("query ratio vs independent", query_inputs_wide(queries), ok, "independent",
                                   1.0, cfg.c1b_min_ratio, "query-attacked input", False)
     sib = sibling_rows(tr)
-    c2 = results.evidence("Spearman rho within architecture", sib, within_spearman, threshold=cfg.c2_min_rho,
-                          holds_when="above", unit="sibling pair")
+    c2 = results.part("Spearman rho within architecture", sib, within_spearman, threshold=cfg.c2_min_rho,
+                      holds_when="above", unit="sibling pair")
     c3 = c3_parts(pairs["transfer_pairs"], pairs["accuracy_pairs"], cfg)
     c4 = c4_parts(pairs["query_pairs"], list(dict.fromkeys(cmp_[cmp_.comparable].arch)), cfg)
     lam, pen = f"{cfg.unpair_lambda:g}", cfg.unpair_penalty

@@ -206,20 +206,20 @@ def claims(carriers: pd.DataFrame, agreement: pd.DataFrame, cfg: Config) -> list
             "Q1", f"(tutorial) Training with a memorized set embeds the watermark (victim "
                   f"watermark accuracy above {cfg.wm_embedded:g})",
             "~100% watermark accuracy (Adi et al. 2018)",
-            results.evidence("victim_wm_acc", carriers, stats.mean_of("victim"),
-                             threshold=cfg.wm_embedded, holds_when="above", unit="carrier"),
+            results.part("victim_wm_acc", carriers, stats.mean_of("victim"),
+                         threshold=cfg.wm_embedded, holds_when="above", unit="carrier"),
             quantifier="on average", paper_words=""),
         results.claim(
             "Q2", f"(tutorial) Output-only stealing copies the task (thief fidelity above {cfg.min_fidelity:g})",
             "high fidelity from API queries (Tramer et al. 2016)",
-            results.evidence("thief_fidelity", agreement, stats.mean_of("thief"),
-                             threshold=cfg.min_fidelity, holds_when="above", unit="test image"),
+            results.part("thief_fidelity", agreement, stats.mean_of("thief"),
+                         threshold=cfg.min_fidelity, holds_when="above", unit="test image"),
             quantifier="on average", paper_words=""),
         results.claim(
             "Q3", f"(tutorial) Output-only stealing does not carry the watermark (thief's watermark "
                   f"accuracy less than {cfg.transfer_margin:g} above the independent floor)",
             "memorized examples do not transfer without gradients (Venigalla 2019)",
-            results.evidence("thief_minus_floor", carriers, stats.mean_difference("thief", "independent"),
-                             threshold=cfg.transfer_margin, holds_when="below", unit="carrier"),
+            results.part("thief_minus_floor", carriers, stats.mean_difference("thief", "independent"),
+                         threshold=cfg.transfer_margin, holds_when="below", unit="carrier"),
             quantifier="on average", paper_words=""),
     ]

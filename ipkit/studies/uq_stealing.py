@@ -310,10 +310,19 @@ def fidelity_parts(outcome: Outcome, cfg: Config, parity: pd.DataFrame) -> list[
                       for name, t, side in sides]
             continue
         frame = outcome.agreement[["seed", m, "single"]]
-        parts += [results.evidence(name, frame, stats.mean_difference(m, "single"), threshold=t,
-                                   holds_when=side, unit="test image")
+        parts += [results.part(name, frame, stats.mean_difference(m, "single"), threshold=t,
+                               holds_when=side, unit="test image")
                   for name, t, side in sides]
     return parts
+
+
+def falls_parts(outcome: Outcome, column: str, cfg: Config) -> list[results.Evidence]:
+    """U2's (``column="variance"``) or U2b's (``"disagreement"``) parts, one per UQ model:
+    the last traced value of ``column`` over its peak, on the mean curve over seeds, below
+    ``falls_to``."""
+    return [results.part(f"last/peak_{m}", trace_curves(outcome.traces, m, column), last_over_peak,
+                         threshold=cfg.falls_to, holds_when="below", unit="seed")
+            for m in uq_models(cfg)]
 
 
 def claims(outcome: Outcome, swept: Outcome, best: str, cfg: Config) -> list[Claim]:
@@ -328,11 +337,6 @@ def claims(outcome: Outcome, swept: Outcome, best: str, cfg: Config) -> list[Cla
     methods = uq_models(cfg)
     parity = parity_table(outcome, cfg)
 
-    def falls(column: str) -> list[results.Evidence]:
-        return [results.evidence(f"last/peak_{m}", trace_curves(outcome.traces, m, column), last_over_peak,
-                                 threshold=cfg.falls_to, holds_when="below", unit="seed")
-                for m in methods]
-
     rule = (f"(last at most {cfg.falls_to:g} of the peak, traced from step 0) for every UQ model, "
             f"each on its own curve")
     return [
@@ -340,9 +344,9 @@ def claims(outcome: Outcome, swept: Outcome, best: str, cfg: Config) -> list[Cla
             "U0", f"(beyond the paper) Every UQ copy is trained to parity: its test accuracy is at most "
                   f"{cfg.parity:g} below the single copy's",
             "not stated (a fair comparison needs it)",
-            *[results.evidence(f"accuracy_gap_{m}", outcome.correct[["seed", m, "single"]],
-                               stats.mean_difference(m, "single"), threshold=-cfg.parity,
-                               holds_when="above", unit="test image") for m in methods],
+            *[results.part(f"accuracy_gap_{m}", outcome.correct[["seed", m, "single"]],
+                           stats.mean_difference(m, "single"), threshold=-cfg.parity,
+                           holds_when="above", unit="test image") for m in methods],
             quantifier="every", paper_words=""),
         results.claim(
             "U1", f"Every UQ model's fidelity gain over the single copy is marginal: within "
@@ -351,23 +355,23 @@ def claims(outcome: Outcome, swept: Outcome, best: str, cfg: Config) -> list[Cla
             "only marginal improvement in fidelity over a single stolen model",
             *fidelity_parts(outcome, cfg, parity), quantifier="marginal", paper_words=PAPER_WORDS["U1"]),
         results.claim("U2", f"Member variance falls as training proceeds {rule}",
-                      "members come to predict alike during training", *falls("variance"),
+                      "members come to predict alike during training", *falls_parts(outcome, "variance", cfg),
                       quantifier="every", paper_words=PAPER_WORDS["U2"]),
         results.claim("U2b", f"Pairwise disagreement of the members falls as training proceeds {rule}",
-                      "members come to predict alike during training", *falls("disagreement"),
+                      "members come to predict alike during training", *falls_parts(outcome, "disagreement", cfg),
                       quantifier="every", paper_words=PAPER_WORDS["U2"]),
         results.claim(
             "U3", f"Member variance ends low (< {cfg.low_variance:g}) for every UQ model",
             "the diversity is too small to exploit",
-            *[results.evidence(f"variance_{m}", outcome.variance[["seed", m]], stats.mean_of(m),
-                               threshold=cfg.low_variance, holds_when="below", unit="monitor image")
+            *[results.part(f"variance_{m}", outcome.variance[["seed", m]], stats.mean_of(m),
+                           threshold=cfg.low_variance, holds_when="below", unit="monitor image")
               for m in methods], quantifier="every", paper_words=PAPER_WORDS["U3"]),
         results.claim(
             "U4", f"(beyond the paper) The gap between {best} and the single copy stays below "
                   f"{cfg.marginal:.0%} at every query budget",
             "not studied (the paper uses one budget)",
-            *[results.evidence(f"gap_{b}", _at_budget(swept.agreement, b, best), absolute_gap(best),
-                               threshold=cfg.marginal, holds_when="below", unit="test image")
+            *[results.part(f"gap_{b}", _at_budget(swept.agreement, b, best), absolute_gap(best),
+                           threshold=cfg.marginal, holds_when="below", unit="test image")
               for b in cfg.budgets], quantifier="every", paper_words=""),
     ]
 
