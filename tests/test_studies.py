@@ -1,8 +1,9 @@
 """The study contract (``ipkit/studies/__init__.py``), checked for every study module: a
 frozen, hashable ``Config`` built from the resolved parameters, ``check_params``,
-``SENSITIVITY`` (and ``ALTERNATIVES`` where declared: tuples of sweeps), ``claims`` and, where declared,
-``hyperparameters(s, cfg, ...)``."""
+``SENSITIVITY`` (and ``ALTERNATIVES`` where declared: tuples of sweeps), ``claims`` and
+``hyperparameters(s, cfg)``."""
 import dataclasses
+import json
 import inspect
 
 import pytest
@@ -12,8 +13,6 @@ from ipkit.notebook.registry import get_study, resolve, studies, study_module
 from ipkit.studies import Params
 
 STUDIES = sorted(studies())
-# Studies whose constants are not yet a declared hyper-parameters function (issue 26, later phase).
-WITHOUT_HYPERPARAMETERS = {"modeldiff", "ondevice_unpairing"}
 
 
 @pytest.fixture(params=STUDIES)
@@ -39,7 +38,13 @@ def test_check_params_claims_and_sweeps_are_declared(sid):
 
 
 def test_hyperparameters_take_the_splits_and_the_config(sid):
-    if sid in WITHOUT_HYPERPARAMETERS:
-        pytest.xfail(f"{sid} declares its constants without hyperparameters() yet")
     names = list(inspect.signature(study_module(sid).hyperparameters).parameters)
-    assert names[:2] == ["s", "cfg"]
+    assert names == ["s", "cfg"]
+
+
+def test_hyperparameters_are_plain_values_with_the_trainer_settings(sid, digits):
+    module = study_module(sid)
+    values = resolve(get_study(sid), "default", {})
+    hyper = module.hyperparameters(digits, module.Config.from_params(values))
+    json.dumps(hyper)  # plain values: results.json stores them as they are
+    assert hyper["fit"]["epochs"] == values["epochs"]

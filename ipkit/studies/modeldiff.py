@@ -292,6 +292,12 @@ def make_tasks(s: Splits) -> Tasks:
                  _labels(s.attacker, half, 2 * half), _labels(s.test, half, 2 * half), half)
 
 
+def hyperparameters(s: Splits, cfg: Config) -> dict[str, Any]:
+    """The benchmark's constants (:data:`HYPERPARAMETERS`) and the trainer settings of the
+    sources, unrelated and stolen models (:func:`settings` at ``cfg.epochs``)."""
+    return {**HYPERPARAMETERS, "fit": settings(s, cfg.epochs)}
+
+
 def settings(s: Splits, epochs: int, **overrides: Any) -> dict[str, Any]:
     """Trainer settings of every zoo model: :func:`ipkit.methods.recipes.train_settings` with the
     benchmark's batch size and learning rate."""

@@ -112,6 +112,12 @@ ALTERNATIVES = (
 REFERENCES = ("white-box", "none", "independent")
 
 
+def hyperparameters(s: Splits, cfg: Config) -> dict[str, Any]:
+    """The study's constants (:data:`HYPERPARAMETERS`) and the trainer settings of the full
+    and independent models (:func:`ipkit.methods.recipes.train_settings` at ``cfg.epochs``)."""
+    return {**HYPERPARAMETERS, "fit": recipes.train_settings(s, cfg.epochs)}
+
+
 def check_params(values: dict) -> None:
     """Rules across parameters and against the data, with this study's names (one-line
     ParamError): the unpaired sibling must be built, sibling names distinct, attack sizes

@@ -49,7 +49,7 @@ How the claims are read (issues 24 and 25):
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Sequence
 
 import pandas as pd
@@ -124,14 +124,24 @@ def check_params(values: dict) -> None:
                              f"({pool} images): lower {name}")
 
 
-def hyperparameters(s: Splits, cfg: Config, settings: dict[str, dict]) -> dict[str, Any]:
+def surrogate_settings(s: Splits, cfg: Config) -> dict[str, dict[str, Any]]:
+    """Each method's surrogate settings in the main comparison (the scalar settings of its
+    class, :meth:`ipkit.methods.uncertainty.Surrogate.settings`, the seed aside), read from
+    the config: the same whether the surrogates train in this run or come from the cache."""
+    return {m: {k: v for k, v in uq.make(m, cfg.thief_arch, s.num_classes, s.in_shape, members=cfg.members,
+                                         **recipes.train_settings(s, method_epochs(cfg, m))).settings().items()
+                if k != "seed"}
+            for m in ["single", *[m for m in cfg.uq_methods if m != "single"]]}
+
+
+def hyperparameters(s: Splits, cfg: Config) -> dict[str, Any]:
     """:data:`HYPERPARAMETERS`, the trainer settings of every copy, the epochs of each
     budget of the sweep and each method's surrogate settings in the main comparison
-    (``settings``: :attr:`Outcome.settings`), the UQ models' seed streams and the
-    diversity trace's schedule."""
+    (:func:`surrogate_settings`), the UQ models' seed streams and the diversity trace's
+    schedule."""
     return {**HYPERPARAMETERS, "fit": recipes.train_settings(s, cfg.epochs), "seed_streams": uq.SEED_STREAMS,
             "trace_points": uq.TRACE_POINTS, "sweep_epochs": {b: sweep_epochs(cfg, b) for b in cfg.budgets},
-            "surrogates": settings}
+            "surrogates": surrogate_settings(s, cfg)}
 
 
 # ---------------------------------------------------------------- the experiment
@@ -163,7 +173,6 @@ class Outcome:
     agreement: pd.DataFrame
     variance: pd.DataFrame
     correct: pd.DataFrame
-    settings: dict[str, dict] = field(default_factory=dict)
 
 
 def steal_and_score(victim: nn.Module, s: Splits, cfg: Config, methods: Sequence[str], *, budget: int,
@@ -173,7 +182,7 @@ def steal_and_score(victim: nn.Module, s: Splits, cfg: Config, methods: Sequence
     config's unless given)."""
     victim_labels = steal.Victim(victim).query(s.test.x).argmax(1)
     monitor = s.test.x[:HYPERPARAMETERS["monitor"]]
-    rows, traces, agree, right, var, settings = [], [], {}, {}, {}, {}
+    rows, traces, agree, right, var = [], [], {}, {}, {}
     for method in ["single", *[m for m in methods if m != "single"]]:
         sur = uq.stolen_surrogate(method, victim, s, cfg.thief_arch, budget=budget,
                                   monitor=HYPERPARAMETERS["monitor"], output=cfg.victim_output,
@@ -187,19 +196,17 @@ def steal_and_score(victim: nn.Module, s: Splits, cfg: Config, methods: Sequence
         agree[method] = (top == victim_labels).int().cpu().numpy()
         right[method] = (top == s.test.y).int().cpu().numpy()
         var[method] = uq.input_variance(sur.member_proba(monitor)).cpu().numpy()
-        settings[method] = {k: v for k, v in sur.settings().items() if k != "seed"}
     unit = {"budget": budget, "seed": seed}
     return Outcome(pd.DataFrame(rows), pd.DataFrame(traces),
                    pd.DataFrame(agree).assign(**unit, image=range(len(victim_labels))),
                    pd.DataFrame(var).assign(**unit, image=range(len(monitor))),
-                   pd.DataFrame(right).assign(**unit, image=range(len(victim_labels))), settings)
+                   pd.DataFrame(right).assign(**unit, image=range(len(victim_labels))))
 
 
 def concat(outcomes: list[Outcome]) -> Outcome:
-    """The outcomes of several runs as one (rows stacked; settings merged)."""
+    """The outcomes of several runs as one (rows stacked)."""
     return Outcome(*(pd.concat([getattr(o, f) for o in outcomes], ignore_index=True)
-                     for f in ("scores", "traces", "agreement", "variance", "correct")),
-                   {k: v for o in outcomes for k, v in o.settings.items()})
+                     for f in ("scores", "traces", "agreement", "variance", "correct")))
 
 
 def compare(victims: dict[int, nn.Module], s: Splits, cfg: Config,
