@@ -180,3 +180,12 @@ def test_bad_sizes_exit_2_with_one_line_before_running(capsys, tmp_path, monkeyp
     err = capsys.readouterr().err
     assert code == 2 and fragment in err and err.count("\n") == 1
     assert not (tmp_path / "runs").exists()
+
+
+def test_compare_and_sweep_work_without_a_progress_function(digits, tmp_path, monkeypatch):
+    monkeypatch.setenv("IPKIT_CACHE", str(tmp_path))
+    cfg = _cfg(dataset="digits", victim_arch="mlp", epochs=1, members=2, uq_methods=["ensemble"],
+               query_budget=128, budgets=[128], seeds=[0])
+    victims = {0: recipes.owner_model(digits, "mlp", epochs=1, seed=0)}
+    assert list(uqs.compare(victims, digits, cfg).scores.method) == ["single", "ensemble"]
+    assert list(uqs.sweep(victims, digits, cfg, "ensemble").scores.budget) == [128, 128]

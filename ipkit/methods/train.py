@@ -18,7 +18,7 @@ import os
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -190,6 +190,12 @@ def in_layout(model: nn.Module, fmt: torch.memory_format) -> Iterator[None]:
 def quiet() -> bool:
     """Whether progress bars are off: in CI, or with ``IPKIT_QUIET=1``."""
     return bool(os.environ.get("CI")) or os.environ.get("IPKIT_QUIET", "0") not in ("", "0")
+
+
+def no_progress(iterable: Iterable, **kwargs: Any) -> Iterable:
+    """``iterable`` as it is, the keyword arguments of :func:`progress` (``desc``, ...)
+    ignored: the default of a study step's ``progress`` argument, no bar drawn."""
+    return iterable
 
 
 def progress(iterable=None, **kwargs):

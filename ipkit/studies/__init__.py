@@ -6,9 +6,9 @@ notebook's parameters), the experiment steps its notebook calls, its tables and 
 ``ipkit run`` before any work; found by this naming convention), ``hyperparameters(s, cfg)``
 (the constants that are not notebook parameters and the trainer settings, recorded in
 results.json) and ``claims(...)``, the claim rows with their evidence
-(:func:`ipkit.evidence.results.part`, :func:`ipkit.evidence.results.not_measured`). Its docstring opens with the paper and its link. The
-method modules it calls (``watermark``, ``steal``, ``similarity``, ...) stay
-paper-agnostic.
+(:func:`ipkit.evidence.results.part`, :func:`ipkit.evidence.results.not_measured`). Its
+docstring opens with the paper and its link. The method modules it calls (``watermark``,
+``steal``, ``similarity``, ...) stay paper-agnostic.
 """
 from __future__ import annotations
 

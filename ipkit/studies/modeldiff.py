@@ -908,24 +908,24 @@ def claims(correct: pd.DataFrame, margins: pd.DataFrame, curve: pd.DataFrame, cf
     md = _of(correct, "modeldiff")
     ntrain = md.seed.nunique() if len(md) else 0
     m1 = results.part("correctness", md, stats.mean_of("correct"), threshold=cfg.m1_min_correctness,
-                       holds_when="above", unit="target", empty=NOT_RUN)
+                      holds_when="above", unit="target", empty=NOT_RUN)
     parts = [results.part(f"{r} margin", margins[margins.reuse == r], stats.mean_of("margin"),
-                           threshold=cfg.m2_min_margin, holds_when="above", unit="target", empty=NOT_RUN)
+                          threshold=cfg.m2_min_margin, holds_when="above", unit="target", empty=NOT_RUN)
              for r in [r for r in REUSE_TYPES if r in set(margins.reuse)]]
     if not parts:
         parts = [results.part("margin", margins, stats.mean_of("margin"), threshold=cfg.m2_min_margin,
-                               holds_when="above", unit="target", empty=NOT_RUN)]
+                              holds_when="above", unit="target", empty=NOT_RUN)]
     cross = correct[correct.reuse == "steal-other"]
     wc = _of(cross, "weight_cosine").assign(applicable=lambda f: f.applicable.astype(float))
     m3 = [results.part("weight cosine applicable", wc, stats.mean_of("applicable"),
-                        threshold=cfg.m3_max_weight_applicable, holds_when="below", unit="target", empty=NOT_RUN),
+                       threshold=cfg.m3_max_weight_applicable, holds_when="below", unit="target", empty=NOT_RUN),
           results.part("ModelDiff steal-other correctness", _of(cross, "modeldiff"), stats.mean_of("correct"),
-                        threshold=cfg.m3_min_correctness, holds_when="above", unit="target", empty=NOT_RUN)]
+                       threshold=cfg.m3_min_correctness, holds_when="above", unit="target", empty=NOT_RUN)]
     gain = pairs_gain(curve)
     fewest, most = (int(curve.n_pairs.min()), int(curve.n_pairs.max())) if len(curve) else (0, 0)
     m4 = results.part(f"correct at {most} minus at {fewest} pairs", gain,
-                       stats.mean_difference("correct_most", "correct_fewest"),
-                       threshold=cfg.m4_min_gain, holds_when="above", unit="target", empty=NOT_RUN)
+                      stats.mean_difference("correct_most", "correct_fewest"),
+                      threshold=cfg.m4_min_gain, holds_when="above", unit="target", empty=NOT_RUN)
     rows = [
         results.claim("M1", f"(beyond the paper) ModelDiff's correctness is high under our strict counting, "
                       f"same-data sibling sources competing (above {cfg.m1_min_correctness:g}; "
@@ -956,14 +956,15 @@ def claims(correct: pd.DataFrame, margins: pd.DataFrame, curve: pd.DataFrame, cf
                           "12 misses, the 12 cross-architecture thieves of their log, all missed)",
                           f"{PAPER_CORRECTNESS:.1%} on {PAPER_PAIRS} pairs; their own log: 72/84 on these targets",
                           results.part("correctness", head, stats.mean_of("correct"), threshold=cfg.m1_min_correctness,
-                                        holds_when="above", unit="target", empty=NOT_RUN),
+                                       holds_when="above", unit="target", empty=NOT_RUN),
                           quantifier="on average", paper_words=PAPER_WORDS["M1-authors"]),
             results.claim("M3-authors", "ModelDiff detects cross-architecture stealing under the authors' "
                           f"protocol (correctness above {cfg.m3_min_correctness:g})",
                           "implied by the paper; their own log: 0 of 12",
-                          results.part("steal-other correctness", head[head.reuse == "steal-other"] if len(head) else head,
-                                        stats.mean_of("correct"), threshold=cfg.m3_min_correctness,
-                                        holds_when="above", unit="target", empty=NOT_RUN),
+                          results.part("steal-other correctness",
+                                       head[head.reuse == "steal-other"] if len(head) else head,
+                                       stats.mean_of("correct"), threshold=cfg.m3_min_correctness,
+                                       holds_when="above", unit="target", empty=NOT_RUN),
                           quantifier="on average", paper_words=PAPER_WORDS["M3-authors"]),
         ]
     return rows

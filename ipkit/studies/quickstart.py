@@ -35,7 +35,7 @@ from ..evidence.results import Claim
 from ..evidence.sensitivity import Sweep
 from ..methods import data, recipes, watermark
 from ..methods.data import Splits
-from ..methods.train import agreement, evaluate, predict
+from ..methods.train import agreement, evaluate, no_progress, predict
 from ..methods.watermark import WatermarkSet
 from ..notebook import plots, widgets
 from ..notebook.params import ParamError
@@ -139,7 +139,7 @@ class Outcome:
     models: dict[int, tuple[WatermarkSet, dict[str, nn.Module]]]
 
 
-def run_seeds(s: Splits, cfg: Config, progress: Callable[..., Iterable] = iter) -> Outcome:
+def run_seeds(s: Splits, cfg: Config, progress: Callable[..., Iterable] = no_progress) -> Outcome:
     """Build and score the three models of every seed in ``cfg.seeds``."""
     scores, carriers, agree, built = [], [], [], {}
     for seed in progress(cfg.seeds, desc="seeds"):
