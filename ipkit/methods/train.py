@@ -192,6 +192,11 @@ def quiet() -> bool:
     return bool(os.environ.get("CI")) or os.environ.get("IPKIT_QUIET", "0") not in ("", "0")
 
 
+#: A study step's ``progress`` argument: :func:`progress`, a notebook run's ``run.progress``
+#: or :func:`no_progress`, called as ``progress(iterable, desc=...)``.
+Progress = Callable[..., Iterable]
+
+
 def no_progress(iterable: Iterable, **kwargs: Any) -> Iterable:
     """``iterable`` as it is, the keyword arguments of :func:`progress` (``desc``, ...)
     ignored: the default of a study step's ``progress`` argument, no bar drawn."""

@@ -29,7 +29,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -43,7 +43,7 @@ from ..evidence.sensitivity import Sweep
 from ..methods import cache, data, models, recipes, transforms, watermark as wmk
 from ..methods.data import Splits
 from ..methods.ingrain import ingrain_model
-from ..methods.train import evaluate, fit, kd_loss, model_device, no_progress, predict
+from ..methods.train import Progress, evaluate, fit, kd_loss, model_device, no_progress, predict
 from ..methods.watermark import WatermarkSet
 from ..notebook.params import ParamError
 from . import Params
@@ -306,7 +306,7 @@ class Setup:
 
 
 def schemes_table(st: Setup,
-                  progress: Callable[..., Iterable] = no_progress) -> tuple[pd.DataFrame, pd.DataFrame]:
+                  progress: Progress = no_progress) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Figure 1's data, per unit: every baseline, ``ingrain`` and ``none`` (a plain model)
     distilled into a student, per seed.
 
@@ -381,7 +381,7 @@ def best_baseline(summary: pd.DataFrame) -> str:
 
 
 def lambda_table(st: Setup,
-                 progress: Callable[..., Iterable] = no_progress) -> tuple[pd.DataFrame, pd.DataFrame]:
+                 progress: Progress = no_progress) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Figure 2's data, per unit: ingrain models at each weight of :meth:`Config.sweep_lambdas`
     and their students. Returns the carriers (seed, lam, carrier, ``before``, ``after``) and
     the test examples (seed, lam, example, ``clean`` for the ingrain model, ``student``)."""
@@ -425,7 +425,7 @@ def _transforms(model: nn.Module, st: Setup, seed: int) -> dict[str, nn.Module]:
 
 
 def robustness_table(st: Setup,
-                     progress: Callable[..., Iterable] = no_progress) -> tuple[pd.DataFrame, pd.DataFrame]:
+                     progress: Progress = no_progress) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Figure 3's data: every baseline and ingrain after fine-tuning (last / all layers, on the
     attacker's labelled pool), global magnitude pruning at each ratio (the largest also
     followed by fine-tuning) and quantization (n-bit weights per output channel, dynamic int8).
@@ -455,7 +455,7 @@ def kept(hits: pd.DataFrame) -> pd.DataFrame:
 
 
 def temperature_table(st: Setup, schemes: list[str],
-                      progress: Callable[..., Iterable] = no_progress) -> pd.DataFrame:
+                      progress: Progress = no_progress) -> pd.DataFrame:
     """Figure 4's data: watermark and test accuracy of students distilled at each temperature
     of :meth:`Config.sweep_temperatures` from the models of ``schemes``, on the first seed
     only (the figure is descriptive: no claim rests on it)."""

@@ -90,7 +90,7 @@ from ..evidence.sensitivity import Sweep
 from ..methods import cache, models, recipes, similarity, steal, transforms
 from ..methods.data import Splits, TensorData, split
 from ..methods.similarity import METHODS, float_parent, get_method, seed_inputs
-from ..methods.train import default_device, evaluate, fit, model_device
+from ..methods.train import Progress, default_device, evaluate, fit, model_device, no_progress
 from ..notebook import plots
 from ..notebook.params import ParamError
 from . import Params
@@ -433,7 +433,7 @@ def source_seed(seed: int, i: int) -> int:
     return seed_for("owner", seed + HYPERPARAMETERS["source_seed_stride"] * i)
 
 
-def build_zoo(s: Splits, cfg: Config, seed: int = 0, progress=None) -> list[ZooModel]:
+def build_zoo(s: Splits, cfg: Config, seed: int = 0, progress: Progress = no_progress) -> list[ZooModel]:
     """Sources, derived and unrelated models of the benchmark, training ``seed`` (all from the
     cache when present).
 
@@ -444,7 +444,7 @@ def build_zoo(s: Splits, cfg: Config, seed: int = 0, progress=None) -> list[ZooM
     t = make_tasks(s)
     jobs = [(arch, i) for arch in cfg.archs for i in range(cfg.sources_per_arch)]
     zoo: list[ZooModel] = []
-    for arch, i in (progress(jobs, desc=f"zoo (seed {seed})") if progress else jobs):
+    for arch, i in progress(jobs, desc=f"zoo (seed {seed})"):
         sd = source_seed(seed, i)
         src = trained("source", s, arch, t.a_owner, "A", t.num_classes, cfg.epochs, sd)
         name = f"{arch}-src{i}"
@@ -459,7 +459,7 @@ def build_zoo(s: Splits, cfg: Config, seed: int = 0, progress=None) -> list[ZooM
     return zoo
 
 
-def build_zoos(s: Splits, cfg: Config, progress=None) -> dict[int, list[ZooModel]]:
+def build_zoos(s: Splits, cfg: Config, progress: Progress = no_progress) -> dict[int, list[ZooModel]]:
     """One zoo per entry of ``cfg.seeds`` (:func:`build_zoo`): the independent trainings."""
     return {seed: build_zoo(s, cfg, seed, progress) for seed in cfg.seeds}
 
@@ -537,14 +537,14 @@ def score_pairs(zoo: list[ZooModel], methods: list[str], x_seed: Tensor, *, seed
     return pd.DataFrame(rows), raw
 
 
-def score_benchmark(zoos: dict[int, list[ZooModel]], t: Tasks, cfg: Config, progress=None
+def score_benchmark(zoos: dict[int, list[ZooModel]], t: Tasks, cfg: Config, progress: Progress = no_progress
                     ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every training seed of ``cfg``, its zoo probed with that seed: (scores of
     :func:`score_pairs`, ModelDiff's per-target correctness at each count of input pairs,
     :func:`correctness_by_pairs`)."""
     frames, curves = [], []
     counts = sorted({n for n in HYPERPARAMETERS["pair_counts"] if n < cfg.n_inputs} | {cfg.n_inputs})
-    for seed in (progress(cfg.seeds, desc="trainings") if progress else cfg.seeds):
+    for seed in progress(cfg.seeds, desc="trainings"):
         x_seed = seed_inputs(t.a_owner.x, cfg.n_inputs, seed=seed)
         sc, raw = score_pairs(zoos[seed], cfg.methods, x_seed, seed=seed, probe_options=cfg.probe_options())
         frames.append(sc)
@@ -681,7 +681,7 @@ def compare_all(a: ZooModel, b: ZooModel, x_seed: Tensor, cfg: Config, seed: int
 
 # --- The authors' protocol (Li et al.'s benchmark structure at small scale) ------------------
 
-def build_authors_zoo(s: Splits, cfg: Config, seed: int = 0, progress=None) -> list[ZooModel]:
+def build_authors_zoo(s: Splits, cfg: Config, seed: int = 0, progress: Progress = no_progress) -> list[ZooModel]:
     """The authors' benchmark structure (their ``benchmark.py``), rebuilt from the embedded
     data, training ``seed``.
 
@@ -704,7 +704,7 @@ def build_authors_zoo(s: Splits, cfg: Config, seed: int = 0, progress=None) -> l
     zoo: list[ZooModel] = []
     pre, pre_test, pre_k = pretrain_data(s, cfg.authors_pretrain)
     recipe = "pretrain" if cfg.authors_pretrain == "owner" else f"pretrain-{cfg.authors_pretrain}"
-    for arch in (progress(cfg.archs, desc=f"authors zoo (seed {seed})") if progress else cfg.archs):
+    for arch in progress(cfg.archs, desc=f"authors zoo (seed {seed})"):
         rname = f"{arch}-pretrain"
         root = trained(recipe, s, arch, pre, "all", pre_k, cfg.epochs, sd)
         zoo.append(ZooModel(rname, arch, "all", rname, "source", root, _accuracy(root, pre_test)))
@@ -765,7 +765,8 @@ def authors_targets(zoo: list[ZooModel]) -> list[ZooModel]:
             and z.reuse not in HYPERPARAMETERS["authors_headline_excludes"]]
 
 
-def authors_scores(zoo: list[ZooModel], t: Tasks, cfg: Config, seed: int = 0, progress=None) -> pd.DataFrame:
+def authors_scores(zoo: list[ZooModel], t: Tasks, cfg: Config, seed: int = 0,
+                   progress: Progress = no_progress) -> pd.DataFrame:
     """ModelDiff scores of the authors protocol (their ``evaluate.ipynb``) on one zoo.
 
     For each target of :func:`authors_targets`: ``n_inputs`` seeds drawn afresh from the
@@ -782,7 +783,7 @@ def authors_scores(zoo: list[ZooModel], t: Tasks, cfg: Config, seed: int = 0, pr
     refs = [z for z in zoo if not z.reuse.startswith("quant-")]
     stride = HYPERPARAMETERS["authors_probe_seed_stride"]
     probes, scorers = {}, {}
-    for j, tz in enumerate(progress(targets, desc=f"authors probes (seed {seed})") if progress else targets):
+    for j, tz in enumerate(progress(targets, desc=f"authors probes (seed {seed})")):
         x = seed_inputs(data[tz.task].x, cfg.n_inputs, seed=seed * stride + j)
         probes[tz.name] = similarity.authors_modeldiff_probe(tz.model, x, seed=seed * stride + j, **cfg.authors_probe())
         scorers[tz.name] = [by_name[tz.lineage]] + [r for r in refs if r.root != tz.root]
@@ -797,7 +798,8 @@ def authors_scores(zoo: list[ZooModel], t: Tasks, cfg: Config, seed: int = 0, pr
     return pd.DataFrame(rows, columns=["seed", "reference", "suspect", "reuse", "parent", "other_root", "score"])
 
 
-def authors_benchmark(s: Splits, cfg: Config, progress=None) -> tuple[dict[int, list[ZooModel]], pd.DataFrame]:
+def authors_benchmark(s: Splits, cfg: Config,
+                      progress: Progress = no_progress) -> tuple[dict[int, list[ZooModel]], pd.DataFrame]:
     """The authors protocol over every training seed: (zoo per seed, :func:`authors_correctness`
     of all of them); empty when ``authors`` is not among ``cfg.protocols``."""
     if "authors" not in cfg.protocols:

@@ -39,7 +39,7 @@ from ..evidence.results import Claim
 from ..evidence.sensitivity import Sweep
 from ..methods import attacks, compression, recipes, similarity, unpairing
 from ..methods.data import Splits, split
-from ..methods.train import agreement, evaluate
+from ..methods.train import Progress, agreement, evaluate, no_progress
 from ..notebook.params import ParamError
 from . import Params
 
@@ -172,10 +172,10 @@ def build_family(s: Splits, arch: str, cfg: Config, seed: int) -> Family:
     return Family(arch, seed, full, ind, sibs, x, y)
 
 
-def build_families(s: Splits, cfg: Config, progress=None) -> list[Family]:
+def build_families(s: Splits, cfg: Config, progress: Progress = no_progress) -> list[Family]:
     """One :class:`Family` per seed and architecture."""
     jobs = [(seed, arch) for seed in cfg.seeds for arch in cfg.archs]
-    return [build_family(s, arch, cfg, seed) for seed, arch in (progress(jobs, desc="models") if progress else jobs)]
+    return [build_family(s, arch, cfg, seed) for seed, arch in progress(jobs, desc="models")]
 
 
 def full_table(fams: list[Family], s: Splits) -> pd.DataFrame:
@@ -324,11 +324,11 @@ def run_query_attack(fam: Family, prior_name: str, prior: nn.Module | None, cfg:
                          "queries": res.queries, "success": res.success, "cap": cfg.query_cap})
 
 
-def query_table(fams: list[Family], cfg: Config, progress=None) -> pd.DataFrame:
+def query_table(fams: list[Family], cfg: Config, progress: Progress = no_progress) -> pd.DataFrame:
     """Per family: the query attack with no prior (RGF), the full model's own gradient as
     prior (white-box, the ceiling of any prior), the independent prior and each sibling's."""
     frames = []
-    for fam in (progress(fams, desc="query attacks") if progress else fams):
+    for fam in progress(fams, desc="query attacks"):
         frames += [run_query_attack(fam, name, prior, cfg) for name, prior in surrogates(fam).items()]
     return pd.concat(frames, ignore_index=True)
 
@@ -411,12 +411,12 @@ def correct_on_test(model: nn.Module, s: Splits) -> np.ndarray:
     return (~attacks.fooled(model, s.test.x, s.test.y)).float().cpu().numpy()
 
 
-def run_unpairing(fams: list[Family], s: Splits, cfg: Config, progress=None) -> Unpairing:
+def run_unpairing(fams: list[Family], s: Splits, cfg: Config, progress: Progress = no_progress) -> Unpairing:
     """Unpair every family's ``unpair_sibling`` (penalty ``unpair_penalty``) at lambda 0 and
     ``unpair_lambda``, rerun both attacks, and keep the per-unit outcomes (the sibling before
     unpairing as ``lam = nan`` in ``accuracy``)."""
     rows, transfer, queries, accuracy = [], [], [], []
-    for fam in (progress(fams, desc="unpairing") if progress else fams):
+    for fam in progress(fams, desc="unpairing"):
         before = fam.siblings[cfg.unpair_sibling]
         accuracy.append(_accuracy_rows(fam, s, before, float("nan")))
         for lam in sorted({0.0, cfg.unpair_lambda}):
@@ -500,9 +500,9 @@ def paired_accuracy(u: Unpairing, cfg: Config) -> pd.DataFrame:
     return pd.concat([b, a], axis=1).reset_index()
 
 
-def lambda_sweep(fam: Family, s: Splits, cfg: Config, progress=None) -> pd.DataFrame:
+def lambda_sweep(fam: Family, s: Splits, cfg: Config, progress: Progress = no_progress) -> pd.DataFrame:
     """The family's sibling unpaired at each of ``unpair_lambdas``: accuracy, similarity, transfer."""
-    lams = progress(cfg.unpair_lambdas, desc="lambda sweep") if progress else cfg.unpair_lambdas
+    lams = progress(cfg.unpair_lambdas, desc="lambda sweep")
     rows = []
     for lam in lams:
         model = unpaired(fam, s, cfg, lam)

@@ -24,7 +24,7 @@ the carriers and test images of every seed (:func:`claims`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import pandas as pd
 from torch import nn
@@ -35,7 +35,7 @@ from ..evidence.results import Claim
 from ..evidence.sensitivity import Sweep
 from ..methods import data, recipes, watermark
 from ..methods.data import Splits
-from ..methods.train import agreement, evaluate, no_progress, predict
+from ..methods.train import Progress, agreement, evaluate, no_progress, predict
 from ..methods.watermark import WatermarkSet
 from ..notebook import plots, widgets
 from ..notebook.params import ParamError
@@ -139,7 +139,7 @@ class Outcome:
     models: dict[int, tuple[WatermarkSet, dict[str, nn.Module]]]
 
 
-def run_seeds(s: Splits, cfg: Config, progress: Callable[..., Iterable] = no_progress) -> Outcome:
+def run_seeds(s: Splits, cfg: Config, progress: Progress = no_progress) -> Outcome:
     """Build and score the three models of every seed in ``cfg.seeds``."""
     scores, carriers, agree, built = [], [], [], {}
     for seed in progress(cfg.seeds, desc="seeds"):

@@ -50,7 +50,7 @@ How the claims are read (issues 24 and 25):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Sequence
 
 import pandas as pd
 from torch import nn
@@ -61,7 +61,7 @@ from ..evidence.results import Claim
 from ..evidence.sensitivity import Sweep
 from ..methods import data, recipes, steal, uncertainty as uq
 from ..methods.data import Splits
-from ..methods.train import no_progress
+from ..methods.train import Progress, no_progress
 from ..notebook import plots, widgets
 from ..notebook.params import ParamError
 from . import Params
@@ -211,7 +211,7 @@ def concat(outcomes: list[Outcome]) -> Outcome:
 
 
 def compare(victims: dict[int, nn.Module], s: Splits, cfg: Config,
-            progress: Callable[..., Iterable] = no_progress) -> Outcome:
+            progress: Progress = no_progress) -> Outcome:
     """The main comparison: every seed's single copy and UQ surrogates at ``query_budget``."""
     return concat([steal_and_score(victims[seed], s, cfg, cfg.uq_methods, budget=cfg.query_budget, seed=seed)
                    for seed in progress(cfg.seeds, desc="seeds")])
@@ -229,7 +229,7 @@ def sweep_epochs(cfg: Config, budget: int) -> int:
 
 
 def sweep(victims: dict[int, nn.Module], s: Splits, cfg: Config, method: str,
-          progress: Callable[..., Iterable] = no_progress) -> Outcome:
+          progress: Progress = no_progress) -> Outcome:
     """The single copy and ``method`` at every budget of ``cfg.budgets`` and every seed."""
     return concat([steal_and_score(victims[seed], s, cfg, [method], budget=b, seed=seed,
                                    epochs=sweep_epochs(cfg, b))
