@@ -13,6 +13,7 @@ from ipkit import cli
 from ipkit.core import stats
 from ipkit.evidence import results
 from ipkit.methods import data, models, recipes, steal, train, watermark
+from ipkit.notebook import widgets
 from ipkit.notebook.registry import get_study
 from ipkit.studies import memorized_transfer as mt
 
@@ -328,3 +329,12 @@ def test_a_row_not_measured_reaches_the_sweep_summary_as_nan():
     m2 = json.loads(json.dumps(results.claim_dict(next(c for c in rows if c.id == "M2"))))
     row = sweep.claim_row(m2)
     assert row["verdict"] == "inconclusive" and math.isnan(row["value"])
+
+
+def test_explore_draws_the_first_seed_at_the_controls_values(digits, monkeypatch):
+    drawn = []
+    monkeypatch.setattr(mt, "plot_explore", lambda *args: drawn.append(args))
+    st = mt.Setup(digits, _cfg(dataset="digits", seeds=[3, 4], alpha=2.0, query_budget=200))
+    mt.explore(st)
+    assert drawn == [(st, 3, 2.0, st.cfg.wm_kind, 200)]
+    assert widgets.last_panel().values() == {"alpha": 2.0, "wm_kind": st.cfg.wm_kind, "query_budget": 200}

@@ -45,6 +45,7 @@ from ..methods.data import Splits
 from ..methods.ingrain import ingrain_model
 from ..methods.train import Progress, evaluate, fit, kd_loss, model_device, no_progress, predict
 from ..methods.watermark import WatermarkSet
+from ..notebook import widgets
 from ..notebook.params import ParamError
 from . import Params
 
@@ -704,3 +705,17 @@ def plot_explore(st: Setup, scheme: str, lam: float, temperature: float, seed: i
     ax.set(ylim=(0, 1.05), title=f"{scheme}{extra}, attack T={temperature:g}")
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
     return fig
+
+
+def explore(st: Setup) -> None:
+    """Widgets: the first seed's owner model of a scheme (ingrain at a lambda of the sweep)
+    and its student distilled at another temperature (:func:`plot_explore`)."""
+    cfg = st.cfg
+
+    def draw(lam: float = cfg.ingrain_lambda, temperature: float = cfg.distill_temperature,
+             scheme: str = "ingrain") -> None:
+        plot_explore(st, scheme, lam, temperature, cfg.seeds[0])
+
+    widgets.explore(draw, lam=widgets.dropdown(cfg.sweep_lambdas(), cfg.ingrain_lambda, "lambda"),
+                    temperature=widgets.slider(cfg.distill_temperature, 1.0, 20.0, 1.0, "attack T"),
+                    scheme=widgets.dropdown([*cfg.schemes, "ingrain"], "ingrain", "scheme"))

@@ -41,7 +41,7 @@ from ..evidence.sensitivity import Sweep
 from ..methods import cache, data, recipes, steal, watermark
 from ..methods.data import Splits
 from ..methods.train import agreement, evaluate
-from ..notebook import plots
+from ..notebook import plots, widgets
 from ..notebook.params import ParamError
 from . import Params
 
@@ -729,3 +729,17 @@ def plot_explore(st: Setup, seed: int, alpha: float, wm_kind: str, query_budget:
               "independent": st.floor(seed)}
     frame = pd.DataFrame([{"method": m, **st.score(victim, wm, c)} for m, c in copies.items()])
     return plot_methods(frame, title=f"{wm_kind} carriers, alpha {alpha:g}, {query_budget} queries")
+
+
+def explore(st: Setup) -> None:
+    """Widgets: the first seed's owner, stolen by KD and by Jacobian matching, redrawn with
+    another ``alpha``, carrier kind or query budget (:func:`plot_explore`)."""
+    cfg = st.cfg
+
+    def draw(alpha: float = cfg.alpha, wm_kind: str = cfg.wm_kind, query_budget: int = cfg.query_budget) -> None:
+        plot_explore(st, cfg.seeds[0], alpha, wm_kind, query_budget)
+
+    widgets.explore(draw,
+                    alpha=widgets.slider(cfg.alpha, 0.0, 10.0, 0.1, "alpha"),
+                    wm_kind=widgets.dropdown(["noise", "flipped", "ood", "abstract"], cfg.wm_kind, "carriers"),
+                    query_budget=widgets.slider(cfg.query_budget, 100, len(st.s.attacker), 100, "queries"))

@@ -91,7 +91,7 @@ from ..methods import cache, models, recipes, similarity, steal, transforms
 from ..methods.data import Splits, TensorData, split
 from ..methods.similarity import METHODS, float_parent, get_method, seed_inputs
 from ..methods.train import Progress, default_device, evaluate, fit, model_device, no_progress
-from ..notebook import plots
+from ..notebook import plots, widgets
 from ..notebook.params import ParamError
 from . import Params
 
@@ -1068,3 +1068,20 @@ def plot_ddvs(a: ZooModel, b: ZooModel, da: Tensor, db: Tensor, scores: dict[str
     fig.suptitle(text, fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def explore(zoos: dict[int, list[ZooModel]], t: Tasks, cfg: Config) -> None:
+    """Widgets: the decision distance vectors of two models of the first training's zoo
+    (a reference and a suspect) and every method's score of the pair (:func:`plot_ddvs`)."""
+    seed = cfg.seeds[0]
+    by_name = {z.name: z for z in zoos[seed]}
+    names = list(by_name)
+    x_seed = seed_inputs(t.a_owner.x, cfg.n_inputs, seed=seed)
+
+    def draw(reference: str = names[0], suspect: str = names[1]) -> None:
+        a, b = by_name[reference], by_name[suspect]
+        da, db = pair_ddvs(a, b, x_seed, seed=seed, **cfg.probe_options()["modeldiff"])
+        plot_ddvs(a, b, da, db, compare_all(a, b, x_seed, cfg, seed=seed))
+
+    widgets.explore(draw, reference=widgets.dropdown(names, names[0], "reference"),
+                    suspect=widgets.dropdown(names, names[1], "suspect"))

@@ -40,6 +40,7 @@ from ..evidence.sensitivity import Sweep
 from ..methods import attacks, compression, recipes, similarity, unpairing
 from ..methods.data import Splits, split
 from ..methods.train import Progress, agreement, evaluate, no_progress
+from ..notebook import widgets
 from ..notebook.params import ParamError
 from . import Params
 
@@ -806,3 +807,22 @@ def plot_example(surrogates: dict[str, nn.Module], full: nn.Module, x: Tensor, y
             ax.axis("off")
     fig.tight_layout()
     return fig
+
+
+def explore(fams: list[Family], s: Splits, cfg: Config) -> None:
+    """Widgets: a PGD example crafted on a sibling of the first family's full model (by bit
+    width and pruning ratio), on its unpaired sibling at a lambda of the sweep and on the
+    independent surrogate, for one attacked input at another ``eps`` (:func:`plot_example`)."""
+    fam = fams[0]
+
+    def draw(bits: int = cfg.quant_bits[0], ratio: float = 0.0, eps: float = cfg.eps,
+             lam: float = cfg.unpair_lambdas[-1], index: int = 0) -> None:
+        plot_example(explore_surrogates(fam, s, cfg, bits, ratio, lam), fam.full, fam.x[index:index + 1],
+                     fam.y[index:index + 1], eps, cfg.pgd_steps, s.classes)
+
+    widgets.explore(draw, bits=widgets.dropdown(sorted(set(cfg.quant_bits) | {32}, reverse=True), cfg.quant_bits[0],
+                                                "bits"),
+                    ratio=widgets.dropdown([0.0, *cfg.prune_ratios], 0.0, "pruning ratio"),
+                    eps=widgets.slider(cfg.eps, 0.0, 0.5, 0.01, "eps"),
+                    lam=widgets.dropdown(list(cfg.unpair_lambdas), cfg.unpair_lambdas[-1], "lambda"),
+                    index=widgets.slider(0, 0, len(fam.y) - 1, 1, "input"))
