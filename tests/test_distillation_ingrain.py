@@ -359,3 +359,18 @@ def test_explore_draws_ingrain_of_the_first_seed_at_the_controls_values(digits, 
     di.explore(st)
     assert drawn == [(st, "ingrain", 1.0, 4.0, 2)]
     assert widgets.last_panel().values() == {"lam": 1.0, "temperature": 4.0, "scheme": "ingrain"}
+
+
+def test_recorded_metrics_average_robustness_over_transformations_only():
+    table = pd.DataFrame({"scheme": ["content", "abstract", "ingrain"], "seed": 0, "wm_before": [1.0, 0.2, 1.0]})
+    summary = pd.DataFrame({"above_floor": [0.3, 0.6, 0.1], "embedded": [True, False, True]},
+                           index=pd.Index(["content", "abstract", "ingrain"], name="scheme"))
+    robust = pd.DataFrame({"scheme": ["content"] * 3, "transform": ["original", "prune", "quant"],
+                           "wm_acc": [1.0, 0.5, 0.3]})
+    empty = pd.DataFrame()
+    metrics = di.recorded_metrics(table, summary, empty, robust, empty,
+                                  _cfg(schemes=["content", "abstract"], embed_level=0.9))
+    assert metrics["robustness_mean_wm"] == {"content": pytest.approx(0.4)}
+    assert metrics["best_baseline"] == "content"
+    assert metrics["embedded"] == ["content"]
+    assert [r["scheme"] for r in metrics["schemes"]] == ["content", "abstract", "ingrain"]

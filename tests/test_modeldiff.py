@@ -448,3 +448,8 @@ def test_explore_compares_the_first_two_models_of_the_first_training(digits, mon
     md.explore({5: zoo, 6: []}, md.make_tasks(digits), _cfg(dataset="digits", seeds=[5, 6], n_inputs=10))
     assert drawn == [(("src", 10, 5), "copy", {"modeldiff": 1.0})]
     assert widgets.last_panel().values() == {"reference": "src", "suspect": "copy"}
+
+
+def test_auc_reads_the_third_item_of_each_curve():
+    assert md.auc({"modeldiff": ([0, 1], [0, 1], 0.75), "weight_cosine": ([], [], 0.5)}) == {
+        "modeldiff": 0.75, "weight_cosine": 0.5}

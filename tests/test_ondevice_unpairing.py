@@ -327,3 +327,11 @@ def test_explore_attacks_the_first_familys_first_input_at_the_controls_values(mo
     od.explore([fam], split, _cfg(quant_bits=[8, 4], unpair_lambdas=[0.0, 3.0], eps=0.1, pgd_steps=5))
     assert drawn == [((8, 0.0, 3.0), "full", [1], 0.1, 5)]
     assert widgets.last_panel().values() == {"bits": 8, "ratio": 0.0, "eps": 0.1, "lam": 3.0, "index": 0}
+
+
+def test_recorded_metrics_round_the_tables_but_not_the_full_models_accuracy():
+    frame = pd.DataFrame({"x": [0.123456]})
+    metrics = od.recorded_metrics(frame, frame, frame, frame, frame, {"rho_within": 0.5})
+    assert metrics["full"] == [{"x": 0.123456}]
+    assert metrics["transfer"] == metrics["queries"] == metrics["unpairing"] == metrics["lambda_sweep"] == [{"x": 0.1235}]
+    assert metrics["spearman"] == {"rho_within": 0.5}

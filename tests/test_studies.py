@@ -1,7 +1,8 @@
 """The study contract (``ipkit/studies/__init__.py``), checked for every study module: a
 frozen, hashable ``Config`` built from the resolved parameters, ``check_params``,
 ``SENSITIVITY`` (and ``ALTERNATIVES`` where declared: tuples of sweeps), ``claims``,
-``hyperparameters(s, cfg)`` and ``explore`` (the notebook's Explore panel)."""
+``hyperparameters(s, cfg)``, ``recorded_metrics`` (what ``run.record`` stores) and ``explore`` (the
+notebook's Explore panel)."""
 import ast
 import dataclasses
 import importlib.util
@@ -35,7 +36,7 @@ def test_config_is_frozen_and_hashable(sid):
 
 def test_check_params_claims_and_sweeps_are_declared(sid):
     module = study_module(sid)
-    for name in ("check_params", "hyperparameters", "claims", "explore"):
+    for name in ("check_params", "hyperparameters", "claims", "recorded_metrics", "explore"):
         assert callable(getattr(module, name, None)), name
     for name in ("SENSITIVITY", "ALTERNATIVES"):  # ALTERNATIVES only where defaults were chosen
         sweeps = getattr(module, name) if name == "SENSITIVITY" else getattr(module, name, ())

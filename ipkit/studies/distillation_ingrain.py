@@ -471,6 +471,19 @@ def temperature_table(st: Setup, schemes: list[str],
     return pd.DataFrame(rows)
 
 
+def recorded_metrics(table: pd.DataFrame, summary: pd.DataFrame, sweep: pd.DataFrame, robust: pd.DataFrame,
+                     temps: pd.DataFrame, cfg: Config) -> dict[str, Any]:
+    """The metrics ``run.record`` stores in results.json: the schemes' summary, the lambda
+    sweep, each scheme's mean watermark accuracy over the transformations, the temperature
+    sweep, the best baseline (:func:`best_baseline`) and the baselines embedded at
+    ``cfg.embed_level`` (:func:`embedded_schemes` of the per-seed ``table``)."""
+    transformed = robust[robust["transform"] != "original"]
+    return {"schemes": summary.reset_index().to_dict("records"), "lambda_sweep": sweep.to_dict("records"),
+            "robustness_mean_wm": transformed.groupby("scheme").wm_acc.mean().to_dict(),
+            "temperature_sweep": temps.to_dict("records"), "best_baseline": best_baseline(summary),
+            "embedded": embedded_schemes(table, list(cfg.schemes), cfg.embed_level)}
+
+
 # --- claims ------------------------------------------------------------------------------
 
 def scheme_gap(column: str, a: str, others: list[str]) -> Callable[[pd.DataFrame], float]:

@@ -459,6 +459,31 @@ def metrics_table(scores: pd.DataFrame) -> pd.DataFrame:
     return table.rename(columns={"test_acc": "thief_acc"}).reset_index()
 
 
+def floor_rate(scores: pd.DataFrame) -> float:
+    """The floor the figures draw: the independent model's transfer rate, mean over seeds
+    (``scores``: :func:`method_table`'s per-seed scores)."""
+    return float(scores[scores.method == "independent"].transfer.mean())
+
+
+def boost_table(st: Setup, scores: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """The boosted owners' per-seed scores and per-carrier outcomes (:func:`method_table`
+    with ``boost=True``) when ``cfg.boost`` is on; else no scores (``scores``' columns, no
+    rows) and None, which M5 reads as not measured."""
+    return method_table(st, boost=True) if st.cfg.boost else (scores.iloc[:0], None)
+
+
+def recorded_metrics(scores: pd.DataFrame, alpha: pd.DataFrame, by_arch: pd.DataFrame, grid: pd.DataFrame,
+                     perturbed: pd.DataFrame, corr: pd.DataFrame) -> dict[str, Any]:
+    """The metrics ``run.record`` stores in results.json: the plain and boosted owners'
+    per-seed scores, the alpha sweep, the scores per architecture, the grid's and the
+    perturbations' summaries (:func:`grid_summary`, :func:`perturbation_summary`) and the
+    geometry correlations."""
+    return {"scores": scores.to_dict("records"), "alpha": alpha.to_dict("records"),
+            "by_arch": by_arch.to_dict("records"), "grid": grid_summary(grid).to_dict("records"),
+            "perturbation": perturbation_summary(perturbed).to_dict("records"),
+            "correlations": corr.to_dict("records")}
+
+
 # --- claims ------------------------------------------------------------------------------
 
 def _ceiling(frame: pd.DataFrame, floor: str) -> float:

@@ -870,6 +870,22 @@ def plot_protocols(table: pd.DataFrame):
     return fig
 
 
+def auc(curves: dict[str, tuple[np.ndarray, np.ndarray, float]]) -> dict[str, float]:
+    """Each method's area under its ROC curve (``curves``: :func:`roc`)."""
+    return {m: c[2] for m, c in curves.items()}
+
+
+def recorded_metrics(zoos: dict[int, list[ZooModel]], table: pd.DataFrame,
+                     curves: dict[str, tuple[np.ndarray, np.ndarray, float]],
+                     cost: pd.DataFrame, margins: pd.DataFrame) -> dict[str, Any]:
+    """The metrics ``run.record`` stores in results.json: the zoo's counts
+    (:func:`describe`), the correctness table (:func:`correctness_table`), each method's
+    ROC AUC (``curves``: :func:`roc`), the cost table and the margin summary."""
+    return {"counts": describe(zoos), "correctness": table.round(4).reset_index().to_dict("records"),
+            "auc": auc(curves), "cost": cost.to_dict("records"),
+            "margins": margin_summary(margins).to_dict("records")}
+
+
 # --- Claims ----------------------------------------------------------------------------------
 
 def _of(frame: pd.DataFrame, method: str) -> pd.DataFrame:

@@ -512,6 +512,16 @@ def lambda_sweep(fam: Family, s: Splits, cfg: Config, progress: Progress = no_pr
     return pd.DataFrame(rows)
 
 
+def recorded_metrics(full: pd.DataFrame, tr: pd.DataFrame, qsum: pd.DataFrame, cmp_: pd.DataFrame,
+                     sweep: pd.DataFrame, corr: dict[str, float]) -> dict[str, Any]:
+    """The metrics ``run.record`` stores in results.json: the full models' accuracy
+    (:func:`full_table`), the transfer table, the query summary, the unpairing comparison,
+    the lambda sweep (each rounded to 4 digits) and the similarity summary."""
+    return {"full": full.to_dict("records"), "transfer": tr.round(4).to_dict("records"),
+            "queries": qsum.round(4).to_dict("records"), "unpairing": cmp_.round(4).to_dict("records"),
+            "lambda_sweep": sweep.round(4).to_dict("records"), "spearman": corr}
+
+
 # --- Claims ----------------------------------------------------------------------------------
 
 #: The paper's own words for each claim (abstract, /work/shared/papers/ondevice_unpairing.md).

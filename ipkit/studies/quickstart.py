@@ -192,6 +192,11 @@ def explore(s: Splits, cfg: Config, outcome: Outcome) -> None:
         method=widgets.dropdown(["probs", "labels"], cfg.steal_method, "thief learns from"))
 
 
+def recorded_metrics(outcome: Outcome) -> dict[str, Any]:
+    """The metrics ``run.record`` stores in results.json: every model's scores per seed."""
+    return {"scores": outcome.scores.to_dict("records")}
+
+
 # ---------------------------------------------------------------- claims
 
 def claims(carriers: pd.DataFrame, agreement: pd.DataFrame, cfg: Config) -> list[Claim]:

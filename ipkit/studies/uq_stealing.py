@@ -292,6 +292,13 @@ def diversity_verdicts(claims: list[Claim]) -> pd.DataFrame:
     return pd.concat([frame, pd.DataFrame([combined])], ignore_index=True)
 
 
+def recorded_metrics(outcome: Outcome, swept: Outcome, parity: pd.DataFrame) -> dict[str, Any]:
+    """The metrics ``run.record`` stores in results.json: the main comparison's scores and
+    diversity traces, the parity table (:func:`parity_table`) and the budget sweep's scores."""
+    return {"scores": outcome.scores.to_dict("records"), "traces": outcome.traces.to_dict("records"),
+            "parity": parity.to_dict("records"), "sweep": swept.scores.to_dict("records")}
+
+
 # ---------------------------------------------------------------- claims
 
 #: The paper's words for each claim, quoted from the study's brief (the abstract).
