@@ -333,5 +333,6 @@ def test_recorded_metrics_round_the_tables_but_not_the_full_models_accuracy():
     frame = pd.DataFrame({"x": [0.123456]})
     metrics = od.recorded_metrics(frame, frame, frame, frame, frame, {"rho_within": 0.5})
     assert metrics["full"] == [{"x": 0.123456}]
-    assert metrics["transfer"] == metrics["queries"] == metrics["unpairing"] == metrics["lambda_sweep"] == [{"x": 0.1235}]
+    for name in ("transfer", "queries", "unpairing", "lambda_sweep"):
+        assert metrics[name] == [{"x": 0.1235}], name
     assert metrics["spearman"] == {"rho_within": 0.5}
