@@ -152,7 +152,7 @@ def _fake_run(tmp_path, monkeypatch):
     ax.plot([0, 1], [0, 1])
     run.savefig(fig, "line")
     units = pd.DataFrame({"seed": [0] * 40 + [1] * 40 + [2] * 40, "hit": [1, 0, 1, 1] * 30})
-    part = results.evidence("rate", units, stats.mean_of("hit"), threshold=0.2, holds_when="above",
+    part = results.part("rate", units, stats.mean_of("hit"), threshold=0.2, holds_when="above",
                             unit="carrier")
     claim = results.claim("Q1", "a claim", "paper says", part, quantifier="direction", paper_words="")
     return run, run.record({"value": 0.25}, [claim])
@@ -195,11 +195,24 @@ def test_gallery_inlines_short_tables_and_links_long_ones(capsys, tmp_path, monk
     assert f"|  {cli.GALLERY_TABLE_ROWS} |" not in text
 
 
-def test_recorded_threads_read_the_field_or_the_device_line():
+def test_recorded_threads_read_the_field_or_a_version_0_files_device_line():
     assert results.recorded_threads({"threads": 4, "device": "cpu (x86_64, 1 threads)"}) == 4
     assert results.recorded_threads({"device": "cpu (x86_64, 2 threads)"}) == 2
+    assert results.recorded_threads({"schema_version": 1, "threads": None, "device": "cpu (x86_64, 2 threads)"}) is None
     assert results.recorded_threads({"device": "NVIDIA H200", "threads": None}) is None
     assert results.recorded_threads({}) is None
+
+
+def test_results_json_states_its_schema_version_and_newer_ones_are_refused(tmp_path, monkeypatch):
+    _, path = _fake_run(tmp_path, monkeypatch)
+    data = json.loads(path.read_text())
+    assert data["schema_version"] == results.SCHEMA_VERSION == 1
+    version_0 = {k: v for k, v in data.items() if k not in ("schema_version", "threads")}
+    results.check_results(version_0)
+    with pytest.raises(ValueError, match="lacks 'threads'"):
+        results.check_results({k: v for k, v in data.items() if k != "threads"})
+    with pytest.raises(ValueError, match="update ipkit"):
+        results.check_results(dict(data, schema_version=2))
 
 
 

@@ -14,6 +14,7 @@ from ipkit.evidence import sensitivity
 from ipkit.methods import ingrain, models, transforms
 from ipkit.methods import watermark as wmk
 from ipkit.methods.train import fit, kd_loss
+from ipkit.notebook import widgets
 from ipkit.notebook.registry import get_study
 from ipkit.orchestrate import sweep
 from ipkit.studies import distillation_ingrain as di
@@ -349,3 +350,27 @@ def test_schemes_below_the_embedding_level_are_reported_apart():
     assert summary.loc["content", "embedded"] and not summary.loc["abstract", "embedded"]
     assert summary.loc["abstract", "vs_plain_student"] == pytest.approx(0.1)
     assert di.best_baseline(summary.assign(above_floor=[0, 0, 0.9, 0.1])) == "content"  # abstract is not embedded
+
+
+def test_explore_draws_ingrain_of_the_first_seed_at_the_controls_values(digits, monkeypatch):
+    drawn = []
+    monkeypatch.setattr(di, "plot_explore", lambda *args: drawn.append(args))
+    st = di.Setup(digits, _cfg(dataset="digits", seeds=[2], ingrain_lambda=1.0, distill_temperature=4.0))
+    di.explore(st)
+    assert drawn == [(st, "ingrain", 1.0, 4.0, 2)]
+    assert widgets.last_panel().values() == {"lam": 1.0, "temperature": 4.0, "scheme": "ingrain"}
+
+
+def test_recorded_metrics_average_robustness_over_transformations_only():
+    table = pd.DataFrame({"scheme": ["content", "abstract", "ingrain"], "seed": 0, "wm_before": [1.0, 0.2, 1.0]})
+    summary = pd.DataFrame({"above_floor": [0.3, 0.6, 0.1], "embedded": [True, False, True]},
+                           index=pd.Index(["content", "abstract", "ingrain"], name="scheme"))
+    robust = pd.DataFrame({"scheme": ["content"] * 3, "transform": ["original", "prune", "quant"],
+                           "wm_acc": [1.0, 0.5, 0.3]})
+    empty = pd.DataFrame()
+    metrics = di.recorded_metrics(table, summary, empty, robust, empty,
+                                  _cfg(schemes=["content", "abstract"], embed_level=0.9))
+    assert metrics["robustness_mean_wm"] == {"content": pytest.approx(0.4)}
+    assert metrics["best_baseline"] == "content"
+    assert metrics["embedded"] == ["content"]
+    assert [r["scheme"] for r in metrics["schemes"]] == ["content", "abstract", "ingrain"]

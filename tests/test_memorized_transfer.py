@@ -13,6 +13,7 @@ from ipkit import cli
 from ipkit.core import stats
 from ipkit.evidence import results
 from ipkit.methods import data, models, recipes, steal, train, watermark
+from ipkit.notebook import widgets
 from ipkit.notebook.registry import get_study
 from ipkit.studies import memorized_transfer as mt
 
@@ -328,3 +329,44 @@ def test_a_row_not_measured_reaches_the_sweep_summary_as_nan():
     m2 = json.loads(json.dumps(results.claim_dict(next(c for c in rows if c.id == "M2"))))
     row = sweep.claim_row(m2)
     assert row["verdict"] == "inconclusive" and math.isnan(row["value"])
+
+
+def test_explore_draws_the_first_seed_at_the_controls_values(digits, monkeypatch):
+    drawn = []
+    monkeypatch.setattr(mt, "plot_explore", lambda *args: drawn.append(args))
+    st = mt.Setup(digits, _cfg(dataset="digits", seeds=[3, 4], alpha=2.0, query_budget=200))
+    mt.explore(st)
+    assert drawn == [(st, 3, 2.0, st.cfg.wm_kind, 200)]
+    assert widgets.last_panel().values() == {"alpha": 2.0, "wm_kind": st.cfg.wm_kind, "query_budget": 200}
+
+
+def test_floor_rate_is_the_independent_models_mean_transfer():
+    scores = pd.DataFrame({"method": ["kd", "independent", "independent"], "transfer": [0.9, 0.1, 0.3]})
+    assert mt.floor_rate(scores) == pytest.approx(0.2)
+
+
+def test_boost_table_is_empty_and_not_measured_when_boost_is_off(digits, monkeypatch):
+    scores = pd.DataFrame({"method": ["kd"], "transfer": [0.5], "boost": [False]})
+    calls = []
+    monkeypatch.setattr(mt, "method_table", lambda st, boost=False: calls.append(boost) or ("scores", "carriers"))
+    off, none = mt.boost_table(mt.Setup(digits, _cfg(dataset="digits", boost=False)), scores)
+    assert none is None
+    assert off.empty
+    assert list(off.columns) == list(scores.columns)
+    assert calls == []
+    assert mt.boost_table(mt.Setup(digits, _cfg(dataset="digits", boost=True)), scores) == ("scores", "carriers")
+    assert calls == [True]
+
+
+def test_recorded_metrics_store_the_summaries_not_the_raw_grid():
+    grid = pd.DataFrame({"victim_arch": ["mlp", "mlp"], "thief_arch": ["cnn", "cnn"], "victim_memorized": [1.0, 0.0],
+                         "stolen": [0.5, 0.7], "floor": [0.1, 0.1], "fidelity": [0.9, 0.8]})
+    one = pd.DataFrame({"x": [1.0]})
+    metrics = mt.recorded_metrics(one, one, one, grid, pd.DataFrame(
+        {"perturbation": ["noise"], "strength": [0.1], "seed": [0], "transferred": [0.4], "floor": [0.1],
+         "fidelity": [0.9], "victim_memorized": [1.0]}), one)
+    assert list(metrics) == ["scores", "alpha", "by_arch", "grid", "perturbation", "correlations"]
+    [row] = metrics["grid"]
+    assert (row["victim_arch"], row["thief_arch"]) == ("mlp", "cnn")
+    assert row["transfer"] == pytest.approx(0.6)
+    assert metrics["perturbation"][0]["transfer"] == pytest.approx(0.4)

@@ -10,6 +10,7 @@ from torch import nn
 
 from ipkit import cli
 from ipkit.methods import models, similarity, transforms
+from ipkit.notebook import widgets
 from ipkit.studies import modeldiff as md
 
 
@@ -436,3 +437,19 @@ def test_authors_pgd_matches_torchattacks_pgd_on_their_objective(digits):
         attack = torchattacks.PGD(_AuthorsObjective(m, x), eps=0.06, alpha=0.01, steps=20, random_start=True)
         theirs = attack(x, torch.zeros(len(x), dtype=torch.long))
     assert (mine - theirs).abs().max() < 1e-6
+
+
+def test_explore_compares_the_first_two_models_of_the_first_training(digits, monkeypatch):
+    zoo = [_zoo_model("src", _mlp(0)), _zoo_model("copy", _mlp(1), lineage="src")]
+    drawn = []
+    monkeypatch.setattr(md, "pair_ddvs", lambda a, b, x, seed, **opts: ((a.name, len(x), seed), b.name))
+    monkeypatch.setattr(md, "compare_all", lambda a, b, x, cfg, seed: {"modeldiff": 1.0})
+    monkeypatch.setattr(md, "plot_ddvs", lambda a, b, da, db, scores: drawn.append((da, db, scores)))
+    md.explore({5: zoo, 6: []}, md.make_tasks(digits), _cfg(dataset="digits", seeds=[5, 6], n_inputs=10))
+    assert drawn == [(("src", 10, 5), "copy", {"modeldiff": 1.0})]
+    assert widgets.last_panel().values() == {"reference": "src", "suspect": "copy"}
+
+
+def test_auc_reads_the_third_item_of_each_curve():
+    assert md.auc({"modeldiff": ([0, 1], [0, 1], 0.75), "weight_cosine": ([], [], 0.5)}) == {
+        "modeldiff": 0.75, "weight_cosine": 0.5}

@@ -9,6 +9,7 @@ import torch
 
 from ipkit import cli
 from ipkit.methods import attacks, compression, data, models, similarity, train, unpairing
+from ipkit.notebook import widgets
 from ipkit.studies import ondevice_unpairing as od
 
 
@@ -313,3 +314,25 @@ def test_sizes_and_names_are_checked_before_the_run(capsys, tmp_path, monkeypatc
     err = capsys.readouterr().err
     assert code == 2 and fragment in err and err.count("\n") == 1
     assert not (tmp_path / "runs").exists()
+
+
+def test_explore_attacks_the_first_familys_first_input_at_the_controls_values(monkeypatch):
+    x, y = torch.zeros(3, 1, 8, 8), torch.tensor([1, 2, 3])
+    fam = od.Family("mlp", 0, "full", "independent", {}, x, y)
+    split = SimpleNamespace(classes=list("0123456789"))
+    drawn = []
+    monkeypatch.setattr(od, "explore_surrogates", lambda fam, s, cfg, bits, ratio, lam: (bits, ratio, lam))
+    monkeypatch.setattr(od, "plot_example", lambda sur, full, x, y, eps, steps, classes:
+                        drawn.append((sur, full, y.tolist(), eps, steps)))
+    od.explore([fam], split, _cfg(quant_bits=[8, 4], unpair_lambdas=[0.0, 3.0], eps=0.1, pgd_steps=5))
+    assert drawn == [((8, 0.0, 3.0), "full", [1], 0.1, 5)]
+    assert widgets.last_panel().values() == {"bits": 8, "ratio": 0.0, "eps": 0.1, "lam": 3.0, "index": 0}
+
+
+def test_recorded_metrics_round_the_tables_but_not_the_full_models_accuracy():
+    frame = pd.DataFrame({"x": [0.123456]})
+    metrics = od.recorded_metrics(frame, frame, frame, frame, frame, {"rho_within": 0.5})
+    assert metrics["full"] == [{"x": 0.123456}]
+    for name in ("transfer", "queries", "unpairing", "lambda_sweep"):
+        assert metrics[name] == [{"x": 0.1235}], name
+    assert metrics["spearman"] == {"rho_within": 0.5}

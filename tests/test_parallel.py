@@ -247,7 +247,7 @@ PROFILES = {"smoke": {}}
 run = start("tiny", globals(), PROFILES)
 if fail:
     raise ValueError("planted failure")
-part = results.evidence("value", pd.DataFrame({"seed": [0, 1, 2], "x": [value] * 3}), lambda f: f.x.mean(),
+part = results.part("value", pd.DataFrame({"seed": [0, 1, 2], "x": [value] * 3}), lambda f: f.x.mean(),
                         threshold=0.5, holds_when="above", unit="seed")
 run.record({"value": value}, [results.claim("T1", "value above 0.5", "-", part, quantifier="direction", paper_words="")])
 '''

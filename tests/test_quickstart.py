@@ -99,3 +99,12 @@ def test_bad_sizes_exit_2_with_one_line_before_running(capsys, tmp_path, monkeyp
     err = capsys.readouterr().err
     assert code == 2 and fragment in err and err.count("\n") == 1
     assert not (tmp_path / "runs").exists()
+
+
+def test_run_seeds_works_without_a_progress_function(digits, tmp_path, monkeypatch):
+    monkeypatch.setenv("IPKIT_CACHE", str(tmp_path))
+    cfg = _cfg(dataset="digits", victim_arch="mlp", thief_arch="mlp", epochs=1, query_budget=100, wm_count=4,
+               seeds=[0])
+    out = qs.run_seeds(digits, cfg)
+    assert sorted(out.scores.model) == ["independent", "thief", "victim"]
+    assert list(out.models) == [0]

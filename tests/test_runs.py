@@ -29,7 +29,7 @@ def folders(tmp_path, monkeypatch):
 def _claim(rate: float):
     hits = round(rate * 20)
     units = pd.DataFrame({"seed": [0] * 20 + [1] * 20 + [2] * 20, "hit": ([1] * hits + [0] * (20 - hits)) * 3})
-    part = results.evidence("rate", units, stats.mean_of("hit"), threshold=0.5, holds_when="above",
+    part = results.part("rate", units, stats.mean_of("hit"), threshold=0.5, holds_when="above",
                             unit="carrier")
     return results.claim("Q1", "a claim", "paper says", part, quantifier="direction", paper_words="")
 

@@ -76,12 +76,52 @@ def test_claim_holds_only_when_every_part_holds_and_reports_the_deciding_part():
     assert [p["verdict"] for p in failed.parts] == ["holds", "inconclusive", "does not hold"]
 
 
-def test_evidence_counts_units_and_seeds():
+def test_part_counts_units_and_seeds():
     frame = pd.DataFrame({"seed": np.repeat([0, 1], 30), "hit": np.tile([1, 1, 0], 20)})
-    e = results.evidence("rate", frame, stats.mean_of("hit"), threshold=0.5, holds_when="above",
-                         unit="carrier")
-    assert e.n == 60 and e.unit == "carriers over 2 seeds" and e.value == pytest.approx(2 / 3)
+    e = results.part("rate", frame, stats.mean_of("hit"), threshold=0.5, holds_when="above",
+                     unit="carrier")
+    assert e.n == 60
+    assert e.unit == "carriers over 2 seeds"
+    assert e.trainings == 2
+    assert e.value == pytest.approx(2 / 3)
     assert e.ci[0] <= e.value <= e.ci[1]
+
+
+def test_part_keeps_a_given_ceiling_and_training_count():
+    frame = pd.DataFrame({"seed": np.repeat([0, 1, 2], 10), "hit": np.tile([1, 0], 15)})
+    e = results.part("rate", frame, stats.mean_of("hit"), threshold=0.9, holds_when="above",
+                     unit="carrier", ceiling=0.8, trainings=5)
+    assert e.trainings == 5
+    assert e.verdict == "untestable here"
+
+
+def test_part_of_an_empty_frame_is_not_measured_with_its_reason():
+    empty = pd.DataFrame({"seed": [], "hit": []})
+    e = results.part("rate", empty, stats.mean_of("hit"), threshold=0.5, holds_when="above",
+                     unit="carrier", empty="method not run")
+    assert e.name == "rate (method not run)"
+    assert (e.n, e.trainings) == (0, 0)
+    assert math.isnan(e.value)
+    assert e.verdict == "inconclusive"
+    c = results.claim("X", "s", "p", e, quantifier="direction", paper_words="")
+    assert c.why == "not measured: rate (method not run)"
+
+
+@pytest.mark.parametrize("make", [
+    lambda: results.part("rate", pd.DataFrame({"hit": [1.0]}), stats.mean_of("hit"), threshold=0.5,
+                         holds_when="over", unit="carrier"),
+    lambda: results.not_measured("rate", threshold=0.5, holds_when="over", unit="carrier")])
+def test_part_and_not_measured_refuse_an_unknown_side(make):
+    with pytest.raises(ValueError, match="holds_when"):
+        make()
+
+
+def test_a_not_measured_part_keeps_a_decided_claim_from_holding():
+    c = _claim(_part((0.5, 0.7)), results.not_measured("gap", threshold=0.1, holds_when="below",
+                                                        unit="carrier", why="no ood carriers"))
+    assert c.verdict == "inconclusive"
+    assert c.trainings == 0
+    assert [p["verdict"] for p in c.parts] == ["holds", "inconclusive"]
 
 
 def test_schema_rejects_a_holds_that_disagrees_with_the_verdict():
@@ -132,7 +172,7 @@ def test_familywise_intervals_keep_95_percent_coverage_where_per_part_intervals_
 def test_a_claim_takes_every_part_at_the_familywise_level():
     rng = np.random.default_rng(5)
     frame = pd.DataFrame({"seed": np.repeat([0, 1, 2], 30), "x": rng.normal(1, 1, 90)})
-    part = results.evidence("x", frame, stats.mean_of("x"), threshold=0, holds_when="above", unit="carrier")
+    part = results.part("x", frame, stats.mean_of("x"), threshold=0, holds_when="above", unit="carrier")
     one, three = _claim(part), _claim(part, part, part)
     assert one.level == 0.95 and three.level == pytest.approx(1 - 0.05 / 3)
     assert three.ci[0] < one.ci[0] < one.ci[1] < three.ci[1]  # simultaneous intervals are wider

@@ -161,3 +161,12 @@ def test_swag_window_keeps_the_last_snapshots():
     assert len(window.snapshots) == 3 and float(window.snapshots[0][0]) == 2.0
     draws = torch.stack([window.sampler()() for _ in range(300)])
     assert abs(float(draws.mean()) - 3.0) < 0.3 and float(draws.std()) > 0.3
+
+
+@pytest.mark.parametrize("method", ["single", "mc_dropout"])
+def test_settings_are_the_same_before_and_after_training(digits, answers, method):
+    x, y = answers
+    untrained = _make(method, digits, epochs=1).settings()
+    trained = _make(method, digits, epochs=1).fit(x[:128], y[:128], monitor=digits.test.x[:20]).settings()
+    assert trained == untrained
+    assert not [k for k in trained if k.startswith("_")]

@@ -6,6 +6,7 @@ import pytest
 
 from ipkit import cli
 from ipkit.methods import recipes
+from ipkit.methods import uncertainty as uq
 from ipkit.notebook.registry import get_study, resolve
 from ipkit.studies import uq_stealing as uqs
 
@@ -19,6 +20,27 @@ def test_config_from_the_notebook_parameters():
     cfg = _cfg()
     assert cfg.uq_methods == ("ensemble", "mc_dropout", "vi", "swag", "laplace")
     assert cfg.budgets == (250, 500, 1000, 2000) and cfg.marginal == 0.02 and cfg.falls_to == 0.5
+
+
+def test_hyperparameters_name_each_surrogates_settings_without_training(digits):
+    cfg = _cfg(dataset="digits", members=3, uq_methods=["mc_dropout", "vi"])
+    surrogates = uqs.hyperparameters(digits, cfg)["surrogates"]
+    assert list(surrogates) == ["single", "mc_dropout", "vi"]
+    assert surrogates["single"]["members"] == 1
+    assert surrogates["mc_dropout"]["members"] == 3
+    assert surrogates["mc_dropout"]["trace_points"] == 12
+    assert not [k for s in surrogates.values() for k in s if k == "seed" or k.startswith("_")]
+
+
+def test_hyperparameters_name_the_settings_of_the_surrogates_trained_or_cached(digits, tmp_path, monkeypatch):
+    monkeypatch.setenv("IPKIT_CACHE", str(tmp_path))
+    cfg = _cfg(dataset="digits", victim_arch="mlp", epochs=1, members=2, uq_methods=["mc_dropout"])
+    recorded = uqs.hyperparameters(digits, cfg)["surrogates"]["mc_dropout"]
+    victim = recipes.owner_model(digits, "mlp", epochs=1, seed=0)
+    for _ in ("trained", "from the cache"):
+        sur = uq.stolen_surrogate("mc_dropout", victim, digits, cfg.thief_arch, budget=128, monitor=20,
+                                  members=cfg.members, epochs=uqs.method_epochs(cfg, "mc_dropout"), seed=0)
+        assert {k: v for k, v in sur.settings().items() if k != "seed"} == recorded
 
 
 def test_trace_curves_and_last_over_peak():
@@ -140,8 +162,7 @@ def test_steal_and_score_units_reproduce_the_scores_and_traces(digits):
     trace = out.traces[out.traces.method == "mc_dropout"].sort_values("step")
     assert trace.step.iloc[0] == 0 and trace.step.iloc[-1] == 4 * -(-200 // 128), "step 0 to 4 epochs (2x)"
     assert out.variance.mc_dropout.mean() == pytest.approx(trace.variance.iloc[-1], rel=1e-5)
-    assert (out.variance.single == 0).all() and "seed" not in out.settings["mc_dropout"]
-    assert out.settings["mc_dropout"]["trace_points"] == 12
+    assert (out.variance.single == 0).all()
     for m in scores.index:
         assert out.correct[m].mean() == pytest.approx(scores.loc[m, "accuracy"])
 
@@ -159,3 +180,12 @@ def test_bad_sizes_exit_2_with_one_line_before_running(capsys, tmp_path, monkeyp
     err = capsys.readouterr().err
     assert code == 2 and fragment in err and err.count("\n") == 1
     assert not (tmp_path / "runs").exists()
+
+
+def test_compare_and_sweep_work_without_a_progress_function(digits, tmp_path, monkeypatch):
+    monkeypatch.setenv("IPKIT_CACHE", str(tmp_path))
+    cfg = _cfg(dataset="digits", victim_arch="mlp", epochs=1, members=2, uq_methods=["ensemble"],
+               query_budget=128, budgets=[128], seeds=[0])
+    victims = {0: recipes.owner_model(digits, "mlp", epochs=1, seed=0)}
+    assert list(uqs.compare(victims, digits, cfg).scores.method) == ["single", "ensemble"]
+    assert list(uqs.sweep(victims, digits, cfg, "ensemble").scores.budget) == [128, 128]

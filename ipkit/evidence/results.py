@@ -21,8 +21,9 @@ computed, never typed:
 - a decided verdict (holds / does not hold) resting on fewer than :data:`MIN_TRAININGS`
   independent trainings is capped at ``inconclusive``, and the row says why.
 
-:func:`write_results` writes ``results.json`` (schema checked by :func:`check_results`;
-``holds`` stays a boolean, true only for ``holds``) and ``results.md``; every results
+:func:`write_results` writes ``results.json`` (schema :data:`SCHEMA_VERSION`, checked by
+:func:`check_results`; ``holds`` stays a boolean, true only for ``holds``) and
+``results.md``; every results
 file, table and figure is written atomically (:func:`ipkit.core.files.write_atomic`).
 """
 from __future__ import annotations
@@ -50,6 +51,10 @@ VERDICTS = ("holds", "does not hold", "inconclusive", "untestable here")
 SIDES = ("above", "below")
 QUANTIFIERS = ("every", "up to", "on average", "marginal", "direction")
 MIN_TRAININGS = 3
+#: The results.json schema :func:`write_results` writes (its ``schema_version``). Version 1
+#: requires ``threads`` (the CPU threads, None on a GPU); a file without ``schema_version``
+#: is version 0, written before the field, whose threads only its ``device`` line names.
+SCHEMA_VERSION = 1
 RESULT_KEYS = {"study": str, "title": str, "profile": str, "date": str, "ipkit": str,
                "device": str, "torch": str, "runtime_s": float, "params": dict,
                "metrics": dict, "claims": list, "figures": list, "tables": list}
@@ -136,10 +141,12 @@ def _trainings(frame: pd.DataFrame, group: str | None) -> int:
     return 1
 
 
-def evidence(name: str, frame: pd.DataFrame, statistic: Statistic, *, threshold: float,
-             holds_when: str, unit: str, group: str | None = "seed",
-             trainings: int | None = None, ceiling: float | None = None) -> Evidence:
-    """Measure ``statistic`` on ``frame`` (one row per unit) with its bootstrap interval.
+def part(name: str, frame: pd.DataFrame, statistic: Statistic, *, threshold: float,
+         holds_when: str, unit: str, group: str | None = "seed", trainings: int | None = None,
+         ceiling: float | None = None, empty: str = "no rows") -> Evidence:
+    """One deciding part of a claim: ``statistic`` measured on ``frame`` (one row per unit)
+    with its bootstrap interval, or, when ``frame`` has no rows, :func:`not_measured` with
+    ``empty`` as its reason.
 
     ``group`` is the outer resampling level: the independent training (seed) each row
     comes from, see :func:`ipkit.core.stats.bootstrap_draws`. ``trainings`` is how many
@@ -149,7 +156,9 @@ def evidence(name: str, frame: pd.DataFrame, statistic: Statistic, *, threshold:
     """
     if holds_when not in SIDES:
         raise ValueError(f"holds_when must be one of {SIDES}, got {holds_when!r}")
-    value = float(statistic(frame)) if len(frame) else float("nan")
+    if frame.empty:
+        return not_measured(name, threshold=threshold, holds_when=holds_when, unit=unit, why=empty)
+    value = float(statistic(frame))
     groups = frame[group].nunique() if group is not None and group in frame.columns else 1
     label = f"{unit}s" if groups <= 1 else f"{unit}s over {groups} {group}s"
     draws = bootstrap_draws(frame, statistic, group=group)
@@ -161,8 +170,9 @@ def evidence(name: str, frame: pd.DataFrame, statistic: Statistic, *, threshold:
 
 def not_measured(name: str, *, threshold: float, holds_when: str, unit: str,
                  why: str = "not measured") -> Evidence:
-    """A part this run did not measure (no units): its value and interval are undefined,
-    so the claim is at most inconclusive; ``why`` names the reason in the row."""
+    """A part of a claim this run did not measure (no units, no trainings), named
+    ``"<name> (<why>)"``: its value and interval are undefined, so the claim is at most
+    ``inconclusive`` and its row says ``not measured: <name> (<why>)``."""
     if holds_when not in SIDES:
         raise ValueError(f"holds_when must be one of {SIDES}, got {holds_when!r}")
     return Evidence(f"{name} ({why})", float("nan"), (float("nan"), float("nan")),
@@ -210,7 +220,7 @@ def claim(id: str, statement: str, paper: str, *parts: Evidence, quantifier: str
     "on average": the mean; "marginal": two-sided).
     """
     if not parts or not all(isinstance(e, Evidence) for e in parts):
-        raise TypeError(f"claim {id}: give one or more Evidence (results.evidence) parts")
+        raise TypeError(f"claim {id}: give one or more Evidence parts (results.part, results.not_measured)")
     if quantifier not in QUANTIFIERS:
         raise ValueError(f"claim {id}: quantifier must be one of {QUANTIFIERS}, got {quantifier!r}")
     level = familywise_level(len(parts))
@@ -317,7 +327,7 @@ def write_results(run, metrics: dict[str, Any], claims: list[Claim],
     parameters (PGD steps of a probe, monitor sizes, ...); the seed roles are added.
     """
     data = {
-        "study": run.study, "title": run.info.title, "profile": run.profile,
+        "schema_version": SCHEMA_VERSION, "study": run.study, "title": run.info.title, "profile": run.profile,
         "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "ipkit": __version__,
         "device": torch.cuda.get_device_name() if run.device.type == "cuda" else
@@ -358,12 +368,17 @@ def findings_markdown(found: list[dict[str, Any]]) -> str:
     return "\n".join(f"- {f['text']} Table: `{f['table']}`." for f in found)
 
 
+def schema_version(data: dict) -> int:
+    """The schema version of a results.json's contents (0: written before the field)."""
+    return data.get("schema_version", 0)
+
+
 def recorded_threads(data: dict) -> int | None:
-    """The CPU thread count a results.json was made with: its ``threads`` field, or for a
-    run recorded before that field existed, the count in its ``device`` line
-    (``cpu (x86_64, 1 threads)``); None for a CUDA run or when neither says."""
-    if data.get("threads") is not None:
-        return int(data["threads"])
+    """The CPU thread count a results.json was made with: its ``threads`` field (None for a
+    CUDA run), or in a version-0 file (:data:`SCHEMA_VERSION`), the count in its ``device``
+    line (``cpu (x86_64, 1 threads)``) when it has no ``threads``."""
+    if schema_version(data) >= 1 or data.get("threads") is not None:
+        return None if data.get("threads") is None else int(data["threads"])
     found = re.fullmatch(r"cpu \(.*, (\d+) threads\)", str(data.get("device", "")))
     return int(found.group(1)) if found else None
 
@@ -372,6 +387,12 @@ def check_results(data: dict) -> None:
     """Raise ValueError unless ``data`` follows the results.json schema."""
     if not isinstance(data, dict):
         raise ValueError(f"results.json holds a {type(data).__name__}, not a table")
+    version = schema_version(data)
+    if not isinstance(version, int) or not 0 <= version <= SCHEMA_VERSION:
+        raise ValueError(f"results.json schema_version {version!r} is not one this ipkit reads "
+                         f"(0 to {SCHEMA_VERSION}): update ipkit")
+    if version >= 1 and "threads" not in data:
+        raise ValueError(f"results.json of schema_version {version} lacks 'threads'")
     for k, t in RESULT_KEYS.items():
         if k not in data:
             raise ValueError(f"results.json lacks '{k}'")

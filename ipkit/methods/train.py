@@ -16,8 +16,9 @@ import contextlib
 import math
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -179,6 +180,17 @@ def in_layout(model: nn.Module, fmt: torch.memory_format) -> Iterator[None]:
 def quiet() -> bool:
     """Whether progress bars are off: in CI, or with ``IPKIT_QUIET=1``."""
     return bool(os.environ.get("CI")) or os.environ.get("IPKIT_QUIET", "0") not in ("", "0")
+
+
+#: A study step's ``progress`` argument: :func:`progress`, a notebook run's ``run.progress``
+#: or :func:`no_progress`, called as ``progress(iterable, desc=...)``.
+Progress = Callable[..., Iterable]
+
+
+def no_progress(iterable: Iterable, **kwargs: Any) -> Iterable:
+    """``iterable`` as it is, the keyword arguments of :func:`progress` (``desc``, ...)
+    ignored: the default of a study step's ``progress`` argument, no bar drawn."""
+    return iterable
 
 
 def progress(iterable=None, **kwargs):

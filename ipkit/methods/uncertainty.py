@@ -360,9 +360,10 @@ class Surrogate:
         self.module: nn.Module = nn.Module()
 
     def settings(self) -> dict[str, Any]:
-        """The surrogate's scalar settings (part of its cache key)."""
+        """The surrogate's scalar settings (part of its cache key): its public scalar
+        attributes, none set by training, so a trained and a cached surrogate agree."""
         return {k: v for k, v in sorted(vars(self).items())
-                if isinstance(v, (bool, int, float, str)) and k not in ("arch", "name")}
+                if isinstance(v, (bool, int, float, str)) and k not in ("arch", "name") and not k.startswith("_")}
 
     def _net(self, i: int = 0, dropout: float = 0.0) -> nn.Module:
         """Network ``i`` of this surrogate, freshly initialised from its own seed."""

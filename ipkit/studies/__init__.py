@@ -3,10 +3,14 @@
 ``ipkit/studies/<study_id>.py`` holds the study's typed ``Config`` (built from the
 notebook's parameters), the experiment steps its notebook calls, its tables and plots,
 ``check_params(values)`` (rules across parameters and against the data, checked by
-``ipkit run`` before any work; found by this naming convention) and ``claims(...)``, the
-claim rows with their evidence. Its docstring opens with the paper and its link. The
-method modules it calls (``watermark``, ``steal``, ``similarity``, ...) stay
-paper-agnostic.
+``ipkit run`` before any work; found by this naming convention), ``hyperparameters(s, cfg)``
+(the constants that are not notebook parameters and the trainer settings, recorded in
+results.json), ``claims(...)``, the claim rows with their evidence
+(:func:`ipkit.evidence.results.part`, :func:`ipkit.evidence.results.not_measured`),
+``recorded_metrics(...)`` (the metrics ``run.record`` stores) and ``explore(...)`` (the
+notebook's Explore panel, which the course apps show too). Its
+docstring opens with the paper and its link. The method modules it calls (``watermark``,
+``steal``, ``similarity``, ...) stay paper-agnostic.
 """
 from __future__ import annotations
 

@@ -43,8 +43,9 @@ from ..evidence.sensitivity import Sweep
 from ..methods import cache, data, models, recipes, transforms, watermark as wmk
 from ..methods.data import Splits
 from ..methods.ingrain import ingrain_model
-from ..methods.train import evaluate, fit, kd_loss, model_device, predict
+from ..methods.train import Progress, evaluate, fit, kd_loss, model_device, no_progress, predict
 from ..methods.watermark import WatermarkSet
+from ..notebook import widgets
 from ..notebook.params import ParamError
 from . import Params
 
@@ -305,7 +306,8 @@ class Setup:
                 for i in range(HIDDEN.floor_models)]
 
 
-def schemes_table(st: Setup, progress=lambda it, **kw: it) -> tuple[pd.DataFrame, pd.DataFrame]:
+def schemes_table(st: Setup,
+                  progress: Progress = no_progress) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Figure 1's data, per unit: every baseline, ``ingrain`` and ``none`` (a plain model)
     distilled into a student, per seed.
 
@@ -379,7 +381,8 @@ def best_baseline(summary: pd.DataFrame) -> str:
     return str(base.above_floor.idxmax())
 
 
-def lambda_table(st: Setup, progress=lambda it, **kw: it) -> tuple[pd.DataFrame, pd.DataFrame]:
+def lambda_table(st: Setup,
+                 progress: Progress = no_progress) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Figure 2's data, per unit: ingrain models at each weight of :meth:`Config.sweep_lambdas`
     and their students. Returns the carriers (seed, lam, carrier, ``before``, ``after``) and
     the test examples (seed, lam, example, ``clean`` for the ingrain model, ``student``)."""
@@ -422,7 +425,8 @@ def _transforms(model: nn.Module, st: Setup, seed: int) -> dict[str, nn.Module]:
     return out
 
 
-def robustness_table(st: Setup, progress=lambda it, **kw: it) -> tuple[pd.DataFrame, pd.DataFrame]:
+def robustness_table(st: Setup,
+                     progress: Progress = no_progress) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Figure 3's data: every baseline and ingrain after fine-tuning (last / all layers, on the
     attacker's labelled pool), global magnitude pruning at each ratio (the largest also
     followed by fine-tuning) and quantization (n-bit weights per output channel, dynamic int8).
@@ -451,7 +455,8 @@ def kept(hits: pd.DataFrame) -> pd.DataFrame:
             .reset_index())
 
 
-def temperature_table(st: Setup, schemes: list[str], progress=lambda it, **kw: it) -> pd.DataFrame:
+def temperature_table(st: Setup, schemes: list[str],
+                      progress: Progress = no_progress) -> pd.DataFrame:
     """Figure 4's data: watermark and test accuracy of students distilled at each temperature
     of :meth:`Config.sweep_temperatures` from the models of ``schemes``, on the first seed
     only (the figure is descriptive: no claim rests on it)."""
@@ -464,6 +469,19 @@ def temperature_table(st: Setup, schemes: list[str], progress=lambda it, **kw: i
                 rows.append(dict(seed=seed, scheme=scheme, temperature=t, wm_after=wmk.accuracy(student, wm),
                                  student_acc=evaluate(student, st.s.test.x, st.s.test.y)))
     return pd.DataFrame(rows)
+
+
+def recorded_metrics(table: pd.DataFrame, summary: pd.DataFrame, sweep: pd.DataFrame, robust: pd.DataFrame,
+                     temps: pd.DataFrame, cfg: Config) -> dict[str, Any]:
+    """The metrics ``run.record`` stores in results.json: the schemes' summary, the lambda
+    sweep, each scheme's mean watermark accuracy over the transformations, the temperature
+    sweep, the best baseline (:func:`best_baseline`) and the baselines embedded at
+    ``cfg.embed_level`` (:func:`embedded_schemes` of the per-seed ``table``)."""
+    transformed = robust[robust["transform"] != "original"]
+    return {"schemes": summary.reset_index().to_dict("records"), "lambda_sweep": sweep.to_dict("records"),
+            "robustness_mean_wm": transformed.groupby("scheme").wm_acc.mean().to_dict(),
+            "temperature_sweep": temps.to_dict("records"), "best_baseline": best_baseline(summary),
+            "embedded": embedded_schemes(table, list(cfg.schemes), cfg.embed_level)}
 
 
 # --- claims ------------------------------------------------------------------------------
@@ -513,10 +531,6 @@ def claims(wm: pd.DataFrame, acc: pd.DataFrame, lam_wm: pd.DataFrame, lam_acc: p
     :func:`schemes_table`; ``lam_wm``, ``lam_acc``: :func:`lambda_table`; ``hits``:
     :func:`robustness_table`'s carriers.
     """
-    def part(name, frame, statistic, threshold, side, unit, ceiling=None):
-        return results.evidence(name, frame, statistic, threshold=threshold, holds_when=side, unit=unit,
-                                ceiling=ceiling)
-
     table = per_seed(wm, acc)
     base = embedded_schemes(table, list(cfg.schemes), cfg.embed_level)
     apart = [k for k in cfg.schemes if k not in base]
@@ -525,34 +539,37 @@ def claims(wm: pd.DataFrame, acc: pd.DataFrame, lam_wm: pd.DataFrame, lam_acc: p
     ingrain_text = ("" if embedded_schemes(table, ["ingrain"], cfg.embed_level) else
                     f"; ingrain itself is not embedded at {cfg.embed_level:g} before the attack")
     students = paired(acc, "example", "scheme", "student")
+    no_baseline = f"no baseline reaches {cfg.embed_level:g} before the attack"
     d1 = []
     for k in base:
-        d1 += [part(f"{k}: wm after - floor", wm[wm.scheme == k], mean_difference("after", "floor"),
-                    cfg.near_floor, "below", "carrier"),
-               part(f"{k}: plain's student - {k}'s student accuracy", students, mean_difference("none", k),
-                    cfg.acc_drop, "below", "test example")]
+        d1 += [results.part(f"{k}: wm after - floor", wm[wm.scheme == k], mean_difference("after", "floor"),
+                            threshold=cfg.near_floor, holds_when="below", unit="carrier"),
+               results.part(f"{k}: plain's student - {k}'s student accuracy", students, mean_difference("none", k),
+                            threshold=cfg.acc_drop, holds_when="below", unit="test example")]
     if not base:
         d1 = [results.not_measured("embedded baselines", threshold=cfg.near_floor, holds_when="below",
-                                   unit="carrier", why=f"no baseline reaches {cfg.embed_level:g} before the attack")]
+                                   unit="carrier", why=no_baseline)]
     above = wm.assign(above=wm.after - wm.floor)
     ingrain_floor = float(wm.loc[wm.scheme == "ingrain", "floor"].mean()) if (wm.scheme == "ingrain").any() else 0.0
-    d2 = [part("ingrain: wm after - floor", above[above.scheme == "ingrain"], mean_difference("after", "floor"),
-               cfg.clearly_above, "above", "carrier", ceiling=1.0 - ingrain_floor)]
-    d2 += [part(f"ingrain - {k} (above floor)", above[above.scheme.isin(["ingrain", k])],
-                scheme_gap("above", "ingrain", [k]), cfg.clearly_above, "above", "carrier") for k in base]
+    d2 = [results.part("ingrain: wm after - floor", above[above.scheme == "ingrain"], mean_difference("after", "floor"),
+                       threshold=cfg.clearly_above, holds_when="above", unit="carrier", ceiling=1.0 - ingrain_floor)]
+    d2 += [results.part(f"ingrain - {k} (above floor)", above[above.scheme.isin(["ingrain", k])],
+                        scheme_gap("above", "ingrain", [k]), threshold=cfg.clearly_above, holds_when="above",
+                        unit="carrier") for k in base]
     teachers = paired(acc, "example", "scheme", "teacher")
-    d3 = part("plain - ingrain accuracy", teachers, mean_difference("none", "ingrain"), cfg.small_cost,
-              "below", "test example")
-    d4 = (part("ingrain - baselines (share kept)", kept(hits), scheme_gap("kept", "ingrain", base),
-               -cfg.comparable, "above", "carrier") if base else
+    d3 = results.part("plain - ingrain accuracy", teachers, mean_difference("none", "ingrain"),
+                      threshold=cfg.small_cost, holds_when="below", unit="test example")
+    d4 = (results.part("ingrain - baselines (share kept)", kept(hits), scheme_gap("kept", "ingrain", base),
+                       threshold=-cfg.comparable, holds_when="above", unit="carrier") if base else
           results.not_measured("ingrain - baselines (share kept)", threshold=-cfg.comparable, holds_when="above",
-                               unit="carrier", why=f"no baseline reaches {cfg.embed_level:g} before the attack"))
+                               unit="carrier", why=no_baseline))
     lams = cfg.sweep_lambdas()
     lo, hi = lams[0], lams[-1]
-    d5 = [part(f"wm after: lambda {hi:g} - {lo:g}", paired(lam_wm, "carrier", "lam", "after"),
-               mean_difference(hi, lo), cfg.trade_off, "above", "carrier"),
-          part(f"clean accuracy: lambda {hi:g} - {lo:g}", paired(lam_acc, "example", "lam", "clean"),
-               mean_difference(hi, lo), -cfg.trade_off, "below", "test example")] if hi > lo else [
+    d5 = [results.part(f"wm after: lambda {hi:g} - {lo:g}", paired(lam_wm, "carrier", "lam", "after"),
+                       mean_difference(hi, lo), threshold=cfg.trade_off, holds_when="above", unit="carrier"),
+          results.part(f"clean accuracy: lambda {hi:g} - {lo:g}", paired(lam_acc, "example", "lam", "clean"),
+                       mean_difference(hi, lo), threshold=-cfg.trade_off, holds_when="below",
+                       unit="test example")] if hi > lo else [
         results.not_measured("one lambda only", threshold=cfg.trade_off, holds_when="above", unit="carrier",
                              why="the trade-off needs at least two lambdas")]
     return [
@@ -701,3 +718,17 @@ def plot_explore(st: Setup, scheme: str, lam: float, temperature: float, seed: i
     ax.set(ylim=(0, 1.05), title=f"{scheme}{extra}, attack T={temperature:g}")
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
     return fig
+
+
+def explore(st: Setup) -> None:
+    """Widgets: the first seed's owner model of a scheme (ingrain at a lambda of the sweep)
+    and its student distilled at another temperature (:func:`plot_explore`)."""
+    cfg = st.cfg
+
+    def draw(lam: float = cfg.ingrain_lambda, temperature: float = cfg.distill_temperature,
+             scheme: str = "ingrain") -> None:
+        plot_explore(st, scheme, lam, temperature, cfg.seeds[0])
+
+    widgets.explore(draw, lam=widgets.dropdown(cfg.sweep_lambdas(), cfg.ingrain_lambda, "lambda"),
+                    temperature=widgets.slider(cfg.distill_temperature, 1.0, 20.0, 1.0, "attack T"),
+                    scheme=widgets.dropdown([*cfg.schemes, "ingrain"], "ingrain", "scheme"))

@@ -41,7 +41,7 @@ from ..evidence.sensitivity import Sweep
 from ..methods import cache, data, recipes, steal, watermark
 from ..methods.data import Splits
 from ..methods.train import agreement, evaluate
-from ..notebook import plots
+from ..notebook import plots, widgets
 from ..notebook.params import ParamError
 from . import Params
 
@@ -459,6 +459,31 @@ def metrics_table(scores: pd.DataFrame) -> pd.DataFrame:
     return table.rename(columns={"test_acc": "thief_acc"}).reset_index()
 
 
+def floor_rate(scores: pd.DataFrame) -> float:
+    """The floor the figures draw: the independent model's transfer rate, mean over seeds
+    (``scores``: :func:`method_table`'s per-seed scores)."""
+    return float(scores[scores.method == "independent"].transfer.mean())
+
+
+def boost_table(st: Setup, scores: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """The boosted owners' per-seed scores and per-carrier outcomes (:func:`method_table`
+    with ``boost=True``) when ``cfg.boost`` is on; else no scores (``scores``' columns, no
+    rows) and None, which M5 reads as not measured."""
+    return method_table(st, boost=True) if st.cfg.boost else (scores.iloc[:0], None)
+
+
+def recorded_metrics(scores: pd.DataFrame, alpha: pd.DataFrame, by_arch: pd.DataFrame, grid: pd.DataFrame,
+                     perturbed: pd.DataFrame, corr: pd.DataFrame) -> dict[str, Any]:
+    """The metrics ``run.record`` stores in results.json: the plain and boosted owners'
+    per-seed scores, the alpha sweep, the scores per architecture, the grid's and the
+    perturbations' summaries (:func:`grid_summary`, :func:`perturbation_summary`) and the
+    geometry correlations."""
+    return {"scores": scores.to_dict("records"), "alpha": alpha.to_dict("records"),
+            "by_arch": by_arch.to_dict("records"), "grid": grid_summary(grid).to_dict("records"),
+            "perturbation": perturbation_summary(perturbed).to_dict("records"),
+            "correlations": corr.to_dict("records")}
+
+
 # --- claims ------------------------------------------------------------------------------
 
 def _ceiling(frame: pd.DataFrame, floor: str) -> float:
@@ -467,19 +492,23 @@ def _ceiling(frame: pd.DataFrame, floor: str) -> float:
     return 1.0 - float(frame[floor].mean()) if len(frame) else float("nan")
 
 
+def gap_above(name: str, frame: pd.DataFrame, a: str, b: str, threshold: float) -> results.Evidence:
+    """The part "column ``a`` minus column ``b`` on the same carriers lies above
+    ``threshold``", with the ceiling ``1 - mean(b)`` (:func:`_ceiling`)."""
+    return results.part(name, frame, mean_difference(a, b), threshold=threshold, holds_when="above",
+                        unit="carrier", ceiling=_ceiling(frame, b))
+
+
 def m1_parts(frame: pd.DataFrame, cfg: Config) -> list[results.Evidence]:
     """M1's parts for one architecture's per-carrier outcomes (:func:`method_table`): the
     Jacobian copy at least ``well_above`` over the floor, each output-only copy within
     ``near`` of it (paired on the same carriers; outer bootstrap unit the seed)."""
-    def part(m, threshold, side):
-        return results.evidence(f"{m} - floor", frame, mean_difference(m, "independent"), threshold=threshold,
-                                holds_when=side, unit="carrier",
-                                ceiling=_ceiling(frame, "independent") if side == "above" else None)
-
-    first = ([part("jacobian", cfg.well_above, "above")] if "jacobian" in cfg.methods else
+    first = ([gap_above("jacobian - floor", frame, "jacobian", "independent", cfg.well_above)]
+             if "jacobian" in cfg.methods else
              [results.not_measured("jacobian - floor", threshold=cfg.well_above, holds_when="above", unit="carrier",
                                    why="no jacobian copy in methods")])
-    return first + [part(m, cfg.near, "below") for m in cfg.methods if m != "jacobian"]
+    return first + [results.part(f"{m} - floor", frame, mean_difference(m, "independent"), threshold=cfg.near,
+                                 holds_when="below", unit="carrier") for m in cfg.methods if m != "jacobian"]
 
 
 def claims(by_arch: pd.DataFrame, carriers: pd.DataFrame, grid: pd.DataFrame, perturbed: pd.DataFrame,
@@ -499,28 +528,23 @@ def claims(by_arch: pd.DataFrame, carriers: pd.DataFrame, grid: pd.DataFrame, pe
     :func:`perturbation_table`, :func:`geometry_table`; ``boosted``: the boosted owners'
     per-carrier outcomes (None: off).
     """
-    def gap(name, frame, a, b, threshold):
-        return results.evidence(name, frame, mean_difference(a, b), threshold=threshold, holds_when="above",
-                                unit="carrier", ceiling=_ceiling(frame, b))
-
-    def missing(name, threshold, side, why):
-        return results.not_measured(name, threshold=threshold, holds_when=side, unit="carrier", why=why)
-
     def pairs(frame):
-        return [gap(f"{v}->{t} - floor", f, "stolen", "floor", cfg.well_above)
+        return [gap_above(f"{v}->{t} - floor", f, "stolen", "floor", cfg.well_above)
                 for (v, t), f in frame.groupby(["victim_arch", "thief_arch"], sort=False)]
 
     cross = grid[grid.victim_arch != grid.thief_arch]
     same = grid[grid.victim_arch == grid.thief_arch]
-    m3 = [gap(f"{k} {v:g} - floor" if k != "ood" else "ood pool - floor", f, "transferred", "floor", cfg.well_above)
+    m3 = [gap_above(f"{k} {v:g} - floor" if k != "ood" else "ood pool - floor", f, "transferred", "floor",
+                    cfg.well_above)
           for (k, v), f in perturbed[perturbed.perturbation != "none"].groupby(["perturbation", "strength"],
                                                                                sort=False)]
-    m4 = [results.evidence(f"{kind} {stat} abs {how} r", f, correlation(stat, how), threshold=cfg.weak,
-                           holds_when="below", unit="carrier")
+    m4 = [results.part(f"{kind} {stat} abs {how} r", f, correlation(stat, how), threshold=cfg.weak,
+                       holds_when="below", unit="carrier")
           for kind, f in geo.groupby("kind", sort=False) for stat in STATISTICS for how in ("spearman", "pearson")]
-    m5 = [gap("boosted - plain", boost_pairs(carriers, boosted), "boosted", "plain", cfg.boost_gain)
+    m5 = [gap_above("boosted - plain", boost_pairs(carriers, boosted), "boosted", "plain", cfg.boost_gain)
           if boosted is not None and "jacobian" in cfg.methods
-          else missing("boosted - plain", cfg.boost_gain, "above", "boost off or no jacobian copy")]
+          else results.not_measured("boosted - plain", threshold=cfg.boost_gain, holds_when="above", unit="carrier",
+                                    why="boost off or no jacobian copy")]
     m1 = [results.claim(
         f"M1-{arch}", f"{arch} victim and copies: gradient-matching stealing transfers memorized examples "
         f"(>= floor + {cfg.well_above:g}); output-only stealing stays near the floor (< floor + {cfg.near:g})",
@@ -533,20 +557,23 @@ def claims(by_arch: pd.DataFrame, carriers: pd.DataFrame, grid: pd.DataFrame, pe
         results.claim("M2", f"The {cfg.steal_method} transfer holds across architectures (every victim != thief "
                       f"pair >= its floor + {cfg.well_above:g})",
                       f"transfer survives an architecture mismatch ({PAPER})",
-                      *(pairs(cross) or [missing("cross-architecture pair - floor", cfg.well_above, "above",
-                                                 "no cross-architecture pair in grid_archs")]),
+                      *(pairs(cross) or [results.not_measured(
+                          "cross-architecture pair - floor", threshold=cfg.well_above, holds_when="above",
+                          unit="carrier", why="no cross-architecture pair in grid_archs")]),
                       quantifier="every", paper_words=WORDS["M2"]),
         results.claim("M2b", f"(beyond the paper) The {cfg.steal_method} transfer holds for every "
                       f"same-architecture pair of the grid (>= its floor + {cfg.well_above:g})",
                       "not studied in the abstract",
-                      *(pairs(same) or [missing("same-architecture pair - floor", cfg.well_above, "above",
-                                                "no same-architecture pair in the grid")]),
+                      *(pairs(same) or [results.not_measured(
+                          "same-architecture pair - floor", threshold=cfg.well_above, holds_when="above",
+                          unit="carrier", why="no same-architecture pair in the grid")]),
                       quantifier="every", paper_words=""),
         results.claim("M3", f"The {cfg.steal_method} transfer holds for every perturbed and out-of-distribution "
                       f"query set (>= floor + {cfg.well_above:g})",
                       f"transfer survives perturbations of the query set ({PAPER})",
-                      *(m3 or [missing("perturbed query set - floor", cfg.well_above, "above",
-                                       "no perturbation in query_perturbation")]),
+                      *(m3 or [results.not_measured(
+                          "perturbed query set - floor", threshold=cfg.well_above, holds_when="above",
+                          unit="carrier", why="no perturbation in query_perturbation")]),
                       quantifier="every", paper_words=WORDS["M3"]),
         results.claim("M4", f"Local geometry does not explain which examples transfer (every absolute "
                       f"r < {cfg.weak:g}, per carrier kind{noise_note})",
@@ -727,3 +754,17 @@ def plot_explore(st: Setup, seed: int, alpha: float, wm_kind: str, query_budget:
               "independent": st.floor(seed)}
     frame = pd.DataFrame([{"method": m, **st.score(victim, wm, c)} for m, c in copies.items()])
     return plot_methods(frame, title=f"{wm_kind} carriers, alpha {alpha:g}, {query_budget} queries")
+
+
+def explore(st: Setup) -> None:
+    """Widgets: the first seed's owner, stolen by KD and by Jacobian matching, redrawn with
+    another ``alpha``, carrier kind or query budget (:func:`plot_explore`)."""
+    cfg = st.cfg
+
+    def draw(alpha: float = cfg.alpha, wm_kind: str = cfg.wm_kind, query_budget: int = cfg.query_budget) -> None:
+        plot_explore(st, cfg.seeds[0], alpha, wm_kind, query_budget)
+
+    widgets.explore(draw,
+                    alpha=widgets.slider(cfg.alpha, 0.0, 10.0, 0.1, "alpha"),
+                    wm_kind=widgets.dropdown(["noise", "flipped", "ood", "abstract"], cfg.wm_kind, "carriers"),
+                    query_budget=widgets.slider(cfg.query_budget, 100, len(st.s.attacker), 100, "queries"))

@@ -90,8 +90,8 @@ from ..evidence.sensitivity import Sweep
 from ..methods import cache, models, recipes, similarity, steal, transforms
 from ..methods.data import Splits, TensorData, split
 from ..methods.similarity import METHODS, float_parent, get_method, seed_inputs
-from ..methods.train import default_device, evaluate, fit, model_device
-from ..notebook import plots
+from ..methods.train import Progress, default_device, evaluate, fit, model_device, no_progress
+from ..notebook import plots, widgets
 from ..notebook.params import ParamError
 from . import Params
 
@@ -292,6 +292,12 @@ def make_tasks(s: Splits) -> Tasks:
                  _labels(s.attacker, half, 2 * half), _labels(s.test, half, 2 * half), half)
 
 
+def hyperparameters(s: Splits, cfg: Config) -> dict[str, Any]:
+    """The benchmark's constants (:data:`HYPERPARAMETERS`) and the trainer settings of the
+    sources, unrelated and stolen models (:func:`settings` at ``cfg.epochs``)."""
+    return {**HYPERPARAMETERS, "fit": settings(s, cfg.epochs)}
+
+
 def settings(s: Splits, epochs: int, **overrides: Any) -> dict[str, Any]:
     """Trainer settings of every zoo model: :func:`ipkit.methods.recipes.train_settings` with the
     benchmark's batch size and learning rate."""
@@ -427,7 +433,7 @@ def source_seed(seed: int, i: int) -> int:
     return seed_for("owner", seed + HYPERPARAMETERS["source_seed_stride"] * i)
 
 
-def build_zoo(s: Splits, cfg: Config, seed: int = 0, progress=None) -> list[ZooModel]:
+def build_zoo(s: Splits, cfg: Config, seed: int = 0, progress: Progress = no_progress) -> list[ZooModel]:
     """Sources, derived and unrelated models of the benchmark, training ``seed`` (all from the
     cache when present).
 
@@ -438,7 +444,7 @@ def build_zoo(s: Splits, cfg: Config, seed: int = 0, progress=None) -> list[ZooM
     t = make_tasks(s)
     jobs = [(arch, i) for arch in cfg.archs for i in range(cfg.sources_per_arch)]
     zoo: list[ZooModel] = []
-    for arch, i in (progress(jobs, desc=f"zoo (seed {seed})") if progress else jobs):
+    for arch, i in progress(jobs, desc=f"zoo (seed {seed})"):
         sd = source_seed(seed, i)
         src = trained("source", s, arch, t.a_owner, "A", t.num_classes, cfg.epochs, sd)
         name = f"{arch}-src{i}"
@@ -453,7 +459,7 @@ def build_zoo(s: Splits, cfg: Config, seed: int = 0, progress=None) -> list[ZooM
     return zoo
 
 
-def build_zoos(s: Splits, cfg: Config, progress=None) -> dict[int, list[ZooModel]]:
+def build_zoos(s: Splits, cfg: Config, progress: Progress = no_progress) -> dict[int, list[ZooModel]]:
     """One zoo per entry of ``cfg.seeds`` (:func:`build_zoo`): the independent trainings."""
     return {seed: build_zoo(s, cfg, seed, progress) for seed in cfg.seeds}
 
@@ -531,14 +537,14 @@ def score_pairs(zoo: list[ZooModel], methods: list[str], x_seed: Tensor, *, seed
     return pd.DataFrame(rows), raw
 
 
-def score_benchmark(zoos: dict[int, list[ZooModel]], t: Tasks, cfg: Config, progress=None
+def score_benchmark(zoos: dict[int, list[ZooModel]], t: Tasks, cfg: Config, progress: Progress = no_progress
                     ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every training seed of ``cfg``, its zoo probed with that seed: (scores of
     :func:`score_pairs`, ModelDiff's per-target correctness at each count of input pairs,
     :func:`correctness_by_pairs`)."""
     frames, curves = [], []
     counts = sorted({n for n in HYPERPARAMETERS["pair_counts"] if n < cfg.n_inputs} | {cfg.n_inputs})
-    for seed in (progress(cfg.seeds, desc="trainings") if progress else cfg.seeds):
+    for seed in progress(cfg.seeds, desc="trainings"):
         x_seed = seed_inputs(t.a_owner.x, cfg.n_inputs, seed=seed)
         sc, raw = score_pairs(zoos[seed], cfg.methods, x_seed, seed=seed, probe_options=cfg.probe_options())
         frames.append(sc)
@@ -675,7 +681,7 @@ def compare_all(a: ZooModel, b: ZooModel, x_seed: Tensor, cfg: Config, seed: int
 
 # --- The authors' protocol (Li et al.'s benchmark structure at small scale) ------------------
 
-def build_authors_zoo(s: Splits, cfg: Config, seed: int = 0, progress=None) -> list[ZooModel]:
+def build_authors_zoo(s: Splits, cfg: Config, seed: int = 0, progress: Progress = no_progress) -> list[ZooModel]:
     """The authors' benchmark structure (their ``benchmark.py``), rebuilt from the embedded
     data, training ``seed``.
 
@@ -698,7 +704,7 @@ def build_authors_zoo(s: Splits, cfg: Config, seed: int = 0, progress=None) -> l
     zoo: list[ZooModel] = []
     pre, pre_test, pre_k = pretrain_data(s, cfg.authors_pretrain)
     recipe = "pretrain" if cfg.authors_pretrain == "owner" else f"pretrain-{cfg.authors_pretrain}"
-    for arch in (progress(cfg.archs, desc=f"authors zoo (seed {seed})") if progress else cfg.archs):
+    for arch in progress(cfg.archs, desc=f"authors zoo (seed {seed})"):
         rname = f"{arch}-pretrain"
         root = trained(recipe, s, arch, pre, "all", pre_k, cfg.epochs, sd)
         zoo.append(ZooModel(rname, arch, "all", rname, "source", root, _accuracy(root, pre_test)))
@@ -759,7 +765,8 @@ def authors_targets(zoo: list[ZooModel]) -> list[ZooModel]:
             and z.reuse not in HYPERPARAMETERS["authors_headline_excludes"]]
 
 
-def authors_scores(zoo: list[ZooModel], t: Tasks, cfg: Config, seed: int = 0, progress=None) -> pd.DataFrame:
+def authors_scores(zoo: list[ZooModel], t: Tasks, cfg: Config, seed: int = 0,
+                   progress: Progress = no_progress) -> pd.DataFrame:
     """ModelDiff scores of the authors protocol (their ``evaluate.ipynb``) on one zoo.
 
     For each target of :func:`authors_targets`: ``n_inputs`` seeds drawn afresh from the
@@ -776,7 +783,7 @@ def authors_scores(zoo: list[ZooModel], t: Tasks, cfg: Config, seed: int = 0, pr
     refs = [z for z in zoo if not z.reuse.startswith("quant-")]
     stride = HYPERPARAMETERS["authors_probe_seed_stride"]
     probes, scorers = {}, {}
-    for j, tz in enumerate(progress(targets, desc=f"authors probes (seed {seed})") if progress else targets):
+    for j, tz in enumerate(progress(targets, desc=f"authors probes (seed {seed})")):
         x = seed_inputs(data[tz.task].x, cfg.n_inputs, seed=seed * stride + j)
         probes[tz.name] = similarity.authors_modeldiff_probe(tz.model, x, seed=seed * stride + j, **cfg.authors_probe())
         scorers[tz.name] = [by_name[tz.lineage]] + [r for r in refs if r.root != tz.root]
@@ -791,7 +798,8 @@ def authors_scores(zoo: list[ZooModel], t: Tasks, cfg: Config, seed: int = 0, pr
     return pd.DataFrame(rows, columns=["seed", "reference", "suspect", "reuse", "parent", "other_root", "score"])
 
 
-def authors_benchmark(s: Splits, cfg: Config, progress=None) -> tuple[dict[int, list[ZooModel]], pd.DataFrame]:
+def authors_benchmark(s: Splits, cfg: Config,
+                      progress: Progress = no_progress) -> tuple[dict[int, list[ZooModel]], pd.DataFrame]:
     """The authors protocol over every training seed: (zoo per seed, :func:`authors_correctness`
     of all of them); empty when ``authors`` is not among ``cfg.protocols``."""
     if "authors" not in cfg.protocols:
@@ -862,6 +870,22 @@ def plot_protocols(table: pd.DataFrame):
     return fig
 
 
+def auc(curves: dict[str, tuple[np.ndarray, np.ndarray, float]]) -> dict[str, float]:
+    """Each method's area under its ROC curve (``curves``: :func:`roc`)."""
+    return {m: c[2] for m, c in curves.items()}
+
+
+def recorded_metrics(zoos: dict[int, list[ZooModel]], table: pd.DataFrame,
+                     curves: dict[str, tuple[np.ndarray, np.ndarray, float]],
+                     cost: pd.DataFrame, margins: pd.DataFrame) -> dict[str, Any]:
+    """The metrics ``run.record`` stores in results.json: the zoo's counts
+    (:func:`describe`), the correctness table (:func:`correctness_table`), each method's
+    ROC AUC (``curves``: :func:`roc`), the cost table and the margin summary."""
+    return {"counts": describe(zoos), "correctness": table.round(4).reset_index().to_dict("records"),
+            "auc": auc(curves), "cost": cost.to_dict("records"),
+            "margins": margin_summary(margins).to_dict("records")}
+
+
 # --- Claims ----------------------------------------------------------------------------------
 
 def _of(frame: pd.DataFrame, method: str) -> pd.DataFrame:
@@ -880,12 +904,8 @@ PAPER_WORDS = {
 }
 
 
-def _part(name: str, frame: pd.DataFrame, statistic, **kw: Any) -> results.Evidence:
-    """An evidence part over ``frame`` (outer unit: the zoo training, ``seed``), or
-    ``not measured`` when the frame is empty."""
-    if frame.empty:
-        return results.not_measured(name, why="no rows (method or protocol not run)", **kw)
-    return results.evidence(name, frame, statistic, group="seed", **kw)
+#: Why a ModelDiff claim part has no rows (:func:`ipkit.evidence.results.part`'s ``empty``).
+NOT_RUN = "no rows (method or protocol not run)"
 
 
 def claims(correct: pd.DataFrame, margins: pd.DataFrame, curve: pd.DataFrame, cfg: Config,
@@ -905,25 +925,25 @@ def claims(correct: pd.DataFrame, margins: pd.DataFrame, curve: pd.DataFrame, cf
     """
     md = _of(correct, "modeldiff")
     ntrain = md.seed.nunique() if len(md) else 0
-    m1 = _part("correctness", md, stats.mean_of("correct"), threshold=cfg.m1_min_correctness,
-               holds_when="above", unit="target")
-    parts = [_part(f"{r} margin", margins[margins.reuse == r], stats.mean_of("margin"),
-                   threshold=cfg.m2_min_margin, holds_when="above", unit="target")
+    m1 = results.part("correctness", md, stats.mean_of("correct"), threshold=cfg.m1_min_correctness,
+                      holds_when="above", unit="target", empty=NOT_RUN)
+    parts = [results.part(f"{r} margin", margins[margins.reuse == r], stats.mean_of("margin"),
+                          threshold=cfg.m2_min_margin, holds_when="above", unit="target", empty=NOT_RUN)
              for r in [r for r in REUSE_TYPES if r in set(margins.reuse)]]
     if not parts:
-        parts = [_part("margin", margins, stats.mean_of("margin"), threshold=cfg.m2_min_margin,
-                       holds_when="above", unit="target")]
+        parts = [results.part("margin", margins, stats.mean_of("margin"), threshold=cfg.m2_min_margin,
+                              holds_when="above", unit="target", empty=NOT_RUN)]
     cross = correct[correct.reuse == "steal-other"]
     wc = _of(cross, "weight_cosine").assign(applicable=lambda f: f.applicable.astype(float))
-    m3 = [_part("weight cosine applicable", wc, stats.mean_of("applicable"),
-                threshold=cfg.m3_max_weight_applicable, holds_when="below", unit="target"),
-          _part("ModelDiff steal-other correctness", _of(cross, "modeldiff"), stats.mean_of("correct"),
-                threshold=cfg.m3_min_correctness, holds_when="above", unit="target")]
+    m3 = [results.part("weight cosine applicable", wc, stats.mean_of("applicable"),
+                       threshold=cfg.m3_max_weight_applicable, holds_when="below", unit="target", empty=NOT_RUN),
+          results.part("ModelDiff steal-other correctness", _of(cross, "modeldiff"), stats.mean_of("correct"),
+                       threshold=cfg.m3_min_correctness, holds_when="above", unit="target", empty=NOT_RUN)]
     gain = pairs_gain(curve)
     fewest, most = (int(curve.n_pairs.min()), int(curve.n_pairs.max())) if len(curve) else (0, 0)
-    m4 = _part(f"correct at {most} minus at {fewest} pairs", gain,
-               stats.mean_difference("correct_most", "correct_fewest"),
-               threshold=cfg.m4_min_gain, holds_when="above", unit="target")
+    m4 = results.part(f"correct at {most} minus at {fewest} pairs", gain,
+                      stats.mean_difference("correct_most", "correct_fewest"),
+                      threshold=cfg.m4_min_gain, holds_when="above", unit="target", empty=NOT_RUN)
     rows = [
         results.claim("M1", f"(beyond the paper) ModelDiff's correctness is high under our strict counting, "
                       f"same-data sibling sources competing (above {cfg.m1_min_correctness:g}; "
@@ -953,15 +973,16 @@ def claims(correct: pd.DataFrame, margins: pd.DataFrame, curve: pd.DataFrame, cf
                           f"{cfg.m1_min_correctness:g} ({per} targets per training; their 91.7% of 144 pairs is "
                           "12 misses, the 12 cross-architecture thieves of their log, all missed)",
                           f"{PAPER_CORRECTNESS:.1%} on {PAPER_PAIRS} pairs; their own log: 72/84 on these targets",
-                          _part("correctness", head, stats.mean_of("correct"), threshold=cfg.m1_min_correctness,
-                                holds_when="above", unit="target"),
+                          results.part("correctness", head, stats.mean_of("correct"), threshold=cfg.m1_min_correctness,
+                                       holds_when="above", unit="target", empty=NOT_RUN),
                           quantifier="on average", paper_words=PAPER_WORDS["M1-authors"]),
             results.claim("M3-authors", "ModelDiff detects cross-architecture stealing under the authors' "
                           f"protocol (correctness above {cfg.m3_min_correctness:g})",
                           "implied by the paper; their own log: 0 of 12",
-                          _part("steal-other correctness", head[head.reuse == "steal-other"] if len(head) else head,
-                                stats.mean_of("correct"), threshold=cfg.m3_min_correctness,
-                                holds_when="above", unit="target"),
+                          results.part("steal-other correctness",
+                                       head[head.reuse == "steal-other"] if len(head) else head,
+                                       stats.mean_of("correct"), threshold=cfg.m3_min_correctness,
+                                       holds_when="above", unit="target", empty=NOT_RUN),
                           quantifier="on average", paper_words=PAPER_WORDS["M3-authors"]),
         ]
     return rows
@@ -1063,3 +1084,20 @@ def plot_ddvs(a: ZooModel, b: ZooModel, da: Tensor, db: Tensor, scores: dict[str
     fig.suptitle(text, fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def explore(zoos: dict[int, list[ZooModel]], t: Tasks, cfg: Config) -> None:
+    """Widgets: the decision distance vectors of two models of the first training's zoo
+    (a reference and a suspect) and every method's score of the pair (:func:`plot_ddvs`)."""
+    seed = cfg.seeds[0]
+    by_name = {z.name: z for z in zoos[seed]}
+    names = list(by_name)
+    x_seed = seed_inputs(t.a_owner.x, cfg.n_inputs, seed=seed)
+
+    def draw(reference: str = names[0], suspect: str = names[1]) -> None:
+        a, b = by_name[reference], by_name[suspect]
+        da, db = pair_ddvs(a, b, x_seed, seed=seed, **cfg.probe_options()["modeldiff"])
+        plot_ddvs(a, b, da, db, compare_all(a, b, x_seed, cfg, seed=seed))
+
+    widgets.explore(draw, reference=widgets.dropdown(names, names[0], "reference"),
+                    suspect=widgets.dropdown(names, names[1], "suspect"))

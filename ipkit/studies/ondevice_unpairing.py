@@ -39,7 +39,8 @@ from ..evidence.results import Claim
 from ..evidence.sensitivity import Sweep
 from ..methods import attacks, compression, recipes, similarity, unpairing
 from ..methods.data import Splits, split
-from ..methods.train import agreement, evaluate
+from ..methods.train import Progress, agreement, evaluate, no_progress
+from ..notebook import widgets
 from ..notebook.params import ParamError
 from . import Params
 
@@ -112,6 +113,12 @@ ALTERNATIVES = (
 REFERENCES = ("white-box", "none", "independent")
 
 
+def hyperparameters(s: Splits, cfg: Config) -> dict[str, Any]:
+    """The study's constants (:data:`HYPERPARAMETERS`) and the trainer settings of the full
+    and independent models (:func:`ipkit.methods.recipes.train_settings` at ``cfg.epochs``)."""
+    return {**HYPERPARAMETERS, "fit": recipes.train_settings(s, cfg.epochs)}
+
+
 def check_params(values: dict) -> None:
     """Rules across parameters and against the data, with this study's names (one-line
     ParamError): the unpaired sibling must be built, sibling names distinct, attack sizes
@@ -166,10 +173,10 @@ def build_family(s: Splits, arch: str, cfg: Config, seed: int) -> Family:
     return Family(arch, seed, full, ind, sibs, x, y)
 
 
-def build_families(s: Splits, cfg: Config, progress=None) -> list[Family]:
+def build_families(s: Splits, cfg: Config, progress: Progress = no_progress) -> list[Family]:
     """One :class:`Family` per seed and architecture."""
     jobs = [(seed, arch) for seed in cfg.seeds for arch in cfg.archs]
-    return [build_family(s, arch, cfg, seed) for seed, arch in (progress(jobs, desc="models") if progress else jobs)]
+    return [build_family(s, arch, cfg, seed) for seed, arch in progress(jobs, desc="models")]
 
 
 def full_table(fams: list[Family], s: Splits) -> pd.DataFrame:
@@ -318,11 +325,11 @@ def run_query_attack(fam: Family, prior_name: str, prior: nn.Module | None, cfg:
                          "queries": res.queries, "success": res.success, "cap": cfg.query_cap})
 
 
-def query_table(fams: list[Family], cfg: Config, progress=None) -> pd.DataFrame:
+def query_table(fams: list[Family], cfg: Config, progress: Progress = no_progress) -> pd.DataFrame:
     """Per family: the query attack with no prior (RGF), the full model's own gradient as
     prior (white-box, the ceiling of any prior), the independent prior and each sibling's."""
     frames = []
-    for fam in (progress(fams, desc="query attacks") if progress else fams):
+    for fam in progress(fams, desc="query attacks"):
         frames += [run_query_attack(fam, name, prior, cfg) for name, prior in surrogates(fam).items()]
     return pd.concat(frames, ignore_index=True)
 
@@ -405,12 +412,12 @@ def correct_on_test(model: nn.Module, s: Splits) -> np.ndarray:
     return (~attacks.fooled(model, s.test.x, s.test.y)).float().cpu().numpy()
 
 
-def run_unpairing(fams: list[Family], s: Splits, cfg: Config, progress=None) -> Unpairing:
+def run_unpairing(fams: list[Family], s: Splits, cfg: Config, progress: Progress = no_progress) -> Unpairing:
     """Unpair every family's ``unpair_sibling`` (penalty ``unpair_penalty``) at lambda 0 and
     ``unpair_lambda``, rerun both attacks, and keep the per-unit outcomes (the sibling before
     unpairing as ``lam = nan`` in ``accuracy``)."""
     rows, transfer, queries, accuracy = [], [], [], []
-    for fam in (progress(fams, desc="unpairing") if progress else fams):
+    for fam in progress(fams, desc="unpairing"):
         before = fam.siblings[cfg.unpair_sibling]
         accuracy.append(_accuracy_rows(fam, s, before, float("nan")))
         for lam in sorted({0.0, cfg.unpair_lambda}):
@@ -494,15 +501,25 @@ def paired_accuracy(u: Unpairing, cfg: Config) -> pd.DataFrame:
     return pd.concat([b, a], axis=1).reset_index()
 
 
-def lambda_sweep(fam: Family, s: Splits, cfg: Config, progress=None) -> pd.DataFrame:
+def lambda_sweep(fam: Family, s: Splits, cfg: Config, progress: Progress = no_progress) -> pd.DataFrame:
     """The family's sibling unpaired at each of ``unpair_lambdas``: accuracy, similarity, transfer."""
-    lams = progress(cfg.unpair_lambdas, desc="lambda sweep") if progress else cfg.unpair_lambdas
+    lams = progress(cfg.unpair_lambdas, desc="lambda sweep")
     rows = []
     for lam in lams:
         model = unpaired(fam, s, cfg, lam)
         rows.append({**surrogate_row(fam, cfg.unpair_sibling, model, s,
                                      transfer_outcomes(fam, cfg.unpair_sibling, model, cfg)), "lam": lam})
     return pd.DataFrame(rows)
+
+
+def recorded_metrics(full: pd.DataFrame, tr: pd.DataFrame, qsum: pd.DataFrame, cmp_: pd.DataFrame,
+                     sweep: pd.DataFrame, corr: dict[str, float]) -> dict[str, Any]:
+    """The metrics ``run.record`` stores in results.json: the full models' accuracy
+    (:func:`full_table`), the transfer table, the query summary, the unpairing comparison,
+    the lambda sweep (each rounded to 4 digits) and the similarity summary."""
+    return {"full": full.to_dict("records"), "transfer": tr.round(4).to_dict("records"),
+            "queries": qsum.round(4).to_dict("records"), "unpairing": cmp_.round(4).to_dict("records"),
+            "lambda_sweep": sweep.round(4).to_dict("records"), "spearman": corr}
 
 
 # --- Claims ----------------------------------------------------------------------------------
@@ -574,8 +591,8 @@ def _up_to_part(name: str, wide: pd.DataFrame, pairs: list[tuple[str, str]], ref
     (arch, sib), values = best_pair(wide, pairs, lambda f, n: stat_for(n)(f))
     frame = wide[wide.arch == arch].reset_index(drop=True)
     ceiling = max(stat_for("white-box")(wide[wide.arch == a]) for a in dict.fromkeys(a for a, _ in pairs))
-    part = results.evidence(f"{name}, best pair {arch} {sib}", frame, stat_for(sib), threshold=threshold,
-                            holds_when="above", unit=unit, ceiling=ceiling)
+    part = results.part(f"{name}, best pair {arch} {sib}", frame, stat_for(sib), threshold=threshold,
+                        holds_when="above", unit=unit, ceiling=ceiling)
     median = float(np.median(list(values.values())))
     return part, f"median over {len(values)} comparable pairs = {median:.3g} (not deciding)"
 
@@ -585,11 +602,11 @@ def c3_parts(tp: pd.DataFrame, ap: pd.DataFrame, cfg: Config) -> list:
     estimate; "up to"), and the accuracy drop of that architecture's unpaired sibling."""
     cuts = {a: transfer_cut(g) for a, g in tp.groupby("arch", sort=False)}
     best = max(cuts, key=cuts.get)
-    return [results.evidence(f"transfer cut, best architecture {best}", tp[tp.arch == best].reset_index(drop=True),
-                             transfer_cut, threshold=cfg.c3_min_cut, holds_when="above", unit="attacked input"),
-            results.evidence(f"accuracy drop ({best})", ap[ap.arch == best].reset_index(drop=True),
-                             stats.mean_difference("before", "after"), threshold=cfg.c3_max_acc_drop,
-                             holds_when="below", unit="test example")]
+    return [results.part(f"transfer cut, best architecture {best}", tp[tp.arch == best].reset_index(drop=True),
+                         transfer_cut, threshold=cfg.c3_min_cut, holds_when="above", unit="attacked input"),
+            results.part(f"accuracy drop ({best})", ap[ap.arch == best].reset_index(drop=True),
+                         stats.mean_difference("before", "after"), threshold=cfg.c3_max_acc_drop,
+                         holds_when="below", unit="test example")]
 
 
 def c4_parts(qp: pd.DataFrame, archs: list[str], cfg: Config) -> list:
@@ -600,9 +617,9 @@ def c4_parts(qp: pd.DataFrame, archs: list[str], cfg: Config) -> list:
         return [results.not_measured("query ratio", threshold=cfg.c4_min_ratio, holds_when="above",
                                      unit="query-attacked input", why=f"no unpaired sibling within "
                                      f"{100 * cfg.max_acc_gap:g} points of the full model's accuracy")]
-    return [results.evidence(f"query ratio ({a})", qp[qp.arch == a].reset_index(drop=True),
-                             ratio_of_means("after", "before", 1.0), threshold=cfg.c4_min_ratio, holds_when="above",
-                             unit="query-attacked input", ceiling=useless_prior_ceiling(qp[qp.arch == a], cfg))
+    return [results.part(f"query ratio ({a})", qp[qp.arch == a].reset_index(drop=True),
+                         ratio_of_means("after", "before", 1.0), threshold=cfg.c4_min_ratio, holds_when="above",
+                         unit="query-attacked input", ceiling=useless_prior_ceiling(qp[qp.arch == a], cfg))
             for a in archs]
 
 
@@ -632,8 +649,8 @@ def claims(tr: pd.DataFrame, tr_inputs: pd.DataFrame, queries: pd.DataFrame, cmp
     c1b, c1b_beside = _up_to_part("query ratio vs independent", query_inputs_wide(queries), ok, "independent",
                                   1.0, cfg.c1b_min_ratio, "query-attacked input", False)
     sib = sibling_rows(tr)
-    c2 = results.evidence("Spearman rho within architecture", sib, within_spearman, threshold=cfg.c2_min_rho,
-                          holds_when="above", unit="sibling pair")
+    c2 = results.part("Spearman rho within architecture", sib, within_spearman, threshold=cfg.c2_min_rho,
+                      holds_when="above", unit="sibling pair")
     c3 = c3_parts(pairs["transfer_pairs"], pairs["accuracy_pairs"], cfg)
     c4 = c4_parts(pairs["query_pairs"], list(dict.fromkeys(cmp_[cmp_.comparable].arch)), cfg)
     lam, pen = f"{cfg.unpair_lambda:g}", cfg.unpair_penalty
@@ -800,3 +817,22 @@ def plot_example(surrogates: dict[str, nn.Module], full: nn.Module, x: Tensor, y
             ax.axis("off")
     fig.tight_layout()
     return fig
+
+
+def explore(fams: list[Family], s: Splits, cfg: Config) -> None:
+    """Widgets: a PGD example crafted on a sibling of the first family's full model (by bit
+    width and pruning ratio), on its unpaired sibling at a lambda of the sweep and on the
+    independent surrogate, for one attacked input at another ``eps`` (:func:`plot_example`)."""
+    fam = fams[0]
+
+    def draw(bits: int = cfg.quant_bits[0], ratio: float = 0.0, eps: float = cfg.eps,
+             lam: float = cfg.unpair_lambdas[-1], index: int = 0) -> None:
+        plot_example(explore_surrogates(fam, s, cfg, bits, ratio, lam), fam.full, fam.x[index:index + 1],
+                     fam.y[index:index + 1], eps, cfg.pgd_steps, s.classes)
+
+    widgets.explore(draw, bits=widgets.dropdown(sorted(set(cfg.quant_bits) | {32}, reverse=True), cfg.quant_bits[0],
+                                                "bits"),
+                    ratio=widgets.dropdown([0.0, *cfg.prune_ratios], 0.0, "pruning ratio"),
+                    eps=widgets.slider(cfg.eps, 0.0, 0.5, 0.01, "eps"),
+                    lam=widgets.dropdown(list(cfg.unpair_lambdas), cfg.unpair_lambdas[-1], "lambda"),
+                    index=widgets.slider(0, 0, len(fam.y) - 1, 1, "input"))

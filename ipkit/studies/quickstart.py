@@ -24,7 +24,7 @@ the carriers and test images of every seed (:func:`claims`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import pandas as pd
 from torch import nn
@@ -35,7 +35,7 @@ from ..evidence.results import Claim
 from ..evidence.sensitivity import Sweep
 from ..methods import data, recipes, watermark
 from ..methods.data import Splits
-from ..methods.train import agreement, evaluate, predict
+from ..methods.train import Progress, agreement, evaluate, no_progress, predict
 from ..methods.watermark import WatermarkSet
 from ..notebook import plots, widgets
 from ..notebook.params import ParamError
@@ -139,7 +139,7 @@ class Outcome:
     models: dict[int, tuple[WatermarkSet, dict[str, nn.Module]]]
 
 
-def run_seeds(s: Splits, cfg: Config, progress: Callable[..., Iterable] = iter) -> Outcome:
+def run_seeds(s: Splits, cfg: Config, progress: Progress = no_progress) -> Outcome:
     """Build and score the three models of every seed in ``cfg.seeds``."""
     scores, carriers, agree, built = [], [], [], {}
     for seed in progress(cfg.seeds, desc="seeds"):
@@ -192,6 +192,11 @@ def explore(s: Splits, cfg: Config, outcome: Outcome) -> None:
         method=widgets.dropdown(["probs", "labels"], cfg.steal_method, "thief learns from"))
 
 
+def recorded_metrics(outcome: Outcome) -> dict[str, Any]:
+    """The metrics ``run.record`` stores in results.json: every model's scores per seed."""
+    return {"scores": outcome.scores.to_dict("records")}
+
+
 # ---------------------------------------------------------------- claims
 
 def claims(carriers: pd.DataFrame, agreement: pd.DataFrame, cfg: Config) -> list[Claim]:
@@ -206,20 +211,20 @@ def claims(carriers: pd.DataFrame, agreement: pd.DataFrame, cfg: Config) -> list
             "Q1", f"(tutorial) Training with a memorized set embeds the watermark (victim "
                   f"watermark accuracy above {cfg.wm_embedded:g})",
             "~100% watermark accuracy (Adi et al. 2018)",
-            results.evidence("victim_wm_acc", carriers, stats.mean_of("victim"),
-                             threshold=cfg.wm_embedded, holds_when="above", unit="carrier"),
+            results.part("victim_wm_acc", carriers, stats.mean_of("victim"),
+                         threshold=cfg.wm_embedded, holds_when="above", unit="carrier"),
             quantifier="on average", paper_words=""),
         results.claim(
             "Q2", f"(tutorial) Output-only stealing copies the task (thief fidelity above {cfg.min_fidelity:g})",
             "high fidelity from API queries (Tramer et al. 2016)",
-            results.evidence("thief_fidelity", agreement, stats.mean_of("thief"),
-                             threshold=cfg.min_fidelity, holds_when="above", unit="test image"),
+            results.part("thief_fidelity", agreement, stats.mean_of("thief"),
+                         threshold=cfg.min_fidelity, holds_when="above", unit="test image"),
             quantifier="on average", paper_words=""),
         results.claim(
             "Q3", f"(tutorial) Output-only stealing does not carry the watermark (thief's watermark "
                   f"accuracy less than {cfg.transfer_margin:g} above the independent floor)",
             "memorized examples do not transfer without gradients (Venigalla 2019)",
-            results.evidence("thief_minus_floor", carriers, stats.mean_difference("thief", "independent"),
-                             threshold=cfg.transfer_margin, holds_when="below", unit="carrier"),
+            results.part("thief_minus_floor", carriers, stats.mean_difference("thief", "independent"),
+                         threshold=cfg.transfer_margin, holds_when="below", unit="carrier"),
             quantifier="on average", paper_words=""),
     ]

@@ -49,8 +49,8 @@ How the claims are read (issues 24 and 25):
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Sequence
 
 import pandas as pd
 from torch import nn
@@ -61,6 +61,7 @@ from ..evidence.results import Claim
 from ..evidence.sensitivity import Sweep
 from ..methods import data, recipes, steal, uncertainty as uq
 from ..methods.data import Splits
+from ..methods.train import Progress, no_progress
 from ..notebook import plots, widgets
 from ..notebook.params import ParamError
 from . import Params
@@ -124,14 +125,24 @@ def check_params(values: dict) -> None:
                              f"({pool} images): lower {name}")
 
 
-def hyperparameters(s: Splits, cfg: Config, settings: dict[str, dict]) -> dict[str, Any]:
+def surrogate_settings(s: Splits, cfg: Config) -> dict[str, dict[str, Any]]:
+    """Each method's surrogate settings in the main comparison (the scalar settings of its
+    class, :meth:`ipkit.methods.uncertainty.Surrogate.settings`, the seed aside), read from
+    the config: the same whether the surrogates train in this run or come from the cache."""
+    return {m: {k: v for k, v in uq.make(m, cfg.thief_arch, s.num_classes, s.in_shape, members=cfg.members,
+                                         **recipes.train_settings(s, method_epochs(cfg, m))).settings().items()
+                if k != "seed"}
+            for m in ["single", *[m for m in cfg.uq_methods if m != "single"]]}
+
+
+def hyperparameters(s: Splits, cfg: Config) -> dict[str, Any]:
     """:data:`HYPERPARAMETERS`, the trainer settings of every copy, the epochs of each
     budget of the sweep and each method's surrogate settings in the main comparison
-    (``settings``: :attr:`Outcome.settings`), the UQ models' seed streams and the
-    diversity trace's schedule."""
+    (:func:`surrogate_settings`), the UQ models' seed streams and the diversity trace's
+    schedule."""
     return {**HYPERPARAMETERS, "fit": recipes.train_settings(s, cfg.epochs), "seed_streams": uq.SEED_STREAMS,
             "trace_points": uq.TRACE_POINTS, "sweep_epochs": {b: sweep_epochs(cfg, b) for b in cfg.budgets},
-            "surrogates": settings}
+            "surrogates": surrogate_settings(s, cfg)}
 
 
 # ---------------------------------------------------------------- the experiment
@@ -163,7 +174,6 @@ class Outcome:
     agreement: pd.DataFrame
     variance: pd.DataFrame
     correct: pd.DataFrame
-    settings: dict[str, dict] = field(default_factory=dict)
 
 
 def steal_and_score(victim: nn.Module, s: Splits, cfg: Config, methods: Sequence[str], *, budget: int,
@@ -173,7 +183,7 @@ def steal_and_score(victim: nn.Module, s: Splits, cfg: Config, methods: Sequence
     config's unless given)."""
     victim_labels = steal.Victim(victim).query(s.test.x).argmax(1)
     monitor = s.test.x[:HYPERPARAMETERS["monitor"]]
-    rows, traces, agree, right, var, settings = [], [], {}, {}, {}, {}
+    rows, traces, agree, right, var = [], [], {}, {}, {}
     for method in ["single", *[m for m in methods if m != "single"]]:
         sur = uq.stolen_surrogate(method, victim, s, cfg.thief_arch, budget=budget,
                                   monitor=HYPERPARAMETERS["monitor"], output=cfg.victim_output,
@@ -187,23 +197,21 @@ def steal_and_score(victim: nn.Module, s: Splits, cfg: Config, methods: Sequence
         agree[method] = (top == victim_labels).int().cpu().numpy()
         right[method] = (top == s.test.y).int().cpu().numpy()
         var[method] = uq.input_variance(sur.member_proba(monitor)).cpu().numpy()
-        settings[method] = {k: v for k, v in sur.settings().items() if k != "seed"}
     unit = {"budget": budget, "seed": seed}
     return Outcome(pd.DataFrame(rows), pd.DataFrame(traces),
                    pd.DataFrame(agree).assign(**unit, image=range(len(victim_labels))),
                    pd.DataFrame(var).assign(**unit, image=range(len(monitor))),
-                   pd.DataFrame(right).assign(**unit, image=range(len(victim_labels))), settings)
+                   pd.DataFrame(right).assign(**unit, image=range(len(victim_labels))))
 
 
 def concat(outcomes: list[Outcome]) -> Outcome:
-    """The outcomes of several runs as one (rows stacked; settings merged)."""
+    """The outcomes of several runs as one (rows stacked)."""
     return Outcome(*(pd.concat([getattr(o, f) for o in outcomes], ignore_index=True)
-                     for f in ("scores", "traces", "agreement", "variance", "correct")),
-                   {k: v for o in outcomes for k, v in o.settings.items()})
+                     for f in ("scores", "traces", "agreement", "variance", "correct")))
 
 
 def compare(victims: dict[int, nn.Module], s: Splits, cfg: Config,
-            progress: Callable[..., Iterable] = iter) -> Outcome:
+            progress: Progress = no_progress) -> Outcome:
     """The main comparison: every seed's single copy and UQ surrogates at ``query_budget``."""
     return concat([steal_and_score(victims[seed], s, cfg, cfg.uq_methods, budget=cfg.query_budget, seed=seed)
                    for seed in progress(cfg.seeds, desc="seeds")])
@@ -221,7 +229,7 @@ def sweep_epochs(cfg: Config, budget: int) -> int:
 
 
 def sweep(victims: dict[int, nn.Module], s: Splits, cfg: Config, method: str,
-          progress: Callable[..., Iterable] = iter) -> Outcome:
+          progress: Progress = no_progress) -> Outcome:
     """The single copy and ``method`` at every budget of ``cfg.budgets`` and every seed."""
     return concat([steal_and_score(victims[seed], s, cfg, [method], budget=b, seed=seed,
                                    epochs=sweep_epochs(cfg, b))
@@ -284,6 +292,13 @@ def diversity_verdicts(claims: list[Claim]) -> pd.DataFrame:
     return pd.concat([frame, pd.DataFrame([combined])], ignore_index=True)
 
 
+def recorded_metrics(outcome: Outcome, swept: Outcome, parity: pd.DataFrame) -> dict[str, Any]:
+    """The metrics ``run.record`` stores in results.json: the main comparison's scores and
+    diversity traces, the parity table (:func:`parity_table`) and the budget sweep's scores."""
+    return {"scores": outcome.scores.to_dict("records"), "traces": outcome.traces.to_dict("records"),
+            "parity": parity.to_dict("records"), "sweep": swept.scores.to_dict("records")}
+
+
 # ---------------------------------------------------------------- claims
 
 #: The paper's words for each claim, quoted from the study's brief (the abstract).
@@ -310,10 +325,19 @@ def fidelity_parts(outcome: Outcome, cfg: Config, parity: pd.DataFrame) -> list[
                       for name, t, side in sides]
             continue
         frame = outcome.agreement[["seed", m, "single"]]
-        parts += [results.evidence(name, frame, stats.mean_difference(m, "single"), threshold=t,
-                                   holds_when=side, unit="test image")
+        parts += [results.part(name, frame, stats.mean_difference(m, "single"), threshold=t,
+                               holds_when=side, unit="test image")
                   for name, t, side in sides]
     return parts
+
+
+def falls_parts(outcome: Outcome, column: str, cfg: Config) -> list[results.Evidence]:
+    """U2's (``column="variance"``) or U2b's (``"disagreement"``) parts, one per UQ model:
+    the last traced value of ``column`` over its peak, on the mean curve over seeds, below
+    ``falls_to``."""
+    return [results.part(f"last/peak_{m}", trace_curves(outcome.traces, m, column), last_over_peak,
+                         threshold=cfg.falls_to, holds_when="below", unit="seed")
+            for m in uq_models(cfg)]
 
 
 def claims(outcome: Outcome, swept: Outcome, best: str, cfg: Config) -> list[Claim]:
@@ -328,11 +352,6 @@ def claims(outcome: Outcome, swept: Outcome, best: str, cfg: Config) -> list[Cla
     methods = uq_models(cfg)
     parity = parity_table(outcome, cfg)
 
-    def falls(column: str) -> list[results.Evidence]:
-        return [results.evidence(f"last/peak_{m}", trace_curves(outcome.traces, m, column), last_over_peak,
-                                 threshold=cfg.falls_to, holds_when="below", unit="seed")
-                for m in methods]
-
     rule = (f"(last at most {cfg.falls_to:g} of the peak, traced from step 0) for every UQ model, "
             f"each on its own curve")
     return [
@@ -340,9 +359,9 @@ def claims(outcome: Outcome, swept: Outcome, best: str, cfg: Config) -> list[Cla
             "U0", f"(beyond the paper) Every UQ copy is trained to parity: its test accuracy is at most "
                   f"{cfg.parity:g} below the single copy's",
             "not stated (a fair comparison needs it)",
-            *[results.evidence(f"accuracy_gap_{m}", outcome.correct[["seed", m, "single"]],
-                               stats.mean_difference(m, "single"), threshold=-cfg.parity,
-                               holds_when="above", unit="test image") for m in methods],
+            *[results.part(f"accuracy_gap_{m}", outcome.correct[["seed", m, "single"]],
+                           stats.mean_difference(m, "single"), threshold=-cfg.parity,
+                           holds_when="above", unit="test image") for m in methods],
             quantifier="every", paper_words=""),
         results.claim(
             "U1", f"Every UQ model's fidelity gain over the single copy is marginal: within "
@@ -351,23 +370,23 @@ def claims(outcome: Outcome, swept: Outcome, best: str, cfg: Config) -> list[Cla
             "only marginal improvement in fidelity over a single stolen model",
             *fidelity_parts(outcome, cfg, parity), quantifier="marginal", paper_words=PAPER_WORDS["U1"]),
         results.claim("U2", f"Member variance falls as training proceeds {rule}",
-                      "members come to predict alike during training", *falls("variance"),
+                      "members come to predict alike during training", *falls_parts(outcome, "variance", cfg),
                       quantifier="every", paper_words=PAPER_WORDS["U2"]),
         results.claim("U2b", f"Pairwise disagreement of the members falls as training proceeds {rule}",
-                      "members come to predict alike during training", *falls("disagreement"),
+                      "members come to predict alike during training", *falls_parts(outcome, "disagreement", cfg),
                       quantifier="every", paper_words=PAPER_WORDS["U2"]),
         results.claim(
             "U3", f"Member variance ends low (< {cfg.low_variance:g}) for every UQ model",
             "the diversity is too small to exploit",
-            *[results.evidence(f"variance_{m}", outcome.variance[["seed", m]], stats.mean_of(m),
-                               threshold=cfg.low_variance, holds_when="below", unit="monitor image")
+            *[results.part(f"variance_{m}", outcome.variance[["seed", m]], stats.mean_of(m),
+                           threshold=cfg.low_variance, holds_when="below", unit="monitor image")
               for m in methods], quantifier="every", paper_words=PAPER_WORDS["U3"]),
         results.claim(
             "U4", f"(beyond the paper) The gap between {best} and the single copy stays below "
                   f"{cfg.marginal:.0%} at every query budget",
             "not studied (the paper uses one budget)",
-            *[results.evidence(f"gap_{b}", _at_budget(swept.agreement, b, best), absolute_gap(best),
-                               threshold=cfg.marginal, holds_when="below", unit="test image")
+            *[results.part(f"gap_{b}", _at_budget(swept.agreement, b, best), absolute_gap(best),
+                           threshold=cfg.marginal, holds_when="below", unit="test image")
               for b in cfg.budgets], quantifier="every", paper_words=""),
     ]
 
