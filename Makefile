@@ -35,7 +35,7 @@ figures: setup  ## run every study notebook (PROFILE=default|smoke|paper) and re
 	$(BIN)/ipkit run all --profile $(PROFILE) --jobs $(JOBS)
 	$(BIN)/ipkit report
 
-test: setup  ## unit tests, then every notebook end to end in the smoke profile (nbmake)
+test: setup lint  ## lint, unit tests, then every notebook end to end in the smoke profile (nbmake)
 	$(BIN)/python -m pytest tests notebooks --nbmake --nbmake-timeout=900 --durations=40
 
 lint: setup  ## ruff: lint rules and formatting (pyproject.toml), checked, nothing rewritten

@@ -5,6 +5,7 @@ The site is built offline from what is committed: the guides and reference pages
 ``ipkit_pages`` extension (``docs/_ext``), and the committed executed notebooks, rendered by
 myst-nb without running them.
 """
+
 import sys
 from pathlib import Path
 
@@ -22,8 +23,7 @@ myst_heading_anchors = 3
 suppress_warnings = ["mystnb.unknown_mime_type", "myst.header"]
 html_theme = "sphinx_book_theme"
 html_title = "ipkit"
-html_theme_options = {"show_toc_level": 2, "use_download_button": False,
-                      "use_fullscreen_button": False}
+html_theme_options = {"show_toc_level": 2, "use_download_button": False, "use_fullscreen_button": False}
 html_show_sourcelink = False
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"

@@ -14,4 +14,5 @@ Layers, each importing only from those below it (``docs/architecture.md``;
 - ``ipkit.orchestrate``: runs of notebooks (parallel, sweeps, verify, bench);
 - ``ipkit.cli``: the ``ipkit`` command.
 """
+
 __version__ = "0.1.0"

@@ -3,6 +3,7 @@
 Bad input (unknown study, profile or parameter, wrong type or range, missing data) ends
 with a one-line error and exit status 2 before anything runs.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -61,8 +62,7 @@ def _parse_overrides(info: StudyInfo, pairs: list[str]) -> dict:
         param = lookup(info, name)
         if name in seen:
             lists = " (a list is comma-separated: -p name=a,b)" if "list" in param.type else ""
-            raise ParamError(f"parameter '{name}' is given twice (-p {seen[name]} and -p {pair}): "
-                             f"give it once{lists}")
+            raise ParamError(f"parameter '{name}' is given twice (-p {seen[name]} and -p {pair}): give it once{lists}")
         seen[name] = pair
         given[name] = coerce(param, text)
     return given
@@ -102,8 +102,7 @@ def _threads_as_committed(given: int | None, committed: dict, where: Path) -> in
         return given
     threads = recorded_threads(committed)
     if threads is not None:
-        print(f"ipkit: {threads} CPU thread(s) per run, as the committed run in {where} "
-              "(--threads to change)")
+        print(f"ipkit: {threads} CPU thread(s) per run, as the committed run in {where} (--threads to change)")
     return threads
 
 
@@ -112,9 +111,14 @@ def _dispatch(jobs: list[parallel.Job], args: argparse.Namespace) -> list[parall
     from .orchestrate import parallel
 
     try:
-        return parallel.run_jobs(jobs, at_once=args.jobs, cpus_per_run=args.cpus_per_run,
-                                 gpus_per_run=args.gpus_per_run, address=args.address,
-                                 threads=args.threads)
+        return parallel.run_jobs(
+            jobs,
+            at_once=args.jobs,
+            cpus_per_run=args.cpus_per_run,
+            gpus_per_run=args.gpus_per_run,
+            address=args.address,
+            threads=args.threads,
+        )
     except ParamError as err:
         return _fail(str(err))
     except parallel.RayError as err:
@@ -149,11 +153,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .notebook.runtime import new_run_id  # the run machinery loads once the input is sound
     from .orchestrate import parallel
 
-    jobs = [parallel.Job(info.id, args.profile, given, info.path, figures_dir() / info.id / args.profile,
-                         runs_dir() / f"{info.path.stem}-{args.profile}-{new_run_id()}.ipynb")
-            for info, given in plans]
-    print(f"ipkit: running {', '.join(j.study for j in jobs)} (profile {args.profile}, "
-          f"{args.jobs} at a time)")
+    jobs = [
+        parallel.Job(
+            info.id,
+            args.profile,
+            given,
+            info.path,
+            figures_dir() / info.id / args.profile,
+            runs_dir() / f"{info.path.stem}-{args.profile}-{new_run_id()}.ipynb",
+        )
+        for info, given in plans
+    ]
+    print(f"ipkit: running {', '.join(j.study for j in jobs)} (profile {args.profile}, {args.jobs} at a time)")
     outcomes = _dispatch(jobs, args)
     if isinstance(outcomes, int):
         return outcomes
@@ -176,22 +187,26 @@ def _sweep_plan(info, args: argparse.Namespace) -> list[tuple[str, list[sweep.Se
         from .evidence import sensitivity
 
         if args.param or args.seeds_sets:
-            raise ParamError(f"--{kind} runs the study's declared sweeps: leave out -p and "
-                             "--seeds-sets")
+            raise ParamError(f"--{kind} runs the study's declared sweeps: leave out -p and --seeds-sets")
         every = sensitivity.declared(study_module(info.id), kind)
         if not every:
-            raise ParamError(f"study '{info.id}' declares no {kind} sweeps "
-                             f"({sensitivity.KINDS[kind]} in ipkit/studies/{info.id}.py)")
+            raise ParamError(
+                f"study '{info.id}' declares no {kind} sweeps ({sensitivity.KINDS[kind]} in ipkit/studies/{info.id}.py)"
+            )
         declared = every if args.id is None else tuple(sw for sw in every if sw.id == args.id)
         if not declared:
-            raise ParamError(f"--id '{args.id}' is none of {info.id}'s {kind} sweeps: "
-                             f"choose one of {', '.join(sw.id for sw in every)}")
-        plan = [(sw.id, sweep.settings(sweep.parse_grid(info, sensitivity.grid_pairs(sw)), sw.fixed))
-                for sw in declared]
+            raise ParamError(
+                f"--id '{args.id}' is none of {info.id}'s {kind} sweeps: "
+                f"choose one of {', '.join(sw.id for sw in every)}"
+            )
+        plan = [
+            (sw.id, sweep.settings(sweep.parse_grid(info, sensitivity.grid_pairs(sw)), sw.fixed)) for sw in declared
+        ]
         if kind == "alternatives":  # the default itself is the committed run
             default = resolve(info, args.profile, {})
-            plan = [(sid, [s for s in points if any(default[k] != v for k, v in s.values.items())])
-                    for sid, points in plan]
+            plan = [
+                (sid, [s for s in points if any(default[k] != v for k, v in s.values.items())]) for sid, points in plan
+            ]
         return plan
     pairs = list(args.param or []) + ([f"seeds={args.seeds_sets}"] if args.seeds_sets else [])
     grid = sweep.parse_grid(info, pairs)
@@ -227,11 +242,23 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     def label(sid: str, s: sweep.Setting) -> str:
         return s.name if len(plan) == 1 else f"{sid}/{s.name}"
 
-    jobs = [parallel.Job(info.id, args.profile, s.params, info.path, profile_dir / "sweeps" / sid / s.name,
-                         runs_dir() / "sweeps" / sid / f"{info.path.stem}-{s.name}.ipynb", label(sid, s))
-            for sid, points in plan for s in points]
-    print(f"ipkit: {len(plan)} sweep(s), {len(jobs)} settings of {info.id} (profile {args.profile}, "
-          f"{args.jobs} at a time) -> {profile_dir / 'sweeps'}")
+    jobs = [
+        parallel.Job(
+            info.id,
+            args.profile,
+            s.params,
+            info.path,
+            profile_dir / "sweeps" / sid / s.name,
+            runs_dir() / "sweeps" / sid / f"{info.path.stem}-{s.name}.ipynb",
+            label(sid, s),
+        )
+        for sid, points in plan
+        for s in points
+    ]
+    print(
+        f"ipkit: {len(plan)} sweep(s), {len(jobs)} settings of {info.id} (profile {args.profile}, "
+        f"{args.jobs} at a time) -> {profile_dir / 'sweeps'}"
+    )
     outcomes = _dispatch(jobs, args)
     if isinstance(outcomes, int):
         return outcomes
@@ -239,16 +266,21 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     plots.theme()
     for sid, points in plan:
         root = profile_dir / "sweeps" / sid
-        table = sweep.summary(points, {s.name: root / s.name for s in points},
-                              {s.name: errors[label(sid, s)] for s in points if label(sid, s) in errors},
-                              resolve(info, args.profile, {}))
+        table = sweep.summary(
+            points,
+            {s.name: root / s.name for s in points},
+            {s.name: errors[label(sid, s)] for s in points if label(sid, s) in errors},
+            resolve(info, args.profile, {}),
+        )
         root.mkdir(parents=True, exist_ok=True)
         write_table(table, root / "summary")
         plots.savefig(plots.sweep_verdicts(table, f"{info.id}: sweep {sid}"), root / "summary")
         print(table.drop(columns=["measured"]).to_markdown(index=False, floatfmt=".3f"))
         print(f"ipkit: summary in {root / 'summary.md'} and {root / 'summary.png'}")
     if args.sensitivity or args.alternatives:
-        for f in sensitivity.findings(study_module(info.id), profile_dir, "sensitivity" if args.sensitivity else "alternatives"):
+        for f in sensitivity.findings(
+            study_module(info.id), profile_dir, "sensitivity" if args.sensitivity else "alternatives"
+        ):
             print(f"  {f['text']}")
         if sensitivity.attach(study_module(info.id), profile_dir):
             print(f"ipkit: sensitivity named in {profile_dir / 'results.json'}")
@@ -274,13 +306,23 @@ def cmd_verify(args: argparse.Namespace) -> int:
         return _fail(str(err))
     from .orchestrate import parallel, verify  # the run machinery loads once the input is sound
 
-    print(f"ipkit: verifying {info.id} (profile {args.profile}) with seeds "
-          f"{'; '.join(','.join(map(str, s)) for s in sets)} against {path}")
+    print(
+        f"ipkit: verifying {info.id} (profile {args.profile}) with seeds "
+        f"{'; '.join(','.join(map(str, s)) for s in sets)} against {path}"
+    )
     threads = _threads_as_committed(args.threads, committed, path)
     try:
-        path, runs = verify.verify(info, args.profile, sets, given, at_once=args.jobs,
-                                   cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run,
-                                   address=args.address, threads=threads)
+        path, runs = verify.verify(
+            info,
+            args.profile,
+            sets,
+            given,
+            at_once=args.jobs,
+            cpus_per_run=args.cpus_per_run,
+            gpus_per_run=args.gpus_per_run,
+            address=args.address,
+            threads=threads,
+        )
     except (RuntimeError, parallel.RayError) as err:
         print(f"ipkit: {err}", file=sys.stderr)
         return 1
@@ -293,8 +335,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
         print("\n".join(report_lines(rows)))
         flips += [f"{r.id} (seeds {','.join(map(str, seeds))})" for r in rows if r.flip]
     changed = sum(r.changed for _, rows in runs for r in rows)
-    print(f"ipkit: {len(flips)} flip(s){': ' + ', '.join(flips) if flips else ''}; "
-          f"{changed} of {sum(len(rows) for _, rows in runs)} verdicts changed")
+    print(
+        f"ipkit: {len(flips)} flip(s){': ' + ', '.join(flips) if flips else ''}; "
+        f"{changed} of {sum(len(rows) for _, rows in runs)} verdicts changed"
+    )
     if args.record:
         record(path, runs)
         print(f"ipkit: recorded under 'stability' in {path}")
@@ -311,8 +355,7 @@ def profile_section(root: Path, path: Path, notebook: str) -> list[str]:
     data = json.loads(path.read_text())
     check_results(data)
     rel = path.parent.relative_to(root)
-    lines = [f"### Profile `{data['profile']}`: {data['date']}, {data['device']}, "
-             f"{data['runtime_s']:.0f} s", ""]
+    lines = [f"### Profile `{data['profile']}`: {data['date']}, {data['device']}, {data['runtime_s']:.0f} s", ""]
     lines += _notebook_link(path.parent / notebook, root)
     if data["claims"]:
         lines += [claims_markdown(data["claims"]), ""]
@@ -320,21 +363,24 @@ def profile_section(root: Path, path: Path, notebook: str) -> list[str]:
             lines += ["**Stability** (`ipkit verify`)", "", stability_markdown(data), ""]
         if data.get("sensitivity"):
             lines += ["**What would make it hold** (`ipkit sweep --sensitivity`)", ""]
-            lines += [f"- {f['text']} [Table]({rel.as_posix()}/{f['table']})."
-                      for f in data["sensitivity"]] + [""]
+            lines += [f"- {f['text']} [Table]({rel.as_posix()}/{f['table']})." for f in data["sensitivity"]] + [""]
             for table in dict.fromkeys(f["table"] for f in data["sensitivity"]):
                 lines += [f"![{table}]({rel.as_posix()}/{table.removesuffix('.md')}.png)", ""]
         if data.get("alternatives"):
-            lines += ["**At the alternatives the defaults were chosen among** "
-                      "(`ipkit sweep --alternatives`)", ""]
-            lines += [f"- {f['text']} [Table]({rel.as_posix()}/{f['table']})."
-                      for f in data["alternatives"]] + [""]
-            changed = [f"{c['id']} ({', '.join(k for k, v in c['alternatives'].items() if v != c['verdict'])})"
-                       for c in data["claims"] if c.get("alternatives") and not c.get("robust")]
+            lines += ["**At the alternatives the defaults were chosen among** (`ipkit sweep --alternatives`)", ""]
+            lines += [f"- {f['text']} [Table]({rel.as_posix()}/{f['table']})." for f in data["alternatives"]] + [""]
+            changed = [
+                f"{c['id']} ({', '.join(k for k, v in c['alternatives'].items() if v != c['verdict'])})"
+                for c in data["claims"]
+                if c.get("alternatives") and not c.get("robust")
+            ]
             lines += [f"Verdicts that change at an alternative: {'; '.join(changed) or 'none'}.", ""]
         module = study_module(data["study"]) if str(data["study"]).isidentifier() else None
-        waiting = [line for kind in sensitivity.KINDS for line in sensitivity.pending(
-            module, data["profile"], data.get(kind) or [], kind)]
+        waiting = [
+            line
+            for kind in sensitivity.KINDS
+            for line in sensitivity.pending(module, data["profile"], data.get(kind) or [], kind)
+        ]
         if waiting:
             lines += ["**Declared sweeps not drawn yet**", ""] + waiting + [""]
     for table in data.get("tables", []):
@@ -366,18 +412,23 @@ def _gallery() -> str:
     """figures/README.md's text; a results.json that cannot be read is reported (here and
     on stderr) as unreadable, and the other studies go on."""
     root = figures_dir()
-    lines = ["# Figures", "",
-             "Made by `ipkit run STUDY --profile PROFILE`; this page by `ipkit report`. Every number",
-             "comes from the run that drew it; a claim's verdict is computed from measured values.", "",
-             "How to read a verdict: each claim quotes the paper's words and quantifier (`up to`:",
-             "decided on the best model; `every`: one part per member; `on average`: the mean;",
-             "`marginal`: two-sided). A claim with k parts takes each interval at the familywise",
-             "level 1 - 0.05/k, its outer resampling unit being the independent training (seed).",
-             "`holds` / `does not hold`: every interval on the holding side / one on the other side;",
-             "`untestable here`: the threshold lies beyond what the setting can reach (its ceiling);",
-             "`inconclusive`: an interval straddles its threshold, or fewer than 3 trainings stand",
-             "behind it (the row says so). Where a default was chosen after a trial run, the verdict",
-             "at each alternative it was chosen among is shown beside it, with `robust`.", ""]
+    lines = [
+        "# Figures",
+        "",
+        "Made by `ipkit run STUDY --profile PROFILE`; this page by `ipkit report`. Every number",
+        "comes from the run that drew it; a claim's verdict is computed from measured values.",
+        "",
+        "How to read a verdict: each claim quotes the paper's words and quantifier (`up to`:",
+        "decided on the best model; `every`: one part per member; `on average`: the mean;",
+        "`marginal`: two-sided). A claim with k parts takes each interval at the familywise",
+        "level 1 - 0.05/k, its outer resampling unit being the independent training (seed).",
+        "`holds` / `does not hold`: every interval on the holding side / one on the other side;",
+        "`untestable here`: the threshold lies beyond what the setting can reach (its ceiling);",
+        "`inconclusive`: an interval straddles its threshold, or fewer than 3 trainings stand",
+        "behind it (the row says so). Where a default was chosen after a trial run, the verdict",
+        "at each alternative it was chosen among is shown beside it, with `robust`.",
+        "",
+    ]
     for info in studies().values():
         runs = [root / info.id / p / "results.json" for p in PROFILE_NAMES]
         runs = [r for r in runs if r.exists()]
@@ -389,8 +440,10 @@ def _gallery() -> str:
                 lines += profile_section(root, path, info.path.name)
             except (OSError, ValueError, KeyError, TypeError, RecursionError) as err:
                 why = f"{type(err).__name__}: {' '.join(str(err).split())[:200]}"
-                print(f"ipkit: {path} is unreadable ({why}): rerun `ipkit run {info.id} --profile "
-                      f"{path.parent.name}`", file=sys.stderr)
+                print(
+                    f"ipkit: {path} is unreadable ({why}): rerun `ipkit run {info.id} --profile {path.parent.name}`",
+                    file=sys.stderr,
+                )
                 lines += [f"### Profile `{path.parent.name}`: results.json unreadable ({why})", ""]
     return "\n".join(lines)
 
@@ -399,8 +452,10 @@ def _notebook_link(notebook: Path, root: Path) -> list[str]:
     """The gallery's link to a run's executed notebook, if it was published."""
     if not notebook.exists():
         return []
-    return [f"Executed notebook (read without running): "
-            f"[`{notebook.name}`]({notebook.relative_to(root).as_posix()})", ""]
+    return [
+        f"Executed notebook (read without running): [`{notebook.name}`]({notebook.relative_to(root).as_posix()})",
+        "",
+    ]
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -443,21 +498,23 @@ def cmd_cache(args: argparse.Namespace) -> int:
     if args.action == "clear":
         if args.temp:
             swept, left = cache.sweep_temp(), scratch.sweep_orphans()
-            print(f"ipkit: removed {len(swept)} temp files of interrupted writes "
-                  f"({sum(t.size for t in swept) / 1e6:.1f} MB) from {cache.cache_dir()} and "
-                  f"{len(left)} folders killed runs left")
+            print(
+                f"ipkit: removed {len(swept)} temp files of interrupted writes "
+                f"({sum(t.size for t in swept) / 1e6:.1f} MB) from {cache.cache_dir()} and "
+                f"{len(left)} folders killed runs left"
+            )
             return 0
         left = scratch.sweep_orphans()
-        print(f"ipkit: removed {cache.clear(args.recipe)} entries from {cache.cache_dir()} and "
-              f"{len(left)} folders killed runs left")
+        print(
+            f"ipkit: removed {cache.clear(args.recipe)} entries from {cache.cache_dir()} and "
+            f"{len(left)} folders killed runs left"
+        )
         return 0
     swept = cache.sweep_temp()
     items, temps, left = cache.entries(), cache.temp_files(), scratch.orphans()
-    print(f"{cache.cache_dir()}: {len(items)} entries, "
-          f"{sum(e.size for e in items) / 1e6:.1f} MB")
+    print(f"{cache.cache_dir()}: {len(items)} entries, {sum(e.size for e in items) / 1e6:.1f} MB")
     if swept:
-        print(f"  swept {len(swept)} temp files of interrupted writes "
-              f"({sum(t.size for t in swept) / 1e6:.1f} MB)")
+        print(f"  swept {len(swept)} temp files of interrupted writes ({sum(t.size for t in swept) / 1e6:.1f} MB)")
     for e in items:
         when = dt.datetime.fromtimestamp(e.created).strftime("%Y-%m-%d %H:%M")
         flag = "" if e.ok else f"  CORRUPT: {e.problem} (rebuilt on next use)"
@@ -465,8 +522,10 @@ def cmd_cache(args: argparse.Namespace) -> int:
     for t in temps:
         print(f"  {t.path.name}  {t.size / 1e6:7.2f} MB  temp file of a write in progress (pid {t.pid})")
     for o in left:
-        print(f"  {o.path}  {o.kind} left by a killed run (pid {o.pid or '?'}, "
-              f"{o.age_s / 60:.0f} min old): `ipkit cache clear --temp` removes it")
+        print(
+            f"  {o.path}  {o.kind} left by a killed run (pid {o.pid or '?'}, "
+            f"{o.age_s / 60:.0f} min old): `ipkit cache clear --temp` removes it"
+        )
     return 0
 
 
@@ -484,38 +543,54 @@ def cmd_bench(args: argparse.Namespace) -> int:
             return _fail(str(err))
         rows = redraw(ids, args.profile, args.repeats)
         for r in rows:
-            print(f"  {r['study']:22s} {r['profile']}: " + (f"failed: {r['error']}" if "error" in r else
-                  f"redraw median {r['median_s']:.3f} s, max {r['max_s']:.3f} s over "
-                  f"{r['repeats']}; recomputed from cached models {r['recomputed_s']:.3f} s"))
+            print(
+                f"  {r['study']:22s} {r['profile']}: "
+                + (
+                    f"failed: {r['error']}"
+                    if "error" in r
+                    else f"redraw median {r['median_s']:.3f} s, max {r['max_s']:.3f} s over "
+                    f"{r['repeats']}; recomputed from cached models {r['recomputed_s']:.3f} s"
+                )
+            )
         slow = [r["study"] for r in rows if not r.get("within_goal")]
-        print(f"ipkit: {len(rows) - len(slow)} of {len(rows)} notebooks redraw within "
-              f"{REDRAW_GOAL_S:g} s" + (f"; not: {', '.join(slow)}" if slow else ""))
+        print(
+            f"ipkit: {len(rows) - len(slow)} of {len(rows)} notebooks redraw within "
+            f"{REDRAW_GOAL_S:g} s" + (f"; not: {', '.join(slow)}" if slow else "")
+        )
         return 1 if slow else 0
     if args.trainer_layouts:
-        result = trainer_layouts(args.dataset, args.arch, args.epochs, args.batch_size,
-                                 repeats=args.repeats)
+        result = trainer_layouts(args.dataset, args.arch, args.epochs, args.batch_size, repeats=args.repeats)
         print(json.dumps(result, indent=2))
-        print(f"trainer now ({result['chosen_layout']}, {result['chosen_precision']}, no NaN-filling) "
-              f"vs before ({result['before_layout']}, {result['before_precision']}, NaN-filling): "
-              f"{result['speedup']}x (median of {result['repeats']} alternating pairs; accuracy "
-              f"{result['chosen_acc']} vs {result['before_acc']}) on {result['device']}")
+        print(
+            f"trainer now ({result['chosen_layout']}, {result['chosen_precision']}, no NaN-filling) "
+            f"vs before ({result['before_layout']}, {result['before_precision']}, NaN-filling): "
+            f"{result['speedup']}x (median of {result['repeats']} alternating pairs; accuracy "
+            f"{result['chosen_acc']} vs {result['before_acc']}) on {result['device']}"
+        )
         return 0
     if args.what == "ensemble":
         result = ensemble_speed(args.dataset, args.arch, args.members, args.epochs, args.batch_size)
         print(json.dumps(result, indent=2))
-        print(f"{args.members} members together: {result['together_s']} s, one by one: "
-              f"{result['one_by_one_s']} s -> {result['speedup']}x on {result['device']}")
+        print(
+            f"{args.members} members together: {result['together_s']} s, one by one: "
+            f"{result['one_by_one_s']} s -> {result['speedup']}x on {result['device']}"
+        )
         return 0
     result = run(args.dataset, args.arch, args.epochs, args.batch_size)
     print(json.dumps(result, indent=2))
-    print(f"ipkit trainer: {result['ipkit_s']} s, plain DataLoader loop: {result['plain_s']} s "
-          f"-> {result['speedup']}x on {result['device']}")
+    print(
+        f"ipkit trainer: {result['ipkit_s']} s, plain DataLoader loop: {result['plain_s']} s "
+        f"-> {result['speedup']}x on {result['device']}"
+    )
     return 0
 
 
 def _profile_option(ap: argparse.ArgumentParser) -> None:
-    ap.add_argument("--profile", default=os.environ.get("IPKIT_PROFILE", "default"),
-                    help="smoke | default | paper (default: default)")
+    ap.add_argument(
+        "--profile",
+        default=os.environ.get("IPKIT_PROFILE", "default"),
+        help="smoke | default | paper (default: default)",
+    )
 
 
 def count(text: str) -> int:
@@ -533,18 +608,28 @@ def amount(text: str) -> float:
 
 
 def _parallel_options(ap: argparse.ArgumentParser) -> None:
-    ap.add_argument("--jobs", type=count, default=1,
-                    help="runs at a time; more than 1 runs them as Ray tasks (default: 1, in this process)")
-    ap.add_argument("--cpus-per-run", type=amount,
-                    help="CPUs (and threads) of each Ray run (default: the cluster's CPUs / --jobs)")
-    ap.add_argument("--gpus-per-run", type=amount,
-                    help="GPUs of each Ray run (default: 1 when the cluster has GPUs, else 0)")
-    ap.add_argument("--address", help="Ray cluster to join (default: RAY_ADDRESS, else a local "
-                                      "Ray sized to this machine)")
-    ap.add_argument("--threads", type=count,
-                    help="CPU threads of each run (default: run: this process's, or a Ray run's "
-                         "CPUs; verify and sweep --sensitivity: the committed run's, so a setting "
-                         "equal to it reproduces it on the same machine)")
+    ap.add_argument(
+        "--jobs",
+        type=count,
+        default=1,
+        help="runs at a time; more than 1 runs them as Ray tasks (default: 1, in this process)",
+    )
+    ap.add_argument(
+        "--cpus-per-run", type=amount, help="CPUs (and threads) of each Ray run (default: the cluster's CPUs / --jobs)"
+    )
+    ap.add_argument(
+        "--gpus-per-run", type=amount, help="GPUs of each Ray run (default: 1 when the cluster has GPUs, else 0)"
+    )
+    ap.add_argument(
+        "--address", help="Ray cluster to join (default: RAY_ADDRESS, else a local Ray sized to this machine)"
+    )
+    ap.add_argument(
+        "--threads",
+        type=count,
+        help="CPU threads of each run (default: run: this process's, or a Ray run's "
+        "CPUs; verify and sweep --sensitivity: the committed run's, so a setting "
+        "equal to it reproduces it on the same machine)",
+    )
 
 
 def parser() -> argparse.ArgumentParser:
@@ -555,70 +640,110 @@ def parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="execute study notebooks with papermill")
     run.add_argument("study", nargs="+", help="study ids (see `ipkit list`) or 'all'")
     _profile_option(run)
-    run.add_argument("-p", "--param", action="append", metavar="NAME=VALUE",
-                     help="set a parameter; lists are comma-separated (repeatable)")
-    run.add_argument("--timings", action="store_true",
-                     help="print seconds per notebook section and per kind of work (timings.md)")
+    run.add_argument(
+        "-p",
+        "--param",
+        action="append",
+        metavar="NAME=VALUE",
+        help="set a parameter; lists are comma-separated (repeatable)",
+    )
+    run.add_argument(
+        "--timings", action="store_true", help="print seconds per notebook section and per kind of work (timings.md)"
+    )
     _parallel_options(run)
     run.set_defaults(fn=cmd_run)
     sw = sub.add_parser("sweep", help="run a study over a grid of settings and summarize its claims")
     sw.add_argument("study", help="study id (see `ipkit list`)")
     _profile_option(sw)
-    sw.add_argument("-p", "--param", action="append", metavar="NAME=A,B,C",
-                    help="sweep a parameter over these values; a list-valued one takes its sets "
-                         "separated by ';' (repeatable: the grid is every combination)")
-    sw.add_argument("--seeds-sets", metavar="'0,1,2;101,102,103'",
-                    help="sweep the seeds over these sets (the same as -p seeds=...)")
-    sw.add_argument("--id", help="the sweep's folder name (default: the parameters and a hash of the grid); "
-                                 "with --sensitivity: run only this declared sweep")
-    sw.add_argument("--sensitivity", action="store_true",
-                    help="run the study's declared 'what would make it hold' sweeps and name "
-                         "them in the profile's results.json")
-    sw.add_argument("--alternatives", action="store_true",
-                    help="run the alternatives the study's defaults were chosen among (ALTERNATIVES), "
-                         "with the default seeds, and record each claim's verdict at each and "
-                         "whether it is robust")
+    sw.add_argument(
+        "-p",
+        "--param",
+        action="append",
+        metavar="NAME=A,B,C",
+        help="sweep a parameter over these values; a list-valued one takes its sets "
+        "separated by ';' (repeatable: the grid is every combination)",
+    )
+    sw.add_argument(
+        "--seeds-sets", metavar="'0,1,2;101,102,103'", help="sweep the seeds over these sets (the same as -p seeds=...)"
+    )
+    sw.add_argument(
+        "--id",
+        help="the sweep's folder name (default: the parameters and a hash of the grid); "
+        "with --sensitivity: run only this declared sweep",
+    )
+    sw.add_argument(
+        "--sensitivity",
+        action="store_true",
+        help="run the study's declared 'what would make it hold' sweeps and name them in the profile's results.json",
+    )
+    sw.add_argument(
+        "--alternatives",
+        action="store_true",
+        help="run the alternatives the study's defaults were chosen among (ALTERNATIVES), "
+        "with the default seeds, and record each claim's verdict at each and "
+        "whether it is robust",
+    )
     _parallel_options(sw)
     sw.set_defaults(fn=cmd_sweep)
     ver = sub.add_parser("verify", help="rerun a study with other seeds and compare its verdicts")
     ver.add_argument("study", help="study id (see `ipkit list`)")
-    ver.add_argument("--seeds", default="101,102,103",
-                     help="seeds of the rerun, comma-separated; several reruns: sets separated "
-                          "by ';' (a sweep over seed sets)")
+    ver.add_argument(
+        "--seeds",
+        default="101,102,103",
+        help="seeds of the rerun, comma-separated; several reruns: sets separated by ';' (a sweep over seed sets)",
+    )
     ver.add_argument("--profile", default="default", help="profile of the committed run to check")
-    ver.add_argument("-p", "--param", action="append", metavar="NAME=VALUE",
-                     help="set a parameter of the rerun (repeatable)")
-    ver.add_argument("--record", action="store_true",
-                     help="store the comparison under 'stability' in the committed results.json")
+    ver.add_argument(
+        "-p", "--param", action="append", metavar="NAME=VALUE", help="set a parameter of the rerun (repeatable)"
+    )
+    ver.add_argument(
+        "--record", action="store_true", help="store the comparison under 'stability' in the committed results.json"
+    )
     _parallel_options(ver)
     ver.set_defaults(fn=cmd_verify)
     rep = sub.add_parser("report", help="write figures/README.md (and with --html the documentation site)")
-    rep.add_argument("--html", nargs="?", const="site", metavar="DIR",
-                     help="also build the documentation site (study pages, guides, executed "
-                          "notebooks; readable offline) into DIR (default: site), as `make docs`")
+    rep.add_argument(
+        "--html",
+        nargs="?",
+        const="site",
+        metavar="DIR",
+        help="also build the documentation site (study pages, guides, executed "
+        "notebooks; readable offline) into DIR (default: site), as `make docs`",
+    )
     rep.set_defaults(fn=cmd_report)
     c = sub.add_parser("cache", help="list or clear the model cache")
     c.add_argument("action", choices=["ls", "clear"])
     c.add_argument("--recipe", help="with clear: only this recipe's entries")
-    c.add_argument("--temp", action="store_true",
-                   help="with clear: only temp files of interrupted writes (writer gone or over an hour "
-                        "old) and the scratch and partial run folders killed runs left")
+    c.add_argument(
+        "--temp",
+        action="store_true",
+        help="with clear: only temp files of interrupted writes (writer gone or over an hour "
+        "old) and the scratch and partial run folders killed runs left",
+    )
     c.set_defaults(fn=cmd_cache)
     b = sub.add_parser("bench", help="ipkit trainer vs a plain DataLoader loop, or ensemble training")
     b.add_argument("--dataset", default="mnist5k")
     b.add_argument("--arch", default="cnn")
     b.add_argument("--epochs", type=count, default=5)
     b.add_argument("--batch-size", type=count, default=128)
-    b.add_argument("--what", choices=["trainer", "ensemble", "redraw"], default="trainer",
-                   help="trainer: vs a DataLoader loop; ensemble: members together (vmap) vs one by "
-                        "one; redraw: each notebook's Explore redraw of a setting already drawn")
+    b.add_argument(
+        "--what",
+        choices=["trainer", "ensemble", "redraw"],
+        default="trainer",
+        help="trainer: vs a DataLoader loop; ensemble: members together (vmap) vs one by "
+        "one; redraw: each notebook's Explore redraw of a setting already drawn",
+    )
     b.add_argument("--study", action="append", help="with --what redraw: a study (repeatable; default all)")
     b.add_argument("--profile", default="smoke", help="with --what redraw: the profile the notebooks run in")
     b.add_argument("--members", type=count, default=5, help="with --what ensemble: ensemble size")
-    b.add_argument("--trainer-layouts", action="store_true",
-                   help="the trainer before issue 16 (contiguous layout, NaN-filled new tensors) vs now")
-    b.add_argument("--repeats", type=count, default=3,
-                   help="with --trainer-layouts: alternating runs; with --what redraw: redraws")
+    b.add_argument(
+        "--trainer-layouts",
+        action="store_true",
+        help="the trainer before issue 16 (contiguous layout, NaN-filled new tensors) vs now",
+    )
+    b.add_argument(
+        "--repeats", type=count, default=3, help="with --trainer-layouts: alternating runs; with --what redraw: redraws"
+    )
     b.set_defaults(fn=cmd_bench)
     return ap
 

@@ -1,4 +1,5 @@
 """Fixtures shared by the unit tests."""
+
 import pytest
 
 from ipkit.methods import data
@@ -47,14 +48,18 @@ def tiny_study(tmp_path, monkeypatch):
     import nbformat
 
     def write(parameters: str, body: str):
-        nb = nbformat.v4.new_notebook(cells=[
-            nbformat.v4.new_markdown_cell("# Tiny\n\nA test-only study."),
-            nbformat.v4.new_code_cell(parameters, metadata={"tags": ["parameters"]}),
-            nbformat.v4.new_code_cell(body)])
+        nb = nbformat.v4.new_notebook(
+            cells=[
+                nbformat.v4.new_markdown_cell("# Tiny\n\nA test-only study."),
+                nbformat.v4.new_code_cell(parameters, metadata={"tags": ["parameters"]}),
+                nbformat.v4.new_code_cell(body),
+            ]
+        )
         nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
         (tmp_path / "notebooks").mkdir()
         nbformat.write(nb, tmp_path / "notebooks" / "99_tiny.ipynb")
         for name in ("IPKIT_NOTEBOOKS", "IPKIT_FIGURES", "IPKIT_RUNS"):
             monkeypatch.setenv(name, str(tmp_path / name.lower()[6:]))
         return tmp_path
+
     return write

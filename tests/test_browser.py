@@ -2,6 +2,7 @@
 runs a small Explore notebook, moves its slider, saves and reopens it; then the documentation
 site (`make docs`) is opened from disk with the network off. Uses the system Chromium and never downloads a browser;
 skipped with a one-line reason when Chromium or Playwright is missing."""
+
 import json
 import os
 import re
@@ -21,12 +22,21 @@ from ipkit.notebook import publish
 pytestmark = pytest.mark.browser
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 # What `make setup` writes into the venv, plus no news or update checks from the test's lab.
-LAB_OVERRIDES = {"@jupyter-widgets/jupyterlab-manager:plugin": {"saveState": True},
-                 "@jupyterlab/apputils-extension:notification": {"checkForUpdates": False,
-                                                                 "fetchNews": "false"}}
+LAB_OVERRIDES = {
+    "@jupyter-widgets/jupyterlab-manager:plugin": {"saveState": True},
+    "@jupyterlab/apputils-extension:notification": {"checkForUpdates": False, "fetchNews": "false"},
+}
 OUTPUT_IMG = ".jp-OutputArea .widget-output img"
 
 
@@ -67,14 +77,29 @@ def lab(tmp_path_factory):
     settings.mkdir()
     (settings / "overrides.json").write_text(json.dumps(LAB_OVERRIDES))
     port, token = _free_port(), secrets.token_hex(16)
-    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp / "config"), "JUPYTER_DATA_DIR": str(tmp / "data"),
-           "JUPYTER_RUNTIME_DIR": str(tmp / "runtime"),
-           "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")])}
-    cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
-           f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
-           f"--LabApp.app_settings_dir={settings}", f"--LabApp.user_settings_dir={tmp / 'user-settings'}",
-           f"--LabApp.workspaces_dir={tmp / 'workspaces'}", "--LabApp.expose_app_in_browser=True",
-           "--LabApp.extension_manager=readonly", "--allow-root"]
+    env = {
+        **os.environ,
+        "JUPYTER_CONFIG_DIR": str(tmp / "config"),
+        "JUPYTER_DATA_DIR": str(tmp / "data"),
+        "JUPYTER_RUNTIME_DIR": str(tmp / "runtime"),
+        "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")]),
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        "--no-browser",
+        "--ip=127.0.0.1",
+        f"--port={port}",
+        f"--IdentityProvider.token={token}",
+        f"--ServerApp.root_dir={root}",
+        f"--LabApp.app_settings_dir={settings}",
+        f"--LabApp.user_settings_dir={tmp / 'user-settings'}",
+        f"--LabApp.workspaces_dir={tmp / 'workspaces'}",
+        "--LabApp.expose_app_in_browser=True",
+        "--LabApp.extension_manager=readonly",
+        "--allow-root",
+    ]
     log = open(tmp / "lab.log", "w")
     server = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
@@ -101,8 +126,9 @@ def _wait_until_up(status_url: str, server: subprocess.Popen, log: Path, timeout
 
 
 def _api(lab, method: str, path: str):
-    req = urllib.request.Request(f"{lab['url']}{path}", method=method,
-                                 headers={"Authorization": f"token {lab['token']}"})
+    req = urllib.request.Request(
+        f"{lab['url']}{path}", method=method, headers={"Authorization": f"token {lab['token']}"}
+    )
     with urllib.request.urlopen(req, timeout=10) as r:
         body = r.read()
     return json.loads(body) if body else None
@@ -133,8 +159,7 @@ def test_explore_panel_in_jupyterlab_survives_save_and_reload_and_publishes(brow
 
     page.locator(".widget-slider .noUi-handle").first.focus()
     page.keyboard.press("ArrowRight")
-    page.wait_for_function(f"src => document.querySelector('{OUTPUT_IMG}')?.src !== src", arg=before,
-                           timeout=30_000)
+    page.wait_for_function(f"src => document.querySelector('{OUTPUT_IMG}')?.src !== src", arg=before, timeout=30_000)
     assert page.locator(".widget-slider").count() == 1
     assert page.locator(".widget-output .jp-OutputArea-output").count() == 1, "only the figure"
     assert page.locator(".widget-readout").first.inner_text().strip() == "3"

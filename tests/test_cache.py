@@ -1,6 +1,7 @@
 """The model cache: atomic writes, a checksum over header and data checked on load, any
 unusable entry rebuilt with a one-line report, no unpickling, safe under two processes
 writing one key, temp files of interrupted writes shown and swept."""
+
 import errno
 import multiprocessing as mp
 import os
@@ -72,8 +73,9 @@ def test_key_includes_the_cpu_thread_count_and_bf16_training(monkeypatch):
     assert cache.compute() == "cpu-2-bf16" and cache.key("r", {"a": 1}) != fp32
 
 
-@pytest.mark.parametrize("env, threads", [({"IPKIT_THREADS": "2", "OMP_NUM_THREADS": "1"}, 2),
-                                          ({"OMP_NUM_THREADS": "1"}, 1), ({}, None)])
+@pytest.mark.parametrize(
+    "env, threads", [({"IPKIT_THREADS": "2", "OMP_NUM_THREADS": "1"}, 2), ({"OMP_NUM_THREADS": "1"}, 1), ({}, None)]
+)
 def test_the_key_names_the_thread_count_the_trainer_will_use(monkeypatch, env, threads):
     """The compute part of a key is fixed before anything trains and does not move when the
     trainer sets torch's thread count (a cluster's OMP_NUM_THREADS=1 once made every stolen
@@ -113,9 +115,9 @@ def _relabel_dtype(path):
     """Change the first tensor's dtype in the header (F32 -> I32, same size), keeping the digest."""
     blob = path.read_bytes()
     (n,) = struct.unpack("<Q", blob[:8])
-    header = blob[8:8 + n].replace(b'"F32"', b'"I32"', 1)
+    header = blob[8 : 8 + n].replace(b'"F32"', b'"I32"', 1)
     assert len(header) == n
-    path.write_bytes(blob[:8] + header + blob[8 + n:])
+    path.write_bytes(blob[:8] + header + blob[8 + n :])
 
 
 @pytest.mark.parametrize("damage", ["truncate", "flip", "dtype", "directory", "pickle", "garbage"])
@@ -173,8 +175,9 @@ def test_pickle_in_cache_is_never_executed(tmp_path, capsys):
 
 
 def _dead_pid() -> int:
-    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
+    )
     return int(proc.stdout)
 
 
@@ -197,8 +200,7 @@ def test_temp_files_of_gone_writers_are_shown_and_swept(argv, capsys):
 
     path = cache.save("kept", {"w": torch.zeros(2)}, {"recipe": "t"})
     dead, live, old = _temps()
-    assert {t.path.name: t.stale for t in cache.temp_files()} == {dead.name: True, live.name: False,
-                                                                  old.name: True}
+    assert {t.path.name: t.stale for t in cache.temp_files()} == {dead.name: True, live.name: False, old.name: True}
     assert cli.main(argv) == 0
     out = capsys.readouterr().out
     assert not dead.exists() and not old.exists() and live.exists() and path.exists()
@@ -267,15 +269,14 @@ def _with_metadata(path, metadata) -> None:
 
     blob = path.read_bytes()
     (n,) = struct.unpack("<Q", blob[:8])
-    header = json.loads(blob[8:8 + n])
+    header = json.loads(blob[8 : 8 + n])
     header["__metadata__"] = metadata
     raw = json.dumps(header).encode()
     raw += b" " * (-len(raw) % 8)
-    path.write_bytes(struct.pack("<Q", len(raw)) + raw + blob[8 + n:])
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw + blob[8 + n :])
 
 
-@pytest.mark.parametrize("metadata", ["a string", ["a", "list"], {"meta": "[1, 2]", "sha256": "x"},
-                                      {"meta": 3}])
+@pytest.mark.parametrize("metadata", ["a string", ["a", "list"], {"meta": "[1, 2]", "sha256": "x"}, {"meta": 3}])
 def test_malformed_metadata_is_a_corrupt_entry(metadata, capsys):
     calls, train = _train_counter()
     model = cache.cached_model("unit", {"x": 1}, _build, train)
@@ -286,8 +287,10 @@ def test_malformed_metadata_is_a_corrupt_entry(metadata, capsys):
     assert len(calls) == 2 and len(_corrupt_lines(capsys)) == 1 and cache.entries()[0].ok
 
 
-@pytest.mark.parametrize("err, fix", [(errno.ENOSPC, "free space there"), (errno.EROFS, "make it writable"),
-                                      (errno.EACCES, "make it writable")])
+@pytest.mark.parametrize(
+    "err, fix",
+    [(errno.ENOSPC, "free space there"), (errno.EROFS, "make it writable"), (errno.EACCES, "make it writable")],
+)
 def test_a_folder_that_refuses_writes_costs_the_cache_not_the_run(err, fix, monkeypatch, capsys):
     """Disk full or read-only: one line names the folder and the fix, no temp file stays,
     and the model trained in memory is returned (twice: nothing was stored)."""
@@ -307,7 +310,9 @@ def test_a_corrupt_entry_that_cannot_be_removed_is_rebuilt_in_memory(monkeypatch
     path = cache._path(model.ipkit_key)
     path.write_bytes(b"\xff" * 7)
     monkeypatch.setattr(os, "fsync", lambda fd: (_ for _ in ()).throw(OSError(errno.EROFS, "Read-only file system")))
-    monkeypatch.setattr(type(path), "unlink", lambda self, missing_ok=False: (_ for _ in ()).throw(PermissionError(13, "denied")))
+    monkeypatch.setattr(
+        type(path), "unlink", lambda self, missing_ok=False: (_ for _ in ()).throw(PermissionError(13, "denied"))
+    )
     again = cache.cached_model("unit", {"x": 1}, _build, train)
     err = capsys.readouterr().err
     assert len(calls) == 2 and again.head.bias[0] == 2

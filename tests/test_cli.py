@@ -1,5 +1,6 @@
 """The study runner and the `ipkit` command: parameters read from notebooks, validation
 before anything runs (one-line error, exit 2), list, cache and report."""
+
 import json
 
 import pandas as pd
@@ -38,27 +39,32 @@ def test_parse_params_types_and_specs():
     assert p["c"].type == "bool" and coerce(p["c"], "false") is False
 
 
-@pytest.mark.parametrize("argv, fragment", [
-    (["run", "nosuchstudy"], "unknown study 'nosuchstudy'"),
-    (["run", QUICK, "-p", "bogus=1"], "unknown parameter 'bogus'"),
-    (["run", QUICK, "-p", "query_budget=lots"], "expects int"),
-    (["run", QUICK, "-p", "query_budget=3.5"], "expects int"),
-    (["run", QUICK, "-p", "query_budget=5"], "must lie in [10, 50000]"),
-    (["run", QUICK, "-p", "victim_arch=alexnet"], "must be one of"),
-    (["run", QUICK, "-p", "seeds=0,x"], "expects list[int]"),
-    (["run", QUICK, "--profile", "huge"], "unknown profile 'huge'"),
-    (["run", QUICK, "-p", "epochs"], "needs a value"),
-    (["run", QUICK, "-p", "epochs=１"], "in ASCII digits"),
-    (["run", QUICK, "-p", "seeds=0,٣"], "in ASCII digits"),
-    (["run", QUICK, "-p", "epochs=1", "-p", "epochs=2"], "'epochs' is given twice"),
-    (["run", QUICK, "-p", "seeds=0", "-p", "seeds=1"], "give it once (a list is comma-separated"),
-    (["run", QUICK, "-p"], "expected one argument"),
-    (["run", "all", "-p", "epochs=2"], "single study"),
-    (["run", "ondevice_unpairing", "-p", "quant_bits=8", "-p", "unpair_sibling=q4"],
-     "unpair_sibling 'q4' is not built"),
-    (["run", "memorized_transfer", "-p", "query_budget=50000"], "exceeds the attacker pool"),
-    (["run", "distillation_ingrain", "-p", "arch=mlp", "-p", "student_arch=vgg"], "is larger than arch"),
-])
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["run", "nosuchstudy"], "unknown study 'nosuchstudy'"),
+        (["run", QUICK, "-p", "bogus=1"], "unknown parameter 'bogus'"),
+        (["run", QUICK, "-p", "query_budget=lots"], "expects int"),
+        (["run", QUICK, "-p", "query_budget=3.5"], "expects int"),
+        (["run", QUICK, "-p", "query_budget=5"], "must lie in [10, 50000]"),
+        (["run", QUICK, "-p", "victim_arch=alexnet"], "must be one of"),
+        (["run", QUICK, "-p", "seeds=0,x"], "expects list[int]"),
+        (["run", QUICK, "--profile", "huge"], "unknown profile 'huge'"),
+        (["run", QUICK, "-p", "epochs"], "needs a value"),
+        (["run", QUICK, "-p", "epochs=１"], "in ASCII digits"),
+        (["run", QUICK, "-p", "seeds=0,٣"], "in ASCII digits"),
+        (["run", QUICK, "-p", "epochs=1", "-p", "epochs=2"], "'epochs' is given twice"),
+        (["run", QUICK, "-p", "seeds=0", "-p", "seeds=1"], "give it once (a list is comma-separated"),
+        (["run", QUICK, "-p"], "expected one argument"),
+        (["run", "all", "-p", "epochs=2"], "single study"),
+        (
+            ["run", "ondevice_unpairing", "-p", "quant_bits=8", "-p", "unpair_sibling=q4"],
+            "unpair_sibling 'q4' is not built",
+        ),
+        (["run", "memorized_transfer", "-p", "query_budget=50000"], "exceeds the attacker pool"),
+        (["run", "distillation_ingrain", "-p", "arch=mlp", "-p", "student_arch=vgg"], "is larger than arch"),
+    ],
+)
 def test_bad_input_exits_2_with_one_line(capsys, tmp_path, monkeypatch, argv, fragment):
     monkeypatch.setenv("IPKIT_RUNS", str(tmp_path / "runs"))
     code, out, err = run_cli(capsys, *argv)
@@ -66,11 +72,14 @@ def test_bad_input_exits_2_with_one_line(capsys, tmp_path, monkeypatch, argv, fr
     assert not (tmp_path / "runs").exists()
 
 
-@pytest.mark.parametrize("variable, value, fragment", [
-    ("IPKIT_THREADS", "many", "IPKIT_THREADS must be a positive integer"),
-    ("OMP_NUM_THREADS", "0", "OMP_NUM_THREADS must be a positive integer"),
-    ("IPKIT_CPU_BF16", "yes", "IPKIT_CPU_BF16 must be 0 or 1"),
-])
+@pytest.mark.parametrize(
+    "variable, value, fragment",
+    [
+        ("IPKIT_THREADS", "many", "IPKIT_THREADS must be a positive integer"),
+        ("OMP_NUM_THREADS", "0", "OMP_NUM_THREADS must be a positive integer"),
+        ("IPKIT_CPU_BF16", "yes", "IPKIT_CPU_BF16 must be 0 or 1"),
+    ],
+)
 def test_bad_environment_exits_2_with_one_line(capsys, monkeypatch, variable, value, fragment):
     monkeypatch.setenv(variable, value)
     code, _, err = run_cli(capsys, "run", QUICK)
@@ -123,8 +132,14 @@ def test_papermill_run_with_an_undeclared_parameter_stops_at_set_up(tmp_path):
 
     info = get_study(QUICK)
     with pytest.raises(pm.PapermillExecutionError) as err:
-        pm.execute_notebook(str(info.path), str(tmp_path / "out.ipynb"), parameters={"bogus": 1},
-                            kernel_name="python3", cwd=str(info.path.parent), progress_bar=False)
+        pm.execute_notebook(
+            str(info.path),
+            str(tmp_path / "out.ipynb"),
+            parameters={"bogus": 1},
+            kernel_name="python3",
+            cwd=str(info.path.parent),
+            progress_bar=False,
+        )
     assert err.value.ename == "ParamError" and "'bogus'" in err.value.evalue
     assert "query_budget" in err.value.evalue
 
@@ -152,8 +167,7 @@ def _fake_run(tmp_path, monkeypatch):
     ax.plot([0, 1], [0, 1])
     run.savefig(fig, "line")
     units = pd.DataFrame({"seed": [0] * 40 + [1] * 40 + [2] * 40, "hit": [1, 0, 1, 1] * 30})
-    part = results.part("rate", units, stats.mean_of("hit"), threshold=0.2, holds_when="above",
-                            unit="carrier")
+    part = results.part("rate", units, stats.mean_of("hit"), threshold=0.2, holds_when="above", unit="carrier")
     claim = results.claim("Q1", "a claim", "paper says", part, quantifier="direction", paper_words="")
     return run, run.record({"value": 0.25}, [claim])
 
@@ -215,9 +229,16 @@ def test_results_json_states_its_schema_version_and_newer_ones_are_refused(tmp_p
         results.check_results(dict(data, schema_version=2))
 
 
-
-@pytest.mark.parametrize("argv", [["--help"], ["list"], ["run", "quickstart", "-p", "seeds=0,0"],
-                                  ["sweep", "quickstart", "-p", "seeds=0,0"], ["nosuch"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--help"],
+        ["list"],
+        ["run", "quickstart", "-p", "seeds=0,0"],
+        ["sweep", "quickstart", "-p", "seeds=0,0"],
+        ["nosuch"],
+    ],
+)
 def test_help_list_and_usage_errors_answer_without_loading_torch(argv):
     """The start-up cost of a command that does no work: no torch, pandas or nbformat import,
     and at most ~3x a bare interpreter's start (measured in this test, as a ratio)."""
@@ -225,9 +246,11 @@ def test_help_list_and_usage_errors_answer_without_loading_torch(argv):
     import sys
     import time
 
-    code = (f"import sys; from ipkit import cli; code = cli.main({argv!r}); "
-            "heavy = [m for m in ('torch', 'pandas', 'nbformat') if m in sys.modules]; "
-            "print(heavy); sys.exit(0 if code in (0, 2) else 1)")
+    code = (
+        f"import sys; from ipkit import cli; code = cli.main({argv!r}); "
+        "heavy = [m for m in ('torch', 'pandas', 'nbformat') if m in sys.modules]; "
+        "print(heavy); sys.exit(0 if code in (0, 2) else 1)"
+    )
 
     def timed(args):
         began = time.monotonic()

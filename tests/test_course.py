@@ -1,6 +1,7 @@
 """The course kit (course/): every lesson is a valid otter-grader master; its solution scores
 full marks and its blank student version zero under ``otter run`` (no Docker); no solution
 line or hidden test reaches a student notebook."""
+
 import json
 import os
 import re
@@ -26,8 +27,12 @@ def _env():
 def assigned(request, tmp_path_factory):
     """``otter assign`` of one lesson: (master path, output folder)."""
     out = tmp_path_factory.mktemp(request.param.stem)
-    done = subprocess.run([*OTTER, "assign", "--no-run-tests", str(request.param), str(out / "dist")],
-                          capture_output=True, text=True, env=_env())
+    done = subprocess.run(
+        [*OTTER, "assign", "--no-run-tests", str(request.param), str(out / "dist")],
+        capture_output=True,
+        text=True,
+        env=_env(),
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     return request.param, out / "dist"
 
@@ -62,8 +67,9 @@ def test_lessons_exist():
 
 def test_masters_committed_without_outputs():
     for path in LESSONS:
-        assert not [c for c in _cells(path) if c["cell_type"] == "code" and
-                    (c.get("outputs") or c.get("execution_count"))], path.name
+        assert not [
+            c for c in _cells(path) if c["cell_type"] == "code" and (c.get("outputs") or c.get("execution_count"))
+        ], path.name
 
 
 def test_assign_builds_student_autograder_and_zip(assigned):
@@ -86,9 +92,13 @@ def _grade(dist, notebook, out):
     zipfile = next((dist / "autograder").glob("*.zip"))
     work = out / notebook.parent.name
     shutil.copytree(notebook.parent, work)
-    done = subprocess.run([*OTTER, "run", "--no-logo", "-a", str(zipfile), "-o", str(work),
-                           str(work / notebook.name)], capture_output=True, text=True, env=_env(),
-                          timeout=600)
+    done = subprocess.run(
+        [*OTTER, "run", "--no-logo", "-a", str(zipfile), "-o", str(work), str(work / notebook.name)],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     tests = json.loads((work / "results.json").read_text())["tests"]
     return {t["name"]: t for t in tests if t["name"] != "Public Tests"}
@@ -108,8 +118,9 @@ def test_solution_scores_full_marks(assigned, tmp_path):
     master, dist = assigned
     scores = _grade(dist, dist / "autograder" / master.name, tmp_path)
     assert set(scores) == set(_autograded(master))
-    assert {n: t["score"] for n, t in scores.items()} == {n: t["max_score"] for n, t in scores.items()}, \
-        {n: t["output"][-800:] for n, t in scores.items() if t["score"] != t["max_score"]}
+    assert {n: t["score"] for n, t in scores.items()} == {n: t["max_score"] for n, t in scores.items()}, {
+        n: t["output"][-800:] for n, t in scores.items() if t["score"] != t["max_score"]
+    }
 
 
 @pytest.mark.slow
@@ -122,8 +133,9 @@ def test_blank_student_scores_zero(assigned, tmp_path):
 
 def test_at_least_half_the_questions_autograded():
     for path in LESSONS:
-        questions = [c for c in _cells(path) if c["cell_type"] == "raw"
-                     and "".join(c["source"]).startswith("# BEGIN QUESTION")]
+        questions = [
+            c for c in _cells(path) if c["cell_type"] == "raw" and "".join(c["source"]).startswith("# BEGIN QUESTION")
+        ]
         assert 3 <= len(questions) <= 4 and 2 * len(_autograded(path)) >= len(questions), path.name
 
 

@@ -1,6 +1,7 @@
 """A student's view of a dashboard: Voila serves the quickstart Explore app (course/apps/) in
 headless Chromium, with no code shown; moving the slider redraws the figure; the server is
 stopped at the end. Skipped with a one-line reason when Chromium, Playwright or Voila is missing."""
+
 import os
 import socket
 import subprocess
@@ -27,12 +28,27 @@ def _free_port() -> int:
 def voila(tmp_path):
     pytest.importorskip("voila", reason="voila is in the 'course' extra")
     port = _free_port()
-    env = {**os.environ, "IPKIT_QUIET": "1", "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
-           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "IPKIT_QUIET": "1",
+        "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
     log = open(tmp_path / "voila.log", "w")
-    server = subprocess.Popen([sys.executable, "-m", "voila", str(ROOT / "course/apps/quickstart.ipynb"),
-                               f"--port={port}", "--no-browser", "--Voila.ip=127.0.0.1"],
-                              env=env, stdout=log, stderr=subprocess.STDOUT)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "voila",
+            str(ROOT / "course/apps/quickstart.ipynb"),
+            f"--port={port}",
+            "--no-browser",
+            "--Voila.ip=127.0.0.1",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(120):

@@ -1,5 +1,6 @@
 """Datasets and splits: the embedded data, seeded disjoint splits, torchvision loaders on
 small files written here, and the one-line error for data missing offline."""
+
 import pickle
 import struct
 
@@ -116,12 +117,15 @@ def test_split_sizes_match_the_split_without_loading(name):
     assert sizes == {"owner": len(s.owner), "attacker": len(s.attacker), "test": len(s.test)}
 
 
-@pytest.mark.parametrize("name, make, named", [
-    ("cifar10", lambda r: (r / "cifar-10-batches-py").mkdir(), "data_batch_1 is missing"),
-    ("mnist", lambda r: (r / "MNIST" / "raw").mkdir(parents=True), "train-images-idx3-ubyte is missing"),
-    ("svhn", lambda r: (r / "train_32x32.mat").write_bytes(b""), "train_32x32.mat is empty"),
-    ("cifar10", lambda r: (r / "cifar10" / "train" / "cat").mkdir(parents=True), "holds no"),
-])
+@pytest.mark.parametrize(
+    "name, make, named",
+    [
+        ("cifar10", lambda r: (r / "cifar-10-batches-py").mkdir(), "data_batch_1 is missing"),
+        ("mnist", lambda r: (r / "MNIST" / "raw").mkdir(parents=True), "train-images-idx3-ubyte is missing"),
+        ("svhn", lambda r: (r / "train_32x32.mat").write_bytes(b""), "train_32x32.mat is empty"),
+        ("cifar10", lambda r: (r / "cifar10" / "train" / "cat").mkdir(parents=True), "holds no"),
+    ],
+)
 @pytest.mark.parametrize("download", [False, True])
 def test_broken_data_folder_is_caught_before_the_run(tmp_path, name, make, named, download):
     make(tmp_path)
@@ -168,13 +172,24 @@ def test_decoded_cache_follows_a_changed_image_tree(tmp_path):
     assert torch.bincount(ds.train.y).tolist() == [4, 4, 4]
 
 
-@pytest.mark.parametrize("foreign", [
-    {"images": torch.zeros(2, 3, 32, 32, dtype=torch.uint8)},
-    {"train_x": torch.zeros(6, 32, 32, 3), "train_y": torch.zeros(6, dtype=torch.int64),
-     "test_x": torch.zeros(4, 3, 32, 32, dtype=torch.uint8), "test_y": torch.zeros(4, dtype=torch.int64)},
-    {"train_x": torch.zeros(6, 3, 32, 32, dtype=torch.uint8), "train_y": torch.full((6,), 9),
-     "test_x": torch.zeros(4, 3, 32, 32, dtype=torch.uint8), "test_y": torch.zeros(4, dtype=torch.int64)},
-])
+@pytest.mark.parametrize(
+    "foreign",
+    [
+        {"images": torch.zeros(2, 3, 32, 32, dtype=torch.uint8)},
+        {
+            "train_x": torch.zeros(6, 32, 32, 3),
+            "train_y": torch.zeros(6, dtype=torch.int64),
+            "test_x": torch.zeros(4, 3, 32, 32, dtype=torch.uint8),
+            "test_y": torch.zeros(4, dtype=torch.int64),
+        },
+        {
+            "train_x": torch.zeros(6, 3, 32, 32, dtype=torch.uint8),
+            "train_y": torch.full((6,), 9),
+            "test_x": torch.zeros(4, 3, 32, 32, dtype=torch.uint8),
+            "test_y": torch.zeros(4, dtype=torch.int64),
+        },
+    ],
+)
 def test_decoded_cache_with_a_wrong_schema_is_rebuilt(tmp_path, foreign):
     from safetensors.torch import save_file
 
@@ -212,16 +227,27 @@ def _mat(path, element_sizes, cut=0):
     blob = b"MATLAB 5.0 MAT-file".ljust(128, b" ")
     for n in element_sizes:
         blob += struct.pack("<II", 14, n) + b"\0" * (n + (-n % 8))
-    path.write_bytes(blob[:len(blob) - cut])
+    path.write_bytes(blob[: len(blob) - cut])
 
 
-@pytest.mark.parametrize("name, make, named", [
-    ("mnist", lambda r: _mnist_files(r, cut=100), "where its header promises 9,424 (truncated)"),
-    ("cifar10", lambda r: (lambda f: (f / "data_batch_3").write_bytes((f / "data_batch_3").read_bytes()[:-40]))(
-        _cifar_batches(r)), "data_batch_3 is cut short"),
-    ("svhn", lambda r: (_mat(r / "train_32x32.mat", [40, 13]), _mat(r / "test_32x32.mat", [40], cut=9)),
-     "test_32x32.mat is"),
-])
+@pytest.mark.parametrize(
+    "name, make, named",
+    [
+        ("mnist", lambda r: _mnist_files(r, cut=100), "where its header promises 9,424 (truncated)"),
+        (
+            "cifar10",
+            lambda r: (lambda f: (f / "data_batch_3").write_bytes((f / "data_batch_3").read_bytes()[:-40]))(
+                _cifar_batches(r)
+            ),
+            "data_batch_3 is cut short",
+        ),
+        (
+            "svhn",
+            lambda r: (_mat(r / "train_32x32.mat", [40, 13]), _mat(r / "test_32x32.mat", [40], cut=9)),
+            "test_32x32.mat is",
+        ),
+    ],
+)
 def test_a_truncated_data_file_is_named_before_the_run(tmp_path, name, make, named):
     """Files cut short by what their format fixes (IDX dimensions, pickle's STOP, MATLAB
     element sizes) are caught by the check before any work, naming the file."""

@@ -1,6 +1,7 @@
 """Distillation attack and the ingrain defence (Yang, Dang & Chang, 2019): watermark schemes,
 their floor, the KD loss, pruning, quantization and the ingrain loss, and the study module's
 rules, reducers and claims (ipkit.studies.distillation_ingrain)."""
+
 from types import SimpleNamespace
 
 import numpy as np
@@ -26,7 +27,7 @@ def _pool(n: int = 300, classes: int = 4, seed: int = 0):
     x = 0.1 * torch.rand(n, 1, 12, 12, generator=g)
     for c in range(classes):  # class c lights up one quadrant
         r, q = divmod(c, 2)
-        x[y == c, :, r * 6:(r + 1) * 6, q * 6:(q + 1) * 6] += 0.8
+        x[y == c, :, r * 6 : (r + 1) * 6, q * 6 : (q + 1) * 6] += 0.8
     return x.clamp(0, 1), y
 
 
@@ -128,7 +129,7 @@ def test_quantization_leaves_at_most_two_to_the_bits_levels_per_channel(bits):
     model = models.build("cnn", 4, (1, 12, 12), seed=0)
     q = transforms.fake_quantize(model, bits)
     for w in (m.weight for m in q.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))):
-        assert int(levels_per_channel(w).max()) <= 2 ** bits
+        assert int(levels_per_channel(w).max()) <= 2**bits
 
 
 def test_distillation_attack_trains_a_fresh_student_of_the_given_arch():
@@ -142,6 +143,7 @@ def test_distillation_attack_trains_a_fresh_student_of_the_given_arch():
 
 # --- the study module ---------------------------------------------------------------------
 
+
 def _cfg(**changes) -> di.Config:
     values = {n: p.default for n, p in get_study("distillation_ingrain").params.items()}
     return di.Config.from_params(SimpleNamespace(**{**values, **changes}))
@@ -153,11 +155,14 @@ def test_config_sweeps_include_the_headline_settings():
     assert cfg.schemes == ("content", "noise", "unrelated", "abstract") and cfg.clearly_above == 0.2
 
 
-@pytest.mark.parametrize("argv, fragment", [
-    (["-p", "ingrainer_ordinary=100000"], "ingrainer_ordinary=100000 exceeds the owner's 2000 images"),
-    (["-p", "wm_count=1000"], "wm_count=1000 exceeds the"),
-    (["-p", "lambdas=1,1"], "lambdas' lists 1.0 twice"),
-])
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["-p", "ingrainer_ordinary=100000"], "ingrainer_ordinary=100000 exceeds the owner's 2000 images"),
+        (["-p", "wm_count=1000"], "wm_count=1000 exceeds the"),
+        (["-p", "lambdas=1,1"], "lambdas' lists 1.0 twice"),
+    ],
+)
 def test_sizes_are_checked_before_the_run(capsys, tmp_path, monkeypatch, argv, fragment):
     monkeypatch.setenv("IPKIT_RUNS", str(tmp_path / "runs"))
     code = cli.main(["run", "distillation_ingrain", *argv])
@@ -167,10 +172,18 @@ def test_sizes_are_checked_before_the_run(capsys, tmp_path, monkeypatch, argv, f
 
 
 def test_per_seed_reduces_carriers_and_examples_to_accuracies():
-    wm = pd.DataFrame({"seed": 0, "scheme": "content", "carrier": [0, 1], "before": [1, 1], "after": [0, 1],
-                       "floor": [0.0, 1 / 3]})
-    acc = pd.DataFrame({"seed": 0, "scheme": ["none"] * 2 + ["content"] * 2, "example": [0, 1, 0, 1],
-                        "teacher": [1, 1, 1, 0], "student": [1, 0, 0, 0]})
+    wm = pd.DataFrame(
+        {"seed": 0, "scheme": "content", "carrier": [0, 1], "before": [1, 1], "after": [0, 1], "floor": [0.0, 1 / 3]}
+    )
+    acc = pd.DataFrame(
+        {
+            "seed": 0,
+            "scheme": ["none"] * 2 + ["content"] * 2,
+            "example": [0, 1, 0, 1],
+            "teacher": [1, 1, 1, 0],
+            "student": [1, 0, 0, 0],
+        }
+    )
     table = di.per_seed(wm, acc).set_index("scheme")
     assert table.loc["none", "teacher_acc"] == 1.0 and np.isnan(table.loc["none", "wm_after"])
     assert table.loc["content", "wm_after"] == 0.5 and table.loc["content", "floor"] == pytest.approx(1 / 6)
@@ -179,8 +192,15 @@ def test_per_seed_reduces_carriers_and_examples_to_accuracies():
 
 
 def test_kept_is_the_share_of_transformations_that_keep_the_label():
-    hits = pd.DataFrame({"seed": 0, "scheme": "noise", "transform": ["original", "prune", "int8"] * 2,
-                         "carrier": [0, 0, 0, 1, 1, 1], "hit": [1, 1, 0, 1, 0, 0]})
+    hits = pd.DataFrame(
+        {
+            "seed": 0,
+            "scheme": "noise",
+            "transform": ["original", "prune", "int8"] * 2,
+            "carrier": [0, 0, 0, 1, 1, 1],
+            "hit": [1, 1, 0, 1, 0, 0],
+        }
+    )
     assert di.kept(hits).kept.tolist() == [0.5, 0.0]
 
 
@@ -198,19 +218,45 @@ def _units(seeds=(0, 1, 2), n_wm=50, n_test=1000, abstract_before=1):
     for seed in seeds:
         for scheme in ("content", "abstract", "ingrain"):
             before = abstract_before if scheme == "abstract" else 1
-            wm.append(pd.DataFrame({"seed": seed, "scheme": scheme, "carrier": np.arange(n_wm), "before": before,
-                                    "after": int(scheme == "ingrain"), "floor": 0.0}))
+            wm.append(
+                pd.DataFrame(
+                    {
+                        "seed": seed,
+                        "scheme": scheme,
+                        "carrier": np.arange(n_wm),
+                        "before": before,
+                        "after": int(scheme == "ingrain"),
+                        "floor": 0.0,
+                    }
+                )
+            )
             for transform in ("original", "prune", "int8"):
-                hits.append(pd.DataFrame({"seed": seed, "scheme": scheme, "transform": transform,
-                                          "carrier": np.arange(n_wm), "hit": 1}))
-        for scheme, teacher, student in (("none", 1, 1), ("content", 1, 1), ("abstract", 1, (idx % 10 != 0)),
-                                         ("ingrain", (idx % 50 != 0), 1)):
-            acc.append(pd.DataFrame({"seed": seed, "scheme": scheme, "example": idx,
-                                     "teacher": np.broadcast_to(teacher, n_test).astype(int),
-                                     "student": np.broadcast_to(student, n_test).astype(int)}))
+                hits.append(
+                    pd.DataFrame(
+                        {"seed": seed, "scheme": scheme, "transform": transform, "carrier": np.arange(n_wm), "hit": 1}
+                    )
+                )
+        for scheme, teacher, student in (
+            ("none", 1, 1),
+            ("content", 1, 1),
+            ("abstract", 1, (idx % 10 != 0)),
+            ("ingrain", (idx % 50 != 0), 1),
+        ):
+            acc.append(
+                pd.DataFrame(
+                    {
+                        "seed": seed,
+                        "scheme": scheme,
+                        "example": idx,
+                        "teacher": np.broadcast_to(teacher, n_test).astype(int),
+                        "student": np.broadcast_to(student, n_test).astype(int),
+                    }
+                )
+            )
         for lam, after, clean in ((0.25, 0, 1), (4.0, 1, 0)):
-            lam_wm.append(pd.DataFrame({"seed": seed, "lam": lam, "carrier": np.arange(n_wm), "before": 1,
-                                        "after": after}))
+            lam_wm.append(
+                pd.DataFrame({"seed": seed, "lam": lam, "carrier": np.arange(n_wm), "before": 1, "after": after})
+            )
             lam_acc.append(pd.DataFrame({"seed": seed, "lam": lam, "example": idx, "clean": clean, "student": 1}))
     return [pd.concat(f, ignore_index=True) for f in (wm, acc, lam_wm, lam_acc, hits)]
 
@@ -293,6 +339,7 @@ def test_declared_sweeps_name_real_parameters_and_include_the_defaults():
     joint = [sw for sw in di.SENSITIVITY if set(sw.grid) == {"ingrainer_ordinary", "ingrain_lambda"}]
     assert joint and joint[0].claims == ("D2", "D3")
 
+
 def _split(n: int = 300, classes: int = 4):
     x, y = _pool(n, classes)
     return SimpleNamespace(owner=SimpleNamespace(x=x[:150], y=y[:150]), num_classes=classes)
@@ -317,12 +364,14 @@ def test_early_stopped_attack_stops_after_patience_and_keeps_its_best_epoch():
     teacher = _model(0)
     fit(teacher, x, y, epochs=4, lr=0.05, batch_size=64)
     stalled = _model(1)
-    best, ran = di.distill_early_stopped(teacher, x[:200], x[200:], stalled, temperature=4.0, epochs=10, patience=2,
-                                         lr=1e-7, batch_size=64)
+    best, ran = di.distill_early_stopped(
+        teacher, x[:200], x[200:], stalled, temperature=4.0, epochs=10, patience=2, lr=1e-7, batch_size=64
+    )
     assert (best, ran) == (1, 3)  # no epoch after the first improves the held-out loss by min_delta
     learner = _model(1)
-    best, ran = di.distill_early_stopped(teacher, x[:200], x[200:], learner, temperature=4.0, epochs=4, patience=4,
-                                         lr=0.05, batch_size=64)
+    best, ran = di.distill_early_stopped(
+        teacher, x[:200], x[200:], learner, temperature=4.0, epochs=4, patience=4, lr=0.05, batch_size=64
+    )
     assert ran == 4 and 1 <= best <= 4 and not learner.training
     with torch.no_grad():
         held = (teacher(x[200:]) / 4.0).softmax(1)
@@ -363,13 +412,17 @@ def test_explore_draws_ingrain_of_the_first_seed_at_the_controls_values(digits, 
 
 def test_recorded_metrics_average_robustness_over_transformations_only():
     table = pd.DataFrame({"scheme": ["content", "abstract", "ingrain"], "seed": 0, "wm_before": [1.0, 0.2, 1.0]})
-    summary = pd.DataFrame({"above_floor": [0.3, 0.6, 0.1], "embedded": [True, False, True]},
-                           index=pd.Index(["content", "abstract", "ingrain"], name="scheme"))
-    robust = pd.DataFrame({"scheme": ["content"] * 3, "transform": ["original", "prune", "quant"],
-                           "wm_acc": [1.0, 0.5, 0.3]})
+    summary = pd.DataFrame(
+        {"above_floor": [0.3, 0.6, 0.1], "embedded": [True, False, True]},
+        index=pd.Index(["content", "abstract", "ingrain"], name="scheme"),
+    )
+    robust = pd.DataFrame(
+        {"scheme": ["content"] * 3, "transform": ["original", "prune", "quant"], "wm_acc": [1.0, 0.5, 0.3]}
+    )
     empty = pd.DataFrame()
-    metrics = di.recorded_metrics(table, summary, empty, robust, empty,
-                                  _cfg(schemes=["content", "abstract"], embed_level=0.9))
+    metrics = di.recorded_metrics(
+        table, summary, empty, robust, empty, _cfg(schemes=["content", "abstract"], embed_level=0.9)
+    )
     assert metrics["robustness_mean_wm"] == {"content": pytest.approx(0.4)}
     assert metrics["best_baseline"] == "content"
     assert metrics["embedded"] == ["content"]

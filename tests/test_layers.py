@@ -6,6 +6,7 @@ either a heavy or optional third-party package (:data:`LAZY_PACKAGES`) or one of
 start-up-speed imports of the command line (:data:`LAZY_IMPORTS`), each with its reason.
 ``python tests/test_layers.py`` prints the layers and what each imports from.
 """
+
 from __future__ import annotations
 
 import ast
@@ -43,10 +44,20 @@ LAZY_PACKAGES = {
 _START_UP = "`ipkit --help`, `list` and every usage error answer without loading torch (issue 29)"
 LAZY_IMPORTS = {
     ("ipkit.cli", "ipkit.orchestrate.bench"): "the benchmarks load only for `ipkit bench`",
-    **{("ipkit.cli", m): _START_UP for m in (
-        "ipkit.orchestrate.parallel", "ipkit.orchestrate.verify", "ipkit.methods.train", "ipkit.methods.cache",
-        "ipkit.evidence.results", "ipkit.evidence.sensitivity", "ipkit.evidence.stability",
-        "ipkit.notebook.runtime", "ipkit.notebook.plots")},
+    **{
+        ("ipkit.cli", m): _START_UP
+        for m in (
+            "ipkit.orchestrate.parallel",
+            "ipkit.orchestrate.verify",
+            "ipkit.methods.train",
+            "ipkit.methods.cache",
+            "ipkit.evidence.results",
+            "ipkit.evidence.sensitivity",
+            "ipkit.evidence.stability",
+            "ipkit.notebook.runtime",
+            "ipkit.notebook.plots",
+        )
+    },
     ("ipkit.notebook.registry", "ipkit.methods.data"): "the data check loads torch only once the values are sound",
 }
 
@@ -81,7 +92,7 @@ def _resolve(node: ast.ImportFrom, module: str, is_package: bool, known: set[str
     the module imported from."""
     if node.level:
         base = module.split(".") if is_package else module.split(".")[:-1]
-        base = base[:len(base) - node.level + 1]
+        base = base[: len(base) - node.level + 1]
         source = ".".join(base + ([node.module] if node.module else []))
     else:
         source = node.module or ""
@@ -163,8 +174,7 @@ def problems(graph: dict[str, list[Import]]) -> list[str]:
                     edges.setdefault(module, set()).add(imp.target)
                 if imp.in_function and (module, imp.target) not in LAZY_IMPORTS:
                     found.append(f"{module}:{imp.line} imports {imp.target} inside a function")
-            elif imp.in_function and not any(imp.target == p or imp.target.startswith(p + ".")
-                                             for p in LAZY_PACKAGES):
+            elif imp.in_function and not any(imp.target == p or imp.target.startswith(p + ".") for p in LAZY_PACKAGES):
                 found.append(f"{module}:{imp.line} imports {imp.target} inside a function")
     found += [f"import circle: {' -> '.join(group)}" for group in _cycles(edges)]
     return found
@@ -175,10 +185,18 @@ def describe(graph: dict[str, list[Import]]) -> str:
     lines = []
     for i, name in enumerate(LAYERS):
         modules = sorted(m for m in graph if m != "ipkit" and layer_of(m) == i)
-        below = sorted({LAYERS[layer_of(t.target)] for m in modules for t in graph[m]
-                        if t.target.startswith("ipkit.") and layer_of(t.target) < i})
-        lines.append(f"{i} {name}: {', '.join(m.rpartition('.')[2] for m in modules)}"
-                     f"  (imports {', '.join(below) or 'no other layer'})")
+        below = sorted(
+            {
+                LAYERS[layer_of(t.target)]
+                for m in modules
+                for t in graph[m]
+                if t.target.startswith("ipkit.") and layer_of(t.target) < i
+            }
+        )
+        lines.append(
+            f"{i} {name}: {', '.join(m.rpartition('.')[2] for m in modules)}"
+            f"  (imports {', '.join(below) or 'no other layer'})"
+        )
     return "\n".join(lines)
 
 
@@ -207,32 +225,46 @@ def test_the_checker_finds_an_upward_import():
 
 
 def test_the_checker_finds_a_circle_within_a_layer():
-    graph = {"ipkit.methods.a": [Import("ipkit.methods.b", 1, False)],
-             "ipkit.methods.b": [Import("ipkit.methods.c", 1, False)],
-             "ipkit.methods.c": [Import("ipkit.methods.a", 1, False)]}
+    graph = {
+        "ipkit.methods.a": [Import("ipkit.methods.b", 1, False)],
+        "ipkit.methods.b": [Import("ipkit.methods.c", 1, False)],
+        "ipkit.methods.c": [Import("ipkit.methods.a", 1, False)],
+    }
     assert problems(graph) == ["import circle: ipkit.methods.a -> ipkit.methods.b -> ipkit.methods.c"]
 
 
 def test_the_checker_finds_an_import_inside_a_function():
-    graph = {"ipkit.evidence.results": [Import("ipkit.methods.train", 9, True), Import("json", 10, True),
-                                        Import("matplotlib.pyplot", 11, True)],
-             "ipkit.methods.train": []}
-    assert problems(graph) == ["ipkit.evidence.results:9 imports ipkit.methods.train inside a function",
-                               "ipkit.evidence.results:10 imports json inside a function"]
+    graph = {
+        "ipkit.evidence.results": [
+            Import("ipkit.methods.train", 9, True),
+            Import("json", 10, True),
+            Import("matplotlib.pyplot", 11, True),
+        ],
+        "ipkit.methods.train": [],
+    }
+    assert problems(graph) == [
+        "ipkit.evidence.results:9 imports ipkit.methods.train inside a function",
+        "ipkit.evidence.results:10 imports json inside a function",
+    ]
 
 
 def test_the_checker_reads_relative_imports_from_files(tmp_path):
     """A planted package: a core module importing the notebook layer inside a function."""
     root = tmp_path / "ipkit"
-    for rel, text in {"__init__.py": "", "core/__init__.py": "", "notebook/__init__.py": "",
-                      "notebook/run.py": "from ..core import paths\n",
-                      "core/paths.py": "def f():\n    from ..notebook import run\n"}.items():
+    for rel, text in {
+        "__init__.py": "",
+        "core/__init__.py": "",
+        "notebook/__init__.py": "",
+        "notebook/run.py": "from ..core import paths\n",
+        "core/paths.py": "def f():\n    from ..notebook import run\n",
+    }.items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text(text)
     assert problems(module_imports(root)) == [
         "ipkit.core.paths:2 imports ipkit.notebook.run from a layer above",
         "ipkit.core.paths:2 imports ipkit.notebook.run inside a function",
-        "import circle: ipkit.core.paths -> ipkit.notebook.run"]
+        "import circle: ipkit.core.paths -> ipkit.notebook.run",
+    ]
 
 
 def test_an_unknown_layer_is_named():

@@ -1,6 +1,7 @@
 """Memorized-example transfer: Jacobian matching, the gradient victim, transfer rates and
 the query-set tools (Venigalla 2019; Srinivas & Fleuret 2018), and the study module's
 rules, reducers and claims (ipkit.studies.memorized_transfer)."""
+
 import math
 from types import SimpleNamespace
 
@@ -25,8 +26,9 @@ def digits():
 
 def _tiny(seed=0):
     torch.manual_seed(seed)
-    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 5), torch.nn.Tanh(),
-                               torch.nn.Linear(5, 3)).double()
+    return torch.nn.Sequential(
+        torch.nn.Flatten(), torch.nn.Linear(12, 5), torch.nn.Tanh(), torch.nn.Linear(5, 3)
+    ).double()
 
 
 def test_jacobian_loss_is_zero_for_identical_models_and_passes_gradcheck():
@@ -61,7 +63,7 @@ def test_projected_jacobians_match_autograd_jacobian():
     _, g = steal.projected_jacobians(model, x, d)
     for i in range(2):
         jac = torch.autograd.functional.jacobian(lambda z: model(z[None])[0], x[i])  # (3, 1, 3, 4)
-        top = model(x[i:i + 1])[0].topk(2).indices
+        top = model(x[i : i + 1])[0].topk(2).indices
         assert torch.allclose(g[i], jac[top], atol=1e-10)
 
 
@@ -83,8 +85,7 @@ def test_gradient_victim_counts_queries_and_never_leaks_the_watermark(digits, tm
             assert not isinstance(value, (torch.nn.Module, torch.Tensor, watermark.WatermarkSet))
 
 
-def test_owner_transfer_rate_on_its_own_set_is_one_and_thief_rates_are_fractions(digits, tmp_path,
-                                                                                   monkeypatch):
+def test_owner_transfer_rate_on_its_own_set_is_one_and_thief_rates_are_fractions(digits, tmp_path, monkeypatch):
     monkeypatch.setenv("IPKIT_CACHE", str(tmp_path))
     wm = watermark.memorized_set("noise", 10, digits.in_shape, 10, seed=2)
     owner = recipes.owner_model(digits, "mlp", epochs=4, seed=0, wm=wm, wm_per_batch=8)
@@ -93,8 +94,9 @@ def test_owner_transfer_rate_on_its_own_set_is_one_and_thief_rates_are_fractions
     assert (watermark.margin(owner, wm)[memorized] > 0).all()
     thief = models.build("mlp", 10, digits.in_shape, seed=3)
     queries = steal.query_set(digits.attacker.x, 300, seed=0)
-    steal.jacobian_distill(steal.GradientVictim(owner, output="logits"), queries, thief, alpha=1.0,
-                           epochs=3, batch_size=64)
+    steal.jacobian_distill(
+        steal.GradientVictim(owner, output="logits"), queries, thief, alpha=1.0, epochs=3, batch_size=64
+    )
     assert 0.0 <= watermark.transfer_rate(thief, wm, memorized) <= 1.0
     assert train.agreement(owner, thief, digits.test.x) > 0.5
 
@@ -124,6 +126,7 @@ def test_query_perturbations_and_ood_pool_are_seeded(digits):
 
 # --- the study module ---------------------------------------------------------------------
 
+
 def _cfg(**changes) -> mt.Config:
     values = {n: p.default for n, p in get_study("memorized_transfer").params.items()}
     return mt.Config.from_params(SimpleNamespace(**{**values, **changes}))
@@ -135,18 +138,36 @@ def test_config_is_typed_and_lists_the_query_sets():
     assert cfg.perturbation_settings() == [("none", 0.0), ("noise", 0.1), ("noise", 0.5), ("ood", 0.0)]
 
 
-@pytest.mark.parametrize("argv, fragment", [
-    (["-p", "projections=11"], "projections 11 exceeds the 10 classes"),
-    (["-p", "seeds=0,1,0"], "seeds' lists 0 twice"),
-    (["-p", "grid_archs=mlp,mlp"], "grid_archs' lists 'mlp' twice"),
-    (["-p", "geometry_kinds=noise,noise"], "geometry_kinds' lists 'noise' twice"),
-    (["-p", "ood_source=digits", "-p", "query_budget=1000"], "query_budget 1000 exceeds the 898 images of "
-                                                             "ood_source 'digits'"),
-    (["-p", "ood_source=digits", "-p", "wm_kind=ood", "-p", "wm_count=1000", "-p", "query_perturbation=noise"],
-     "wm_count 1000 exceeds the 898 images"),
-    (["-p", "ood_source=digits", "-p", "geometry_kinds=ood", "-p", "wm_count=1000", "-p", "query_perturbation=noise"],
-     "wm_count 1000 exceeds the 898 images"),
-])
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["-p", "projections=11"], "projections 11 exceeds the 10 classes"),
+        (["-p", "seeds=0,1,0"], "seeds' lists 0 twice"),
+        (["-p", "grid_archs=mlp,mlp"], "grid_archs' lists 'mlp' twice"),
+        (["-p", "geometry_kinds=noise,noise"], "geometry_kinds' lists 'noise' twice"),
+        (
+            ["-p", "ood_source=digits", "-p", "query_budget=1000"],
+            "query_budget 1000 exceeds the 898 images of ood_source 'digits'",
+        ),
+        (
+            ["-p", "ood_source=digits", "-p", "wm_kind=ood", "-p", "wm_count=1000", "-p", "query_perturbation=noise"],
+            "wm_count 1000 exceeds the 898 images",
+        ),
+        (
+            [
+                "-p",
+                "ood_source=digits",
+                "-p",
+                "geometry_kinds=ood",
+                "-p",
+                "wm_count=1000",
+                "-p",
+                "query_perturbation=noise",
+            ],
+            "wm_count 1000 exceeds the 898 images",
+        ),
+    ],
+)
 def test_sizes_are_checked_before_the_run(capsys, tmp_path, monkeypatch, argv, fragment):
     monkeypatch.setenv("IPKIT_RUNS", str(tmp_path / "runs"))
     code = cli.main(["run", "memorized_transfer", *argv])
@@ -156,10 +177,11 @@ def test_sizes_are_checked_before_the_run(capsys, tmp_path, monkeypatch, argv, f
 
 
 def test_correlation_is_absolute_rank_correlation_and_nan_when_constant():
-    f = pd.DataFrame({"transferred": [False, False, True, True], "up": [1, 2, 3, 9], "down": [9, 3, 2, 1],
-                      "flat": [1, 1, 1, 1]})
+    f = pd.DataFrame(
+        {"transferred": [False, False, True, True], "up": [1, 2, 3, 9], "down": [9, 3, 2, 1], "flat": [1, 1, 1, 1]}
+    )
     rho = f.transferred.astype(float).corr(f.up, method="spearman")
-    assert rho == pytest.approx(2 / 5 ** 0.5) and mt.correlation("up")(f) == pytest.approx(rho)
+    assert rho == pytest.approx(2 / 5**0.5) and mt.correlation("up")(f) == pytest.approx(rho)
     assert mt.correlation("down")(f) == pytest.approx(rho)
     assert mt.correlation("up", "pearson")(f) == pytest.approx(abs(np.corrcoef([0, 0, 1, 1], [1, 2, 3, 9])[0, 1]))
     assert math.isnan(mt.correlation("flat")(f))
@@ -175,14 +197,32 @@ def test_boost_pairs_keep_each_owners_memorized_carriers():
 
 
 def test_grid_and_perturbation_summaries_are_means_per_pair_and_setting():
-    grid = pd.DataFrame({"seed": 0, "carrier": [0, 1, 0, 1], "stolen": [1, 1, 0, 1], "floor": [0, 0, 0, 1],
-                         "victim_arch": "mlp", "thief_arch": ["mlp", "mlp", "cnn", "cnn"], "fidelity": 0.9,
-                         "victim_memorized": 1.0})
+    grid = pd.DataFrame(
+        {
+            "seed": 0,
+            "carrier": [0, 1, 0, 1],
+            "stolen": [1, 1, 0, 1],
+            "floor": [0, 0, 0, 1],
+            "victim_arch": "mlp",
+            "thief_arch": ["mlp", "mlp", "cnn", "cnn"],
+            "fidelity": 0.9,
+            "victim_memorized": 1.0,
+        }
+    )
     summary = mt.grid_summary(grid).set_index("thief_arch")
     assert summary.loc["mlp", "transfer"] == 1.0 and summary.loc["cnn", "transfer"] == 0.5
     assert summary.loc["cnn", "floor"] == 0.5
-    perturbed = pd.DataFrame({"seed": [0, 0, 1, 1], "carrier": [0, 1, 0, 1], "transferred": [1, 0, 1, 1],
-                              "floor": 0, "perturbation": "noise", "strength": 0.1, "fidelity": 0.8})
+    perturbed = pd.DataFrame(
+        {
+            "seed": [0, 0, 1, 1],
+            "carrier": [0, 1, 0, 1],
+            "transferred": [1, 0, 1, 1],
+            "floor": 0,
+            "perturbation": "noise",
+            "strength": 0.1,
+            "fidelity": 0.8,
+        }
+    )
     by_seed = mt.perturbation_summary(perturbed).set_index("seed")
     assert by_seed.loc[0, "transfer"] == 0.5 and by_seed.loc[1, "transfer"] == 1.0
 
@@ -190,23 +230,69 @@ def test_grid_and_perturbation_summaries_are_means_per_pair_and_setting():
 def _tables(seeds=3, n=100, geo_n=30):
     rng = np.random.default_rng(0)
     idx = np.arange(n)
-    carriers = pd.concat([pd.DataFrame({"seed": s, "carrier": idx, "labels": 0, "kd": 0, "jacobian": 1,
-                                        "independent": 0, "boost": False}) for s in range(seeds)])
+    carriers = pd.concat(
+        [
+            pd.DataFrame(
+                {"seed": s, "carrier": idx, "labels": 0, "kd": 0, "jacobian": 1, "independent": 0, "boost": False}
+            )
+            for s in range(seeds)
+        ]
+    )
     plain = carriers.assign(jacobian=np.tile(idx % 2, seeds))
     boosted = plain.assign(jacobian=np.tile((idx % 2) | (idx % 20 == 0), seeds), boost=True)
     by_arch = pd.concat([carriers.assign(arch="mlp"), carriers.assign(arch="cnn", jacobian=0)])
-    grid = pd.concat([pd.DataFrame({"seed": s, "carrier": idx, "stolen": st, "floor": 0, "victim_arch": "mlp",
-                                    "thief_arch": t, "fidelity": 0.9, "victim_memorized": 1.0})
-                      for s in range(seeds) for t, st in (("mlp", 1), ("cnn", 0))])
-    perturbed = pd.concat([pd.DataFrame({"seed": s, "carrier": idx, "transferred": 1, "floor": 0,
-                                         "perturbation": k, "strength": v, "fidelity": 0.9})
-                           for s in range(seeds) for k, v in (("none", 0.0), ("noise", 0.1), ("ood", 0.0))])
+    grid = pd.concat(
+        [
+            pd.DataFrame(
+                {
+                    "seed": s,
+                    "carrier": idx,
+                    "stolen": st,
+                    "floor": 0,
+                    "victim_arch": "mlp",
+                    "thief_arch": t,
+                    "fidelity": 0.9,
+                    "victim_memorized": 1.0,
+                }
+            )
+            for s in range(seeds)
+            for t, st in (("mlp", 1), ("cnn", 0))
+        ]
+    )
+    perturbed = pd.concat(
+        [
+            pd.DataFrame(
+                {
+                    "seed": s,
+                    "carrier": idx,
+                    "transferred": 1,
+                    "floor": 0,
+                    "perturbation": k,
+                    "strength": v,
+                    "fidelity": 0.9,
+                }
+            )
+            for s in range(seeds)
+            for k, v in (("none", 0.0), ("noise", 0.1), ("ood", 0.0))
+        ]
+    )
     m = geo_n  # 500: enough carriers that 12 independent correlations stay below 0.3 at the familywise level
-    geo = pd.concat([pd.DataFrame({"kind": kind, "seed": np.repeat(range(seeds), m),
-                                   "carrier": np.tile(range(m), seeds),
-                                   "transferred": rng.random(seeds * m) < 0.5, "nearest_query": rng.random(seeds * m),
-                                   "nearest_10": rng.random(seeds * m), "victim_margin": rng.random(seeds * m)})
-                     for kind in ("noise", "flipped")])
+    geo = pd.concat(
+        [
+            pd.DataFrame(
+                {
+                    "kind": kind,
+                    "seed": np.repeat(range(seeds), m),
+                    "carrier": np.tile(range(m), seeds),
+                    "transferred": rng.random(seeds * m) < 0.5,
+                    "nearest_query": rng.random(seeds * m),
+                    "nearest_10": rng.random(seeds * m),
+                    "victim_margin": rng.random(seeds * m),
+                }
+            )
+            for kind in ("noise", "flipped")
+        ]
+    )
     return by_arch, plain, boosted, grid, perturbed, geo
 
 
@@ -252,8 +338,11 @@ def test_claims_without_jacobian_or_boost_and_a_leaky_copy():
     rows = mt.claims(leaky, leaky, grid, perturbed, geo, None, _cfg(methods=["labels", "kd"], near=0.2))
     m1, m5 = rows[0], rows[-1]
     assert m1.id == "M1-mlp"
-    assert [p["name"] for p in m1.parts] == ["jacobian - floor (no jacobian copy in methods)", "labels - floor",
-                                             "kd - floor"]
+    assert [p["name"] for p in m1.parts] == [
+        "jacobian - floor (no jacobian copy in methods)",
+        "labels - floor",
+        "kd - floor",
+    ]
     assert [p["verdict"] for p in m1.parts] == ["inconclusive", "holds", "does not hold"]
     assert m1.verdict == "inconclusive" and "uncapped: does not hold" in m1.why  # the unmeasured part has 0 trainings
     assert "floor + 0.2)" in m1.statement
@@ -261,9 +350,17 @@ def test_claims_without_jacobian_or_boost_and_a_leaky_copy():
 
 
 def test_correlations_are_per_carrier_kind():
-    geo = pd.DataFrame({"kind": ["noise"] * 4 + ["flipped"] * 4, "seed": 0, "carrier": list(range(4)) * 2,
-                        "transferred": [False, True] * 4, "nearest_query": [1, 1, 1, 1, 1, 2, 1, 2],
-                        "nearest_10": 1.0, "victim_margin": [1, 2, 3, 4] * 2})
+    geo = pd.DataFrame(
+        {
+            "kind": ["noise"] * 4 + ["flipped"] * 4,
+            "seed": 0,
+            "carrier": list(range(4)) * 2,
+            "transferred": [False, True] * 4,
+            "nearest_query": [1, 1, 1, 1, 1, 2, 1, 2],
+            "nearest_10": 1.0,
+            "victim_margin": [1, 2, 3, 4] * 2,
+        }
+    )
     corr = mt.correlations(geo).set_index(["kind", "statistic"])
     assert math.isnan(corr.loc[("noise", "nearest_query"), "spearman"])
     assert corr.loc[("flipped", "nearest_query"), "spearman"] == pytest.approx(1.0)
@@ -303,16 +400,26 @@ class _Untrained(mt.Setup):
 
 def test_grid_and_architecture_tables_cover_every_seed_and_architecture(digits, monkeypatch):
     monkeypatch.setattr(watermark, "hits", lambda model, wm: torch.ones(len(wm), dtype=torch.bool))
-    st = _Untrained(digits, _cfg(dataset="digits", seeds=[0, 1, 2], grid_archs=["mlp", "cnn"],
-                                 method_archs=["cnn", "mlp"]))
+    st = _Untrained(
+        digits, _cfg(dataset="digits", seeds=[0, 1, 2], grid_archs=["mlp", "cnn"], method_archs=["cnn", "mlp"])
+    )
     grid = mt.grid_table(st)
     assert sorted(grid.seed.unique()) == [0, 1, 2] and len(grid.groupby(["victim_arch", "thief_arch"])) == 4
     scores, by_arch = mt.arch_method_table(st)
     assert list(by_arch.arch.unique()) == ["cnn", "mlp"] and sorted(by_arch.seed.unique()) == [0, 1, 2]
     assert set(scores.method) == {"labels", "kd", "jacobian", "independent"}
-    rows = {c.id: c for c in mt.claims(by_arch, by_arch[by_arch.arch == "mlp"], grid, grid.rename(
-        columns={"stolen": "transferred"}).assign(perturbation="none", strength=0.0), pd.DataFrame(
-        {"kind": "noise", "seed": [0], "transferred": [True], **{s: [0.0] for s in mt.STATISTICS}}), None, st.cfg)}
+    rows = {
+        c.id: c
+        for c in mt.claims(
+            by_arch,
+            by_arch[by_arch.arch == "mlp"],
+            grid,
+            grid.rename(columns={"stolen": "transferred"}).assign(perturbation="none", strength=0.0),
+            pd.DataFrame({"kind": "noise", "seed": [0], "transferred": [True], **{s: [0.0] for s in mt.STATISTICS}}),
+            None,
+            st.cfg,
+        )
+    }
     assert list(rows)[:2] == ["M1-cnn", "M1-mlp"] and rows["M1-cnn"].trainings == 3 and rows["M2"].trainings == 3
     assert rows["M3"].verdict == "inconclusive" and "no perturbation" in rows["M3"].parts[0]["name"]
 
@@ -359,12 +466,35 @@ def test_boost_table_is_empty_and_not_measured_when_boost_is_off(digits, monkeyp
 
 
 def test_recorded_metrics_store_the_summaries_not_the_raw_grid():
-    grid = pd.DataFrame({"victim_arch": ["mlp", "mlp"], "thief_arch": ["cnn", "cnn"], "victim_memorized": [1.0, 0.0],
-                         "stolen": [0.5, 0.7], "floor": [0.1, 0.1], "fidelity": [0.9, 0.8]})
+    grid = pd.DataFrame(
+        {
+            "victim_arch": ["mlp", "mlp"],
+            "thief_arch": ["cnn", "cnn"],
+            "victim_memorized": [1.0, 0.0],
+            "stolen": [0.5, 0.7],
+            "floor": [0.1, 0.1],
+            "fidelity": [0.9, 0.8],
+        }
+    )
     one = pd.DataFrame({"x": [1.0]})
-    metrics = mt.recorded_metrics(one, one, one, grid, pd.DataFrame(
-        {"perturbation": ["noise"], "strength": [0.1], "seed": [0], "transferred": [0.4], "floor": [0.1],
-         "fidelity": [0.9], "victim_memorized": [1.0]}), one)
+    metrics = mt.recorded_metrics(
+        one,
+        one,
+        one,
+        grid,
+        pd.DataFrame(
+            {
+                "perturbation": ["noise"],
+                "strength": [0.1],
+                "seed": [0],
+                "transferred": [0.4],
+                "floor": [0.1],
+                "fidelity": [0.9],
+                "victim_memorized": [1.0],
+            }
+        ),
+        one,
+    )
     assert list(metrics) == ["scores", "alpha", "by_arch", "grid", "perturbation", "correlations"]
     [row] = metrics["grid"]
     assert (row["victim_arch"], row["thief_arch"]) == ("mlp", "cnn")

@@ -1,5 +1,6 @@
 """The architecture registry: every model builds for 28- and 32-pixel inputs and exposes
 features and head; bad names fail with the list of choices."""
+
 import pytest
 import torch
 

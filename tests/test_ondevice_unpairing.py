@@ -1,5 +1,6 @@
 """On-device siblings (Hong et al., SaTML 2023): compression, attacks, similarity, unpairing,
 and the study's reducers and claims (ipkit.studies.ondevice_unpairing)."""
+
 from types import SimpleNamespace
 
 import numpy as np
@@ -91,8 +92,7 @@ def test_query_counter_counts_every_target_query(trained):
 def test_query_attack_stops_at_the_cap(trained, prior):
     model, other, x, y = trained
     counter = attacks.QueryCounter(model, 20, cap=40)
-    res = attacks.query_attack(counter, x[:20], y[:20], eps=0.01, prior=other if prior else None,
-                               samples=5)
+    res = attacks.query_attack(counter, x[:20], y[:20], eps=0.01, prior=other if prior else None, samples=5)
     assert (res.queries <= 40).all() and (~res.success).any()
     assert (res.queries[~res.success] > 40 - (7 if prior else 6)).all()
     assert float((res.x_adv - x[:20]).abs().max()) <= 0.01 + 1e-6
@@ -123,7 +123,7 @@ def test_unpairing_loss_adds_lambda_times_gradient_cosine(trained):
     gm = similarity.input_gradients(model, x, y).flatten(1)
     go = similarity.input_gradients(other, x, y).flatten(1)
     cos = torch.nn.functional.cosine_similarity(gm, go, dim=1)
-    for penalty, term in (("signed", cos.mean()), ("abs", cos.abs().mean()), ("square", (cos ** 2).mean())):
+    for penalty, term in (("signed", cos.mean()), ("abs", cos.abs().mean()), ("square", (cos**2).mean())):
         with_term = unpairing.unpairing_loss(model, other, x, y, 2.0, penalty)
         assert float((with_term - ce).detach()) == pytest.approx(2 * float(term), rel=1e-4)
     with pytest.raises(ValueError, match="penalty"):
@@ -136,9 +136,9 @@ def test_penalties_push_the_alignment_toward_zero_and_signed_toward_minus_one():
         for penalty in unpairing.PENALTIES:
             cos = torch.tensor([start], requires_grad=True)
             unpairing.alignment_penalty(cos, penalty).sum().backward()
-            steps[penalty] = -float(cos.grad)          # the direction gradient descent moves cos
+            steps[penalty] = -float(cos.grad)  # the direction gradient descent moves cos
         assert np.sign(steps["abs"]) == np.sign(steps["square"]) == -np.sign(start)
-        assert steps["signed"] < 0                     # the control always lowers cos, past zero too
+        assert steps["signed"] < 0  # the control always lowers cos, past zero too
 
 
 def test_chance_abs_cosine_matches_random_directions():
@@ -149,31 +149,51 @@ def test_chance_abs_cosine_matches_random_directions():
 
 
 def test_transfer_ratio_floors_the_independent_rate_at_one_input():
-    tr = pd.DataFrame({"arch": "mlp", "seed": 0, "surrogate": ["independent", "q8", "p50"],
-                       "transfer": [0.0, 0.5, 0.1]})
+    tr = pd.DataFrame(
+        {"arch": "mlp", "seed": 0, "surrogate": ["independent", "q8", "p50"], "transfer": [0.0, 0.5, 0.1]}
+    )
     r = od.transfer_ratios(tr, {("mlp", 0): 10}).set_index("surrogate").ratio
     assert r["q8"] == pytest.approx(5.0) and r["p50"] == pytest.approx(1.0)
     assert list(od.sibling_rows(od.transfer_ratios(tr, {("mlp", 0): 10})).surrogate) == ["q8", "p50"]
 
 
 def test_comparable_siblings_use_the_mean_gap_over_seeds():
-    tr = pd.DataFrame({"arch": "mlp", "seed": [0, 0, 0, 1, 1, 1],
-                       "surrogate": ["white-box", "q8", "q2"] * 2,
-                       "test_acc": [0.90, 0.89, 0.50, 0.92, 0.91, 0.90]})
+    tr = pd.DataFrame(
+        {
+            "arch": "mlp",
+            "seed": [0, 0, 0, 1, 1, 1],
+            "surrogate": ["white-box", "q8", "q2"] * 2,
+            "test_acc": [0.90, 0.89, 0.50, 0.92, 0.91, 0.90],
+        }
+    )
     out = od.mark_comparable(tr, 0.05)
     assert list(out.acc_gap.round(2)) == [0.0, 0.01, 0.4, 0.0, 0.01, 0.02]
-    assert list(out.comparable) == [True, True, False, True, True, False]   # q2: one seed collapsed
+    assert list(out.comparable) == [True, True, False, True, True, False]  # q2: one seed collapsed
 
 
 def _queries(prior, queries, success, cap=100, seed=0, arch="mlp"):
-    return pd.DataFrame({"arch": arch, "seed": seed, "prior": prior, "input": np.arange(len(queries)),
-                         "queries": queries, "success": success, "cap": cap})
+    return pd.DataFrame(
+        {
+            "arch": arch,
+            "seed": seed,
+            "prior": prior,
+            "input": np.arange(len(queries)),
+            "queries": queries,
+            "success": success,
+            "cap": cap,
+        }
+    )
 
 
 def test_query_summary_uses_the_restricted_mean_and_marks_censored_medians():
-    q = pd.concat([_queries("none", [40, 60, 100], [False, False, True]),
-                   _queries("q8", [2, 4, 6], [True, True, True]),
-                   _queries("independent", [10, 30, 50], [True, True, False])], ignore_index=True)
+    q = pd.concat(
+        [
+            _queries("none", [40, 60, 100], [False, False, True]),
+            _queries("q8", [2, 4, 6], [True, True, True]),
+            _queries("independent", [10, 30, 50], [True, True, False]),
+        ],
+        ignore_index=True,
+    )
     summary = od.query_summary(q).set_index("prior")
     assert summary.median_queries["none"] == 100 and bool(summary.censored["none"])
     assert summary.rmst["none"] == pytest.approx(100) and summary.rmst["independent"] == pytest.approx(140 / 3)
@@ -195,12 +215,17 @@ def test_reducers_pool_over_seeds_and_correlate_within_architecture():
     assert od.transfer_cut(f) == pytest.approx(0.5)
     assert od.ratio_of_means("after", "before")(f) == pytest.approx(0.5)
     assert od.ratio_of_means("none", "after", 1.0)(f.assign(after=0)) == pytest.approx(10)
-    assert od.ratio_of_means("before", "after")(f.assign(after=0)) == pytest.approx(4)     # floored at 1/4
-    within = pd.DataFrame({"arch": ["a"] * 4 + ["b"] * 4, "seed": 0,
-                           "grad_cos": [0.1, 0.2, 0.3, 0.4, 0.8, 0.85, 0.9, 0.95],
-                           "transfer": [0.1, 0.2, 0.3, 0.4, 0.01, 0.02, 0.03, 0.04]})
+    assert od.ratio_of_means("before", "after")(f.assign(after=0)) == pytest.approx(4)  # floored at 1/4
+    within = pd.DataFrame(
+        {
+            "arch": ["a"] * 4 + ["b"] * 4,
+            "seed": 0,
+            "grad_cos": [0.1, 0.2, 0.3, 0.4, 0.8, 0.85, 0.9, 0.95],
+            "transfer": [0.1, 0.2, 0.3, 0.4, 0.01, 0.02, 0.03, 0.04],
+        }
+    )
     assert od.within_spearman(within) == pytest.approx(1.0)
-    assert od.spearman(within) < 0.5          # pooled, the architecture reverses the trend
+    assert od.spearman(within) < 0.5  # pooled, the architecture reverses the trend
 
 
 def test_useless_prior_ceiling_is_the_no_prior_attack_at_most_the_cap():
@@ -211,31 +236,81 @@ def test_useless_prior_ceiling_is_the_no_prior_attack_at_most_the_cap():
 
 def test_paired_tables_line_up_before_and_after_per_input():
     cfg = _cfg()
-    tr_inputs = pd.DataFrame({"arch": "mlp", "seed": 0, "surrogate": ["q8", "q8", "p50", "p50"],
-                              "input": [0, 1, 0, 1], "fooled": [1.0, 1.0, 0.0, 1.0]})
+    tr_inputs = pd.DataFrame(
+        {
+            "arch": "mlp",
+            "seed": 0,
+            "surrogate": ["q8", "q8", "p50", "p50"],
+            "input": [0, 1, 0, 1],
+            "fooled": [1.0, 1.0, 0.0, 1.0],
+        }
+    )
     u = od.Unpairing(
         summary=pd.DataFrame(),
-        transfer=pd.DataFrame({"arch": "mlp", "seed": 0, "surrogate": "q8", "input": [0, 1, 0, 1],
-                               "fooled": [0.0, 1.0, 1.0, 1.0], "lam": [3.0, 3.0, 0.0, 0.0]}),
-        queries=pd.concat([_queries("unpaired lambda=3", [50, 100], [True, False]).assign(lam=3.0),
-                           _queries("unpaired lambda=0", [5, 5], [True, True]).assign(lam=0.0)]),
-        accuracy=pd.DataFrame({"arch": "mlp", "seed": 0, "lam": [np.nan, np.nan, 3.0, 3.0], "example": [0, 1, 0, 1],
-                               "correct": [1.0, 1.0, 1.0, 0.0]}))
+        transfer=pd.DataFrame(
+            {
+                "arch": "mlp",
+                "seed": 0,
+                "surrogate": "q8",
+                "input": [0, 1, 0, 1],
+                "fooled": [0.0, 1.0, 1.0, 1.0],
+                "lam": [3.0, 3.0, 0.0, 0.0],
+            }
+        ),
+        queries=pd.concat(
+            [
+                _queries("unpaired lambda=3", [50, 100], [True, False]).assign(lam=3.0),
+                _queries("unpaired lambda=0", [5, 5], [True, True]).assign(lam=0.0),
+            ]
+        ),
+        accuracy=pd.DataFrame(
+            {
+                "arch": "mlp",
+                "seed": 0,
+                "lam": [np.nan, np.nan, 3.0, 3.0],
+                "example": [0, 1, 0, 1],
+                "correct": [1.0, 1.0, 1.0, 0.0],
+            }
+        ),
+    )
     t = od.paired_transfer(tr_inputs, u, cfg)
     assert list(t.before) == [1.0, 1.0] and list(t.after) == [0.0, 1.0] and list(t.finetune_only) == [1.0, 1.0]
-    q = od.paired_queries(pd.concat([_queries("q8", [5, 7], [True, True]), _queries("none", [60, 9], [False, True])]),
-                          u, cfg)
+    q = od.paired_queries(
+        pd.concat([_queries("q8", [5, 7], [True, True]), _queries("none", [60, 9], [False, True])]), u, cfg
+    )
     assert list(q.before) == [5, 7] and list(q.after) == [50, 100] and list(q.none) == [100, 9]
     a = od.paired_accuracy(u, cfg)
     assert list(a.before) == [1.0, 1.0] and list(a.after) == [1.0, 0.0]
 
 
 def _cfg(**over):
-    values = dict(dataset="mnist5k", archs=["mlp"], epochs=1, quant_bits=[8], prune_ratios=[0.5],
-                  finetune_epochs=1, eps=0.1, pgd_steps=5, n_attack=40, n_query=4, query_cap=100,
-                  rgf_samples=4, unpair_sibling="q8", unpair_lambda=3.0, unpair_lambdas=[0.0, 3.0],
-                  unpair_epochs=1, unpair_penalty="abs", seeds=[0, 1, 2], max_acc_gap=0.05, c1_min_ratio=2.0,
-                  c1b_min_ratio=2.0, c2_min_rho=0.0, c3_min_cut=0.5, c3_max_acc_drop=0.02, c4_min_ratio=10.0)
+    values = dict(
+        dataset="mnist5k",
+        archs=["mlp"],
+        epochs=1,
+        quant_bits=[8],
+        prune_ratios=[0.5],
+        finetune_epochs=1,
+        eps=0.1,
+        pgd_steps=5,
+        n_attack=40,
+        n_query=4,
+        query_cap=100,
+        rgf_samples=4,
+        unpair_sibling="q8",
+        unpair_lambda=3.0,
+        unpair_lambdas=[0.0, 3.0],
+        unpair_epochs=1,
+        unpair_penalty="abs",
+        seeds=[0, 1, 2],
+        max_acc_gap=0.05,
+        c1_min_ratio=2.0,
+        c1b_min_ratio=2.0,
+        c2_min_rho=0.0,
+        c3_min_cut=0.5,
+        c3_max_acc_drop=0.02,
+        c4_min_ratio=10.0,
+    )
     values.update(over)
     return od.Config.from_params(values)
 
@@ -244,8 +319,10 @@ def _study_frames(rng, seeds=(0, 1, 2), n=60, m=12):
     """Synthetic outcomes of two architectures over ``seeds``: on 'cnn' q8 transfers far more
     than the independent model; on 'mlp' barely; q2 transfers most but has lost its accuracy."""
     acc = {"white-box": 0.95, "none": np.nan, "independent": 0.95, "q8": 0.94, "q2": 0.40}
-    rate = {"cnn": {"white-box": 0.9, "none": 0.02, "independent": 0.1, "q8": 0.8, "q2": 1.0},
-            "mlp": {"white-box": 0.9, "none": 0.02, "independent": 0.4, "q8": 0.45, "q2": 1.0}}
+    rate = {
+        "cnn": {"white-box": 0.9, "none": 0.02, "independent": 0.1, "q8": 0.8, "q2": 1.0},
+        "mlp": {"white-box": 0.9, "none": 0.02, "independent": 0.4, "q8": 0.45, "q2": 1.0},
+    }
     cos = {"white-box": 1.0, "none": np.nan, "independent": 0.3, "q8": 0.9, "q2": 0.2}
     mean_q = {"white-box": 20, "none": 90, "independent": 80, "q8": 25, "q2": 60}
     rows, inputs, queries, tp, ap, qp, cmp_ = [], [], [], [], [], [], []
@@ -253,19 +330,65 @@ def _study_frames(rng, seeds=(0, 1, 2), n=60, m=12):
         for seed in seeds:
             for name, r in rate[arch].items():
                 fooled = (rng.uniform(size=n) < r).astype(float)
-                inputs.append(pd.DataFrame({"arch": arch, "seed": seed, "surrogate": name, "input": np.arange(n),
-                                            "fooled": fooled}))
-                rows.append({"arch": arch, "seed": seed, "surrogate": name, "test_acc": acc[name],
-                             "grad_cos": cos[name] + rng.normal(0, 0.01), "transfer": fooled.mean()})
-                queries.append(_queries(name, rng.integers(mean_q[name] - 5, mean_q[name] + 5, m),
-                                        np.ones(m, bool), seed=seed, arch=arch))
+                inputs.append(
+                    pd.DataFrame(
+                        {"arch": arch, "seed": seed, "surrogate": name, "input": np.arange(n), "fooled": fooled}
+                    )
+                )
+                rows.append(
+                    {
+                        "arch": arch,
+                        "seed": seed,
+                        "surrogate": name,
+                        "test_acc": acc[name],
+                        "grad_cos": cos[name] + rng.normal(0, 0.01),
+                        "transfer": fooled.mean(),
+                    }
+                )
+                queries.append(
+                    _queries(
+                        name,
+                        rng.integers(mean_q[name] - 5, mean_q[name] + 5, m),
+                        np.ones(m, bool),
+                        seed=seed,
+                        arch=arch,
+                    )
+                )
             before = (rng.uniform(size=n) < rate[arch]["q8"]).astype(float)
-            tp.append(pd.DataFrame({"arch": arch, "seed": seed, "input": np.arange(n), "before": before,
-                                    "after": before * (rng.uniform(size=n) < 0.1)}))
-            ap.append(pd.DataFrame({"arch": arch, "seed": seed, "example": np.arange(500), "before": 1.0,
-                                    "after": 1.0 - (np.arange(500) < 2)}))
-            qp.append(pd.DataFrame({"arch": arch, "seed": seed, "input": np.arange(m), "before": 25.0,
-                                    "after": rng.uniform(40, 60, m), "none": 90.0}))
+            tp.append(
+                pd.DataFrame(
+                    {
+                        "arch": arch,
+                        "seed": seed,
+                        "input": np.arange(n),
+                        "before": before,
+                        "after": before * (rng.uniform(size=n) < 0.1),
+                    }
+                )
+            )
+            ap.append(
+                pd.DataFrame(
+                    {
+                        "arch": arch,
+                        "seed": seed,
+                        "example": np.arange(500),
+                        "before": 1.0,
+                        "after": 1.0 - (np.arange(500) < 2),
+                    }
+                )
+            )
+            qp.append(
+                pd.DataFrame(
+                    {
+                        "arch": arch,
+                        "seed": seed,
+                        "input": np.arange(m),
+                        "before": 25.0,
+                        "after": rng.uniform(40, 60, m),
+                        "none": 90.0,
+                    }
+                )
+            )
             cmp_.append({"arch": arch, "seed": seed, "comparable": arch == "cnn"})
     tr = od.mark_comparable(pd.DataFrame(rows), 0.05)
     pairs = {"transfer_pairs": pd.concat(tp), "accuracy_pairs": pd.concat(ap), "query_pairs": pd.concat(qp)}
@@ -275,7 +398,7 @@ def _study_frames(rng, seeds=(0, 1, 2), n=60, m=12):
 def test_claims_read_the_best_comparable_pair_within_architecture_and_ceilings():
     tr, tr_inputs, queries, cmp_, pairs = _study_frames(np.random.default_rng(0))
     rows = {c.id: c for c in od.claims(tr, tr_inputs, queries, cmp_, pairs, _cfg())}
-    assert rows["C1"].verdict == "holds" and "best pair cnn q8" in rows["C1"].measured   # q2 is left apart
+    assert rows["C1"].verdict == "holds" and "best pair cnn q8" in rows["C1"].measured  # q2 is left apart
     assert "median over 2 comparable pairs" in rows["C1"].measured and "2 of 4 pairs" in rows["C1"].statement
     assert rows["C1b"].verdict == "holds"
     assert rows["C3"].verdict == "holds" and [p["verdict"] for p in rows["C3"].parts] == ["holds", "holds"]
@@ -299,15 +422,18 @@ def test_c4_is_not_measured_when_unpairing_breaks_every_sibling():
     assert rows["C4"].verdict == "inconclusive" and "no unpaired sibling within 5 points" in rows["C4"].measured
 
 
-@pytest.mark.parametrize("argv, fragment", [
-    (["-p", "n_attack=10000"], "lower n_attack"),
-    (["-p", "n_query=300"], "exceeds n_attack"),
-    (["-p", "query_cap=50", "-p", "rgf_samples=60"], "raise query_cap"),
-    (["-p", "prune_ratios=0.5,0.501"], "list each bit width"),
-    (["-p", "archs=mlp,mlp"], "'archs' lists 'mlp' twice"),
-    (["-p", "quant_bits=8", "-p", "unpair_sibling=q4"], "unpair_sibling 'q4' is not built"),
-    (["-p", "unpair_penalty=cos"], "unpair_penalty"),
-])
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["-p", "n_attack=10000"], "lower n_attack"),
+        (["-p", "n_query=300"], "exceeds n_attack"),
+        (["-p", "query_cap=50", "-p", "rgf_samples=60"], "raise query_cap"),
+        (["-p", "prune_ratios=0.5,0.501"], "list each bit width"),
+        (["-p", "archs=mlp,mlp"], "'archs' lists 'mlp' twice"),
+        (["-p", "quant_bits=8", "-p", "unpair_sibling=q4"], "unpair_sibling 'q4' is not built"),
+        (["-p", "unpair_penalty=cos"], "unpair_penalty"),
+    ],
+)
 def test_sizes_and_names_are_checked_before_the_run(capsys, tmp_path, monkeypatch, argv, fragment):
     monkeypatch.setenv("IPKIT_RUNS", str(tmp_path / "runs"))
     code = cli.main(["run", "ondevice_unpairing", *argv])
@@ -322,8 +448,11 @@ def test_explore_attacks_the_first_familys_first_input_at_the_controls_values(mo
     split = SimpleNamespace(classes=list("0123456789"))
     drawn = []
     monkeypatch.setattr(od, "explore_surrogates", lambda fam, s, cfg, bits, ratio, lam: (bits, ratio, lam))
-    monkeypatch.setattr(od, "plot_example", lambda sur, full, x, y, eps, steps, classes:
-                        drawn.append((sur, full, y.tolist(), eps, steps)))
+    monkeypatch.setattr(
+        od,
+        "plot_example",
+        lambda sur, full, x, y, eps, steps, classes: drawn.append((sur, full, y.tolist(), eps, steps)),
+    )
     od.explore([fam], split, _cfg(quant_bits=[8, 4], unpair_lambdas=[0.0, 3.0], eps=0.1, pgd_steps=5))
     assert drawn == [((8, 0.0, 3.0), "full", [1], 0.1, 5)]
     assert widgets.last_panel().values() == {"bits": 8, "ratio": 0.0, "eps": 0.1, "lam": 3.0, "index": 0}

@@ -1,6 +1,7 @@
 """Parallel runs and sweeps (ipkit.orchestrate.parallel, ipkit.orchestrate.sweep, `ipkit run --jobs`, `ipkit sweep`):
 grids and their validation, the summary of claims across settings, and, on a local Ray with
 2 CPUs, parallel smoke runs of the quickstart against sequential ones and a failing setting."""
+
 import json
 import sys
 
@@ -18,22 +19,31 @@ def test_grid_takes_list_sets_separated_by_semicolons():
     grid = sweep.parse_grid(info, ["query_budget=300,500", "seeds=0,1;101,102"])
     assert grid == {"query_budget": [300, 500], "seeds": [[0, 1], [101, 102]]}
     names = [s.name for s in sweep.settings(grid)]
-    assert names == ["query_budget=300__seeds=0-1", "query_budget=300__seeds=101-102",
-                     "query_budget=500__seeds=0-1", "query_budget=500__seeds=101-102"]
+    assert names == [
+        "query_budget=300__seeds=0-1",
+        "query_budget=300__seeds=101-102",
+        "query_budget=500__seeds=0-1",
+        "query_budget=500__seeds=101-102",
+    ]
     assert sweep.sweep_id(grid) == sweep.sweep_id(dict(grid)) != sweep.sweep_id({"query_budget": [300]})
 
 
-@pytest.mark.parametrize("argv, fragment", [
-    (["sweep", QUICK, "-p", "query_budget=300,5"], "must lie in [10, 50000]"),
-    (["sweep", QUICK, "-p", "bogus=1,2"], "unknown parameter 'bogus'"),
-    (["sweep", QUICK, "-p", "query_budget=300,300"], "appears twice"),
-    (["sweep", QUICK, "-p", "epochs=1", "-p", "epochs=2"], "swept twice"),
-    (["sweep", QUICK, "--seeds-sets", "0,1;2,x"], "expects list[int]"),
-    (["sweep", QUICK], "at least one parameter"),
-    (["sweep", QUICK, "-p", "epochs=1", "--jobs", "0"], "is not a positive whole number"),
-    (["sweep", "memorized_transfer", "-p", "query_budget=100,50000"],
-     "setting query_budget=50000: query_budget 50000 exceeds the attacker pool"),
-])
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["sweep", QUICK, "-p", "query_budget=300,5"], "must lie in [10, 50000]"),
+        (["sweep", QUICK, "-p", "bogus=1,2"], "unknown parameter 'bogus'"),
+        (["sweep", QUICK, "-p", "query_budget=300,300"], "appears twice"),
+        (["sweep", QUICK, "-p", "epochs=1", "-p", "epochs=2"], "swept twice"),
+        (["sweep", QUICK, "--seeds-sets", "0,1;2,x"], "expects list[int]"),
+        (["sweep", QUICK], "at least one parameter"),
+        (["sweep", QUICK, "-p", "epochs=1", "--jobs", "0"], "is not a positive whole number"),
+        (
+            ["sweep", "memorized_transfer", "-p", "query_budget=100,50000"],
+            "setting query_budget=50000: query_budget 50000 exceeds the attacker pool",
+        ),
+    ],
+)
 def test_bad_grids_exit_2_before_dispatch(capsys, tmp_path, monkeypatch, argv, fragment):
     monkeypatch.setenv("IPKIT_RUNS", str(tmp_path / "runs"))
     monkeypatch.setattr(parallel, "run_jobs", lambda *a, **k: pytest.fail("dispatched"))
@@ -122,13 +132,22 @@ def fake_ray(monkeypatch, tmp_path):
 def test_ray_dispatch_keeps_jobs_in_flight_and_threads_per_run(fake_ray, monkeypatch, tmp_path):
     ray = FakeRay()
     monkeypatch.setattr(parallel, "_import_ray", lambda: ray)
-    jobs = [parallel.Job(QUICK, "smoke", {"epochs": e}, tmp_path / "nb.ipynb", tmp_path / str(e),
-                         tmp_path / f"{e}.ipynb", f"epochs={e}") for e in (1, 2, 3)]
+    jobs = [
+        parallel.Job(
+            QUICK,
+            "smoke",
+            {"epochs": e},
+            tmp_path / "nb.ipynb",
+            tmp_path / str(e),
+            tmp_path / f"{e}.ipynb",
+            f"epochs={e}",
+        )
+        for e in (1, 2, 3)
+    ]
     outcomes = parallel.run_jobs(jobs, at_once=2)
     assert [o.job for o in outcomes] == jobs and ray.most_in_flight == 2
     assert ray.options == {"num_cpus": 1, "num_gpus": 0, "max_retries": 0}
-    assert all(threads == 1 and env["IPKIT_FIGURES"] == str(tmp_path / "figures")
-               for _, threads, env in fake_ray)
+    assert all(threads == 1 and env["IPKIT_FIGURES"] == str(tmp_path / "figures") for _, threads, env in fake_ray)
     assert (tmp_path / "3" / "results.json").read_bytes() == b"{}"
     with pytest.raises(ParamError, match="lower --cpus-per-run"):
         parallel.run_jobs(jobs, at_once=2, cpus_per_run=4)
@@ -151,8 +170,7 @@ def test_ray_that_does_not_start_is_one_line_and_exit_1(fake_ray, monkeypatch, c
 def test_ctrl_c_cancels_the_runs_not_yet_done(fake_ray, monkeypatch, capsys):
     ray = FakeRay(interrupt_at=1)
     monkeypatch.setattr(parallel, "_import_ray", lambda: ray)
-    code, _, err = run_cli(capsys, "run", QUICK, "modeldiff", "memorized_transfer", "--profile", "smoke",
-                           "--jobs", "2")
+    code, _, err = run_cli(capsys, "run", QUICK, "modeldiff", "memorized_transfer", "--profile", "smoke", "--jobs", "2")
     assert code == 130 and len(ray.cancelled) == 2 and "cancelled 3 runs not yet done" in err
 
 
@@ -162,19 +180,32 @@ def _results(folder, claims):
 
 
 def test_summary_reads_intervals_and_falls_back_to_holds(tmp_path):
-    new = {"id": "Q1", "statement": "s", "paper": "p", "measured": "gap = 0.2", "holds": False,
-           "verdict": "inconclusive", "ci": [0.05, 0.3], "threshold": 0.1, "n": 3, "unit": "seed",
-           "parts": [{"name": "other", "value": 9.0, "ci": [8.0, 10.0]},
-                     {"name": "gap", "value": 0.2, "ci": [0.05, 0.3]}]}
-    old = {"id": "Q1", "statement": "s", "paper": "p", "measured": "thief_wm_acc = 0.125, floor = 0.1",
-           "holds": True}
+    new = {
+        "id": "Q1",
+        "statement": "s",
+        "paper": "p",
+        "measured": "gap = 0.2",
+        "holds": False,
+        "verdict": "inconclusive",
+        "ci": [0.05, 0.3],
+        "threshold": 0.1,
+        "n": 3,
+        "unit": "seed",
+        "parts": [{"name": "other", "value": 9.0, "ci": [8.0, 10.0]}, {"name": "gap", "value": 0.2, "ci": [0.05, 0.3]}],
+    }
+    old = {"id": "Q1", "statement": "s", "paper": "p", "measured": "thief_wm_acc = 0.125, floor = 0.1", "holds": True}
     grid = sweep.settings({"epochs": [1, 2, 3]})
     _results(tmp_path / grid[0].name, [new])
     _results(tmp_path / grid[1].name, [old])
     table = sweep.summary(grid, {s.name: tmp_path / s.name for s in grid}, {grid[2].name: "cell 4: ValueError: x"})
     rows = table.set_index("setting")
-    assert rows.loc["epochs=1", ["verdict", "value", "ci_lo", "ci_hi", "threshold"]].tolist() == \
-        ["inconclusive", 0.2, 0.05, 0.3, 0.1]
+    assert rows.loc["epochs=1", ["verdict", "value", "ci_lo", "ci_hi", "threshold"]].tolist() == [
+        "inconclusive",
+        0.2,
+        0.05,
+        0.3,
+        0.1,
+    ]
     assert rows.loc["epochs=2", "verdict"] == "holds" and rows.loc["epochs=2", "value"] == 0.125
     assert rows.loc["epochs=3", "verdict"] == "run failed" and "ValueError" in rows.loc["epochs=3", "measured"]
     from ipkit.notebook import plots
@@ -200,8 +231,7 @@ def quick_sweep(local_ray, tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         for name in ("IPKIT_FIGURES", "IPKIT_CACHE", "IPKIT_RUNS"):
             mp.setenv(name, str(root / name))
-        code = cli.main(["sweep", QUICK, "--profile", "smoke", "--seeds-sets", "0;1", "--jobs", "2",
-                         "--id", "seeds"])
+        code = cli.main(["sweep", QUICK, "--profile", "smoke", "--seeds-sets", "0;1", "--jobs", "2", "--id", "seeds"])
     return code, root / "IPKIT_FIGURES" / QUICK / "smoke" / "sweeps" / "seeds"
 
 
@@ -229,18 +259,23 @@ def test_parallel_runs_give_the_sequential_results(quick_sweep, tmp_path, monkey
     for name in parallel.THREAD_VARIABLES:  # the Ray runs had one thread each
         monkeypatch.setenv(name, "1")
     info = get_study(QUICK)
-    jobs = [parallel.Job(QUICK, "smoke", {"seeds": [seed]}, info.path, tmp_path / str(seed),
-                         tmp_path / f"{seed}.ipynb") for seed in (0, 1)]
+    jobs = [
+        parallel.Job(QUICK, "smoke", {"seeds": [seed]}, info.path, tmp_path / str(seed), tmp_path / f"{seed}.ipynb")
+        for seed in (0, 1)
+    ]
     outcomes = parallel.run_jobs(jobs, at_once=1)
     assert all(o.ok for o in outcomes)
     for seed in (0, 1):
-        assert _claims_and_metrics(tmp_path / str(seed) / "results.json") == \
-            _claims_and_metrics(root / f"seeds={seed}" / "results.json")
+        assert _claims_and_metrics(tmp_path / str(seed) / "results.json") == _claims_and_metrics(
+            root / f"seeds={seed}" / "results.json"
+        )
 
 
-TINY_PARAMETERS = ('profile = "default"  # {@profiles} run size\n'
-                   'fail = False  # {True, False} raise inside the notebook\nvalue = 1.0  # [0, 10] measured\n')
-TINY_BODY = '''import pandas as pd
+TINY_PARAMETERS = (
+    'profile = "default"  # {@profiles} run size\n'
+    "fail = False  # {True, False} raise inside the notebook\nvalue = 1.0  # [0, 10] measured\n"
+)
+TINY_BODY = """import pandas as pd
 from ipkit.evidence import results
 from ipkit.notebook.runtime import start
 PROFILES = {"smoke": {}}
@@ -249,15 +284,17 @@ if fail:
     raise ValueError("planted failure")
 part = results.part("value", pd.DataFrame({"seed": [0, 1, 2], "x": [value] * 3}), lambda f: f.x.mean(),
                         threshold=0.5, holds_when="above", unit="seed")
-run.record({"value": value}, [results.claim("T1", "value above 0.5", "-", part, quantifier="direction", paper_words="")])
-'''
+claim = results.claim("T1", "value above 0.5", "-", part, quantifier="direction", paper_words="")
+run.record({"value": value}, [claim])
+"""
 
 
 @pytest.mark.slow
 def test_a_failing_setting_is_reported_and_the_other_completes(local_ray, capsys, tiny_study):
     tmp_path = tiny_study(TINY_PARAMETERS, TINY_BODY)
-    code, out, err = run_cli(capsys, "sweep", "tiny", "--profile", "smoke", "-p", "fail=false,true",
-                             "--jobs", "2", "--id", "f")
+    code, out, err = run_cli(
+        capsys, "sweep", "tiny", "--profile", "smoke", "-p", "fail=false,true", "--jobs", "2", "--id", "f"
+    )
     root = tmp_path / "figures" / "tiny" / "smoke" / "sweeps" / "f"
     assert code == 1
     assert "tiny [fail=True] failed in cell" in err and "ValueError: planted failure" in err

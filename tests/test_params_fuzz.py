@@ -1,6 +1,7 @@
 """Malformed `ipkit run` invocations, generated from every study's parameters: each must end
 with exit status 2 and one line on stderr, within seconds, before any notebook runs and
 without writing under IPKIT_RUNS or IPKIT_FIGURES."""
+
 import os
 import time
 
@@ -11,8 +12,20 @@ from ipkit import cli
 from ipkit.notebook.params import Param
 from ipkit.notebook.registry import studies
 
-SHELL_AND_PATHS = ["$(touch pwned)", "`id`", "; rm -rf ~", "a|b", "../../etc/passwd", "/tmp/x",
-                   "~/x", "a\nb", "'", '"', "*", "x y"]
+SHELL_AND_PATHS = [
+    "$(touch pwned)",
+    "`id`",
+    "; rm -rf ~",
+    "a|b",
+    "../../etc/passwd",
+    "/tmp/x",
+    "~/x",
+    "a\nb",
+    "'",
+    '"',
+    "*",
+    "x y",
+]
 NOT_ASCII = ["１", "٣", "१२", "½"]
 
 
@@ -54,17 +67,33 @@ def invocations() -> list[list[str]]:
             if "arch" in p.name and "dataset" in info.params:  # lenet5 cannot take 8x8 digits
                 cases.append(["run", sid, "-p", "dataset=digits", "-p", f"{p.name}=lenet5"])
         first = params[0]
-        cases += [["run", sid, "-p", f"{first.name}={_ok(first)}", "-p", f"{first.name}={_ok(first)}"],
-                  ["run", sid, "-p", "seeds=0", "-p", "seeds=1"],
-                  ["run", sid, "-p", "epochs=１"], ["run", sid, "-p", "seeds=0,٣"],
-                  ["run", sid, "-p"], ["run", sid, "-p", "epochs"],
-                  ["run", sid, "--profile", "huge"], ["run", sid, "--profile", "smoke", "-p", "profile=paper"],
-                  ["run", sid, "--profile", "paper"], ["run", sid, "--bogus"]]
-    cases += [["run", "all", "-p", "epochs=1"], ["run", "../notebooks/00_quickstart"], ["run"], [],
-              ["cache", "nuke"], ["bench", "--epochs", "x"], ["nosuchcommand"]]
+        cases += [
+            ["run", sid, "-p", f"{first.name}={_ok(first)}", "-p", f"{first.name}={_ok(first)}"],
+            ["run", sid, "-p", "seeds=0", "-p", "seeds=1"],
+            ["run", sid, "-p", "epochs=１"],
+            ["run", sid, "-p", "seeds=0,٣"],
+            ["run", sid, "-p"],
+            ["run", sid, "-p", "epochs"],
+            ["run", sid, "--profile", "huge"],
+            ["run", sid, "--profile", "smoke", "-p", "profile=paper"],
+            ["run", sid, "--profile", "paper"],
+            ["run", sid, "--bogus"],
+        ]
+    cases += [
+        ["run", "all", "-p", "epochs=1"],
+        ["run", "../notebooks/00_quickstart"],
+        ["run"],
+        [],
+        ["cache", "nuke"],
+        ["bench", "--epochs", "x"],
+        ["nosuchcommand"],
+    ]
     for option in ("--threads", "--jobs", "--cpus-per-run"):  # numeric options: the -p rules
-        cases += [[command, "quickstart", option, bad] for command in ("run", "sweep", "verify")
-                  for bad in ("３", "٣", "-1", "x")]
+        cases += [
+            [command, "quickstart", option, bad]
+            for command in ("run", "sweep", "verify")
+            for bad in ("３", "٣", "-1", "x")
+        ]
     cases += [["bench", "--epochs", "１"], ["bench", "--repeats", "0"]]
     return cases
 
@@ -107,11 +136,20 @@ def test_malformed_invocation_fails_fast_with_one_line(argv, sandbox, capsys):
     assert not (sandbox / "IPKIT_RUNS").exists() and not (sandbox / "IPKIT_FIGURES").exists()
 
 
-@pytest.mark.parametrize("name, value", [("IPKIT_DEVICE", "tpu"), ("IPKIT_DEVICE", "cuda:99"),
-                                         ("IPKIT_DEVICE", "ｃｐｕ"), ("IPKIT_THREADS", "٣"),
-                                         ("OMP_NUM_THREADS", "0"), ("IPKIT_CPU_BF16", "maybe")])
-@pytest.mark.parametrize("command", [["run", "quickstart"], ["sweep", "quickstart", "-p", "seeds=0"],
-                                     ["verify", "quickstart"]])
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("IPKIT_DEVICE", "tpu"),
+        ("IPKIT_DEVICE", "cuda:99"),
+        ("IPKIT_DEVICE", "ｃｐｕ"),
+        ("IPKIT_THREADS", "٣"),
+        ("OMP_NUM_THREADS", "0"),
+        ("IPKIT_CPU_BF16", "maybe"),
+    ],
+)
+@pytest.mark.parametrize(
+    "command", [["run", "quickstart"], ["sweep", "quickstart", "-p", "seeds=0"], ["verify", "quickstart"]]
+)
 def test_a_bad_environment_variable_fails_fast_with_one_line(name, value, command, sandbox, monkeypatch, capsys):
     """Every IPKIT_* setting is checked like a parameter, before any work: exit 2, one line
     naming the variable."""
@@ -122,7 +160,7 @@ def test_a_bad_environment_variable_fails_fast_with_one_line(name, value, comman
     assert not (sandbox / "IPKIT_RUNS").exists() and not (sandbox / "IPKIT_FIGURES").exists()
 
 
-BATCH = r'''
+BATCH = r"""
 import json, os, sys, time
 began = time.monotonic()
 from ipkit import cli
@@ -138,7 +176,7 @@ for argv, env in json.loads(sys.argv[1]):
     heavy = [m for m in ("torch", "pandas", "nbformat", "papermill") if m in sys.modules]
     report.append([argv, code, took, heavy])
 print(json.dumps({"import": loaded, "cases": report}))
-'''
+"""
 
 
 def _battery(info, command: str) -> list[tuple[list[str], dict[str, str]]]:
@@ -150,16 +188,17 @@ def _battery(info, command: str) -> list[tuple[list[str], dict[str, str]]]:
     base = {"run": ["run", sid], "sweep": ["sweep", sid], "verify": ["verify", sid]}[command]
     number = next(p for p in info.params.values() if p.type in ("int", "float") and p.bounds)
     hi = float(number.bounds[1]) + 1
-    cases = [(base + ["-p", f"{number.name}={int(hi) if hi.is_integer() else hi}"], {}),
-             (base + ["-p", "bogus=1"], {}),
-             (base + ["--threads", "３"], {}),
-             (base, {"IPKIT_DEVICE": "tpu"}), (base, {"OMP_NUM_THREADS": "0"})]
+    cases = [
+        (base + ["-p", f"{number.name}={int(hi) if hi.is_integer() else hi}"], {}),
+        (base + ["-p", "bogus=1"], {}),
+        (base + ["--threads", "３"], {}),
+        (base, {"IPKIT_DEVICE": "tpu"}),
+        (base, {"OMP_NUM_THREADS": "0"}),
+    ]
     if command == "verify":
-        cases += [(base + ["--seeds", "0,0"], {}),
-                  (base + ["--seeds", ",".join(map(str, range(10_000)))], {})]
+        cases += [(base + ["--seeds", "0,0"], {}), (base + ["--seeds", ",".join(map(str, range(10_000)))], {})]
     else:
-        cases += [(base + ["-p", "seeds=0,0"], {}),
-                  (base + ["-p", "seeds=" + ",".join(map(str, range(10_000)))], {})]
+        cases += [(base + ["-p", "seeds=0,0"], {}), (base + ["-p", "seeds=" + ",".join(map(str, range(10_000)))], {})]
     arch = next((p.name for p in info.params.values() if "arch" in p.name), None)
     if arch and "dataset" in info.params:
         cases.append((base + ["-p", "dataset=digits", "-p", f"{arch}=lenet5"], {}))

@@ -1,4 +1,5 @@
 """Figures are reproducible: strip-plot jitter does not depend on the global RNG's state."""
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd

@@ -1,5 +1,6 @@
 """Executed notebooks for reading without a kernel (ipkit.notebook.publish), the gallery's links to
 them and the offline HTML site."""
+
 import base64
 import json
 import re
@@ -17,16 +18,27 @@ PNG = base64.b64encode(b"\x89PNG fake").decode()
 
 def _executed():
     view = {WIDGET_VIEW: {"version_major": 2, "version_minor": 0, "model_id": "abc"}}
-    nb = new_notebook(metadata={"widgets": {"application/vnd.jupyter.widget-state+json": {"state": {}}},
-                                "papermill": {"parameters": {"profile": "smoke"}, "duration": 3.0,
-                                              "input_path": "/home/me/nb.ipynb", "start_time": "t"}})
-    cell = new_code_cell("x", outputs=[
-        new_output("stream", name="stderr", text="work:   0%|   | 0/3\rwork: 100%|###| 3/3\n"),
-        new_output("stream", name="stderr", text="epochs 1/2\r          \r"),
-        new_output("display_data", data={**view, "text/plain": "HBox(children=(HTML(value='')...)"}),
-        new_output("display_data", data={**view, "image/png": PNG, "text/plain": "Explore: k = 2"}),
-        new_output("display_data", data={"image/png": PNG, "image/svg+xml": "<svg/>", "text/plain": "<Figure>"}),
-    ])
+    nb = new_notebook(
+        metadata={
+            "widgets": {"application/vnd.jupyter.widget-state+json": {"state": {}}},
+            "papermill": {
+                "parameters": {"profile": "smoke"},
+                "duration": 3.0,
+                "input_path": "/home/me/nb.ipynb",
+                "start_time": "t",
+            },
+        }
+    )
+    cell = new_code_cell(
+        "x",
+        outputs=[
+            new_output("stream", name="stderr", text="work:   0%|   | 0/3\rwork: 100%|###| 3/3\n"),
+            new_output("stream", name="stderr", text="epochs 1/2\r          \r"),
+            new_output("display_data", data={**view, "text/plain": "HBox(children=(HTML(value='')...)"}),
+            new_output("display_data", data={**view, "image/png": PNG, "text/plain": "Explore: k = 2"}),
+            new_output("display_data", data={"image/png": PNG, "image/svg+xml": "<svg/>", "text/plain": "<Figure>"}),
+        ],
+    )
     cell.metadata = {"papermill": {"duration": 1.0}, "execution": {"iopub.status.busy": "t"}, "tags": ["x"]}
     nb.cells = [cell]
     return nb
@@ -34,8 +46,10 @@ def _executed():
 
 def test_strip_keeps_what_a_reader_sees():
     nb = publish.strip(_executed())
-    assert "widgets" not in nb.metadata and nb.metadata.papermill == {"parameters": {"profile": "smoke"},
-                                                                       "duration": 3.0}
+    assert "widgets" not in nb.metadata and nb.metadata.papermill == {
+        "parameters": {"profile": "smoke"},
+        "duration": 3.0,
+    }
     cell = nb.cells[0]
     assert cell.metadata == {"tags": ["x"]}
     stream, values, explore, figure = cell.outputs

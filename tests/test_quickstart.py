@@ -1,5 +1,6 @@
 """The quickstart study (ipkit.studies.quickstart): its per-unit tables, summary, claims
 and the parameter rules checked before a run."""
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -48,9 +49,15 @@ def test_carrier_hits_and_image_agreement_one_row_per_unit():
 
 
 def test_summary_gives_mean_and_spread_per_model():
-    scores = pd.DataFrame({"model": ["victim", "thief"] * 2, "seed": [0, 0, 1, 1],
-                           "test_acc": [0.9, 0.8, 0.7, 0.6], "fidelity": [1.0, 0.9, 1.0, 0.7],
-                           "wm_acc": [1.0, 0.1, 1.0, 0.3]})
+    scores = pd.DataFrame(
+        {
+            "model": ["victim", "thief"] * 2,
+            "seed": [0, 0, 1, 1],
+            "test_acc": [0.9, 0.8, 0.7, 0.6],
+            "fidelity": [1.0, 0.9, 1.0, 0.7],
+            "wm_acc": [1.0, 0.1, 1.0, 0.3],
+        }
+    )
     table = qs.summary(scores).set_index("model")
     assert table.loc["thief", "fidelity_mean"] == pytest.approx(0.8)
     assert table.loc["victim", "test_acc_std"] == pytest.approx(np.std([0.9, 0.7], ddof=1))
@@ -59,17 +66,31 @@ def test_summary_gives_mean_and_spread_per_model():
 
 def _carriers(victim, thief, independent, seeds=3, n=40):
     rng = np.random.default_rng(0)
-    rows = [{"seed": k, "carrier": i, "victim": int(rng.random() < victim),
-             "thief": int(rng.random() < thief), "independent": int(rng.random() < independent)}
-            for k in range(seeds) for i in range(n)]
+    rows = [
+        {
+            "seed": k,
+            "carrier": i,
+            "victim": int(rng.random() < victim),
+            "thief": int(rng.random() < thief),
+            "independent": int(rng.random() < independent),
+        }
+        for k in range(seeds)
+        for i in range(n)
+    ]
     return pd.DataFrame(rows)
 
 
 def test_claims_holds_does_not_hold_and_inconclusive():
     cfg = _cfg()
     carriers = _carriers(victim=1.0, thief=0.2, independent=0.1)
-    agree = pd.DataFrame({"seed": np.repeat([0, 1, 2], 100), "image": np.tile(range(100), 3),
-                          "thief": np.tile([1, 0], 150), "independent": 1})
+    agree = pd.DataFrame(
+        {
+            "seed": np.repeat([0, 1, 2], 100),
+            "image": np.tile(range(100), 3),
+            "thief": np.tile([1, 0], 150),
+            "independent": 1,
+        }
+    )
     q1, q2, q3 = qs.claims(carriers, agree, cfg)
     assert q1.verdict == "holds" and q1.ci == [1.0, 1.0] and q1.n == 120
     assert q2.verdict == "does not hold" and q2.threshold == 0.90 and "above 0.9)" in q2.statement
@@ -88,11 +109,14 @@ def test_claims_statements_follow_the_thresholds():
     assert "above 0.5)" in q1.statement and q1.verdict == "holds" and q3.verdict == "holds"
 
 
-@pytest.mark.parametrize("argv, fragment", [
-    (["-p", "query_budget=2001"], "query_budget 2001 exceeds the attacker pool of mnist5k (2000 images)"),
-    (["-p", "dataset=digits", "-p", "query_budget=800"], "attacker pool of digits (719 images)"),
-    (["-p", "seeds=1,2,1"], "lists 1 twice"),
-])
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["-p", "query_budget=2001"], "query_budget 2001 exceeds the attacker pool of mnist5k (2000 images)"),
+        (["-p", "dataset=digits", "-p", "query_budget=800"], "attacker pool of digits (719 images)"),
+        (["-p", "seeds=1,2,1"], "lists 1 twice"),
+    ],
+)
 def test_bad_sizes_exit_2_with_one_line_before_running(capsys, tmp_path, monkeypatch, argv, fragment):
     monkeypatch.setenv("IPKIT_RUNS", str(tmp_path / "runs"))
     code = cli.main(["run", "quickstart", *argv])
@@ -103,8 +127,7 @@ def test_bad_sizes_exit_2_with_one_line_before_running(capsys, tmp_path, monkeyp
 
 def test_run_seeds_works_without_a_progress_function(digits, tmp_path, monkeypatch):
     monkeypatch.setenv("IPKIT_CACHE", str(tmp_path))
-    cfg = _cfg(dataset="digits", victim_arch="mlp", thief_arch="mlp", epochs=1, query_budget=100, wm_count=4,
-               seeds=[0])
+    cfg = _cfg(dataset="digits", victim_arch="mlp", thief_arch="mlp", epochs=1, query_budget=100, wm_count=4, seeds=[0])
     out = qs.run_seeds(digits, cfg)
     assert sorted(out.scores.model) == ["independent", "thief", "victim"]
     assert list(out.models) == [0]

@@ -11,6 +11,7 @@ tiny models and sklearn's digits. Each test states its tolerance and why.
 - ModelDiff's DDV and similarity vs NumPy/SciPy (Li et al., ISSTA 2021);
 - dynamic int8 (torch.ao) vs torchao's int8 dynamic quantization.
 """
+
 import copy
 import math
 
@@ -36,6 +37,7 @@ def mlp(digits):
 
 # ---------------------------------------------------------------- last-layer Laplace
 
+
 @pytest.fixture(scope="module")
 def laplace_pair(digits):
     """ipkit's LastLayerLaplace and laplace-torch's FullLLLaplace on one network trained on
@@ -45,10 +47,12 @@ def laplace_pair(digits):
 
     keep = digits.owner.y < 3
     x, y = digits.owner.x[keep][:300], digits.owner.y[keep][:300]
-    ours = uq.LastLayerLaplace("mlp", 3, digits.in_shape, members=8, seed=0,
-                               device="cpu", epochs=3, prior_precision=2.0).fit(x, y)
-    ref = Laplace(ours.module, "classification", subset_of_weights="last_layer",
-                  hessian_structure="full", prior_precision=2.0)
+    ours = uq.LastLayerLaplace(
+        "mlp", 3, digits.in_shape, members=8, seed=0, device="cpu", epochs=3, prior_precision=2.0
+    ).fit(x, y)
+    ref = Laplace(
+        ours.module, "classification", subset_of_weights="last_layer", hessian_structure="full", prior_precision=2.0
+    )
     ref.fit(DataLoader(TensorDataset(x, y), batch_size=100))
     return ours, ref, x
 
@@ -56,8 +60,7 @@ def laplace_pair(digits):
 def _to_laplace_order(c: int, d: int) -> torch.Tensor:
     """Index map from ipkit's last-layer layout (per class: weights then bias, C x (D+1))
     to laplace-torch's (all weights C x D row-major, then the C biases)."""
-    return torch.tensor([k * (d + 1) + j for k in range(c) for j in range(d)]
-                        + [k * (d + 1) + d for k in range(c)])
+    return torch.tensor([k * (d + 1) + j for k in range(c) for j in range(d)] + [k * (d + 1) + d for k in range(c)])
 
 
 def _precision(ours: uq.LastLayerLaplace) -> torch.Tensor:
@@ -75,8 +78,11 @@ def test_laplace_ggn_and_covariance_match_laplace_torch(laplace_pair):
     precision = _precision(ours)[order][:, order]
     assert float(ours.module.laplace_precision) == ref.prior_precision.item() == 2.0
     assert torch.allclose(ref.posterior_precision.double(), precision, atol=1e-5 * float(precision.abs().max()))
-    assert torch.allclose(ref.H.double(), precision - 2.0 * torch.eye(len(precision), dtype=torch.float64),
-                          atol=1e-5 * float(precision.abs().max()))
+    assert torch.allclose(
+        ref.H.double(),
+        precision - 2.0 * torch.eye(len(precision), dtype=torch.float64),
+        atol=1e-5 * float(precision.abs().max()),
+    )
     scale = ours.module.laplace_scale_tril.double()
     cov = (scale @ scale.T)[order][:, order]
     assert torch.allclose(ref.posterior_covariance.double(), cov, atol=1e-5 * float(cov.abs().max()))
@@ -119,11 +125,13 @@ def test_laplace_prior_precision_is_laplace_torch_marglik_argmax(laplace_pair):
     precision, w = _precision(ours), ours._weights()
     ggn = precision - 2.0 * torch.eye(len(precision), dtype=torch.float64)
     grid = torch.logspace(-3, 4, 15, dtype=torch.float64)
-    theirs = torch.stack([ref.log_marginal_likelihood(prior_precision=torch.tensor([float(t)])).detach()
-                          for t in grid]).double()
+    theirs = torch.stack(
+        [ref.log_marginal_likelihood(prior_precision=torch.tensor([float(t)])).detach() for t in grid]
+    ).double()
     eig = torch.linalg.eigvalsh(ggn).clamp_min(0)
-    mine = torch.stack([-t / 2 * (w ** 2).sum() + len(eig) / 2 * torch.log(t) - torch.log(eig + t).sum() / 2
-                        for t in grid])
+    mine = torch.stack(
+        [-t / 2 * (w**2).sum() + len(eig) / 2 * torch.log(t) - torch.log(eig + t).sum() / 2 for t in grid]
+    )
     spread = float(mine.max() - mine.min())
     assert ((theirs - theirs[0]) - (mine - mine[0])).abs().max() < 1e-5 * spread
     assert 0 < int(theirs.argmax()) < len(grid) - 1
@@ -131,6 +139,7 @@ def test_laplace_prior_precision_is_laplace_torch_marglik_argmax(laplace_pair):
 
 
 # ---------------------------------------------------------------- mean-field VI
+
 
 @pytest.fixture()
 def bayes_net(digits):
@@ -165,8 +174,17 @@ def test_vi_sampled_forward_matches_bayesian_torch(bayes_net, digits):
 
     net, bayes = bayes_net
     ref = copy.deepcopy(net)
-    dnn_to_bnn(ref, {"prior_mu": 0.0, "prior_sigma": bayes.prior_sigma, "posterior_mu_init": 0.0,
-                     "posterior_rho_init": -3.0, "type": "Reparameterization", "moped_enable": False})
+    dnn_to_bnn(
+        ref,
+        {
+            "prior_mu": 0.0,
+            "prior_sigma": bayes.prior_sigma,
+            "posterior_mu_init": 0.0,
+            "posterior_rho_init": -3.0,
+            "type": "Reparameterization",
+            "moped_enable": False,
+        },
+    )
     mus, rhos = bayes._get("mu_", bayes.param_names), bayes._get("rho_", bayes.param_names)
     layers = {n: m for n, m in ref.named_modules() if isinstance(m, LinearReparameterization)}
     assert len(layers) == 3
@@ -186,6 +204,7 @@ def test_vi_sampled_forward_matches_bayesian_torch(bayes_net, digits):
 
 
 # ---------------------------------------------------------------- SWAG and MC dropout
+
 
 def _weight_sequence(net: nn.Module, n: int, seed: int):
     """Set ``net``'s weights to ``n`` known random values, one after another."""
@@ -243,8 +262,7 @@ def test_mc_dropout_passes_match_torch_uncertainty(digits):
     # Dropout on, everything else in eval mode, `members` passes under the same seed: equal.
     from torch_uncertainty.methods import mc_dropout
 
-    sur = uq.MCDropout("mlp", digits.num_classes, digits.in_shape, members=6, seed=0,
-                       device="cpu", p=0.3)
+    sur = uq.MCDropout("mlp", digits.num_classes, digits.in_shape, members=6, seed=0, device="cpu", p=0.3)
     x = digits.test.x[:20]
     mine = sur.member_proba(x)
     ref = mc_dropout(copy.deepcopy(sur.module), num_estimators=6, on_batch=False).eval()
@@ -256,6 +274,7 @@ def test_mc_dropout_passes_match_torch_uncertainty(digits):
 
 
 # ---------------------------------------------------------------- PGD
+
 
 def test_pgd_matches_torchattacks_without_and_with_random_start(mlp, digits):
     # Same CE loss (torchattacks averages it, ipkit sums it: the signs agree), steps and
@@ -312,6 +331,7 @@ def test_modeldiff_partners_match_torchattacks_pgd_on_the_same_objective(mlp, di
 
 # ---------------------------------------------------------------- ModelDiff DDV
 
+
 def _ddv_reference(logits: np.ndarray, partner_logits: np.ndarray) -> np.ndarray:
     """Li et al. (ISSTA 2021): DDV_i = cosine distance between the outputs on seed i and on
     its partner, then the vector divided by its L2 norm."""
@@ -336,11 +356,11 @@ def test_modeldiff_ddv_and_similarity_match_numpy_definition(mlp, digits):
         assert np.abs(similarity.ddv(model, probe.x, probe.partner).numpy() - ref[name]).max() < 1e-6
     for name in ("pruned", "other"):
         expected = 1 - distance.cosine(ref["source"], ref[name])
-        assert abs(similarity.modeldiff_score(mlp, {"pruned": pruned, "other": other}[name], probe)
-                   - expected) < 1e-6
+        assert abs(similarity.modeldiff_score(mlp, {"pruned": pruned, "other": other}[name], probe) - expected) < 1e-6
 
 
 # ---------------------------------------------------------------- dynamic int8
+
 
 def test_dynamic_int8_agrees_with_torchao(mlp, digits):
     # torch.ao's dynamic int8 (ipkit) quantizes weights per tensor and activations per

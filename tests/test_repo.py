@@ -1,6 +1,7 @@
 """Repository rules: notebooks committed without outputs, every study declares its
 parameters and three profiles, dependencies agree between pyproject and
 environment.yml, and CI runs the README's test command."""
+
 import json
 import re
 from pathlib import Path
@@ -48,8 +49,7 @@ def test_environment_yml_matches_pyproject():
 
 
 def test_constraints_pin_every_dependency():
-    pinned = _names(ln.split("==")[0] for ln in (ROOT / "constraints.txt").read_text().splitlines()
-                    if "==" in ln)
+    pinned = _names(ln.split("==")[0] for ln in (ROOT / "constraints.txt").read_text().splitlines() if "==" in ln)
     meta = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     wanted = _names(set(meta["dependencies"]).union(*meta["optional-dependencies"].values()))
     assert wanted <= pinned
@@ -60,8 +60,9 @@ def test_ci_runs_the_readme_test_command():
     assert command == "make test" and command in (ROOT / "README.md").read_text()
 
 
-@pytest.mark.parametrize("path", sorted((ROOT / "figures").glob("*/default/results.json")),
-                         ids=lambda p: p.parent.parent.name)
+@pytest.mark.parametrize(
+    "path", sorted((ROOT / "figures").glob("*/default/results.json")), ids=lambda p: p.parent.parent.name
+)
 def test_committed_default_claims_carry_the_evidence_rules(path):
     """Every claim of a committed default run states its paper words, quantifier, familywise
     level and trainings (at least 3, or a capped verdict saying why), follows the results
@@ -70,13 +71,18 @@ def test_committed_default_claims_carry_the_evidence_rules(path):
     the command that draws them, by `ipkit.evidence.sensitivity.report`)."""
     data = json.loads(path.read_text())
     results.check_results(data)
-    alternated = {c for sw in sensitivity.declared(study_module(data["study"]), "alternatives") for c in sw.claims
-                  if sensitivity.summary_path(path.parent, sw).is_file()}
+    alternated = {
+        c
+        for sw in sensitivity.declared(study_module(data["study"]), "alternatives")
+        for c in sw.claims
+        if sensitivity.summary_path(path.parent, sw).is_file()
+    }
     for c in data["claims"]:
         assert c["level"] == pytest.approx(1 - 0.05 / len(c["parts"])), c["id"]
         not_measured = c["n"] == 0 and "nan [nan, nan]" in c["measured"]  # the part names why
         assert c["trainings"] >= results.MIN_TRAININGS or (
-            c["verdict"] in ("inconclusive", "untestable here") and (c.get("why") or not_measured)), c["id"]
+            c["verdict"] in ("inconclusive", "untestable here") and (c.get("why") or not_measured)
+        ), c["id"]
         assert c["paper_words"] or "beyond the paper" in c["statement"] or "tutorial" in c["statement"], c["id"]
         if c["id"] in alternated:
             assert "alternatives" in c and isinstance(c["robust"], bool), c["id"]

@@ -1,6 +1,7 @@
 """Runs of one study at the same time: each writes into its own folder, reports its own
 claims and executed notebook, and publishes its figures folder as a whole (the last run to
 finish wins); results files are written atomically and `ipkit report` survives a torn one."""
+
 import json
 import os
 from pathlib import Path
@@ -29,8 +30,7 @@ def folders(tmp_path, monkeypatch):
 def _claim(rate: float):
     hits = round(rate * 20)
     units = pd.DataFrame({"seed": [0] * 20 + [1] * 20 + [2] * 20, "hit": ([1] * hits + [0] * (20 - hits)) * 3})
-    part = results.part("rate", units, stats.mean_of("hit"), threshold=0.5, holds_when="above",
-                            unit="carrier")
+    part = results.part("rate", units, stats.mean_of("hit"), threshold=0.5, holds_when="above", unit="carrier")
     return results.claim("Q1", "a claim", "paper says", part, quantifier="direction", paper_words="")
 
 
@@ -68,8 +68,16 @@ def test_cli_reports_its_own_claims_while_another_run_finishes(folders, monkeypa
         """This run's kernel: records its claim and prints a corrupt-cache line."""
         _kernel(parameters["epochs"], "scorecard", 0.9)
         notebooks.append(output)
-        cell = {"cell_type": "code", "outputs": [{"output_type": "stream", "name": "stderr",
-                "text": ["loading\n", "corrupt cache entry abc123 (checksum mismatch): rebuilt\n"]}]}
+        cell = {
+            "cell_type": "code",
+            "outputs": [
+                {
+                    "output_type": "stream",
+                    "name": "stderr",
+                    "text": ["loading\n", "corrupt cache entry abc123 (checksum mismatch): rebuilt\n"],
+                }
+            ],
+        }
         with open(output, "w") as f:
             json.dump({"cells": [cell]}, f)
 
@@ -119,8 +127,7 @@ def test_report_names_a_torn_results_file_and_goes_on(folders, capsys):
     assert "results.json unreadable" in text and "quickstart/smoke/line.png" in text
 
 
-@pytest.mark.parametrize("content", ['{"claims": [1, 2]}', '"a string"', "[" * 200_000 + "]" * 200_000,
-                                     None])
+@pytest.mark.parametrize("content", ['{"claims": [1, 2]}', '"a string"', "[" * 200_000 + "]" * 200_000, None])
 def test_report_names_a_results_file_of_the_wrong_shape_and_goes_on(folders, capsys, content):
     """Claims that are numbers, a bare string, JSON nested 200,000 deep, or a committed file
     with its claims replaced by a string: listed as unreadable in one line, the gallery written."""
@@ -155,8 +162,7 @@ def test_two_processes_publishing_at_once_never_mix(tmp_path):
     import sys
 
     target = tmp_path / "figures" / QUICK / "smoke"
-    procs = [subprocess.Popen([sys.executable, "-c", PUBLISHER, str(tmp_path / tag), str(target)])
-             for tag in "ab"]
+    procs = [subprocess.Popen([sys.executable, "-c", PUBLISHER, str(tmp_path / tag), str(target)]) for tag in "ab"]
     assert [p.wait(120) for p in procs] == [0, 0]
     names = sorted(p.name for p in target.iterdir())
     assert names in ([f"a{i}.txt" for i in range(5)], [f"b{i}.txt" for i in range(5)])

@@ -1,5 +1,6 @@
 """Nothing left behind: the scratch and partial run folders a killed run leaves are found
 and swept (ipkit.core.scratch), and a kill test shows no orphan survives the next run."""
+
 import os
 import signal
 import socket
@@ -16,8 +17,9 @@ from ipkit.core import scratch
 
 def _dead_pid() -> int:
     """The pid of a process that has exited (reaped, so no process has it now)."""
-    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
+    )
     return int(done.stdout)
 
 
@@ -66,10 +68,10 @@ def test_a_partial_run_folder_is_an_orphan_when_its_kernel_is_gone(places):
         return folder
 
     partial = run_folder(dead, socket.gethostname())
-    legacy = run_folder(dead)                              # written before .host files
+    legacy = run_folder(dead)  # written before .host files
     finished = run_folder(dead, socket.gethostname(), finished=True)
     running = run_folder(os.getpid(), socket.gethostname())
-    elsewhere = run_folder(dead, "another-node")           # its pid means nothing here
+    elsewhere = run_folder(dead, "another-node")  # its pid means nothing here
     stale_elsewhere = _age(run_folder(dead, "another-node"), 2 * scratch.OTHER_HOST_MAX_AGE_S)
     found = {o.path for o in scratch.orphans()}
     assert found == {partial, legacy, stale_elsewhere}
@@ -88,9 +90,10 @@ def test_scratch_names_the_process_and_refuses_an_unknown_kind(places):
         scratch.scratch("nosuch")
 
 
-KILL_PARAMETERS = ('profile = "default"  # {@profiles} run size\n'
-                   'wait = 0.0  # [0, 600] seconds to sleep before recording\n')
-KILL_BODY = '''import time
+KILL_PARAMETERS = (
+    'profile = "default"  # {@profiles} run size\nwait = 0.0  # [0, 600] seconds to sleep before recording\n'
+)
+KILL_BODY = """import time
 import pandas as pd
 from ipkit.evidence import results
 from ipkit.notebook.runtime import start
@@ -100,13 +103,14 @@ time.sleep(wait)
 part = results.evidence("value", pd.DataFrame({"seed": [0, 1, 2], "x": [1.0] * 3}), lambda f: f.x.mean(),
                         threshold=0.5, holds_when="above", unit="seed")
 run.record({}, [results.claim("T1", "value above 0.5", "-", part, quantifier="direction", paper_words="")])
-'''
+"""
 
 
 def _leftovers(tmp: Path, runs: Path) -> list[str]:
     loose = [p.name for p in tmp.iterdir() if p.name.startswith(("ipkit-", "tmp")) or p.suffix == ".json"]
-    partial = [p.name for p in runs.iterdir() if p.is_dir() and p.name != "sweeps"
-               and not (p / "results.json").exists()]
+    partial = [
+        p.name for p in runs.iterdir() if p.is_dir() and p.name != "sweeps" and not (p / "results.json").exists()
+    ]
     return loose + partial
 
 
@@ -117,8 +121,14 @@ def test_a_killed_run_leaves_no_orphan_once_the_next_run_starts(tiny_study, tmp_
     tmp.mkdir()
     env = {**os.environ, "TMPDIR": str(tmp), "IPKIT_QUIET": "1"}
     cli = [sys.executable, "-m", "ipkit.cli", "run", "tiny", "--profile", "smoke"]
-    proc = subprocess.Popen(cli + ["-p", "wait=300"], env=env, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        cli + ["-p", "wait=300"],
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 120
     while not (runs.is_dir() and any(p.is_dir() for p in runs.iterdir())):
         assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.poll() else ""

@@ -1,4 +1,5 @@
 """'What would make it hold' sweeps (ipkit.evidence.sensitivity, `ipkit sweep --sensitivity`)."""
+
 import json
 import sys
 import types
@@ -15,20 +16,37 @@ from ipkit.notebook.runtime import publish_folder
 from ipkit.orchestrate import sweep
 from ipkit.studies import quickstart
 
-STUDIES = ["quickstart", "memorized_transfer", "uq_stealing", "distillation_ingrain", "modeldiff",
-           "ondevice_unpairing"]
+STUDIES = ["quickstart", "memorized_transfer", "uq_stealing", "distillation_ingrain", "modeldiff", "ondevice_unpairing"]
 
 
 def summary_frame(rows):
-    return pd.DataFrame([{"setting": s, "x": s.split("=")[1], "claim": c, "verdict": v, "value": x,
-                          "ci_lo": lo, "ci_hi": hi, "threshold": 0.5, "measured": ""}
-                         for s, c, v, x, lo, hi in rows])
+    return pd.DataFrame(
+        [
+            {
+                "setting": s,
+                "x": s.split("=")[1],
+                "claim": c,
+                "verdict": v,
+                "value": x,
+                "ci_lo": lo,
+                "ci_hi": hi,
+                "threshold": 0.5,
+                "measured": "",
+            }
+            for s, c, v, x, lo, hi in rows
+        ]
+    )
 
 
 def test_finding_names_each_setting_and_where_it_holds():
     sw = Sweep(("T1",), {"x": [1, 2]}, "the x knob", {"seeds": [0]})
-    table = summary_frame([("x=1", "T1", "does not hold", 0.2, 0.1, 0.3),
-                           ("x=2", "T1", "holds", 0.7, 0.6, 0.8), ("x=2", "T2", "holds", 1, 1, 1)])
+    table = summary_frame(
+        [
+            ("x=1", "T1", "does not hold", 0.2, 0.1, 0.3),
+            ("x=2", "T1", "holds", 0.7, 0.6, 0.8),
+            ("x=2", "T2", "holds", 1, 1, 1),
+        ]
+    )
     text = sensitivity.finding(table, "T1", sw)
     assert text.startswith("T1 along the x knob (seeds=[0]): x=1 0.2 [0.1, 0.3] does not hold; ")
     assert "x=2 0.7 [0.6, 0.8] holds against threshold 0.5: it holds at x=2." in text
@@ -37,8 +55,14 @@ def test_finding_names_each_setting_and_where_it_holds():
 def test_finding_says_when_it_holds_nowhere_and_which_settings_failed():
     sw = Sweep(("T1",), {"x": [1, 2]}, "x")
     table = summary_frame([("x=1", "T1", "inconclusive", 0.5, 0.4, 0.6)])
-    table = pd.concat([table, pd.DataFrame([{"setting": "x=2", "x": "2", "claim": "", "verdict": "run failed",
-                                             "measured": "cell 3: ValueError"}])])
+    table = pd.concat(
+        [
+            table,
+            pd.DataFrame(
+                [{"setting": "x=2", "x": "2", "claim": "", "verdict": "run failed", "measured": "cell 3: ValueError"}]
+            ),
+        ]
+    )
     text = sensitivity.finding(table, "T1", sw)
     assert "it holds at none of these settings; x=2 failed." in text
     assert "no setting" in sensitivity.finding(table, "T9", sw)
@@ -79,10 +103,29 @@ def _tiny(monkeypatch, **declared) -> types.ModuleType:
 
 def _profile(folder, claims=("T1", "T2")):
     folder.mkdir(parents=True)
-    data = {"study": "tiny", "title": "Tiny", "profile": "smoke", "date": "d", "device": "cpu",
-            "runtime_s": 1.0, "claims": [{"id": c, "statement": "s", "paper": "p", "measured": "m",
-                                          "holds": True, "verdict": "holds", "ci": [0, 1],
-                                          "threshold": 0.5, "n": 3, "unit": "seed"} for c in claims]}
+    data = {
+        "study": "tiny",
+        "title": "Tiny",
+        "profile": "smoke",
+        "date": "d",
+        "device": "cpu",
+        "runtime_s": 1.0,
+        "claims": [
+            {
+                "id": c,
+                "statement": "s",
+                "paper": "p",
+                "measured": "m",
+                "holds": True,
+                "verdict": "holds",
+                "ci": [0, 1],
+                "threshold": 0.5,
+                "n": 3,
+                "unit": "seed",
+            }
+            for c in claims
+        ],
+    }
     (folder / "results.json").write_text(json.dumps(data))
     return folder
 
@@ -93,7 +136,9 @@ def test_attach_names_the_table_and_stores_the_findings(tmp_path, monkeypatch):
     folder = _profile(tmp_path / "tiny" / "smoke")
     assert not sensitivity.attach(tiny, folder)  # nothing drawn yet
     (folder / "sweeps" / sw.id).mkdir(parents=True)
-    summary_frame([("x=1", "T1", "holds", 0.7, 0.6, 0.8)]).to_csv(folder / "sweeps" / sw.id / "summary.csv", index=False)
+    summary_frame([("x=1", "T1", "holds", 0.7, 0.6, 0.8)]).to_csv(
+        folder / "sweeps" / sw.id / "summary.csv", index=False
+    )
     assert sensitivity.attach(tiny, folder)
     data = json.loads((folder / "results.json").read_text())
     assert data["claims"][0]["sensitivity"] == sw.table and "sensitivity" not in data["claims"][1]
@@ -106,9 +151,14 @@ def test_attach_records_the_verdict_at_each_alternative_and_whether_it_is_robust
     tiny = _tiny(monkeypatch, ALTERNATIVES=(alt,))
     folder = _profile(tmp_path / "tiny" / "smoke")
     (folder / "sweeps" / alt.id).mkdir(parents=True)
-    summary_frame([("x=2", "T1", "holds", 0.7, 0.6, 0.8), ("x=3", "T1", "holds", 0.7, 0.6, 0.8),
-                   ("x=2", "T2", "holds", 0.7, 0.6, 0.8), ("x=3", "T2", "inconclusive", 0.5, 0.4, 0.6)]
-                  ).to_csv(folder / "sweeps" / alt.id / "summary.csv", index=False)
+    summary_frame(
+        [
+            ("x=2", "T1", "holds", 0.7, 0.6, 0.8),
+            ("x=3", "T1", "holds", 0.7, 0.6, 0.8),
+            ("x=2", "T2", "holds", 0.7, 0.6, 0.8),
+            ("x=3", "T2", "inconclusive", 0.5, 0.4, 0.6),
+        ]
+    ).to_csv(folder / "sweeps" / alt.id / "summary.csv", index=False)
     assert alt.id == "alternatives-x" and sensitivity.attach(tiny, folder)
     t1, t2 = json.loads((folder / "results.json").read_text())["claims"]
     assert t1["alternatives"] == {"x=2": "holds", "x=3": "holds"} and t1["robust"] is True
@@ -122,7 +172,9 @@ def test_attach_forgets_a_sweep_that_is_no_longer_drawn(tmp_path, monkeypatch):
     tiny = _tiny(monkeypatch, SENSITIVITY=(sw,))
     folder = _profile(tmp_path / "tiny" / "smoke")
     (folder / "sweeps" / sw.id).mkdir(parents=True)
-    summary_frame([("x=1", "T1", "holds", 0.7, 0.6, 0.8)]).to_csv(folder / "sweeps" / sw.id / "summary.csv", index=False)
+    summary_frame([("x=1", "T1", "holds", 0.7, 0.6, 0.8)]).to_csv(
+        folder / "sweeps" / sw.id / "summary.csv", index=False
+    )
     assert sensitivity.attach(tiny, folder)
     (folder / "sweeps" / sw.id / "summary.csv").unlink()  # removed: drawn under a former protocol
     assert sensitivity.attach(tiny, folder)
@@ -136,18 +188,23 @@ def test_publishing_a_run_keeps_the_sweeps_and_renames_their_table(tmp_path, mon
     _tiny(monkeypatch, SENSITIVITY=(sw,))
     target = _profile(tmp_path / "figures" / "tiny" / "smoke")
     (target / "sweeps" / sw.id).mkdir(parents=True)
-    summary_frame([("x=1", "T2", "holds", 0.7, 0.6, 0.8)]).to_csv(target / "sweeps" / sw.id / "summary.csv", index=False)
+    summary_frame([("x=1", "T2", "holds", 0.7, 0.6, 0.8)]).to_csv(
+        target / "sweeps" / sw.id / "summary.csv", index=False
+    )
     new_run = _profile(tmp_path / "run")
     publish_folder(new_run, target)
     assert (target / "sweeps" / sw.id / "summary.csv").is_file()
     assert json.loads((target / "results.json").read_text())["claims"][1]["sensitivity"] == sw.table
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["sweep", "quickstart", "--sensitivity", "-p", "epochs=1,2"], "leave out -p"),
-    (["sweep", "quickstart", "--sensitivity", "--seeds-sets", "0;1"], "leave out -p and --seeds-sets"),
-    (["sweep", "quickstart", "--sensitivity", "--id", "x"], "is none of quickstart's sensitivity sweeps"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["sweep", "quickstart", "--sensitivity", "-p", "epochs=1,2"], "leave out -p"),
+        (["sweep", "quickstart", "--sensitivity", "--seeds-sets", "0;1"], "leave out -p and --seeds-sets"),
+        (["sweep", "quickstart", "--sensitivity", "--id", "x"], "is none of quickstart's sensitivity sweeps"),
+    ],
+)
 def test_sensitivity_flag_rejects_a_grid(argv, message, capsys):
     assert cli.main(argv) == 2
     assert message in capsys.readouterr().err
@@ -159,17 +216,18 @@ def test_a_study_without_declared_sweeps_is_named(capsys, monkeypatch):
     assert "declares no sensitivity sweeps" in capsys.readouterr().err
 
 
-TINY_PARAMETERS = ('profile = "default"  # {@profiles} run size\nvalue = 1.0  # [0, 10] measured\n')
-TINY_BODY = '''import pandas as pd
+TINY_PARAMETERS = 'profile = "default"  # {@profiles} run size\nvalue = 1.0  # [0, 10] measured\n'
+TINY_BODY = """import pandas as pd
 from ipkit.evidence import results, sensitivity
 from ipkit.notebook.runtime import start
 PROFILES = {"smoke": {}}
 run = start("tiny", globals(), PROFILES)
 part = results.part("value", pd.DataFrame({"seed": [0, 1, 2], "x": [value] * 3}), lambda f: f.x.mean(),
                         threshold=0.5, holds_when="above", unit="seed")
-run.record({"value": value}, [results.claim("T1", "value above 0.5", "-", part, quantifier="direction", paper_words="")])
+claim = results.claim("T1", "value above 0.5", "-", part, quantifier="direction", paper_words="")
+run.record({"value": value}, [claim])
 sensitivity.show(run)
-'''
+"""
 
 
 @pytest.mark.slow
@@ -190,8 +248,10 @@ def test_sensitivity_sweep_end_to_end(tiny_study, monkeypatch):
     assert cli.main(["run", "tiny", "--profile", "smoke", "-p", "value=0.2"]) == 0
     assert json.loads((folder / "results.json").read_text())["claims"][0]["sensitivity"]
     text = sensitivity.report(tiny, "smoke", folder)
-    assert ("it holds at value=1.0. Its default point (value=1.0) differs from the committed row. "
-            "Table: `sweeps/sensitivity-value/summary.md`.") in text
+    assert (
+        "it holds at value=1.0. Its default point (value=1.0) differs from the committed row. "
+        "Table: `sweeps/sensitivity-value/summary.md`."
+    ) in text
     assert "not swept in profile `default` yet" in sensitivity.report(tiny, "default", tmp_path)
     assert data["sensitivity"][0]["default_point"] == "differs"  # committed at 0.2, default 1.0
     assert cli.main(["run", "tiny", "--profile", "smoke"]) == 0  # now committed at the default
@@ -221,8 +281,7 @@ def test_alternatives_sweep_runs_each_alternative_but_the_default(tiny_study, mo
     assert cli.main(["run", "tiny", "--profile", "smoke"]) == 0
     assert cli.main(["sweep", "tiny", "--profile", "smoke", "--alternatives"]) == 0
     folder = tmp_path / "figures" / "tiny" / "smoke"
-    assert sorted(p.name for p in (folder / "sweeps" / "alternatives-value").iterdir()
-                  if p.is_dir()) == ["value=0.2"]
+    assert sorted(p.name for p in (folder / "sweeps" / "alternatives-value").iterdir() if p.is_dir()) == ["value=0.2"]
     row = json.loads((folder / "results.json").read_text())["claims"][0]
     assert row["verdict"] == "holds" and row["alternatives"] == {"value=0.2": "does not hold"}
     assert row["robust"] is False

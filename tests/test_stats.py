@@ -1,5 +1,6 @@
 """The bootstrap behind every claim interval, the three-valued verdict and how a claim
 combines its parts (ipkit.core.stats, ipkit.evidence.results)."""
+
 import math
 
 import numpy as np
@@ -16,8 +17,7 @@ def test_bootstrap_interval_covers_the_true_mean_about_95_percent_of_the_time():
     reps = 200
     for _ in range(reps):
         frame = pd.DataFrame({"x": rng.exponential(1.0, size=60)})
-        lo, hi = stats.bootstrap_ci(frame, stats.mean_of("x"), group=None, n_boot=400,
-                                    seed=int(rng.integers(1 << 30)))
+        lo, hi = stats.bootstrap_ci(frame, stats.mean_of("x"), group=None, n_boot=400, seed=int(rng.integers(1 << 30)))
         covered += lo <= 1.0 <= hi
     assert 0.88 <= covered / reps <= 0.99
 
@@ -48,12 +48,18 @@ def test_paired_difference_stays_paired():
     assert lo == pytest.approx(0.1) and hi == pytest.approx(0.1)
 
 
-@pytest.mark.parametrize("ci, side, expected", [
-    ((0.3, 0.5), "above", "holds"), ((0.05, 0.15), "above", "does not hold"),
-    ((0.1, 0.3), "above", "inconclusive"), ((0.0, 0.1), "below", "holds"),
-    ((0.25, 0.4), "below", "does not hold"), ((0.1, 0.25), "below", "inconclusive"),
-    ((math.nan, math.nan), "above", "inconclusive"),
-])
+@pytest.mark.parametrize(
+    "ci, side, expected",
+    [
+        ((0.3, 0.5), "above", "holds"),
+        ((0.05, 0.15), "above", "does not hold"),
+        ((0.1, 0.3), "above", "inconclusive"),
+        ((0.0, 0.1), "below", "holds"),
+        ((0.25, 0.4), "below", "does not hold"),
+        ((0.1, 0.25), "below", "inconclusive"),
+        ((math.nan, math.nan), "above", "inconclusive"),
+    ],
+)
 def test_verdict_reads_the_whole_interval(ci, side, expected):
     assert results.verdict(ci, 0.2, side) == expected
 
@@ -78,8 +84,7 @@ def test_claim_holds_only_when_every_part_holds_and_reports_the_deciding_part():
 
 def test_part_counts_units_and_seeds():
     frame = pd.DataFrame({"seed": np.repeat([0, 1], 30), "hit": np.tile([1, 1, 0], 20)})
-    e = results.part("rate", frame, stats.mean_of("hit"), threshold=0.5, holds_when="above",
-                     unit="carrier")
+    e = results.part("rate", frame, stats.mean_of("hit"), threshold=0.5, holds_when="above", unit="carrier")
     assert e.n == 60
     assert e.unit == "carriers over 2 seeds"
     assert e.trainings == 2
@@ -89,16 +94,18 @@ def test_part_counts_units_and_seeds():
 
 def test_part_keeps_a_given_ceiling_and_training_count():
     frame = pd.DataFrame({"seed": np.repeat([0, 1, 2], 10), "hit": np.tile([1, 0], 15)})
-    e = results.part("rate", frame, stats.mean_of("hit"), threshold=0.9, holds_when="above",
-                     unit="carrier", ceiling=0.8, trainings=5)
+    e = results.part(
+        "rate", frame, stats.mean_of("hit"), threshold=0.9, holds_when="above", unit="carrier", ceiling=0.8, trainings=5
+    )
     assert e.trainings == 5
     assert e.verdict == "untestable here"
 
 
 def test_part_of_an_empty_frame_is_not_measured_with_its_reason():
     empty = pd.DataFrame({"seed": [], "hit": []})
-    e = results.part("rate", empty, stats.mean_of("hit"), threshold=0.5, holds_when="above",
-                     unit="carrier", empty="method not run")
+    e = results.part(
+        "rate", empty, stats.mean_of("hit"), threshold=0.5, holds_when="above", unit="carrier", empty="method not run"
+    )
     assert e.name == "rate (method not run)"
     assert (e.n, e.trainings) == (0, 0)
     assert math.isnan(e.value)
@@ -107,18 +114,25 @@ def test_part_of_an_empty_frame_is_not_measured_with_its_reason():
     assert c.why == "not measured: rate (method not run)"
 
 
-@pytest.mark.parametrize("make", [
-    lambda: results.part("rate", pd.DataFrame({"hit": [1.0]}), stats.mean_of("hit"), threshold=0.5,
-                         holds_when="over", unit="carrier"),
-    lambda: results.not_measured("rate", threshold=0.5, holds_when="over", unit="carrier")])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: results.part(
+            "rate", pd.DataFrame({"hit": [1.0]}), stats.mean_of("hit"), threshold=0.5, holds_when="over", unit="carrier"
+        ),
+        lambda: results.not_measured("rate", threshold=0.5, holds_when="over", unit="carrier"),
+    ],
+)
 def test_part_and_not_measured_refuse_an_unknown_side(make):
     with pytest.raises(ValueError, match="holds_when"):
         make()
 
 
 def test_a_not_measured_part_keeps_a_decided_claim_from_holding():
-    c = _claim(_part((0.5, 0.7)), results.not_measured("gap", threshold=0.1, holds_when="below",
-                                                        unit="carrier", why="no ood carriers"))
+    c = _claim(
+        _part((0.5, 0.7)),
+        results.not_measured("gap", threshold=0.1, holds_when="below", unit="carrier", why="no ood carriers"),
+    )
     assert c.verdict == "inconclusive"
     assert c.trainings == 0
     assert [p["verdict"] for p in c.parts] == ["holds", "inconclusive"]
@@ -126,9 +140,21 @@ def test_a_not_measured_part_keeps_a_decided_claim_from_holding():
 
 def test_schema_rejects_a_holds_that_disagrees_with_the_verdict():
     row = results.claim_dict(_claim(_part((0.5, 0.7))))
-    data = {"study": "s", "title": "t", "profile": "smoke", "date": "d", "ipkit": "0", "device": "cpu",
-            "torch": "2", "runtime_s": 1.0, "params": {}, "metrics": {}, "claims": [row],
-            "figures": [], "tables": []}
+    data = {
+        "study": "s",
+        "title": "t",
+        "profile": "smoke",
+        "date": "d",
+        "ipkit": "0",
+        "device": "cpu",
+        "torch": "2",
+        "runtime_s": 1.0,
+        "params": {},
+        "metrics": {},
+        "claims": [row],
+        "figures": [],
+        "tables": [],
+    }
     results.check_results(data)
     with pytest.raises(ValueError, match="holds must be true exactly"):
         results.check_results(dict(data, claims=[dict(row, holds=False)]))
@@ -142,8 +168,7 @@ def test_schema_rejects_a_holds_that_disagrees_with_the_verdict():
 
 def test_fast_row_mean_path_matches_the_generic_resampling():
     rng = np.random.default_rng(1)
-    frame = pd.DataFrame({"seed": np.repeat([0, 1, 2], [20, 25, 30]), "a": rng.random(75),
-                          "b": rng.random(75)})
+    frame = pd.DataFrame({"seed": np.repeat([0, 1, 2], [20, 25, 30]), "a": rng.random(75), "b": rng.random(75)})
     fast = stats.bootstrap_ci(frame, stats.mean_difference("a", "b"))
     slow = stats.bootstrap_ci(frame, lambda f: float((f.a - f.b).mean()))
     assert fast == pytest.approx(slow, abs=0.01)  # the same interval up to Monte Carlo error
@@ -161,9 +186,15 @@ def test_familywise_intervals_keep_95_percent_coverage_where_per_part_intervals_
     for _ in range(reps):
         frames = [pd.DataFrame({"x": rng.normal(1.0, 1.0, size=100)}) for _ in range(k)]
         for level in joint:
-            joint[level] += all(lo <= 1.0 <= hi for lo, hi in (
-                stats.bootstrap_ci(f, stats.mean_of("x"), group=None, n_boot=1000, level=level,
-                                   seed=int(rng.integers(1 << 30))) for f in frames))
+            joint[level] += all(
+                lo <= 1.0 <= hi
+                for lo, hi in (
+                    stats.bootstrap_ci(
+                        f, stats.mean_of("x"), group=None, n_boot=1000, level=level, seed=int(rng.integers(1 << 30))
+                    )
+                    for f in frames
+                )
+            )
     assert stats.familywise_level(k) == pytest.approx(1 - 0.05 / 6)
     assert 0.91 <= joint[stats.familywise_level(k)] / reps <= 0.99
     assert joint[0.95] / reps <= 0.85
@@ -205,7 +236,9 @@ def test_a_threshold_beyond_the_ceiling_is_untestable_here_not_a_failure():
 def test_claim_checks_its_quantifier_and_not_measured_is_inconclusive():
     with pytest.raises(ValueError, match="quantifier"):
         _claim(_part((0.5, 0.7)), quantifier="mostly")
-    c = _claim(_part((0.5, 0.7)), results.not_measured("gap", threshold=0.1, holds_when="below",
-                                                        unit="carrier", why="no ood carriers"))
+    c = _claim(
+        _part((0.5, 0.7)),
+        results.not_measured("gap", threshold=0.1, holds_when="below", unit="carrier", why="no ood carriers"),
+    )
     assert c.verdict == "inconclusive" and "no ood carriers" in c.measured and c.n == 0
     assert c.why == "not measured: gap (no ood carriers)"

@@ -1,5 +1,6 @@
 """Black-box stealing: the victim counts queries and enforces its budget, answers only
 what it is set to answer, and a copy trained on its answers agrees with it."""
+
 import pytest
 import torch
 

@@ -3,6 +3,7 @@ frozen, hashable ``Config`` built from the resolved parameters, ``check_params``
 ``SENSITIVITY`` (and ``ALTERNATIVES`` where declared: tuples of sweeps), ``claims``,
 ``hyperparameters(s, cfg)``, ``recorded_metrics`` (what ``run.record`` stores) and ``explore`` (the
 notebook's Explore panel)."""
+
 import ast
 import dataclasses
 import importlib.util
@@ -68,10 +69,12 @@ def _explore_cell(sid: str) -> str:
 def test_each_course_app_defines_the_names_its_explore_cell_reads(sid):
     cell = ast.parse(_explore_cell(sid))
     app = json.loads((ROOT / "course" / "apps" / f"{sid}.ipynb").read_text())
-    setup = ast.parse("\n".join(line for line in "".join(app["cells"][1]["source"]).splitlines()
-                                if not line.startswith("%")))
-    defined = {a.asname or a.name for n in ast.walk(setup) if isinstance(n, (ast.Import, ast.ImportFrom))
-               for a in n.names}
+    setup = ast.parse(
+        "\n".join(line for line in "".join(app["cells"][1]["source"]).splitlines() if not line.startswith("%"))
+    )
+    defined = {
+        a.asname or a.name for n in ast.walk(setup) if isinstance(n, (ast.Import, ast.ImportFrom)) for a in n.names
+    }
     defined |= {n.id for n in ast.walk(setup) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
     read = {n.id for n in ast.walk(cell) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
     assert read <= defined, f"course/apps/{sid}.ipynb lacks {sorted(read - defined)}"

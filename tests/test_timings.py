@@ -1,5 +1,6 @@
 """Timings: nested blocks split their seconds, cache hits and misses are counted by recipe,
 and an executed notebook's cell durations add up per markdown section."""
+
 import json
 import os
 import time
@@ -48,12 +49,15 @@ def test_sections_add_cell_durations_under_each_heading(tmp_path):
     md = lambda text: {"cell_type": "markdown", "source": [text], "metadata": {}}  # noqa: E731
     code = lambda s: {"cell_type": "code", "source": [""], "metadata": {"papermill": {"duration": s}}}  # noqa: E731
     nb = tmp_path / "run.ipynb"
-    _notebook(nb, [code(1.0), md("# Title\ntext"), code(2.0), code(0.5), md("no heading"), code(1.0),
-                   md("## Claims"), code(3.0)])
+    _notebook(
+        nb,
+        [code(1.0), md("# Title\ntext"), code(2.0), code(0.5), md("no heading"), code(1.0), md("## Claims"), code(3.0)],
+    )
     assert timings.sections(nb) == [
         {"section": "(before the first heading)", "cells": 1, "seconds": 1.0},
         {"section": "Title", "cells": 3, "seconds": 3.5},
-        {"section": "Claims", "cells": 1, "seconds": 3.0}]
+        {"section": "Claims", "cells": 1, "seconds": 3.0},
+    ]
 
 
 def test_add_sections_keeps_this_runs_kinds_and_drops_an_older_runs(tmp_path):

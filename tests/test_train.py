@@ -1,5 +1,6 @@
 """The trainer: it learns (a real accuracy on digits), is deterministic on the CPU, mixes
 extra examples into every batch, and its loss helpers behave as documented."""
+
 import pytest
 import torch
 
@@ -81,11 +82,18 @@ def test_training_without_nan_filling_gives_the_same_weights_bit_for_bit():
     nets = {}
     for fill in (True, False):
         net = models.build("cnn", s.num_classes, s.in_shape, dropout=0.1, seed=1)
-        train.fit(net, s.owner.x[:256], s.owner.y[:256], epochs=2, seed=7, fill_uninitialized=fill,
-                  extra=(s.owner.x[:8], s.owner.y[:8]), extra_per_batch=4)
+        train.fit(
+            net,
+            s.owner.x[:256],
+            s.owner.y[:256],
+            epochs=2,
+            seed=7,
+            fill_uninitialized=fill,
+            extra=(s.owner.x[:8], s.owner.y[:8]),
+            extra_per_batch=4,
+        )
         nets[fill] = net
-    assert all(torch.equal(p, q) for p, q in zip(nets[True].state_dict().values(),
-                                                 nets[False].state_dict().values()))
+    assert all(torch.equal(p, q) for p, q in zip(nets[True].state_dict().values(), nets[False].state_dict().values()))
 
 
 def test_deterministic_block_restores_torchs_nan_filling_setting():
@@ -117,8 +125,7 @@ def test_bf16_cpu_training_is_deterministic_and_differs_from_float32(monkeypatch
     weights = []
     for precision in (None, None, torch.float32):
         net = models.build("vgg", s.num_classes, s.in_shape, seed=1)
-        train.fit(net, s.owner.x[:128], s.owner.y[:128], epochs=1, batch_size=64, seed=7,
-                  precision=precision)
+        train.fit(net, s.owner.x[:128], s.owner.y[:128], epochs=1, batch_size=64, seed=7, precision=precision)
         assert all(p.dtype == torch.float32 for p in net.parameters())
         weights.append(torch.cat([p.detach().flatten() for p in net.parameters()]))
     assert torch.equal(weights[0], weights[1]) and not torch.equal(weights[0], weights[2])

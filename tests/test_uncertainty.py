@@ -1,5 +1,6 @@
 """The five UQ surrogates of ipkit.methods.uncertainty: each test checks the method's defining behaviour,
 not only shapes."""
+
 import pytest
 import torch
 
@@ -41,7 +42,7 @@ def test_swag_mean_is_running_average_of_collected_weights(digits):
         swag.collect()
     stack = torch.stack(seen)
     assert torch.allclose(swag.mean, stack.mean(0), atol=1e-5)
-    assert torch.allclose(swag.sq_mean, (stack ** 2).mean(0), rtol=1e-4, atol=1e-4)
+    assert torch.allclose(swag.sq_mean, (stack**2).mean(0), rtol=1e-4, atol=1e-4)
     assert torch.allclose(swag.dev[-1], seen[-1] - stack.mean(0), atol=1e-5)
     draws = torch.stack([swag.sample() for _ in range(200)])
     assert (draws.mean(0) - swag.mean).abs().mean() < 0.3 * stack.std(0).mean()
@@ -103,8 +104,9 @@ def test_ensemble_trained_together_matches_one_by_one(digits, answers):
 
 def test_metrics_on_known_values():
     labels = torch.tensor([0, 1, 1, 0])
-    members = torch.tensor([[[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.7, 0.3]],
-                            [[0.8, 0.2], [0.3, 0.7], [0.3, 0.7], [0.6, 0.4]]])
+    members = torch.tensor(
+        [[[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.7, 0.3]], [[0.8, 0.2], [0.3, 0.7], [0.3, 0.7], [0.6, 0.4]]]
+    )
     assert uq.disagreement(members) == pytest.approx(0.25)
     assert uq.fidelity(members.mean(0), labels) == 1.0
     assert uq.ece(torch.tensor([[1.0, 0.0], [0.0, 1.0]]), torch.tensor([0, 1])) == pytest.approx(0.0)
@@ -140,7 +142,8 @@ def test_every_surrogate_is_traced_from_its_untrained_members(digits, answers, m
 def test_swag_pretrains_like_the_single_copy_and_is_traced_from_step_0(digits, answers):
     x, y = answers
     swag = _make("swag", digits, epochs=4, batch_size=100, rank=2, trace_points=6).fit(
-        x, y, monitor=digits.test.x[:100])
+        x, y, monitor=digits.test.x[:100]
+    )
     single = _make("single", digits, epochs=4, batch_size=100).fit(x, y)
     steps = [t["step"] for t in swag.trace]
     assert steps == uq.trace_steps(4 * 4 + swag.swa_epochs * 4, 6), "pre-training and collection"

@@ -1,5 +1,6 @@
 """The uq_stealing study (ipkit.studies.uq_stealing): its per-unit tables, the reducers
 behind the claims, the claims and the parameter rules checked before a run."""
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -38,14 +39,29 @@ def test_hyperparameters_name_the_settings_of_the_surrogates_trained_or_cached(d
     recorded = uqs.hyperparameters(digits, cfg)["surrogates"]["mc_dropout"]
     victim = recipes.owner_model(digits, "mlp", epochs=1, seed=0)
     for _ in ("trained", "from the cache"):
-        sur = uq.stolen_surrogate("mc_dropout", victim, digits, cfg.thief_arch, budget=128, monitor=20,
-                                  members=cfg.members, epochs=uqs.method_epochs(cfg, "mc_dropout"), seed=0)
+        sur = uq.stolen_surrogate(
+            "mc_dropout",
+            victim,
+            digits,
+            cfg.thief_arch,
+            budget=128,
+            monitor=20,
+            members=cfg.members,
+            epochs=uqs.method_epochs(cfg, "mc_dropout"),
+            seed=0,
+        )
         assert {k: v for k, v in sur.settings().items() if k != "seed"} == recorded
 
 
 def test_trace_curves_and_last_over_peak():
-    traces = pd.DataFrame({"method": "vi", "seed": np.repeat([0, 1], 3), "step": [0, 2, 8] * 2,
-                           "variance": [0.2, 0.4, 0.1, 0.4, 0.8, 0.1]})
+    traces = pd.DataFrame(
+        {
+            "method": "vi",
+            "seed": np.repeat([0, 1], 3),
+            "step": [0, 2, 8] * 2,
+            "variance": [0.2, 0.4, 0.1, 0.4, 0.8, 0.1],
+        }
+    )
     curves = uqs.trace_curves(traces, "vi")
     assert list(curves.seed) == [0, 1] and list(curves.columns) == ["seed", 0, 2, 8]
     assert curves[2].tolist() == [0.4, 0.8]
@@ -56,9 +72,17 @@ def test_trace_curves_and_last_over_peak():
 def test_gap_best_method_sweep_epochs_and_metrics_table():
     frame = pd.DataFrame({"single": [1, 1, 0, 0], "vi": [1, 0, 0, 0]})
     assert uqs.absolute_gap("vi")(frame) == pytest.approx(0.25)
-    scores = pd.DataFrame({"method": ["single", "vi", "swag"] * 2, "seed": [0] * 3 + [1] * 3,
-                           "fidelity": [0.9, 0.92, 0.95, 0.8, 0.84, 0.7], "accuracy": 0.9,
-                           "variance": 0.0, "disagreement": 0.0, "ece": 0.1})
+    scores = pd.DataFrame(
+        {
+            "method": ["single", "vi", "swag"] * 2,
+            "seed": [0] * 3 + [1] * 3,
+            "fidelity": [0.9, 0.92, 0.95, 0.8, 0.84, 0.7],
+            "accuracy": 0.9,
+            "variance": 0.0,
+            "disagreement": 0.0,
+            "ece": 0.1,
+        }
+    )
     assert uqs.best_method(scores) == "vi"
     table = uqs.metrics_table(scores).set_index("method")
     assert table.loc["swag", "fidelity"] == pytest.approx(0.825)
@@ -75,11 +99,15 @@ def _outcome(seeds=3, images=200, rng=None, gain=None, acc_gap=None):
     same = rng.integers(0, 2, seeds * images)
     agreement = pd.DataFrame({"single": same, "ensemble": same, "vi": _shift(same, gain or {}, rng), **unit})
     correct = pd.DataFrame({"single": same, "ensemble": same, "vi": _shift(same, acc_gap or {}, rng), **unit})
-    variance = pd.DataFrame({"single": 0.0, "ensemble": 0.001,
-                             "vi": rng.normal(0.01, 0.01, seeds * images), **unit})
-    traces = pd.DataFrame([{"method": m, "seed": k, "step": e, "variance": e * 0.01,
-                            "disagreement": 1.0 / (e + 1)} for m in ("ensemble", "vi")
-                           for k in range(seeds) for e in range(0, 5)])
+    variance = pd.DataFrame({"single": 0.0, "ensemble": 0.001, "vi": rng.normal(0.01, 0.01, seeds * images), **unit})
+    traces = pd.DataFrame(
+        [
+            {"method": m, "seed": k, "step": e, "variance": e * 0.01, "disagreement": 1.0 / (e + 1)}
+            for m in ("ensemble", "vi")
+            for k in range(seeds)
+            for e in range(0, 5)
+        ]
+    )
     return uqs.Outcome(pd.DataFrame(), traces, agreement, variance, correct)
 
 
@@ -147,8 +175,10 @@ def test_method_epochs_and_alternatives():
     assert uqs.method_epochs(cfg, "mc_dropout") == 20 and uqs.method_epochs(cfg, "swag") == 10
     assert uqs.method_epochs(cfg, "mc_dropout", 4) == 8
     assert uqs.ALTERNATIVES[0].grid == {"dropout_epochs": [1, 2]}
-    assert all(set(sw.grid) <= set(resolve(get_study("uq_stealing"), "default", {}))
-               for sw in (*uqs.ALTERNATIVES, *uqs.SENSITIVITY))
+    assert all(
+        set(sw.grid) <= set(resolve(get_study("uq_stealing"), "default", {}))
+        for sw in (*uqs.ALTERNATIVES, *uqs.SENSITIVITY)
+    )
 
 
 def test_steal_and_score_units_reproduce_the_scores_and_traces(digits):
@@ -167,13 +197,19 @@ def test_steal_and_score_units_reproduce_the_scores_and_traces(digits):
         assert out.correct[m].mean() == pytest.approx(scores.loc[m, "accuracy"])
 
 
-@pytest.mark.parametrize("argv, fragment", [
-    (["-p", "query_budget=2001"], "query_budget 2001 exceeds the attacker pool of mnist5k (2000 images)"),
-    (["-p", "budgets=250,2500"], "budgets 2500 exceeds the attacker pool"),
-    (["-p", "dataset=digits", "-p", "budgets=100,800"], "budgets 800 exceeds the attacker pool of digits (719 images)"),
-    (["-p", "uq_methods=vi,vi"], "uq_methods' lists 'vi' twice"),
-    (["-p", "seeds=3,3"], "seeds' lists 3 twice"),
-])
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["-p", "query_budget=2001"], "query_budget 2001 exceeds the attacker pool of mnist5k (2000 images)"),
+        (["-p", "budgets=250,2500"], "budgets 2500 exceeds the attacker pool"),
+        (
+            ["-p", "dataset=digits", "-p", "budgets=100,800"],
+            "budgets 800 exceeds the attacker pool of digits (719 images)",
+        ),
+        (["-p", "uq_methods=vi,vi"], "uq_methods' lists 'vi' twice"),
+        (["-p", "seeds=3,3"], "seeds' lists 3 twice"),
+    ],
+)
 def test_bad_sizes_exit_2_with_one_line_before_running(capsys, tmp_path, monkeypatch, argv, fragment):
     monkeypatch.setenv("IPKIT_RUNS", str(tmp_path / "runs"))
     code = cli.main(["run", "uq_stealing", *argv])
@@ -184,8 +220,16 @@ def test_bad_sizes_exit_2_with_one_line_before_running(capsys, tmp_path, monkeyp
 
 def test_compare_and_sweep_work_without_a_progress_function(digits, tmp_path, monkeypatch):
     monkeypatch.setenv("IPKIT_CACHE", str(tmp_path))
-    cfg = _cfg(dataset="digits", victim_arch="mlp", epochs=1, members=2, uq_methods=["ensemble"],
-               query_budget=128, budgets=[128], seeds=[0])
+    cfg = _cfg(
+        dataset="digits",
+        victim_arch="mlp",
+        epochs=1,
+        members=2,
+        uq_methods=["ensemble"],
+        query_budget=128,
+        budgets=[128],
+        seeds=[0],
+    )
     victims = {0: recipes.owner_model(digits, "mlp", epochs=1, seed=0)}
     assert list(uqs.compare(victims, digits, cfg).scores.method) == ["single", "ensemble"]
     assert list(uqs.sweep(victims, digits, cfg, "ensemble").scores.budget) == [128, 128]

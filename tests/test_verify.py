@@ -1,4 +1,5 @@
 """`ipkit verify`: committed verdicts against a rerun with other seeds."""
+
 import json
 
 import pytest
@@ -15,10 +16,16 @@ def _doc(*rows):
 
 
 def test_flip_is_only_between_holds_and_does_not_hold():
-    rows = verify.compare(_doc(("A", "holds"), ("B", "holds"), ("C", "inconclusive"), ("D", "does not hold")),
-                          _doc(("A", "does not hold"), ("B", "inconclusive"), ("C", "holds"), ("D", "does not hold")))
+    rows = verify.compare(
+        _doc(("A", "holds"), ("B", "holds"), ("C", "inconclusive"), ("D", "does not hold")),
+        _doc(("A", "does not hold"), ("B", "inconclusive"), ("C", "holds"), ("D", "does not hold")),
+    )
     assert [(r.id, r.flip, r.changed) for r in rows] == [
-        ("A", True, True), ("B", False, True), ("C", False, True), ("D", False, False)]
+        ("A", True, True),
+        ("B", False, True),
+        ("C", False, True),
+        ("D", False, False),
+    ]
 
 
 def test_rerun_keeps_the_committed_parameters_but_the_seeds():
@@ -36,16 +43,19 @@ def test_verify_without_committed_results_exits_2(capsys, tmp_path, monkeypatch)
     assert "no committed results" in err and err.count("\n") == 1
 
 
-@pytest.mark.parametrize("argv, fragment", [
-    (["verify", "nosuch"], "unknown study"),
-    (["verify", "quickstart", "--seeds", "a,b"], "expects list[int]"),
-    (["verify", "quickstart", "-p", "seeds=1"], "--seeds"),
-    (["verify", "quickstart", "--profile", "huge"], "unknown profile"),
-    (["verify", "quickstart", "--seeds", "1,2;1,2"], "seed set twice"),
-    (["verify", "quickstart", "--seeds", ";"], "at least one seed set"),
-    (["verify", "quickstart", "--jobs", "0"], "is not a positive whole number"),
-    (["verify", "quickstart", "--threads", "0"], "is not a positive whole number"),
-])
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["verify", "nosuch"], "unknown study"),
+        (["verify", "quickstart", "--seeds", "a,b"], "expects list[int]"),
+        (["verify", "quickstart", "-p", "seeds=1"], "--seeds"),
+        (["verify", "quickstart", "--profile", "huge"], "unknown profile"),
+        (["verify", "quickstart", "--seeds", "1,2;1,2"], "seed set twice"),
+        (["verify", "quickstart", "--seeds", ";"], "at least one seed set"),
+        (["verify", "quickstart", "--jobs", "0"], "is not a positive whole number"),
+        (["verify", "quickstart", "--threads", "0"], "is not a positive whole number"),
+    ],
+)
 def test_verify_bad_input_exits_2(capsys, tmp_path, monkeypatch, argv, fragment):
     monkeypatch.setenv("IPKIT_FIGURES", str(tmp_path))
     (tmp_path / "quickstart" / "smoke").mkdir(parents=True)
@@ -62,12 +72,15 @@ def _committed(tmp_path, monkeypatch, **fields):
     (folder / "results.json").write_text(json.dumps(doc))
 
 
-@pytest.mark.parametrize("fields, argv, threads", [
-    ({}, [], 1),                                   # a results.json from before the threads field
-    ({"threads": 3}, [], 3),
-    ({"threads": 3}, ["--threads", "2"], 2),       # given wins
-    ({"device": "NVIDIA H100", "threads": None}, [], None),
-])
+@pytest.mark.parametrize(
+    "fields, argv, threads",
+    [
+        ({}, [], 1),  # a results.json from before the threads field
+        ({"threads": 3}, [], 3),
+        ({"threads": 3}, ["--threads", "2"], 2),  # given wins
+        ({"device": "NVIDIA H100", "threads": None}, [], None),
+    ],
+)
 def test_verify_reruns_with_the_committed_runs_threads(capsys, tmp_path, monkeypatch, fields, argv, threads):
     _committed(tmp_path, monkeypatch, **fields)
     seen = {}
@@ -133,14 +146,16 @@ def test_record_keeps_one_entry_per_seed_set(tmp_path):
 
 def _published(folder, verdict, ci):
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "results.json").write_text(json.dumps(
-        {"study": "tiny", "claims": [{"id": "A", "verdict": verdict, "ci": ci}]}))
+    (folder / "results.json").write_text(
+        json.dumps({"study": "tiny", "claims": [{"id": "A", "verdict": verdict, "ci": ci}]})
+    )
     return folder
 
 
-@pytest.mark.parametrize("verdict, ci, kept", [("holds", [0.1, 0.2], True),
-                                               ("holds", [0.1, 0.25], False),
-                                               ("does not hold", [0.1, 0.2], False)])
+@pytest.mark.parametrize(
+    "verdict, ci, kept",
+    [("holds", [0.1, 0.2], True), ("holds", [0.1, 0.25], False), ("does not hold", [0.1, 0.2], False)],
+)
 def test_a_run_that_reproduces_the_checked_verdicts_keeps_the_stability_record(tmp_path, verdict, ci, kept):
     target = _published(tmp_path / "figures" / "tiny" / "default", "holds", [0.1, 0.2])
     same = stability.Comparison("A", "holds", [0.1, 0.2], "holds", [0.1, 0.3])

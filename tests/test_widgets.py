@@ -1,5 +1,6 @@
 """Explore panels (ipkit.notebook.widgets): one panel per call, the figure as the only thing a redraw
 leaves, a status line while computing, and a static fallback for readers without a kernel."""
+
 import time
 
 import matplotlib.pyplot as plt
@@ -16,6 +17,7 @@ def _bars(seen):
         seen.append((bars, train.quiet()))
         fig, ax = plt.subplots(figsize=(2, 1.5))
         ax.bar(range(bars), range(1, bars + 1))
+
     return draw
 
 
@@ -51,8 +53,7 @@ def test_going_back_to_a_drawn_setting_shows_its_figure_without_calling_again(mo
 
 
 def test_bundle_carries_the_first_figure_and_the_values_as_fallback():
-    panel = widgets.Panel(_bars([]), {"bars": widgets.slider(3, 1, 9, 1, "bars"),
-                                      "style": ["a", "b"]})
+    panel = widgets.Panel(_bars([]), {"bars": widgets.slider(3, 1, 9, 1, "bars"), "style": ["a", "b"]})
     before = panel.bundle()
     assert set(before) == {WIDGET_VIEW, "text/plain"}
     panel.draw()

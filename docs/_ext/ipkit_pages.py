@@ -5,6 +5,7 @@ the code that writes ``figures/README.md``) with every linked figure, table and 
 notebook copied under ``docs/_generated/`` so the site is self-contained; the CLI reference
 is the ``ipkit`` argparse parser's own help.
 """
+
 from __future__ import annotations
 
 import json
@@ -64,8 +65,13 @@ def study_page(study_id: str, title: str, notebook: str, out: Path) -> str | Non
     runs = [r for r in runs if r.is_file()]
     if not runs:
         return None
-    lines = [f"# {title}", "", f"Notebook: `notebooks/{notebook}` · run it with "
-             f"`ipkit run {study_id}`; the rules behind each verdict: [](../guides/verdicts.md).", ""]
+    lines = [
+        f"# {title}",
+        "",
+        f"Notebook: `notebooks/{notebook}` · run it with "
+        f"`ipkit run {study_id}`; the rules behind each verdict: [](../guides/verdicts.md).",
+        "",
+    ]
     for path in runs:
         lines += cli.profile_section(figures, path, notebook)
     text, notebooks = _localize("\n".join(lines), figures, out)
@@ -78,8 +84,16 @@ def study_page(study_id: str, title: str, notebook: str, out: Path) -> str | Non
 def cli_reference() -> str:
     """The ``ipkit`` command's reference: the help of the parser and of each subcommand."""
     ap = cli.parser()
-    lines = ["# The `ipkit` command", "", "Generated from the command's own argparse parser.", "",
-             "```text", ap.format_help().rstrip(), "```", ""]
+    lines = [
+        "# The `ipkit` command",
+        "",
+        "Generated from the command's own argparse parser.",
+        "",
+        "```text",
+        ap.format_help().rstrip(),
+        "```",
+        "",
+    ]
     sub = next(a for a in ap._actions if a.__class__.__name__ == "_SubParsersAction")
     for name, sp in sub.choices.items():
         lines += [f"## `ipkit {name}`", "", "```text", sp.format_help().rstrip(), "```", ""]
@@ -93,10 +107,18 @@ def results_keys() -> str:
     def rows(keys: dict, where: str, required: str) -> list[str]:
         return [f"| {where} | `{k}` | {t.__name__} | {required} |" for k, t in keys.items()]
 
-    return "\n".join(["| where | key | type | |", "|---|---|---|---|",
-                      *rows(results.RESULT_KEYS, "file", "required"),
-                      *rows(results.CLAIM_KEYS, "claim", "required"),
-                      *rows(results.OPTIONAL_CLAIM_KEYS, "claim", "where it applies")]) + "\n"
+    return (
+        "\n".join(
+            [
+                "| where | key | type | |",
+                "|---|---|---|---|",
+                *rows(results.RESULT_KEYS, "file", "required"),
+                *rows(results.CLAIM_KEYS, "claim", "required"),
+                *rows(results.OPTIONAL_CLAIM_KEYS, "claim", "where it applies"),
+            ]
+        )
+        + "\n"
+    )
 
 
 def generate(srcdir: Path) -> list[Path]:
@@ -115,10 +137,23 @@ def generate(srcdir: Path) -> list[Path]:
         page.write_text(text, encoding="utf-8")
         pages.append(page)
         rows.append(f"| [{info.title}]({info.id}.md) | `{info.id}` | {info.summary} |")
-    index = ["# Studies", "", "Each page shows the claims of a study's committed runs with their verdicts,",
-             "intervals and stability, its tables and figures, and its executed notebook.", "",
-             "| study | id | what it reruns |", "|---|---|---|", *rows, "",
-             "```{toctree}", ":hidden:", "", *[p.name for p in pages], "```", ""]
+    index = [
+        "# Studies",
+        "",
+        "Each page shows the claims of a study's committed runs with their verdicts,",
+        "intervals and stability, its tables and figures, and its executed notebook.",
+        "",
+        "| study | id | what it reruns |",
+        "|---|---|---|",
+        *rows,
+        "",
+        "```{toctree}",
+        ":hidden:",
+        "",
+        *[p.name for p in pages],
+        "```",
+        "",
+    ]
     (out / "studies" / "index.md").write_text("\n".join(index), encoding="utf-8")
     (out / "reference" / "cli.md").write_text(cli_reference(), encoding="utf-8")
     (out / "reference" / "results-keys.md").write_text(results_keys(), encoding="utf-8")

@@ -3,6 +3,7 @@ images: what parameter checks need before any model or data loads (no torch here
 
 :mod:`ipkit.methods.data` and :mod:`ipkit.methods.models` implement these names.
 """
+
 from __future__ import annotations
 
 DATASETS: dict[str, str] = {
@@ -17,8 +18,13 @@ DATASETS: dict[str, str] = {
 
 #: Each dataset's image shape (channels, height, width).
 SHAPES: dict[str, tuple[int, int, int]] = {
-    "mnist5k": (1, 28, 28), "digits": (1, 8, 8), "mnist": (1, 28, 28), "fashionmnist": (1, 28, 28),
-    "cifar10": (3, 32, 32), "cifar100": (3, 32, 32), "svhn": (3, 32, 32),
+    "mnist5k": (1, 28, 28),
+    "digits": (1, 8, 8),
+    "mnist": (1, 28, 28),
+    "fashionmnist": (1, 28, 28),
+    "cifar10": (3, 32, 32),
+    "cifar100": (3, 32, 32),
+    "svhn": (3, 32, 32),
 }
 
 ARCHS: dict[str, str] = {
@@ -39,6 +45,5 @@ def fits(arch: str, dataset: str) -> str | None:
     """Why ``arch`` cannot take ``dataset``'s images, or None when it can."""
     side = SHAPES[dataset][1]
     if arch in SIDES and side not in SIDES[arch]:
-        return (f"{arch} takes {' or '.join(map(str, SIDES[arch]))} pixel images, "
-                f"and {dataset}'s are {side}x{side}")
+        return f"{arch} takes {' or '.join(map(str, SIDES[arch]))} pixel images, and {dataset}'s are {side}x{side}"
     return None

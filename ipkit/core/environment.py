@@ -5,6 +5,7 @@ value is refused before any work (the command line calls :func:`check`); the tra
 (:mod:`ipkit.methods.train`) reads the same values through these functions, so the check and
 the run can never disagree.
 """
+
 from __future__ import annotations
 
 import os
@@ -21,8 +22,7 @@ def threads() -> int:
         text = os.environ.get(name, "").strip()
         if text:
             if not (text.isascii() and text.isdigit()) or int(text) < 1:
-                raise ValueError(f"{name} must be a positive integer, got '{text[:40]}': unset it "
-                                 f"or set e.g. {name}=2")
+                raise ValueError(f"{name} must be a positive integer, got '{text[:40]}': unset it or set e.g. {name}=2")
             return int(text)
     if hasattr(os, "sched_getaffinity"):
         return len(os.sched_getaffinity(0))
@@ -36,8 +36,7 @@ def cpu_bf16() -> bool | None:
     if not text:
         return None
     if text not in ("0", "1"):
-        raise ValueError(f"IPKIT_CPU_BF16 must be 0 or 1, got '{text[:40]}': unset it to let the "
-                         "CPU decide")
+        raise ValueError(f"IPKIT_CPU_BF16 must be 0 or 1, got '{text[:40]}': unset it to let the CPU decide")
     return text == "1"
 
 
@@ -51,8 +50,10 @@ def device() -> tuple[str, int | None] | None:
         return None
     m = re.fullmatch(r"cpu|cuda(?::(\d+))?", name) if name.isascii() else None
     if m is None:
-        raise ValueError(f"IPKIT_DEVICE must be cpu, cuda or cuda:N, got '{name[:40]}': unset it "
-                         "to use CUDA when there is a GPU, else the CPU")
+        raise ValueError(
+            f"IPKIT_DEVICE must be cpu, cuda or cuda:N, got '{name[:40]}': unset it "
+            "to use CUDA when there is a GPU, else the CPU"
+        )
     return ("cpu", None) if name == "cpu" else ("cuda", None if m.group(1) is None else int(m.group(1)))
 
 
@@ -74,5 +75,4 @@ def check() -> None:
     setting = device()
     if setting is not None and setting[0] == "cuda" and not gpu_possible():
         name = "cuda" if setting[1] is None else f"cuda:{setting[1]}"
-        raise ValueError(f"IPKIT_DEVICE={name} but this machine has no CUDA GPUs: set "
-                         "IPKIT_DEVICE=cpu or unset it")
+        raise ValueError(f"IPKIT_DEVICE={name} but this machine has no CUDA GPUs: set IPKIT_DEVICE=cpu or unset it")

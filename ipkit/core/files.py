@@ -1,5 +1,6 @@
 """Atomic file writing: a reader sees the old file or the whole new one, never a torn one.
 Results, tables, figures and records are all written this way."""
+
 from __future__ import annotations
 
 import json

@@ -1,5 +1,6 @@
 """Where things live: the checkout (its notebooks/, figures/ and runs/ folders, each
 overridable by an environment variable) and the per-user cache folders."""
+
 from __future__ import annotations
 
 import os

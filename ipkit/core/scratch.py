@@ -11,6 +11,7 @@ written on this machine by a process that is gone (elsewhere: untouched for a da
 :func:`sweep_orphans` deletes them; runs and ``ipkit cache clear --temp`` call it, and
 ``ipkit cache ls`` lists them.
 """
+
 from __future__ import annotations
 
 import os

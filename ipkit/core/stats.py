@@ -12,6 +12,7 @@ paired quantity (a difference of two methods on the same carriers) stays paired.
 The bootstrap draws from its own generator (:data:`BOOTSTRAP_SEED`), so an interval is a
 pure function of its inputs and the global RNG is left alone.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -47,12 +48,17 @@ class RowMean:
 
 def _resample_index(groups: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
     picked = rng.integers(0, len(groups), size=len(groups))
-    return np.concatenate([groups[g][rng.integers(0, len(groups[g]), size=len(groups[g]))]
-                           for g in picked])
+    return np.concatenate([groups[g][rng.integers(0, len(groups[g]), size=len(groups[g]))] for g in picked])
 
 
-def bootstrap_draws(frame: pd.DataFrame, statistic: Statistic, *, group: str | None = "seed",
-                    n_boot: int = N_BOOT, seed: int = BOOTSTRAP_SEED) -> np.ndarray:
+def bootstrap_draws(
+    frame: pd.DataFrame,
+    statistic: Statistic,
+    *,
+    group: str | None = "seed",
+    n_boot: int = N_BOOT,
+    seed: int = BOOTSTRAP_SEED,
+) -> np.ndarray:
     """The finite values of ``statistic`` on ``n_boot`` resamples of ``frame``.
 
     Two-stage when ``group`` names a column with several values: resample the groups
@@ -71,13 +77,11 @@ def bootstrap_draws(frame: pd.DataFrame, statistic: Statistic, *, group: str | N
     if isinstance(statistic, RowMean):
         draws = _row_mean_draws(np.asarray(statistic.per_row(frame), dtype=float), groups, n_boot, rng)
     else:
-        draws = np.array([statistic(frame.iloc[_resample_index(groups, rng)])
-                          for _ in range(n_boot)], dtype=float)
+        draws = np.array([statistic(frame.iloc[_resample_index(groups, rng)]) for _ in range(n_boot)], dtype=float)
     return draws[np.isfinite(draws)]
 
 
-def percentile_interval(draws: np.ndarray, level: float = LEVEL,
-                        n_boot: int = N_BOOT) -> tuple[float, float]:
+def percentile_interval(draws: np.ndarray, level: float = LEVEL, n_boot: int = N_BOOT) -> tuple[float, float]:
     """The central ``level`` percentile interval of bootstrap ``draws``; ``(nan, nan)``
     unless at least half of the ``n_boot`` resamples gave a finite value."""
     if not 0 < level < 1:
@@ -98,9 +102,15 @@ def familywise_level(k: int, level: float = LEVEL) -> float:
     return 1 - (1 - level) / k
 
 
-def bootstrap_ci(frame: pd.DataFrame, statistic: Statistic, *, group: str | None = "seed",
-                 n_boot: int = N_BOOT, level: float = LEVEL,
-                 seed: int = BOOTSTRAP_SEED) -> tuple[float, float]:
+def bootstrap_ci(
+    frame: pd.DataFrame,
+    statistic: Statistic,
+    *,
+    group: str | None = "seed",
+    n_boot: int = N_BOOT,
+    level: float = LEVEL,
+    seed: int = BOOTSTRAP_SEED,
+) -> tuple[float, float]:
     """Percentile interval of ``statistic(frame)`` at ``level`` from ``n_boot`` resamples
     (:func:`bootstrap_draws`, :func:`percentile_interval`); an interval needs at least half
     of the resamples finite. Returns ``(nan, nan)`` for an empty frame."""
@@ -110,8 +120,7 @@ def bootstrap_ci(frame: pd.DataFrame, statistic: Statistic, *, group: str | None
     return percentile_interval(draws, level, n_boot)
 
 
-def _row_mean_draws(values: np.ndarray, groups: list[np.ndarray], n_boot: int,
-                    rng: np.random.Generator) -> np.ndarray:
+def _row_mean_draws(values: np.ndarray, groups: list[np.ndarray], n_boot: int, rng: np.random.Generator) -> np.ndarray:
     """The two-stage resampling of :func:`bootstrap_ci`, vectorised for a mean of per-row
     values: each resample's mean is the sum over its drawn groups' resampled sums divided
     by their count of finite values."""

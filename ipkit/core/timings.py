@@ -12,6 +12,7 @@ the per-kind table when the notebook calls ``run.record(...)``; ``ipkit run`` th
 wall seconds per notebook section (papermill stores each cell's duration in the executed
 notebook; a section runs from one markdown heading to the next).
 """
+
 from __future__ import annotations
 
 import functools
@@ -90,8 +91,10 @@ def kinds() -> list[dict[str, Any]]:
     for (kind, _), t in _TALLIES.items():
         per_kind[kind] = per_kind.get(kind, 0.0) + t.self_s
     order = sorted(_TALLIES.items(), key=lambda kv: (-per_kind[kv[0][0]], kv[0][0], -kv[1].seconds))
-    return [{"kind": k, "name": n, "count": t.count, "seconds": round(t.seconds, 2),
-             "self_s": round(t.self_s, 2)} for (k, n), t in order]
+    return [
+        {"kind": k, "name": n, "count": t.count, "seconds": round(t.seconds, 2), "self_s": round(t.self_s, 2)}
+        for (k, n), t in order
+    ]
 
 
 def sections(notebook: Path) -> list[dict[str, Any]]:
@@ -121,15 +124,20 @@ def markdown(data: dict[str, Any]) -> str:
     lines = [f"# Timings: {data.get('study', '?')} (profile {data.get('profile', '?')})", ""]
     if data.get("sections"):
         total = sum(s["seconds"] for s in data["sections"])
-        lines += [f"Notebook sections: {total:.1f} s in all.", "",
-                  "| section | cells | seconds |", "|---|---|---|"]
+        lines += [f"Notebook sections: {total:.1f} s in all.", "", "| section | cells | seconds |", "|---|---|---|"]
         lines += [f"| {s['section']} | {s['cells']} | {s['seconds']:.1f} |" for s in data["sections"]]
         lines.append("")
     if data.get("kinds"):
-        lines += ["Work inside ipkit (until `run.record`; `self` leaves out nested timed blocks):", "",
-                  "| kind | name | count | seconds | self seconds |", "|---|---|---|---|---|"]
-        lines += [f"| {r['kind']} | {r['name']} | {r['count']} | {r['seconds']:.2f} | {r['self_s']:.2f} |"
-                  for r in data["kinds"]]
+        lines += [
+            "Work inside ipkit (until `run.record`; `self` leaves out nested timed blocks):",
+            "",
+            "| kind | name | count | seconds | self seconds |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {r['kind']} | {r['name']} | {r['count']} | {r['seconds']:.2f} | {r['self_s']:.2f} |"
+            for r in data["kinds"]
+        ]
         lines.append("")
     return "\n".join(lines)
 

@@ -26,6 +26,7 @@ computed, never typed:
 ``results.md``; every results
 file, table and figure is written atomically (:func:`ipkit.core.files.write_atomic`).
 """
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -55,19 +56,42 @@ MIN_TRAININGS = 3
 #: requires ``threads`` (the CPU threads, None on a GPU); a file without ``schema_version``
 #: is version 0, written before the field, whose threads only its ``device`` line names.
 SCHEMA_VERSION = 1
-RESULT_KEYS = {"study": str, "title": str, "profile": str, "date": str, "ipkit": str,
-               "device": str, "torch": str, "runtime_s": float, "params": dict,
-               "metrics": dict, "claims": list, "figures": list, "tables": list}
-CLAIM_KEYS = {"id": str, "statement": str, "paper": str, "measured": str, "holds": bool,
-              "verdict": str, "ci": list, "threshold": float, "n": int, "unit": str,
-              "parts": list, "trainings": int, "level": float, "quantifier": str,
-              "paper_words": str}
-OPTIONAL_CLAIM_KEYS = {"sensitivity": str, "ceiling": float, "why": str,
-                       "alternatives": dict, "robust": bool}
+RESULT_KEYS = {
+    "study": str,
+    "title": str,
+    "profile": str,
+    "date": str,
+    "ipkit": str,
+    "device": str,
+    "torch": str,
+    "runtime_s": float,
+    "params": dict,
+    "metrics": dict,
+    "claims": list,
+    "figures": list,
+    "tables": list,
+}
+CLAIM_KEYS = {
+    "id": str,
+    "statement": str,
+    "paper": str,
+    "measured": str,
+    "holds": bool,
+    "verdict": str,
+    "ci": list,
+    "threshold": float,
+    "n": int,
+    "unit": str,
+    "parts": list,
+    "trainings": int,
+    "level": float,
+    "quantifier": str,
+    "paper_words": str,
+}
+OPTIONAL_CLAIM_KEYS = {"sensitivity": str, "ceiling": float, "why": str, "alternatives": dict, "robust": bool}
 
 
-def verdict(ci: tuple[float, float], threshold: float, holds_when: str,
-            ceiling: float | None = None) -> str:
+def verdict(ci: tuple[float, float], threshold: float, holds_when: str, ceiling: float | None = None) -> str:
     """The verdict of one interval against a threshold.
 
     ``holds_when="above"``: holds when ``lo > threshold``, does not hold when
@@ -78,8 +102,11 @@ def verdict(ci: tuple[float, float], threshold: float, holds_when: str,
     """
     if holds_when not in SIDES:
         raise ValueError(f"holds_when must be one of {SIDES}, got {holds_when!r}")
-    if ceiling is not None and math.isfinite(ceiling) and (
-            ceiling <= threshold if holds_when == "above" else ceiling >= threshold):
+    if (
+        ceiling is not None
+        and math.isfinite(ceiling)
+        and (ceiling <= threshold if holds_when == "above" else ceiling >= threshold)
+    ):
         return "untestable here"
     lo, hi = ci
     if not (math.isfinite(lo) and math.isfinite(hi)):
@@ -114,7 +141,7 @@ class Evidence:
     def verdict(self) -> str:
         return verdict(self.ci, self.threshold, self.holds_when, self.ceiling)
 
-    def at_level(self, level: float) -> "Evidence":
+    def at_level(self, level: float) -> Evidence:
         """The same quantity with its interval taken at ``level`` from its draws (a part
         without draws, e.g. :func:`not_measured`, keeps its interval)."""
         if self.draws is None:
@@ -141,9 +168,19 @@ def _trainings(frame: pd.DataFrame, group: str | None) -> int:
     return 1
 
 
-def part(name: str, frame: pd.DataFrame, statistic: Statistic, *, threshold: float,
-         holds_when: str, unit: str, group: str | None = "seed", trainings: int | None = None,
-         ceiling: float | None = None, empty: str = "no rows") -> Evidence:
+def part(
+    name: str,
+    frame: pd.DataFrame,
+    statistic: Statistic,
+    *,
+    threshold: float,
+    holds_when: str,
+    unit: str,
+    group: str | None = "seed",
+    trainings: int | None = None,
+    ceiling: float | None = None,
+    empty: str = "no rows",
+) -> Evidence:
     """One deciding part of a claim: ``statistic`` measured on ``frame`` (one row per unit)
     with its bootstrap interval, or, when ``frame`` has no rows, :func:`not_measured` with
     ``empty`` as its reason.
@@ -162,21 +199,30 @@ def part(name: str, frame: pd.DataFrame, statistic: Statistic, *, threshold: flo
     groups = frame[group].nunique() if group is not None and group in frame.columns else 1
     label = f"{unit}s" if groups <= 1 else f"{unit}s over {groups} {group}s"
     draws = bootstrap_draws(frame, statistic, group=group)
-    return Evidence(name, value, percentile_interval(draws), float(threshold), holds_when,
-                    int(len(frame)), label,
-                    _trainings(frame, group) if trainings is None else int(trainings),
-                    None if ceiling is None else float(ceiling), LEVEL, draws)
+    return Evidence(
+        name,
+        value,
+        percentile_interval(draws),
+        float(threshold),
+        holds_when,
+        int(len(frame)),
+        label,
+        _trainings(frame, group) if trainings is None else int(trainings),
+        None if ceiling is None else float(ceiling),
+        LEVEL,
+        draws,
+    )
 
 
-def not_measured(name: str, *, threshold: float, holds_when: str, unit: str,
-                 why: str = "not measured") -> Evidence:
+def not_measured(name: str, *, threshold: float, holds_when: str, unit: str, why: str = "not measured") -> Evidence:
     """A part of a claim this run did not measure (no units, no trainings), named
     ``"<name> (<why>)"``: its value and interval are undefined, so the claim is at most
     ``inconclusive`` and its row says ``not measured: <name> (<why>)``."""
     if holds_when not in SIDES:
         raise ValueError(f"holds_when must be one of {SIDES}, got {holds_when!r}")
-    return Evidence(f"{name} ({why})", float("nan"), (float("nan"), float("nan")),
-                    float(threshold), holds_when, 0, f"{unit}s", 0)
+    return Evidence(
+        f"{name} ({why})", float("nan"), (float("nan"), float("nan")), float(threshold), holds_when, 0, f"{unit}s", 0
+    )
 
 
 @dataclass
@@ -210,8 +256,15 @@ class Claim:
     sensitivity: str | None = None
 
 
-def claim(id: str, statement: str, paper: str, *parts: Evidence, quantifier: str,
-          paper_words: str, sensitivity: str | None = None) -> Claim:
+def claim(
+    id: str,
+    statement: str,
+    paper: str,
+    *parts: Evidence,
+    quantifier: str,
+    paper_words: str,
+    sensitivity: str | None = None,
+) -> Claim:
     """A claim row from its deciding quantities, judged at the familywise level.
 
     ``quantifier`` (one of :data:`QUANTIFIERS`) is how the paper words the claim and
@@ -235,24 +288,52 @@ def claim(id: str, statement: str, paper: str, *parts: Evidence, quantifier: str
     trainings = min(e.trainings for e in parts)
     why = None
     if overall == "untestable here":
-        why = (f"{decider.name}: the threshold {_num(decider.threshold)} lies beyond what this "
-               f"setting can reach ({_num(decider.ceiling)})")
+        why = (
+            f"{decider.name}: the threshold {_num(decider.threshold)} lies beyond what this "
+            f"setting can reach ({_num(decider.ceiling)})"
+        )
     elif overall == "inconclusive" and decider.n == 0:
         why = f"not measured: {decider.name}"
     elif overall in ("holds", "does not hold") and trainings < MIN_TRAININGS:
-        why = (f"{trainings} training{'s' if trainings != 1 else ''} (at least {MIN_TRAININGS} "
-               f"decide); uncapped: {overall}")
+        why = (
+            f"{trainings} training{'s' if trainings != 1 else ''} (at least {MIN_TRAININGS} "
+            f"decide); uncapped: {overall}"
+        )
         overall = "inconclusive"
-    return Claim(id, statement, paper, "; ".join(e.text() for e in parts), overall == "holds",
-                 overall, [float(decider.ci[0]), float(decider.ci[1])], decider.threshold,
-                 decider.n, decider.unit, [_part_dict(e) for e in parts], trainings, level,
-                 quantifier, paper_words, decider.ceiling, why, sensitivity)
+    return Claim(
+        id,
+        statement,
+        paper,
+        "; ".join(e.text() for e in parts),
+        overall == "holds",
+        overall,
+        [float(decider.ci[0]), float(decider.ci[1])],
+        decider.threshold,
+        decider.n,
+        decider.unit,
+        [_part_dict(e) for e in parts],
+        trainings,
+        level,
+        quantifier,
+        paper_words,
+        decider.ceiling,
+        why,
+        sensitivity,
+    )
 
 
 def _part_dict(e: Evidence) -> dict:
-    d = {"name": e.name, "value": e.value, "ci": list(e.ci), "threshold": e.threshold,
-         "holds_when": e.holds_when, "n": e.n, "unit": e.unit, "trainings": e.trainings,
-         "verdict": e.verdict}
+    d = {
+        "name": e.name,
+        "value": e.value,
+        "ci": list(e.ci),
+        "threshold": e.threshold,
+        "holds_when": e.holds_when,
+        "n": e.n,
+        "unit": e.unit,
+        "trainings": e.trainings,
+        "verdict": e.verdict,
+    }
     if e.ceiling is not None:
         d["ceiling"] = e.ceiling
     return d
@@ -300,45 +381,55 @@ def claims_markdown(claims: list[dict]) -> str:
     the verdict, the deciding interval (at the claim's familywise level) and threshold, the
     units and the independent trainings behind it, and, where a study declares
     alternatives, the verdict at each."""
-    rows = ["| id | claim | paper | measured | verdict | deciding CI (level) | threshold | n | trainings |",
-            "|---|---|---|---|---|---|---|---|---|"]
+    rows = [
+        "| id | claim | paper | measured | verdict | deciding CI (level) | threshold | n | trainings |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for c in claims:
         ci = c.get("ci")
         ci_text = f"[{_num(ci[0])}, {_num(ci[1])}]" if ci and None not in ci else "-"
         level = f" ({c['level']:.4g})" if c.get("level") else ""
-        words = f"{c['paper']}" + (f" ({c['quantifier']}: \"{c['paper_words']}\")"
-                                   if c.get("paper_words") else "")
+        words = f"{c['paper']}" + (f' ({c["quantifier"]}: "{c["paper_words"]}")' if c.get("paper_words") else "")
         verdict_cell = verdict_text(c)
         if c.get("alternatives"):
-            verdict_cell += "; at the alternatives: " + ", ".join(
-                f"{k}: {v}" for k, v in c["alternatives"].items())
+            verdict_cell += "; at the alternatives: " + ", ".join(f"{k}: {v}" for k, v in c["alternatives"].items())
             verdict_cell += " (robust)" if c.get("robust") else " (not robust)"
-        rows.append(f"| {c['id']} | {c['statement']} | {words} | {c['measured']} | "
-                    f"{verdict_cell} | {ci_text}{level} | {_num(c.get('threshold', '-'))} | "
-                    f"{c.get('n', '-')} {c.get('unit', '')} | {c.get('trainings', '-')} |")
+        rows.append(
+            f"| {c['id']} | {c['statement']} | {words} | {c['measured']} | "
+            f"{verdict_cell} | {ci_text}{level} | {_num(c.get('threshold', '-'))} | "
+            f"{c.get('n', '-')} {c.get('unit', '')} | {c.get('trainings', '-')} |"
+        )
     return "\n".join(rows)
 
 
-def write_results(run, metrics: dict[str, Any], claims: list[Claim],
-                  hyperparameters: dict[str, Any] | None = None) -> Path:
+def write_results(
+    run, metrics: dict[str, Any], claims: list[Claim], hyperparameters: dict[str, Any] | None = None
+) -> Path:
     """Write ``results.json`` and ``results.md`` for ``run`` and return the JSON path.
 
     ``hyperparameters`` are the study's declared constants that are not notebook
     parameters (PGD steps of a probe, monitor sizes, ...); the seed roles are added.
     """
     data = {
-        "schema_version": SCHEMA_VERSION, "study": run.study, "title": run.info.title, "profile": run.profile,
+        "schema_version": SCHEMA_VERSION,
+        "study": run.study,
+        "title": run.info.title,
+        "profile": run.profile,
         "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "ipkit": __version__,
-        "device": torch.cuda.get_device_name() if run.device.type == "cuda" else
-        f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)",
+        "device": torch.cuda.get_device_name()
+        if run.device.type == "cuda"
+        else f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)",
         "torch": torch.__version__,
         "threads": torch.get_num_threads() if run.device.type == "cpu" else None,
         "bf16_archs": bf16_archs(run.device),
         "runtime_s": round(float(time.time() - run.started), 1),
-        "params": _plain(run.values), "seed_roles": dict(SEED_ROLES),
-        "hyperparameters": _plain(hyperparameters or {}), "metrics": _plain(metrics),
-        "claims": [claim_dict(c) for c in claims], "figures": list(run.figures),
+        "params": _plain(run.values),
+        "seed_roles": dict(SEED_ROLES),
+        "hyperparameters": _plain(hyperparameters or {}),
+        "metrics": _plain(metrics),
+        "claims": [claim_dict(c) for c in claims],
+        "figures": list(run.figures),
         "tables": list(run.tables),
     }
     check_results(data)
@@ -351,14 +442,18 @@ def write_results(run, metrics: dict[str, Any], claims: list[Claim],
 def results_markdown(data: dict) -> str:
     """results.md: title, profile, date, device and run time, the claim rows and, when
     sensitivity sweeps were drawn (:mod:`ipkit.evidence.sensitivity`), their findings."""
-    md = [f"# {data['title']}", "",
-          f"Profile `{data['profile']}`, {data['date']}, {data['device']}, "
-          f"{data['runtime_s']:.0f} s.", "", claims_markdown(data["claims"]), ""]
+    md = [
+        f"# {data['title']}",
+        "",
+        f"Profile `{data['profile']}`, {data['date']}, {data['device']}, {data['runtime_s']:.0f} s.",
+        "",
+        claims_markdown(data["claims"]),
+        "",
+    ]
     if data.get("sensitivity"):
         md += ["## What would make it hold", "", findings_markdown(data["sensitivity"]), ""]
     if data.get("alternatives"):
-        md += ["## At the alternatives the defaults were chosen among", "",
-               findings_markdown(data["alternatives"]), ""]
+        md += ["## At the alternatives the defaults were chosen among", "", findings_markdown(data["alternatives"]), ""]
     return "\n".join(md)
 
 
@@ -389,8 +484,9 @@ def check_results(data: dict) -> None:
         raise ValueError(f"results.json holds a {type(data).__name__}, not a table")
     version = schema_version(data)
     if not isinstance(version, int) or not 0 <= version <= SCHEMA_VERSION:
-        raise ValueError(f"results.json schema_version {version!r} is not one this ipkit reads "
-                         f"(0 to {SCHEMA_VERSION}): update ipkit")
+        raise ValueError(
+            f"results.json schema_version {version!r} is not one this ipkit reads (0 to {SCHEMA_VERSION}): update ipkit"
+        )
     if version >= 1 and "threads" not in data:
         raise ValueError(f"results.json of schema_version {version} lacks 'threads'")
     for k, t in RESULT_KEYS.items():
@@ -403,8 +499,7 @@ def check_results(data: dict) -> None:
             raise ValueError(f"results.json 'claims' holds a {type(c).__name__}, not a claim table")
         missing, extra = set(CLAIM_KEYS) - set(c), set(c) - set(CLAIM_KEYS) - set(OPTIONAL_CLAIM_KEYS)
         if missing or extra:
-            raise ValueError(f"claim {c.get('id')}: missing keys {sorted(missing)}, "
-                             f"unknown keys {sorted(extra)}")
+            raise ValueError(f"claim {c.get('id')}: missing keys {sorted(missing)}, unknown keys {sorted(extra)}")
         for k, t in {**CLAIM_KEYS, **OPTIONAL_CLAIM_KEYS}.items():
             if k in c and not isinstance(c[k], t) and not (t is float and isinstance(c[k], int)):
                 raise ValueError(f"claim {c.get('id')}: '{k}' should be {t.__name__}")
@@ -418,6 +513,18 @@ def check_results(data: dict) -> None:
 
 def frame(claims: list[Claim]):
     """Claim rows as a pandas DataFrame, for display in a notebook."""
-    cols = ["id", "statement", "quantifier", "measured", "verdict", "ci", "level", "threshold",
-            "n", "unit", "trainings", "why"]
+    cols = [
+        "id",
+        "statement",
+        "quantifier",
+        "measured",
+        "verdict",
+        "ci",
+        "level",
+        "threshold",
+        "n",
+        "unit",
+        "trainings",
+        "why",
+    ]
     return pd.DataFrame([claim_dict(c) for c in claims]).reindex(columns=cols)

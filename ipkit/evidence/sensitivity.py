@@ -1,4 +1,4 @@
-""""What would make it hold": declared sensitivity sweeps of the claims a study does not settle.
+""" "What would make it hold": declared sensitivity sweeps of the claims a study does not settle.
 
 A study module declares ``SENSITIVITY``, a tuple of :class:`Sweep`: for some of its claims,
 the one or two reconstruction choices most likely to decide them (the parameters swept, at
@@ -19,6 +19,7 @@ claim's summary table in its ``sensitivity`` field of ``results.json`` and store
 generated sentence per claim (:func:`finding`) under ``sensitivity``; the notebook's
 "What would make it hold" section shows those sentences (:func:`show`).
 """
+
 from __future__ import annotations
 
 import json
@@ -79,10 +80,13 @@ def study_id(module: Any) -> str:
 
 def grid_pairs(sw: Sweep) -> list[str]:
     """The sweep's grid as ``ipkit sweep -p`` arguments (list values joined by ``;``)."""
+
     def text(v: Any) -> str:
         return ",".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
-    return [f"{k}=" + (";" if isinstance(vs[0], (list, tuple)) else ",").join(map(text, vs))
-            for k, vs in sw.grid.items()]
+
+    return [
+        f"{k}=" + (";" if isinstance(vs[0], (list, tuple)) else ",").join(map(text, vs)) for k, vs in sw.grid.items()
+    ]
 
 
 def _num(v: float) -> str:
@@ -97,18 +101,16 @@ def finding(summary: pd.DataFrame, claim_id: str, sw: Sweep) -> str:
     fixed = ", ".join(f"{k}={v}" for k, v in sw.fixed.items())
     where = f" ({fixed})" if fixed else ""
     if rows.empty:
-        return (f"{claim_id}: no setting of the sweep over {', '.join(sw.grid)}{where} "
-                f"produced this claim" + (f" ({', '.join(failed)} failed)." if failed else "."))
-    steps = [f"{r.setting} {_num(r.value)} [{_num(r.ci_lo)}, {_num(r.ci_hi)}] {r.verdict}"
-             for r in rows.itertuples()]
+        return f"{claim_id}: no setting of the sweep over {', '.join(sw.grid)}{where} produced this claim" + (
+            f" ({', '.join(failed)} failed)." if failed else "."
+        )
+    steps = [f"{r.setting} {_num(r.value)} [{_num(r.ci_lo)}, {_num(r.ci_hi)}] {r.verdict}" for r in rows.itertuples()]
     holding = rows[rows["verdict"] == "holds"]["setting"].tolist()
     threshold = rows["threshold"].dropna()
     against = f" against threshold {_num(float(threshold.iloc[0]))}" if len(threshold) else ""
-    outcome = (f"it holds at {', '.join(holding)}" if holding
-               else "it holds at none of these settings")
+    outcome = f"it holds at {', '.join(holding)}" if holding else "it holds at none of these settings"
     tail = f"; {', '.join(failed)} failed" if failed else ""
-    return (f"{claim_id} along {sw.why}{where}: " + "; ".join(steps) + f"{against}: "
-            f"{outcome}{tail}.")
+    return f"{claim_id} along {sw.why}{where}: " + "; ".join(steps) + f"{against}: {outcome}{tail}."
 
 
 def summary_path(profile_dir: Path, sw: Sweep) -> Path:
@@ -139,8 +141,9 @@ def default_point(summary: pd.DataFrame, committed: dict[str, Any] | None, claim
     if rows.empty:
         return None
     row = rows.iloc[0]
-    same = (row["verdict"] == (committed.get("verdict") or "")
-            and str(row["measured"]) == str(committed.get("measured", "")))
+    same = row["verdict"] == (committed.get("verdict") or "") and str(row["measured"]) == str(
+        committed.get("measured", "")
+    )
     return "reproduces" if same else "differs"
 
 
@@ -148,8 +151,11 @@ def _point_text(summary: pd.DataFrame, point: str | None) -> str:
     if point is None:
         return ""
     setting = summary[summary["default"].astype(str) == "True"]["setting"].iloc[0]
-    return (f" Its default point ({setting}) reproduces the committed row." if point == "reproduces"
-            else f" Its default point ({setting}) differs from the committed row.")
+    return (
+        f" Its default point ({setting}) reproduces the committed row."
+        if point == "reproduces"
+        else f" Its default point ({setting}) differs from the committed row."
+    )
 
 
 def findings(module: Any, profile_dir: Path, kind: str = "sensitivity") -> list[dict[str, Any]]:
@@ -168,10 +174,17 @@ def findings(module: Any, profile_dir: Path, kind: str = "sensitivity") -> list[
             continue
         for cid in sw.claims:
             point = default_point(summary, committed.get(cid), cid)
-            out.append({"claim": cid, "sweep": sw.id, "table": sw.table,
-                        "grid": {k: list(v) for k, v in sw.grid.items()}, "fixed": dict(sw.fixed),
-                        "default_point": point,
-                        "text": finding(summary, cid, sw) + _point_text(summary, point)})
+            out.append(
+                {
+                    "claim": cid,
+                    "sweep": sw.id,
+                    "table": sw.table,
+                    "grid": {k: list(v) for k, v in sw.grid.items()},
+                    "fixed": dict(sw.fixed),
+                    "default_point": point,
+                    "text": finding(summary, cid, sw) + _point_text(summary, point),
+                }
+            )
     return out
 
 
@@ -204,8 +217,11 @@ def attach(module: Any, profile_dir: Path) -> bool:
     found = findings(module, profile_dir)
     alternatives = alternative_verdicts(module, profile_dir)
     data = json.loads(path.read_text())
-    named = data.get("sensitivity") or data.get("alternatives") or any(
-        key in c for c in data.get("claims", []) for key in ("sensitivity", "alternatives"))
+    named = (
+        data.get("sensitivity")
+        or data.get("alternatives")
+        or any(key in c for c in data.get("claims", []) for key in ("sensitivity", "alternatives"))
+    )
     if not found and not alternatives and not named:
         return False
     tables: dict[str, str] = {}
@@ -230,14 +246,16 @@ def attach(module: Any, profile_dir: Path) -> bool:
     return True
 
 
-def pending(module: Any, profile: str, found: list[dict[str, Any]],
-            kind: str = "sensitivity") -> list[str]:
+def pending(module: Any, profile: str, found: list[dict[str, Any]], kind: str = "sensitivity") -> list[str]:
     """Declared sweeps of ``kind`` not drawn yet in ``profile``, each with the command that
     draws it."""
     drawn = {f["sweep"] for f in found}
-    return [f"- {', '.join(sw.claims)} ({sw.why}): not swept in profile `{profile}` yet; "
-            f"`ipkit sweep {study_id(module)} --{kind} --profile {profile}` draws it"
-            for sw in declared(module, kind) if sw.id not in drawn]
+    return [
+        f"- {', '.join(sw.claims)} ({sw.why}): not swept in profile `{profile}` yet; "
+        f"`ipkit sweep {study_id(module)} --{kind} --profile {profile}` draws it"
+        for sw in declared(module, kind)
+        if sw.id not in drawn
+    ]
 
 
 def report(module: Any, profile: str, profile_dir: Path) -> str:

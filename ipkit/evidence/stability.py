@@ -5,6 +5,7 @@ claim (:class:`Comparison`); :func:`record` stores the comparisons under ``stabi
 the committed ``results.json``, :func:`carry_over` keeps that record when a new run
 reproduced what it checked, and :func:`stability_markdown` shows it.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -41,11 +42,19 @@ def record(path: Path, runs: list[tuple[list[int], list[Comparison]]]) -> None:
     """Store the comparisons under ``stability`` in the committed results.json, atomically:
     one entry per rerun (its seeds, claims and flips) and the flips of all reruns."""
     data = json.loads(path.read_text())
-    entries = [{"seeds": list(seeds), "claims": [dict(asdict(r), flip=r.flip) for r in rows],
-                "flips": sum(r.flip for r in rows)} for seeds, rows in runs]
+    entries = [
+        {
+            "seeds": list(seeds),
+            "claims": [dict(asdict(r), flip=r.flip) for r in rows],
+            "flips": sum(r.flip for r in rows),
+        }
+        for seeds, rows in runs
+    ]
     data["stability"] = {
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "runs": entries, "flips": sum(e["flips"] for e in entries)}
+        "runs": entries,
+        "flips": sum(e["flips"] for e in entries),
+    }
     write_json(path, data)
 
 
@@ -53,8 +62,11 @@ def still_valid(stability: dict, data: dict) -> bool:
     """True when a ``stability`` record's committed verdicts and intervals are those of
     ``data``'s claims (a rerun that reproduced the committed results keeps its record)."""
     now = {c["id"]: (c.get("verdict"), list(c.get("ci") or [])) for c in data.get("claims", [])}
-    return all(now.get(c["id"]) == (c["committed"], list(c["committed_ci"]))
-               for run in stability.get("runs", []) for c in run["claims"])
+    return all(
+        now.get(c["id"]) == (c["committed"], list(c["committed_ci"]))
+        for run in stability.get("runs", [])
+        for c in run["claims"]
+    )
 
 
 def carry_over(old: Path, new: Path) -> bool:
@@ -80,8 +92,10 @@ def report_lines(rows: list[Comparison]) -> list[str]:
     lines = []
     for r in rows:
         mark = "FLIP" if r.flip else "changed" if r.changed else "same"
-        lines.append(f"  {r.id:5s} {mark:8s} committed {r.committed} {_ci(r.committed_ci)}"
-                     f"  ->  rerun {r.rerun} {_ci(r.rerun_ci)}")
+        lines.append(
+            f"  {r.id:5s} {mark:8s} committed {r.committed} {_ci(r.committed_ci)}"
+            f"  ->  rerun {r.rerun} {_ci(r.rerun_ci)}"
+        )
     return lines
 
 
@@ -93,10 +107,15 @@ def stability_markdown(data: dict) -> str:
         return ""
     rows = []
     for run in st["runs"]:
-        rows += [f"Rerun with seeds {', '.join(map(str, run['seeds']))} ({st['date']}): "
-                 f"{run['flips']} flip(s).", "",
-                 "| id | committed | rerun | flip |", "|---|---|---|---|"]
-        rows += [f"| {c['id']} | {c['committed']} {_ci(c['committed_ci'])} | "
-                 f"{c['rerun']} {_ci(c['rerun_ci'])} | {'**yes**' if c['flip'] else 'no'} |"
-                 for c in run["claims"]] + [""]
+        rows += [
+            f"Rerun with seeds {', '.join(map(str, run['seeds']))} ({st['date']}): {run['flips']} flip(s).",
+            "",
+            "| id | committed | rerun | flip |",
+            "|---|---|---|---|",
+        ]
+        rows += [
+            f"| {c['id']} | {c['committed']} {_ci(c['committed_ci'])} | "
+            f"{c['rerun']} {_ci(c['rerun_ci'])} | {'**yes**' if c['flip'] else 'no'} |"
+            for c in run["claims"]
+        ] + [""]
     return "\n".join(rows).rstrip()

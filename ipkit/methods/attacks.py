@@ -10,6 +10,7 @@
   gradient when one is given (P-RGF, Cheng et al., NeurIPS 2019). Without a surrogate it
   is the plain RGF baseline.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -32,9 +33,17 @@ def margin_loss(logits: Tensor, y: Tensor) -> Tensor:
 
 
 @timed("attack", "pgd")
-def pgd(model: nn.Module, x: Tensor, y: Tensor, eps: float, steps: int = 20,
-        step_size: float | None = None, random_start: bool = True, seed: int = 0,
-        batch_size: int = 512) -> Tensor:
+def pgd(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    eps: float,
+    steps: int = 20,
+    step_size: float | None = None,
+    random_start: bool = True,
+    seed: int = 0,
+    batch_size: int = 512,
+) -> Tensor:
     """Untargeted L-inf PGD on the cross-entropy of ``model`` (Madry et al., 2018).
 
     Returns adversarial examples within ``eps`` of ``x`` (L-inf) and inside [0, 1].
@@ -48,7 +57,7 @@ def pgd(model: nn.Module, x: Tensor, y: Tensor, eps: float, steps: int = 20,
     g = torch.Generator(device="cpu").manual_seed(seed)
     out = []
     for i in range(0, len(x), batch_size):
-        xb, yb = x[i:i + batch_size], y[i:i + batch_size]
+        xb, yb = x[i : i + batch_size], y[i : i + batch_size]
         adv = xb.clone()
         if random_start and eps > 0:
             adv = (xb + ((torch.rand(xb.shape, generator=g) * 2 - 1) * eps).to(xb.device)).clamp(0, 1)
@@ -73,8 +82,9 @@ def attack_set(target: nn.Module, x: Tensor, y: Tensor, n: int) -> tuple[Tensor,
     return x[keep][:n], y[keep][:n]
 
 
-def transfer_success(surrogate: nn.Module, target: nn.Module, x: Tensor, y: Tensor, eps: float,
-                     steps: int = 20, seed: int = 0) -> float:
+def transfer_success(
+    surrogate: nn.Module, target: nn.Module, x: Tensor, y: Tensor, eps: float, steps: int = 20, seed: int = 0
+) -> float:
     """Share of PGD examples crafted on ``surrogate`` that ``target`` misclassifies.
 
     (x, y) should be inputs the target classifies correctly (see :func:`attack_set`).
@@ -133,7 +143,7 @@ def prgf_lambda(alpha: Tensor, d: int, q: int) -> Tensor:
     a2 = alpha.double() ** 2
     m = d + 2 * q - 2
     num = (1 - a2) * (a2 * m - 1)
-    den = 2 * a2 * d * q - a2 ** 2 * d * m - 1
+    den = 2 * a2 * d * q - a2**2 * d * m - 1
     lam = torch.where(den.abs() > 1e-12, num / den, torch.ones_like(a2)).clamp(0, 1)
     lam = torch.where(a2 <= 1.0 / m, torch.zeros_like(a2), lam)
     lam = torch.where(a2 >= (2 * q - 1) / m, torch.ones_like(a2), lam)
@@ -141,9 +151,18 @@ def prgf_lambda(alpha: Tensor, d: int, q: int) -> Tensor:
 
 
 @timed("attack", "query attack")
-def query_attack(counter: QueryCounter, x: Tensor, y: Tensor, eps: float, *,
-                 prior: nn.Module | None = None, samples: int = 10, sigma: float = 1e-3,
-                 step_size: float | None = None, seed: int = 0) -> QueryResult:
+def query_attack(
+    counter: QueryCounter,
+    x: Tensor,
+    y: Tensor,
+    eps: float,
+    *,
+    prior: nn.Module | None = None,
+    samples: int = 10,
+    sigma: float = 1e-3,
+    step_size: float | None = None,
+    seed: int = 0,
+) -> QueryResult:
     """Score-based L-inf attack on the target behind ``counter``, started at ``x``.
 
     Each iteration queries the current point (success check), then ``samples`` random
@@ -195,11 +214,12 @@ def query_attack(counter: QueryCounter, x: Tensor, y: Tensor, eps: float, *,
             dirs = F.normalize(xi, dim=2, eps=1e-12)
         probes = (xa.flatten(1)[:, None, :] + sigma * dirs).reshape(-1, *x.shape[1:])
         rows = active.repeat_interleave(dirs.shape[1])
-        diffs = (margin_loss(counter(probes, rows), ya.repeat_interleave(dirs.shape[1])).reshape(b, -1)
-                 - base[:, None]) / sigma
+        diffs = (
+            margin_loss(counter(probes, rows), ya.repeat_interleave(dirs.shape[1])).reshape(b, -1) - base[:, None]
+        ) / sigma
         if prior is not None:
             dv, dr, u = diffs[:, 0], diffs[:, 1:], dirs[:, 1:]
-            norm2 = dv ** 2 + (d - 1) / q * (dr ** 2).sum(1)
+            norm2 = dv**2 + (d - 1) / q * (dr**2).sum(1)
             alpha = dv / norm2.clamp_min(1e-20).sqrt()
             lam = prgf_lambda(alpha, d, q)
             mix = lam.sqrt()[:, None, None] * v[:, None, :] + (1 - lam).sqrt()[:, None, None] * u

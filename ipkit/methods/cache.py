@@ -14,6 +14,7 @@ rebuilt`` goes to stderr, the entry is deleted and rebuilt. A folder that refuse
 folder and the fix, and the model stays in memory. Nothing is ever unpickled.
 The folder is ``IPKIT_CACHE`` (default: the user cache).
 """
+
 from __future__ import annotations
 
 import errno
@@ -76,8 +77,9 @@ def key(recipe: str, params: Mapping[str, Any]) -> str:
     """Cache key of ``recipe`` run with ``params`` (include the dataset fingerprint in them)
     on this process's :func:`compute` (a model trained with another thread count or on
     another device differs in its last bits, so it is another entry)."""
-    blob = json.dumps({"recipe": recipe, "params": _canonical(params), "ipkit": __version__,
-                       "compute": compute()}, sort_keys=True)
+    blob = json.dumps(
+        {"recipe": recipe, "params": _canonical(params), "ipkit": __version__, "compute": compute()}, sort_keys=True
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
@@ -105,7 +107,7 @@ def _parse(blob: bytes) -> tuple[dict[str, Any], str]:
     if header_len > len(blob) - 8:
         raise CorruptEntry("not a safetensors file: header length past the end")
     try:
-        header = json.loads(blob[8:8 + header_len])
+        header = json.loads(blob[8 : 8 + header_len])
     except ValueError:
         raise CorruptEntry("not a safetensors file: header is not JSON") from None
     if not isinstance(header, dict):
@@ -115,7 +117,7 @@ def _parse(blob: bytes) -> tuple[dict[str, Any], str]:
         raise CorruptEntry("malformed metadata: not a table of strings")
     meta = {k: v for k, v in meta.items() if k != "sha256"}
     canonical = json.dumps({**header, "__metadata__": meta}, sort_keys=True).encode()
-    return header, hashlib.sha256(canonical + b"\0" + blob[8 + header_len:]).hexdigest()
+    return header, hashlib.sha256(canonical + b"\0" + blob[8 + header_len :]).hexdigest()
 
 
 def _temp_name(k: str) -> str:
@@ -159,8 +161,10 @@ def unwritten_line(k: str, folder: Path, err: OSError) -> str:
         fix = "make it writable, or set IPKIT_CACHE to a writable folder"
     else:
         fix = "set IPKIT_CACHE to a writable folder"
-    return (f"cache not written {k} ({folder}: {err.strerror or type(err).__name__}): {fix}; "
-            "the run goes on with the model in memory")
+    return (
+        f"cache not written {k} ({folder}: {err.strerror or type(err).__name__}): {fix}; "
+        "the run goes on with the model in memory"
+    )
 
 
 def _read(path: Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
@@ -197,14 +201,15 @@ def _fits(tensors: Mapping[str, Tensor], like: Mapping[str, Tensor]) -> None:
     for name, ref in like.items():
         t = tensors[name]
         if t.shape != ref.shape or t.dtype != ref.dtype:
-            raise CorruptEntry(f"does not fit the model: {name} is {t.dtype} {tuple(t.shape)}, "
-                               f"the model needs {ref.dtype} {tuple(ref.shape)}")
+            raise CorruptEntry(
+                f"does not fit the model: {name} is {t.dtype} {tuple(t.shape)}, "
+                f"the model needs {ref.dtype} {tuple(ref.shape)}"
+            )
 
 
 def _discard(path: Path, reason: str) -> None:
     """Report a corrupt entry on stderr and delete it (whatever kind of file it is)."""
-    print(f"corrupt cache entry {path.name[:-len(SUFFIX)]} ({reason}): rebuilt", file=sys.stderr,
-          flush=True)
+    print(f"corrupt cache entry {path.name[: -len(SUFFIX)]} ({reason}): rebuilt", file=sys.stderr, flush=True)
     try:
         _remove(path)
     except OSError:  # a read-only folder: the rebuilt model stays in memory (see save)
@@ -230,9 +235,12 @@ def load(k: str, like: Mapping[str, Tensor] | None = None) -> tuple[dict[str, Te
         return None
 
 
-def cached(recipe: str, params: Mapping[str, Any],
-           make: Callable[[], tuple[dict[str, Tensor], dict[str, Any]]],
-           like: Mapping[str, Tensor] | None = None) -> tuple[dict[str, Tensor], dict[str, Any]]:
+def cached(
+    recipe: str,
+    params: Mapping[str, Any],
+    make: Callable[[], tuple[dict[str, Tensor], dict[str, Any]]],
+    like: Mapping[str, Tensor] | None = None,
+) -> tuple[dict[str, Tensor], dict[str, Any]]:
     """Return the stored (tensors, meta) for (recipe, params), calling ``make`` on a miss
     or a corrupt entry (``like``: the state dict the tensors must fit, see :func:`load`)."""
     k = key(recipe, params)
@@ -246,14 +254,18 @@ def cached(recipe: str, params: Mapping[str, Any],
     return tensors, {**meta, "recipe": recipe}
 
 
-def cached_model(recipe: str, params: Mapping[str, Any], build: Callable[[], nn.Module],
-                 train: Callable[[nn.Module], Mapping[str, Any] | None]) -> nn.Module:
+def cached_model(
+    recipe: str,
+    params: Mapping[str, Any],
+    build: Callable[[], nn.Module],
+    train: Callable[[nn.Module], Mapping[str, Any] | None],
+) -> nn.Module:
     """Return the model trained by ``train(build())``, from the cache when possible.
 
     ``train`` trains the model in place and may return a dict of facts about the run
     (accuracy, seconds); they are stored with the weights and exposed as
-    ``model.ipkit_meta``; ``model.ipkit_key`` is its cache key. A model loaded from the cache is in eval mode on ``build()``'s
-    device and never runs pickled code.
+    ``model.ipkit_meta``; ``model.ipkit_key`` is its cache key. A model loaded from the
+    cache is in eval mode on ``build()``'s device and never runs pickled code.
     """
     model = build()
     device = model_device(model)
@@ -296,7 +308,7 @@ def entries() -> list[Entry]:
             st = os.lstat(path)
         except FileNotFoundError:  # removed meanwhile
             continue
-        out.append(Entry(path.name[:-len(SUFFIX)], recipe, st.st_size, st.st_mtime, not problem, problem))
+        out.append(Entry(path.name[: -len(SUFFIX)], recipe, st.st_size, st.st_mtime, not problem, problem))
     return sorted(out, key=lambda e: -e.created)
 
 
@@ -327,8 +339,7 @@ def temp_files() -> list[TempFile]:
         except FileNotFoundError:  # its write just finished
             continue
         age = time.time() - st.st_mtime
-        out.append(TempFile(path, pid, st.st_size, age,
-                            pid is None or not alive(pid) or age > TEMP_MAX_AGE_S))
+        out.append(TempFile(path, pid, st.st_size, age, pid is None or not alive(pid) or age > TEMP_MAX_AGE_S))
     return sorted(out, key=lambda t: t.path.name)
 
 

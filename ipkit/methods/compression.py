@@ -13,6 +13,7 @@ and use them as attack priors. This module builds those siblings at small scale:
   model (pruned siblings: global magnitude pruning + fine-tuning, via
   :mod:`ipkit.methods.transforms`).
 """
+
 from __future__ import annotations
 
 import copy
@@ -42,7 +43,7 @@ def quantize_activation(a: Tensor, scale: Tensor, bits: int, signed: bool) -> Te
         return a
     shape = [1, -1] + [1] * (a.dim() - 2)
     s = scale.reshape(shape).clamp_min(1e-12)
-    lo, hi = (-(2 ** (bits - 1) - 1), 2 ** (bits - 1) - 1) if signed else (0, 2 ** bits - 1)
+    lo, hi = (-(2 ** (bits - 1) - 1), 2 ** (bits - 1) - 1) if signed else (0, 2**bits - 1)
     return ste(a, torch.round(a / s).clamp(lo, hi) * s)
 
 
@@ -62,7 +63,7 @@ class _QuantMixin:
         self._negative = self._negative or bool((a < 0).any())
 
     def _finish_calibration(self) -> None:
-        levels = 2 ** (self.bits - 1) - 1 if self._negative else 2 ** self.bits - 1
+        levels = 2 ** (self.bits - 1) - 1 if self._negative else 2**self.bits - 1
         if self._amax is not None:
             self.act_scale.copy_(self._amax / levels)
         self.act_signed.fill_(1.0 if self._negative else 0.0)
@@ -124,7 +125,7 @@ def calibrate(model: nn.Module, x: Tensor, batch_size: int = 512) -> nn.Module:
         m._amax, m._negative, m.calibrating = None, False, True
     model.eval()
     for i in range(0, len(x), batch_size):
-        model(x[i:i + batch_size])
+        model(x[i : i + batch_size])
     for m in layers:
         m._finish_calibration()
     return model
@@ -156,25 +157,35 @@ def quantized_sibling(full: nn.Module, s: Splits, bits: int, n_calib: int = 1000
     return cache.cached_model("sibling-quant", params, lambda: skeleton(full, bits), train)
 
 
-def pruned_sibling(full: nn.Module, s: Splits, ratio: float, *, epochs: int, seed: int = 0,
-                   lr: float = 0.01) -> nn.Module:
+def pruned_sibling(
+    full: nn.Module, s: Splits, ratio: float, *, epochs: int, seed: int = 0, lr: float = 0.01
+) -> nn.Module:
     """The cached sibling of ``full`` with the ``ratio`` smallest weights pruned (globally)
     and the rest fine-tuned for ``epochs`` on the owner's data, masks kept
     (:func:`ipkit.methods.transforms.prune_finetune`)."""
-    params = dict(full=full.ipkit_key, ratio=float(ratio), epochs=epochs, seed=seed, lr=lr,
-                  split=s.fingerprint)
+    params = dict(full=full.ipkit_key, ratio=float(ratio), epochs=epochs, seed=seed, lr=lr, split=s.fingerprint)
 
     def train(model: nn.Module) -> dict:
-        pruned = transforms.prune_finetune(full, ratio, s.owner.x, s.owner.y, epochs=epochs, lr=lr,
-                                           seed=seed, augment=s.in_shape[0] == 3)
+        pruned = transforms.prune_finetune(
+            full, ratio, s.owner.x, s.owner.y, epochs=epochs, lr=lr, seed=seed, augment=s.in_shape[0] == 3
+        )
         model.load_state_dict(pruned.state_dict())
         return {"sparsity": transforms.sparsity(model)}
 
     return cache.cached_model("sibling-prune", params, lambda: skeleton(full), train)
 
 
-def siblings(full: nn.Module, s: Splits, bits: list[int], ratios: list[float], *,
-             epochs: int, seed: int = 0, n_calib: int = 1000, lr: float = 0.01) -> dict[str, nn.Module]:
+def siblings(
+    full: nn.Module,
+    s: Splits,
+    bits: list[int],
+    ratios: list[float],
+    *,
+    epochs: int,
+    seed: int = 0,
+    n_calib: int = 1000,
+    lr: float = 0.01,
+) -> dict[str, nn.Module]:
     """Every sibling of ``full``, by name (:func:`sibling_names`): quantized (calibrated on
     ``n_calib`` owner images), then pruned (fine-tuned at ``lr``)."""
     built = [quantized_sibling(full, s, b, n_calib=n_calib) for b in bits]

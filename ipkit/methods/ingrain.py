@@ -21,6 +21,7 @@ reconstructed:
 Both models come from :mod:`ipkit.methods.cache`. The study that tests the defence against
 distillation is :mod:`ipkit.studies.distillation_ingrain`.
 """
+
 from __future__ import annotations
 
 import torch
@@ -35,26 +36,26 @@ from .train import evaluate, fit, kd_loss
 from .watermark import WatermarkSet
 
 
-def ingrainer(s: Splits, arch: str, wm: WatermarkSet, *, epochs: int, ordinary: int = 500,
-              seed: int = 0) -> nn.Module:
+def ingrainer(s: Splits, arch: str, wm: WatermarkSet, *, epochs: int, ordinary: int = 500, seed: int = 0) -> nn.Module:
     """The ingrainer ``g``: ``arch`` trained on the first ``ordinary`` owner images with the
     carriers ``wm`` mixed into every batch (reconstructed; see the module docstring)."""
     settings = recipes.train_settings(s, epochs)
     n = min(ordinary, len(s.owner))
-    params = dict(split=s.fingerprint, arch=arch, seed=seed, fit=settings, ordinary=n,
-                  wm=recipes.digest(wm.x, wm.y))
+    params = dict(split=s.fingerprint, arch=arch, seed=seed, fit=settings, ordinary=n, wm=recipes.digest(wm.x, wm.y))
 
     def train(model: nn.Module) -> dict:
         wmk.embed(model, s.owner.x[:n], s.owner.y[:n], wm, seed=seed, desc="ingrainer", **settings)
         return {"test_acc": evaluate(model, s.test.x, s.test.y), "wm_acc": wmk.accuracy(model, wm)}
 
-    return cache.cached_model("ingrainer", params,
-                              lambda: recipes.fresh_model(s, arch, seed_for("ingrainer", seed)), train)
+    return cache.cached_model(
+        "ingrainer", params, lambda: recipes.fresh_model(s, arch, seed_for("ingrainer", seed)), train
+    )
 
 
 def ingrain_loss(teacher: nn.Module, lam: float, temperature: float, n_carriers: int):
     """The reconstructed ingrain loss for :func:`ipkit.methods.train.fit` with ``n_carriers`` carriers
     appended to each batch: ``CE + lam * T^2 * KL(g || f)`` on the ordinary rows."""
+
     def loss(model: nn.Module, xb: Tensor, yb: Tensor) -> Tensor:
         logits = model(xb)
         ce = F.cross_entropy(logits, yb)
@@ -66,8 +67,18 @@ def ingrain_loss(teacher: nn.Module, lam: float, temperature: float, n_carriers:
     return loss
 
 
-def ingrain_model(s: Splits, arch: str, wm: WatermarkSet, *, lam: float, temperature: float,
-                  epochs: int, ordinary: int = 500, per_batch: int = 16, seed: int = 0) -> nn.Module:
+def ingrain_model(
+    s: Splits,
+    arch: str,
+    wm: WatermarkSet,
+    *,
+    lam: float,
+    temperature: float,
+    epochs: int,
+    ordinary: int = 500,
+    per_batch: int = 16,
+    seed: int = 0,
+) -> nn.Module:
     """The owner's model watermarked with ingrain (Yang et al., reconstructed form): trained on
     ``s.owner`` with the carriers mixed into every batch (``per_batch`` each) and the loss of
     :func:`ingrain_loss` against the :func:`ingrainer` at weight ``lam`` and temperature
@@ -76,14 +87,30 @@ def ingrain_model(s: Splits, arch: str, wm: WatermarkSet, *, lam: float, tempera
         raise ValueError(f"ingrain needs lambda >= 0 and temperature > 0, got {lam} and {temperature}")
     g = ingrainer(s, arch, wm, epochs=epochs, ordinary=ordinary, seed=seed)
     settings = recipes.train_settings(s, epochs)
-    params = dict(split=s.fingerprint, arch=arch, seed=seed, fit=settings, lam=lam, temperature=temperature,
-                  per_batch=per_batch, ingrainer=g.ipkit_key, loss="ce + lam * kd")
+    params = dict(
+        split=s.fingerprint,
+        arch=arch,
+        seed=seed,
+        fit=settings,
+        lam=lam,
+        temperature=temperature,
+        per_batch=per_batch,
+        ingrainer=g.ipkit_key,
+        loss="ce + lam * kd",
+    )
 
     def train(model: nn.Module) -> dict:
-        fit(model, s.owner.x, s.owner.y, loss=ingrain_loss(g.eval(), lam, temperature, per_batch),
-            extra=(wm.x.to(s.owner.x.device), wm.y.to(s.owner.x.device)), extra_per_batch=per_batch,
-            seed=seed, desc=f"ingrain lambda={lam:g}", **settings)
+        fit(
+            model,
+            s.owner.x,
+            s.owner.y,
+            loss=ingrain_loss(g.eval(), lam, temperature, per_batch),
+            extra=(wm.x.to(s.owner.x.device), wm.y.to(s.owner.x.device)),
+            extra_per_batch=per_batch,
+            seed=seed,
+            desc=f"ingrain lambda={lam:g}",
+            **settings,
+        )
         return {"test_acc": evaluate(model, s.test.x, s.test.y), "wm_acc": wmk.accuracy(model, wm)}
 
-    return cache.cached_model("ingrain", params,
-                              lambda: recipes.fresh_model(s, arch, seed_for("owner", seed)), train)
+    return cache.cached_model("ingrain", params, lambda: recipes.fresh_model(s, arch, seed_for("owner", seed)), train)

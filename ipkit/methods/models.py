@@ -5,6 +5,7 @@ linear ``head`` that maps features to logits. Studies rely on that split (last-l
 Laplace, last-layer fine-tuning, feature similarity). ``Net.spec`` holds the arguments of
 :func:`build`, so the model cache can rebuild the architecture before loading weights.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -27,8 +28,13 @@ class MaxPool2d(nn.MaxPool2d):
     the pooling is torch's own."""
 
     def forward(self, x: Tensor) -> Tensor:
-        if (x.device.type != "cpu" or x.dim() != 4 or self.return_indices or not x.is_contiguous()
-                or (torch.is_grad_enabled() and x.requires_grad)):
+        if (
+            x.device.type != "cpu"
+            or x.dim() != 4
+            or self.return_indices
+            or not x.is_contiguous()
+            or (torch.is_grad_enabled() and x.requires_grad)
+        ):
             return super().forward(x)
         return super().forward(x.contiguous(memory_format=torch.channels_last)).contiguous()
 
@@ -52,16 +58,26 @@ class Net(nn.Module):
 
 
 def _mlp(c: int, h: int, w: int, dropout: float) -> tuple[nn.Module, int]:
-    return nn.Sequential(nn.Flatten(), nn.Linear(c * h * w, 256), nn.ReLU(),
-                         nn.Dropout(dropout), nn.Linear(256, 128), nn.ReLU()), 128
+    return nn.Sequential(
+        nn.Flatten(), nn.Linear(c * h * w, 256), nn.ReLU(), nn.Dropout(dropout), nn.Linear(256, 128), nn.ReLU()
+    ), 128
 
 
 def _cnn(c: int, h: int, w: int, dropout: float) -> tuple[nn.Module, int]:
     return nn.Sequential(
-        nn.Conv2d(c, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), MaxPool2d(2, ceil_mode=True),
-        nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), MaxPool2d(2, ceil_mode=True),
-        nn.AdaptiveAvgPool2d(4), nn.Flatten(),
-        nn.Linear(32 * 16, 128), nn.ReLU(), nn.Dropout(dropout),
+        nn.Conv2d(c, 16, 3, padding=1),
+        nn.BatchNorm2d(16),
+        nn.ReLU(),
+        MaxPool2d(2, ceil_mode=True),
+        nn.Conv2d(16, 32, 3, padding=1),
+        nn.BatchNorm2d(32),
+        nn.ReLU(),
+        MaxPool2d(2, ceil_mode=True),
+        nn.AdaptiveAvgPool2d(4),
+        nn.Flatten(),
+        nn.Linear(32 * 16, 128),
+        nn.ReLU(),
+        nn.Dropout(dropout),
     ), 128
 
 
@@ -70,16 +86,31 @@ def _lenet5(c: int, h: int, w: int, dropout: float) -> tuple[nn.Module, int]:
         raise ValueError(f"lenet5 needs 28x28 or 32x32 inputs, got {h}x{w}: choose arch 'cnn'")
     pad = 2 if h == 28 else 0
     return nn.Sequential(
-        nn.Conv2d(c, 6, 5, padding=pad), nn.ReLU(), nn.AvgPool2d(2),
-        nn.Conv2d(6, 16, 5), nn.ReLU(), nn.AvgPool2d(2), nn.Flatten(),
-        nn.Linear(16 * 5 * 5, 120), nn.ReLU(), nn.Dropout(dropout), nn.Linear(120, 84), nn.ReLU(),
+        nn.Conv2d(c, 6, 5, padding=pad),
+        nn.ReLU(),
+        nn.AvgPool2d(2),
+        nn.Conv2d(6, 16, 5),
+        nn.ReLU(),
+        nn.AvgPool2d(2),
+        nn.Flatten(),
+        nn.Linear(16 * 5 * 5, 120),
+        nn.ReLU(),
+        nn.Dropout(dropout),
+        nn.Linear(120, 84),
+        nn.ReLU(),
     ), 84
 
 
 def _vgg(c: int, h: int, w: int, dropout: float) -> tuple[nn.Module, int]:
     layers: list[nn.Module] = []
-    for cin, cout, pool in ((c, 32, False), (32, 32, True), (32, 64, False), (64, 64, True),
-                            (64, 128, False), (128, 128, True)):
+    for cin, cout, pool in (
+        (c, 32, False),
+        (32, 32, True),
+        (32, 64, False),
+        (64, 64, True),
+        (64, 128, False),
+        (128, 128, True),
+    ):
         layers += [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
         if pool:
             layers.append(MaxPool2d(2, ceil_mode=True))
@@ -106,13 +137,18 @@ def _mobilenetv2(c: int, h: int, w: int, dropout: float) -> tuple[nn.Module, int
 
 
 _BUILDERS: dict[str, Callable[[int, int, int, float], tuple[nn.Module, int]]] = {
-    "mlp": _mlp, "cnn": _cnn, "lenet5": _lenet5, "vgg": _vgg,
-    "resnet18": _resnet18, "mobilenetv2": _mobilenetv2,
+    "mlp": _mlp,
+    "cnn": _cnn,
+    "lenet5": _lenet5,
+    "vgg": _vgg,
+    "resnet18": _resnet18,
+    "mobilenetv2": _mobilenetv2,
 }
 
 
-def build(arch: str, num_classes: int, in_shape: tuple[int, int, int], dropout: float = 0.0,
-          seed: int | None = None) -> Net:
+def build(
+    arch: str, num_classes: int, in_shape: tuple[int, int, int], dropout: float = 0.0, seed: int | None = None
+) -> Net:
     """Build a freshly initialised ``arch`` for ``in_shape`` (C, H, W) images.
 
     ``dropout`` is applied before the head (and inside the hidden layers of mlp, cnn and

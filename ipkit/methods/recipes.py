@@ -12,6 +12,7 @@ another cached model includes that model's key.
 - :func:`stolen_model`: a copy trained on a black-box victim's answers to the attacker's
   queries (see :mod:`ipkit.methods.steal`).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -36,8 +37,7 @@ def digest(*tensors: Tensor) -> str:
 
 def train_settings(s: Splits, epochs: int, **overrides: Any) -> dict[str, Any]:
     """Trainer settings for a split: SGD one-cycle, flip/crop augmentation on RGB data."""
-    settings = dict(epochs=epochs, batch_size=128, lr=0.05, optimizer="sgd",
-                    augment=s.in_shape[0] == 3)
+    settings = dict(epochs=epochs, batch_size=128, lr=0.05, optimizer="sgd", augment=s.in_shape[0] == 3)
     settings.update(overrides)
     return settings
 
@@ -48,19 +48,43 @@ def fresh_model(s: Splits, arch: str, seed: int, dropout: float = 0.0) -> nn.Mod
     return models.build(arch, s.num_classes, s.in_shape, dropout=dropout, seed=seed).to(default_device())
 
 
-def owner_model(s: Splits, arch: str, *, epochs: int, seed: int = 0, wm: WatermarkSet | None = None,
-                wm_per_batch: int = 16, dropout: float = 0.0, **fit_kwargs: Any) -> nn.Module:
+def owner_model(
+    s: Splits,
+    arch: str,
+    *,
+    epochs: int,
+    seed: int = 0,
+    wm: WatermarkSet | None = None,
+    wm_per_batch: int = 16,
+    dropout: float = 0.0,
+    **fit_kwargs: Any,
+) -> nn.Module:
     """The owner's model trained on ``s.owner`` (with ``wm`` memorized when given)."""
     settings = train_settings(s, epochs, **fit_kwargs)
-    params = dict(split=s.fingerprint, arch=arch, seed=seed, dropout=dropout, fit=settings,
-                  wm=digest(wm.x, wm.y) if wm is not None else None, wm_per_batch=wm_per_batch)
+    params = dict(
+        split=s.fingerprint,
+        arch=arch,
+        seed=seed,
+        dropout=dropout,
+        fit=settings,
+        wm=digest(wm.x, wm.y) if wm is not None else None,
+        wm_per_batch=wm_per_batch,
+    )
 
     def train(model: nn.Module) -> dict:
         if wm is None:
             fit(model, s.owner.x, s.owner.y, seed=seed, desc=f"owner {arch}", **settings)
         else:
-            embed(model, s.owner.x, s.owner.y, wm, per_batch=wm_per_batch, seed=seed,
-                  desc=f"owner {arch} + watermark", **settings)
+            embed(
+                model,
+                s.owner.x,
+                s.owner.y,
+                wm,
+                per_batch=wm_per_batch,
+                seed=seed,
+                desc=f"owner {arch} + watermark",
+                **settings,
+            )
         return {"test_acc": evaluate(model, s.test.x, s.test.y)}
 
     return cache.cached_model("owner", params, lambda: fresh_model(s, arch, seed, dropout), train)
@@ -79,24 +103,52 @@ def independent_model(s: Splits, arch: str, *, epochs: int, seed: int = 0, **fit
     return cache.cached_model("independent", params, lambda: fresh_model(s, arch, seed_for("independent", seed)), train)
 
 
-def stolen_model(victim: nn.Module, s: Splits, arch: str, *, budget: int, method: str = "probs",
-                 output: str = "probs", temperature: float = 1.0, noise: float = 0.0,
-                 epochs: int = 10, seed: int = 0, **fit_kwargs: Any) -> nn.Module:
+def stolen_model(
+    victim: nn.Module,
+    s: Splits,
+    arch: str,
+    *,
+    budget: int,
+    method: str = "probs",
+    output: str = "probs",
+    temperature: float = 1.0,
+    noise: float = 0.0,
+    epochs: int = 10,
+    seed: int = 0,
+    **fit_kwargs: Any,
+) -> nn.Module:
     """A copy of ``victim`` (a cached model) stolen through :class:`ipkit.methods.steal.Victim`.
 
     The attacker draws ``budget`` queries from ``s.attacker`` (with Gaussian ``noise``),
     asks the victim (answering ``output``) and trains a fresh ``arch`` with ``method``.
     """
     settings = train_settings(s, epochs, **fit_kwargs)
-    params = dict(victim=getattr(victim, "ipkit_key", None) or digest(*victim.state_dict().values()),
-                  split=s.fingerprint, arch=arch, budget=budget, method=method, output=output,
-                  temperature=temperature, noise=noise, seed=seed, fit=settings)
+    params = dict(
+        victim=getattr(victim, "ipkit_key", None) or digest(*victim.state_dict().values()),
+        split=s.fingerprint,
+        arch=arch,
+        budget=budget,
+        method=method,
+        output=output,
+        temperature=temperature,
+        noise=noise,
+        seed=seed,
+        fit=settings,
+    )
 
     def train(model: nn.Module) -> dict:
         oracle = steal.Victim(victim, output=output, budget=budget, temperature=temperature)
         queries = steal.query_set(s.attacker.x, budget, seed=seed, noise=noise)
-        steal.distill(oracle, queries, model, method=method, temperature=temperature, seed=seed,
-                      desc=f"steal {method} -> {arch}", **settings)
+        steal.distill(
+            oracle,
+            queries,
+            model,
+            method=method,
+            temperature=temperature,
+            seed=seed,
+            desc=f"steal {method} -> {arch}",
+            **settings,
+        )
         return {"test_acc": evaluate(model, s.test.x, s.test.y), "queries": oracle.queries}
 
     return cache.cached_model("stolen", params, lambda: fresh_model(s, arch, seed_for("thief", seed)), train)

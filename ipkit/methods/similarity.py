@@ -4,6 +4,7 @@
 - :func:`gradient_cosine`: mean cosine similarity of the input gradients of the loss
   (gradient alignment, as in TRS, Yang et al., NeurIPS 2021, and Hong et al., SaTML 2023).
 """
+
 from __future__ import annotations
 
 import time
@@ -32,8 +33,8 @@ def gradient_cosine(a: nn.Module, b: nn.Module, x: Tensor, y: Tensor, batch_size
     b.eval()
     sims = []
     for i in range(0, len(x), batch_size):
-        ga = input_gradients(a, x[i:i + batch_size], y[i:i + batch_size]).flatten(1)
-        gb = input_gradients(b, x[i:i + batch_size], y[i:i + batch_size]).flatten(1)
+        ga = input_gradients(a, x[i : i + batch_size], y[i : i + batch_size]).flatten(1)
+        gb = input_gradients(b, x[i : i + batch_size], y[i : i + batch_size]).flatten(1)
         sims.append(F.cosine_similarity(ga, gb, dim=1, eps=1e-12))
     return float(torch.cat(sims).mean())
 
@@ -43,6 +44,7 @@ def gradient_cosine(a: nn.Module, b: nn.Module, x: Tensor, y: Tensor, batch_size
 # A method has two parts: ``probe(reference, x_seed)`` builds the test inputs once from a
 # reference model (its float parent when it is quantized), and ``score(a, b, probe)``
 # compares two models on them. For a fixed probe every score is symmetric in (a, b).
+
 
 def float_parent(model: nn.Module) -> nn.Module:
     """The float model a quantized ``model`` was made from (``model.float_parent``), else itself.
@@ -62,8 +64,9 @@ def seed_inputs(x: Tensor, n: int, seed: int = 0) -> Tensor:
     return x[idx].clone()
 
 
-def pgd_partners(model: nn.Module, x: Tensor, eps: float = 0.06, steps: int = 50,
-                 step_size: float = 0.01, seed: int = 0) -> Tensor:
+def pgd_partners(
+    model: nn.Module, x: Tensor, eps: float = 0.06, steps: int = 50, step_size: float = 0.01, seed: int = 0
+) -> Tensor:
     """A partner x' for each seed in ``x``, inside the L-inf ``eps`` ball and [0, 1].
 
     Signed-gradient ascent from a random start (Li et al., 2021) on the mean cosine
@@ -90,8 +93,16 @@ def pgd_partners(model: nn.Module, x: Tensor, eps: float = 0.06, steps: int = 50
     return xp.detach()
 
 
-def authors_pgd_partners(model: nn.Module, x: Tensor, eps: float, steps: int = 50, step_size: float = 0.01,
-                         seed: int = 0, scale: float = 1000.0, rest_weight: float = 0.1) -> Tensor:
+def authors_pgd_partners(
+    model: nn.Module,
+    x: Tensor,
+    eps: float,
+    steps: int = 50,
+    step_size: float = 0.01,
+    seed: int = 0,
+    scale: float = 1000.0,
+    rest_weight: float = 0.1,
+) -> Tensor:
     """Partners as Li et al.'s ``evaluate.ipynb`` makes them (``gen_adv_inputs``, read in
     github.com/yuanchun-li/ModelDiff): a targeted L-inf PGD (advertorch's ``LinfPGDAttack``,
     ``targeted=True``) on ``model``'s float parent in eval mode, with their own loss.
@@ -170,8 +181,9 @@ class Probe:
 
     def distances(self, model: nn.Module) -> Tensor:
         """``model``'s raw decision distances on the probe's pairs (:func:`decision_distances`)."""
-        return self._once(model, "distances", lambda: output_distances(
-            self.outputs(model), predict(model, self.partner)))
+        return self._once(
+            model, "distances", lambda: output_distances(self.outputs(model), predict(model, self.partner))
+        )
 
     def features(self, model: nn.Module) -> Tensor:
         """``model``'s penultimate features on the probe's ``x`` (:func:`features`)."""
@@ -206,21 +218,24 @@ def prime(plan: Sequence[tuple[nn.Module, Sequence[Probe]]], features_of: Sequen
         if getattr(model, "float_parent", None) is not None:  # dynamic int8 scales depend on the batch
             out = {k: predict(model, inputs[k]) for k in keys}
         else:
-            out = dict(zip(keys, predict(model, torch.cat([inputs[k] for k in keys])).split(
-                [len(inputs[k]) for k in keys])))
+            out = dict(
+                zip(keys, predict(model, torch.cat([inputs[k] for k in keys])).split([len(inputs[k]) for k in keys]))
+            )
         feats: dict[int, Tensor] = {}
         wanted = {id(p.x): p.x for p in probes if id(p) in feat_ids}
         if wanted:
             fkeys = list(wanted)
-            feats = dict(zip(fkeys, features(model, torch.cat([wanted[k] for k in fkeys])).split(
-                [len(wanted[k]) for k in fkeys])))
+            feats = dict(
+                zip(
+                    fkeys, features(model, torch.cat([wanted[k] for k in fkeys])).split([len(wanted[k]) for k in fkeys])
+                )
+            )
         for p in probes:
             logits = out[id(p.x)]
             p._memo.setdefault((id(model), "outputs-False"), (model, logits))
             p._memo.setdefault((id(model), "outputs-True"), (model, logits.softmax(-1)))
             if p.partner is not None:
-                p._memo.setdefault((id(model), "distances"),
-                                   (model, output_distances(logits, out[id(p.partner)])))
+                p._memo.setdefault((id(model), "distances"), (model, output_distances(logits, out[id(p.partner)])))
             if id(p.x) in feats:
                 p._memo.setdefault((id(model), "features"), (model, feats[id(p.x)]))
     return time.perf_counter() - start
@@ -238,8 +253,15 @@ class Method:
 
 
 @timed("probe", "modeldiff")
-def modeldiff_probe(reference: nn.Module, x_seed: Tensor, eps: float = 0.06, steps: int = 50,
-                    step_size: float = 0.01, seed: int = 0, **_: object) -> Probe:
+def modeldiff_probe(
+    reference: nn.Module,
+    x_seed: Tensor,
+    eps: float = 0.06,
+    steps: int = 50,
+    step_size: float = 0.01,
+    seed: int = 0,
+    **_: object,
+) -> Probe:
     """ModelDiff input pairs: the seeds and their PGD partners made on ``reference``'s float parent."""
     start = time.perf_counter()
     partner = pgd_partners(reference, x_seed, eps=eps, steps=steps, step_size=step_size, seed=seed)
@@ -247,14 +269,22 @@ def modeldiff_probe(reference: nn.Module, x_seed: Tensor, eps: float = 0.06, ste
 
 
 @timed("probe", "modeldiff-authors")
-def authors_modeldiff_probe(reference: nn.Module, x_seed: Tensor, eps: float, steps: int = 50,
-                            step_size: float = 0.01, seed: int = 0, scale: float = 1000.0,
-                            rest_weight: float = 0.1) -> Probe:
+def authors_modeldiff_probe(
+    reference: nn.Module,
+    x_seed: Tensor,
+    eps: float,
+    steps: int = 50,
+    step_size: float = 0.01,
+    seed: int = 0,
+    scale: float = 1000.0,
+    rest_weight: float = 0.1,
+) -> Probe:
     """ModelDiff input pairs as Li et al.'s ``evaluate.ipynb`` makes them: the seeds and their
     :func:`authors_pgd_partners` on ``reference``'s float parent."""
     start = time.perf_counter()
-    partner = authors_pgd_partners(reference, x_seed, eps=eps, steps=steps, step_size=step_size, seed=seed,
-                                   scale=scale, rest_weight=rest_weight)
+    partner = authors_pgd_partners(
+        reference, x_seed, eps=eps, steps=steps, step_size=step_size, seed=seed, scale=scale, rest_weight=rest_weight
+    )
     return Probe(x_seed, partner, time.perf_counter() - start)
 
 
@@ -264,8 +294,15 @@ def modeldiff_score(a: nn.Module, b: nn.Module, probe: Probe) -> float:
     return ddv_cosine(F.normalize(probe.distances(a), dim=0), F.normalize(probe.distances(b), dim=0))
 
 
-def boundary_inputs(model: nn.Module, x: Tensor, eps: float = 0.25, steps: int = 30,
-                    step_size: float = 0.02, margin: float = 0.1, seed: int = 0) -> Tensor:
+def boundary_inputs(
+    model: nn.Module,
+    x: Tensor,
+    eps: float = 0.25,
+    steps: int = 30,
+    step_size: float = 0.02,
+    margin: float = 0.1,
+    seed: int = 0,
+) -> Tensor:
     """Inputs near ``model``'s decision boundary, IPGuard-style (Cao et al., AsiaCCS 2021).
 
     From each seed, signed-gradient steps (inside an L-inf ``eps`` ball) minimise
@@ -297,13 +334,20 @@ def boundary_inputs(model: nn.Module, x: Tensor, eps: float = 0.25, steps: int =
 
 
 @timed("probe", "ipguard")
-def ipguard_probe(reference: nn.Module, x_seed: Tensor, eps: float = 0.25, steps: int = 30,
-                  step_size: float = 0.02, margin: float = 0.1, seed: int = 0, **_: object) -> Probe:
+def ipguard_probe(
+    reference: nn.Module,
+    x_seed: Tensor,
+    eps: float = 0.25,
+    steps: int = 30,
+    step_size: float = 0.02,
+    margin: float = 0.1,
+    seed: int = 0,
+    **_: object,
+) -> Probe:
     """IPGuard test inputs: points near the reference's decision boundary
     (:func:`boundary_inputs` with these ``eps``, ``steps``, ``step_size`` and ``margin``)."""
     start = time.perf_counter()
-    xb = boundary_inputs(reference, x_seed, eps=eps, steps=steps, step_size=step_size, margin=margin,
-                         seed=seed)
+    xb = boundary_inputs(reference, x_seed, eps=eps, steps=steps, step_size=step_size, margin=margin, seed=seed)
     return Probe(xb, None, time.perf_counter() - start)
 
 
@@ -382,16 +426,11 @@ def feature_similarity_score(a: nn.Module, b: nn.Module, probe: Probe) -> float:
 
 
 METHODS: dict[str, Method] = {
-    "modeldiff": Method("modeldiff", "ModelDiff", modeldiff_probe, modeldiff_score,
-                        "Li et al., ISSTA 2021"),
-    "ipguard": Method("ipguard", "IPGuard", ipguard_probe,
-                      ipguard_score, "Cao et al., AsiaCCS 2021"),
-    "output_cosine": Method("output_cosine", "output cosine", seeds_probe,
-                            output_cosine_score),
-    "weight_cosine": Method("weight_cosine", "weight cosine", seeds_probe,
-                            weight_cosine_score),
-    "feature_sim": Method("feature_sim", "last-feature sim.", seeds_probe,
-                          feature_similarity_score),
+    "modeldiff": Method("modeldiff", "ModelDiff", modeldiff_probe, modeldiff_score, "Li et al., ISSTA 2021"),
+    "ipguard": Method("ipguard", "IPGuard", ipguard_probe, ipguard_score, "Cao et al., AsiaCCS 2021"),
+    "output_cosine": Method("output_cosine", "output cosine", seeds_probe, output_cosine_score),
+    "weight_cosine": Method("weight_cosine", "weight cosine", seeds_probe, weight_cosine_score),
+    "feature_sim": Method("feature_sim", "last-feature sim.", seeds_probe, feature_similarity_score),
 }
 
 
@@ -402,8 +441,7 @@ def get_method(name: str) -> Method:
     return METHODS[name]
 
 
-def compare(a: nn.Module, b: nn.Module, x_seed: Tensor, method: str = "modeldiff",
-            **probe_opts: object) -> float:
+def compare(a: nn.Module, b: nn.Module, x_seed: Tensor, method: str = "modeldiff", **probe_opts: object) -> float:
     """Similarity of suspect ``b`` to reference ``a`` with ``method``: probe built on ``a``
     (its float parent if quantized) from ``x_seed``, then scored. NaN means not applicable."""
     m = get_method(method)

@@ -11,6 +11,7 @@ them (Jacobian matching, Srinivas & Fleuret, ICML 2018), as in Venigalla (2019);
 query set can be perturbed (:func:`perturb`) or drawn out of distribution
 (:func:`ood_pool`).
 """
+
 from __future__ import annotations
 
 import torch
@@ -36,8 +37,7 @@ class Victim:
     ``logits`` or ``labels``. ``budget`` caps the total number of inputs queried.
     """
 
-    def __init__(self, model: nn.Module, output: str = "probs", budget: int | None = None,
-                 temperature: float = 1.0):
+    def __init__(self, model: nn.Module, output: str = "probs", budget: int | None = None, temperature: float = 1.0):
         if output not in OUTPUTS:
             raise ValueError(f"unknown victim output '{output}': choose one of {', '.join(OUTPUTS)}")
         self.__model = model.eval()
@@ -48,8 +48,7 @@ class Victim:
 
     def _count(self, n: int) -> None:
         if self.budget is not None and self.queries + n > self.budget:
-            raise BudgetExceeded(f"query budget of {self.budget} exceeded "
-                                 f"({self.queries} used, {n} more asked)")
+            raise BudgetExceeded(f"query budget of {self.budget} exceeded ({self.queries} used, {n} more asked)")
         self.queries += n
 
     @torch.no_grad()
@@ -71,8 +70,7 @@ def query_set(pool: Tensor, budget: int, seed: int = 0, noise: float = 0.0) -> T
     """The attacker's queries: ``budget`` images drawn from its own ``pool`` without
     replacement, optionally with Gaussian noise of std ``noise`` (clamped to [0, 1])."""
     if budget > len(pool):
-        raise ValueError(f"query budget {budget} exceeds the attacker pool ({len(pool)} images): "
-                         "lower query_budget")
+        raise ValueError(f"query budget {budget} exceeds the attacker pool ({len(pool)} images): lower query_budget")
     g = torch.Generator().manual_seed(seed)
     x = pool[torch.randperm(len(pool), generator=g)[:budget].to(pool.device)]
     if noise > 0:
@@ -81,8 +79,9 @@ def query_set(pool: Tensor, budget: int, seed: int = 0, noise: float = 0.0) -> T
     return x
 
 
-def distill(victim: Victim, queries: Tensor, thief: nn.Module, method: str = "probs",
-            temperature: float = 1.0, **fit_kwargs):
+def distill(
+    victim: Victim, queries: Tensor, thief: nn.Module, method: str = "probs", temperature: float = 1.0, **fit_kwargs
+):
     """Train ``thief`` in place on the victim's answers to ``queries``; return its History.
 
     ``labels``: cross-entropy on the victim's top-1 labels. ``probs``: distillation loss at
@@ -125,8 +124,9 @@ class GradientVictim(Victim):
     counted against the budget.
     """
 
-    def query_gradients(self, x: Tensor, k: int = 2, projection: str = "random",
-                        seed: int = 0) -> tuple[Tensor, Tensor, Tensor]:
+    def query_gradients(
+        self, x: Tensor, k: int = 2, projection: str = "random", seed: int = 0
+    ) -> tuple[Tensor, Tensor, Tensor]:
         """Logits on ``x`` (n, classes), the ``k`` logit-space directions per input
         (n, k, classes; see :func:`projections`) and the projected input Jacobians along
         them (``n, k, *x.shape[1:]``); counted against the budget like a query."""
@@ -134,7 +134,7 @@ class GradientVictim(Victim):
         model = self._Victim__model.eval()
         logits, dirs, grads = [], [], []
         for i in range(0, len(x), 256):
-            xb = x[i:i + 256]
+            xb = x[i : i + 256]
             d = projections(predict(model, xb), k, projection, seed + i)
             out, g = projected_jacobians(model, xb, d)
             logits.append(out.detach())
@@ -162,8 +162,9 @@ def projections(logits: Tensor, k: int, kind: str = "random", seed: int = 0) -> 
     return v / v.norm(dim=2, keepdim=True)
 
 
-def projected_jacobians(model: nn.Module, x: Tensor, directions: Tensor,
-                        create_graph: bool = False) -> tuple[Tensor, Tensor]:
+def projected_jacobians(
+    model: nn.Module, x: Tensor, directions: Tensor, create_graph: bool = False
+) -> tuple[Tensor, Tensor]:
     """Logits of ``model`` on ``x`` and, per direction ``v`` in ``directions`` (n, k,
     classes), the input gradient of ``<v, logits(x)>`` (``n, k, *x.shape[1:]``).
 
@@ -173,8 +174,10 @@ def projected_jacobians(model: nn.Module, x: Tensor, directions: Tensor,
     with torch.enable_grad():
         xg = x.detach().clone().requires_grad_(True)
         logits = model(xg).float()
-        grads = [torch.autograd.grad((logits * directions[:, j]).sum(), xg, create_graph=create_graph,
-                                     retain_graph=True)[0] for j in range(directions.shape[1])]
+        grads = [
+            torch.autograd.grad((logits * directions[:, j]).sum(), xg, create_graph=create_graph, retain_graph=True)[0]
+            for j in range(directions.shape[1])
+        ]
     return logits, torch.stack(grads, 1)
 
 
@@ -197,9 +200,18 @@ def jacobian_loss(model: nn.Module, x: Tensor, directions: Tensor, target: Tenso
     return jacobian_match(g, target)
 
 
-def jacobian_distill(victim: GradientVictim, queries: Tensor, thief: nn.Module, *, alpha: float = 1.0,
-                     temperature: float = 1.0, k: int = 2, projection: str = "random", seed: int = 0,
-                     **fit_kwargs):
+def jacobian_distill(
+    victim: GradientVictim,
+    queries: Tensor,
+    thief: nn.Module,
+    *,
+    alpha: float = 1.0,
+    temperature: float = 1.0,
+    k: int = 2,
+    projection: str = "random",
+    seed: int = 0,
+    **fit_kwargs,
+):
     """Steal with outputs and input gradients: KD at ``temperature`` on the victim's logits
     plus ``alpha`` times :func:`jacobian_loss` (Srinivas & Fleuret, 2018; the attack under
     which Venigalla, 2019, finds memorized examples transfer).
@@ -222,10 +234,10 @@ def jacobian_distill(victim: GradientVictim, queries: Tensor, thief: nn.Module, 
         if alpha == 0:
             return kd_loss(model(xb), targets[idx], temperature)
         mix = torch.randn(len(idx), k, 1, device=xb.device, generator=g)
-        out, grad = projected_jacobians(model, xb, (mix * directions[idx]).sum(1, keepdim=True),
-                                        create_graph=True)
+        out, grad = projected_jacobians(model, xb, (mix * directions[idx]).sum(1, keepdim=True), create_graph=True)
         return kd_loss(out, targets[idx], temperature) + alpha * jacobian_match(
-            grad, (mix * grads[idx]).sum(1, keepdim=True))
+            grad, (mix * grads[idx]).sum(1, keepdim=True)
+        )
 
     index = torch.arange(len(queries), device=queries.device)
     return fit(thief, queries, index, loss=loss, **{**fit_kwargs, "augment": False})
@@ -237,8 +249,10 @@ def perturb(x: Tensor, kind: str = "none", strength: float = 0.0, seed: int = 0)
     side in each axis (zero fill), a standard augmentation; ``none`` (or strength 0)
     returns ``x``. Results are clamped to [0, 1] and seeded."""
     if kind not in PERTURBATIONS:
-        raise ValueError(f"unknown perturbation '{kind}': choose {', '.join(PERTURBATIONS)} "
-                         "(an out-of-distribution pool comes from ood_pool)")
+        raise ValueError(
+            f"unknown perturbation '{kind}': choose {', '.join(PERTURBATIONS)} "
+            "(an out-of-distribution pool comes from ood_pool)"
+        )
     if kind == "none" or strength <= 0:
         return x
     g = torch.Generator().manual_seed(seed)
@@ -248,11 +262,17 @@ def perturb(x: Tensor, kind: str = "none", strength: float = 0.0, seed: int = 0)
     pad = max(1, round(strength * min(h, w) / 4))
     padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
     dy, dx = torch.randint(0, 2 * pad + 1, (2, n), generator=g).tolist()
-    return torch.stack([padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(n)])
+    return torch.stack([padded[i, :, dy[i] : dy[i] + h, dx[i] : dx[i] + w] for i in range(n)])
 
 
-def ood_pool(source: str, count: int, shape: tuple[int, int, int], seed: int = 0, part: str = "queries",
-             device: torch.device | str | None = None) -> Tensor:
+def ood_pool(
+    source: str,
+    count: int,
+    shape: tuple[int, int, int],
+    seed: int = 0,
+    part: str = "queries",
+    device: torch.device | str | None = None,
+) -> Tensor:
     """``count`` out-of-distribution images for ``shape`` (C, H, W) inputs, from dataset
     ``source`` (resized and converted to the channel count) or procedural ``abstract``
     images. ``part="queries"`` (an attacker's pool) and ``part="carriers"`` (an owner's
@@ -272,8 +292,10 @@ def ood_pool(source: str, count: int, shape: tuple[int, int, int], seed: int = 0
         elif part == "queries":
             images = ds.test.x
         if len(images) < count:
-            raise ValueError(f"out-of-distribution pool '{source}' holds {len(images)} images, "
-                             f"fewer than the {count} asked: lower query_budget or wm_count")
+            raise ValueError(
+                f"out-of-distribution pool '{source}' holds {len(images)} images, "
+                f"fewer than the {count} asked: lower query_budget or wm_count"
+            )
         idx = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:count]
         x = fit_shape(images[idx.to(images.device)].float().cpu(), shape)
     return x.to(device if device is not None else x.device)

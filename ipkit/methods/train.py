@@ -10,6 +10,7 @@ Jacobian matching or regularisers; ``extra`` mixes a few fixed examples (a water
 into every batch. Runs are seeded without touching the global random state; on the CPU
 they are deterministic for a given thread count.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -44,8 +45,10 @@ def default_device() -> torch.device:
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if (index or 0) >= count:
         name = "cuda" if index is None else f"cuda:{index}"
-        raise ValueError(f"IPKIT_DEVICE={name} but this machine has "
-                         f"{count or 'no'} CUDA GPU{'s' if count != 1 else ''}: set IPKIT_DEVICE=cpu or unset it")
+        raise ValueError(
+            f"IPKIT_DEVICE={name} but this machine has "
+            f"{count or 'no'} CUDA GPU{'s' if count != 1 else ''}: set IPKIT_DEVICE=cpu or unset it"
+        )
     return torch.device("cuda" if index is None else f"cuda:{index}")
 
 
@@ -153,8 +156,7 @@ def deterministic(on: bool = True, fill_uninitialized: bool = False) -> Iterator
     third of a CPU training step of the ``cnn`` (``aten::fill_`` in the profile); the block
     runs with it set to ``fill_uninitialized`` (off: every tensor is written before it is
     read, so results are the same bit for bit, which a test checks)."""
-    before, warn = torch.are_deterministic_algorithms_enabled(), \
-        torch.is_deterministic_algorithms_warn_only_enabled()
+    before, warn = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
     fill = torch_deterministic.fill_uninitialized_memory
     torch.use_deterministic_algorithms(on, warn_only=True)
     torch_deterministic.fill_uninitialized_memory = fill_uninitialized
@@ -232,7 +234,7 @@ def kd_loss(student_logits: Tensor, teacher_probs: Tensor, temperature: float = 
     """
     log_s = F.log_softmax(student_logits.float() / temperature, dim=1)
     t = teacher_probs.float()
-    return (temperature ** 2) * (t * (torch.log(t.clamp_min(1e-12)) - log_s)).sum(1).mean()
+    return (temperature**2) * (t * (torch.log(t.clamp_min(1e-12)) - log_s)).sum(1).mean()
 
 
 def augment_flip_crop(x: Tensor, pad: int = 4, generator: torch.Generator | None = None) -> Tensor:
@@ -346,7 +348,7 @@ def fit(
             perm = torch.randperm(n, device=device, generator=gen)
             total_loss = 0.0
             for i in range(steps_per_epoch):
-                idx = perm[i * batch_size:(i + 1) * batch_size]
+                idx = perm[i * batch_size : (i + 1) * batch_size]
                 xb, yb = x[idx], y[idx]
                 if augment:
                     xb = augment_flip_crop(xb, generator=gen)
@@ -378,8 +380,9 @@ def fit(
 
 
 @torch.no_grad()
-def batched(fn: Callable[[Tensor], Tensor], x: Tensor, batch_size: int = 1024,
-            device: torch.device | None = None) -> Tensor:
+def batched(
+    fn: Callable[[Tensor], Tensor], x: Tensor, batch_size: int = 1024, device: torch.device | None = None
+) -> Tensor:
     """``fn`` applied to ``x`` ``batch_size`` inputs at a time, without gradients, under
     :func:`autocast`, as float32. Batches run on ``device`` (default: ``x``'s) and come back
     to ``x``'s device, joined along their second-to-last axis: the batch axis of (n, k)
@@ -388,7 +391,7 @@ def batched(fn: Callable[[Tensor], Tensor], x: Tensor, batch_size: int = 1024,
     out = []
     for i in range(0, len(x), batch_size):
         with autocast(device):
-            out.append(fn(x[i:i + batch_size].to(device)).float().to(x.device))
+            out.append(fn(x[i : i + batch_size].to(device)).float().to(x.device))
     return torch.cat(out, -2) if out else torch.empty(0, device=x.device)
 
 

@@ -11,6 +11,7 @@ Each function returns a new model and leaves its input untouched:
 - :func:`distillation_attack`: Yang et al.'s attack, a fresh student distilled from a suspect;
 - :func:`prune_finetune`: pruning followed by fine-tuning with the pruned weights kept at zero.
 """
+
 from __future__ import annotations
 
 import copy
@@ -29,8 +30,9 @@ def _weights(model: nn.Module) -> list[nn.Parameter]:
     return [m.weight for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
 
 
-def finetune(model: nn.Module, x: Tensor, y: Tensor, layers: str = "last", epochs: int = 3,
-             lr: float = 0.01, **fit_kwargs) -> nn.Module:
+def finetune(
+    model: nn.Module, x: Tensor, y: Tensor, layers: str = "last", epochs: int = 3, lr: float = 0.01, **fit_kwargs
+) -> nn.Module:
     """A copy of ``model`` trained further on (x, y): ``layers`` is ``last`` (the head) or
     ``all``. Pruned weights stay zero (their masks are kept)."""
     if layers not in ("last", "all"):
@@ -45,8 +47,17 @@ def finetune(model: nn.Module, x: Tensor, y: Tensor, layers: str = "last", epoch
                 if id(w) in masks:
                     w.mul_(masks[id(w)])
 
-    fit(out, x, y, epochs=epochs, lr=lr, params=params,
-        on_epoch=keep_masks if masks else None, desc="fine-tune", **fit_kwargs)
+    fit(
+        out,
+        x,
+        y,
+        epochs=epochs,
+        lr=lr,
+        params=params,
+        on_epoch=keep_masks if masks else None,
+        desc="fine-tune",
+        **fit_kwargs,
+    )
     keep_masks(0, out, None)
     return out
 
@@ -112,8 +123,9 @@ def quantize_int8(model: nn.Module) -> nn.Module:
         return quantize_dynamic(copy.deepcopy(model).cpu().eval(), {nn.Linear}, dtype=torch.qint8)
 
 
-def knowledge_distill(teacher: nn.Module, x: Tensor, student: nn.Module, temperature: float = 4.0,
-                      **fit_kwargs) -> nn.Module:
+def knowledge_distill(
+    teacher: nn.Module, x: Tensor, student: nn.Module, temperature: float = 4.0, **fit_kwargs
+) -> nn.Module:
     """Train ``student`` in place on ``teacher``'s softened outputs over ``x``; return it."""
     targets = (predict(teacher, x) / temperature).softmax(1)
 
@@ -153,8 +165,17 @@ def last_fraction_params(model: nn.Module, fraction: float) -> list[nn.Parameter
     return [p for m in layers[-k:] for p in m.parameters(recurse=False)]
 
 
-def transfer(model: nn.Module, x: Tensor, y: Tensor, num_classes: int, fraction: float,
-             epochs: int = 5, lr: float = 0.01, seed: int = 0, **fit_kwargs) -> nn.Module:
+def transfer(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    num_classes: int,
+    fraction: float,
+    epochs: int = 5,
+    lr: float = 0.01,
+    seed: int = 0,
+    **fit_kwargs,
+) -> nn.Module:
     """Transfer learning: a copy of ``model`` with a fresh ``num_classes`` head, whose last
     ``fraction`` of layers (see :func:`last_fraction_params`) is trained on (x, y); the new
     head's initial weights are drawn with ``seed`` (global generator state left alone)."""
@@ -163,24 +184,40 @@ def transfer(model: nn.Module, x: Tensor, y: Tensor, num_classes: int, fraction:
         out.head = nn.Linear(out.head.in_features, num_classes).to(model_device(out))
     if getattr(out, "spec", None):
         out.spec = dict(out.spec, num_classes=int(num_classes))
-    fit(out, x, y, epochs=epochs, lr=lr, params=last_fraction_params(out, fraction), seed=seed,
-        desc=f"transfer {fraction:.0%}", **fit_kwargs)
+    fit(
+        out,
+        x,
+        y,
+        epochs=epochs,
+        lr=lr,
+        params=last_fraction_params(out, fraction),
+        seed=seed,
+        desc=f"transfer {fraction:.0%}",
+        **fit_kwargs,
+    )
     return out
 
 
-def distillation_attack(teacher: nn.Module, x: Tensor, arch: str, *, temperature: float = 4.0,
-                        epochs: int = 10, seed: int = 0, **fit_kwargs) -> nn.Module:
+def distillation_attack(
+    teacher: nn.Module, x: Tensor, arch: str, *, temperature: float = 4.0, epochs: int = 10, seed: int = 0, **fit_kwargs
+) -> nn.Module:
     """Yang et al.'s distillation attack: a fresh ``arch`` student (same as the suspect's or
     smaller) trained only on the suspect ``teacher``'s soft labels at ``temperature`` over the
     attacker's data ``x`` (no watermark inputs), for ``epochs`` epochs (see :func:`knowledge_distill`)."""
     spec = teacher.spec
-    student = build(arch, spec["num_classes"], tuple(spec["in_shape"]),
-                    seed=seed_for("student", seed)).to(x.device)
+    student = build(arch, spec["num_classes"], tuple(spec["in_shape"]), seed=seed_for("student", seed)).to(x.device)
     return knowledge_distill(teacher, x, student, temperature=temperature, epochs=epochs, seed=seed, **fit_kwargs)
 
 
-def prune_finetune(model: nn.Module, ratio: float, x: Tensor | None = None, y: Tensor | None = None,
-                   epochs: int = 0, lr: float = 0.01, **fit_kwargs) -> nn.Module:
+def prune_finetune(
+    model: nn.Module,
+    ratio: float,
+    x: Tensor | None = None,
+    y: Tensor | None = None,
+    epochs: int = 0,
+    lr: float = 0.01,
+    **fit_kwargs,
+) -> nn.Module:
     """Global magnitude pruning at ``ratio`` (:func:`prune`), then, when ``epochs > 0``,
     fine-tuning all layers on (x, y) with the pruned weights kept at zero (:func:`finetune`)."""
     out = prune(model, ratio)

@@ -25,6 +25,7 @@ disagreement on a monitor set from optimiser step 0 (the untrained members) on a
 log-spaced schedule of steps (:func:`trace_steps`). :func:`stolen_surrogate` is the cached
 recipe: queries drawn from the attacker's pool, the victim's answers, the fitted surrogate.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -63,6 +64,7 @@ def steps_per_epoch(n: int, batch_size: int) -> int:
 
 
 # ---------------------------------------------------------------- losses and metrics
+
 
 def soft_cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
     """Cross-entropy against class indices (int) or victim probabilities (float)."""
@@ -123,12 +125,17 @@ def scores(members: Tensor, victim_labels: Tensor, labels: Tensor, bins: int = 1
     """Fidelity, accuracy, member variance, disagreement and ECE (``bins`` bins) of a
     surrogate, from its member probabilities (S, N, C) on test inputs."""
     proba = members.mean(0)
-    return {"fidelity": fidelity(proba, victim_labels), "accuracy": accuracy(proba, labels),
-            "variance": member_variance(members), "disagreement": disagreement(members),
-            "ece": ece(proba, labels, bins)}
+    return {
+        "fidelity": fidelity(proba, victim_labels),
+        "accuracy": accuracy(proba, labels),
+        "variance": member_variance(members),
+        "disagreement": disagreement(members),
+        "ece": ece(proba, labels, bins),
+    }
 
 
 # ---------------------------------------------------------------- shared machinery
+
 
 def _ce_loss(model: nn.Module, xb: Tensor, yb: Tensor) -> Tensor:
     return soft_cross_entropy(model(xb), yb)
@@ -185,7 +192,8 @@ class StackedEnsemble(_Functional):
             return functional_call(self.base, (params, buffers), (xb,))
 
         return vmap(one, in_dims=(0, 0, None), randomness="different")(
-            self._get("p_", self.param_names), self._get("b_", self.buffer_names), x)
+            self._get("p_", self.param_names), self._get("b_", self.buffer_names), x
+        )
 
 
 class BayesNet(_Functional):
@@ -222,7 +230,7 @@ class BayesNet(_Functional):
         mus, sigmas = self._get("mu_", self.param_names), self.sigmas()
         for n in mus:
             s2, m2 = sigmas[n] ** 2, mus[n] ** 2
-            total = total + (math.log(sp) - torch.log(sigmas[n]) + (s2 + m2) / (2 * sp ** 2) - 0.5).sum()
+            total = total + (math.log(sp) - torch.log(sigmas[n]) + (s2 + m2) / (2 * sp**2) - 0.5).sum()
         return total
 
     def forward(self, x: Tensor) -> Tensor:
@@ -237,7 +245,7 @@ def _assign(net: nn.Module, flat: Tensor) -> None:
     i = 0
     with torch.no_grad():
         for p in net.parameters():
-            p.copy_(flat[i:i + p.numel()].view_as(p))
+            p.copy_(flat[i : i + p.numel()].view_as(p))
             i += p.numel()
 
 
@@ -255,7 +263,7 @@ def bn_update(net: nn.Module, x: Tensor, batch_size: int = 256) -> None:
     net.train()
     for i in range(0, len(x), batch_size):
         with autocast(x.device):
-            net(x[i:i + batch_size])
+            net(x[i : i + batch_size])
     for m, mom in zip(bns, moments):
         m.momentum = mom
     net.eval()
@@ -296,7 +304,7 @@ def swag_sample(mean: Tensor, sq_mean: Tensor, dev: Tensor, scale: float = 1.0) 
     """One SWAG draw ``mean + sqrt(scale/2) (diag^1/2 z1 + D^T z2 / sqrt(K-1))`` from the
     first and second moments of the iterates and ``K`` deviations ``dev`` (K, P)
     (Maddox et al. 2019, eq. 1; the low-rank part only when K >= 2)."""
-    var = (sq_mean - mean ** 2).clamp_min(1e-30)
+    var = (sq_mean - mean**2).clamp_min(1e-30)
     w = var.sqrt() * torch.randn_like(var)
     if len(dev) >= 2:
         w = w + dev.T @ torch.randn(len(dev), device=var.device) / math.sqrt(len(dev) - 1)
@@ -317,19 +325,20 @@ class SwagWindow:
 
     def add(self, flat: Tensor) -> None:
         """Add a snapshot of the flat weights, dropping the oldest beyond ``size``."""
-        self.snapshots = [*self.snapshots, flat.detach().clone()][-self.size:]
+        self.snapshots = [*self.snapshots, flat.detach().clone()][-self.size :]
 
     @torch.no_grad()
     def sampler(self, scale: float = 1.0):
         """A function drawing from the window's SWAG Gaussian (:func:`swag_sample`), its
         moments computed once."""
         stack = torch.stack(self.snapshots)
-        mean, sq_mean = stack.mean(0), (stack ** 2).mean(0)
-        dev = stack[-self.rank:] - mean
+        mean, sq_mean = stack.mean(0), (stack**2).mean(0)
+        dev = stack[-self.rank :] - mean
         return lambda: swag_sample(mean, sq_mean, dev, scale)
 
 
 # ---------------------------------------------------------------- the surrogates
+
 
 class Surrogate:
     """A stolen copy that is a UQ model. Subclasses build ``self.module`` (everything that
@@ -347,9 +356,18 @@ class Surrogate:
 
     name = ""
 
-    def __init__(self, arch: str, num_classes: int, in_shape: tuple[int, int, int], *,
-                 members: int = 5, seed: int = 0, device: torch.device | str | None = None,
-                 trace_points: int = TRACE_POINTS, **fit_kwargs: Any):
+    def __init__(
+        self,
+        arch: str,
+        num_classes: int,
+        in_shape: tuple[int, int, int],
+        *,
+        members: int = 5,
+        seed: int = 0,
+        device: torch.device | str | None = None,
+        trace_points: int = TRACE_POINTS,
+        **fit_kwargs: Any,
+    ):
         if members < 1:
             raise ValueError(f"members must be >= 1, got {members}")
         self.arch, self.num_classes, self.in_shape = arch, num_classes, tuple(in_shape)
@@ -362,13 +380,21 @@ class Surrogate:
     def settings(self) -> dict[str, Any]:
         """The surrogate's scalar settings (part of its cache key): its public scalar
         attributes, none set by training, so a trained and a cached surrogate agree."""
-        return {k: v for k, v in sorted(vars(self).items())
-                if isinstance(v, (bool, int, float, str)) and k not in ("arch", "name") and not k.startswith("_")}
+        return {
+            k: v
+            for k, v in sorted(vars(self).items())
+            if isinstance(v, (bool, int, float, str)) and k not in ("arch", "name") and not k.startswith("_")
+        }
 
     def _net(self, i: int = 0, dropout: float = 0.0) -> nn.Module:
         """Network ``i`` of this surrogate, freshly initialised from its own seed."""
-        return models.build(self.arch, self.num_classes, self.in_shape, dropout=dropout,
-                            seed=self.seed * SEED_STREAMS["member_stride"] + i).to(self.device)
+        return models.build(
+            self.arch,
+            self.num_classes,
+            self.in_shape,
+            dropout=dropout,
+            seed=self.seed * SEED_STREAMS["member_stride"] + i,
+        ).to(self.device)
 
     def _sampling(self, device: torch.device):
         """The block in which prediction-time samples are drawn (global RNG left alone)."""
@@ -393,8 +419,14 @@ class Surrogate:
         if monitor is None:
             return
         m = members if members is not None else self.member_proba(monitor)
-        self.trace.append({"step": step, "epoch": step / self._per_epoch,
-                           "variance": member_variance(m), "disagreement": disagreement(m)})
+        self.trace.append(
+            {
+                "step": step,
+                "epoch": step / self._per_epoch,
+                "variance": member_variance(m),
+                "disagreement": disagreement(m),
+            }
+        )
 
     def _recorder(self, monitor: Tensor | None, total: int, offset: int = 0, before=None):
         """An ``on_step`` hook that records at the steps of :func:`trace_steps` (``total``
@@ -408,6 +440,7 @@ class Surrogate:
                     before(step + offset)
                 self._record(step + offset, monitor)
                 model.train()
+
         return on_step
 
     def _train(self, x: Tensor, y: Tensor, monitor: Tensor | None) -> None:
@@ -421,13 +454,22 @@ class Surrogate:
         """The combined prediction: mean of the member probabilities, shape (N, C)."""
         return self.member_proba(x).mean(0)
 
-    def _fit(self, model: nn.Module, x: Tensor, y: Tensor, monitor: Tensor | None, *,
-             loss=None, **overrides: Any) -> History:
+    def _fit(
+        self, model: nn.Module, x: Tensor, y: Tensor, monitor: Tensor | None, *, loss=None, **overrides: Any
+    ) -> History:
         settings = {**self.fit_kwargs, **overrides}
         total = settings["epochs"] * steps_per_epoch(len(x), settings["batch_size"])
         self._record(0, monitor)
-        return fit(model, x, y, loss=loss or _ce_loss, seed=self.seed,
-                   on_step=self._recorder(monitor, total), desc=f"{self.name} {self.arch}", **settings)
+        return fit(
+            model,
+            x,
+            y,
+            loss=loss or _ce_loss,
+            seed=self.seed,
+            on_step=self._recorder(monitor, total),
+            desc=f"{self.name} {self.arch}",
+            **settings,
+        )
 
 
 class DeepEnsemble(Surrogate):
@@ -445,6 +487,7 @@ class DeepEnsemble(Surrogate):
 
     def _train(self, x: Tensor, y: Tensor, monitor: Tensor | None) -> None:
         if self.together:
+
             def loss(m: nn.Module, xb: Tensor, yb: Tensor) -> Tensor:
                 logits = m(xb)
                 return sum(soft_cross_entropy(logits[i], yb) for i in range(len(logits)))
@@ -502,8 +545,9 @@ class MeanFieldVI(Surrogate):
 
     name = "vi"
 
-    def __init__(self, *args: Any, prior_sigma: float = 1.0, init_sigma: float = 1e-2,
-                 kl_weight: float = 1.0, **kwargs: Any):
+    def __init__(
+        self, *args: Any, prior_sigma: float = 1.0, init_sigma: float = 1e-2, kl_weight: float = 1.0, **kwargs: Any
+    ):
         super().__init__(*args, **kwargs)
         self.kl_weight, self.prior_sigma, self.init_sigma = kl_weight, prior_sigma, init_sigma
         self.module = BayesNet(self._net(), prior_sigma, init_sigma).to(self.device)
@@ -546,8 +590,9 @@ class SWAG(Surrogate):
 
     name = "swag"
 
-    def __init__(self, *args: Any, swa_epochs: int | None = None, swa_lr: float | None = None,
-                 rank: int = 10, **kwargs: Any):
+    def __init__(
+        self, *args: Any, swa_epochs: int | None = None, swa_lr: float | None = None, rank: int = 10, **kwargs: Any
+    ):
         super().__init__(*args, **kwargs)
         epochs = self.fit_kwargs["epochs"]
         self.swa_epochs = swa_epochs if swa_epochs is not None else max(1, epochs // 2)
@@ -570,6 +615,7 @@ class SWAG(Surrogate):
         def trace(step: int, model: nn.Module) -> None:
             if step % every == 0:
                 window.add(_flat(model))
+
         trace(0, net)
         self._record(0, monitor, self._window_proba(window, monitor))
         schedule = set(trace_steps(total, self.trace_points))
@@ -578,8 +624,16 @@ class SWAG(Surrogate):
             trace(step, model)
             self._record_window(step, model, window, monitor, schedule)
 
-        fit(net, x, y, loss=_ce_loss, seed=self.seed, on_step=on_pre_step,
-            desc=f"swag {self.arch} (pre-training)", **self.fit_kwargs)
+        fit(
+            net,
+            x,
+            y,
+            loss=_ce_loss,
+            seed=self.seed,
+            on_step=on_pre_step,
+            desc=f"swag {self.arch} (pre-training)",
+            **self.fit_kwargs,
+        )
         self.module.collect()
 
         def on_step(step: int, model: nn.Module) -> None:
@@ -592,13 +646,21 @@ class SWAG(Surrogate):
             if epoch == self.swa_epochs - 1:
                 self.module.collect()
 
-        fit(net, x, y, loss=_ce_loss, seed=self.seed + SEED_STREAMS["swa_phase"],
-            on_epoch=on_epoch, on_step=on_step,
-            desc=f"swag {self.arch}", **{**self.fit_kwargs, "epochs": self.swa_epochs,
-                                        "lr": self.swa_lr, "schedule": "constant"})
+        fit(
+            net,
+            x,
+            y,
+            loss=_ce_loss,
+            seed=self.seed + SEED_STREAMS["swa_phase"],
+            on_epoch=on_epoch,
+            on_step=on_step,
+            desc=f"swag {self.arch}",
+            **{**self.fit_kwargs, "epochs": self.swa_epochs, "lr": self.swa_lr, "schedule": "constant"},
+        )
 
-    def _record_window(self, step: int, model: nn.Module, window: SwagWindow,
-                       monitor: Tensor | None, schedule: set[int]) -> None:
+    def _record_window(
+        self, step: int, model: nn.Module, window: SwagWindow, monitor: Tensor | None, schedule: set[int]
+    ) -> None:
         if monitor is None or step not in schedule:
             return
         self._record(step, monitor, self._window_proba(window, monitor))
@@ -638,8 +700,7 @@ class LastLayerLaplace(Surrogate):
 
     name = "laplace"
 
-    def __init__(self, *args: Any, prior_precision: float | str = "auto", link: str = "sample",
-                 **kwargs: Any):
+    def __init__(self, *args: Any, prior_precision: float | str = "auto", link: str = "sample", **kwargs: Any):
         super().__init__(*args, **kwargs)
         if link not in ("sample", "probit"):
             raise ValueError(f"unknown Laplace link '{link}': choose sample or probit")
@@ -659,8 +720,16 @@ class LastLayerLaplace(Surrogate):
             self._record(0, monitor)
         total = self.fit_kwargs["epochs"] * self._per_epoch
         on_step = self._recorder(monitor, total, before=lambda _step: self.fit_posterior(x))
-        fit(self.module, x, y, loss=_ce_loss, seed=self.seed, on_step=on_step,
-            desc=f"laplace {self.arch}", **self.fit_kwargs)
+        fit(
+            self.module,
+            x,
+            y,
+            loss=_ce_loss,
+            seed=self.seed,
+            on_step=on_step,
+            desc=f"laplace {self.arch}",
+            **self.fit_kwargs,
+        )
         self.fit_posterior(x)
 
     def _phi(self, x: Tensor) -> Tensor:
@@ -681,7 +750,7 @@ class LastLayerLaplace(Surrogate):
         w = self._weights()
         p = (phi @ w.T).softmax(1)
         c, d = p.shape[1], phi.shape[1]
-        blocks = torch.block_diag(*[(phi * p[:, k:k + 1]).T @ phi for k in range(c)])
+        blocks = torch.block_diag(*[(phi * p[:, k : k + 1]).T @ phi for k in range(c)])
         a = (p[:, :, None] * phi[:, None, :]).reshape(len(x), c * d)
         ggn = blocks - a.T @ a
         ggn = (ggn + ggn.T) / 2
@@ -698,9 +767,10 @@ class LastLayerLaplace(Surrogate):
         ``-tau/2 |w|^2 + P/2 log tau - 1/2 log det(GGN + tau I)``."""
         grid = grid if grid is not None else torch.logspace(-3, 4, 57, dtype=ggn.dtype)
         eig = torch.linalg.eigvalsh(ggn).clamp_min(0).cpu()
-        sq = float((w ** 2).sum())
-        lml = torch.stack([-tau / 2 * sq + len(eig) / 2 * torch.log(tau) - torch.log(eig + tau).sum() / 2
-                           for tau in grid])
+        sq = float((w**2).sum())
+        lml = torch.stack(
+            [-tau / 2 * sq + len(eig) / 2 * torch.log(tau) - torch.log(eig + tau).sum() / 2 for tau in grid]
+        )
         return float(grid[lml.argmax()])
 
     def logit_moments(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -736,13 +806,17 @@ class SingleCopy(DeepEnsemble):
         super().__init__(*args, **kwargs)
 
 
-SURROGATES: dict[str, type[Surrogate]] = {"single": SingleCopy, "ensemble": DeepEnsemble,
-                                          "mc_dropout": MCDropout, "vi": MeanFieldVI,
-                                          "swag": SWAG, "laplace": LastLayerLaplace}
+SURROGATES: dict[str, type[Surrogate]] = {
+    "single": SingleCopy,
+    "ensemble": DeepEnsemble,
+    "mc_dropout": MCDropout,
+    "vi": MeanFieldVI,
+    "swag": SWAG,
+    "laplace": LastLayerLaplace,
+}
 
 
-def make(method: str, arch: str, num_classes: int, in_shape: tuple[int, int, int],
-         **kwargs: Any) -> Surrogate:
+def make(method: str, arch: str, num_classes: int, in_shape: tuple[int, int, int], **kwargs: Any) -> Surrogate:
     """A fresh surrogate of ``method`` (one of ``single`` and :data:`METHODS`)."""
     if method not in SURROGATES:
         raise ValueError(f"unknown UQ method '{method}': choose one of {', '.join(SURROGATES)}")
@@ -751,9 +825,21 @@ def make(method: str, arch: str, num_classes: int, in_shape: tuple[int, int, int
 
 # ---------------------------------------------------------------- cached stealing runs
 
-def stolen_surrogate(method: str, victim: nn.Module, s: Splits, arch: str, *, budget: int,
-                     monitor: int, output: str = "probs", members: int = 5, epochs: int = 10,
-                     seed: int = 0, **kwargs: Any) -> Surrogate:
+
+def stolen_surrogate(
+    method: str,
+    victim: nn.Module,
+    s: Splits,
+    arch: str,
+    *,
+    budget: int,
+    monitor: int,
+    output: str = "probs",
+    members: int = 5,
+    epochs: int = 10,
+    seed: int = 0,
+    **kwargs: Any,
+) -> Surrogate:
     """A surrogate of ``method`` stolen from ``victim`` (a cached model), from the cache
     when possible.
 
@@ -766,11 +852,30 @@ def stolen_surrogate(method: str, victim: nn.Module, s: Splits, arch: str, *, bu
     """
     base = train_settings(s, epochs)
     settings = {**base, **{k: kwargs.pop(k) for k in list(kwargs) if k in base}}
-    params = dict(victim=getattr(victim, "ipkit_key", None) or digest(*victim.state_dict().values()),
-                  split=s.fingerprint, method=method, arch=arch, budget=budget, output=output,
-                  members=members, seed=seed, monitor=monitor, fit=settings, kwargs=kwargs)
-    sur = make(method, arch, s.num_classes, s.in_shape, members=members, seed=seed,
-               device=s.test.x.device, **settings, **kwargs)
+    params = dict(
+        victim=getattr(victim, "ipkit_key", None) or digest(*victim.state_dict().values()),
+        split=s.fingerprint,
+        method=method,
+        arch=arch,
+        budget=budget,
+        output=output,
+        members=members,
+        seed=seed,
+        monitor=monitor,
+        fit=settings,
+        kwargs=kwargs,
+    )
+    sur = make(
+        method,
+        arch,
+        s.num_classes,
+        s.in_shape,
+        members=members,
+        seed=seed,
+        device=s.test.x.device,
+        **settings,
+        **kwargs,
+    )
     queries = steal.query_set(s.attacker.x, budget, seed=seed)
 
     def train() -> tuple[dict[str, Tensor], dict[str, Any]]:

@@ -17,6 +17,7 @@ sibling keeps its compression while it is fine-tuned: quantized layers train thr
 straight-through estimator, pruned weights stay zero (:func:`ipkit.methods.transforms.finetune`).
 The experiments of the study that uses it are :mod:`ipkit.studies.ondevice_unpairing`.
 """
+
 from __future__ import annotations
 
 import torch
@@ -38,14 +39,15 @@ def alignment_penalty(cos: Tensor, penalty: str) -> Tensor:
     if penalty == "abs":
         return cos.abs()
     if penalty == "square":
-        return cos ** 2
+        return cos**2
     if penalty == "signed":
         return cos
     raise ValueError(f"penalty must be one of {PENALTIES}, got {penalty!r}")
 
 
-def unpairing_loss(sibling: nn.Module, full: nn.Module, x: Tensor, y: Tensor, lam: float,
-                   penalty: str = "signed") -> Tensor:
+def unpairing_loss(
+    sibling: nn.Module, full: nn.Module, x: Tensor, y: Tensor, lam: float, penalty: str = "signed"
+) -> Tensor:
     """CE(sibling(x), y) + lam * mean pen(cos(grad_x L_sibling, grad_x L_full)) (reconstructed;
     ``penalty`` one of :data:`PENALTIES`)."""
     ce = F.cross_entropy(sibling(x), y)
@@ -57,23 +59,48 @@ def unpairing_loss(sibling: nn.Module, full: nn.Module, x: Tensor, y: Tensor, la
     return ce + lam * alignment_penalty(cos, penalty).mean()
 
 
-def unpair(sibling: nn.Module, full: nn.Module, s: Splits, lam: float, *, epochs: int,
-           lr: float = 0.01, seed: int = 0, penalty: str = "signed") -> nn.Module:
+def unpair(
+    sibling: nn.Module,
+    full: nn.Module,
+    s: Splits,
+    lam: float,
+    *,
+    epochs: int,
+    lr: float = 0.01,
+    seed: int = 0,
+    penalty: str = "signed",
+) -> nn.Module:
     """The cached sibling fine-tuned with :func:`unpairing_loss` (``penalty``) for ``epochs``
     on the owner's training data (``lam = 0``: plain fine-tuning, the control)."""
     alignment_penalty(torch.zeros(1), penalty)
     full.eval()
-    params = dict(sibling=sibling.ipkit_key, full=full.ipkit_key, lam=float(lam), epochs=epochs,
-                  lr=lr, seed=seed, split=s.fingerprint)
+    params = dict(
+        sibling=sibling.ipkit_key,
+        full=full.ipkit_key,
+        lam=float(lam),
+        epochs=epochs,
+        lr=lr,
+        seed=seed,
+        split=s.fingerprint,
+    )
     if penalty != "signed" and lam != 0:
-        params["penalty"] = penalty   # older cache entries (signed) keep their keys
+        params["penalty"] = penalty  # older cache entries (signed) keep their keys
 
     def loss(model: nn.Module, xb: Tensor, yb: Tensor) -> Tensor:
         return unpairing_loss(model, full, xb, yb, lam, penalty)
 
     def train(model: nn.Module) -> dict:
-        tuned = transforms.finetune(sibling, s.owner.x, s.owner.y, layers="all", epochs=epochs,
-                                    lr=lr, seed=seed, loss=loss, augment=s.in_shape[0] == 3)
+        tuned = transforms.finetune(
+            sibling,
+            s.owner.x,
+            s.owner.y,
+            layers="all",
+            epochs=epochs,
+            lr=lr,
+            seed=seed,
+            loss=loss,
+            augment=s.in_shape[0] == 3,
+        )
         model.load_state_dict(tuned.state_dict())
         return {}
 

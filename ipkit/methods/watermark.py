@@ -11,6 +11,7 @@ Venigalla's thesis, 2019):
 - ``ood``: out-of-distribution images (another pool, resized) with random labels;
 - ``abstract``: procedural abstract images (random strokes and blobs) with random labels.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -56,8 +57,14 @@ def _abstract(count: int, shape: tuple[int, int, int], g: torch.Generator) -> Te
     return img
 
 
-def memorized_set(kind: str, count: int, shape: tuple[int, int, int], num_classes: int,
-                  seed: int = 0, pool: tuple[Tensor, Tensor] | None = None) -> WatermarkSet:
+def memorized_set(
+    kind: str,
+    count: int,
+    shape: tuple[int, int, int],
+    num_classes: int,
+    seed: int = 0,
+    pool: tuple[Tensor, Tensor] | None = None,
+) -> WatermarkSet:
     """Make ``count`` carriers of ``kind`` for ``shape`` (C, H, W) images.
 
     ``flipped`` draws images from ``pool=(x, y)`` (in-distribution data the attacker never
@@ -131,8 +138,7 @@ def neighbourhood(wm: WatermarkSet, count: int = 8, std: float = 0.1, seed: int 
     g = torch.Generator().manual_seed(seed)
     x = wm.x.cpu().repeat(count, 1, 1, 1)
     near = (x + std * torch.randn(x.shape, generator=g)).clamp(0, 1)
-    return WatermarkSet(torch.cat([wm.x.cpu(), near]), torch.cat([wm.y.cpu(), wm.y.cpu().repeat(count)]),
-                        wm.kind)
+    return WatermarkSet(torch.cat([wm.x.cpu(), near]), torch.cat([wm.y.cpu(), wm.y.cpu().repeat(count)]), wm.kind)
 
 
 def fit_shape(x: Tensor, shape: tuple[int, int, int]) -> Tensor:
@@ -143,8 +149,7 @@ def fit_shape(x: Tensor, shape: tuple[int, int, int]) -> Tensor:
     return x
 
 
-def embed(model: nn.Module, x: Tensor, y: Tensor, wm: WatermarkSet, per_batch: int = 16,
-          **fit_kwargs):
+def embed(model: nn.Module, x: Tensor, y: Tensor, wm: WatermarkSet, per_batch: int = 16, **fit_kwargs):
     """Train ``model`` on (x, y) with ``per_batch`` carriers mixed into every batch.
 
     Returns the training :class:`~ipkit.methods.train.History`; check :func:`accuracy` afterwards
@@ -171,7 +176,7 @@ def stamp(x: Tensor, size: float = 0.3, seed: int = 0) -> Tensor:
     g = torch.Generator().manual_seed(10_000 + seed)
     patch = (torch.rand(c, ph, pw, generator=g) > 0.5).float().to(x.device, x.dtype)
     out = x.clone()
-    out[:, :, h - ph:, w - pw:] = patch
+    out[:, :, h - ph :, w - pw :] = patch
     return out
 
 
@@ -185,20 +190,27 @@ def _unrelated_images(count: int, shape: tuple[int, int, int], g: torch.Generato
         return fit_shape(digits[torch.randperm(len(digits), generator=g)[:count]], shape)
     from sklearn.datasets import load_sample_images
 
-    photos = [torch.from_numpy(np.asarray(im, dtype=np.float32) / 255.0).mean(2)
-              for im in load_sample_images().images]
+    photos = [torch.from_numpy(np.asarray(im, dtype=np.float32) / 255.0).mean(2) for im in load_sample_images().images]
     crops = []
     for i in range(count):
         photo = photos[i % len(photos)]
         side = int(torch.randint(48, 160, (1,), generator=g))
         top = int(torch.randint(0, photo.shape[0] - side, (1,), generator=g))
         left = int(torch.randint(0, photo.shape[1] - side, (1,), generator=g))
-        crops.append(fit_shape(photo[top:top + side, left:left + side][None, None], shape))
+        crops.append(fit_shape(photo[top : top + side, left : left + side][None, None], shape))
     return torch.cat(crops)
 
 
-def scheme_set(scheme: str, count: int, pool: tuple[Tensor, Tensor], num_classes: int,
-               seed: int = 0, source: int = 0, target: int = 1, noise_std: float = 0.5) -> WatermarkSet:
+def scheme_set(
+    scheme: str,
+    count: int,
+    pool: tuple[Tensor, Tensor],
+    num_classes: int,
+    seed: int = 0,
+    source: int = 0,
+    target: int = 1,
+    noise_std: float = 0.5,
+) -> WatermarkSet:
     """The ``count`` carriers of a baseline watermark scheme, deterministic for ``seed``.
 
     - ``content`` (Zhang et al., AsiaCCS 2018): images of class ``source`` drawn from
@@ -226,8 +238,9 @@ def scheme_set(scheme: str, count: int, pool: tuple[Tensor, Tensor], num_classes
     else:
         idx = (pool[1].cpu() == source).nonzero().flatten()
         if len(idx) < count:
-            raise ValueError(f"scheme '{scheme}' needs {count} images of class {source}, the pool has "
-                             f"{len(idx)}: lower wm_count")
+            raise ValueError(
+                f"scheme '{scheme}' needs {count} images of class {source}, the pool has {len(idx)}: lower wm_count"
+            )
         x = pool[0][idx[torch.randperm(len(idx), generator=g)[:count]]].detach().cpu().float()
         x = stamp(x, seed=seed) if scheme == "content" else x + noise_std * torch.randn(x.shape, generator=g)
     return WatermarkSet(x.clamp(0, 1).contiguous(), labels, scheme)

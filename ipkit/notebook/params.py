@@ -14,6 +14,7 @@ comment that gives the allowed values and a short help text::
 ``[lo, hi]`` an inclusive range; for a list, each element is checked. Profiles and the study
 registry are :mod:`ipkit.notebook.registry`.
 """
+
 from __future__ import annotations
 
 import ast
@@ -71,8 +72,10 @@ def _type_name(value: Any) -> str:
             inner = {"float"}
         if len(inner) == 1 and not next(iter(inner)).startswith("list"):
             return f"list[{inner.pop()}]"
-    raise ParamError(f"parameter default {quote(value)} has no supported type "
-                     "(bool, int, float, str or a non-empty list of one of them)")
+    raise ParamError(
+        f"parameter default {quote(value)} has no supported type "
+        "(bool, int, float, str or a non-empty list of one of them)"
+    )
 
 
 def _registry(token: str) -> list[str]:
@@ -104,8 +107,7 @@ def parse_params(source: str) -> dict[str, Param]:
             comments[tok.start[0]] = tok.string
     params: dict[str, Param] = {}
     for node in ast.parse(source).body:
-        if not (isinstance(node, ast.Assign) and len(node.targets) == 1
-                and isinstance(node.targets[0], ast.Name)):
+        if not (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)):
             continue
         name = node.targets[0].id
         default = ast.literal_eval(node.value)
@@ -115,19 +117,23 @@ def parse_params(source: str) -> dict[str, Param]:
 
 
 def _check_scalar(p: Param, kind: str, value: Any) -> Any:
-    ok = {"bool": isinstance(value, bool),
-          "int": isinstance(value, int) and not isinstance(value, bool),
-          "float": isinstance(value, (int, float)) and not isinstance(value, bool),
-          "str": isinstance(value, str)}[kind]
+    ok = {
+        "bool": isinstance(value, bool),
+        "int": isinstance(value, int) and not isinstance(value, bool),
+        "float": isinstance(value, (int, float)) and not isinstance(value, bool),
+        "str": isinstance(value, str),
+    }[kind]
     if not ok:
-        raise ParamError(f"parameter '{p.name}' expects {p.describe()}, got {quote(value)} "
-                         f"({type(value).__name__}): e.g. -p {p.name}={_example(p)}")
+        raise ParamError(
+            f"parameter '{p.name}' expects {p.describe()}, got {quote(value)} "
+            f"({type(value).__name__}): e.g. -p {p.name}={_example(p)}"
+        )
     if p.choices and str(value) not in p.choices:
-        raise ParamError(f"parameter '{p.name}' must be one of {{{', '.join(p.choices)}}}, "
-                         f"got {quote(value)}")
+        raise ParamError(f"parameter '{p.name}' must be one of {{{', '.join(p.choices)}}}, got {quote(value)}")
     if p.bounds and not p.bounds[0] <= value <= p.bounds[1]:
-        raise ParamError(f"parameter '{p.name}' must lie in [{_fmt(p.bounds[0])}, "
-                         f"{_fmt(p.bounds[1])}], got {quote(value)}")
+        raise ParamError(
+            f"parameter '{p.name}' must lie in [{_fmt(p.bounds[0])}, {_fmt(p.bounds[1])}], got {quote(value)}"
+        )
     return float(value) if kind == "float" else value
 
 
@@ -144,7 +150,7 @@ MAX_LIST = 20
 def quote(value: Any, limit: int = 60) -> str:
     """``repr(value)``, cut to ``limit`` characters (an error line quotes what it refuses)."""
     text = repr(value)
-    return text if len(text) <= limit else text[:limit - 5] + "...'" if text[0] == "'" else text[:limit - 4] + "..."
+    return text if len(text) <= limit else text[: limit - 5] + "...'" if text[0] == "'" else text[: limit - 4] + "..."
 
 
 def check_value(p: Param, value: Any) -> Any:
@@ -154,12 +160,15 @@ def check_value(p: Param, value: Any) -> Any:
     :data:`MAX_LIST` values (or as many as it has choices)."""
     if p.type.startswith("list["):
         if not isinstance(value, (list, tuple)) or not value:
-            raise ParamError(f"parameter '{p.name}' expects a non-empty {p.describe()}, got "
-                             f"{quote(value)}: e.g. -p {p.name}={_example(p)}")
+            raise ParamError(
+                f"parameter '{p.name}' expects a non-empty {p.describe()}, got "
+                f"{quote(value)}: e.g. -p {p.name}={_example(p)}"
+            )
         most = len(p.choices) if p.choices else MAX_LIST
         if len(value) > most:
-            raise ParamError(f"parameter '{p.name}' takes at most {most} values, got {len(value)}: "
-                             f"e.g. -p {p.name}={_example(p)}")
+            raise ParamError(
+                f"parameter '{p.name}' takes at most {most} values, got {len(value)}: e.g. -p {p.name}={_example(p)}"
+            )
         checked = [_check_scalar(p, p.type[5:-1], v) for v in value]
         twice = next((v for i, v in enumerate(checked) if v in checked[:i]), None)
         if twice is not None:
@@ -168,8 +177,10 @@ def check_value(p: Param, value: Any) -> Any:
     return _check_scalar(p, p.type, value)
 
 
-_NUMERALS = {"int": re.compile(r"[+-]?[0-9]+", re.ASCII),
-             "float": re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?", re.ASCII)}
+_NUMERALS = {
+    "int": re.compile(r"[+-]?[0-9]+", re.ASCII),
+    "float": re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?", re.ASCII),
+}
 
 
 def coerce(p: Param, text: str) -> Any:
@@ -197,8 +208,9 @@ def coerce(p: Param, text: str) -> Any:
             return item.strip("'\"")
         except ValueError:
             fix = "e.g." if item.isascii() else "write it in ASCII digits, e.g."
-            raise ParamError(f"parameter '{p.name}' expects {p.describe()}, got {quote(item)}: "
-                             f"{fix} -p {p.name}={_example(p)}") from None
+            raise ParamError(
+                f"parameter '{p.name}' expects {p.describe()}, got {quote(item)}: {fix} -p {p.name}={_example(p)}"
+            ) from None
 
     if p.type.startswith("list["):
         value: Any = [one(s) for s in text.strip("[]").split(",") if s.strip()]

@@ -1,4 +1,5 @@
 """One look for every figure, and saving figures as PNG and SVG."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -17,8 +18,9 @@ def theme() -> None:
     import seaborn as sns
 
     sns.set_theme(style="whitegrid", palette=PALETTE, context="notebook")
-    matplotlib.rcParams.update({"figure.dpi": 100, "savefig.bbox": "tight",
-                                "axes.titleweight": "bold", "svg.hashsalt": "ipkit"})
+    matplotlib.rcParams.update(
+        {"figure.dpi": 100, "savefig.bbox": "tight", "axes.titleweight": "bold", "svg.hashsalt": "ipkit"}
+    )
 
 
 @timed("plot", "savefig")
@@ -26,8 +28,9 @@ def savefig(fig, stem: Path) -> Path:
     """Write ``fig`` to ``stem.png`` (150 dpi) and ``stem.svg``, each atomically; return the PNG path."""
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
-    png = write_atomic(stem.with_suffix(".png"),
-                       lambda tmp: fig.savefig(tmp, format="png", dpi=150, metadata={"Software": None}))
+    png = write_atomic(
+        stem.with_suffix(".png"), lambda tmp: fig.savefig(tmp, format="png", dpi=150, metadata={"Software": None})
+    )
     write_atomic(stem.with_suffix(".svg"), lambda tmp: fig.savefig(tmp, format="svg", metadata={"Date": None}))
     return png
 
@@ -57,8 +60,12 @@ def bars(frame, x: str, y: str, hue: str, title: str = "", ylim: tuple[float, fl
     return fig
 
 
-VERDICT_COLORS = {"holds": "#029e73", "does not hold": "#d55e00", "inconclusive": "#949494",
-                  "untestable here": "#56b4e9"}
+VERDICT_COLORS = {
+    "holds": "#029e73",
+    "does not hold": "#d55e00",
+    "inconclusive": "#949494",
+    "untestable here": "#56b4e9",
+}
 
 
 def sweep_verdicts(table, title: str = ""):
@@ -81,14 +88,13 @@ def sweep_verdicts(table, title: str = ""):
         for verdict, color in VERDICT_COLORS.items():
             m = (part["verdict"] == verdict).to_numpy()
             if m.any():
-                ax.errorbar(x[m], value[m], yerr=[low[m], high[m]], fmt="o", color=color,
-                            capsize=3, label=verdict)
+                ax.errorbar(x[m], value[m], yerr=[low[m], high[m]], fmt="o", color=color, capsize=3, label=verdict)
         if part["threshold"].notna().any():
             ax.plot(x, part["threshold"].to_numpy(float), "k--", lw=1, label="threshold")
         ax.set_xticks(x, names, rotation=30, ha="right", fontsize=7)
         ax.set_xlim(-0.5, len(names) - 0.5)
         ax.set_title(claim)
-    for ax in axes.flat[len(claims):]:
+    for ax in axes.flat[len(claims) :]:
         ax.axis("off")
     handles = {h.get_label(): h for ax in axes.flat for h in ax.get_legend_handles_labels()[0]}
     fig.suptitle(title)

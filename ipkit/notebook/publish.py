@@ -9,6 +9,7 @@ copies of PNG figures go, progress-bar text keeps only each bar's last state, an
 timestamps and machine paths papermill records go. :func:`publish` writes that copy beside
 the study's figures. The documentation site renders these copies (:func:`ipkit.cli.build_site`).
 """
+
 from __future__ import annotations
 
 import copy
@@ -77,8 +78,7 @@ def _merge_streams(outputs: list) -> list:
     after carriage returns (a progress bar's last state; a bar that erased itself goes)."""
     merged = []
     for o in outputs:
-        if o.output_type == "stream" and merged and merged[-1].output_type == "stream" \
-                and merged[-1].name == o.name:
+        if o.output_type == "stream" and merged and merged[-1].output_type == "stream" and merged[-1].name == o.name:
             merged[-1].text += o.text
         else:
             merged.append(o)
@@ -92,7 +92,7 @@ def _terminal_text(text: str) -> str:
     shown = []
     for line in re.findall(r"[^\n]*\n|[^\n]+$", text):
         end = "\n" if line.endswith("\n") else ""
-        body = line[:len(line) - len(end)]
+        body = line[: len(line) - len(end)]
         if "\r" in body:
             body = body.rstrip("\r").rsplit("\r", 1)[-1].rstrip()
             if not body:

@@ -9,6 +9,7 @@ that ties several parameters together, or a parameter to the data (a budget agai
 attacker pool), is ``check_params(values)`` in the study's module
 ``ipkit.studies.<study_id>``.
 """
+
 from __future__ import annotations
 
 import ast
@@ -76,24 +77,25 @@ def read_study(path: Path) -> StudyInfo:
         if "parameters" in cell.get("metadata", {}).get("tags", []):
             params = parse_params(src)
         for node in ast.parse(src).body:
-            if (isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)
-                    and node.targets[0].id == "PROFILES"):
+            if (
+                isinstance(node, ast.Assign)
+                and isinstance(node.targets[0], ast.Name)
+                and node.targets[0].id == "PROFILES"
+            ):
                 profiles = _literal(node.value)
     return StudyInfo(study_id, path, title, summary.split(". ")[0].rstrip("."), params, profiles)
 
 
 def studies() -> dict[str, StudyInfo]:
     """Every study notebook in :func:`notebooks_dir`, by id, in file order."""
-    return {info.id: info for info in
-            (read_study(p) for p in sorted(notebooks_dir().glob("[0-9][0-9]_*.ipynb")))}
+    return {info.id: info for info in (read_study(p) for p in sorted(notebooks_dir().glob("[0-9][0-9]_*.ipynb")))}
 
 
 def get_study(study_id: str) -> StudyInfo:
     """The study ``study_id``, or a :class:`ParamError` listing the known ones."""
     found = studies()
     if study_id not in found:
-        raise ParamError(f"unknown study '{study_id}': choose one of {', '.join(found)} "
-                         "(see `ipkit list`)")
+        raise ParamError(f"unknown study '{study_id}': choose one of {', '.join(found)} (see `ipkit list`)")
     return found[study_id]
 
 
@@ -130,8 +132,9 @@ def resolve(info: StudyInfo, profile: str, given: dict[str, Any]) -> dict[str, A
     if profile not in PROFILE_NAMES:
         raise ParamError(f"unknown profile '{profile}': choose one of {', '.join(PROFILE_NAMES)}")
     if profile != "default" and profile not in info.profiles:
-        raise ParamError(f"study '{info.id}' defines no '{profile}' profile: choose one of "
-                         f"default, {', '.join(info.profiles)}")
+        raise ParamError(
+            f"study '{info.id}' defines no '{profile}' profile: choose one of default, {', '.join(info.profiles)}"
+        )
     for name in given:
         if name not in info.params:
             raise ParamError(unknown_parameter(info, name))
@@ -162,8 +165,7 @@ def check_archs(values: dict[str, Any]) -> None:
             continue
         for arch in value if isinstance(value, list) else [value]:
             if arch in ARCHS and (why := fits(arch, values["dataset"])):
-                raise ParamError(f"parameter '{name}': {why}: choose another architecture "
-                                 f"(e.g. cnn) or dataset")
+                raise ParamError(f"parameter '{name}': {why}: choose another architecture (e.g. cnn) or dataset")
 
 
 def study_module(study_id: str) -> ModuleType | None:

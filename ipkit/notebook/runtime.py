@@ -5,6 +5,7 @@ holds the resolved parameters (:mod:`ipkit.notebook.registry`) and writes the ru
 figures, tables and results into its own folder, which :meth:`Run.record` publishes to
 ``figures/<study>/<profile>/`` as a whole (:func:`publish_folder`).
 """
+
 from __future__ import annotations
 
 import ast
@@ -118,9 +119,11 @@ class Run:
         """The dataset's owner / attacker / test splits (``data.split(p.dataset, seed)``),
         with a one-line summary of the run printed."""
         s = split(self.p.dataset, seed=seed)
-        print(f"{self.study}, profile {self.profile} on {self.device}: owner {len(s.owner)}, "
-              f"attacker pool {len(s.attacker)}, test {len(s.test)} images of "
-              f"{s.num_classes} classes ({s.name})")
+        print(
+            f"{self.study}, profile {self.profile} on {self.device}: owner {len(s.owner)}, "
+            f"attacker pool {len(s.attacker)}, test {len(s.test)} images of "
+            f"{s.num_classes} classes ({s.name})"
+        )
         return s
 
     def progress(self, iterable, **kwargs):
@@ -141,8 +144,7 @@ class Run:
             self.tables.append(name)
         return path
 
-    def record(self, metrics: dict[str, Any], claims: list,
-               hyperparameters: dict[str, Any] | None = None) -> Path:
+    def record(self, metrics: dict[str, Any], claims: list, hyperparameters: dict[str, Any] | None = None) -> Path:
         """Write results.json and results.md (parameters, the study's declared
         hyper-parameters and seed roles, metrics and claim rows) and timings.json /
         timings.md (seconds per kind of work so far); then publish the run's folder to
@@ -166,8 +168,11 @@ def injected_names(namespace: dict[str, Any]) -> list[str]:
             continue
         for node in ast.parse(source).body:
             if isinstance(node, ast.Assign):
-                names += [t.id for t in node.targets if isinstance(t, ast.Name)
-                          and not t.id.startswith("PAPERMILL_") and t.id not in names]
+                names += [
+                    t.id
+                    for t in node.targets
+                    if isinstance(t, ast.Name) and not t.id.startswith("PAPERMILL_") and t.id not in names
+                ]
     return names
 
 
@@ -186,13 +191,18 @@ def start(study_id: str, namespace: dict[str, Any], profiles: dict[str, dict] | 
     info = get_study(study_id)
     unknown = [n for n in injected_names(namespace) if n not in info.params]
     if unknown:
-        raise ParamError(f"unknown parameter {', '.join(map(repr, unknown))} given to study "
-                         f"'{info.id}': it declares {', '.join(info.params)}")
+        raise ParamError(
+            f"unknown parameter {', '.join(map(repr, unknown))} given to study "
+            f"'{info.id}': it declares {', '.join(info.params)}"
+        )
     if profiles is not None:
         info.profiles = profiles
     profile = os.environ.get("IPKIT_PROFILE") or namespace.get("profile", "default")
-    given = {n: namespace[n] for n, p in info.params.items()
-             if n != "profile" and n in namespace and namespace[n] != p.default}
+    given = {
+        n: namespace[n]
+        for n, p in info.params.items()
+        if n != "profile" and n in namespace and namespace[n] != p.default
+    }
     values = resolve(info, profile, given)
     namespace.update(values)
     theme()

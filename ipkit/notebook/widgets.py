@@ -13,6 +13,7 @@ the static fallback that a reader without a kernel sees (nbconvert, GitHub, an u
 notebook, :func:`ipkit.notebook.publish.strip`). Heavy work behind a control is cached by the caller
 (see :mod:`ipkit.methods.cache`).
 """
+
 from __future__ import annotations
 
 import base64
@@ -105,8 +106,9 @@ class Panel:
         except Exception as err:
             if raise_errors:
                 raise
-            self.out.outputs = ({"output_type": "stream", "name": "stderr",
-                                 "text": "".join(traceback.format_exception(err))},)
+            self.out.outputs = (
+                {"output_type": "stream", "name": "stderr", "text": "".join(traceback.format_exception(err))},
+            )
             return None
         finally:
             self.status.value = ""
@@ -114,9 +116,13 @@ class Panel:
         while len(self.drawn) > KEEP_DRAWN:
             self.drawn.pop(next(iter(self.drawn)))
         self.out.outputs = tuple(
-            {"output_type": "display_data", "metadata": {},
-             "data": {"image/png": base64.b64encode(png).decode("ascii"), "text/plain": "<figure>"}}
-            for png in pngs)
+            {
+                "output_type": "display_data",
+                "metadata": {},
+                "data": {"image/png": base64.b64encode(png).decode("ascii"), "text/plain": "<figure>"},
+            }
+            for png in pngs
+        )
         if self.png is None and pngs:
             self.png = pngs[0]
         return pngs[0] if pngs else None
@@ -124,8 +130,7 @@ class Panel:
     def bundle(self) -> dict[str, Any]:
         """The panel's display data: the widget view, the controls' values as text, and the
         first figure as PNG once drawn."""
-        data = {WIDGET_VIEW: self.view._repr_mimebundle_()[WIDGET_VIEW],
-                "text/plain": f"Explore: {self.describe()}"}
+        data = {WIDGET_VIEW: self.view._repr_mimebundle_()[WIDGET_VIEW], "text/plain": f"Explore: {self.describe()}"}
         if self.png is not None:
             data["image/png"] = base64.b64encode(self.png).decode("ascii")
         return data
@@ -196,13 +201,19 @@ def slider(value: float, lo: float, hi: float, step: float, description: str):
     import ipywidgets as w
 
     cls = w.IntSlider if all(isinstance(v, int) for v in (value, lo, hi, step)) else w.FloatSlider
-    return cls(value=value, min=lo, max=hi, step=step, description=description,
-               continuous_update=False, style={"description_width": "initial"})
+    return cls(
+        value=value,
+        min=lo,
+        max=hi,
+        step=step,
+        description=description,
+        continuous_update=False,
+        style={"description_width": "initial"},
+    )
 
 
 def dropdown(options: list, value: Any, description: str):
     """A dropdown of ``options`` starting at ``value``."""
     import ipywidgets as w
 
-    return w.Dropdown(options=options, value=value, description=description,
-                      style={"description_width": "initial"})
+    return w.Dropdown(options=options, value=value, description=description, style={"description_width": "initial"})

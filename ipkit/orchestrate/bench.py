@@ -8,6 +8,7 @@ wall-clock times with both final test accuracies. The plain loop is the textbook
 ``TensorDataset`` on the CPU, a shuffling ``DataLoader`` and a copy of each batch to the
 device.
 """
+
 from __future__ import annotations
 
 import copy
@@ -38,12 +39,12 @@ def _sync(device: torch.device) -> None:
 def plain_loop(model, x, y, epochs: int, batch_size: int, lr: float, device: torch.device) -> float:
     """Train with a CPU TensorDataset + DataLoader loop (shuffled with seed 0); return the
     seconds taken."""
-    loader = DataLoader(TensorDataset(x.cpu(), y.cpu()), batch_size=batch_size, shuffle=True,
-                        generator=torch.Generator().manual_seed(0))
+    loader = DataLoader(
+        TensorDataset(x.cpu(), y.cpu()), batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(0)
+    )
     model.to(device).train()
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=5e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * len(loader),
-                                                pct_start=0.25)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * len(loader), pct_start=0.25)
     _sync(device)
     start = time.perf_counter()
     with seeded(0, device):
@@ -60,8 +61,7 @@ def plain_loop(model, x, y, epochs: int, batch_size: int, lr: float, device: tor
     return time.perf_counter() - start
 
 
-def run(dataset: str = "mnist5k", arch: str = "cnn", epochs: int = 5, batch_size: int = 128,
-        lr: float = 0.05) -> dict:
+def run(dataset: str = "mnist5k", arch: str = "cnn", epochs: int = 5, batch_size: int = 128, lr: float = 0.05) -> dict:
     """Time both loops once and return seconds, accuracies and the speed ratio."""
     device = default_device()
     s = split(dataset, device=device)
@@ -75,16 +75,27 @@ def run(dataset: str = "mnist5k", arch: str = "cnn", epochs: int = 5, batch_size
     kit_s = time.perf_counter() - start
     return {
         "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
-        "threads": torch.get_num_threads(), "dataset": dataset, "arch": arch, "epochs": epochs,
-        "train_images": len(s.owner), "plain_s": round(plain_s, 2), "ipkit_s": round(kit_s, 2),
+        "threads": torch.get_num_threads(),
+        "dataset": dataset,
+        "arch": arch,
+        "epochs": epochs,
+        "train_images": len(s.owner),
+        "plain_s": round(plain_s, 2),
+        "ipkit_s": round(kit_s, 2),
         "speedup": round(plain_s / kit_s, 2),
         "plain_acc": round(evaluate(plain_model, s.test.x, s.test.y), 4),
         "ipkit_acc": round(evaluate(kit_model, s.test.x, s.test.y), 4),
     }
 
 
-def trainer_layouts(dataset: str = "mnist5k", arch: str = "cnn", epochs: int = 5,
-                    batch_size: int = 128, lr: float = 0.05, repeats: int = 3) -> dict:
+def trainer_layouts(
+    dataset: str = "mnist5k",
+    arch: str = "cnn",
+    epochs: int = 5,
+    batch_size: int = 128,
+    lr: float = 0.05,
+    repeats: int = 3,
+) -> dict:
     """Time the trainer as it was before issue 16 (the contiguous layout and float32 on the
     CPU, channels_last on CUDA, and deterministic mode's NaN-filling of every new tensor)
     against the trainer now (the layout :func:`ipkit.methods.train.best_memory_format` and the
@@ -101,41 +112,64 @@ def trainer_layouts(dataset: str = "mnist5k", arch: str = "cnn", epochs: int = 5
     chosen, chosen_dtype = best_memory_format(base, device), train_dtype(base, device)
     before = chosen if device.type == "cuda" else torch.contiguous_format
     before_dtype = chosen_dtype if device.type == "cuda" else torch.float32
-    trainers = {"before": dict(memory_format=before, precision=before_dtype, fill_uninitialized=True),
-                "chosen": dict(memory_format=chosen, precision=chosen_dtype, fill_uninitialized=False)}
+    trainers = {
+        "before": dict(memory_format=before, precision=before_dtype, fill_uninitialized=True),
+        "chosen": dict(memory_format=chosen, precision=chosen_dtype, fill_uninitialized=False),
+    }
     seconds: dict[str, list[float]] = {name: [] for name in trainers}
     acc: dict[str, float] = {}
     for name, options in trainers.items():
-        fit(copy.deepcopy(base), s.owner.x, s.owner.y, epochs=1, batch_size=batch_size, lr=lr,
-            desc=f"warm-up {name}", **options)
+        fit(
+            copy.deepcopy(base),
+            s.owner.x,
+            s.owner.y,
+            epochs=1,
+            batch_size=batch_size,
+            lr=lr,
+            desc=f"warm-up {name}",
+            **options,
+        )
     for _ in range(repeats):
         for name, options in trainers.items():
             model = copy.deepcopy(base)
             _sync(device)
             start = time.perf_counter()
-            fit(model, s.owner.x, s.owner.y, epochs=epochs, batch_size=batch_size, lr=lr,
-                desc=name, **options)
+            fit(model, s.owner.x, s.owner.y, epochs=epochs, batch_size=batch_size, lr=lr, desc=name, **options)
             _sync(device)
             seconds[name].append(round(time.perf_counter() - start, 2))
             acc[name] = round(evaluate(model, s.test.x, s.test.y), 4)
     ratios = [round(b / c, 2) for b, c in zip(seconds["before"], seconds["chosen"])]
     return {
         "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
-        "threads": torch.get_num_threads(), "dataset": dataset, "arch": arch, "epochs": epochs,
-        "train_images": len(s.owner), "repeats": repeats,
+        "threads": torch.get_num_threads(),
+        "dataset": dataset,
+        "arch": arch,
+        "epochs": epochs,
+        "train_images": len(s.owner),
+        "repeats": repeats,
         "before_layout": str(before).removeprefix("torch."),
         "chosen_layout": str(chosen).removeprefix("torch."),
         "before_precision": str(before_dtype).removeprefix("torch."),
         "chosen_precision": str(chosen_dtype).removeprefix("torch."),
-        "before_fills_uninitialized": True, "chosen_fills_uninitialized": False,
-        "before_s": seconds["before"], "chosen_s": seconds["chosen"],
-        "pair_ratios": ratios, "speedup": round(statistics.median(ratios), 2),
-        "before_acc": acc["before"], "chosen_acc": acc["chosen"],
+        "before_fills_uninitialized": True,
+        "chosen_fills_uninitialized": False,
+        "before_s": seconds["before"],
+        "chosen_s": seconds["chosen"],
+        "pair_ratios": ratios,
+        "speedup": round(statistics.median(ratios), 2),
+        "before_acc": acc["before"],
+        "chosen_acc": acc["chosen"],
     }
 
 
-def ensemble_speed(dataset: str = "mnist5k", arch: str = "mlp", members: int = 5, epochs: int = 5,
-                   batch_size: int = 128, lr: float = 0.05) -> dict:
+def ensemble_speed(
+    dataset: str = "mnist5k",
+    arch: str = "mlp",
+    members: int = 5,
+    epochs: int = 5,
+    batch_size: int = 128,
+    lr: float = 0.05,
+) -> dict:
     """Time a deep ensemble of ``members`` networks trained together (one vmapped model
     over stacked weights, :class:`ipkit.methods.uncertainty.StackedEnsemble`) against the same
     members trained one after another, after a short warm-up of both; return seconds
@@ -143,16 +177,39 @@ def ensemble_speed(dataset: str = "mnist5k", arch: str = "mlp", members: int = 5
     together is faster)."""
     device = default_device()
     s = split(dataset, device=device)
-    out: dict = {"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
-                 "threads": torch.get_num_threads(), "dataset": dataset, "arch": arch,
-                 "members": members, "epochs": epochs, "train_images": len(s.owner)}
+    out: dict = {
+        "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+        "threads": torch.get_num_threads(),
+        "dataset": dataset,
+        "arch": arch,
+        "members": members,
+        "epochs": epochs,
+        "train_images": len(s.owner),
+    }
     for together in (True, False):  # warm-up: first calls pay for one-off set-up
-        DeepEnsemble(arch, s.num_classes, s.in_shape, members=members, device=device,
-                     together=together, epochs=1, batch_size=batch_size,
-                     lr=lr).fit(s.owner.x[:2 * batch_size], s.owner.y[:2 * batch_size])
+        DeepEnsemble(
+            arch,
+            s.num_classes,
+            s.in_shape,
+            members=members,
+            device=device,
+            together=together,
+            epochs=1,
+            batch_size=batch_size,
+            lr=lr,
+        ).fit(s.owner.x[: 2 * batch_size], s.owner.y[: 2 * batch_size])
     for together in (True, False):
-        ens = DeepEnsemble(arch, s.num_classes, s.in_shape, members=members, device=device,
-                           together=together, epochs=epochs, batch_size=batch_size, lr=lr)
+        ens = DeepEnsemble(
+            arch,
+            s.num_classes,
+            s.in_shape,
+            members=members,
+            device=device,
+            together=together,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+        )
         _sync(device)
         wall, cpu = time.perf_counter(), time.process_time()
         ens.fit(s.owner.x, s.owner.y)
@@ -201,9 +258,17 @@ def redraw(study_ids: list[str], profile: str = "smoke", repeats: int = 3) -> li
             rows.append({"study": sid, "profile": profile, "error": outcome.error or "no redraw timed"})
             continue
         kept = timed["kept"]
-        rows.append({"study": sid, "profile": profile, "median_s": round(statistics.median(kept), 3),
-                     "max_s": round(max(kept), 3), "repeats": repeats,
-                     "recomputed_s": round(timed["recomputed"], 3), "within_goal": max(kept) <= REDRAW_GOAL_S})
+        rows.append(
+            {
+                "study": sid,
+                "profile": profile,
+                "median_s": round(statistics.median(kept), 3),
+                "max_s": round(max(kept), 3),
+                "repeats": repeats,
+                "recomputed_s": round(timed["recomputed"], 3),
+                "within_goal": max(kept) <= REDRAW_GOAL_S,
+            }
+        )
     return rows
 
 

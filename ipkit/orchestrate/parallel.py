@@ -7,6 +7,7 @@ cluster comes home through Ray; :func:`run_jobs` publishes each to the job's own
 it finishes. A failing run is reported with its study, setting and failing cell while the
 others go on. Ray (the optional extra ``ipkit[ray]``) is imported only when runs go to it.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -34,10 +35,25 @@ from ..notebook.publish import publish as publish_notebook
 from ..notebook.runtime import publish_folder
 
 THREAD_VARIABLES = ("IPKIT_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
-NETWORK_FILESYSTEMS = {"nfs", "nfs4", "cifs", "smb3", "smbfs", "lustre", "gpfs", "beegfs", "ceph",
-                       "glusterfs", "fuse.sshfs", "fuse.s3fs", "fuse.gcsfuse", "fuse.juicefs"}
-RAY_MISSING = ("running several notebooks at once needs Ray: pip install 'ipkit[ray]' "
-               "(make setup installs it), or use --jobs 1")
+NETWORK_FILESYSTEMS = {
+    "nfs",
+    "nfs4",
+    "cifs",
+    "smb3",
+    "smbfs",
+    "lustre",
+    "gpfs",
+    "beegfs",
+    "ceph",
+    "glusterfs",
+    "fuse.sshfs",
+    "fuse.s3fs",
+    "fuse.gcsfuse",
+    "fuse.juicefs",
+}
+RAY_MISSING = (
+    "running several notebooks at once needs Ray: pip install 'ipkit[ray]' (make setup installs it), or use --jobs 1"
+)
 
 
 class RayError(RuntimeError):
@@ -118,8 +134,12 @@ def execute(job: Job, threads: int | None = None, env: dict[str, str] | None = N
 
     started = time.time()
     with scratch("run") as tmp:
-        env = {**(env or {}), "IPKIT_PROFILE": job.profile, "IPKIT_FIGURES": str(Path(tmp) / "figures"),
-               "IPKIT_PROGRESS": "text"}
+        env = {
+            **(env or {}),
+            "IPKIT_PROFILE": job.profile,
+            "IPKIT_FIGURES": str(Path(tmp) / "figures"),
+            "IPKIT_PROGRESS": "text",
+        }
         if threads is not None:
             env.update({name: str(threads) for name in THREAD_VARIABLES})
         executed = Path(tmp) / job.executed.name
@@ -129,10 +149,15 @@ def execute(job: Job, threads: int | None = None, env: dict[str, str] | None = N
         error = ""
         with _environ(env):
             try:
-                pm.execute_notebook(str(job.notebook), str(executed),
-                                    parameters={**job.params, "profile": job.profile},
-                                    kernel_name="python3", cwd=str(job.notebook.parent),
-                                    progress_bar=False, kernel_manager_class=kernel_manager_in(Path(tmp)))
+                pm.execute_notebook(
+                    str(job.notebook),
+                    str(executed),
+                    parameters={**job.params, "profile": job.profile},
+                    kernel_name="python3",
+                    cwd=str(job.notebook.parent),
+                    progress_bar=False,
+                    kernel_manager_class=kernel_manager_in(Path(tmp)),
+                )
             except pm.PapermillExecutionError as err:
                 error = f"cell {err.cell_index}: {err.ename}: {err.evalue}"
             except Exception as err:  # a dead kernel, a missing notebook: report, don't stop the others
@@ -140,9 +165,15 @@ def execute(job: Job, threads: int | None = None, env: dict[str, str] | None = N
         if not error and out.exists() and executed.exists():
             timings.add_sections(out, job.study, job.profile, executed, since=started)
             publish_notebook(executed, out / job.notebook.name)
-        files = {} if error or not out.exists() else \
-            {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*"))
-             if p.is_file() and p.relative_to(out).parts[0] != SWEEPS}
+        files = (
+            {}
+            if error or not out.exists()
+            else {
+                p.relative_to(out).as_posix(): p.read_bytes()
+                for p in sorted(out.rglob("*"))
+                if p.is_file() and p.relative_to(out).parts[0] != SWEEPS
+            }
+        )
         notebook = executed.read_bytes() if executed.exists() else b""
     return Outcome(job, error, round(time.time() - started, 1), files, notebook)
 
@@ -228,8 +259,10 @@ def cache_warning(address: str | None) -> str | None:
     kind = filesystem_type(cache_dir())
     if not is_remote(address) or kind is None or kind in NETWORK_FILESYSTEMS:
         return None
-    return (f"ipkit: warning: the Ray cluster {address} is remote but IPKIT_CACHE ({cache_dir()}) "
-            f"is on a local {kind} disk: set IPKIT_CACHE to a folder every node shares")
+    return (
+        f"ipkit: warning: the Ray cluster {address} is remote but IPKIT_CACHE ({cache_dir()}) "
+        f"is on a local {kind} disk: set IPKIT_CACHE to a folder every node shares"
+    )
 
 
 def _import_ray():
@@ -251,9 +284,15 @@ def check_ray(jobs: int, address: str | None) -> None:
         _import_ray()
 
 
-def run_jobs(jobs: list[Job], *, at_once: int = 1, cpus_per_run: float | None = None,
-             gpus_per_run: float | None = None, address: str | None = None,
-             threads: int | None = None) -> list[Outcome]:
+def run_jobs(
+    jobs: list[Job],
+    *,
+    at_once: int = 1,
+    cpus_per_run: float | None = None,
+    gpus_per_run: float | None = None,
+    address: str | None = None,
+    threads: int | None = None,
+) -> list[Outcome]:
     """Run every job and publish each as it finishes; return the outcomes in job order.
 
     With ``at_once == 1`` and no cluster address the runs go one after another in this
@@ -296,8 +335,7 @@ def _run_on_ray(jobs, at_once, cpus_per_run, gpus_per_run, address, bar, threads
             ray.init(log_to_driver=False, logging_level="ERROR", **options)
         except Exception as err:  # Ray's own start-up errors have no common type
             where = f"join the Ray cluster at {address}" if address else "start a local Ray"
-            raise RayError(f"could not {where} ({str(err).splitlines()[0]}): try again, "
-                           "or use --jobs 1") from None
+            raise RayError(f"could not {where} ({str(err).splitlines()[0]}): try again, or use --jobs 1") from None
     try:
         warning = cache_warning(address)
         if warning:
@@ -306,9 +344,11 @@ def _run_on_ray(jobs, at_once, cpus_per_run, gpus_per_run, address, bar, threads
         cpus = cpus_per_run or max(1, int(resources.get("CPU", 1) // at_once))
         gpus = (1 if resources.get("GPU", 0) else 0) if gpus_per_run is None else gpus_per_run
         if cpus > resources.get("CPU", 0) or gpus > resources.get("GPU", 0):
-            raise ParamError(f"a run needs {cpus} CPUs and {gpus} GPUs but the Ray cluster has "
-                             f"{resources.get('CPU', 0):g} and {resources.get('GPU', 0):g}: "
-                             "lower --cpus-per-run / --gpus-per-run")
+            raise ParamError(
+                f"a run needs {cpus} CPUs and {gpus} GPUs but the Ray cluster has "
+                f"{resources.get('CPU', 0):g} and {resources.get('GPU', 0):g}: "
+                "lower --cpus-per-run / --gpus-per-run"
+            )
         task = ray.remote(execute).options(num_cpus=cpus, num_gpus=gpus, max_retries=0)
         threads = threads or max(1, int(cpus))
         env = {k: v for k, v in os.environ.items() if k.startswith("IPKIT_")}
@@ -330,8 +370,7 @@ def _run_on_ray(jobs, at_once, cpus_per_run, gpus_per_run, address, bar, threads
         except KeyboardInterrupt:
             for ref in pending:
                 ray.cancel(ref, force=True)
-            bar.write(f"ipkit: interrupted: cancelled {len(pending) + len(queue)} runs not yet done",
-                      file=sys.stderr)
+            bar.write(f"ipkit: interrupted: cancelled {len(pending) + len(queue)} runs not yet done", file=sys.stderr)
             raise
         return [results[i] for i in range(len(jobs))]
     finally:

@@ -6,6 +6,7 @@ setting runs into ``figures/<study>/<profile>/sweeps/<sweep-id>/<setting>/``; th
 beside them gives, for each claim and setting, the deciding quantity with its interval and
 the verdict, read from the settings' ``results.json``.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -70,8 +71,7 @@ def settings(grid: dict[str, list[Any]], fixed: dict[str, Any] | None = None) ->
     out = []
     for combo in itertools.product(*grid.values()):
         values = dict(zip(grid, combo))
-        out.append(Setting("__".join(f"{k}={_text(v)}" for k, v in values.items()), values,
-                           dict(fixed or {})))
+        out.append(Setting("__".join(f"{k}={_text(v)}" for k, v in values.items()), values, dict(fixed or {})))
     names = [s.name for s in out]
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
@@ -118,15 +118,20 @@ def claim_row(claim: dict) -> dict[str, Any]:
     (rows without ``verdict`` or ``ci`` fall back to ``holds`` and no interval)."""
     ci = claim.get("ci") or [math.nan, math.nan]
     threshold = claim.get("threshold")
-    return {"claim": claim["id"],
-            "verdict": verdict(claim),
-            "value": deciding_value(claim), "ci_lo": ci[0], "ci_hi": ci[1],
-            "threshold": math.nan if threshold is None else threshold,
-            "measured": claim.get("measured", "")}
+    return {
+        "claim": claim["id"],
+        "verdict": verdict(claim),
+        "value": deciding_value(claim),
+        "ci_lo": ci[0],
+        "ci_hi": ci[1],
+        "threshold": math.nan if threshold is None else threshold,
+        "measured": claim.get("measured", ""),
+    }
 
 
-def summary(grid: list[Setting], folders: dict[str, Path], errors: dict[str, str],
-            defaults: dict[str, Any] | None = None):
+def summary(
+    grid: list[Setting], folders: dict[str, Path], errors: dict[str, str], defaults: dict[str, Any] | None = None
+):
     """One row per setting and claim (a failed setting: one row saying how it failed);
     with the profile's ``defaults``, column ``default`` marks the setting whose swept values
     are all the profile's own (the point that should reproduce the committed run)."""
@@ -139,8 +144,9 @@ def summary(grid: list[Setting], folders: dict[str, Path], errors: dict[str, str
             base["default"] = all(k in defaults and _text(defaults[k]) == _text(v) for k, v in s.values.items())
         path = folders[s.name] / "results.json"
         if s.name in errors or not path.exists():
-            rows.append({**base, "claim": "", "verdict": "run failed",
-                         "measured": errors.get(s.name, "no results.json")})
+            rows.append(
+                {**base, "claim": "", "verdict": "run failed", "measured": errors.get(s.name, "no results.json")}
+            )
             continue
         rows += [{**base, **claim_row(c)} for c in json.loads(path.read_text())["claims"]]
     return pd.DataFrame(rows)
@@ -149,22 +155,25 @@ def summary(grid: list[Setting], folders: dict[str, Path], errors: dict[str, str
 # Reruns of a committed profile (``ipkit verify``: a sweep over seed sets), checked before
 # the run machinery loads.
 
+
 def committed_results(info: StudyInfo, profile: str) -> Path:
     """The committed results.json of ``info`` in ``profile``, or a ParamError naming the fix."""
     path = figures_dir() / info.id / profile / "results.json"
     if not path.is_file():
-        raise ParamError(f"no committed results for {info.id} (profile {profile}) at {path}: "
-                         f"run `ipkit run {info.id} --profile {profile}` first")
+        raise ParamError(
+            f"no committed results for {info.id} (profile {profile}) at {path}: "
+            f"run `ipkit run {info.id} --profile {profile}` first"
+        )
     try:
         json.loads(path.read_text())
     except (OSError, ValueError) as err:
-        raise ParamError(f"committed results {path} are unreadable ({err}): rerun "
-                         f"`ipkit run {info.id} --profile {profile}`") from None
+        raise ParamError(
+            f"committed results {path} are unreadable ({err}): rerun `ipkit run {info.id} --profile {profile}`"
+        ) from None
     return path
 
 
-def rerun_params(committed: dict, info: StudyInfo, seeds: list[int],
-                 given: dict[str, Any]) -> dict[str, Any]:
+def rerun_params(committed: dict, info: StudyInfo, seeds: list[int], given: dict[str, Any]) -> dict[str, Any]:
     """The committed run's parameters (those the notebook declares), with ``seeds`` and
     ``given`` replacing theirs."""
     params = {k: v for k, v in committed["params"].items() if k in info.params and k != "profile"}

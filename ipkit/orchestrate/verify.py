@@ -8,6 +8,7 @@ hold``; a move to or from ``inconclusive`` is reported as a change but is not a 
 ``ipkit verify --record`` the comparison is stored under ``stability`` in the committed
 ``results.json`` (:func:`ipkit.evidence.stability.record`).
 """
+
 from __future__ import annotations
 
 import json
@@ -24,17 +25,27 @@ from .sweep import committed_results, rerun_params, verdict
 def compare(committed: dict, rerun: dict) -> list[Comparison]:
     """Claim-by-claim comparison of two results.json documents (claims present in both)."""
     new = {c["id"]: c for c in rerun["claims"]}
-    return [Comparison(c["id"], verdict(c), list(c.get("ci") or []), verdict(new[c["id"]]),
-                       list(new[c["id"]].get("ci") or []))
-            for c in committed["claims"] if c["id"] in new]
+    return [
+        Comparison(
+            c["id"], verdict(c), list(c.get("ci") or []), verdict(new[c["id"]]), list(new[c["id"]].get("ci") or [])
+        )
+        for c in committed["claims"]
+        if c["id"] in new
+    ]
 
 
 def _name(seeds: list[int]) -> str:
     return "-".join(map(str, seeds))
 
 
-def verify(info: StudyInfo, profile: str, sets: list[list[int]], given: dict[str, Any],
-           keep: Path | None = None, **dispatch: Any) -> tuple[Path, list[tuple[list[int], list[Comparison]]]]:
+def verify(
+    info: StudyInfo,
+    profile: str,
+    sets: list[list[int]],
+    given: dict[str, Any],
+    keep: Path | None = None,
+    **dispatch: Any,
+) -> tuple[Path, list[tuple[list[int], list[Comparison]]]]:
     """Rerun ``info`` once per seed set, a sweep over seed sets (:func:`ipkit.orchestrate.parallel.run_jobs`,
     with ``dispatch`` its options: ``at_once``, ``cpus_per_run``, ...), each into a temporary
     folder (or under ``keep``), and compare every rerun with the committed results. Raises
@@ -43,13 +54,20 @@ def verify(info: StudyInfo, profile: str, sets: list[list[int]], given: dict[str
     committed = json.loads(path.read_text())
     with scratch("verify", info.id) as tmp:
         root = keep if keep is not None else Path(tmp)
-        jobs = [Job(info.id, profile, rerun_params(committed, info, seeds, given), info.path,
-                    root / _name(seeds) / info.id / profile,
-                    root / f"{info.path.stem}-verify-{_name(seeds)}.ipynb", f"seeds={_name(seeds)}")
-                for seeds in sets]
+        jobs = [
+            Job(
+                info.id,
+                profile,
+                rerun_params(committed, info, seeds, given),
+                info.path,
+                root / _name(seeds) / info.id / profile,
+                root / f"{info.path.stem}-verify-{_name(seeds)}.ipynb",
+                f"seeds={_name(seeds)}",
+            )
+            for seeds in sets
+        ]
         outcomes = run_jobs(jobs, **dispatch)
     failed = [f"{o.job.label} failed in {o.error}" for o in outcomes if not o.ok]
     if failed:
         raise RuntimeError("; ".join(failed))
-    return path, [(seeds, compare(committed, json.loads(o.files["results.json"])))
-                  for seeds, o in zip(sets, outcomes)]
+    return path, [(seeds, compare(committed, json.loads(o.files["results.json"]))) for seeds, o in zip(sets, outcomes)]

@@ -12,6 +12,7 @@ notebook's Explore panel, which the course apps show too). Its
 docstring opens with the paper and its link. The method modules it calls (``watermark``,
 ``steal``, ``similarity``, ...) stay paper-agnostic.
 """
+
 from __future__ import annotations
 
 from dataclasses import fields
@@ -29,5 +30,9 @@ class Params:
     def from_params(cls: type[C], p: Any) -> C:
         """Build from a run's parameters: ``run.p``, or a dict of the resolved values."""
         values = p if isinstance(p, dict) else vars(p)
-        return cls(**{f.name: tuple(values[f.name]) if str(f.type).startswith("tuple")
-                      else values[f.name] for f in fields(cls)})  # type: ignore[arg-type]
+        return cls(
+            **{
+                f.name: tuple(values[f.name]) if str(f.type).startswith("tuple") else values[f.name]
+                for f in fields(cls)
+            }
+        )  # type: ignore[arg-type]

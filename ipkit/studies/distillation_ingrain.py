@@ -24,12 +24,14 @@ scored on it) so that :func:`claims` can give each claim a bootstrap interval wh
 unit is the seed (one training of every model); the per-seed tables the figures draw are
 reduced from them (:func:`per_seed`, :func:`lambda_per_seed`).
 """
+
 from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -40,7 +42,8 @@ from ..core.seeds import seed_for
 from ..core.stats import mean_difference
 from ..evidence import results
 from ..evidence.sensitivity import Sweep
-from ..methods import cache, data, models, recipes, transforms, watermark as wmk
+from ..methods import cache, data, models, recipes, transforms
+from ..methods import watermark as wmk
 from ..methods.data import Splits
 from ..methods.ingrain import ingrain_model
 from ..methods.train import Progress, evaluate, fit, kd_loss, model_device, no_progress, predict
@@ -56,13 +59,13 @@ PAPER = "Yang, Dang & Chang 2019, abstract"
 class Hidden:
     """The study's constants that are not notebook parameters (written to results.json)."""
 
-    source_class: int = 0      # the content and noise schemes stamp owner images of this class ...
-    target_class: int = 1      # ... and relabel them (unrelated carriers get this label too)
-    noise_std: float = 0.5     # std of the noise scheme's fixed Gaussian noise
+    source_class: int = 0  # the content and noise schemes stamp owner images of this class ...
+    target_class: int = 1  # ... and relabel them (unrelated carriers get this label too)
+    noise_std: float = 0.5  # std of the noise scheme's fixed Gaussian noise
     carriers_per_batch: int = 16  # carriers mixed into every training batch (baselines and ingrain)
-    floor_models: int = 3      # never-watermarked models a carrier set's floor is measured on
+    floor_models: int = 3  # never-watermarked models a carrier set's floor is measured on
     attack_holdout: float = 0.2  # share of the attacker's pool held out to stop the attack (early stopping)
-    min_delta: float = 1e-4    # a held-out distillation loss lower by less than this is no improvement
+    min_delta: float = 1e-4  # a held-out distillation loss lower by less than this is no improvement
 
 
 HIDDEN = Hidden()
@@ -125,10 +128,13 @@ def hyperparameters(s: Splits, cfg: Config) -> dict[str, Any]:
 #: robustness table, read by D4 only, to one pruning ratio and one bit-width).
 _SWEEP_CUTS = {"temperatures": [4.0], "prune_ratios": [0.5], "quant_bits": [8]}
 SENSITIVITY = (
-    Sweep(("D1",), {"distill_epochs": [16, 32]}, "most epochs of the early-stopped distillation attack",
-          _SWEEP_CUTS),
-    Sweep(("D2", "D3"), {"ingrainer_ordinary": [500, 2000], "ingrain_lambda": [0.25, 1.0, 4.0]},
-          "ordinary owner images the ingrainer learns x ingrain weight lambda", _SWEEP_CUTS),
+    Sweep(("D1",), {"distill_epochs": [16, 32]}, "most epochs of the early-stopped distillation attack", _SWEEP_CUTS),
+    Sweep(
+        ("D2", "D3"),
+        {"ingrainer_ordinary": [500, 2000], "ingrain_lambda": [0.25, 1.0, 4.0]},
+        "ordinary owner images the ingrainer learns x ingrain weight lambda",
+        _SWEEP_CUTS,
+    ),
 )
 
 #: Forking paths (issue 24): the defaults chosen after a trial run on seed 0, each with the
@@ -136,13 +142,18 @@ SENSITIVITY = (
 #: compared content, noise and unrelated carriers for the ingrainer, lambda 1, 4 and 16,
 #: temperature 4 and 10, and cnn against mlp models (mlp students were unstable).
 ALTERNATIVES = (
-    Sweep(("D2", "D3", "D4", "D5"), {"ingrain_scheme": ["content", "noise", "unrelated"]},
-          "ingrain carriers, chosen after a trial on seed 0"),
-    Sweep(("D2", "D3", "D5"), {"ingrain_lambda": [1.0, 4.0, 16.0]},
-          "ingrain weight, chosen after a trial on seed 0"),
+    Sweep(
+        ("D2", "D3", "D4", "D5"),
+        {"ingrain_scheme": ["content", "noise", "unrelated"]},
+        "ingrain carriers, chosen after a trial on seed 0",
+    ),
+    Sweep(("D2", "D3", "D5"), {"ingrain_lambda": [1.0, 4.0, 16.0]}, "ingrain weight, chosen after a trial on seed 0"),
     Sweep(("D2",), {"ingrain_temperature": [4.0, 10.0]}, "ingrain temperature, chosen after a trial on seed 0"),
-    Sweep(("D1", "D2", "D3", "D4", "D5"), {"arch": ["cnn", "mlp"]},
-          "owner architecture, chosen after a trial on seed 0 (student cnn; mlp students were unstable)"),
+    Sweep(
+        ("D1", "D2", "D3", "D4", "D5"),
+        {"arch": ["cnn", "mlp"]},
+        "owner architecture, chosen after a trial on seed 0 (student cnn; mlp students were unstable)",
+    ),
 )
 
 
@@ -156,16 +167,22 @@ def check_params(values: dict) -> None:
     arch, student = values["arch"], values["student_arch"]
     sizes = {a: models.count_parameters(models.build(a, s.num_classes, s.in_shape)) for a in (arch, student)}
     if sizes[student] > sizes[arch]:
-        raise ParamError(f"student_arch '{student}' ({sizes[student]:,} weights) is larger than arch "
-                         f"'{arch}' ({sizes[arch]:,}): the attack uses the same or a smaller student")
+        raise ParamError(
+            f"student_arch '{student}' ({sizes[student]:,} weights) is larger than arch "
+            f"'{arch}' ({sizes[arch]:,}): the attack uses the same or a smaller student"
+        )
     available = int((s.owner.y == HIDDEN.source_class).sum())
     stamped = {"content", "noise"} & {*values["schemes"], values["ingrain_scheme"]}
     if values["wm_count"] > available and stamped:
-        raise ParamError(f"wm_count={values['wm_count']} exceeds the {available} owner images of class "
-                         f"{HIDDEN.source_class} that the content and noise schemes stamp: lower wm_count")
+        raise ParamError(
+            f"wm_count={values['wm_count']} exceeds the {available} owner images of class "
+            f"{HIDDEN.source_class} that the content and noise schemes stamp: lower wm_count"
+        )
     if values["ingrainer_ordinary"] > len(s.owner):
-        raise ParamError(f"ingrainer_ordinary={values['ingrainer_ordinary']} exceeds the owner's "
-                         f"{len(s.owner)} images: lower ingrainer_ordinary")
+        raise ParamError(
+            f"ingrainer_ordinary={values['ingrainer_ordinary']} exceeds the owner's "
+            f"{len(s.owner)} images: lower ingrainer_ordinary"
+        )
 
 
 def carriers(s: Splits, scheme: str, count: int, seed: int = 0, labels: str = "spread") -> WatermarkSet:
@@ -179,8 +196,16 @@ def carriers(s: Splits, scheme: str, count: int, seed: int = 0, labels: str = "s
     study brief prefers spread labels). ``"single"`` keeps Zhang et al.'s one label."""
     if labels not in ("single", "spread"):
         raise ValueError(f"carrier_labels must be single or spread, got {labels!r}")
-    wm = wmk.scheme_set(scheme, count, (s.owner.x, s.owner.y), s.num_classes, seed=seed,
-                        source=HIDDEN.source_class, target=HIDDEN.target_class, noise_std=HIDDEN.noise_std)
+    wm = wmk.scheme_set(
+        scheme,
+        count,
+        (s.owner.x, s.owner.y),
+        s.num_classes,
+        seed=seed,
+        source=HIDDEN.source_class,
+        target=HIDDEN.target_class,
+        noise_std=HIDDEN.noise_std,
+    )
     if scheme == "unrelated" and labels == "spread":
         g = torch.Generator().manual_seed(seed_for("carriers", seed))
         spread = (torch.arange(count) % s.num_classes)[torch.randperm(count, generator=g)]
@@ -192,9 +217,18 @@ class _Converged(Exception):
     """Raised from an epoch callback to end an early-stopped training."""
 
 
-def distill_early_stopped(teacher: nn.Module, x: Tensor, x_held: Tensor, student: nn.Module, *,
-                          temperature: float, epochs: int, patience: int, seed: int = 0,
-                          **fit_kwargs: Any) -> tuple[int, int]:
+def distill_early_stopped(
+    teacher: nn.Module,
+    x: Tensor,
+    x_held: Tensor,
+    student: nn.Module,
+    *,
+    temperature: float,
+    epochs: int,
+    patience: int,
+    seed: int = 0,
+    **fit_kwargs: Any,
+) -> tuple[int, int]:
     """Yang et al.'s distillation attack trained to convergence: ``student`` learns the
     ``teacher``'s soft labels at ``temperature`` on ``x`` (Hinton's loss, :func:`ipkit.methods.train.kd_loss`)
     for at most ``epochs`` epochs; after each epoch the same loss is measured on the
@@ -220,8 +254,7 @@ def distill_early_stopped(teacher: nn.Module, x: Tensor, x_held: Tensor, student
         return kd_loss(model(xb), yb, temperature)
 
     try:
-        fit(student, x, targets, loss=loss, epochs=epochs, seed=seed, on_epoch=on_epoch, desc="distill",
-            **fit_kwargs)
+        fit(student, x, targets, loss=loss, epochs=epochs, seed=seed, on_epoch=on_epoch, desc="distill", **fit_kwargs)
     except _Converged:
         pass
     student.load_state_dict(best["state"])
@@ -236,26 +269,38 @@ def attacker_parts(s: Splits) -> tuple[Tensor, Tensor]:
     return s.attacker.x[:-n_held], s.attacker.x[-n_held:]
 
 
-def distilled(teacher: nn.Module, s: Splits, student_arch: str, *, temperature: float, epochs: int,
-              patience: int, seed: int = 0) -> nn.Module:
+def distilled(
+    teacher: nn.Module, s: Splits, student_arch: str, *, temperature: float, epochs: int, patience: int, seed: int = 0
+) -> nn.Module:
     """The cached result of :func:`distill_early_stopped`: a fresh ``student_arch`` distilled
     from ``teacher`` (a cached model) on the attacker's pool (:func:`attacker_parts`), at
     most ``epochs`` epochs, stopped after ``patience`` epochs without improvement on the
     held-out part. ``ipkit_meta`` records ``best_epoch`` and ``epochs_run``."""
     settings = recipes.train_settings(s, epochs)
     settings.pop("epochs")
-    params = dict(teacher=teacher.ipkit_key, split=s.fingerprint, arch=student_arch,
-                  temperature=temperature, epochs=epochs, patience=patience, seed=seed, fit=settings,
-                  holdout=HIDDEN.attack_holdout, min_delta=HIDDEN.min_delta)
+    params = dict(
+        teacher=teacher.ipkit_key,
+        split=s.fingerprint,
+        arch=student_arch,
+        temperature=temperature,
+        epochs=epochs,
+        patience=patience,
+        seed=seed,
+        fit=settings,
+        holdout=HIDDEN.attack_holdout,
+        min_delta=HIDDEN.min_delta,
+    )
 
     def train(model: nn.Module) -> dict:
         x, x_held = attacker_parts(s)
-        best, ran = distill_early_stopped(teacher, x, x_held, model, temperature=temperature, epochs=epochs,
-                                          patience=patience, seed=seed, **settings)
+        best, ran = distill_early_stopped(
+            teacher, x, x_held, model, temperature=temperature, epochs=epochs, patience=patience, seed=seed, **settings
+        )
         return {"test_acc": evaluate(model, s.test.x, s.test.y), "best_epoch": best, "epochs_run": ran}
 
-    return cache.cached_model("distilled", params,
-                              lambda: recipes.fresh_model(s, student_arch, seed_for("student", seed)), train)
+    return cache.cached_model(
+        "distilled", params, lambda: recipes.fresh_model(s, student_arch, seed_for("student", seed)), train
+    )
 
 
 def correct(model: nn.Module, s: Splits) -> np.ndarray:
@@ -283,31 +328,47 @@ class Setup:
         c = self.cfg
         if scheme == "ingrain":
             wm = carriers(self.s, c.ingrain_scheme, c.wm_count, seed, c.carrier_labels)
-            model = ingrain_model(self.s, c.arch, wm, lam=c.ingrain_lambda if lam is None else lam,
-                                  temperature=c.ingrain_temperature, epochs=c.epochs,
-                                  ordinary=c.ingrainer_ordinary, per_batch=HIDDEN.carriers_per_batch, seed=seed)
+            model = ingrain_model(
+                self.s,
+                c.arch,
+                wm,
+                lam=c.ingrain_lambda if lam is None else lam,
+                temperature=c.ingrain_temperature,
+                epochs=c.epochs,
+                ordinary=c.ingrainer_ordinary,
+                per_batch=HIDDEN.carriers_per_batch,
+                seed=seed,
+            )
             return model, wm
         wm = carriers(self.s, scheme, c.wm_count, seed, c.carrier_labels)
-        return recipes.owner_model(self.s, c.arch, epochs=c.epochs, seed=seed, wm=wm,
-                                   wm_per_batch=HIDDEN.carriers_per_batch), wm
+        return recipes.owner_model(
+            self.s, c.arch, epochs=c.epochs, seed=seed, wm=wm, wm_per_batch=HIDDEN.carriers_per_batch
+        ), wm
 
     def student(self, teacher: nn.Module, seed: int, temperature: float | None = None) -> nn.Module:
         """``teacher`` distilled into a fresh ``student_arch`` (at ``distill_temperature``)."""
         c = self.cfg
-        return distilled(teacher, self.s, c.student_arch, temperature=c.distill_temperature
-                         if temperature is None else temperature, epochs=c.distill_epochs,
-                         patience=c.distill_patience, seed=seed)
+        return distilled(
+            teacher,
+            self.s,
+            c.student_arch,
+            temperature=c.distill_temperature if temperature is None else temperature,
+            epochs=c.distill_epochs,
+            patience=c.distill_patience,
+            seed=seed,
+        )
 
     def independents(self) -> list[nn.Module]:
         """The never-watermarked models (trained on the attacker pool's true labels) that a
         carrier set's floor is measured on: of the student's architecture, since the floor is
         what a student that never learned the watermark scores."""
-        return [recipes.independent_model(self.s, self.cfg.student_arch, epochs=self.cfg.epochs, seed=i)
-                for i in range(HIDDEN.floor_models)]
+        return [
+            recipes.independent_model(self.s, self.cfg.student_arch, epochs=self.cfg.epochs, seed=i)
+            for i in range(HIDDEN.floor_models)
+        ]
 
 
-def schemes_table(st: Setup,
-                  progress: Progress = no_progress) -> tuple[pd.DataFrame, pd.DataFrame]:
+def schemes_table(st: Setup, progress: Progress = no_progress) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Figure 1's data, per unit: every baseline, ``ingrain`` and ``none`` (a plain model)
     distilled into a student, per seed.
 
@@ -323,15 +384,32 @@ def schemes_table(st: Setup,
         models_ = {"none": (plain, None)} | {k: st.watermarked(k, seed) for k in [*st.cfg.schemes, "ingrain"]}
         for scheme, (teacher, wm) in models_.items():
             student = st.student(teacher, seed)
-            acc_rows.append(pd.DataFrame({"seed": seed, "scheme": scheme, "example": np.arange(len(st.s.test)),
-                                          "teacher": correct(teacher, st.s), "student": correct(student, st.s),
-                                          "attack_epochs": student.ipkit_meta.get("best_epoch", np.nan),
-                                          "epochs_run": student.ipkit_meta.get("epochs_run", np.nan)}))
+            acc_rows.append(
+                pd.DataFrame(
+                    {
+                        "seed": seed,
+                        "scheme": scheme,
+                        "example": np.arange(len(st.s.test)),
+                        "teacher": correct(teacher, st.s),
+                        "student": correct(student, st.s),
+                        "attack_epochs": student.ipkit_meta.get("best_epoch", np.nan),
+                        "epochs_run": student.ipkit_meta.get("epochs_run", np.nan),
+                    }
+                )
+            )
             if wm is not None:
-                wm_rows.append(pd.DataFrame({"seed": seed, "scheme": scheme, "carrier": np.arange(len(wm)),
-                                             "before": wmk.hits(teacher, wm).numpy().astype(int),
-                                             "after": wmk.hits(student, wm).numpy().astype(int),
-                                             "floor": carrier_floor(indep, wm)}))
+                wm_rows.append(
+                    pd.DataFrame(
+                        {
+                            "seed": seed,
+                            "scheme": scheme,
+                            "carrier": np.arange(len(wm)),
+                            "before": wmk.hits(teacher, wm).numpy().astype(int),
+                            "after": wmk.hits(student, wm).numpy().astype(int),
+                            "floor": carrier_floor(indep, wm),
+                        }
+                    )
+                )
     return pd.concat(wm_rows, ignore_index=True), pd.concat(acc_rows, ignore_index=True)
 
 
@@ -340,10 +418,16 @@ def per_seed(wm: pd.DataFrame, acc: pd.DataFrame) -> pd.DataFrame:
     held-out epoch and epochs trained, when recorded), watermark accuracy before and after
     distillation, and the floor (NaN for the plain model), from :func:`schemes_table`."""
     cols = ["teacher", "student"] + [c for c in ("attack_epochs", "epochs_run") if c in acc.columns]
-    accs = (acc.groupby(["seed", "scheme"], sort=False)[cols].mean()
-            .rename(columns={"teacher": "teacher_acc", "student": "student_acc"}))
-    marks = (wm.groupby(["seed", "scheme"], sort=False)[["before", "after", "floor"]].mean()
-             .rename(columns={"before": "wm_before", "after": "wm_after"}))
+    accs = (
+        acc.groupby(["seed", "scheme"], sort=False)[cols]
+        .mean()
+        .rename(columns={"teacher": "teacher_acc", "student": "student_acc"})
+    )
+    marks = (
+        wm.groupby(["seed", "scheme"], sort=False)[["before", "after", "floor"]]
+        .mean()
+        .rename(columns={"before": "wm_before", "after": "wm_after"})
+    )
     return accs.join(marks).reset_index()
 
 
@@ -381,8 +465,7 @@ def best_baseline(summary: pd.DataFrame) -> str:
     return str(base.above_floor.idxmax())
 
 
-def lambda_table(st: Setup,
-                 progress: Progress = no_progress) -> tuple[pd.DataFrame, pd.DataFrame]:
+def lambda_table(st: Setup, progress: Progress = no_progress) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Figure 2's data, per unit: ingrain models at each weight of :meth:`Config.sweep_lambdas`
     and their students. Returns the carriers (seed, lam, carrier, ``before``, ``after``) and
     the test examples (seed, lam, example, ``clean`` for the ingrain model, ``student``)."""
@@ -391,42 +474,67 @@ def lambda_table(st: Setup,
         for lam in progress(st.cfg.sweep_lambdas(), desc=f"lambda sweep, seed {seed}"):
             model, wm = st.watermarked("ingrain", seed, lam=lam)
             student = st.student(model, seed)
-            wm_rows.append(pd.DataFrame({"seed": seed, "lam": lam, "carrier": np.arange(len(wm)),
-                                         "before": wmk.hits(model, wm).numpy().astype(int),
-                                         "after": wmk.hits(student, wm).numpy().astype(int)}))
-            acc_rows.append(pd.DataFrame({"seed": seed, "lam": lam, "example": np.arange(len(st.s.test)),
-                                          "clean": correct(model, st.s), "student": correct(student, st.s)}))
+            wm_rows.append(
+                pd.DataFrame(
+                    {
+                        "seed": seed,
+                        "lam": lam,
+                        "carrier": np.arange(len(wm)),
+                        "before": wmk.hits(model, wm).numpy().astype(int),
+                        "after": wmk.hits(student, wm).numpy().astype(int),
+                    }
+                )
+            )
+            acc_rows.append(
+                pd.DataFrame(
+                    {
+                        "seed": seed,
+                        "lam": lam,
+                        "example": np.arange(len(st.s.test)),
+                        "clean": correct(model, st.s),
+                        "student": correct(student, st.s),
+                    }
+                )
+            )
     return pd.concat(wm_rows, ignore_index=True), pd.concat(acc_rows, ignore_index=True)
 
 
 def lambda_per_seed(wm: pd.DataFrame, acc: pd.DataFrame) -> pd.DataFrame:
     """Per seed and lambda: clean accuracy, watermark accuracy before and after distillation
     and the student's accuracy, from :func:`lambda_table`."""
-    accs = (acc.groupby(["seed", "lam"])[["clean", "student"]].mean()
-            .rename(columns={"clean": "clean_acc", "student": "student_acc"}))
-    marks = wm.groupby(["seed", "lam"])[["before", "after"]].mean().rename(
-        columns={"before": "wm_before", "after": "wm_after"})
+    accs = (
+        acc.groupby(["seed", "lam"])[["clean", "student"]]
+        .mean()
+        .rename(columns={"clean": "clean_acc", "student": "student_acc"})
+    )
+    marks = (
+        wm.groupby(["seed", "lam"])[["before", "after"]]
+        .mean()
+        .rename(columns={"before": "wm_before", "after": "wm_after"})
+    )
     return accs.join(marks).reset_index()
 
 
 def _transforms(model: nn.Module, st: Setup, seed: int) -> dict[str, nn.Module]:
     x, y, c = st.s.attacker.x, st.s.attacker.y, st.cfg
-    out = {"original": model,
-           "fine-tune last": transforms.finetune(model, x, y, layers="last", epochs=c.finetune_epochs, seed=seed),
-           "fine-tune all": transforms.finetune(model, x, y, layers="all", epochs=c.finetune_epochs, seed=seed)}
+    out = {
+        "original": model,
+        "fine-tune last": transforms.finetune(model, x, y, layers="last", epochs=c.finetune_epochs, seed=seed),
+        "fine-tune all": transforms.finetune(model, x, y, layers="all", epochs=c.finetune_epochs, seed=seed),
+    }
     for r in c.prune_ratios:
         out[f"prune {r:.0%}"] = transforms.prune(model, r)
     top = max(c.prune_ratios)
-    out[f"prune {top:.0%} + fine-tune"] = transforms.prune_finetune(model, top, x, y, epochs=c.finetune_epochs,
-                                                                     seed=seed)
+    out[f"prune {top:.0%} + fine-tune"] = transforms.prune_finetune(
+        model, top, x, y, epochs=c.finetune_epochs, seed=seed
+    )
     for b in c.quant_bits:
         out[f"quantize {b} bits"] = transforms.fake_quantize(model, b)
     out["dynamic int8"] = transforms.quantize_int8(model)
     return out
 
 
-def robustness_table(st: Setup,
-                     progress: Progress = no_progress) -> tuple[pd.DataFrame, pd.DataFrame]:
+def robustness_table(st: Setup, progress: Progress = no_progress) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Figure 3's data: every baseline and ingrain after fine-tuning (last / all layers, on the
     attacker's labelled pool), global magnitude pruning at each ratio (the largest also
     followed by fine-tuning) and quantization (n-bit weights per output channel, dynamic int8).
@@ -440,10 +548,20 @@ def robustness_table(st: Setup,
             for name, m in _transforms(model, st, seed).items():
                 dev = model_device(m)
                 hit = wmk.hits(m, wm).numpy().astype(int)
-                rows.append(dict(seed=seed, scheme=scheme, transform=name, wm_acc=float(hit.mean()),
-                                 test_acc=evaluate(m, st.s.test.x.to(dev), st.s.test.y.to(dev))))
-                hits.append(pd.DataFrame({"seed": seed, "scheme": scheme, "transform": name,
-                                          "carrier": np.arange(len(wm)), "hit": hit}))
+                rows.append(
+                    dict(
+                        seed=seed,
+                        scheme=scheme,
+                        transform=name,
+                        wm_acc=float(hit.mean()),
+                        test_acc=evaluate(m, st.s.test.x.to(dev), st.s.test.y.to(dev)),
+                    )
+                )
+                hits.append(
+                    pd.DataFrame(
+                        {"seed": seed, "scheme": scheme, "transform": name, "carrier": np.arange(len(wm)), "hit": hit}
+                    )
+                )
     return pd.DataFrame(rows), pd.concat(hits, ignore_index=True)
 
 
@@ -451,12 +569,10 @@ def kept(hits: pd.DataFrame) -> pd.DataFrame:
     """Per seed, scheme and carrier: the share of transformations (all but ``original``)
     after which the carrier still gets its watermark label (one independent unit per row)."""
     moved = hits[hits["transform"] != "original"]
-    return (moved.groupby(["seed", "scheme", "carrier"], sort=False).hit.mean().rename("kept")
-            .reset_index())
+    return moved.groupby(["seed", "scheme", "carrier"], sort=False).hit.mean().rename("kept").reset_index()
 
 
-def temperature_table(st: Setup, schemes: list[str],
-                      progress: Progress = no_progress) -> pd.DataFrame:
+def temperature_table(st: Setup, schemes: list[str], progress: Progress = no_progress) -> pd.DataFrame:
     """Figure 4's data: watermark and test accuracy of students distilled at each temperature
     of :meth:`Config.sweep_temperatures` from the models of ``schemes``, on the first seed
     only (the figure is descriptive: no claim rests on it)."""
@@ -466,29 +582,48 @@ def temperature_table(st: Setup, schemes: list[str],
             teacher, wm = st.watermarked(scheme, seed)
             for t in progress(st.cfg.sweep_temperatures(), desc=f"temperatures, {scheme}, seed {seed}"):
                 student = st.student(teacher, seed, temperature=t)
-                rows.append(dict(seed=seed, scheme=scheme, temperature=t, wm_after=wmk.accuracy(student, wm),
-                                 student_acc=evaluate(student, st.s.test.x, st.s.test.y)))
+                rows.append(
+                    dict(
+                        seed=seed,
+                        scheme=scheme,
+                        temperature=t,
+                        wm_after=wmk.accuracy(student, wm),
+                        student_acc=evaluate(student, st.s.test.x, st.s.test.y),
+                    )
+                )
     return pd.DataFrame(rows)
 
 
-def recorded_metrics(table: pd.DataFrame, summary: pd.DataFrame, sweep: pd.DataFrame, robust: pd.DataFrame,
-                     temps: pd.DataFrame, cfg: Config) -> dict[str, Any]:
+def recorded_metrics(
+    table: pd.DataFrame,
+    summary: pd.DataFrame,
+    sweep: pd.DataFrame,
+    robust: pd.DataFrame,
+    temps: pd.DataFrame,
+    cfg: Config,
+) -> dict[str, Any]:
     """The metrics ``run.record`` stores in results.json: the schemes' summary, the lambda
     sweep, each scheme's mean watermark accuracy over the transformations, the temperature
     sweep, the best baseline (:func:`best_baseline`) and the baselines embedded at
     ``cfg.embed_level`` (:func:`embedded_schemes` of the per-seed ``table``)."""
     transformed = robust[robust["transform"] != "original"]
-    return {"schemes": summary.reset_index().to_dict("records"), "lambda_sweep": sweep.to_dict("records"),
-            "robustness_mean_wm": transformed.groupby("scheme").wm_acc.mean().to_dict(),
-            "temperature_sweep": temps.to_dict("records"), "best_baseline": best_baseline(summary),
-            "embedded": embedded_schemes(table, list(cfg.schemes), cfg.embed_level)}
+    return {
+        "schemes": summary.reset_index().to_dict("records"),
+        "lambda_sweep": sweep.to_dict("records"),
+        "robustness_mean_wm": transformed.groupby("scheme").wm_acc.mean().to_dict(),
+        "temperature_sweep": temps.to_dict("records"),
+        "best_baseline": best_baseline(summary),
+        "embedded": embedded_schemes(table, list(cfg.schemes), cfg.embed_level),
+    }
 
 
 # --- claims ------------------------------------------------------------------------------
 
+
 def scheme_gap(column: str, a: str, others: list[str]) -> Callable[[pd.DataFrame], float]:
     """Mean of ``column`` over the rows of scheme ``a`` minus its mean over the rows of
     ``others`` (pooled)."""
+
     def value(f: pd.DataFrame) -> float:
         return float(f.loc[f.scheme == a, column].mean() - f.loc[f.scheme.isin(others), column].mean())
 
@@ -508,13 +643,14 @@ PAPER_WORDS = {
     "D2": "Ingrain is more robust to distillation",
     "D3": "the weight of the regulariser trades watermark robustness against accuracy",
     "D4": "its robustness to other common transformations (fine-tuning, pruning, quantization) "
-          "is comparable to existing schemes",
+    "is comparable to existing schemes",
     "D5": "the weight of the regulariser trades watermark robustness against accuracy",
 }
 
 
-def claims(wm: pd.DataFrame, acc: pd.DataFrame, lam_wm: pd.DataFrame, lam_acc: pd.DataFrame,
-           hits: pd.DataFrame, cfg: Config) -> list[results.Claim]:
+def claims(
+    wm: pd.DataFrame, acc: pd.DataFrame, lam_wm: pd.DataFrame, lam_acc: pd.DataFrame, hits: pd.DataFrame, cfg: Config
+) -> list[results.Claim]:
     """The claim rows D1-D5 with their evidence.
 
     Every interval is a two-stage bootstrap (:func:`ipkit.core.stats.bootstrap_ci`) whose outer
@@ -534,72 +670,179 @@ def claims(wm: pd.DataFrame, acc: pd.DataFrame, lam_wm: pd.DataFrame, lam_acc: p
     table = per_seed(wm, acc)
     base = embedded_schemes(table, list(cfg.schemes), cfg.embed_level)
     apart = [k for k in cfg.schemes if k not in base]
-    apart_text = (f"; not embedded at {cfg.embed_level:g} before the attack, reported apart: {', '.join(apart)}"
-                  if apart else "")
-    ingrain_text = ("" if embedded_schemes(table, ["ingrain"], cfg.embed_level) else
-                    f"; ingrain itself is not embedded at {cfg.embed_level:g} before the attack")
+    apart_text = (
+        f"; not embedded at {cfg.embed_level:g} before the attack, reported apart: {', '.join(apart)}" if apart else ""
+    )
+    ingrain_text = (
+        ""
+        if embedded_schemes(table, ["ingrain"], cfg.embed_level)
+        else f"; ingrain itself is not embedded at {cfg.embed_level:g} before the attack"
+    )
     students = paired(acc, "example", "scheme", "student")
     no_baseline = f"no baseline reaches {cfg.embed_level:g} before the attack"
     d1 = []
     for k in base:
-        d1 += [results.part(f"{k}: wm after - floor", wm[wm.scheme == k], mean_difference("after", "floor"),
-                            threshold=cfg.near_floor, holds_when="below", unit="carrier"),
-               results.part(f"{k}: plain's student - {k}'s student accuracy", students, mean_difference("none", k),
-                            threshold=cfg.acc_drop, holds_when="below", unit="test example")]
+        d1 += [
+            results.part(
+                f"{k}: wm after - floor",
+                wm[wm.scheme == k],
+                mean_difference("after", "floor"),
+                threshold=cfg.near_floor,
+                holds_when="below",
+                unit="carrier",
+            ),
+            results.part(
+                f"{k}: plain's student - {k}'s student accuracy",
+                students,
+                mean_difference("none", k),
+                threshold=cfg.acc_drop,
+                holds_when="below",
+                unit="test example",
+            ),
+        ]
     if not base:
-        d1 = [results.not_measured("embedded baselines", threshold=cfg.near_floor, holds_when="below",
-                                   unit="carrier", why=no_baseline)]
+        d1 = [
+            results.not_measured(
+                "embedded baselines", threshold=cfg.near_floor, holds_when="below", unit="carrier", why=no_baseline
+            )
+        ]
     above = wm.assign(above=wm.after - wm.floor)
     ingrain_floor = float(wm.loc[wm.scheme == "ingrain", "floor"].mean()) if (wm.scheme == "ingrain").any() else 0.0
-    d2 = [results.part("ingrain: wm after - floor", above[above.scheme == "ingrain"], mean_difference("after", "floor"),
-                       threshold=cfg.clearly_above, holds_when="above", unit="carrier", ceiling=1.0 - ingrain_floor)]
-    d2 += [results.part(f"ingrain - {k} (above floor)", above[above.scheme.isin(["ingrain", k])],
-                        scheme_gap("above", "ingrain", [k]), threshold=cfg.clearly_above, holds_when="above",
-                        unit="carrier") for k in base]
+    d2 = [
+        results.part(
+            "ingrain: wm after - floor",
+            above[above.scheme == "ingrain"],
+            mean_difference("after", "floor"),
+            threshold=cfg.clearly_above,
+            holds_when="above",
+            unit="carrier",
+            ceiling=1.0 - ingrain_floor,
+        )
+    ]
+    d2 += [
+        results.part(
+            f"ingrain - {k} (above floor)",
+            above[above.scheme.isin(["ingrain", k])],
+            scheme_gap("above", "ingrain", [k]),
+            threshold=cfg.clearly_above,
+            holds_when="above",
+            unit="carrier",
+        )
+        for k in base
+    ]
     teachers = paired(acc, "example", "scheme", "teacher")
-    d3 = results.part("plain - ingrain accuracy", teachers, mean_difference("none", "ingrain"),
-                      threshold=cfg.small_cost, holds_when="below", unit="test example")
-    d4 = (results.part("ingrain - baselines (share kept)", kept(hits), scheme_gap("kept", "ingrain", base),
-                       threshold=-cfg.comparable, holds_when="above", unit="carrier") if base else
-          results.not_measured("ingrain - baselines (share kept)", threshold=-cfg.comparable, holds_when="above",
-                               unit="carrier", why=no_baseline))
+    d3 = results.part(
+        "plain - ingrain accuracy",
+        teachers,
+        mean_difference("none", "ingrain"),
+        threshold=cfg.small_cost,
+        holds_when="below",
+        unit="test example",
+    )
+    d4 = (
+        results.part(
+            "ingrain - baselines (share kept)",
+            kept(hits),
+            scheme_gap("kept", "ingrain", base),
+            threshold=-cfg.comparable,
+            holds_when="above",
+            unit="carrier",
+        )
+        if base
+        else results.not_measured(
+            "ingrain - baselines (share kept)",
+            threshold=-cfg.comparable,
+            holds_when="above",
+            unit="carrier",
+            why=no_baseline,
+        )
+    )
     lams = cfg.sweep_lambdas()
     lo, hi = lams[0], lams[-1]
-    d5 = [results.part(f"wm after: lambda {hi:g} - {lo:g}", paired(lam_wm, "carrier", "lam", "after"),
-                       mean_difference(hi, lo), threshold=cfg.trade_off, holds_when="above", unit="carrier"),
-          results.part(f"clean accuracy: lambda {hi:g} - {lo:g}", paired(lam_acc, "example", "lam", "clean"),
-                       mean_difference(hi, lo), threshold=-cfg.trade_off, holds_when="below",
-                       unit="test example")] if hi > lo else [
-        results.not_measured("one lambda only", threshold=cfg.trade_off, holds_when="above", unit="carrier",
-                             why="the trade-off needs at least two lambdas")]
+    d5 = (
+        [
+            results.part(
+                f"wm after: lambda {hi:g} - {lo:g}",
+                paired(lam_wm, "carrier", "lam", "after"),
+                mean_difference(hi, lo),
+                threshold=cfg.trade_off,
+                holds_when="above",
+                unit="carrier",
+            ),
+            results.part(
+                f"clean accuracy: lambda {hi:g} - {lo:g}",
+                paired(lam_acc, "example", "lam", "clean"),
+                mean_difference(hi, lo),
+                threshold=-cfg.trade_off,
+                holds_when="below",
+                unit="test example",
+            ),
+        ]
+        if hi > lo
+        else [
+            results.not_measured(
+                "one lambda only",
+                threshold=cfg.trade_off,
+                holds_when="above",
+                unit="carrier",
+                why="the trade-off needs at least two lambdas",
+            )
+        ]
+    )
     return [
-        results.claim("D1", f"Distillation drops every embedded baseline's watermark accuracy to within "
-                      f"{cfg.near_floor:g} of its floor while each student loses less than {cfg.acc_drop:g} test "
-                      f"accuracy against a never-watermarked model's student under the same attack{apart_text}",
-                      f"removes the watermarks of existing schemes with little loss of accuracy ({PAPER})", *d1,
-                      quantifier="every", paper_words=PAPER_WORDS["D1"]),
-        results.claim("D2", f"Ingrain's watermark accuracy after distillation is more than {cfg.clearly_above:g} "
-                      f"above its floor, and more than {cfg.clearly_above:g} above every embedded baseline's "
-                      f"(each above its floor){apart_text}{ingrain_text}",
-                      f"ingrain is more robust to distillation than existing schemes ({PAPER})", *d2,
-                      quantifier="every", paper_words=PAPER_WORDS["D2"]),
-        results.claim("D3", f"Ingrain costs less than {cfg.small_cost:g} clean test accuracy on average against "
-                      "the plain model (the brief's reading of the trade-off at the default lambda)",
-                      f"the regulariser trades some accuracy for robustness ({PAPER})", d3,
-                      quantifier="on average", paper_words=PAPER_WORDS["D3"]),
-        results.claim("D4", "Under fine-tuning, pruning and quantization, ingrain's watermark accuracy, on average "
-                      f"over transformations and carriers, is above the embedded baselines' minus "
-                      f"{cfg.comparable:g}{apart_text}",
-                      f"robustness to common transformations comparable to existing schemes ({PAPER})", d4,
-                      quantifier="on average", paper_words=PAPER_WORDS["D4"]),
-        results.claim("D5", f"From the smallest to the largest lambda, the watermark after distillation rises and "
-                      f"clean accuracy falls (each by more than {cfg.trade_off:g})",
-                      f"lambda trades watermark robustness against accuracy ({PAPER})", *d5,
-                      quantifier="direction", paper_words=PAPER_WORDS["D5"]),
+        results.claim(
+            "D1",
+            f"Distillation drops every embedded baseline's watermark accuracy to within "
+            f"{cfg.near_floor:g} of its floor while each student loses less than {cfg.acc_drop:g} test "
+            f"accuracy against a never-watermarked model's student under the same attack{apart_text}",
+            f"removes the watermarks of existing schemes with little loss of accuracy ({PAPER})",
+            *d1,
+            quantifier="every",
+            paper_words=PAPER_WORDS["D1"],
+        ),
+        results.claim(
+            "D2",
+            f"Ingrain's watermark accuracy after distillation is more than {cfg.clearly_above:g} "
+            f"above its floor, and more than {cfg.clearly_above:g} above every embedded baseline's "
+            f"(each above its floor){apart_text}{ingrain_text}",
+            f"ingrain is more robust to distillation than existing schemes ({PAPER})",
+            *d2,
+            quantifier="every",
+            paper_words=PAPER_WORDS["D2"],
+        ),
+        results.claim(
+            "D3",
+            f"Ingrain costs less than {cfg.small_cost:g} clean test accuracy on average against "
+            "the plain model (the brief's reading of the trade-off at the default lambda)",
+            f"the regulariser trades some accuracy for robustness ({PAPER})",
+            d3,
+            quantifier="on average",
+            paper_words=PAPER_WORDS["D3"],
+        ),
+        results.claim(
+            "D4",
+            "Under fine-tuning, pruning and quantization, ingrain's watermark accuracy, on average "
+            f"over transformations and carriers, is above the embedded baselines' minus "
+            f"{cfg.comparable:g}{apart_text}",
+            f"robustness to common transformations comparable to existing schemes ({PAPER})",
+            d4,
+            quantifier="on average",
+            paper_words=PAPER_WORDS["D4"],
+        ),
+        results.claim(
+            "D5",
+            f"From the smallest to the largest lambda, the watermark after distillation rises and "
+            f"clean accuracy falls (each by more than {cfg.trade_off:g})",
+            f"lambda trades watermark robustness against accuracy ({PAPER})",
+            *d5,
+            quantifier="direction",
+            paper_words=PAPER_WORDS["D5"],
+        ),
     ]
 
 
 # --- figures -----------------------------------------------------------------------------
+
 
 def plot_carriers(s: Splits, schemes: list[str], count: int, seed: int, labels: str = "spread", per_row: int = 8):
     """A grid of the first carriers of each scheme (``labels``: :func:`carriers`), titled with
@@ -628,8 +871,12 @@ def plot_schemes(table: pd.DataFrame):
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(12, 3.8), gridspec_kw={"width_ratios": [1.2, 1]})
     marked = table[table.scheme != "none"]
-    wm = marked.melt(id_vars=["seed", "scheme"], value_vars=["wm_before", "wm_after"], var_name="model",
-                     value_name="watermark accuracy")
+    wm = marked.melt(
+        id_vars=["seed", "scheme"],
+        value_vars=["wm_before", "wm_after"],
+        var_name="model",
+        value_name="watermark accuracy",
+    )
     wm["model"] = wm.model.map({"wm_before": "owner (before)", "wm_after": "student (after)"})
     sns.barplot(data=wm, x="scheme", y="watermark accuracy", hue="model", errorbar="sd", capsize=0.1, ax=a)
     floors_ = marked.groupby("scheme", sort=False).floor.mean()
@@ -637,8 +884,12 @@ def plot_schemes(table: pd.DataFrame):
         a.plot([i - 0.4, i + 0.4], [f, f], color="black", lw=2, label="floor" if i == 0 else None)
     a.set(ylim=(0, 1.05), xlabel="", title="Watermark before and after distillation")
     a.legend(loc="upper left", bbox_to_anchor=(0, -0.12), ncol=3, frameon=False)
-    acc = table.melt(id_vars=["seed", "scheme"], value_vars=["teacher_acc", "student_acc"], var_name="model",
-                     value_name="test accuracy")
+    acc = table.melt(
+        id_vars=["seed", "scheme"],
+        value_vars=["teacher_acc", "student_acc"],
+        var_name="model",
+        value_name="test accuracy",
+    )
     acc["model"] = acc.model.map({"teacher_acc": "owner", "student_acc": "student"})
     sns.barplot(data=acc, x="scheme", y="test accuracy", hue="model", errorbar="sd", capsize=0.1, ax=b)
     lo = max(0.0, float(acc["test accuracy"].min()) - 0.1)
@@ -660,8 +911,12 @@ def plot_lambda(sweep: pd.DataFrame, floor_value: float):
     for lam, row in mean.iterrows():
         ax.annotate(f"lambda={lam:g}", (row.clean_acc, row.wm_after), textcoords="offset points", xytext=(5, 5))
     ax.axhline(floor_value, ls="--", color="black", label="floor")
-    ax.set(xlabel="clean test accuracy of the ingrain model", ylabel="watermark accuracy after distillation",
-           ylim=(-0.02, 1.02), title="Ingrain weight: accuracy vs robustness")
+    ax.set(
+        xlabel="clean test accuracy of the ingrain model",
+        ylabel="watermark accuracy after distillation",
+        ylim=(-0.02, 1.02),
+        title="Ingrain weight: accuracy vs robustness",
+    )
     ax.legend(frameon=False)
     return fig
 
@@ -673,8 +928,9 @@ def plot_robustness(robust: pd.DataFrame):
 
     grid = robust.pivot_table(index="transform", columns="scheme", values="wm_acc", sort=False)
     fig, ax = plt.subplots(figsize=(1.3 * grid.shape[1] + 2.5, 0.38 * grid.shape[0] + 1.2))
-    sns.heatmap(grid, annot=True, fmt=".2f", vmin=0, vmax=1, cmap="viridis", ax=ax,
-                cbar_kws={"label": "watermark accuracy"})
+    sns.heatmap(
+        grid, annot=True, fmt=".2f", vmin=0, vmax=1, cmap="viridis", ax=ax, cbar_kws={"label": "watermark accuracy"}
+    )
     ax.set(xlabel="", ylabel="", title="Watermark accuracy after each transformation")
     return fig
 
@@ -689,8 +945,12 @@ def plot_temperature(temps: pd.DataFrame, summary: pd.DataFrame):
     sns.lineplot(data=temps, x="temperature", y="wm_after", hue="scheme", marker="o", errorbar="sd", ax=a)
     for i, scheme in enumerate(temps.scheme.unique()):
         a.axhline(summary.loc[scheme, "floor"], ls="--", color=sns.color_palette()[i], lw=1)
-    a.set(xscale="log", ylim=(-0.02, 1.02), ylabel="watermark accuracy of the student",
-          title="Attack temperature (dashed: floors)")
+    a.set(
+        xscale="log",
+        ylim=(-0.02, 1.02),
+        ylabel="watermark accuracy of the student",
+        title="Attack temperature (dashed: floors)",
+    )
     sns.lineplot(data=temps, x="temperature", y="student_acc", hue="scheme", marker="o", errorbar="sd", ax=b)
     b.set(xscale="log", ylabel="student test accuracy", title="Student accuracy")
     fig.tight_layout()
@@ -706,8 +966,10 @@ def plot_explore(st: Setup, scheme: str, lam: float, temperature: float, seed: i
     teacher, wm = st.watermarked(scheme, seed, lam=lam)
     student = st.student(teacher, seed, temperature=temperature)
     fl = wmk.floor(st.independents(), wm)
-    vals = {"owner": (wmk.accuracy(teacher, wm), evaluate(teacher, s.test.x, s.test.y)),
-            "student": (wmk.accuracy(student, wm), evaluate(student, s.test.x, s.test.y))}
+    vals = {
+        "owner": (wmk.accuracy(teacher, wm), evaluate(teacher, s.test.x, s.test.y)),
+        "student": (wmk.accuracy(student, wm), evaluate(student, s.test.x, s.test.y)),
+    }
     fig, ax = plt.subplots(figsize=(6, 3.4))
     xs = range(2)
     for i, (name, (w, acc)) in enumerate(vals.items()):
@@ -725,10 +987,14 @@ def explore(st: Setup) -> None:
     and its student distilled at another temperature (:func:`plot_explore`)."""
     cfg = st.cfg
 
-    def draw(lam: float = cfg.ingrain_lambda, temperature: float = cfg.distill_temperature,
-             scheme: str = "ingrain") -> None:
+    def draw(
+        lam: float = cfg.ingrain_lambda, temperature: float = cfg.distill_temperature, scheme: str = "ingrain"
+    ) -> None:
         plot_explore(st, scheme, lam, temperature, cfg.seeds[0])
 
-    widgets.explore(draw, lam=widgets.dropdown(cfg.sweep_lambdas(), cfg.ingrain_lambda, "lambda"),
-                    temperature=widgets.slider(cfg.distill_temperature, 1.0, 20.0, 1.0, "attack T"),
-                    scheme=widgets.dropdown([*cfg.schemes, "ingrain"], "ingrain", "scheme"))
+    widgets.explore(
+        draw,
+        lam=widgets.dropdown(cfg.sweep_lambdas(), cfg.ingrain_lambda, "lambda"),
+        temperature=widgets.slider(cfg.distill_temperature, 1.0, 20.0, 1.0, "attack T"),
+        scheme=widgets.dropdown([*cfg.schemes, "ingrain"], "ingrain", "scheme"),
+    )

@@ -24,10 +24,12 @@ architecture grid included; ``ALTERNATIVES`` lists the defaults chosen after tri
 (victim/thief architecture, carriers per batch) and the carrier kind, with the values they
 were chosen among.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -46,14 +48,18 @@ from ..notebook.params import ParamError
 from . import Params
 
 METHODS = ("labels", "kd", "jacobian")
-LABELS = {"labels": "hard labels", "kd": "logits (KD)", "jacobian": "logits +\ninput gradients",
-          "independent": "independent\n(floor)"}
+LABELS = {
+    "labels": "hard labels",
+    "kd": "logits (KD)",
+    "jacobian": "logits +\ninput gradients",
+    "independent": "independent\n(floor)",
+}
 STATISTICS = ("nearest_query", "nearest_10", "victim_margin")
 PAPER = "Venigalla 2019, abstract"
 #: The abstract's own words for each claim (quoted short from shared/papers/memorized_transfer.md).
 WORDS = {
     "M1": "strongly embedded and DO transfer to a stolen model under one form of stealing: when the attacker "
-          "trains the copy using the victim's local input-logit gradients",
+    "trains the copy using the victim's local input-logit gradients",
     "M2": "The transfer survives an architecture mismatch between victim and copy",
     "M3": "The transfer survives ... perturbations of the attacker's query set",
     "M4": "Local input geometry ... is not enough to explain the transfer",
@@ -65,7 +71,7 @@ WORDS = {
 class Hidden:
     """The study's constants that are not notebook parameters (written to results.json)."""
 
-    nearest_k: int = 10        # the geometry statistic 'nearest_10' averages this many queries
+    nearest_k: int = 10  # the geometry statistic 'nearest_10' averages this many queries
 
 
 HIDDEN = Hidden()
@@ -109,8 +115,7 @@ class Config(Params):
     def perturbation_settings(self) -> list[tuple[str, float]]:
         """The query sets of figure 4: clean, each perturbation at each strength, and the
         out-of-distribution pool (strength 0) when ``ood`` is swept."""
-        settings = [("none", 0.0)] + [(k, v) for k in self.query_perturbation if k != "ood"
-                                      for v in self.strengths]
+        settings = [("none", 0.0)] + [(k, v) for k in self.query_perturbation if k != "ood" for v in self.strengths]
         return settings + ([("ood", 0.0)] if "ood" in self.query_perturbation else [])
 
 
@@ -135,8 +140,11 @@ def _ood_images(source: str, part: str) -> int | None:
 #: weight of the Jacobian term. With the default seeds (three trainings: one seed would cap
 #: every verdict at inconclusive), so each sweep's default point is the committed row.
 SENSITIVITY = (
-    Sweep(("M2", "M2b", "M4", "M5"), {"projections": [1, 2, 10]},
-          "projected Jacobians per query, 10 being the full Jacobian"),
+    Sweep(
+        ("M2", "M2b", "M4", "M5"),
+        {"projections": [1, 2, 10]},
+        "projected Jacobians per query, 10 being the full Jacobian",
+    ),
     Sweep(("M2", "M2b"), {"alpha": [1.0, 10.0]}, "the weight of the Jacobian term"),
 )
 
@@ -149,12 +157,21 @@ SENSITIVITY = (
 #: ``ood`` ones under the default ``ood_source`` (procedural abstract images), so it is left out.
 #: The M1-<arch> rows and the grid (M2, M2b) do not read ``victim_arch``/``thief_arch``.
 ALTERNATIVES = (
-    Sweep(("M3", "M4", "M5"), {"victim_arch": ["mlp", "cnn"], "thief_arch": ["mlp", "cnn"]},
-          "victim and thief architecture, mlp chosen after trial runs"),
-    Sweep(("M1-mlp", "M1-cnn", "M1-lenet5", "M2", "M2b", "M3", "M5"), {"wm_kind": ["noise", "ood", "flipped"]},
-          "carrier kind, noise by default (the thesis names none; M4 runs on geometry_kinds)"),
-    Sweep(("M1-mlp", "M1-cnn", "M1-lenet5", "M2", "M2b", "M3", "M4", "M5"), {"wm_per_batch": [16, 64]},
-          "carriers per owner batch, 64 chosen after trial runs"),
+    Sweep(
+        ("M3", "M4", "M5"),
+        {"victim_arch": ["mlp", "cnn"], "thief_arch": ["mlp", "cnn"]},
+        "victim and thief architecture, mlp chosen after trial runs",
+    ),
+    Sweep(
+        ("M1-mlp", "M1-cnn", "M1-lenet5", "M2", "M2b", "M3", "M5"),
+        {"wm_kind": ["noise", "ood", "flipped"]},
+        "carrier kind, noise by default (the thesis names none; M4 runs on geometry_kinds)",
+    ),
+    Sweep(
+        ("M1-mlp", "M1-cnn", "M1-lenet5", "M2", "M2b", "M3", "M4", "M5"),
+        {"wm_per_batch": [16, 64]},
+        "carriers per owner batch, 64 chosen after trial runs",
+    ),
 )
 
 
@@ -167,16 +184,16 @@ def check_params(values: dict) -> None:
     Raises a one-line ParamError naming the fix."""
     sizes = data.split_sizes(values["dataset"])
     if values["query_budget"] > sizes["attacker"]:
-        raise ParamError(f"query_budget {values['query_budget']} exceeds the attacker pool "
-                         f"({sizes['attacker']} images): lower query_budget")
+        raise ParamError(
+            f"query_budget {values['query_budget']} exceeds the attacker pool "
+            f"({sizes['attacker']} images): lower query_budget"
+        )
     kinds = {values["wm_kind"], *values["geometry_kinds"]}
     if "flipped" in kinds and values["wm_count"] > sizes["owner"]:
-        raise ParamError(f"wm_count {values['wm_count']} exceeds the owner's {sizes['owner']} images: "
-                         "lower wm_count")
+        raise ParamError(f"wm_count {values['wm_count']} exceeds the owner's {sizes['owner']} images: lower wm_count")
     classes = data.load(values["dataset"]).num_classes
     if values["projections"] > classes:
-        raise ParamError(f"projections {values['projections']} exceeds the {classes} classes: "
-                         "lower projections")
+        raise ParamError(f"projections {values['projections']} exceeds the {classes} classes: lower projections")
     ood_queries, ood_carriers = "ood" in values["query_perturbation"], "ood" in kinds
     if values["ood_source"] == "abstract" or not (ood_queries or ood_carriers):
         return
@@ -187,8 +204,10 @@ def check_params(values: dict) -> None:
     for used, part, name in ((ood_queries, "queries", "query_budget"), (ood_carriers, "carriers", "wm_count")):
         room = _ood_images(values["ood_source"], part)
         if used and room is not None and values[name] > room:
-            raise ParamError(f"{name} {values[name]} exceeds the {room} images of ood_source "
-                             f"'{values['ood_source']}' for {part}: lower {name} or choose another ood_source")
+            raise ParamError(
+                f"{name} {values[name]} exceeds the {room} images of ood_source "
+                f"'{values['ood_source']}' for {part}: lower {name} or choose another ood_source"
+            )
 
 
 @dataclass
@@ -215,38 +234,47 @@ class Setup:
         elif kind == "ood":
             x = steal.ood_pool(c.ood_source, c.wm_count, self.s.in_shape, seed, part="carriers")
             pool = (x, torch.zeros(len(x), dtype=torch.long))
-        return watermark.memorized_set(kind, c.wm_count, self.s.in_shape, self.s.num_classes,
-                                       seed=seed, pool=pool)
+        return watermark.memorized_set(kind, c.wm_count, self.s.in_shape, self.s.num_classes, seed=seed, pool=pool)
 
-    def victim(self, seed: int, arch: str | None = None, boost: bool = False,
-               kind: str | None = None) -> tuple[nn.Module, watermark.WatermarkSet]:
+    def victim(
+        self, seed: int, arch: str | None = None, boost: bool = False, kind: str | None = None
+    ) -> tuple[nn.Module, watermark.WatermarkSet]:
         """The owner's model (cached) and its carriers. ``boost``: the owner memorizes each
         carrier's ``neighbours`` Gaussian neighbours (std ``neighbour_std``) as well, with
         the carrier's label (:func:`ipkit.methods.watermark.neighbourhood`)."""
         c = self.cfg
         wm = self.carriers(seed, kind)
         train_set = watermark.neighbourhood(wm, c.neighbours, c.neighbour_std, seed) if boost else wm
-        model = recipes.owner_model(self.s, arch or c.victim_arch, epochs=c.epochs, seed=seed,
-                                    wm=train_set, wm_per_batch=c.wm_per_batch)
+        model = recipes.owner_model(
+            self.s, arch or c.victim_arch, epochs=c.epochs, seed=seed, wm=train_set, wm_per_batch=c.wm_per_batch
+        )
         return model, wm
 
     def floor(self, seed: int, arch: str | None = None) -> nn.Module:
         """An independently trained model of the thief's architecture (the floor)."""
         return recipes.independent_model(self.s, arch or self.cfg.thief_arch, epochs=self.cfg.epochs, seed=seed)
 
-    def queries(self, seed: int, perturbation: str = "none", strength: float = 0.0,
-                budget: int | None = None) -> Tensor:
+    def queries(
+        self, seed: int, perturbation: str = "none", strength: float = 0.0, budget: int | None = None
+    ) -> Tensor:
         """The attacker's ``budget`` queries: from its pool (perturbed) or out of distribution."""
         budget = budget or self.cfg.query_budget
         if perturbation == "ood":
-            return steal.ood_pool(self.cfg.ood_source, budget, self.s.in_shape, seed,
-                                  device=self.s.attacker.x.device)
+            return steal.ood_pool(self.cfg.ood_source, budget, self.s.in_shape, seed, device=self.s.attacker.x.device)
         x = steal.query_set(self.s.attacker.x, budget, seed=seed)
         return steal.perturb(x, perturbation, strength, seed=seed)
 
-    def thief(self, victim: nn.Module, seed: int, method: str | None = None, arch: str | None = None,
-              alpha: float | None = None, budget: int | None = None, perturbation: str = "none",
-              strength: float = 0.0) -> nn.Module:
+    def thief(
+        self,
+        victim: nn.Module,
+        seed: int,
+        method: str | None = None,
+        arch: str | None = None,
+        alpha: float | None = None,
+        budget: int | None = None,
+        perturbation: str = "none",
+        strength: float = 0.0,
+    ) -> nn.Module:
         """A copy of ``victim`` stolen with ``method`` (cached).
 
         ``labels``: cross-entropy on the victim's labels; ``kd``: KD at ``temperature`` on
@@ -260,47 +288,80 @@ class Setup:
         if method not in METHODS:
             raise ValueError(f"unknown stealing method '{method}': choose one of {', '.join(METHODS)}")
         settings = recipes.train_settings(self.s, c.epochs)
-        params = dict(victim=victim.ipkit_key, split=self.s.fingerprint, arch=arch, method=method,
-                      budget=budget, temperature=c.temperature, perturbation=perturbation,
-                      strength=strength, seed=seed, fit=settings,
-                      ood=c.ood_source if perturbation == "ood" else None,
-                      jacobian=dict(alpha=alpha, k=c.projections, projection=c.projection)
-                      if method == "jacobian" else None)
+        params = dict(
+            victim=victim.ipkit_key,
+            split=self.s.fingerprint,
+            arch=arch,
+            method=method,
+            budget=budget,
+            temperature=c.temperature,
+            perturbation=perturbation,
+            strength=strength,
+            seed=seed,
+            fit=settings,
+            ood=c.ood_source if perturbation == "ood" else None,
+            jacobian=dict(alpha=alpha, k=c.projections, projection=c.projection) if method == "jacobian" else None,
+        )
 
         def train(model: nn.Module) -> dict:
             x = self.queries(seed, perturbation, strength, budget)
             if method == "jacobian":
                 oracle = steal.GradientVictim(victim, output="logits", budget=budget)
-                steal.jacobian_distill(oracle, x, model, alpha=alpha, temperature=c.temperature,
-                                       k=c.projections, projection=c.projection, seed=seed,
-                                       desc=f"steal jacobian -> {arch}", **settings)
+                steal.jacobian_distill(
+                    oracle,
+                    x,
+                    model,
+                    alpha=alpha,
+                    temperature=c.temperature,
+                    k=c.projections,
+                    projection=c.projection,
+                    seed=seed,
+                    desc=f"steal jacobian -> {arch}",
+                    **settings,
+                )
             else:
                 oracle = steal.Victim(victim, output="labels" if method == "labels" else "logits", budget=budget)
-                steal.distill(oracle, x, model, method="labels" if method == "labels" else "probs",
-                              temperature=c.temperature, seed=seed, desc=f"steal {method} -> {arch}",
-                              **settings)
+                steal.distill(
+                    oracle,
+                    x,
+                    model,
+                    method="labels" if method == "labels" else "probs",
+                    temperature=c.temperature,
+                    seed=seed,
+                    desc=f"steal {method} -> {arch}",
+                    **settings,
+                )
             return {"test_acc": evaluate(model, self.s.test.x, self.s.test.y), "queries": oracle.queries}
 
-        return cache.cached_model("memorized-thief", params,
-                                  lambda: recipes.fresh_model(self.s, arch, seed_for("thief", seed)), train)
+        return cache.cached_model(
+            "memorized-thief", params, lambda: recipes.fresh_model(self.s, arch, seed_for("thief", seed)), train
+        )
 
     def score(self, victim: nn.Module, wm: watermark.WatermarkSet, model: nn.Module) -> dict[str, float]:
         """Transfer rate (over the carriers the victim memorized), test accuracy and
         fidelity to the victim of ``model``; the victim's accuracy and memorization."""
         memorized = watermark.hits(victim, wm)
-        return {"transfer": watermark.transfer_rate(model, wm, memorized),
-                "test_acc": evaluate(model, self.s.test.x, self.s.test.y),
-                "fidelity": agreement(victim, model, self.s.test.x),
-                "victim_acc": evaluate(victim, self.s.test.x, self.s.test.y),
-                "victim_memorized": float(memorized.float().mean())}
+        return {
+            "transfer": watermark.transfer_rate(model, wm, memorized),
+            "test_acc": evaluate(model, self.s.test.x, self.s.test.y),
+            "fidelity": agreement(victim, model, self.s.test.x),
+            "victim_acc": evaluate(victim, self.s.test.x, self.s.test.y),
+            "victim_memorized": float(memorized.float().mean()),
+        }
 
 
-def _carrier_frame(seed: int, victim: nn.Module, wm: watermark.WatermarkSet,
-                   models: dict[str, nn.Module]) -> pd.DataFrame:
+def _carrier_frame(
+    seed: int, victim: nn.Module, wm: watermark.WatermarkSet, models: dict[str, nn.Module]
+) -> pd.DataFrame:
     """One row per carrier the victim memorized: 1/0 per model, did it give the owner's label."""
     memorized = watermark.hits(victim, wm).numpy()
-    frame = pd.DataFrame({"seed": seed, "carrier": np.arange(len(wm)),
-                          **{name: watermark.hits(m, wm).numpy().astype(int) for name, m in models.items()}})
+    frame = pd.DataFrame(
+        {
+            "seed": seed,
+            "carrier": np.arange(len(wm)),
+            **{name: watermark.hits(m, wm).numpy().astype(int) for name, m in models.items()},
+        }
+    )
     return frame[memorized].reset_index(drop=True)
 
 
@@ -315,10 +376,12 @@ def method_table(st: Setup, boost: bool = False, arch: str | None = None) -> tup
     rows, frames = [], []
     for seed in st.cfg.seeds:
         victim, wm = st.victim(seed, arch=arch, boost=boost)
-        models = ({m: st.thief(victim, seed, m, arch=arch) for m in st.cfg.methods}
-                  | {"independent": st.floor(seed, arch=arch)})
-        rows += [{"seed": seed, "method": name, "boost": boost, **st.score(victim, wm, m)}
-                 for name, m in models.items()]
+        models = {m: st.thief(victim, seed, m, arch=arch) for m in st.cfg.methods} | {
+            "independent": st.floor(seed, arch=arch)
+        }
+        rows += [
+            {"seed": seed, "method": name, "boost": boost, **st.score(victim, wm, m)} for name, m in models.items()
+        ]
         frames.append(_carrier_frame(seed, victim, wm, models).assign(boost=boost))
     return pd.DataFrame(rows), pd.concat(frames, ignore_index=True)
 
@@ -328,8 +391,9 @@ def arch_method_table(st: Setup) -> tuple[pd.DataFrame, pd.DataFrame]:
     floor of that architecture, every seed), with an ``arch`` column: the tables behind the
     rows M1-<arch>, since the thesis does not say which architecture it used."""
     tables = [method_table(st, arch=a) for a in st.cfg.method_archs]
-    return tuple(pd.concat([t[i].assign(arch=a) for t, a in zip(tables, st.cfg.method_archs)], ignore_index=True)
-                 for i in (0, 1))  # type: ignore[return-value]
+    return tuple(
+        pd.concat([t[i].assign(arch=a) for t, a in zip(tables, st.cfg.method_archs)], ignore_index=True) for i in (0, 1)
+    )  # type: ignore[return-value]
 
 
 def alpha_table(st: Setup) -> pd.DataFrame:
@@ -338,8 +402,9 @@ def alpha_table(st: Setup) -> pd.DataFrame:
     for seed in st.cfg.seeds:
         victim, wm = st.victim(seed)
         for alpha in st.cfg.alphas:
-            rows.append({"seed": seed, "alpha": alpha,
-                         **st.score(victim, wm, st.thief(victim, seed, "jacobian", alpha=alpha))})
+            rows.append(
+                {"seed": seed, "alpha": alpha, **st.score(victim, wm, st.thief(victim, seed, "jacobian", alpha=alpha))}
+            )
     return pd.DataFrame(rows)
 
 
@@ -357,16 +422,25 @@ def grid_table(st: Setup) -> pd.DataFrame:
                 thief = st.thief(victim, seed, arch=t_arch)
                 score = st.score(victim, wm, thief)
                 pair = _carrier_frame(seed, victim, wm, {"stolen": thief, "floor": st.floor(seed, arch=t_arch)})
-                frames.append(pair.assign(victim_arch=v_arch, thief_arch=t_arch, fidelity=score["fidelity"],
-                                          victim_memorized=score["victim_memorized"]))
+                frames.append(
+                    pair.assign(
+                        victim_arch=v_arch,
+                        thief_arch=t_arch,
+                        fidelity=score["fidelity"],
+                        victim_memorized=score["victim_memorized"],
+                    )
+                )
     return pd.concat(frames, ignore_index=True)
 
 
 def grid_summary(grid: pd.DataFrame) -> pd.DataFrame:
     """Per architecture pair: mean transfer, floor, memorization and fidelity."""
-    return (grid.groupby(["victim_arch", "thief_arch"], sort=False)
-            [["victim_memorized", "stolen", "floor", "fidelity"]].mean()
-            .rename(columns={"stolen": "transfer"}).reset_index())
+    return (
+        grid.groupby(["victim_arch", "thief_arch"], sort=False)[["victim_memorized", "stolen", "floor", "fidelity"]]
+        .mean()
+        .rename(columns={"stolen": "transfer"})
+        .reset_index()
+    )
 
 
 def perturbation_table(st: Setup) -> pd.DataFrame:
@@ -381,8 +455,9 @@ def perturbation_table(st: Setup) -> pd.DataFrame:
         for kind, strength in st.cfg.perturbation_settings():
             thief = st.thief(victim, seed, perturbation=kind, strength=strength)
             frame = _carrier_frame(seed, victim, wm, {"transferred": thief, "floor": indep})
-            frames.append(frame.assign(perturbation=kind, strength=strength,
-                                       fidelity=agreement(victim, thief, st.s.test.x)))
+            frames.append(
+                frame.assign(perturbation=kind, strength=strength, fidelity=agreement(victim, thief, st.s.test.x))
+            )
     return pd.concat(frames, ignore_index=True)
 
 
@@ -398,13 +473,19 @@ def geometry_table(st: Setup) -> pd.DataFrame:
         thief = st.thief(victim, seed)
         queries = st.queries(seed)
         memorized = watermark.hits(victim, wm)
-        frames.append(pd.DataFrame({
-            "kind": kind, "seed": seed, "carrier": np.arange(len(wm)),
-            "transferred": watermark.hits(thief, wm).numpy(),
-            "nearest_query": watermark.nearest_distance(wm, queries, k=1).numpy(),
-            "nearest_10": watermark.nearest_distance(wm, queries, k=HIDDEN.nearest_k).numpy(),
-            "victim_margin": watermark.margin(victim, wm).numpy(),
-        })[memorized.numpy()])
+        frames.append(
+            pd.DataFrame(
+                {
+                    "kind": kind,
+                    "seed": seed,
+                    "carrier": np.arange(len(wm)),
+                    "transferred": watermark.hits(thief, wm).numpy(),
+                    "nearest_query": watermark.nearest_distance(wm, queries, k=1).numpy(),
+                    "nearest_10": watermark.nearest_distance(wm, queries, k=HIDDEN.nearest_k).numpy(),
+                    "victim_margin": watermark.margin(victim, wm).numpy(),
+                }
+            )[memorized.numpy()]
+        )
     return pd.concat(frames, ignore_index=True)
 
 
@@ -433,9 +514,15 @@ def correlations(geo: pd.DataFrame) -> pd.DataFrame:
         t = f.transferred.astype(float)
         for stat in STATISTICS:
             varied = t.nunique() > 1 and f[stat].nunique() > 1
-            rows.append({"kind": kind, "statistic": stat, "transfer": t.mean(),
-                         "spearman": t.corr(f[stat], method="spearman") if varied else float("nan"),
-                         "pearson": t.corr(f[stat]) if varied else float("nan")})
+            rows.append(
+                {
+                    "kind": kind,
+                    "statistic": stat,
+                    "transfer": t.mean(),
+                    "spearman": t.corr(f[stat], method="spearman") if varied else float("nan"),
+                    "pearson": t.corr(f[stat]) if varied else float("nan"),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -446,8 +533,7 @@ def boost_pairs(plain: pd.DataFrame, boosted: pd.DataFrame, method: str = "jacob
     paired gap :func:`ipkit.core.stats.mean_difference` runs over the carriers both memorized)."""
     a = plain[["seed", "carrier", method]].rename(columns={method: "plain"})
     b = boosted[["seed", "carrier", method]].rename(columns={method: "boosted"})
-    return a.merge(b, on=["seed", "carrier"], how="outer").sort_values(["seed", "carrier"],
-                                                                        ignore_index=True)
+    return a.merge(b, on=["seed", "carrier"], how="outer").sort_values(["seed", "carrier"], ignore_index=True)
 
 
 def metrics_table(scores: pd.DataFrame) -> pd.DataFrame:
@@ -472,19 +558,30 @@ def boost_table(st: Setup, scores: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataF
     return method_table(st, boost=True) if st.cfg.boost else (scores.iloc[:0], None)
 
 
-def recorded_metrics(scores: pd.DataFrame, alpha: pd.DataFrame, by_arch: pd.DataFrame, grid: pd.DataFrame,
-                     perturbed: pd.DataFrame, corr: pd.DataFrame) -> dict[str, Any]:
+def recorded_metrics(
+    scores: pd.DataFrame,
+    alpha: pd.DataFrame,
+    by_arch: pd.DataFrame,
+    grid: pd.DataFrame,
+    perturbed: pd.DataFrame,
+    corr: pd.DataFrame,
+) -> dict[str, Any]:
     """The metrics ``run.record`` stores in results.json: the plain and boosted owners'
     per-seed scores, the alpha sweep, the scores per architecture, the grid's and the
     perturbations' summaries (:func:`grid_summary`, :func:`perturbation_summary`) and the
     geometry correlations."""
-    return {"scores": scores.to_dict("records"), "alpha": alpha.to_dict("records"),
-            "by_arch": by_arch.to_dict("records"), "grid": grid_summary(grid).to_dict("records"),
-            "perturbation": perturbation_summary(perturbed).to_dict("records"),
-            "correlations": corr.to_dict("records")}
+    return {
+        "scores": scores.to_dict("records"),
+        "alpha": alpha.to_dict("records"),
+        "by_arch": by_arch.to_dict("records"),
+        "grid": grid_summary(grid).to_dict("records"),
+        "perturbation": perturbation_summary(perturbed).to_dict("records"),
+        "correlations": corr.to_dict("records"),
+    }
 
 
 # --- claims ------------------------------------------------------------------------------
+
 
 def _ceiling(frame: pd.DataFrame, floor: str) -> float:
     """The most a gap 'copy - ``floor``' can reach on these carriers: 1 - the floor's rate
@@ -495,24 +592,57 @@ def _ceiling(frame: pd.DataFrame, floor: str) -> float:
 def gap_above(name: str, frame: pd.DataFrame, a: str, b: str, threshold: float) -> results.Evidence:
     """The part "column ``a`` minus column ``b`` on the same carriers lies above
     ``threshold``", with the ceiling ``1 - mean(b)`` (:func:`_ceiling`)."""
-    return results.part(name, frame, mean_difference(a, b), threshold=threshold, holds_when="above",
-                        unit="carrier", ceiling=_ceiling(frame, b))
+    return results.part(
+        name,
+        frame,
+        mean_difference(a, b),
+        threshold=threshold,
+        holds_when="above",
+        unit="carrier",
+        ceiling=_ceiling(frame, b),
+    )
 
 
 def m1_parts(frame: pd.DataFrame, cfg: Config) -> list[results.Evidence]:
     """M1's parts for one architecture's per-carrier outcomes (:func:`method_table`): the
     Jacobian copy at least ``well_above`` over the floor, each output-only copy within
     ``near`` of it (paired on the same carriers; outer bootstrap unit the seed)."""
-    first = ([gap_above("jacobian - floor", frame, "jacobian", "independent", cfg.well_above)]
-             if "jacobian" in cfg.methods else
-             [results.not_measured("jacobian - floor", threshold=cfg.well_above, holds_when="above", unit="carrier",
-                                   why="no jacobian copy in methods")])
-    return first + [results.part(f"{m} - floor", frame, mean_difference(m, "independent"), threshold=cfg.near,
-                                 holds_when="below", unit="carrier") for m in cfg.methods if m != "jacobian"]
+    first = (
+        [gap_above("jacobian - floor", frame, "jacobian", "independent", cfg.well_above)]
+        if "jacobian" in cfg.methods
+        else [
+            results.not_measured(
+                "jacobian - floor",
+                threshold=cfg.well_above,
+                holds_when="above",
+                unit="carrier",
+                why="no jacobian copy in methods",
+            )
+        ]
+    )
+    return first + [
+        results.part(
+            f"{m} - floor",
+            frame,
+            mean_difference(m, "independent"),
+            threshold=cfg.near,
+            holds_when="below",
+            unit="carrier",
+        )
+        for m in cfg.methods
+        if m != "jacobian"
+    ]
 
 
-def claims(by_arch: pd.DataFrame, carriers: pd.DataFrame, grid: pd.DataFrame, perturbed: pd.DataFrame,
-           geo: pd.DataFrame, boosted: pd.DataFrame | None, cfg: Config) -> list[results.Claim]:
+def claims(
+    by_arch: pd.DataFrame,
+    carriers: pd.DataFrame,
+    grid: pd.DataFrame,
+    perturbed: pd.DataFrame,
+    geo: pd.DataFrame,
+    boosted: pd.DataFrame | None,
+    cfg: Config,
+) -> list[results.Claim]:
     """The claim rows M1-<arch> (one per architecture of ``method_archs``), M2, M2b, M3, M4
     and M5 with their evidence, each with the paper's words and its quantifier.
 
@@ -528,60 +658,138 @@ def claims(by_arch: pd.DataFrame, carriers: pd.DataFrame, grid: pd.DataFrame, pe
     :func:`perturbation_table`, :func:`geometry_table`; ``boosted``: the boosted owners'
     per-carrier outcomes (None: off).
     """
+
     def pairs(frame):
-        return [gap_above(f"{v}->{t} - floor", f, "stolen", "floor", cfg.well_above)
-                for (v, t), f in frame.groupby(["victim_arch", "thief_arch"], sort=False)]
+        return [
+            gap_above(f"{v}->{t} - floor", f, "stolen", "floor", cfg.well_above)
+            for (v, t), f in frame.groupby(["victim_arch", "thief_arch"], sort=False)
+        ]
 
     cross = grid[grid.victim_arch != grid.thief_arch]
     same = grid[grid.victim_arch == grid.thief_arch]
-    m3 = [gap_above(f"{k} {v:g} - floor" if k != "ood" else "ood pool - floor", f, "transferred", "floor",
-                    cfg.well_above)
-          for (k, v), f in perturbed[perturbed.perturbation != "none"].groupby(["perturbation", "strength"],
-                                                                               sort=False)]
-    m4 = [results.part(f"{kind} {stat} abs {how} r", f, correlation(stat, how), threshold=cfg.weak,
-                       holds_when="below", unit="carrier")
-          for kind, f in geo.groupby("kind", sort=False) for stat in STATISTICS for how in ("spearman", "pearson")]
-    m5 = [gap_above("boosted - plain", boost_pairs(carriers, boosted), "boosted", "plain", cfg.boost_gain)
-          if boosted is not None and "jacobian" in cfg.methods
-          else results.not_measured("boosted - plain", threshold=cfg.boost_gain, holds_when="above", unit="carrier",
-                                    why="boost off or no jacobian copy")]
-    m1 = [results.claim(
-        f"M1-{arch}", f"{arch} victim and copies: gradient-matching stealing transfers memorized examples "
-        f"(>= floor + {cfg.well_above:g}); output-only stealing stays near the floor (< floor + {cfg.near:g})",
-        f"memorized examples transfer under Jacobian stealing, not otherwise ({PAPER}; architecture not stated)",
-        *m1_parts(f, cfg), quantifier="direction", paper_words=WORDS["M1"])
-        for arch, f in by_arch.groupby("arch", sort=False)]
-    noise_note = ("; noise carriers lie about equally far from every query, so their parts are a weak test"
-                  if "noise" in set(geo.kind) else "")
+    m3 = [
+        gap_above(f"{k} {v:g} - floor" if k != "ood" else "ood pool - floor", f, "transferred", "floor", cfg.well_above)
+        for (k, v), f in perturbed[perturbed.perturbation != "none"].groupby(["perturbation", "strength"], sort=False)
+    ]
+    m4 = [
+        results.part(
+            f"{kind} {stat} abs {how} r",
+            f,
+            correlation(stat, how),
+            threshold=cfg.weak,
+            holds_when="below",
+            unit="carrier",
+        )
+        for kind, f in geo.groupby("kind", sort=False)
+        for stat in STATISTICS
+        for how in ("spearman", "pearson")
+    ]
+    m5 = [
+        gap_above("boosted - plain", boost_pairs(carriers, boosted), "boosted", "plain", cfg.boost_gain)
+        if boosted is not None and "jacobian" in cfg.methods
+        else results.not_measured(
+            "boosted - plain",
+            threshold=cfg.boost_gain,
+            holds_when="above",
+            unit="carrier",
+            why="boost off or no jacobian copy",
+        )
+    ]
+    m1 = [
+        results.claim(
+            f"M1-{arch}",
+            f"{arch} victim and copies: gradient-matching stealing transfers memorized examples "
+            f"(>= floor + {cfg.well_above:g}); output-only stealing stays near the floor (< floor + {cfg.near:g})",
+            f"memorized examples transfer under Jacobian stealing, not otherwise ({PAPER}; architecture not stated)",
+            *m1_parts(f, cfg),
+            quantifier="direction",
+            paper_words=WORDS["M1"],
+        )
+        for arch, f in by_arch.groupby("arch", sort=False)
+    ]
+    noise_note = (
+        "; noise carriers lie about equally far from every query, so their parts are a weak test"
+        if "noise" in set(geo.kind)
+        else ""
+    )
     return m1 + [
-        results.claim("M2", f"The {cfg.steal_method} transfer holds across architectures (every victim != thief "
-                      f"pair >= its floor + {cfg.well_above:g})",
-                      f"transfer survives an architecture mismatch ({PAPER})",
-                      *(pairs(cross) or [results.not_measured(
-                          "cross-architecture pair - floor", threshold=cfg.well_above, holds_when="above",
-                          unit="carrier", why="no cross-architecture pair in grid_archs")]),
-                      quantifier="every", paper_words=WORDS["M2"]),
-        results.claim("M2b", f"(beyond the paper) The {cfg.steal_method} transfer holds for every "
-                      f"same-architecture pair of the grid (>= its floor + {cfg.well_above:g})",
-                      "not studied in the abstract",
-                      *(pairs(same) or [results.not_measured(
-                          "same-architecture pair - floor", threshold=cfg.well_above, holds_when="above",
-                          unit="carrier", why="no same-architecture pair in the grid")]),
-                      quantifier="every", paper_words=""),
-        results.claim("M3", f"The {cfg.steal_method} transfer holds for every perturbed and out-of-distribution "
-                      f"query set (>= floor + {cfg.well_above:g})",
-                      f"transfer survives perturbations of the query set ({PAPER})",
-                      *(m3 or [results.not_measured(
-                          "perturbed query set - floor", threshold=cfg.well_above, holds_when="above",
-                          unit="carrier", why="no perturbation in query_perturbation")]),
-                      quantifier="every", paper_words=WORDS["M3"]),
-        results.claim("M4", f"Local geometry does not explain which examples transfer (every absolute "
-                      f"r < {cfg.weak:g}, per carrier kind{noise_note})",
-                      f"local input geometry is not enough to explain the transfer ({PAPER})", *m4,
-                      quantifier="every", paper_words=WORDS["M4"]),
-        results.claim("M5", f"Memorizing a neighbourhood of each carrier raises the Jacobian transfer (by >= "
-                      f"{cfg.boost_gain:g})", f"a simple owner-side change boosts the transfer rate ({PAPER})",
-                      *m5, quantifier="direction", paper_words=WORDS["M5"]),
+        results.claim(
+            "M2",
+            f"The {cfg.steal_method} transfer holds across architectures (every victim != thief "
+            f"pair >= its floor + {cfg.well_above:g})",
+            f"transfer survives an architecture mismatch ({PAPER})",
+            *(
+                pairs(cross)
+                or [
+                    results.not_measured(
+                        "cross-architecture pair - floor",
+                        threshold=cfg.well_above,
+                        holds_when="above",
+                        unit="carrier",
+                        why="no cross-architecture pair in grid_archs",
+                    )
+                ]
+            ),
+            quantifier="every",
+            paper_words=WORDS["M2"],
+        ),
+        results.claim(
+            "M2b",
+            f"(beyond the paper) The {cfg.steal_method} transfer holds for every "
+            f"same-architecture pair of the grid (>= its floor + {cfg.well_above:g})",
+            "not studied in the abstract",
+            *(
+                pairs(same)
+                or [
+                    results.not_measured(
+                        "same-architecture pair - floor",
+                        threshold=cfg.well_above,
+                        holds_when="above",
+                        unit="carrier",
+                        why="no same-architecture pair in the grid",
+                    )
+                ]
+            ),
+            quantifier="every",
+            paper_words="",
+        ),
+        results.claim(
+            "M3",
+            f"The {cfg.steal_method} transfer holds for every perturbed and out-of-distribution "
+            f"query set (>= floor + {cfg.well_above:g})",
+            f"transfer survives perturbations of the query set ({PAPER})",
+            *(
+                m3
+                or [
+                    results.not_measured(
+                        "perturbed query set - floor",
+                        threshold=cfg.well_above,
+                        holds_when="above",
+                        unit="carrier",
+                        why="no perturbation in query_perturbation",
+                    )
+                ]
+            ),
+            quantifier="every",
+            paper_words=WORDS["M3"],
+        ),
+        results.claim(
+            "M4",
+            f"Local geometry does not explain which examples transfer (every absolute "
+            f"r < {cfg.weak:g}, per carrier kind{noise_note})",
+            f"local input geometry is not enough to explain the transfer ({PAPER})",
+            *m4,
+            quantifier="every",
+            paper_words=WORDS["M4"],
+        ),
+        results.claim(
+            "M5",
+            f"Memorizing a neighbourhood of each carrier raises the Jacobian transfer (by >= {cfg.boost_gain:g})",
+            f"a simple owner-side change boosts the transfer rate ({PAPER})",
+            *m5,
+            quantifier="direction",
+            paper_words=WORDS["M5"],
+        ),
     ]
 
 
@@ -604,6 +812,7 @@ def where_it_holds(rows: list[results.Claim]) -> str:
 
 
 # --- figures -----------------------------------------------------------------------------
+
 
 def _label(m: str) -> str:
     return LABELS.get(m, m)
@@ -636,8 +845,17 @@ def plot_methods_by_arch(scores: pd.DataFrame, title: str = ""):
     frame = scores.assign(label=scores.method.map(_label))
     fig, ax = plt.subplots(figsize=(8, 3.8))
     sns.barplot(data=frame, x="label", y="transfer", hue="arch", errorbar="sd", capsize=0.05, ax=ax)
-    plots.strip(ax, data=frame, x="label", y="transfer", hue="arch", dodge=True, size=3, legend=False,
-                palette={a: "k" for a in frame.arch.unique()})
+    plots.strip(
+        ax,
+        data=frame,
+        x="label",
+        y="transfer",
+        hue="arch",
+        dodge=True,
+        size=3,
+        legend=False,
+        palette={a: "k" for a in frame.arch.unique()},
+    )
     ax.set(ylim=(0, 1.05), xlabel="", ylabel="transfer rate", title=title)
     ax.legend(frameon=False, title="architecture")
     return fig
@@ -655,8 +873,7 @@ def plot_alpha(frame: pd.DataFrame, floor: float, title: str = ""):
     ax.axhline(floor, ls="--", c="grey", label=f"floor {floor:.2f}")
     alphas = sorted(frame.alpha.unique())
     ax.set_xticks(range(len(alphas)), [f"{a:g}" for a in alphas])
-    ax.set(ylim=(0, 1.05), xlabel="alpha (weight of Jacobian matching; 0 = KD only)", ylabel="rate",
-           title=title)
+    ax.set(ylim=(0, 1.05), xlabel="alpha (weight of Jacobian matching; 0 = KD only)", ylabel="rate", title=title)
     ax.legend(frameon=False, loc="center right")
     return fig
 
@@ -670,17 +887,19 @@ def plot_grid(grid: pd.DataFrame, title: str = ""):
     rate, floor = mean.transfer.unstack(), mean.floor.unstack()
     notes = rate.map(lambda v: f"{v:.2f}").astype(str) + floor.map(lambda v: f"\n(floor {v:.2f})")
     fig, ax = plt.subplots(figsize=(1.8 * len(rate.columns) + 2, 1.3 * len(rate) + 1))
-    sns.heatmap(rate, annot=notes, fmt="", vmin=0, vmax=1, cmap="viridis", ax=ax,
-                cbar_kws={"label": "transfer rate"})
+    sns.heatmap(rate, annot=notes, fmt="", vmin=0, vmax=1, cmap="viridis", ax=ax, cbar_kws={"label": "transfer rate"})
     ax.set(xlabel="thief architecture", ylabel="victim architecture", title=title)
     return fig
 
 
 def perturbation_summary(perturbed: pd.DataFrame) -> pd.DataFrame:
     """Per seed and query set: transfer rate, floor and fidelity (the means of figure 4)."""
-    return (perturbed.groupby(["seed", "perturbation", "strength"], sort=False)
-            [["transferred", "floor", "fidelity"]].mean().rename(columns={"transferred": "transfer"})
-            .reset_index())
+    return (
+        perturbed.groupby(["seed", "perturbation", "strength"], sort=False)[["transferred", "floor", "fidelity"]]
+        .mean()
+        .rename(columns={"transferred": "transfer"})
+        .reset_index()
+    )
 
 
 def plot_perturbation(perturbed: pd.DataFrame, floor: float, title: str = ""):
@@ -696,8 +915,7 @@ def plot_perturbation(perturbed: pd.DataFrame, floor: float, title: str = ""):
     lines = pd.concat([lines] + [base.assign(perturbation=k) for k in lines.perturbation.unique()])
     sns.lineplot(data=lines, x="strength", y="transfer", hue="perturbation", marker="o", errorbar="sd", ax=ax)
     ax.axhline(floor, ls="--", c="grey", label=f"floor {floor:.2f}")
-    ax.set(ylim=(0, 1.05), xlabel="strength (noise std; shift: x quarter side)", ylabel="transfer rate",
-           title=title)
+    ax.set(ylim=(0, 1.05), xlabel="strength (noise std; shift: x quarter side)", ylabel="transfer rate", title=title)
     ax.legend(frameon=False)
     pool = pd.concat([base.assign(pool="attacker\npool"), frame[frame.perturbation == "ood"].assign(pool="OOD\npool")])
     sns.barplot(data=pool, x="pool", y="transfer", errorbar="sd", capsize=0.1, ax=ax2)
@@ -712,21 +930,28 @@ def plot_geometry(geo: pd.DataFrame, corr: pd.DataFrame):
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    names = {"nearest_query": "distance to nearest query",
-             "nearest_10": f"mean distance to {HIDDEN.nearest_k} nearest",
-             "victim_margin": "victim's logit margin"}
+    names = {
+        "nearest_query": "distance to nearest query",
+        "nearest_10": f"mean distance to {HIDDEN.nearest_k} nearest",
+        "victim_margin": "victim's logit margin",
+    }
     kinds = list(corr.kind.unique())
-    fig, axes = plt.subplots(len(kinds), len(STATISTICS), figsize=(4.6 * len(STATISTICS), 3.8 * len(kinds)),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        len(kinds), len(STATISTICS), figsize=(4.6 * len(STATISTICS), 3.8 * len(kinds)), squeeze=False
+    )
     frame = geo.assign(outcome=geo.transferred.map({True: "transferred", False: "not\ntransferred"}))
     order = ["transferred", "not\ntransferred"]
     for ax, (_, row) in zip(axes.flat, corr.iterrows()):
         f = frame[frame.kind == row.kind]
         plots.strip(ax, data=f, x="outcome", y=row.statistic, order=order, alpha=0.5, size=3)
-        sns.boxplot(data=f, x="outcome", y=row.statistic, order=order, showfliers=False,
-                    boxprops={"facecolor": "none"}, ax=ax)
-        ax.set(xlabel="", ylabel=names[row.statistic],
-               title=f"{row.kind}: Spearman {row.spearman:.2f}, Pearson {row.pearson:.2f}")
+        sns.boxplot(
+            data=f, x="outcome", y=row.statistic, order=order, showfliers=False, boxprops={"facecolor": "none"}, ax=ax
+        )
+        ax.set(
+            xlabel="",
+            ylabel=names[row.statistic],
+            title=f"{row.kind}: Spearman {row.spearman:.2f}, Pearson {row.pearson:.2f}",
+        )
     fig.tight_layout()
     return fig
 
@@ -749,9 +974,11 @@ def plot_explore(st: Setup, seed: int, alpha: float, wm_kind: str, query_budget:
     """The Explore view: the ``seed`` owner with ``wm_kind`` carriers stolen by KD and by
     Jacobian matching at ``alpha`` with ``query_budget`` queries, beside the floor."""
     victim, wm = st.victim(seed, kind=wm_kind)
-    copies = {"kd": st.thief(victim, seed, "kd", budget=query_budget),
-              "jacobian": st.thief(victim, seed, "jacobian", alpha=alpha, budget=query_budget),
-              "independent": st.floor(seed)}
+    copies = {
+        "kd": st.thief(victim, seed, "kd", budget=query_budget),
+        "jacobian": st.thief(victim, seed, "jacobian", alpha=alpha, budget=query_budget),
+        "independent": st.floor(seed),
+    }
     frame = pd.DataFrame([{"method": m, **st.score(victim, wm, c)} for m, c in copies.items()])
     return plot_methods(frame, title=f"{wm_kind} carriers, alpha {alpha:g}, {query_budget} queries")
 
@@ -764,7 +991,9 @@ def explore(st: Setup) -> None:
     def draw(alpha: float = cfg.alpha, wm_kind: str = cfg.wm_kind, query_budget: int = cfg.query_budget) -> None:
         plot_explore(st, cfg.seeds[0], alpha, wm_kind, query_budget)
 
-    widgets.explore(draw,
-                    alpha=widgets.slider(cfg.alpha, 0.0, 10.0, 0.1, "alpha"),
-                    wm_kind=widgets.dropdown(["noise", "flipped", "ood", "abstract"], cfg.wm_kind, "carriers"),
-                    query_budget=widgets.slider(cfg.query_budget, 100, len(st.s.attacker), 100, "queries"))
+    widgets.explore(
+        draw,
+        alpha=widgets.slider(cfg.alpha, 0.0, 10.0, 0.1, "alpha"),
+        wm_kind=widgets.dropdown(["noise", "flipped", "ood", "abstract"], cfg.wm_kind, "carriers"),
+        query_budget=widgets.slider(cfg.query_budget, 100, len(st.s.attacker), 100, "queries"),
+    )

@@ -70,12 +70,14 @@ commit f509bd2; facts only, no code copied):
 
 What stays different here is listed in the notebook (Figure 1b).
 """
+
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -95,8 +97,19 @@ from ..notebook import plots, widgets
 from ..notebook.params import ParamError
 from . import Params
 
-REUSE_TYPES = ("transfer-10", "transfer-50", "transfer-100", "prune-20", "prune-50", "prune-80",
-               "quant-int8", "quant-fp16", "distill", "steal-same", "steal-other")
+REUSE_TYPES = (
+    "transfer-10",
+    "transfer-50",
+    "transfer-100",
+    "prune-20",
+    "prune-50",
+    "prune-80",
+    "quant-int8",
+    "quant-fp16",
+    "distill",
+    "steal-same",
+    "steal-other",
+)
 PAPER_PAIRS = 144
 PAPER_CORRECTNESS = 0.917
 #: ModelDiff's own per-type counts (correct targets, targets) in the authors' released log
@@ -105,30 +118,40 @@ PAPER_CORRECTNESS = 0.917
 #: setting (ImageNet-pretrained MobileNetV2 / ResNet-18 parents, Flowers102 / Stanford Dogs
 #: children, eps 0.06 in normalised units, references from other roots only). ``all`` is
 #: 84/108; without float16 and same-architecture stealing, their headline filter, 72/84.
-AUTHORS_LOG = {"transfer-10": (4, 4), "transfer-50": (4, 4), "transfer-100": (4, 4),
-               "prune-20": (12, 12), "prune-50": (12, 12), "prune-80": (12, 12),
-               "quant-int8": (12, 12), "quant-fp16": (12, 12), "distill": (12, 12),
-               "steal-same": (0, 12), "steal-other": (0, 12), "all": (84, 108)}
+AUTHORS_LOG = {
+    "transfer-10": (4, 4),
+    "transfer-50": (4, 4),
+    "transfer-100": (4, 4),
+    "prune-20": (12, 12),
+    "prune-50": (12, 12),
+    "prune-80": (12, 12),
+    "quant-int8": (12, 12),
+    "quant-fp16": (12, 12),
+    "distill": (12, 12),
+    "steal-same": (0, 12),
+    "steal-other": (0, 12),
+    "all": (84, 108),
+}
 AUTHORS_HEADLINE = (72, 84)
 AUTHORS_COLUMN = "authors' log"
 
 #: Constants of the benchmark that are not notebook parameters (recorded in results.json).
 HYPERPARAMETERS: dict[str, Any] = {
-    "batch_size": 64,               # every zoo model's trainer (recipes.train_settings)
-    "lr": 0.05,                     # sources, unrelated and stolen models
-    "finetune_lr": 0.01,            # transfer learning and fine-tuning after pruning
+    "batch_size": 64,  # every zoo model's trainer (recipes.train_settings)
+    "lr": 0.05,  # sources, unrelated and stolen models
+    "finetune_lr": 0.01,  # transfer learning and fine-tuning after pruning
     "distill_lr": 0.01,
     "distill_temperature": 4.0,
-    "source_seed_stride": 10,       # source i of an architecture has owner seed 10 * i
-    "modeldiff_step_size": 0.01,    # PGD step of ModelDiff's partner search (strict), [0, 1] pixels
-    "ipguard_eps": 0.25,            # IPGuard's boundary search: L-inf ball, steps, step, margin
+    "source_seed_stride": 10,  # source i of an architecture has owner seed 10 * i
+    "modeldiff_step_size": 0.01,  # PGD step of ModelDiff's partner search (strict), [0, 1] pixels
+    "ipguard_eps": 0.25,  # IPGuard's boundary search: L-inf ball, steps, step, margin
     "ipguard_steps": 30,
     "ipguard_step_size": 0.02,
     "ipguard_margin": 0.1,
     "pair_counts": [5, 10, 20, 50, 100, 200, 500, 1000],  # input pairs of the M4 curve (< n_inputs)
     "authors_step_per_eps": 0.01 / 0.06,  # Li et al.'s eps_iter / eps (0.01 / 0.06, evaluate.ipynb)
     "authors_target_scale": 1000.0,  # their PGD target: 1000 x (batch mean - output)
-    "authors_rest_weight": 0.1,     # their loss: weight of the outputs after the first
+    "authors_rest_weight": 0.1,  # their loss: weight of the outputs after the first
     "authors_headline_excludes": ["quant-fp16", "steal-same"],  # skipped by their evaluate.ipynb
     "authors_probe_seed_stride": 100_000,  # target j of zoo seed k draws its seeds with k * stride + j
 }
@@ -164,16 +187,26 @@ class Config(Params):
         """ModelDiff's PGD options in the authors protocol: their eps in pixels, their ratio of
         step to eps, ``pgd_steps`` steps (their 50 in the default profile)."""
         h = HYPERPARAMETERS
-        return dict(eps=self.authors_pgd_eps, steps=self.pgd_steps,
-                    step_size=self.authors_pgd_eps * h["authors_step_per_eps"],
-                    scale=h["authors_target_scale"], rest_weight=h["authors_rest_weight"])
+        return dict(
+            eps=self.authors_pgd_eps,
+            steps=self.pgd_steps,
+            step_size=self.authors_pgd_eps * h["authors_step_per_eps"],
+            scale=h["authors_target_scale"],
+            rest_weight=h["authors_rest_weight"],
+        )
 
     def probe_options(self) -> dict[str, dict[str, Any]]:
         """Keyword options of each method's probe (ModelDiff's PGD, IPGuard's search)."""
         h = HYPERPARAMETERS
-        return {"modeldiff": dict(eps=self.pgd_eps, steps=self.pgd_steps, step_size=h["modeldiff_step_size"]),
-                "ipguard": dict(eps=h["ipguard_eps"], steps=h["ipguard_steps"],
-                                step_size=h["ipguard_step_size"], margin=h["ipguard_margin"])}
+        return {
+            "modeldiff": dict(eps=self.pgd_eps, steps=self.pgd_steps, step_size=h["modeldiff_step_size"]),
+            "ipguard": dict(
+                eps=h["ipguard_eps"],
+                steps=h["ipguard_steps"],
+                step_size=h["ipguard_step_size"],
+                margin=h["ipguard_margin"],
+            ),
+        }
 
 
 # --- Parameters checked before the run --------------------------------------------------------
@@ -187,20 +220,39 @@ class Config(Params):
 #: ImageNet's 224x224 at the same L-inf eps). Every sweep keeps the three zoo trainings, so
 #: its verdicts are not capped.
 SENSITIVITY = (
-    Sweep(("M1", "M2"), {"sources_per_arch": [1, 2, 3]}, "same-architecture sibling sources",
-          {"protocols": ["strict"]}),
-    Sweep(("M3", "M3-authors"), {"steal_budget": [500, 1000, 2000]}, "the thief's query budget",
-          {"reuse_types": ["transfer-50", "steal-same", "steal-other"]}),
-    Sweep(("M1-authors",), {"authors_archs": [["cnn", "mlp"], ["cnn", "mlp", "lenet5"]]},
-          "the architectures, one root each, of the authors protocol", {"sources_per_arch": 1}),
-    Sweep(("M1", "M2", "M3", "M4"), {"pgd_eps": [0.0136, 0.03, 0.06, 0.12]},
-          "the partner search's L-inf radius (strict protocol)", {"protocols": ["strict"]}),
-    Sweep(("M1-authors", "M3-authors"), {"authors_pretrain": ["owner", "digits"]},
-          "what the authors protocol's roots are pretrained on (the children's own classes, or other images)",
-          {"sources_per_arch": 1}),
-    Sweep(("M1-authors", "M3-authors"), {"authors_pgd_eps": [0.0136, 0.03, 0.06]},
-          "the partner search's L-inf radius (authors protocol; 0.0136 is their 0.06 in pixels)",
-          {"sources_per_arch": 1}),
+    Sweep(
+        ("M1", "M2"), {"sources_per_arch": [1, 2, 3]}, "same-architecture sibling sources", {"protocols": ["strict"]}
+    ),
+    Sweep(
+        ("M3", "M3-authors"),
+        {"steal_budget": [500, 1000, 2000]},
+        "the thief's query budget",
+        {"reuse_types": ["transfer-50", "steal-same", "steal-other"]},
+    ),
+    Sweep(
+        ("M1-authors",),
+        {"authors_archs": [["cnn", "mlp"], ["cnn", "mlp", "lenet5"]]},
+        "the architectures, one root each, of the authors protocol",
+        {"sources_per_arch": 1},
+    ),
+    Sweep(
+        ("M1", "M2", "M3", "M4"),
+        {"pgd_eps": [0.0136, 0.03, 0.06, 0.12]},
+        "the partner search's L-inf radius (strict protocol)",
+        {"protocols": ["strict"]},
+    ),
+    Sweep(
+        ("M1-authors", "M3-authors"),
+        {"authors_pretrain": ["owner", "digits"]},
+        "what the authors protocol's roots are pretrained on (the children's own classes, or other images)",
+        {"sources_per_arch": 1},
+    ),
+    Sweep(
+        ("M1-authors", "M3-authors"),
+        {"authors_pgd_eps": [0.0136, 0.03, 0.06]},
+        "the partner search's L-inf radius (authors protocol; 0.0136 is their 0.06 in pixels)",
+        {"sources_per_arch": 1},
+    ),
 )
 
 #: Defaults chosen among alternatives after a trial run (the evidence rules' forking paths):
@@ -213,35 +265,49 @@ def check_params(values: dict) -> None:
     """Sizes against the data, with this study's parameter names (one-line ParamError)."""
     s = split(values["dataset"], seed=0, device="cpu")
     if s.num_classes < 4:
-        raise ParamError(f"dataset '{values['dataset']}' has {s.num_classes} classes; the benchmark "
-                         "needs at least 4 (two tasks of two): choose another dataset")
+        raise ParamError(
+            f"dataset '{values['dataset']}' has {s.num_classes} classes; the benchmark "
+            "needs at least 4 (two tasks of two): choose another dataset"
+        )
     t = make_tasks(s)
     pool = len(t.a_attacker) + len(t.b_attacker)
     if any(r.startswith("steal-") for r in values["reuse_types"]) and values["steal_budget"] > pool:
-        raise ParamError(f"steal_budget {values['steal_budget']} exceeds the attacker pool of the "
-                         f"two tasks ({pool} images): lower steal_budget to at most {pool}")
+        raise ParamError(
+            f"steal_budget {values['steal_budget']} exceeds the attacker pool of the "
+            f"two tasks ({pool} images): lower steal_budget to at most {pool}"
+        )
     if "authors" in values["protocols"] and not any(r.startswith("transfer-") for r in values["reuse_types"]):
-        raise ParamError("the authors protocol scores the descendants of transfer models: add a transfer-* "
-                         "reuse type, or drop authors from protocols")
+        raise ParamError(
+            "the authors protocol scores the descendants of transfer models: add a transfer-* "
+            "reuse type, or drop authors from protocols"
+        )
     if "authors" in values["protocols"] and values["n_inputs"] > min(len(t.a_attacker), len(t.b_attacker)):
-        raise ParamError(f"n_inputs {values['n_inputs']} exceeds a task's training images in the authors "
-                         f"protocol ({min(len(t.a_attacker), len(t.b_attacker))}): lower n_inputs")
+        raise ParamError(
+            f"n_inputs {values['n_inputs']} exceeds a task's training images in the authors "
+            f"protocol ({min(len(t.a_attacker), len(t.b_attacker))}): lower n_inputs"
+        )
     if values["n_inputs"] > len(t.a_owner):
-        raise ParamError(f"n_inputs {values['n_inputs']} exceeds task A's owner images "
-                         f"({len(t.a_owner)}): lower n_inputs to at most {len(t.a_owner)}")
+        raise ParamError(
+            f"n_inputs {values['n_inputs']} exceeds task A's owner images "
+            f"({len(t.a_owner)}): lower n_inputs to at most {len(t.a_owner)}"
+        )
     if values["authors_pretrain"] not in AUTHORS_PRETRAIN:
         raise ParamError(f"authors_pretrain must be one of {', '.join(AUTHORS_PRETRAIN)}")
     if "strict" not in values["protocols"]:
-        raise ParamError("protocols must include strict (the other rows build on its zoo): "
-                         "e.g. -p protocols=strict,authors")
+        raise ParamError(
+            "protocols must include strict (the other rows build on its zoo): e.g. -p protocols=strict,authors"
+        )
     owners = [source_seed(k, i) for k in values["seeds"] for i in range(values["sources_per_arch"])]
     if len(set(owners)) != len(owners):
-        raise ParamError(f"seeds {values['seeds']} give two sources the same owner seed (source i of "
-                         f"zoo k has seed k + {HYPERPARAMETERS['source_seed_stride']} i): choose seeds "
-                         "that do not differ by a multiple of it")
+        raise ParamError(
+            f"seeds {values['seeds']} give two sources the same owner seed (source i of "
+            f"zoo k has seed k + {HYPERPARAMETERS['source_seed_stride']} i): choose seeds "
+            "that do not differ by a multiple of it"
+        )
 
 
 # --- The zoo ---------------------------------------------------------------------------------
+
 
 @dataclass
 class ZooModel:
@@ -288,8 +354,14 @@ def make_tasks(s: Splits) -> Tasks:
     half = s.num_classes // 2
     if half < 2:
         raise ValueError(f"dataset '{s.name}' has too few classes for two tasks: choose another")
-    return Tasks(_labels(s.owner, 0, half), _labels(s.attacker, 0, half), _labels(s.test, 0, half),
-                 _labels(s.attacker, half, 2 * half), _labels(s.test, half, 2 * half), half)
+    return Tasks(
+        _labels(s.owner, 0, half),
+        _labels(s.attacker, 0, half),
+        _labels(s.test, 0, half),
+        _labels(s.attacker, half, 2 * half),
+        _labels(s.test, half, 2 * half),
+        half,
+    )
 
 
 def hyperparameters(s: Splits, cfg: Config) -> dict[str, Any]:
@@ -301,20 +373,29 @@ def hyperparameters(s: Splits, cfg: Config) -> dict[str, Any]:
 def settings(s: Splits, epochs: int, **overrides: Any) -> dict[str, Any]:
     """Trainer settings of every zoo model: :func:`ipkit.methods.recipes.train_settings` with the
     benchmark's batch size and learning rate."""
-    return recipes.train_settings(s, epochs, **{"batch_size": HYPERPARAMETERS["batch_size"],
-                                                "lr": HYPERPARAMETERS["lr"], **overrides})
+    return recipes.train_settings(
+        s, epochs, **{"batch_size": HYPERPARAMETERS["batch_size"], "lr": HYPERPARAMETERS["lr"], **overrides}
+    )
 
 
-def cache_params(recipe: str, params: dict, s: Splits, arch: str, task: str, classes: int,
-                 init_seed: int) -> dict[str, Any]:
+def cache_params(
+    recipe: str, params: dict, s: Splits, arch: str, task: str, classes: int, init_seed: int
+) -> dict[str, Any]:
     """The cache key's parameters of a zoo model: the recipe's own, the split, the
     architecture, the task and head width, and the seed of the initial weights."""
-    return dict(params, recipe=recipe, split=s.fingerprint, arch=arch, task=task, classes=classes,
-                init_seed=init_seed)
+    return dict(params, recipe=recipe, split=s.fingerprint, arch=arch, task=task, classes=classes, init_seed=init_seed)
 
 
-def _cached(recipe: str, params: dict, s: Splits, arch: str, task: str, classes: int, init_seed: int,
-            train: Callable[[nn.Module], None]) -> nn.Module:
+def _cached(
+    recipe: str,
+    params: dict,
+    s: Splits,
+    arch: str,
+    task: str,
+    classes: int,
+    init_seed: int,
+    train: Callable[[nn.Module], None],
+) -> nn.Module:
     def run(model: nn.Module) -> dict:
         train(model)
         return {}
@@ -322,8 +403,9 @@ def _cached(recipe: str, params: dict, s: Splits, arch: str, task: str, classes:
     def build() -> nn.Module:
         return models.build(arch, classes, s.in_shape, seed=init_seed).to(default_device())
 
-    return cache.cached_model(f"zoo-{recipe}", cache_params(recipe, params, s, arch, task, classes, init_seed),
-                              build, run)
+    return cache.cached_model(
+        f"zoo-{recipe}", cache_params(recipe, params, s, arch, task, classes, init_seed), build, run
+    )
 
 
 def other_arch(arch: str, archs: Sequence[str]) -> str:
@@ -355,8 +437,9 @@ def strict_setting(t: Tasks, cfg: Config) -> Setting:
     """Our benchmark's setting: sources learn task A on the owner's images, transfer goes to
     task B, thieves draw ``steal_budget`` queries from the attacker's images of both tasks."""
     k = t.num_classes
-    return Setting(t.a_owner, "A", k, t.b_attacker, "B", k, torch.cat([t.a_attacker.x, t.b_attacker.x]),
-                   cfg.steal_budget)
+    return Setting(
+        t.a_owner, "A", k, t.b_attacker, "B", k, torch.cat([t.a_attacker.x, t.b_attacker.x]), cfg.steal_budget
+    )
 
 
 def own_setting(data: TensorData, task: str, classes: int) -> Setting:
@@ -365,8 +448,9 @@ def own_setting(data: TensorData, task: str, classes: int) -> Setting:
     return Setting(data, task, classes, data, task, classes, data.x, len(data))
 
 
-def derive(src: nn.Module, reuse: str, s: Splits, arch: str, cfg: Config, seed: int,
-           where: Setting) -> tuple[nn.Module, str, str]:
+def derive(
+    src: nn.Module, reuse: str, s: Splits, arch: str, cfg: Config, seed: int, where: Setting
+) -> tuple[nn.Module, str, str]:
     """The model ``reuse`` makes from ``src`` (owner seed ``seed``) in setting ``where``:
     (model, its arch, its task)."""
     if reuse not in REUSE_TYPES:
@@ -385,41 +469,68 @@ def derive(src: nn.Module, reuse: str, s: Splits, arch: str, cfg: Config, seed: 
 
         def train(m: nn.Module) -> None:
             m.load_state_dict(transforms.transfer(src, data.x, data.y, k_to, frac, seed=seed, **ft).state_dict())
-        return (_cached("transfer", dict(base, fit=ft), s, arch, where.transfer_task, k_to, seed, train),
-                arch, where.transfer_task)
+
+        return (
+            _cached("transfer", dict(base, fit=ft), s, arch, where.transfer_task, k_to, seed, train),
+            arch,
+            where.transfer_task,
+        )
     if reuse.startswith("prune-"):
         ratio = int(reuse.split("-")[1]) / 100
         rest = {n: v for n, v in ft.items() if n not in ("epochs", "lr")}
 
         def train(m: nn.Module) -> None:
-            m.load_state_dict(transforms.prune_finetune(src, ratio, own.x, own.y, epochs=ft["epochs"],
-                                                        lr=ft["lr"], seed=seed, **rest).state_dict())
+            m.load_state_dict(
+                transforms.prune_finetune(
+                    src, ratio, own.x, own.y, epochs=ft["epochs"], lr=ft["lr"], seed=seed, **rest
+                ).state_dict()
+            )
+
         return _cached("prune", dict(base, fit=ft), s, arch, task, k, seed, train), arch, task
     if reuse == "distill":
         full = settings(s, cfg.epochs, lr=h["distill_lr"])
 
         def train(m: nn.Module) -> None:
             transforms.knowledge_distill(src, own.x, m, temperature=h["distill_temperature"], seed=seed, **full)
-        return (_cached("distill", dict(base, fit=full), s, arch, task, k, seed_for("student", seed), train),
-                arch, task)
+
+        return (
+            _cached("distill", dict(base, fit=full), s, arch, task, k, seed_for("student", seed), train),
+            arch,
+            task,
+        )
     thief_arch = arch if reuse == "steal-same" else other_arch(arch, cfg.archs)
     full = settings(s, cfg.epochs)
 
     def train(m: nn.Module) -> None:
         queries = steal.query_set(where.steal_pool, where.budget, seed=seed_for("queries", seed))
-        steal.distill(steal.Victim(src, output="probs", budget=where.budget), queries, m,
-                      method="probs", seed=seed, desc=f"steal -> {thief_arch}", **full)
-    return (_cached("steal", dict(base, budget=where.budget, fit=full), s, thief_arch, task, k,
-                    seed_for("thief", seed), train), thief_arch, task)
+        steal.distill(
+            steal.Victim(src, output="probs", budget=where.budget),
+            queries,
+            m,
+            method="probs",
+            seed=seed,
+            desc=f"steal -> {thief_arch}",
+            **full,
+        )
+
+    return (
+        _cached(
+            "steal", dict(base, budget=where.budget, fit=full), s, thief_arch, task, k, seed_for("thief", seed), train
+        ),
+        thief_arch,
+        task,
+    )
 
 
-def trained(recipe: str, s: Splits, arch: str, data: TensorData, task: str, classes: int, epochs: int,
-            seed: int) -> nn.Module:
+def trained(
+    recipe: str, s: Splits, arch: str, data: TensorData, task: str, classes: int, epochs: int, seed: int
+) -> nn.Module:
     """A fresh ``arch`` trained on ``data`` of ``task`` (a source or an unrelated model)."""
     fit_settings = settings(s, epochs)
 
     def train(m: nn.Module) -> None:
         fit(m, data.x, data.y, seed=seed, desc=f"{recipe} {arch}", **fit_settings)
+
     return _cached(recipe, dict(fit=fit_settings, seed=seed, n=len(data)), s, arch, task, classes, seed, train)
 
 
@@ -472,8 +583,13 @@ def reuse_pairs(zoo: list[ZooModel]) -> list[tuple[ZooModel, ZooModel]]:
 
 def zoo_table(zoos: dict[int, list[ZooModel]]) -> pd.DataFrame:
     """One row per (training seed, model): name, arch, task, reuse type, lineage, test accuracy."""
-    return pd.DataFrame([dict(seed=k, model=z.name, arch=z.arch, task=z.task, reuse=z.reuse,
-                              source=z.lineage, test_acc=z.test_acc) for k, zoo in zoos.items() for z in zoo])
+    return pd.DataFrame(
+        [
+            dict(seed=k, model=z.name, arch=z.arch, task=z.task, reuse=z.reuse, source=z.lineage, test_acc=z.test_acc)
+            for k, zoo in zoos.items()
+            for z in zoo
+        ]
+    )
 
 
 def describe(zoos: dict[int, list[ZooModel]]) -> dict[str, int]:
@@ -481,10 +597,14 @@ def describe(zoos: dict[int, list[ZooModel]]) -> dict[str, int]:
     and compared pairs per method."""
     all_ = [z for zoo in zoos.values() for z in zoo]
     sources = sum(z.reuse == "source" for z in all_)
-    return dict(trainings=len(zoos), models=len(all_), sources=sources,
-                reuse_pairs=sum(len(reuse_pairs(zoo)) for zoo in zoos.values()),
-                unrelated=sum(z.reuse == "unrelated" for z in all_),
-                compared_pairs=sum(sum(z.reuse == "source" for z in zoo) * (len(zoo) - 1) for zoo in zoos.values()))
+    return dict(
+        trainings=len(zoos),
+        models=len(all_),
+        sources=sources,
+        reuse_pairs=sum(len(reuse_pairs(zoo)) for zoo in zoos.values()),
+        unrelated=sum(z.reuse == "unrelated" for z in all_),
+        compared_pairs=sum(sum(z.reuse == "source" for z in zoo) * (len(zoo) - 1) for zoo in zoos.values()),
+    )
 
 
 def method_labels() -> dict[str, str]:
@@ -494,9 +614,15 @@ def method_labels() -> dict[str, str]:
 
 # --- Scoring ---------------------------------------------------------------------------------
 
-def score_pairs(zoo: list[ZooModel], methods: list[str], x_seed: Tensor, *, seed: int = 0,
-                probe_options: dict[str, dict[str, Any]] | None = None,
-                ) -> tuple[pd.DataFrame, dict[tuple[str, str], Tensor]]:
+
+def score_pairs(
+    zoo: list[ZooModel],
+    methods: list[str],
+    x_seed: Tensor,
+    *,
+    seed: int = 0,
+    probe_options: dict[str, dict[str, Any]] | None = None,
+) -> tuple[pd.DataFrame, dict[tuple[str, str], Tensor]]:
     """Score every source against every other model with each method.
 
     Each method's probe is built once per source (on its float parent) from ``x_seed``,
@@ -510,9 +636,11 @@ def score_pairs(zoo: list[ZooModel], methods: list[str], x_seed: Tensor, *, seed
     """
     rows, raw = [], {}
     sources = [z for z in zoo if z.reuse == "source"]
-    probes = {(name, src.name): get_method(name).probe(src.model, x_seed, seed=seed,
-                                                       **(probe_options or {}).get(name, {}))
-              for name in methods for src in sources}
+    probes = {
+        (name, src.name): get_method(name).probe(src.model, x_seed, seed=seed, **(probe_options or {}).get(name, {}))
+        for name in methods
+        for src in sources
+    }
     every = list(probes.values())
     feats = [p for (name, _), p in probes.items() if name == "feature_sim"]
     shared = similarity.prime([(z.model, every) for z in zoo], features_of=feats) / max(len(zoo) * len(every), 1)
@@ -531,14 +659,26 @@ def score_pairs(zoo: list[ZooModel], methods: list[str], x_seed: Tensor, *, seed
                 if name == "modeldiff":
                     raw[(src.name, sus.name)] = probe.distances(sus.model)
                 rel = sus.reuse if sus.lineage == src.name else "unrelated"
-                rows.append(dict(method=name, seed=seed, reference=src.name, suspect=sus.name,
-                                 relation=rel, kind=sus.reuse, task=sus.task, score=score,
-                                 probe_s=probe.seconds, score_s=sec + shared))
+                rows.append(
+                    dict(
+                        method=name,
+                        seed=seed,
+                        reference=src.name,
+                        suspect=sus.name,
+                        relation=rel,
+                        kind=sus.reuse,
+                        task=sus.task,
+                        score=score,
+                        probe_s=probe.seconds,
+                        score_s=sec + shared,
+                    )
+                )
     return pd.DataFrame(rows), raw
 
 
-def score_benchmark(zoos: dict[int, list[ZooModel]], t: Tasks, cfg: Config, progress: Progress = no_progress
-                    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+def score_benchmark(
+    zoos: dict[int, list[ZooModel]], t: Tasks, cfg: Config, progress: Progress = no_progress
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every training seed of ``cfg``, its zoo probed with that seed: (scores of
     :func:`score_pairs`, ModelDiff's per-target correctness at each count of input pairs,
     :func:`correctness_by_pairs`)."""
@@ -550,12 +690,16 @@ def score_benchmark(zoos: dict[int, list[ZooModel]], t: Tasks, cfg: Config, prog
         frames.append(sc)
         if "modeldiff" in cfg.methods:
             curves.append(correctness_by_pairs(sc, raw, counts))
-    curve = pd.concat(curves, ignore_index=True) if curves else pd.DataFrame(
-        columns=["n_pairs", "seed", "reference", "suspect", "reuse", "correct"])
+    curve = (
+        pd.concat(curves, ignore_index=True)
+        if curves
+        else pd.DataFrame(columns=["n_pairs", "seed", "reference", "suspect", "reuse", "correct"])
+    )
     return pd.concat(frames, ignore_index=True), curve
 
 
 # --- Reducers: one row per unit ---------------------------------------------------------------
+
 
 def correctness(scores: pd.DataFrame) -> pd.DataFrame:
     """One row per (method, probe seed, target): ``correct`` when the source scores its derived
@@ -569,23 +713,36 @@ def correctness(scores: pd.DataFrame) -> pd.DataFrame:
             others = unrel[unrel.task == row.task].score.dropna()
             best = others.max() if len(others) else -math.inf
             ok = not math.isnan(row.score)
-            out.append(dict(method=method, seed=seed, reference=ref, suspect=row.suspect,
-                            reuse=row.relation, score=row.score, max_unrelated=best,
-                            applicable=ok, correct=bool(ok and row.score > best)))
-    return pd.DataFrame(out, columns=["method", "seed", "reference", "suspect", "reuse", "score",
-                                      "max_unrelated", "applicable", "correct"])
+            out.append(
+                dict(
+                    method=method,
+                    seed=seed,
+                    reference=ref,
+                    suspect=row.suspect,
+                    reuse=row.relation,
+                    score=row.score,
+                    max_unrelated=best,
+                    applicable=ok,
+                    correct=bool(ok and row.score > best),
+                )
+            )
+    return pd.DataFrame(
+        out,
+        columns=["method", "seed", "reference", "suspect", "reuse", "score", "max_unrelated", "applicable", "correct"],
+    )
 
 
-def correctness_by_pairs(scores: pd.DataFrame, raw: dict[tuple[str, str], Tensor],
-                         counts: list[int]) -> pd.DataFrame:
+def correctness_by_pairs(scores: pd.DataFrame, raw: dict[tuple[str, str], Tensor], counts: list[int]) -> pd.DataFrame:
     """ModelDiff's per-target correctness when only the first ``n`` input pairs of each
     probe are used, one row per (n_pairs, probe seed, target)."""
     md = scores[scores.method == "modeldiff"]
     rows = []
     for n in counts:
         sub = md.copy()
-        sub["score"] = [float(torch.nn.functional.cosine_similarity(
-            raw[(r, r)][:n], raw[(r, s)][:n], dim=0, eps=1e-12)) for r, s in zip(sub.reference, sub.suspect)]
+        sub["score"] = [
+            float(torch.nn.functional.cosine_similarity(raw[(r, r)][:n], raw[(r, s)][:n], dim=0, eps=1e-12))
+            for r, s in zip(sub.reference, sub.suspect)
+        ]
         c = correctness(sub)
         rows.append(c[["seed", "reference", "suspect", "reuse", "correct"]].assign(n_pairs=n))
     return pd.concat(rows, ignore_index=True)[["n_pairs", "seed", "reference", "suspect", "reuse", "correct"]]
@@ -613,15 +770,15 @@ def type_margins(scores: pd.DataFrame, method: str = "modeldiff") -> pd.DataFram
     base = roots.groupby(["seed", "reference", "task"]).score.mean().rename("unrelated")
     d = g[g.relation != "unrelated"].join(base, on=["seed", "reference", "task"])
     out = d[["seed", "reference", "suspect", "relation", "task", "score", "unrelated"]].rename(
-        columns={"relation": "reuse", "score": "derived"})
+        columns={"relation": "reuse", "score": "derived"}
+    )
     return out.assign(margin=out.derived - out.unrelated).reset_index(drop=True)
 
 
 def margin_summary(margins: pd.DataFrame) -> pd.DataFrame:
     """Per reuse type: mean derived score, mean unrelated score and mean margin."""
     order = [r for r in REUSE_TYPES if r in set(margins.reuse)]
-    return (margins.groupby("reuse")[["derived", "unrelated", "margin"]].mean()
-            .reindex(order).reset_index())
+    return margins.groupby("reuse")[["derived", "unrelated", "margin"]].mean().reindex(order).reset_index()
 
 
 def correctness_table(correct: pd.DataFrame) -> pd.DataFrame:
@@ -637,8 +794,7 @@ def correctness_table(correct: pd.DataFrame) -> pd.DataFrame:
     table.loc["all"] = correct.groupby("method").correct.mean()
     table["paper"] = np.nan
     table.loc["all", "paper"] = PAPER_CORRECTNESS
-    table[AUTHORS_COLUMN] = [AUTHORS_LOG[r][0] / AUTHORS_LOG[r][1] if r in AUTHORS_LOG else np.nan
-                             for r in table.index]
+    table[AUTHORS_COLUMN] = [AUTHORS_LOG[r][0] / AUTHORS_LOG[r][1] if r in AUTHORS_LOG else np.nan for r in table.index]
     return table
 
 
@@ -680,6 +836,7 @@ def compare_all(a: ZooModel, b: ZooModel, x_seed: Tensor, cfg: Config, seed: int
 
 
 # --- The authors' protocol (Li et al.'s benchmark structure at small scale) ------------------
+
 
 def build_authors_zoo(s: Splits, cfg: Config, seed: int = 0, progress: Progress = no_progress) -> list[ZooModel]:
     """The authors' benchmark structure (their ``benchmark.py``), rebuilt from the embedded
@@ -747,6 +904,7 @@ def pretrain_data(s: Splits, which: str) -> tuple[TensorData, TensorData, int]:
     def fit_shape(part: TensorData) -> TensorData:
         x = torch.nn.functional.interpolate(part.x, size=(h, w), mode="bilinear", align_corners=False)
         return TensorData(x.expand(-1, c, -1, -1).clamp(0, 1).contiguous(), part.y)
+
     train = TensorData(torch.cat([d.owner.x, d.attacker.x]), torch.cat([d.owner.y, d.attacker.y]))
     return fit_shape(train), fit_shape(d.test), d.num_classes
 
@@ -761,12 +919,16 @@ def authors_targets(zoo: list[ZooModel]) -> list[ZooModel]:
     without the types it skips (``authors_headline_excludes``: float16, same-architecture
     stealing)."""
     roots = {z.name for z in zoo if z.reuse == "source"}
-    return [z for z in zoo if z.root in roots and z.lineage != z.name
-            and z.reuse not in HYPERPARAMETERS["authors_headline_excludes"]]
+    return [
+        z
+        for z in zoo
+        if z.root in roots and z.lineage != z.name and z.reuse not in HYPERPARAMETERS["authors_headline_excludes"]
+    ]
 
 
-def authors_scores(zoo: list[ZooModel], t: Tasks, cfg: Config, seed: int = 0,
-                   progress: Progress = no_progress) -> pd.DataFrame:
+def authors_scores(
+    zoo: list[ZooModel], t: Tasks, cfg: Config, seed: int = 0, progress: Progress = no_progress
+) -> pd.DataFrame:
     """ModelDiff scores of the authors protocol (their ``evaluate.ipynb``) on one zoo.
 
     For each target of :func:`authors_targets`: ``n_inputs`` seeds drawn afresh from the
@@ -792,19 +954,31 @@ def authors_scores(zoo: list[ZooModel], t: Tasks, cfg: Config, seed: int = 0,
         for z in [tz] + scorers[tz.name]:
             plan.setdefault(id(z.model), (z.model, []))[1].append(probes[tz.name])
     similarity.prime(list(plan.values()))
-    rows = [dict(seed=seed, reference=r.name, suspect=tz.name, reuse=tz.reuse, parent=r.name == tz.lineage,
-                 other_root=r.root != tz.root, score=similarity.modeldiff_score(tz.model, r.model, probes[tz.name]))
-            for tz in targets for r in scorers[tz.name]]
+    rows = [
+        dict(
+            seed=seed,
+            reference=r.name,
+            suspect=tz.name,
+            reuse=tz.reuse,
+            parent=r.name == tz.lineage,
+            other_root=r.root != tz.root,
+            score=similarity.modeldiff_score(tz.model, r.model, probes[tz.name]),
+        )
+        for tz in targets
+        for r in scorers[tz.name]
+    ]
     return pd.DataFrame(rows, columns=["seed", "reference", "suspect", "reuse", "parent", "other_root", "score"])
 
 
-def authors_benchmark(s: Splits, cfg: Config,
-                      progress: Progress = no_progress) -> tuple[dict[int, list[ZooModel]], pd.DataFrame]:
+def authors_benchmark(
+    s: Splits, cfg: Config, progress: Progress = no_progress
+) -> tuple[dict[int, list[ZooModel]], pd.DataFrame]:
     """The authors protocol over every training seed: (zoo per seed, :func:`authors_correctness`
     of all of them); empty when ``authors`` is not among ``cfg.protocols``."""
     if "authors" not in cfg.protocols:
-        return {}, authors_correctness(pd.DataFrame(columns=["seed", "reference", "suspect", "reuse", "parent",
-                                                             "other_root", "score"]))
+        return {}, authors_correctness(
+            pd.DataFrame(columns=["seed", "reference", "suspect", "reuse", "parent", "other_root", "score"])
+        )
     t = make_tasks(s)
     zoos = {seed: build_authors_zoo(s, cfg, seed, progress) for seed in cfg.seeds}
     scores = pd.concat([authors_scores(zoos[seed], t, cfg, seed, progress) for seed in cfg.seeds], ignore_index=True)
@@ -821,11 +995,18 @@ def authors_correctness(scores: pd.DataFrame) -> pd.DataFrame:
         score = float(own.score.iloc[0]) if len(own) else float("nan")
         best = float(others.max()) if len(others) else -math.inf
         reuse = g.reuse.iloc[0]
-        out.append(dict(seed=seed, suspect=suspect, reuse=reuse, score=score, max_other_root=best,
-                        correct=bool(score > best),
-                        headline=reuse not in HYPERPARAMETERS["authors_headline_excludes"]))
-    return pd.DataFrame(out, columns=["seed", "suspect", "reuse", "score", "max_other_root", "correct",
-                                      "headline"])
+        out.append(
+            dict(
+                seed=seed,
+                suspect=suspect,
+                reuse=reuse,
+                score=score,
+                max_other_root=best,
+                correct=bool(score > best),
+                headline=reuse not in HYPERPARAMETERS["authors_headline_excludes"],
+            )
+        )
+    return pd.DataFrame(out, columns=["seed", "suspect", "reuse", "score", "max_other_root", "correct", "headline"])
 
 
 def _rows_of(f: pd.DataFrame, reuse: str) -> pd.DataFrame:
@@ -846,10 +1027,16 @@ def protocol_table(strict: pd.DataFrame, authors: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for reuse in [r for r in REUSE_TYPES if r in set(md_strict.reuse) | set(authors.reuse)] + ["all", "headline"]:
         a, st = _rows_of(authors, reuse), _rows_of(md_strict, reuse)
-        rows.append({"reuse": reuse, "authors_protocol": a.correct.mean() if len(a) else np.nan,
-                     "authors_targets": len(a), "strict": st.correct.mean() if len(st) else np.nan,
-                     "strict_targets": len(st),
-                     AUTHORS_COLUMN: log[reuse][0] / log[reuse][1] if reuse in log else np.nan})
+        rows.append(
+            {
+                "reuse": reuse,
+                "authors_protocol": a.correct.mean() if len(a) else np.nan,
+                "authors_targets": len(a),
+                "strict": st.correct.mean() if len(st) else np.nan,
+                "strict_targets": len(st),
+                AUTHORS_COLUMN: log[reuse][0] / log[reuse][1] if reuse in log else np.nan,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -857,8 +1044,11 @@ def plot_protocols(table: pd.DataFrame):
     """ModelDiff's correctness per reuse type: strict, the authors protocol, the authors' log."""
     import matplotlib.pyplot as plt
 
-    cols = [("strict", "ours, strict"), ("authors_protocol", "ours, authors' protocol"),
-            (AUTHORS_COLUMN, "authors' log (ImageNet)")]
+    cols = [
+        ("strict", "ours, strict"),
+        ("authors_protocol", "ours, authors' protocol"),
+        (AUTHORS_COLUMN, "authors' log (ImageNet)"),
+    ]
     fig, ax = plt.subplots(figsize=(0.7 * len(table) + 3, 3.6))
     x = np.arange(len(table))
     for i, (col, label) in enumerate(cols):
@@ -875,18 +1065,27 @@ def auc(curves: dict[str, tuple[np.ndarray, np.ndarray, float]]) -> dict[str, fl
     return {m: c[2] for m, c in curves.items()}
 
 
-def recorded_metrics(zoos: dict[int, list[ZooModel]], table: pd.DataFrame,
-                     curves: dict[str, tuple[np.ndarray, np.ndarray, float]],
-                     cost: pd.DataFrame, margins: pd.DataFrame) -> dict[str, Any]:
+def recorded_metrics(
+    zoos: dict[int, list[ZooModel]],
+    table: pd.DataFrame,
+    curves: dict[str, tuple[np.ndarray, np.ndarray, float]],
+    cost: pd.DataFrame,
+    margins: pd.DataFrame,
+) -> dict[str, Any]:
     """The metrics ``run.record`` stores in results.json: the zoo's counts
     (:func:`describe`), the correctness table (:func:`correctness_table`), each method's
     ROC AUC (``curves``: :func:`roc`), the cost table and the margin summary."""
-    return {"counts": describe(zoos), "correctness": table.round(4).reset_index().to_dict("records"),
-            "auc": auc(curves), "cost": cost.to_dict("records"),
-            "margins": margin_summary(margins).to_dict("records")}
+    return {
+        "counts": describe(zoos),
+        "correctness": table.round(4).reset_index().to_dict("records"),
+        "auc": auc(curves),
+        "cost": cost.to_dict("records"),
+        "margins": margin_summary(margins).to_dict("records"),
+    }
 
 
 # --- Claims ----------------------------------------------------------------------------------
+
 
 def _of(frame: pd.DataFrame, method: str) -> pd.DataFrame:
     return frame[frame.method == method]
@@ -908,8 +1107,9 @@ PAPER_WORDS = {
 NOT_RUN = "no rows (method or protocol not run)"
 
 
-def claims(correct: pd.DataFrame, margins: pd.DataFrame, curve: pd.DataFrame, cfg: Config,
-           authors: pd.DataFrame | None = None) -> list[Claim]:
+def claims(
+    correct: pd.DataFrame, margins: pd.DataFrame, curve: pd.DataFrame, cfg: Config, authors: pd.DataFrame | None = None
+) -> list[Claim]:
     """M1-M4 (strict counting) with their evidence, and with ``authors`` (the rows of
     :func:`authors_correctness`) M1 and M3 under the authors protocol.
 
@@ -925,70 +1125,158 @@ def claims(correct: pd.DataFrame, margins: pd.DataFrame, curve: pd.DataFrame, cf
     """
     md = _of(correct, "modeldiff")
     ntrain = md.seed.nunique() if len(md) else 0
-    m1 = results.part("correctness", md, stats.mean_of("correct"), threshold=cfg.m1_min_correctness,
-                      holds_when="above", unit="target", empty=NOT_RUN)
-    parts = [results.part(f"{r} margin", margins[margins.reuse == r], stats.mean_of("margin"),
-                          threshold=cfg.m2_min_margin, holds_when="above", unit="target", empty=NOT_RUN)
-             for r in [r for r in REUSE_TYPES if r in set(margins.reuse)]]
+    m1 = results.part(
+        "correctness",
+        md,
+        stats.mean_of("correct"),
+        threshold=cfg.m1_min_correctness,
+        holds_when="above",
+        unit="target",
+        empty=NOT_RUN,
+    )
+    parts = [
+        results.part(
+            f"{r} margin",
+            margins[margins.reuse == r],
+            stats.mean_of("margin"),
+            threshold=cfg.m2_min_margin,
+            holds_when="above",
+            unit="target",
+            empty=NOT_RUN,
+        )
+        for r in [r for r in REUSE_TYPES if r in set(margins.reuse)]
+    ]
     if not parts:
-        parts = [results.part("margin", margins, stats.mean_of("margin"), threshold=cfg.m2_min_margin,
-                              holds_when="above", unit="target", empty=NOT_RUN)]
+        parts = [
+            results.part(
+                "margin",
+                margins,
+                stats.mean_of("margin"),
+                threshold=cfg.m2_min_margin,
+                holds_when="above",
+                unit="target",
+                empty=NOT_RUN,
+            )
+        ]
     cross = correct[correct.reuse == "steal-other"]
     wc = _of(cross, "weight_cosine").assign(applicable=lambda f: f.applicable.astype(float))
-    m3 = [results.part("weight cosine applicable", wc, stats.mean_of("applicable"),
-                       threshold=cfg.m3_max_weight_applicable, holds_when="below", unit="target", empty=NOT_RUN),
-          results.part("ModelDiff steal-other correctness", _of(cross, "modeldiff"), stats.mean_of("correct"),
-                       threshold=cfg.m3_min_correctness, holds_when="above", unit="target", empty=NOT_RUN)]
+    m3 = [
+        results.part(
+            "weight cosine applicable",
+            wc,
+            stats.mean_of("applicable"),
+            threshold=cfg.m3_max_weight_applicable,
+            holds_when="below",
+            unit="target",
+            empty=NOT_RUN,
+        ),
+        results.part(
+            "ModelDiff steal-other correctness",
+            _of(cross, "modeldiff"),
+            stats.mean_of("correct"),
+            threshold=cfg.m3_min_correctness,
+            holds_when="above",
+            unit="target",
+            empty=NOT_RUN,
+        ),
+    ]
     gain = pairs_gain(curve)
     fewest, most = (int(curve.n_pairs.min()), int(curve.n_pairs.max())) if len(curve) else (0, 0)
-    m4 = results.part(f"correct at {most} minus at {fewest} pairs", gain,
-                      stats.mean_difference("correct_most", "correct_fewest"),
-                      threshold=cfg.m4_min_gain, holds_when="above", unit="target", empty=NOT_RUN)
+    m4 = results.part(
+        f"correct at {most} minus at {fewest} pairs",
+        gain,
+        stats.mean_difference("correct_most", "correct_fewest"),
+        threshold=cfg.m4_min_gain,
+        holds_when="above",
+        unit="target",
+        empty=NOT_RUN,
+    )
     rows = [
-        results.claim("M1", f"(beyond the paper) ModelDiff's correctness is high under our strict counting, "
-                      f"same-data sibling sources competing (above {cfg.m1_min_correctness:g}; "
-                      f"{md.suspect.nunique()} targets per training, {ntrain} trainings)",
-                      f"{PAPER_CORRECTNESS:.1%} on {PAPER_PAIRS} pairs (their counting)", m1,
-                      quantifier="on average", paper_words=PAPER_WORDS["M1"]),
-        results.claim("M2", f"For every reuse type, derived models score above independently trained "
-                      f"models of their task (mean ModelDiff margin above {cfg.m2_min_margin:g})",
-                      "reused pairs score higher than unrelated ones for every reuse type", *parts,
-                      quantifier="every", paper_words=PAPER_WORDS["M2"]),
-        results.claim("M3", f"(beyond the paper) Weight cosine cannot compare cross-architecture stealing "
-                      f"(applies to less than {cfg.m3_max_weight_applicable:g} of the thieves) while ModelDiff "
-                      f"detects it under strict counting (correctness above {cfg.m3_min_correctness:g})",
-                      "weight comparison needs the same architecture; the authors' log: ModelDiff 0 of 12",
-                      *m3, quantifier="on average", paper_words=PAPER_WORDS["M3"]),
-        results.claim("M4", f"More input pairs give higher correctness ({most} pairs vs {fewest}: "
-                      f"per-target gain above {cfg.m4_min_gain:g})",
-                      "correctness grows with the number of input pairs", m4,
-                      quantifier="direction", paper_words=PAPER_WORDS["M4"]),
+        results.claim(
+            "M1",
+            f"(beyond the paper) ModelDiff's correctness is high under our strict counting, "
+            f"same-data sibling sources competing (above {cfg.m1_min_correctness:g}; "
+            f"{md.suspect.nunique()} targets per training, {ntrain} trainings)",
+            f"{PAPER_CORRECTNESS:.1%} on {PAPER_PAIRS} pairs (their counting)",
+            m1,
+            quantifier="on average",
+            paper_words=PAPER_WORDS["M1"],
+        ),
+        results.claim(
+            "M2",
+            f"For every reuse type, derived models score above independently trained "
+            f"models of their task (mean ModelDiff margin above {cfg.m2_min_margin:g})",
+            "reused pairs score higher than unrelated ones for every reuse type",
+            *parts,
+            quantifier="every",
+            paper_words=PAPER_WORDS["M2"],
+        ),
+        results.claim(
+            "M3",
+            f"(beyond the paper) Weight cosine cannot compare cross-architecture stealing "
+            f"(applies to less than {cfg.m3_max_weight_applicable:g} of the thieves) while ModelDiff "
+            f"detects it under strict counting (correctness above {cfg.m3_min_correctness:g})",
+            "weight comparison needs the same architecture; the authors' log: ModelDiff 0 of 12",
+            *m3,
+            quantifier="on average",
+            paper_words=PAPER_WORDS["M3"],
+        ),
+        results.claim(
+            "M4",
+            f"More input pairs give higher correctness ({most} pairs vs {fewest}: "
+            f"per-target gain above {cfg.m4_min_gain:g})",
+            "correctness grows with the number of input pairs",
+            m4,
+            quantifier="direction",
+            paper_words=PAPER_WORDS["M4"],
+        ),
     ]
     if authors is not None and "authors" in cfg.protocols:
         head = authors[authors.headline] if len(authors) else authors
         per = head.groupby("seed").size().max() if len(head) else 0
         rows += [
-            results.claim("M1-authors", "ModelDiff's correctness counted as the paper counts (the authors' "
-                          "protocol: their targets, parent against references of other roots) is high: above "
-                          f"{cfg.m1_min_correctness:g} ({per} targets per training; their 91.7% of 144 pairs is "
-                          "12 misses, the 12 cross-architecture thieves of their log, all missed)",
-                          f"{PAPER_CORRECTNESS:.1%} on {PAPER_PAIRS} pairs; their own log: 72/84 on these targets",
-                          results.part("correctness", head, stats.mean_of("correct"), threshold=cfg.m1_min_correctness,
-                                       holds_when="above", unit="target", empty=NOT_RUN),
-                          quantifier="on average", paper_words=PAPER_WORDS["M1-authors"]),
-            results.claim("M3-authors", "ModelDiff detects cross-architecture stealing under the authors' "
-                          f"protocol (correctness above {cfg.m3_min_correctness:g})",
-                          "implied by the paper; their own log: 0 of 12",
-                          results.part("steal-other correctness",
-                                       head[head.reuse == "steal-other"] if len(head) else head,
-                                       stats.mean_of("correct"), threshold=cfg.m3_min_correctness,
-                                       holds_when="above", unit="target", empty=NOT_RUN),
-                          quantifier="on average", paper_words=PAPER_WORDS["M3-authors"]),
+            results.claim(
+                "M1-authors",
+                "ModelDiff's correctness counted as the paper counts (the authors' "
+                "protocol: their targets, parent against references of other roots) is high: above "
+                f"{cfg.m1_min_correctness:g} ({per} targets per training; their 91.7% of 144 pairs is "
+                "12 misses, the 12 cross-architecture thieves of their log, all missed)",
+                f"{PAPER_CORRECTNESS:.1%} on {PAPER_PAIRS} pairs; their own log: 72/84 on these targets",
+                results.part(
+                    "correctness",
+                    head,
+                    stats.mean_of("correct"),
+                    threshold=cfg.m1_min_correctness,
+                    holds_when="above",
+                    unit="target",
+                    empty=NOT_RUN,
+                ),
+                quantifier="on average",
+                paper_words=PAPER_WORDS["M1-authors"],
+            ),
+            results.claim(
+                "M3-authors",
+                "ModelDiff detects cross-architecture stealing under the authors' "
+                f"protocol (correctness above {cfg.m3_min_correctness:g})",
+                "implied by the paper; their own log: 0 of 12",
+                results.part(
+                    "steal-other correctness",
+                    head[head.reuse == "steal-other"] if len(head) else head,
+                    stats.mean_of("correct"),
+                    threshold=cfg.m3_min_correctness,
+                    holds_when="above",
+                    unit="target",
+                    empty=NOT_RUN,
+                ),
+                quantifier="on average",
+                paper_words=PAPER_WORDS["M3-authors"],
+            ),
         ]
     return rows
 
 
 # --- Figures ---------------------------------------------------------------------------------
+
 
 def plot_correctness(table: pd.DataFrame, labels: dict[str, str] | None = None):
     """Heatmap of :func:`correctness_table` (n/a where a method does not apply)."""
@@ -997,8 +1285,9 @@ def plot_correctness(table: pd.DataFrame, labels: dict[str, str] | None = None):
 
     t = table.rename(columns=labels or {})
     fig, ax = plt.subplots(figsize=(1.6 * t.shape[1] + 2, 0.45 * t.shape[0] + 1.2))
-    sns.heatmap(t.astype(float), annot=True, fmt=".2f", vmin=0, vmax=1, cmap="viridis", ax=ax,
-                cbar_kws={"label": "correctness"})
+    sns.heatmap(
+        t.astype(float), annot=True, fmt=".2f", vmin=0, vmax=1, cmap="viridis", ax=ax, cbar_kws={"label": "correctness"}
+    )
     for (i, j), v in np.ndenumerate(t.to_numpy(dtype=float)):
         if np.isnan(v) and t.columns[j] not in ("paper", AUTHORS_COLUMN):
             ax.text(j + 0.5, i + 0.5, "n/a", ha="center", va="center", color="gray")
@@ -1014,12 +1303,22 @@ def plot_distributions(scores: pd.DataFrame, labels: dict[str, str] | None = Non
     import seaborn as sns
 
     d = scores.dropna(subset=["score"]).assign(
-        pair=lambda f: np.where(f.relation == "unrelated", "unrelated", "reused"))
+        pair=lambda f: np.where(f.relation == "unrelated", "unrelated", "reused")
+    )
     methods = list(dict.fromkeys(d.method))
     fig, axes = plt.subplots(1, len(methods), figsize=(3.2 * len(methods), 3.4), squeeze=False)
     for ax, m in zip(axes[0], methods):
-        sns.histplot(data=d[d.method == m], x="score", hue="pair", stat="density", common_norm=False,
-                     bins=30, element="step", ax=ax, hue_order=["reused", "unrelated"])
+        sns.histplot(
+            data=d[d.method == m],
+            x="score",
+            hue="pair",
+            stat="density",
+            common_norm=False,
+            bins=30,
+            element="step",
+            ax=ax,
+            hue_order=["reused", "unrelated"],
+        )
         ax.set(title=(labels or {}).get(m, m), xlabel="similarity")
     fig.tight_layout()
     return fig
@@ -1033,8 +1332,11 @@ def plot_roc(curves: dict[str, tuple[np.ndarray, np.ndarray, float]], labels: di
     for m, (fpr, tpr, auc) in curves.items():
         ax.plot(fpr, tpr, label=f"{(labels or {}).get(m, m)} (AUC {auc:.3f})")
     ax.plot([0, 1], [0, 1], ls=":", color="gray")
-    ax.set(xlabel="false-positive rate (unrelated flagged)", ylabel="true-positive rate (reuse found)",
-           title="Reuse detection by a score threshold")
+    ax.set(
+        xlabel="false-positive rate (unrelated flagged)",
+        ylabel="true-positive rate (reuse found)",
+        title="Reuse detection by a score threshold",
+    )
     ax.legend(fontsize=8, loc="lower right")
     return fig
 
@@ -1050,8 +1352,9 @@ def plot_pairs_curve(curve: pd.DataFrame):
     import seaborn as sns
 
     fig, ax = plt.subplots(figsize=(5, 3.4))
-    sns.lineplot(data=pairs_curve_summary(curve), x="n_pairs", y="correctness", marker="o",
-                 errorbar="sd", ax=ax, label="ours")
+    sns.lineplot(
+        data=pairs_curve_summary(curve), x="n_pairs", y="correctness", marker="o", errorbar="sd", ax=ax, label="ours"
+    )
     ax.axhline(PAPER_CORRECTNESS, ls="--", color="gray", label="paper (100 pairs)")
     ax.set(xscale="log", ylim=(0, 1.02), xlabel="input pairs", title="ModelDiff correctness vs input pairs")
     plots.integer_axis(ax, "x")
@@ -1099,5 +1402,8 @@ def explore(zoos: dict[int, list[ZooModel]], t: Tasks, cfg: Config) -> None:
         da, db = pair_ddvs(a, b, x_seed, seed=seed, **cfg.probe_options()["modeldiff"])
         plot_ddvs(a, b, da, db, compare_all(a, b, x_seed, cfg, seed=seed))
 
-    widgets.explore(draw, reference=widgets.dropdown(names, names[0], "reference"),
-                    suspect=widgets.dropdown(names, names[1], "suspect"))
+    widgets.explore(
+        draw,
+        reference=widgets.dropdown(names, names[0], "reference"),
+        suspect=widgets.dropdown(names, names[1], "suspect"),
+    )

@@ -22,6 +22,7 @@ This module holds the experiment grid the notebook runs, its tables (one row per
 sibling pair, attacked input, test example), the reducers behind the claims, the figures,
 :func:`check_params` and :func:`claims`.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -46,12 +47,12 @@ from . import Params
 
 #: Constants of the study that are not notebook parameters (recorded in results.json).
 HYPERPARAMETERS: dict[str, Any] = {
-    "calibration_images": 1000,   # owner images calibrating the quantized siblings' activations
-    "prune_finetune_lr": 0.01,    # fine-tuning after pruning
-    "unpair_lr": 0.01,            # fine-tuning with the unpairing loss
-    "pgd_step_factor": 2.5,       # PGD step = factor * eps / pgd_steps
-    "rgf_sigma": 1e-3,            # finite-difference step of the query attack's gradient estimate
-    "rgf_step_fraction": 0.1,     # query attack's signed step = fraction * eps
+    "calibration_images": 1000,  # owner images calibrating the quantized siblings' activations
+    "prune_finetune_lr": 0.01,  # fine-tuning after pruning
+    "unpair_lr": 0.01,  # fine-tuning with the unpairing loss
+    "pgd_step_factor": 2.5,  # PGD step = factor * eps / pgd_steps
+    "rgf_sigma": 1e-3,  # finite-difference step of the query attack's gradient estimate
+    "rgf_step_fraction": 0.1,  # query attack's signed step = fraction * eps
     "censored_when_success_at_most": 0.5,  # a median is a lower bound when half or more fail
 }
 
@@ -98,14 +99,15 @@ class Config(Params):
 SENSITIVITY = (
     Sweep(("C1",), {"eps": [0.05, 0.1, 0.2]}, "the attack radius eps"),
     Sweep(("C3", "C4"), {"unpair_epochs": [2, 6]}, "epochs of unpairing"),
-    Sweep(("C3", "C4"), {"unpair_penalty": ["abs", "square", "signed"]},
-          "the unpairing penalty (|cos|, cos^2; the signed cosine is the control)"),
+    Sweep(
+        ("C3", "C4"),
+        {"unpair_penalty": ["abs", "square", "signed"]},
+        "the unpairing penalty (|cos|, cos^2; the signed cosine is the control)",
+    ),
 )
 
 #: Forking paths: defaults chosen after a trial run, with the values they were chosen among.
-ALTERNATIVES = (
-    Sweep(("C1", "C1b", "C2", "C3", "C4"), {"eps": [0.1, 0.15]}, "eps, chosen after a trial at 0.15"),
-)
+ALTERNATIVES = (Sweep(("C1", "C1b", "C2", "C3", "C4"), {"eps": [0.1, 0.15]}, "eps, chosen after a trial at 0.15"),)
 
 #: Surrogates that are not siblings: the full model itself (PGD's white-box success, the
 #: ceiling of any transfer), no prior (a uniform random point of the eps ball; for the
@@ -125,28 +127,40 @@ def check_params(values: dict) -> None:
     within the test set, the query cap above one iteration of the attack."""
     names = compression.sibling_names(values["quant_bits"], values["prune_ratios"])
     if len(set(names)) != len(names):
-        raise ParamError(f"quant_bits / prune_ratios give one sibling name twice ({', '.join(names)}): "
-                         "list each bit width and pruning percentage once")
+        raise ParamError(
+            f"quant_bits / prune_ratios give one sibling name twice ({', '.join(names)}): "
+            "list each bit width and pruning percentage once"
+        )
     if values["unpair_sibling"] not in names:
-        raise ParamError(f"unpair_sibling '{values['unpair_sibling']}' is not built: choose one of "
-                         f"{', '.join(names)} or add its bits / ratio to quant_bits / prune_ratios")
+        raise ParamError(
+            f"unpair_sibling '{values['unpair_sibling']}' is not built: choose one of "
+            f"{', '.join(names)} or add its bits / ratio to quant_bits / prune_ratios"
+        )
     if values["unpair_penalty"] not in unpairing.PENALTIES:
-        raise ParamError(f"unpair_penalty '{values['unpair_penalty']}' is unknown: choose one of "
-                         f"{', '.join(unpairing.PENALTIES)}")
+        raise ParamError(
+            f"unpair_penalty '{values['unpair_penalty']}' is unknown: choose one of {', '.join(unpairing.PENALTIES)}"
+        )
     n_test = len(split(values["dataset"], seed=0, device="cpu").test)
     if values["n_attack"] > n_test:
-        raise ParamError(f"n_attack {values['n_attack']} exceeds the test set of '{values['dataset']}' "
-                         f"({n_test} images): lower n_attack to at most {n_test}")
+        raise ParamError(
+            f"n_attack {values['n_attack']} exceeds the test set of '{values['dataset']}' "
+            f"({n_test} images): lower n_attack to at most {n_test}"
+        )
     if values["n_query"] > values["n_attack"]:
-        raise ParamError(f"n_query {values['n_query']} exceeds n_attack {values['n_attack']} (the query "
-                         "attack runs on the first n_query attack inputs): lower n_query or raise n_attack")
+        raise ParamError(
+            f"n_query {values['n_query']} exceeds n_attack {values['n_attack']} (the query "
+            "attack runs on the first n_query attack inputs): lower n_query or raise n_attack"
+        )
     if values["query_cap"] < values["rgf_samples"] + 2:
-        raise ParamError(f"query_cap {values['query_cap']} allows no iteration of the query attack "
-                         f"(one takes up to rgf_samples + 2 = {values['rgf_samples'] + 2} queries): "
-                         "raise query_cap or lower rgf_samples")
+        raise ParamError(
+            f"query_cap {values['query_cap']} allows no iteration of the query attack "
+            f"(one takes up to rgf_samples + 2 = {values['rgf_samples'] + 2} queries): "
+            "raise query_cap or lower rgf_samples"
+        )
 
 
 # --- Models ----------------------------------------------------------------------------------
+
 
 @dataclass
 class Family:
@@ -167,8 +181,16 @@ def build_family(s: Splits, arch: str, cfg: Config, seed: int) -> Family:
     h = HYPERPARAMETERS
     full = recipes.owner_model(s, arch, epochs=cfg.epochs, seed=seed)
     ind = recipes.independent_model(s, arch, epochs=cfg.epochs, seed=seed)
-    sibs = compression.siblings(full, s, cfg.quant_bits, cfg.prune_ratios, epochs=cfg.finetune_epochs,
-                                seed=seed, n_calib=h["calibration_images"], lr=h["prune_finetune_lr"])
+    sibs = compression.siblings(
+        full,
+        s,
+        cfg.quant_bits,
+        cfg.prune_ratios,
+        epochs=cfg.finetune_epochs,
+        seed=seed,
+        n_calib=h["calibration_images"],
+        lr=h["prune_finetune_lr"],
+    )
     x, y = attacks.attack_set(full, s.test.x, s.test.y, cfg.n_attack)
     return Family(arch, seed, full, ind, sibs, x, y)
 
@@ -181,17 +203,35 @@ def build_families(s: Splits, cfg: Config, progress: Progress = no_progress) -> 
 
 def full_table(fams: list[Family], s: Splits) -> pd.DataFrame:
     """Per family: the full model's test accuracy and the number of attack inputs."""
-    return pd.DataFrame([{"arch": f.arch, "seed": f.seed, "full_acc": evaluate(f.full, s.test.x, s.test.y),
-                          "attack_inputs": len(f.y)} for f in fams])
+    return pd.DataFrame(
+        [
+            {
+                "arch": f.arch,
+                "seed": f.seed,
+                "full_acc": evaluate(f.full, s.test.x, s.test.y),
+                "attack_inputs": len(f.y),
+            }
+            for f in fams
+        ]
+    )
 
 
 def unpaired(fam: Family, s: Splits, cfg: Config, lam: float) -> nn.Module:
     """The family's ``unpair_sibling`` fine-tuned with the unpairing loss at ``lam``."""
-    return unpairing.unpair(fam.siblings[cfg.unpair_sibling], fam.full, s, lam, epochs=cfg.unpair_epochs,
-                            lr=HYPERPARAMETERS["unpair_lr"], seed=fam.seed, penalty=cfg.unpair_penalty)
+    return unpairing.unpair(
+        fam.siblings[cfg.unpair_sibling],
+        fam.full,
+        s,
+        lam,
+        epochs=cfg.unpair_epochs,
+        lr=HYPERPARAMETERS["unpair_lr"],
+        seed=fam.seed,
+        penalty=cfg.unpair_penalty,
+    )
 
 
 # --- Transfer --------------------------------------------------------------------------------
+
 
 def _kind(name: str) -> str:
     if name in REFERENCES:
@@ -209,11 +249,19 @@ def transfer_outcomes(fam: Family, name: str, model: nn.Module | None, cfg: Conf
     """One row per attack input: whether the PGD example crafted on ``model`` fools the full
     model (``model=None``: a uniform random point of the eps ball, no prior)."""
     steps = cfg.pgd_steps if model is not None else 0
-    adv = attacks.pgd(model if model is not None else fam.full, fam.x, fam.y, cfg.eps, steps,
-                      step_size=cfg.pgd_step, seed=fam.seed)
+    adv = attacks.pgd(
+        model if model is not None else fam.full, fam.x, fam.y, cfg.eps, steps, step_size=cfg.pgd_step, seed=fam.seed
+    )
     fooled = attacks.fooled(fam.full, adv, fam.y).cpu().numpy()
-    return pd.DataFrame({"arch": fam.arch, "seed": fam.seed, "surrogate": name,
-                         "input": np.arange(len(fooled)), "fooled": fooled.astype(float)})
+    return pd.DataFrame(
+        {
+            "arch": fam.arch,
+            "seed": fam.seed,
+            "surrogate": name,
+            "input": np.arange(len(fooled)),
+            "fooled": fooled.astype(float),
+        }
+    )
 
 
 def gradient_cosines(a: nn.Module, b: nn.Module, x: Tensor, y: Tensor) -> Tensor:
@@ -235,14 +283,28 @@ def surrogate_row(fam: Family, name: str, model: nn.Module | None, s: Splits, ou
     """Accuracy, similarity to the full model (mean gradient cosine, mean ``|cosine|``, fidelity)
     and transfer success (NaN similarity for ``none``)."""
     if model is None:
-        sim = {"test_acc": float("nan"), "grad_cos": float("nan"), "grad_abs_cos": float("nan"),
-               "fidelity": float("nan")}
+        sim = {
+            "test_acc": float("nan"),
+            "grad_cos": float("nan"),
+            "grad_abs_cos": float("nan"),
+            "fidelity": float("nan"),
+        }
     else:
         cos = gradient_cosines(model, fam.full, fam.x, fam.y)
-        sim = {"test_acc": evaluate(model, s.test.x, s.test.y), "grad_cos": float(cos.mean()),
-               "grad_abs_cos": float(cos.abs().mean()), "fidelity": agreement(model, fam.full, s.test.x)}
-    return {"arch": fam.arch, "seed": fam.seed, "surrogate": name, "kind": _kind(name), **sim,
-            "transfer": float(outcomes.fooled.mean())}
+        sim = {
+            "test_acc": evaluate(model, s.test.x, s.test.y),
+            "grad_cos": float(cos.mean()),
+            "grad_abs_cos": float(cos.abs().mean()),
+            "fidelity": agreement(model, fam.full, s.test.x),
+        }
+    return {
+        "arch": fam.arch,
+        "seed": fam.seed,
+        "surrogate": name,
+        "kind": _kind(name),
+        **sim,
+        "transfer": float(outcomes.fooled.mean()),
+    }
 
 
 def transfer_tables(fams: list[Family], s: Splits, cfg: Config) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -265,8 +327,7 @@ def transfer_ratios(df: pd.DataFrame, n: dict[tuple[str, int], int]) -> pd.DataF
     """``df`` with ``ratio``: each surrogate's transfer over its family's independent
     surrogate's, the latter floored at 1/n (n attack inputs of the family)."""
     base = df[df.surrogate == "independent"].set_index(["arch", "seed"]).transfer
-    return df.assign(ratio=[t / max(base[(a, sd)], 1 / n[(a, sd)])
-                            for a, sd, t in zip(df.arch, df.seed, df.transfer)])
+    return df.assign(ratio=[t / max(base[(a, sd)], 1 / n[(a, sd)]) for a, sd, t in zip(df.arch, df.seed, df.transfer)])
 
 
 def mark_comparable(tr: pd.DataFrame, max_gap: float) -> pd.DataFrame:
@@ -305,24 +366,48 @@ def similarity_summary(sib: pd.DataFrame) -> dict[str, float]:
     """Spearman rho of transfer success with gradient cosine within architecture (the mean of
     :func:`within_spearman`, and per architecture), pooled over all pairs (with its p), and
     pooled with fidelity."""
-    rho, p = (spearmanr(sib.grad_cos, sib.transfer) if len(sib) > 2 else (float("nan"),) * 2)
+    rho, p = spearmanr(sib.grad_cos, sib.transfer) if len(sib) > 2 else (float("nan"),) * 2
     per_arch = {f"rho_within_{a}": within_spearman(g) for a, g in sib.groupby("arch", sort=False)}
-    return {"rho_within": within_spearman(sib), **per_arch, "rho_pooled": float(rho), "p_pooled": float(p),
-            "rho_fidelity_pooled": spearman(sib, "fidelity"), "pairs": len(sib)}
+    return {
+        "rho_within": within_spearman(sib),
+        **per_arch,
+        "rho_pooled": float(rho),
+        "p_pooled": float(p),
+        "rho_fidelity_pooled": spearman(sib, "fidelity"),
+        "pairs": len(sib),
+    }
 
 
 # --- Query attacks ---------------------------------------------------------------------------
+
 
 def run_query_attack(fam: Family, prior_name: str, prior: nn.Module | None, cfg: Config) -> pd.DataFrame:
     """The prior-guided query attack on the full model for the first ``n_query`` attack inputs:
     one row per input with its queries and success (failures censored at the cap)."""
     n = min(cfg.n_query, len(fam.y))
     counter = attacks.QueryCounter(fam.full, n, cfg.query_cap)
-    res = attacks.query_attack(counter, fam.x[:n], fam.y[:n], cfg.eps, prior=prior, samples=cfg.rgf_samples,
-                               sigma=HYPERPARAMETERS["rgf_sigma"],
-                               step_size=HYPERPARAMETERS["rgf_step_fraction"] * cfg.eps, seed=fam.seed)
-    return pd.DataFrame({"arch": fam.arch, "seed": fam.seed, "prior": prior_name, "input": np.arange(n),
-                         "queries": res.queries, "success": res.success, "cap": cfg.query_cap})
+    res = attacks.query_attack(
+        counter,
+        fam.x[:n],
+        fam.y[:n],
+        cfg.eps,
+        prior=prior,
+        samples=cfg.rgf_samples,
+        sigma=HYPERPARAMETERS["rgf_sigma"],
+        step_size=HYPERPARAMETERS["rgf_step_fraction"] * cfg.eps,
+        seed=fam.seed,
+    )
+    return pd.DataFrame(
+        {
+            "arch": fam.arch,
+            "seed": fam.seed,
+            "prior": prior_name,
+            "input": np.arange(n),
+            "queries": res.queries,
+            "success": res.success,
+            "cap": cfg.query_cap,
+        }
+    )
 
 
 def query_table(fams: list[Family], cfg: Config, progress: Progress = no_progress) -> pd.DataFrame:
@@ -345,9 +430,13 @@ def query_summary(q: pd.DataFrame) -> pd.DataFrame:
     the failures censored at the cap), median queries (failures at the cap) and whether that
     median is censored (a lower bound)."""
     cut = HYPERPARAMETERS["censored_when_success_at_most"]
-    return (q.assign(counted=counted(q)).groupby(["arch", "seed", "prior"], sort=False)
-            .agg(success=("success", "mean"), rmst=("counted", "mean"), median_queries=("counted", "median"))
-            .assign(censored=lambda d: d.success <= cut).reset_index())
+    return (
+        q.assign(counted=counted(q))
+        .groupby(["arch", "seed", "prior"], sort=False)
+        .agg(success=("success", "mean"), rmst=("counted", "mean"), median_queries=("counted", "median"))
+        .assign(censored=lambda d: d.success <= cut)
+        .reset_index()
+    )
 
 
 def survival(q: pd.DataFrame, grid: np.ndarray | None = None) -> pd.DataFrame:
@@ -359,8 +448,7 @@ def survival(q: pd.DataFrame, grid: np.ndarray | None = None) -> pd.DataFrame:
     for (arch, prior), g in q.assign(counted=c).groupby(["arch", "prior"], sort=False):
         v = g.counted.to_numpy()
         won = g.success.to_numpy()
-        rows += [{"arch": arch, "prior": prior, "queries": t, "unbroken": float(np.mean(~won | (v > t)))}
-                 for t in grid]
+        rows += [{"arch": arch, "prior": prior, "queries": t, "unbroken": float(np.mean(~won | (v > t)))} for t in grid]
     return pd.DataFrame(rows)
 
 
@@ -374,17 +462,27 @@ def query_ratios(summary: pd.DataFrame, fams: list[Family]) -> pd.DataFrame:
         base = summary[(summary.arch == fam.arch) & (summary.seed == fam.seed)].set_index("prior")
         for name in fam.siblings:
             for ref in ("independent", "none"):
-                rows.append({"arch": fam.arch, "seed": fam.seed, "sibling": name, "vs": ref,
-                             "ratio": base.rmst[ref] / max(base.rmst[name], 1),
-                             "ref_censored": 1 - base.success[ref]})
+                rows.append(
+                    {
+                        "arch": fam.arch,
+                        "seed": fam.seed,
+                        "sibling": name,
+                        "vs": ref,
+                        "ratio": base.rmst[ref] / max(base.rmst[name], 1),
+                        "ref_censored": 1 - base.success[ref],
+                    }
+                )
     return pd.DataFrame(rows)
 
 
 def per_input(frame: pd.DataFrame, column: str, value: str) -> pd.DataFrame:
     """One row per (architecture, seed, input), one column per value of ``column`` (each
     surrogate's or prior's outcome on that input): the paired frame the claims resample."""
-    return (frame.pivot_table(index=["arch", "seed", "input"], columns=column, values=value, sort=False)
-            .reset_index().rename_axis(columns=None))
+    return (
+        frame.pivot_table(index=["arch", "seed", "input"], columns=column, values=value, sort=False)
+        .reset_index()
+        .rename_axis(columns=None)
+    )
 
 
 def query_inputs_wide(q: pd.DataFrame) -> pd.DataFrame:
@@ -393,6 +491,7 @@ def query_inputs_wide(q: pd.DataFrame) -> pd.DataFrame:
 
 
 # --- Unpairing -------------------------------------------------------------------------------
+
 
 @dataclass
 class Unpairing:
@@ -427,15 +526,20 @@ def run_unpairing(fams: list[Family], s: Splits, cfg: Config, progress: Progress
             rows.append({**surrogate_row(fam, cfg.unpair_sibling, after, s, out), "lam": lam})
             queries.append(run_query_attack(fam, f"unpaired lambda={lam:g}", after, cfg).assign(lam=lam))
             accuracy.append(_accuracy_rows(fam, s, after, lam))
-    return Unpairing(pd.DataFrame(rows), pd.concat(transfer, ignore_index=True),
-                     pd.concat(queries, ignore_index=True), pd.concat(accuracy, ignore_index=True),
-                     tuple(s.in_shape))
+    return Unpairing(
+        pd.DataFrame(rows),
+        pd.concat(transfer, ignore_index=True),
+        pd.concat(queries, ignore_index=True),
+        pd.concat(accuracy, ignore_index=True),
+        tuple(s.in_shape),
+    )
 
 
 def _accuracy_rows(fam: Family, s: Splits, model: nn.Module, lam: float) -> pd.DataFrame:
     correct = correct_on_test(model, s)
-    return pd.DataFrame({"arch": fam.arch, "seed": fam.seed, "lam": lam, "example": np.arange(len(correct)),
-                         "correct": correct})
+    return pd.DataFrame(
+        {"arch": fam.arch, "seed": fam.seed, "lam": lam, "example": np.arange(len(correct)), "correct": correct}
+    )
 
 
 def compare_unpairing(tr: pd.DataFrame, qsum: pd.DataFrame, u: Unpairing, cfg: Config) -> pd.DataFrame:
@@ -455,13 +559,24 @@ def compare_unpairing(tr: pd.DataFrame, qsum: pd.DataFrame, u: Unpairing, cfg: C
     after = u.summary[u.summary.lam == lam].set_index(key)
     qa = query_summary(u.queries[u.queries.lam == lam]).set_index(key)
     ctrl = u.summary[u.summary.lam == 0].set_index(key)
-    out = pd.DataFrame({
-        "transfer_before": b.transfer, "transfer_after": after.transfer, "transfer_finetune_only": ctrl.transfer,
-        "rmst_before": qb.rmst, "rmst_after": qa.rmst, "rmst_no_prior": qn.rmst,
-        "success_before": qb.success, "success_after": qa.success,
-        "full_acc": full.test_acc, "test_acc_before": b.test_acc, "test_acc_after": after.test_acc,
-        "grad_cos_before": b.grad_cos, "grad_cos_after": after.grad_cos,
-        "grad_abs_cos_after": after.grad_abs_cos}).reset_index()
+    out = pd.DataFrame(
+        {
+            "transfer_before": b.transfer,
+            "transfer_after": after.transfer,
+            "transfer_finetune_only": ctrl.transfer,
+            "rmst_before": qb.rmst,
+            "rmst_after": qa.rmst,
+            "rmst_no_prior": qn.rmst,
+            "success_before": qb.success,
+            "success_after": qa.success,
+            "full_acc": full.test_acc,
+            "test_acc_before": b.test_acc,
+            "test_acc_after": after.test_acc,
+            "grad_cos_before": b.grad_cos,
+            "grad_cos_after": after.grad_cos,
+            "grad_abs_cos_after": after.grad_abs_cos,
+        }
+    ).reset_index()
     out["transfer_cut"] = 1 - out.transfer_after / out.transfer_before.clip(lower=1e-9)
     out["query_ratio"] = out.rmst_after / out.rmst_before.clip(lower=1)
     out["chance_abs_cos"] = chance_abs_cosine(int(np.prod(u.dims))) if u.dims else float("nan")
@@ -488,9 +603,14 @@ def paired_queries(queries: pd.DataFrame, u: Unpairing, cfg: Config) -> pd.DataF
     def col(q: pd.DataFrame, name: str) -> pd.Series:
         return counted(q).set_axis(pd.MultiIndex.from_frame(q[key])).rename(name)
 
-    return pd.concat([col(queries[queries.prior == cfg.unpair_sibling], "before"),
-                      col(u.queries[u.queries.lam == cfg.unpair_lambda], "after"),
-                      col(queries[queries.prior == "none"], "none")], axis=1).reset_index()
+    return pd.concat(
+        [
+            col(queries[queries.prior == cfg.unpair_sibling], "before"),
+            col(u.queries[u.queries.lam == cfg.unpair_lambda], "after"),
+            col(queries[queries.prior == "none"], "none"),
+        ],
+        axis=1,
+    ).reset_index()
 
 
 def paired_accuracy(u: Unpairing, cfg: Config) -> pd.DataFrame:
@@ -507,19 +627,36 @@ def lambda_sweep(fam: Family, s: Splits, cfg: Config, progress: Progress = no_pr
     rows = []
     for lam in lams:
         model = unpaired(fam, s, cfg, lam)
-        rows.append({**surrogate_row(fam, cfg.unpair_sibling, model, s,
-                                     transfer_outcomes(fam, cfg.unpair_sibling, model, cfg)), "lam": lam})
+        rows.append(
+            {
+                **surrogate_row(
+                    fam, cfg.unpair_sibling, model, s, transfer_outcomes(fam, cfg.unpair_sibling, model, cfg)
+                ),
+                "lam": lam,
+            }
+        )
     return pd.DataFrame(rows)
 
 
-def recorded_metrics(full: pd.DataFrame, tr: pd.DataFrame, qsum: pd.DataFrame, cmp_: pd.DataFrame,
-                     sweep: pd.DataFrame, corr: dict[str, float]) -> dict[str, Any]:
+def recorded_metrics(
+    full: pd.DataFrame,
+    tr: pd.DataFrame,
+    qsum: pd.DataFrame,
+    cmp_: pd.DataFrame,
+    sweep: pd.DataFrame,
+    corr: dict[str, float],
+) -> dict[str, Any]:
     """The metrics ``run.record`` stores in results.json: the full models' accuracy
     (:func:`full_table`), the transfer table, the query summary, the unpairing comparison,
     the lambda sweep (each rounded to 4 digits) and the similarity summary."""
-    return {"full": full.to_dict("records"), "transfer": tr.round(4).to_dict("records"),
-            "queries": qsum.round(4).to_dict("records"), "unpairing": cmp_.round(4).to_dict("records"),
-            "lambda_sweep": sweep.round(4).to_dict("records"), "spearman": corr}
+    return {
+        "full": full.to_dict("records"),
+        "transfer": tr.round(4).to_dict("records"),
+        "queries": qsum.round(4).to_dict("records"),
+        "unpairing": cmp_.round(4).to_dict("records"),
+        "lambda_sweep": sweep.round(4).to_dict("records"),
+        "spearman": corr,
+    }
 
 
 # --- Claims ----------------------------------------------------------------------------------
@@ -536,9 +673,11 @@ PAPER_WORDS = {
 def ratio_of_means(num: str, den: str, floor: str | float = "one input"):
     """The statistic mean(``num``) / mean(``den``) over the rows (pooled over seeds), the
     denominator floored at one input's share (``"one input"``: 1/rows) or at a number."""
+
     def stat(f: pd.DataFrame) -> float:
         lo = 1 / max(len(f), 1) if floor == "one input" else float(floor)
         return float(f[num].mean() / max(f[den].mean(), lo))
+
     return stat
 
 
@@ -577,22 +716,44 @@ def _beside(c: Claim, text: str) -> Claim:
     return c
 
 
-def _up_to_part(name: str, wide: pd.DataFrame, pairs: list[tuple[str, str]], ref: str, floor,
-                threshold: float, unit: str, sibling_over_ref: bool):
+def _up_to_part(
+    name: str,
+    wide: pd.DataFrame,
+    pairs: list[tuple[str, str]],
+    ref: str,
+    floor,
+    threshold: float,
+    unit: str,
+    sibling_over_ref: bool,
+):
     """The "up to" part of C1 / C1b: the best comparable pair's ratio (sibling over ``ref`` when
     ``sibling_over_ref``, else ``ref`` over sibling) pooled over seeds, its interval over
     trainings; its ceiling the largest white-box ratio over the pairs' architectures (what
     the best pair could reach); and the median over pairs beside."""
+
     def stat_for(n: str):
         return ratio_of_means(n, ref, floor) if sibling_over_ref else ratio_of_means(ref, n, floor)
+
     if not pairs:
-        return results.not_measured(name, threshold=threshold, holds_when="above", unit=unit,
-                                    why="no sibling within max_acc_gap of the full model"), "no comparable pair"
+        return results.not_measured(
+            name,
+            threshold=threshold,
+            holds_when="above",
+            unit=unit,
+            why="no sibling within max_acc_gap of the full model",
+        ), "no comparable pair"
     (arch, sib), values = best_pair(wide, pairs, lambda f, n: stat_for(n)(f))
     frame = wide[wide.arch == arch].reset_index(drop=True)
     ceiling = max(stat_for("white-box")(wide[wide.arch == a]) for a in dict.fromkeys(a for a, _ in pairs))
-    part = results.part(f"{name}, best pair {arch} {sib}", frame, stat_for(sib), threshold=threshold,
-                        holds_when="above", unit=unit, ceiling=ceiling)
+    part = results.part(
+        f"{name}, best pair {arch} {sib}",
+        frame,
+        stat_for(sib),
+        threshold=threshold,
+        holds_when="above",
+        unit=unit,
+        ceiling=ceiling,
+    )
     median = float(np.median(list(values.values())))
     return part, f"median over {len(values)} comparable pairs = {median:.3g} (not deciding)"
 
@@ -602,11 +763,24 @@ def c3_parts(tp: pd.DataFrame, ap: pd.DataFrame, cfg: Config) -> list:
     estimate; "up to"), and the accuracy drop of that architecture's unpaired sibling."""
     cuts = {a: transfer_cut(g) for a, g in tp.groupby("arch", sort=False)}
     best = max(cuts, key=cuts.get)
-    return [results.part(f"transfer cut, best architecture {best}", tp[tp.arch == best].reset_index(drop=True),
-                         transfer_cut, threshold=cfg.c3_min_cut, holds_when="above", unit="attacked input"),
-            results.part(f"accuracy drop ({best})", ap[ap.arch == best].reset_index(drop=True),
-                         stats.mean_difference("before", "after"), threshold=cfg.c3_max_acc_drop,
-                         holds_when="below", unit="test example")]
+    return [
+        results.part(
+            f"transfer cut, best architecture {best}",
+            tp[tp.arch == best].reset_index(drop=True),
+            transfer_cut,
+            threshold=cfg.c3_min_cut,
+            holds_when="above",
+            unit="attacked input",
+        ),
+        results.part(
+            f"accuracy drop ({best})",
+            ap[ap.arch == best].reset_index(drop=True),
+            stats.mean_difference("before", "after"),
+            threshold=cfg.c3_max_acc_drop,
+            holds_when="below",
+            unit="test example",
+        ),
+    ]
 
 
 def c4_parts(qp: pd.DataFrame, archs: list[str], cfg: Config) -> list:
@@ -614,77 +788,155 @@ def c4_parts(qp: pd.DataFrame, archs: list[str], cfg: Config) -> list:
     comparable accuracy), restricted mean queries after over before unpairing, with
     :func:`useless_prior_ceiling`; a not-measured part when ``archs`` is empty."""
     if not archs:
-        return [results.not_measured("query ratio", threshold=cfg.c4_min_ratio, holds_when="above",
-                                     unit="query-attacked input", why=f"no unpaired sibling within "
-                                     f"{100 * cfg.max_acc_gap:g} points of the full model's accuracy")]
-    return [results.part(f"query ratio ({a})", qp[qp.arch == a].reset_index(drop=True),
-                         ratio_of_means("after", "before", 1.0), threshold=cfg.c4_min_ratio, holds_when="above",
-                         unit="query-attacked input", ceiling=useless_prior_ceiling(qp[qp.arch == a], cfg))
-            for a in archs]
+        return [
+            results.not_measured(
+                "query ratio",
+                threshold=cfg.c4_min_ratio,
+                holds_when="above",
+                unit="query-attacked input",
+                why=f"no unpaired sibling within {100 * cfg.max_acc_gap:g} points of the full model's accuracy",
+            )
+        ]
+    return [
+        results.part(
+            f"query ratio ({a})",
+            qp[qp.arch == a].reset_index(drop=True),
+            ratio_of_means("after", "before", 1.0),
+            threshold=cfg.c4_min_ratio,
+            holds_when="above",
+            unit="query-attacked input",
+            ceiling=useless_prior_ceiling(qp[qp.arch == a], cfg),
+        )
+        for a in archs
+    ]
 
 
-def claims(tr: pd.DataFrame, tr_inputs: pd.DataFrame, queries: pd.DataFrame, cmp_: pd.DataFrame,
-           pairs: dict[str, pd.DataFrame], cfg: Config) -> list[Claim]:
-    """C1, C1b, C2, C3 and C4 with their evidence, each resampled over seeds (the trainings of
-    the full model, its siblings and surrogates) and then the units within a seed.
+def claims(
+    tr: pd.DataFrame,
+    tr_inputs: pd.DataFrame,
+    queries: pd.DataFrame,
+    cmp_: pd.DataFrame,
+    pairs: dict[str, pd.DataFrame],
+    cfg: Config,
+) -> list[Claim]:
+    """C1, C1b, C2, C3 and C4 with their evidence, each resampled over seeds (the trainings
+    of the full model, its siblings and surrogates) and then the units within a seed.
 
     C1 (up to): the best comparable (architecture, sibling) pair's transfer success over the
     independent surrogate's on the same attacked inputs, pooled over seeds; ceiling: the
     largest white-box success over the same floor among the pairs' architectures. C1b (up
     to): the best pair's restricted mean queries with the independent prior over those with
-    the sibling's; ceiling: the same with the white-box prior. C2 (direction): Spearman's rho of gradient cosine with transfer
-    across the siblings of one full model, averaged over architectures and seeds (the pooled
-    rho beside). C3 (up to): the best architecture's relative transfer cut by unpairing, and
-    the accuracy drop of that sibling (paired test examples). C4 (every): per architecture
-    whose unpaired sibling keeps comparable accuracy, restricted mean queries after over
-    before unpairing (paired inputs); ceiling: the no-prior attack's restricted mean over the
-    sibling's before unpairing (:func:`useless_prior_ceiling`). Comparable accuracy: ``max_acc_gap``.
+    the sibling's; ceiling: the same with the white-box prior. C2 (direction): Spearman's
+    rho of gradient cosine with transfer across the siblings of one full model, averaged
+    over architectures and seeds (the pooled rho beside). C3 (up to): the best
+    architecture's relative transfer cut by unpairing, and the accuracy drop of that sibling
+    (paired test examples). C4 (every): per architecture whose unpaired sibling keeps
+    comparable accuracy, restricted mean queries after over before unpairing (paired
+    inputs); ceiling: the no-prior attack's restricted mean over the sibling's before
+    unpairing (:func:`useless_prior_ceiling`). Comparable accuracy: ``max_acc_gap``.
     """
     ok = comparable_pairs(tr)
     n_pairs = len(dict.fromkeys(zip(sibling_rows(tr).arch, sibling_rows(tr).surrogate)))
-    apart = (f"{n_pairs - len(ok)} of {n_pairs} pairs more than {100 * cfg.max_acc_gap:g} points below it, "
-             "reported apart")
-    c1, c1_beside = _up_to_part("transfer ratio", per_input(tr_inputs, "surrogate", "fooled"), ok, "independent",
-                                "one input", cfg.c1_min_ratio, "attacked input", True)
-    c1b, c1b_beside = _up_to_part("query ratio vs independent", query_inputs_wide(queries), ok, "independent",
-                                  1.0, cfg.c1b_min_ratio, "query-attacked input", False)
+    apart = (
+        f"{n_pairs - len(ok)} of {n_pairs} pairs more than {100 * cfg.max_acc_gap:g} points below it, reported apart"
+    )
+    c1, c1_beside = _up_to_part(
+        "transfer ratio",
+        per_input(tr_inputs, "surrogate", "fooled"),
+        ok,
+        "independent",
+        "one input",
+        cfg.c1_min_ratio,
+        "attacked input",
+        True,
+    )
+    c1b, c1b_beside = _up_to_part(
+        "query ratio vs independent",
+        query_inputs_wide(queries),
+        ok,
+        "independent",
+        1.0,
+        cfg.c1b_min_ratio,
+        "query-attacked input",
+        False,
+    )
     sib = sibling_rows(tr)
-    c2 = results.part("Spearman rho within architecture", sib, within_spearman, threshold=cfg.c2_min_rho,
-                      holds_when="above", unit="sibling pair")
+    c2 = results.part(
+        "Spearman rho within architecture",
+        sib,
+        within_spearman,
+        threshold=cfg.c2_min_rho,
+        holds_when="above",
+        unit="sibling pair",
+    )
     c3 = c3_parts(pairs["transfer_pairs"], pairs["accuracy_pairs"], cfg)
     c4 = c4_parts(pairs["query_pairs"], list(dict.fromkeys(cmp_[cmp_.comparable].arch)), cfg)
     lam, pen = f"{cfg.unpair_lambda:g}", cfg.unpair_penalty
     within = f"siblings within {100 * cfg.max_acc_gap:g} points of the full model's accuracy"
     return [
-        _beside(results.claim(
-            "C1", "PGD examples built on a sibling fool the full model far more often than those built on an "
-            f"independent model: the best (architecture, sibling) pair's ratio lies above {cfg.c1_min_ratio:g} "
-            f"({within}; {apart})", "up to 100x higher vulnerability over 19 DNNs", c1,
-            quantifier="up to", paper_words=PAPER_WORDS["C1"]), c1_beside),
-        _beside(results.claim(
-            "C1b", "The query attack with a sibling prior needs far fewer queries than with the independent "
-            f"prior: the best pair's ratio of restricted mean queries lies above {cfg.c1b_min_ratio:g} ({within})",
-            "up to 100x higher vulnerability (P-RGF-style attacks with a transfer prior)", c1b,
-            quantifier="up to", paper_words=PAPER_WORDS["C1"]), c1b_beside),
-        _beside(results.claim(
-            "C2", "Across the siblings of one full model, transfer success rises with input-gradient similarity "
-            f"(Spearman rho within architecture above {cfg.c2_min_rho:g}; pooled over architectures beside)",
-            "vulnerability grows with full-sibling similarity", c2, quantifier="direction",
-            paper_words=PAPER_WORDS["C2"]), f"pooled over architectures = {spearman(sib):.3g} (not deciding)"),
-        results.claim("C3", f"Unpairing {cfg.unpair_sibling} (lambda = {lam}, penalty {pen}) cuts transfer success "
-                      f"by more than {cfg.c3_min_cut:.0%} on the best architecture, at less than "
-                      f"{100 * cfg.c3_max_acc_drop:g} points of sibling accuracy",
-                      "transferability cut by up to 90% (19 DNNs)", *c3,
-                      quantifier="up to", paper_words=PAPER_WORDS["C3"]),
-        results.claim("C4", f"Unpairing {cfg.unpair_sibling} (lambda = {lam}, penalty {pen}) raises the restricted "
-                      f"mean queries of the prior-guided attack by more than {cfg.c4_min_ratio:g}x on every "
-                      f"architecture whose unpaired sibling stays within {100 * cfg.max_acc_gap:g} points of the "
-                      "full model's accuracy", "10-100x more queries", *c4,
-                      quantifier="every", paper_words=PAPER_WORDS["C4"]),
+        _beside(
+            results.claim(
+                "C1",
+                "PGD examples built on a sibling fool the full model far more often than those built on an "
+                f"independent model: the best (architecture, sibling) pair's ratio lies above {cfg.c1_min_ratio:g} "
+                f"({within}; {apart})",
+                "up to 100x higher vulnerability over 19 DNNs",
+                c1,
+                quantifier="up to",
+                paper_words=PAPER_WORDS["C1"],
+            ),
+            c1_beside,
+        ),
+        _beside(
+            results.claim(
+                "C1b",
+                "The query attack with a sibling prior needs far fewer queries than with the independent "
+                f"prior: the best pair's ratio of restricted mean queries lies above {cfg.c1b_min_ratio:g} ({within})",
+                "up to 100x higher vulnerability (P-RGF-style attacks with a transfer prior)",
+                c1b,
+                quantifier="up to",
+                paper_words=PAPER_WORDS["C1"],
+            ),
+            c1b_beside,
+        ),
+        _beside(
+            results.claim(
+                "C2",
+                "Across the siblings of one full model, transfer success rises with input-gradient similarity "
+                f"(Spearman rho within architecture above {cfg.c2_min_rho:g}; pooled over architectures beside)",
+                "vulnerability grows with full-sibling similarity",
+                c2,
+                quantifier="direction",
+                paper_words=PAPER_WORDS["C2"],
+            ),
+            f"pooled over architectures = {spearman(sib):.3g} (not deciding)",
+        ),
+        results.claim(
+            "C3",
+            f"Unpairing {cfg.unpair_sibling} (lambda = {lam}, penalty {pen}) cuts transfer success "
+            f"by more than {cfg.c3_min_cut:.0%} on the best architecture, at less than "
+            f"{100 * cfg.c3_max_acc_drop:g} points of sibling accuracy",
+            "transferability cut by up to 90% (19 DNNs)",
+            *c3,
+            quantifier="up to",
+            paper_words=PAPER_WORDS["C3"],
+        ),
+        results.claim(
+            "C4",
+            f"Unpairing {cfg.unpair_sibling} (lambda = {lam}, penalty {pen}) raises the restricted "
+            f"mean queries of the prior-guided attack by more than {cfg.c4_min_ratio:g}x on every "
+            f"architecture whose unpaired sibling stays within {100 * cfg.max_acc_gap:g} points of the "
+            "full model's accuracy",
+            "10-100x more queries",
+            *c4,
+            quantifier="every",
+            paper_words=PAPER_WORDS["C4"],
+        ),
     ]
 
 
 # --- Figures ---------------------------------------------------------------------------------
+
 
 def plot_transfer(df: pd.DataFrame):
     """Figure 1: transfer success on the full model per surrogate (mean over seeds; the
@@ -698,13 +950,23 @@ def plot_transfer(df: pd.DataFrame):
     for ax, arch in zip(axes[0], archs):
         d = df[df.arch == arch]
         order = list(dict.fromkeys(d.surrogate))
-        sns.barplot(data=d, x="surrogate", y="transfer", hue="kind", order=order, dodge=False,
-                    errorbar=None, ax=ax, legend=ax is axes[0][-1])
+        sns.barplot(
+            data=d,
+            x="surrogate",
+            y="transfer",
+            hue="kind",
+            order=order,
+            dodge=False,
+            errorbar=None,
+            ax=ax,
+            legend=ax is axes[0][-1],
+        )
         means = d.groupby("surrogate").ratio.mean()
         for i, name in enumerate(order):
             if name not in REFERENCES:
-                ax.text(i, d[d.surrogate == name].transfer.mean() + 0.02, f"{means[name]:.1f}x",
-                        ha="center", fontsize=7)
+                ax.text(
+                    i, d[d.surrogate == name].transfer.mean() + 0.02, f"{means[name]:.1f}x", ha="center", fontsize=7
+                )
         ax.set(ylim=(0, 1.1), xlabel="", ylabel="transfer success on full model", title=arch)
         plt.setp(ax.get_xticklabels(), rotation=45, ha="right")
     axes[0][-1].legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
@@ -722,8 +984,14 @@ def plot_survival(q: pd.DataFrame, priors: list[str] | None = None):
     fig, axes = plt.subplots(1, len(archs), figsize=(4.2 * len(archs), 3.4), squeeze=False, sharey=True)
     for ax, arch in zip(axes[0], archs):
         for prior, d in surv[surv.arch == arch].groupby("prior", sort=False):
-            ax.step(d.queries.clip(lower=1), d.unbroken, where="post", label=prior,
-                    lw=2 if prior in REFERENCES else 1, ls="--" if prior in REFERENCES else "-")
+            ax.step(
+                d.queries.clip(lower=1),
+                d.unbroken,
+                where="post",
+                label=prior,
+                lw=2 if prior in REFERENCES else 1,
+                ls="--" if prior in REFERENCES else "-",
+            )
         ax.set(xscale="log", ylim=(0, 1.02), xlabel="queries", ylabel="share of inputs unbroken", title=arch)
     axes[0][-1].legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False, fontsize=7)
     fig.tight_layout()
@@ -739,8 +1007,11 @@ def plot_similarity(df: pd.DataFrame, rho: float, pooled: float):
     sns.scatterplot(data=df, x="grad_cos", y="transfer", hue="arch", style="kind", s=60, ax=ax)
     for r in df.itertuples():
         ax.annotate(r.surrogate, (r.grad_cos, r.transfer), fontsize=6, xytext=(3, 2), textcoords="offset points")
-    ax.set(xlabel="input-gradient cosine with the full model", ylabel="transfer success on full model",
-           title=f"Spearman rho within architecture {rho:.2f}, pooled {pooled:.2f} (n = {len(df)})")
+    ax.set(
+        xlabel="input-gradient cosine with the full model",
+        ylabel="transfer success on full model",
+        title=f"Spearman rho within architecture {rho:.2f}, pooled {pooled:.2f} (n = {len(df)})",
+    )
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
     return fig
 
@@ -753,8 +1024,10 @@ def plot_unpairing(u: pd.DataFrame):
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
     u = u.groupby("arch", sort=False).mean(numeric_only=True).reset_index()
     x = np.arange(len(u))
-    for ax, (col, label) in zip(axes, [("transfer", "transfer success"), ("rmst", "restricted mean queries"),
-                                       ("test_acc", "sibling test accuracy")]):
+    for ax, (col, label) in zip(
+        axes,
+        [("transfer", "transfer success"), ("rmst", "restricted mean queries"), ("test_acc", "sibling test accuracy")],
+    ):
         ax.bar(x - 0.2, u[f"{col}_before"], 0.4, label="before")
         ax.bar(x + 0.2, u[f"{col}_after"], 0.4, label="after unpairing")
         ax.set(xticks=x, xticklabels=u.arch, title=label)
@@ -772,30 +1045,42 @@ def plot_lambda(sweep: pd.DataFrame):
     fig, ax = plt.subplots(figsize=(5, 3.6))
     ax.plot(sweep.transfer, sweep.test_acc, "o-")
     for r in sweep.itertuples():
-        ax.annotate(f"lambda={r.lam:g}", (r.transfer, r.test_acc), fontsize=8, xytext=(4, 3),
-                    textcoords="offset points")
-    ax.set(xlabel="transfer success on full model", ylabel="sibling test accuracy",
-           title="Unpairing trade-off")
+        ax.annotate(
+            f"lambda={r.lam:g}", (r.transfer, r.test_acc), fontsize=8, xytext=(4, 3), textcoords="offset points"
+        )
+    ax.set(xlabel="transfer success on full model", ylabel="sibling test accuracy", title="Unpairing trade-off")
     return fig
 
 
-def explore_surrogates(fam: Family, s: Splits, cfg: Config, bits: int, ratio: float,
-                       lam: float) -> dict[str, nn.Module]:
+def explore_surrogates(
+    fam: Family, s: Splits, cfg: Config, bits: int, ratio: float, lam: float
+) -> dict[str, nn.Module]:
     """For the explorer: a sibling by bit width and pruning ratio (pruned first, then
     quantized; 32 bits and ratio 0 give the full model's weights), the unpaired sibling at
     ``lam`` and the independent surrogate."""
     h = HYPERPARAMETERS
-    base = fam.full if ratio == 0 else compression.pruned_sibling(fam.full, s, ratio, epochs=cfg.finetune_epochs,
-                                                                  seed=fam.seed, lr=h["prune_finetune_lr"])
-    sib = (compression.calibrate(compression.quantize_model(base, bits), s.owner.x[:h["calibration_images"]])
-           if bits < 32 else base)
-    return {f"sibling q{bits} p{round(100 * ratio)}": sib,
-            f"unpaired {cfg.unpair_sibling} lambda={lam:g}": unpaired(fam, s, cfg, lam),
-            "independent": fam.independent}
+    base = (
+        fam.full
+        if ratio == 0
+        else compression.pruned_sibling(
+            fam.full, s, ratio, epochs=cfg.finetune_epochs, seed=fam.seed, lr=h["prune_finetune_lr"]
+        )
+    )
+    sib = (
+        compression.calibrate(compression.quantize_model(base, bits), s.owner.x[: h["calibration_images"]])
+        if bits < 32
+        else base
+    )
+    return {
+        f"sibling q{bits} p{round(100 * ratio)}": sib,
+        f"unpaired {cfg.unpair_sibling} lambda={lam:g}": unpaired(fam, s, cfg, lam),
+        "independent": fam.independent,
+    }
 
 
-def plot_example(surrogates: dict[str, nn.Module], full: nn.Module, x: Tensor, y: Tensor, eps: float,
-                 steps: int, classes: list[str]):
+def plot_example(
+    surrogates: dict[str, nn.Module], full: nn.Module, x: Tensor, y: Tensor, eps: float, steps: int, classes: list[str]
+):
     """One row per surrogate: a PGD example crafted on it for input ``x`` (one image), its
     perturbation, and the surrogate's and the full model's predictions on it."""
     import matplotlib.pyplot as plt
@@ -809,8 +1094,11 @@ def plot_example(surrogates: dict[str, nn.Module], full: nn.Module, x: Tensor, y
         img = adv[0].permute(1, 2, 0).cpu().numpy()
         delta = (adv - x)[0].mean(0).cpu().numpy()
         row[0].imshow(img.squeeze(), cmap="gray", vmin=0, vmax=1)
-        row[0].set_title(f"{name}\nsurrogate: {classes[ps]}, full: {classes[pf]} (true {classes[int(y)]})",
-                         fontsize=8, color="firebrick" if pf != int(y) else "black")
+        row[0].set_title(
+            f"{name}\nsurrogate: {classes[ps]}, full: {classes[pf]} (true {classes[int(y)]})",
+            fontsize=8,
+            color="firebrick" if pf != int(y) else "black",
+        )
         row[1].imshow(delta, cmap="RdBu", vmin=-max(eps, 1e-6), vmax=max(eps, 1e-6))
         row[1].set_title(f"perturbation (eps = {eps:g})", fontsize=8)
         for ax in row:
@@ -825,14 +1113,28 @@ def explore(fams: list[Family], s: Splits, cfg: Config) -> None:
     independent surrogate, for one attacked input at another ``eps`` (:func:`plot_example`)."""
     fam = fams[0]
 
-    def draw(bits: int = cfg.quant_bits[0], ratio: float = 0.0, eps: float = cfg.eps,
-             lam: float = cfg.unpair_lambdas[-1], index: int = 0) -> None:
-        plot_example(explore_surrogates(fam, s, cfg, bits, ratio, lam), fam.full, fam.x[index:index + 1],
-                     fam.y[index:index + 1], eps, cfg.pgd_steps, s.classes)
+    def draw(
+        bits: int = cfg.quant_bits[0],
+        ratio: float = 0.0,
+        eps: float = cfg.eps,
+        lam: float = cfg.unpair_lambdas[-1],
+        index: int = 0,
+    ) -> None:
+        plot_example(
+            explore_surrogates(fam, s, cfg, bits, ratio, lam),
+            fam.full,
+            fam.x[index : index + 1],
+            fam.y[index : index + 1],
+            eps,
+            cfg.pgd_steps,
+            s.classes,
+        )
 
-    widgets.explore(draw, bits=widgets.dropdown(sorted(set(cfg.quant_bits) | {32}, reverse=True), cfg.quant_bits[0],
-                                                "bits"),
-                    ratio=widgets.dropdown([0.0, *cfg.prune_ratios], 0.0, "pruning ratio"),
-                    eps=widgets.slider(cfg.eps, 0.0, 0.5, 0.01, "eps"),
-                    lam=widgets.dropdown(list(cfg.unpair_lambdas), cfg.unpair_lambdas[-1], "lambda"),
-                    index=widgets.slider(0, 0, len(fam.y) - 1, 1, "input"))
+    widgets.explore(
+        draw,
+        bits=widgets.dropdown(sorted(set(cfg.quant_bits) | {32}, reverse=True), cfg.quant_bits[0], "bits"),
+        ratio=widgets.dropdown([0.0, *cfg.prune_ratios], 0.0, "pruning ratio"),
+        eps=widgets.slider(cfg.eps, 0.0, 0.5, 0.01, "eps"),
+        lam=widgets.dropdown(list(cfg.unpair_lambdas), cfg.unpair_lambdas[-1], "lambda"),
+        index=widgets.slider(0, 0, len(fam.y) - 1, 1, "input"),
+    )

@@ -21,6 +21,7 @@ trained model of the same task as the floor a watermark test must beat. Per seed
 carrier set, one victim, one thief and one independent model; the claims are judged on
 the carriers and test images of every seed (:func:`claims`).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -68,9 +69,7 @@ class Config(Params):
 #: "What would make it hold" (:mod:`ipkit.evidence.sensitivity`): Q3 is decided by how much of the
 #: victim's behaviour the thief copies, so the thief's query budget is swept (the default
 #: seeds, so the default point is the committed row).
-SENSITIVITY = (
-    Sweep(("Q3",), {"query_budget": [250, 1000, 2000]}, "the thief's query budget"),
-)
+SENSITIVITY = (Sweep(("Q3",), {"query_budget": [250, 1000, 2000]}, "the thief's query budget"),)
 
 
 def check_params(values: dict) -> None:
@@ -79,8 +78,10 @@ def check_params(values: dict) -> None:
     ParamError naming the fix."""
     pool = data.split_sizes(values["dataset"])["attacker"]
     if values["query_budget"] > pool:
-        raise ParamError(f"query_budget {values['query_budget']} exceeds the attacker pool of "
-                         f"{values['dataset']} ({pool} images): lower query_budget")
+        raise ParamError(
+            f"query_budget {values['query_budget']} exceeds the attacker pool of "
+            f"{values['dataset']} ({pool} images): lower query_budget"
+        )
 
 
 def hyperparameters(s: Splits, cfg: Config) -> dict[str, Any]:
@@ -91,15 +92,18 @@ def hyperparameters(s: Splits, cfg: Config) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- the experiment
 
+
 def build(s: Splits, cfg: Config, seed: int) -> tuple[WatermarkSet, dict[str, nn.Module]]:
     """The seed's carriers (drawn with the owner's seed) and its three models, from the
     cache when they exist: the victim that memorized them, the thief trained on the
     victim's answers to ``query_budget`` queries, and the independent model."""
     wm = watermark.memorized_set(cfg.wm_kind, cfg.wm_count, s.in_shape, s.num_classes, seed=seed)
-    victim = recipes.owner_model(s, cfg.victim_arch, epochs=cfg.epochs, seed=seed, wm=wm,
-                                 wm_per_batch=HYPERPARAMETERS["wm_per_batch"])
-    thief = recipes.stolen_model(victim, s, cfg.thief_arch, budget=cfg.query_budget,
-                                 method=cfg.steal_method, epochs=cfg.epochs, seed=seed)
+    victim = recipes.owner_model(
+        s, cfg.victim_arch, epochs=cfg.epochs, seed=seed, wm=wm, wm_per_batch=HYPERPARAMETERS["wm_per_batch"]
+    )
+    thief = recipes.stolen_model(
+        victim, s, cfg.thief_arch, budget=cfg.query_budget, method=cfg.steal_method, epochs=cfg.epochs, seed=seed
+    )
     independent = recipes.independent_model(s, cfg.thief_arch, epochs=cfg.epochs, seed=seed)
     return wm, {"victim": victim, "thief": thief, "independent": independent}
 
@@ -108,9 +112,15 @@ def scorecard(models: dict[str, nn.Module], s: Splits, wm: WatermarkSet) -> list
     """Test accuracy, fidelity to ``models["victim"]`` (label agreement on the test set) and
     watermark accuracy of each model: one dict per model, ready for pandas."""
     victim = models["victim"]
-    return [{"model": name, "test_acc": evaluate(m, s.test.x, s.test.y),
-             "fidelity": agreement(victim, m, s.test.x), "wm_acc": watermark.accuracy(m, wm)}
-            for name, m in models.items()]
+    return [
+        {
+            "model": name,
+            "test_acc": evaluate(m, s.test.x, s.test.y),
+            "fidelity": agreement(victim, m, s.test.x),
+            "wm_acc": watermark.accuracy(m, wm),
+        }
+        for name, m in models.items()
+    ]
 
 
 def carrier_hits(models: dict[str, nn.Module], wm: WatermarkSet, seed: int) -> pd.DataFrame:
@@ -123,8 +133,13 @@ def image_agreement(models: dict[str, nn.Module], s: Splits, seed: int) -> pd.Da
     """One row per test image: 1 where a model gives the victim's label (a column per
     model other than the victim)."""
     victim = predict(models["victim"], s.test.x).argmax(1)
-    frame = pd.DataFrame({name: (predict(m, s.test.x).argmax(1) == victim).int().cpu().numpy()
-                          for name, m in models.items() if name != "victim"})
+    frame = pd.DataFrame(
+        {
+            name: (predict(m, s.test.x).argmax(1) == victim).int().cpu().numpy()
+            for name, m in models.items()
+            if name != "victim"
+        }
+    )
     return frame.assign(seed=seed, image=range(len(frame)))[["seed", "image", *frame.columns]]
 
 
@@ -147,8 +162,9 @@ def run_seeds(s: Splits, cfg: Config, progress: Progress = no_progress) -> Outco
         scores += [dict(r, seed=seed) for r in scorecard(models, s, wm)]
         carriers.append(carrier_hits(models, wm, seed))
         agree.append(image_agreement(models, s, seed))
-    return Outcome(pd.DataFrame(scores), pd.concat(carriers, ignore_index=True),
-                   pd.concat(agree, ignore_index=True), built)
+    return Outcome(
+        pd.DataFrame(scores), pd.concat(carriers, ignore_index=True), pd.concat(agree, ignore_index=True), built
+    )
 
 
 def summary(scores: pd.DataFrame) -> pd.DataFrame:
@@ -161,10 +177,13 @@ def summary(scores: pd.DataFrame) -> pd.DataFrame:
 
 def plot_scorecard(scores: pd.DataFrame, cfg: Config):
     """Bars of each model's metrics: mean over seeds, spread as error bars."""
-    return plots.bars(scores.melt(id_vars=["model", "seed"], var_name="metric"), x="metric",
-                      y="value", hue="model",
-                      title=f"Output-only stealing ({cfg.steal_method}, {cfg.query_budget} queries) "
-                            f"on {cfg.dataset}")
+    return plots.bars(
+        scores.melt(id_vars=["model", "seed"], var_name="metric"),
+        x="metric",
+        y="value",
+        hue="model",
+        title=f"Output-only stealing ({cfg.steal_method}, {cfg.query_budget} queries) on {cfg.dataset}",
+    )
 
 
 def explore(s: Splits, cfg: Config, outcome: Outcome) -> None:
@@ -178,18 +197,24 @@ def explore(s: Splits, cfg: Config, outcome: Outcome) -> None:
 
     def steal_with(queries: int = cfg.query_budget, method: str = cfg.steal_method) -> None:
         if (queries, method) not in thief_rows:
-            thief = recipes.stolen_model(models["victim"], s, cfg.thief_arch, budget=queries,
-                                         method=method, epochs=cfg.epochs, seed=seed)
-            thief_rows[queries, method] = scorecard({"victim": models["victim"], "thief": thief},
-                                                    s, wm)[1:]
+            thief = recipes.stolen_model(
+                models["victim"], s, cfg.thief_arch, budget=queries, method=method, epochs=cfg.epochs, seed=seed
+            )
+            thief_rows[queries, method] = scorecard({"victim": models["victim"], "thief": thief}, s, wm)[1:]
         frame = pd.DataFrame(victim_row + thief_rows[queries, method])
-        plots.bars(frame.melt(id_vars=["model"], var_name="metric"), x="metric", y="value",
-                   hue="model", title=f"{queries} queries, {method}")
+        plots.bars(
+            frame.melt(id_vars=["model"], var_name="metric"),
+            x="metric",
+            y="value",
+            hue="model",
+            title=f"{queries} queries, {method}",
+        )
 
     widgets.explore(
         steal_with,
         queries=widgets.slider(cfg.query_budget, 10, len(s.attacker), 10, "queries"),
-        method=widgets.dropdown(["probs", "labels"], cfg.steal_method, "thief learns from"))
+        method=widgets.dropdown(["probs", "labels"], cfg.steal_method, "thief learns from"),
+    )
 
 
 def recorded_metrics(outcome: Outcome) -> dict[str, Any]:
@@ -198,6 +223,7 @@ def recorded_metrics(outcome: Outcome) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------- claims
+
 
 def claims(carriers: pd.DataFrame, agreement: pd.DataFrame, cfg: Config) -> list[Claim]:
     """Q1-Q3 with their evidence.
@@ -208,23 +234,50 @@ def claims(carriers: pd.DataFrame, agreement: pd.DataFrame, cfg: Config) -> list
     """
     return [
         results.claim(
-            "Q1", f"(tutorial) Training with a memorized set embeds the watermark (victim "
-                  f"watermark accuracy above {cfg.wm_embedded:g})",
+            "Q1",
+            f"(tutorial) Training with a memorized set embeds the watermark (victim "
+            f"watermark accuracy above {cfg.wm_embedded:g})",
             "~100% watermark accuracy (Adi et al. 2018)",
-            results.part("victim_wm_acc", carriers, stats.mean_of("victim"),
-                         threshold=cfg.wm_embedded, holds_when="above", unit="carrier"),
-            quantifier="on average", paper_words=""),
+            results.part(
+                "victim_wm_acc",
+                carriers,
+                stats.mean_of("victim"),
+                threshold=cfg.wm_embedded,
+                holds_when="above",
+                unit="carrier",
+            ),
+            quantifier="on average",
+            paper_words="",
+        ),
         results.claim(
-            "Q2", f"(tutorial) Output-only stealing copies the task (thief fidelity above {cfg.min_fidelity:g})",
+            "Q2",
+            f"(tutorial) Output-only stealing copies the task (thief fidelity above {cfg.min_fidelity:g})",
             "high fidelity from API queries (Tramer et al. 2016)",
-            results.part("thief_fidelity", agreement, stats.mean_of("thief"),
-                         threshold=cfg.min_fidelity, holds_when="above", unit="test image"),
-            quantifier="on average", paper_words=""),
+            results.part(
+                "thief_fidelity",
+                agreement,
+                stats.mean_of("thief"),
+                threshold=cfg.min_fidelity,
+                holds_when="above",
+                unit="test image",
+            ),
+            quantifier="on average",
+            paper_words="",
+        ),
         results.claim(
-            "Q3", f"(tutorial) Output-only stealing does not carry the watermark (thief's watermark "
-                  f"accuracy less than {cfg.transfer_margin:g} above the independent floor)",
+            "Q3",
+            f"(tutorial) Output-only stealing does not carry the watermark (thief's watermark "
+            f"accuracy less than {cfg.transfer_margin:g} above the independent floor)",
             "memorized examples do not transfer without gradients (Venigalla 2019)",
-            results.part("thief_minus_floor", carriers, stats.mean_difference("thief", "independent"),
-                         threshold=cfg.transfer_margin, holds_when="below", unit="carrier"),
-            quantifier="on average", paper_words=""),
+            results.part(
+                "thief_minus_floor",
+                carriers,
+                stats.mean_difference("thief", "independent"),
+                threshold=cfg.transfer_margin,
+                holds_when="below",
+                unit="carrier",
+            ),
+            quantifier="on average",
+            paper_words="",
+        ),
     ]

@@ -47,10 +47,12 @@ How the claims are read (issues 24 and 25):
   over seeds); the claim's verdict is the combined one, :func:`diversity_verdicts`
   lists each model's beside it.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import pandas as pd
 from torch import nn
@@ -59,7 +61,8 @@ from ..core import stats
 from ..evidence import results
 from ..evidence.results import Claim
 from ..evidence.sensitivity import Sweep
-from ..methods import data, recipes, steal, uncertainty as uq
+from ..methods import data, recipes, steal
+from ..methods import uncertainty as uq
 from ..methods.data import Splits
 from ..methods.train import Progress, no_progress
 from ..notebook import plots, widgets
@@ -68,8 +71,8 @@ from . import Params
 
 # Hidden hyper-parameters of the study (recorded in results.json with each method's settings).
 HYPERPARAMETERS: dict[str, Any] = {
-    "monitor": 500,   # first test images on which the members' diversity is traced per epoch
-    "ece_bins": 15,   # equal-width confidence bins of the expected calibration error
+    "monitor": 500,  # first test images on which the members' diversity is traced per epoch
+    "ece_bins": 15,  # equal-width confidence bins of the expected calibration error
 }
 METRICS = ("fidelity", "accuracy", "variance", "disagreement", "ece")
 
@@ -100,16 +103,22 @@ class Config(Params):
 #: the default point is the committed row).
 SENSITIVITY = (
     Sweep(("U2", "U2b"), {"epochs": [5, 10, 20]}, "training epochs of the victim and copies"),
-    Sweep(("U4",), {"seeds": [[0, 1, 2, 3, 4], list(range(10))]},
-          "the number of trainings (U4's gaps straddle the margin at five)"),
+    Sweep(
+        ("U4",),
+        {"seeds": [[0, 1, 2, 3, 4], list(range(10))]},
+        "the number of trainings (U4's gaps straddle the margin at five)",
+    ),
 )
 
 #: Forking paths (issue 24): MC dropout's training length was set to twice the epochs after
 #: the committed run at once the epochs left it about one point less accurate than the
 #: single copy (the factor itself is the literature's, Srivastava et al. 2014).
 ALTERNATIVES = (
-    Sweep(("U0", "U1"), {"dropout_epochs": [1, 2]},
-          "MC dropout's training length, 2x chosen after a run at 1x was less accurate"),
+    Sweep(
+        ("U0", "U1"),
+        {"dropout_epochs": [1, 2]},
+        "MC dropout's training length, 2x chosen after a run at 1x was less accurate",
+    ),
 )
 
 
@@ -121,18 +130,32 @@ def check_params(values: dict) -> None:
     for name in ("query_budget", "budgets"):
         given = values[name] if isinstance(values[name], list) else [values[name]]
         if max(given) > pool:
-            raise ParamError(f"{name} {max(given)} exceeds the attacker pool of {values['dataset']} "
-                             f"({pool} images): lower {name}")
+            raise ParamError(
+                f"{name} {max(given)} exceeds the attacker pool of {values['dataset']} ({pool} images): lower {name}"
+            )
 
 
 def surrogate_settings(s: Splits, cfg: Config) -> dict[str, dict[str, Any]]:
     """Each method's surrogate settings in the main comparison (the scalar settings of its
     class, :meth:`ipkit.methods.uncertainty.Surrogate.settings`, the seed aside), read from
     the config: the same whether the surrogates train in this run or come from the cache."""
-    return {m: {k: v for k, v in uq.make(m, cfg.thief_arch, s.num_classes, s.in_shape, members=cfg.members,
-                                         **recipes.train_settings(s, method_epochs(cfg, m))).settings().items()
-                if k != "seed"}
-            for m in ["single", *[m for m in cfg.uq_methods if m != "single"]]}
+    return {
+        m: {
+            k: v
+            for k, v in uq.make(
+                m,
+                cfg.thief_arch,
+                s.num_classes,
+                s.in_shape,
+                members=cfg.members,
+                **recipes.train_settings(s, method_epochs(cfg, m)),
+            )
+            .settings()
+            .items()
+            if k != "seed"
+        }
+        for m in ["single", *[m for m in cfg.uq_methods if m != "single"]]
+    }
 
 
 def hyperparameters(s: Splits, cfg: Config) -> dict[str, Any]:
@@ -140,12 +163,18 @@ def hyperparameters(s: Splits, cfg: Config) -> dict[str, Any]:
     budget of the sweep and each method's surrogate settings in the main comparison
     (:func:`surrogate_settings`), the UQ models' seed streams and the diversity trace's
     schedule."""
-    return {**HYPERPARAMETERS, "fit": recipes.train_settings(s, cfg.epochs), "seed_streams": uq.SEED_STREAMS,
-            "trace_points": uq.TRACE_POINTS, "sweep_epochs": {b: sweep_epochs(cfg, b) for b in cfg.budgets},
-            "surrogates": surrogate_settings(s, cfg)}
+    return {
+        **HYPERPARAMETERS,
+        "fit": recipes.train_settings(s, cfg.epochs),
+        "seed_streams": uq.SEED_STREAMS,
+        "trace_points": uq.TRACE_POINTS,
+        "sweep_epochs": {b: sweep_epochs(cfg, b) for b in cfg.budgets},
+        "surrogates": surrogate_settings(s, cfg),
+    }
 
 
 # ---------------------------------------------------------------- the experiment
+
 
 def victims(s: Splits, cfg: Config) -> dict[int, nn.Module]:
     """The victim of every seed (the owner's model, cached)."""
@@ -176,19 +205,36 @@ class Outcome:
     correct: pd.DataFrame
 
 
-def steal_and_score(victim: nn.Module, s: Splits, cfg: Config, methods: Sequence[str], *, budget: int,
-                    seed: int, epochs: int | None = None, members: int | None = None) -> Outcome:
+def steal_and_score(
+    victim: nn.Module,
+    s: Splits,
+    cfg: Config,
+    methods: Sequence[str],
+    *,
+    budget: int,
+    seed: int,
+    epochs: int | None = None,
+    members: int | None = None,
+) -> Outcome:
     """Steal ``victim`` with the single copy and each UQ method in ``methods`` from
     ``budget`` queries and score them on the test set (``epochs``, ``members``: the
     config's unless given)."""
     victim_labels = steal.Victim(victim).query(s.test.x).argmax(1)
-    monitor = s.test.x[:HYPERPARAMETERS["monitor"]]
+    monitor = s.test.x[: HYPERPARAMETERS["monitor"]]
     rows, traces, agree, right, var = [], [], {}, {}, {}
     for method in ["single", *[m for m in methods if m != "single"]]:
-        sur = uq.stolen_surrogate(method, victim, s, cfg.thief_arch, budget=budget,
-                                  monitor=HYPERPARAMETERS["monitor"], output=cfg.victim_output,
-                                  members=members or cfg.members, epochs=method_epochs(cfg, method, epochs),
-                                  seed=seed)
+        sur = uq.stolen_surrogate(
+            method,
+            victim,
+            s,
+            cfg.thief_arch,
+            budget=budget,
+            monitor=HYPERPARAMETERS["monitor"],
+            output=cfg.victim_output,
+            members=members or cfg.members,
+            epochs=method_epochs(cfg, method, epochs),
+            seed=seed,
+        )
         members_proba = sur.member_proba(s.test.x)
         row = uq.scores(members_proba, victim_labels, s.test.y, bins=HYPERPARAMETERS["ece_bins"])
         rows.append({"method": method, "seed": seed, "budget": budget, **row})
@@ -198,23 +244,33 @@ def steal_and_score(victim: nn.Module, s: Splits, cfg: Config, methods: Sequence
         right[method] = (top == s.test.y).int().cpu().numpy()
         var[method] = uq.input_variance(sur.member_proba(monitor)).cpu().numpy()
     unit = {"budget": budget, "seed": seed}
-    return Outcome(pd.DataFrame(rows), pd.DataFrame(traces),
-                   pd.DataFrame(agree).assign(**unit, image=range(len(victim_labels))),
-                   pd.DataFrame(var).assign(**unit, image=range(len(monitor))),
-                   pd.DataFrame(right).assign(**unit, image=range(len(victim_labels))))
+    return Outcome(
+        pd.DataFrame(rows),
+        pd.DataFrame(traces),
+        pd.DataFrame(agree).assign(**unit, image=range(len(victim_labels))),
+        pd.DataFrame(var).assign(**unit, image=range(len(monitor))),
+        pd.DataFrame(right).assign(**unit, image=range(len(victim_labels))),
+    )
 
 
 def concat(outcomes: list[Outcome]) -> Outcome:
     """The outcomes of several runs as one (rows stacked)."""
-    return Outcome(*(pd.concat([getattr(o, f) for o in outcomes], ignore_index=True)
-                     for f in ("scores", "traces", "agreement", "variance", "correct")))
+    return Outcome(
+        *(
+            pd.concat([getattr(o, f) for o in outcomes], ignore_index=True)
+            for f in ("scores", "traces", "agreement", "variance", "correct")
+        )
+    )
 
 
-def compare(victims: dict[int, nn.Module], s: Splits, cfg: Config,
-            progress: Progress = no_progress) -> Outcome:
+def compare(victims: dict[int, nn.Module], s: Splits, cfg: Config, progress: Progress = no_progress) -> Outcome:
     """The main comparison: every seed's single copy and UQ surrogates at ``query_budget``."""
-    return concat([steal_and_score(victims[seed], s, cfg, cfg.uq_methods, budget=cfg.query_budget, seed=seed)
-                   for seed in progress(cfg.seeds, desc="seeds")])
+    return concat(
+        [
+            steal_and_score(victims[seed], s, cfg, cfg.uq_methods, budget=cfg.query_budget, seed=seed)
+            for seed in progress(cfg.seeds, desc="seeds")
+        ]
+    )
 
 
 def best_method(scores: pd.DataFrame) -> str:
@@ -228,12 +284,17 @@ def sweep_epochs(cfg: Config, budget: int) -> int:
     return max(cfg.epochs, round(cfg.epochs * cfg.query_budget / budget))
 
 
-def sweep(victims: dict[int, nn.Module], s: Splits, cfg: Config, method: str,
-          progress: Progress = no_progress) -> Outcome:
+def sweep(
+    victims: dict[int, nn.Module], s: Splits, cfg: Config, method: str, progress: Progress = no_progress
+) -> Outcome:
     """The single copy and ``method`` at every budget of ``cfg.budgets`` and every seed."""
-    return concat([steal_and_score(victims[seed], s, cfg, [method], budget=b, seed=seed,
-                                   epochs=sweep_epochs(cfg, b))
-                   for b in progress(cfg.budgets, desc="budgets") for seed in cfg.seeds])
+    return concat(
+        [
+            steal_and_score(victims[seed], s, cfg, [method], budget=b, seed=seed, epochs=sweep_epochs(cfg, b))
+            for b in progress(cfg.budgets, desc="budgets")
+            for seed in cfg.seeds
+        ]
+    )
 
 
 def metrics_table(scores: pd.DataFrame) -> pd.DataFrame:
@@ -275,9 +336,16 @@ def parity_table(outcome: Outcome, cfg: Config) -> pd.DataFrame:
     (UQ minus single) and whether it is at parity (gap at least ``-parity``); a model
     below parity is under-trained (see the module's docstring)."""
     acc = outcome.correct.groupby("seed")[["single", *uq_models(cfg)]].mean().mean()
-    rows = [{"method": m, "accuracy": acc[m], "single_accuracy": acc["single"],
-             "gap": acc[m] - acc["single"], "at_parity": bool(acc[m] - acc["single"] >= -cfg.parity)}
-            for m in uq_models(cfg)]
+    rows = [
+        {
+            "method": m,
+            "accuracy": acc[m],
+            "single_accuracy": acc["single"],
+            "gap": acc[m] - acc["single"],
+            "at_parity": bool(acc[m] - acc["single"] >= -cfg.parity),
+        }
+        for m in uq_models(cfg)
+    ]
     return pd.DataFrame(rows, columns=["method", "accuracy", "single_accuracy", "gap", "at_parity"])
 
 
@@ -285,8 +353,7 @@ def diversity_verdicts(claims: list[Claim]) -> pd.DataFrame:
     """U2's and U2b's verdict per UQ model (each decided on its own curve), with the
     combined verdict of each claim in the last row."""
     by_id = {c.id: c for c in claims}
-    table = {cid: {p["name"].split("_", 1)[1]: p["verdict"] for p in by_id[cid].parts}
-             for cid in ("U2", "U2b")}
+    table = {cid: {p["name"].split("_", 1)[1]: p["verdict"] for p in by_id[cid].parts} for cid in ("U2", "U2b")}
     frame = pd.DataFrame(table).rename_axis("method").reset_index()
     combined = {"method": "combined", **{cid: by_id[cid].verdict for cid in table}}
     return pd.concat([frame, pd.DataFrame([combined])], ignore_index=True)
@@ -295,16 +362,19 @@ def diversity_verdicts(claims: list[Claim]) -> pd.DataFrame:
 def recorded_metrics(outcome: Outcome, swept: Outcome, parity: pd.DataFrame) -> dict[str, Any]:
     """The metrics ``run.record`` stores in results.json: the main comparison's scores and
     diversity traces, the parity table (:func:`parity_table`) and the budget sweep's scores."""
-    return {"scores": outcome.scores.to_dict("records"), "traces": outcome.traces.to_dict("records"),
-            "parity": parity.to_dict("records"), "sweep": swept.scores.to_dict("records")}
+    return {
+        "scores": outcome.scores.to_dict("records"),
+        "traces": outcome.traces.to_dict("records"),
+        "parity": parity.to_dict("records"),
+        "sweep": swept.scores.to_dict("records"),
+    }
 
 
 # ---------------------------------------------------------------- claims
 
 #: The paper's words for each claim, quoted from the study's brief (the abstract).
 PAPER_WORDS = {
-    "U1": "only marginal improvement in label agreement with the victim (fidelity) over a "
-          "single stolen model",
+    "U1": "only marginal improvement in label agreement with the victim (fidelity) over a single stolen model",
     "U2": "the members come to predict alike during training",
     "U3": "the diversity the method wanted to exploit is too small",
 }
@@ -319,15 +389,22 @@ def fidelity_parts(outcome: Outcome, cfg: Config, parity: pd.DataFrame) -> list[
         m = row.method
         sides = ((f"gain_{m}", cfg.marginal, "below"), (f"not_worse_{m}", -cfg.marginal, "above"))
         if not row.at_parity:
-            why = (f"under-trained: accuracy {row.gap:+.3f} against the single copy's, "
-                   f"beyond the parity margin {cfg.parity:g}")
-            parts += [results.not_measured(name, threshold=t, holds_when=side, unit="test image", why=why)
-                      for name, t, side in sides]
+            why = (
+                f"under-trained: accuracy {row.gap:+.3f} against the single copy's, "
+                f"beyond the parity margin {cfg.parity:g}"
+            )
+            parts += [
+                results.not_measured(name, threshold=t, holds_when=side, unit="test image", why=why)
+                for name, t, side in sides
+            ]
             continue
         frame = outcome.agreement[["seed", m, "single"]]
-        parts += [results.part(name, frame, stats.mean_difference(m, "single"), threshold=t,
-                               holds_when=side, unit="test image")
-                  for name, t, side in sides]
+        parts += [
+            results.part(
+                name, frame, stats.mean_difference(m, "single"), threshold=t, holds_when=side, unit="test image"
+            )
+            for name, t, side in sides
+        ]
     return parts
 
 
@@ -335,9 +412,17 @@ def falls_parts(outcome: Outcome, column: str, cfg: Config) -> list[results.Evid
     """U2's (``column="variance"``) or U2b's (``"disagreement"``) parts, one per UQ model:
     the last traced value of ``column`` over its peak, on the mean curve over seeds, below
     ``falls_to``."""
-    return [results.part(f"last/peak_{m}", trace_curves(outcome.traces, m, column), last_over_peak,
-                         threshold=cfg.falls_to, holds_when="below", unit="seed")
-            for m in uq_models(cfg)]
+    return [
+        results.part(
+            f"last/peak_{m}",
+            trace_curves(outcome.traces, m, column),
+            last_over_peak,
+            threshold=cfg.falls_to,
+            holds_when="below",
+            unit="seed",
+        )
+        for m in uq_models(cfg)
+    ]
 
 
 def claims(outcome: Outcome, swept: Outcome, best: str, cfg: Config) -> list[Claim]:
@@ -352,46 +437,95 @@ def claims(outcome: Outcome, swept: Outcome, best: str, cfg: Config) -> list[Cla
     methods = uq_models(cfg)
     parity = parity_table(outcome, cfg)
 
-    rule = (f"(last at most {cfg.falls_to:g} of the peak, traced from step 0) for every UQ model, "
-            f"each on its own curve")
+    rule = f"(last at most {cfg.falls_to:g} of the peak, traced from step 0) for every UQ model, each on its own curve"
     return [
         results.claim(
-            "U0", f"(beyond the paper) Every UQ copy is trained to parity: its test accuracy is at most "
-                  f"{cfg.parity:g} below the single copy's",
+            "U0",
+            f"(beyond the paper) Every UQ copy is trained to parity: its test accuracy is at most "
+            f"{cfg.parity:g} below the single copy's",
             "not stated (a fair comparison needs it)",
-            *[results.part(f"accuracy_gap_{m}", outcome.correct[["seed", m, "single"]],
-                           stats.mean_difference(m, "single"), threshold=-cfg.parity,
-                           holds_when="above", unit="test image") for m in methods],
-            quantifier="every", paper_words=""),
+            *[
+                results.part(
+                    f"accuracy_gap_{m}",
+                    outcome.correct[["seed", m, "single"]],
+                    stats.mean_difference(m, "single"),
+                    threshold=-cfg.parity,
+                    holds_when="above",
+                    unit="test image",
+                )
+                for m in methods
+            ],
+            quantifier="every",
+            paper_words="",
+        ),
         results.claim(
-            "U1", f"Every UQ model's fidelity gain over the single copy is marginal: within "
-                  f"+-{cfg.marginal:.0%} (a surrogate below -{cfg.marginal:.0%} is worse, not marginal; "
-                  f"an under-trained one is not measured)",
+            "U1",
+            f"Every UQ model's fidelity gain over the single copy is marginal: within "
+            f"+-{cfg.marginal:.0%} (a surrogate below -{cfg.marginal:.0%} is worse, not marginal; "
+            f"an under-trained one is not measured)",
             "only marginal improvement in fidelity over a single stolen model",
-            *fidelity_parts(outcome, cfg, parity), quantifier="marginal", paper_words=PAPER_WORDS["U1"]),
-        results.claim("U2", f"Member variance falls as training proceeds {rule}",
-                      "members come to predict alike during training", *falls_parts(outcome, "variance", cfg),
-                      quantifier="every", paper_words=PAPER_WORDS["U2"]),
-        results.claim("U2b", f"Pairwise disagreement of the members falls as training proceeds {rule}",
-                      "members come to predict alike during training", *falls_parts(outcome, "disagreement", cfg),
-                      quantifier="every", paper_words=PAPER_WORDS["U2"]),
+            *fidelity_parts(outcome, cfg, parity),
+            quantifier="marginal",
+            paper_words=PAPER_WORDS["U1"],
+        ),
         results.claim(
-            "U3", f"Member variance ends low (< {cfg.low_variance:g}) for every UQ model",
+            "U2",
+            f"Member variance falls as training proceeds {rule}",
+            "members come to predict alike during training",
+            *falls_parts(outcome, "variance", cfg),
+            quantifier="every",
+            paper_words=PAPER_WORDS["U2"],
+        ),
+        results.claim(
+            "U2b",
+            f"Pairwise disagreement of the members falls as training proceeds {rule}",
+            "members come to predict alike during training",
+            *falls_parts(outcome, "disagreement", cfg),
+            quantifier="every",
+            paper_words=PAPER_WORDS["U2"],
+        ),
+        results.claim(
+            "U3",
+            f"Member variance ends low (< {cfg.low_variance:g}) for every UQ model",
             "the diversity is too small to exploit",
-            *[results.part(f"variance_{m}", outcome.variance[["seed", m]], stats.mean_of(m),
-                           threshold=cfg.low_variance, holds_when="below", unit="monitor image")
-              for m in methods], quantifier="every", paper_words=PAPER_WORDS["U3"]),
+            *[
+                results.part(
+                    f"variance_{m}",
+                    outcome.variance[["seed", m]],
+                    stats.mean_of(m),
+                    threshold=cfg.low_variance,
+                    holds_when="below",
+                    unit="monitor image",
+                )
+                for m in methods
+            ],
+            quantifier="every",
+            paper_words=PAPER_WORDS["U3"],
+        ),
         results.claim(
-            "U4", f"(beyond the paper) The gap between {best} and the single copy stays below "
-                  f"{cfg.marginal:.0%} at every query budget",
+            "U4",
+            f"(beyond the paper) The gap between {best} and the single copy stays below "
+            f"{cfg.marginal:.0%} at every query budget",
             "not studied (the paper uses one budget)",
-            *[results.part(f"gap_{b}", _at_budget(swept.agreement, b, best), absolute_gap(best),
-                           threshold=cfg.marginal, holds_when="below", unit="test image")
-              for b in cfg.budgets], quantifier="every", paper_words=""),
+            *[
+                results.part(
+                    f"gap_{b}",
+                    _at_budget(swept.agreement, b, best),
+                    absolute_gap(best),
+                    threshold=cfg.marginal,
+                    holds_when="below",
+                    unit="test image",
+                )
+                for b in cfg.budgets
+            ],
+            quantifier="every",
+            paper_words="",
+        ),
     ]
 
 
 # ---------------------------------------------------------------- figures and widgets
+
 
 def plot_fidelity(frame: pd.DataFrame, marginal: float, title: str = ""):
     """Left: fidelity per method (mean, seed spread as error bars). Right: fidelity gain
@@ -427,8 +561,9 @@ def plot_diversity(traces: pd.DataFrame):
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
     for ax, col in zip(axes, ("variance", "disagreement")):
-        sns.lineplot(data=traces[traces.method != "single"], x="step", y=col, hue="method",
-                     marker="o", errorbar="sd", ax=ax)
+        sns.lineplot(
+            data=traces[traces.method != "single"], x="step", y=col, hue="method", marker="o", errorbar="sd", ax=ax
+        )
         floor = traces.loc[traces[col] > 0, col].min() if (traces[col] > 0).any() else 1e-6
         ax.set_xscale("symlog", linthresh=1)
         ax.set_yscale("symlog", linthresh=floor)
@@ -447,8 +582,9 @@ def plot_budget(frame: pd.DataFrame, methods: list[str]):
     import seaborn as sns
 
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
-    sns.lineplot(data=frame[frame.method.isin(methods)], x="budget", y="fidelity", hue="method",
-                 marker="o", errorbar="sd", ax=ax)
+    sns.lineplot(
+        data=frame[frame.method.isin(methods)], x="budget", y="fidelity", hue="method", marker="o", errorbar="sd", ax=ax
+    )
     budgets = sorted(frame.budget.unique())
     ax.set(xscale="log", xlabel="query budget", title="Fidelity vs query budget")
     ax.set_xticks(budgets, [str(b) for b in budgets])
@@ -463,18 +599,23 @@ def explore(victims: dict[int, nn.Module], s: Splits, cfg: Config) -> None:
     another budget or number of members."""
     seed = cfg.seeds[0]
 
-    def steal_with(budget: int = cfg.query_budget, n_members: int = cfg.members,
-                   method: str = cfg.uq_methods[0]) -> None:
-        frame = steal_and_score(victims[seed], s, cfg, [method], budget=budget, seed=seed,
-                                members=n_members).scores
+    def steal_with(
+        budget: int = cfg.query_budget, n_members: int = cfg.members, method: str = cfg.uq_methods[0]
+    ) -> None:
+        frame = steal_and_score(victims[seed], s, cfg, [method], budget=budget, seed=seed, members=n_members).scores
         m = frame.set_index("method").loc[method]
-        plots.bars(frame.melt(id_vars=["method"], value_vars=["fidelity", "accuracy"], var_name="metric"),
-                   x="metric", y="value", hue="method",
-                   title=f"{budget} queries, {n_members} members: variance {m.variance:.2g}, "
-                         f"disagreement {m.disagreement:.2g}")
+        plots.bars(
+            frame.melt(id_vars=["method"], value_vars=["fidelity", "accuracy"], var_name="metric"),
+            x="metric",
+            y="value",
+            hue="method",
+            title=f"{budget} queries, {n_members} members: variance {m.variance:.2g}, "
+            f"disagreement {m.disagreement:.2g}",
+        )
 
     widgets.explore(
         steal_with,
         budget=widgets.slider(cfg.query_budget, 50, len(s.attacker), 50, "queries"),
         n_members=widgets.slider(cfg.members, 2, 20, 1, "members"),
-        method=widgets.dropdown(list(cfg.uq_methods), cfg.uq_methods[0], "UQ method"))
+        method=widgets.dropdown(list(cfg.uq_methods), cfg.uq_methods[0], "UQ method"),
+    )
