@@ -532,7 +532,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     """Time the ipkit trainer against a plain DataLoader loop (or an ensemble trained
     together against one by one) and print the ratio."""
-    from .orchestrate.bench import REDRAW_GOAL_S, ensemble_speed, redraw, run, trainer_layouts
+    from .orchestrate.bench import REDRAW_GOAL_S, ensemble_speed, redraw, run
 
     if args.what == "redraw":
         try:
@@ -558,16 +558,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
             f"{REDRAW_GOAL_S:g} s" + (f"; not: {', '.join(slow)}" if slow else "")
         )
         return 1 if slow else 0
-    if args.trainer_layouts:
-        result = trainer_layouts(args.dataset, args.arch, args.epochs, args.batch_size, repeats=args.repeats)
-        print(json.dumps(result, indent=2))
-        print(
-            f"trainer now ({result['chosen_layout']}, {result['chosen_precision']}, no NaN-filling) "
-            f"vs before ({result['before_layout']}, {result['before_precision']}, NaN-filling): "
-            f"{result['speedup']}x (median of {result['repeats']} alternating pairs; accuracy "
-            f"{result['chosen_acc']} vs {result['before_acc']}) on {result['device']}"
-        )
-        return 0
     if args.what == "ensemble":
         result = ensemble_speed(args.dataset, args.arch, args.members, args.epochs, args.batch_size)
         print(json.dumps(result, indent=2))
@@ -736,14 +726,7 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--study", action="append", help="with --what redraw: a study (repeatable; default all)")
     b.add_argument("--profile", default="smoke", help="with --what redraw: the profile the notebooks run in")
     b.add_argument("--members", type=count, default=5, help="with --what ensemble: ensemble size")
-    b.add_argument(
-        "--trainer-layouts",
-        action="store_true",
-        help="the trainer before issue 16 (contiguous layout, NaN-filled new tensors) vs now",
-    )
-    b.add_argument(
-        "--repeats", type=count, default=3, help="with --trainer-layouts: alternating runs; with --what redraw: redraws"
-    )
+    b.add_argument("--repeats", type=count, default=3, help="with --what redraw: redraws per notebook")
     b.set_defaults(fn=cmd_bench)
     return ap
 

@@ -77,25 +77,6 @@ def test_conv_training_is_deterministic_in_its_chosen_layout():
     assert all(p.is_contiguous() for p in nets[0].parameters())
 
 
-def test_training_without_nan_filling_gives_the_same_weights_bit_for_bit():
-    s = data.split("digits", seed=0, device="cpu")
-    nets = {}
-    for fill in (True, False):
-        net = models.build("cnn", s.num_classes, s.in_shape, dropout=0.1, seed=1)
-        train.fit(
-            net,
-            s.owner.x[:256],
-            s.owner.y[:256],
-            epochs=2,
-            seed=7,
-            fill_uninitialized=fill,
-            extra=(s.owner.x[:8], s.owner.y[:8]),
-            extra_per_batch=4,
-        )
-        nets[fill] = net
-    assert all(torch.equal(p, q) for p, q in zip(nets[True].state_dict().values(), nets[False].state_dict().values()))
-
-
 def test_deterministic_block_restores_torchs_nan_filling_setting():
     import torch.utils.deterministic as td
 
@@ -173,16 +154,6 @@ def test_predict_returns_on_the_inputs_device_in_batches():
     assert torch.allclose(train.predict(net, x, batch_size=3), whole, atol=1e-6)
     assert torch.allclose(train.predict(net, x, probs=True).sum(1), torch.ones(10))
     assert train.predict(net, x[:0]).numel() == 0
-
-
-def test_layout_bench_trains_both_layouts_to_a_real_accuracy():
-    from ipkit.orchestrate import bench
-
-    out = bench.trainer_layouts("digits", "cnn", epochs=2, batch_size=64, repeats=1)
-    assert (out["before_layout"], out["chosen_layout"]) == ("contiguous_format", "channels_last")
-    assert out["before_precision"] == out["chosen_precision"] == "float32"
-    assert len(out["pair_ratios"]) == 1 and out["speedup"] > 0
-    assert min(out["before_acc"], out["chosen_acc"]) > 0.7
 
 
 def test_step_hook_sees_every_optimiser_step_after_it_is_taken():

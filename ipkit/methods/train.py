@@ -94,7 +94,7 @@ def best_memory_format(model: nn.Module, device: torch.device) -> torch.memory_f
     """The memory layout the trainer uses for ``model`` on ``device``: channels_last for
     a model with 2-d convolutions owning 4-d weights (on CUDA, and on the CPU, where it
     measured 1.1-1.5x faster per step for cnn, lenet5, vgg, resnet18 and mobilenetv2 at
-    batch 128, see ``ipkit bench --trainer-layouts``), else the default contiguous layout
+    batch 128, measured 2026-12-06: docs/benchmarks.md), else the default contiguous layout
     (MLPs, and the functional UQ wrappers whose stacked weights have no 4-d layout)."""
     if any(p.dim() > 4 for p in model.parameters()):
         return torch.contiguous_format
@@ -147,19 +147,19 @@ def seeded(seed: int, device: torch.device | str = "cpu") -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def deterministic(on: bool = True, fill_uninitialized: bool = False) -> Iterator[None]:
+def deterministic(on: bool = True) -> Iterator[None]:
     """Run the block with ``torch.use_deterministic_algorithms(on, warn_only=True)`` and
     restore the process's previous setting afterwards.
 
     Deterministic mode also fills every new tensor with NaN by default
     (``torch.utils.deterministic.fill_uninitialized_memory``), a debugging aid that took a
     third of a CPU training step of the ``cnn`` (``aten::fill_`` in the profile); the block
-    runs with it set to ``fill_uninitialized`` (off: every tensor is written before it is
-    read, so results are the same bit for bit, which a test checks)."""
+    runs with it off (every tensor is written before it is read, so results are the same
+    bit for bit: checked when it was turned off, 2026-12-06, issue 16)."""
     before, warn = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
     fill = torch_deterministic.fill_uninitialized_memory
     torch.use_deterministic_algorithms(on, warn_only=True)
-    torch_deterministic.fill_uninitialized_memory = fill_uninitialized
+    torch_deterministic.fill_uninitialized_memory = False
     try:
         yield
     finally:
@@ -284,7 +284,6 @@ def fit(
     desc: str = "train",
     memory_format: torch.memory_format | None = None,
     precision: torch.dtype | None = None,
-    fill_uninitialized: bool = False,
 ) -> History:
     """Train ``model`` in place on (``x``, ``y``) and return its :class:`History`.
 
@@ -296,9 +295,6 @@ def fit(
     or ``constant``. ``memory_format`` overrides the layout chosen by
     :func:`best_memory_format`; the model is handed back in the default layout.
     ``precision`` overrides the autocast precision chosen by :func:`train_dtype`.
-    ``fill_uninitialized=True`` brings back deterministic mode's NaN-filling of new tensors
-    (see :func:`deterministic`; same results, slower), as the trainer did before
-    2026-12-06: ``ipkit bench --trainer-layouts`` times that former trainer.
     ``on_epoch(epoch, model, history)`` runs after every epoch, ``on_step(step, model)``
     after every optimiser step (``step`` counts them from 1).
 
@@ -313,7 +309,7 @@ def fit(
     model.to(device)
     fmt = memory_format if memory_format is not None else best_memory_format(model, device)
     dtype = precision or train_dtype(model, device)
-    with seeded(seed, device), deterministic(device.type == "cpu", fill_uninitialized), in_layout(model, fmt):
+    with seeded(seed, device), deterministic(device.type == "cpu"), in_layout(model, fmt):
         params = params if params is not None else [p for p in model.parameters() if p.requires_grad]
         if optimizer == "sgd":
             opt = torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)

@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from ..core.scratch import scratch
 from ..methods.data import split
 from ..methods.models import build
-from ..methods.train import best_memory_format, default_device, evaluate, fit, seeded, train_dtype
+from ..methods.train import default_device, evaluate, fit, seeded
 from ..methods.uncertainty import DeepEnsemble, accuracy
 from ..notebook.registry import get_study
 from .parallel import Job, execute
@@ -85,80 +85,6 @@ def run(dataset: str = "mnist5k", arch: str = "cnn", epochs: int = 5, batch_size
         "speedup": round(plain_s / kit_s, 2),
         "plain_acc": round(evaluate(plain_model, s.test.x, s.test.y), 4),
         "ipkit_acc": round(evaluate(kit_model, s.test.x, s.test.y), 4),
-    }
-
-
-def trainer_layouts(
-    dataset: str = "mnist5k",
-    arch: str = "cnn",
-    epochs: int = 5,
-    batch_size: int = 128,
-    lr: float = 0.05,
-    repeats: int = 3,
-) -> dict:
-    """Time the trainer as it was before issue 16 (the contiguous layout and float32 on the
-    CPU, channels_last on CUDA, and deterministic mode's NaN-filling of every new tensor)
-    against the trainer now (the layout :func:`ipkit.methods.train.best_memory_format` and the
-    precision :func:`ipkit.methods.train.train_dtype` pick per model, no NaN-filling), same initial
-    weights, data and epochs.
-
-    The two runs alternate ``repeats`` times after a one-epoch warm-up of each, so load
-    from other processes falls on both of a pair alike; ``speedup`` is the median over the
-    pairs of before / chosen seconds (above 1: the trainer now is faster). Accuracies
-    are of the last run of each (runs are deterministic, so all runs agree)."""
-    device = default_device()
-    s = split(dataset, device=device)
-    base = build(arch, s.num_classes, s.in_shape, seed=0).to(device)
-    chosen, chosen_dtype = best_memory_format(base, device), train_dtype(base, device)
-    before = chosen if device.type == "cuda" else torch.contiguous_format
-    before_dtype = chosen_dtype if device.type == "cuda" else torch.float32
-    trainers = {
-        "before": dict(memory_format=before, precision=before_dtype, fill_uninitialized=True),
-        "chosen": dict(memory_format=chosen, precision=chosen_dtype, fill_uninitialized=False),
-    }
-    seconds: dict[str, list[float]] = {name: [] for name in trainers}
-    acc: dict[str, float] = {}
-    for name, options in trainers.items():
-        fit(
-            copy.deepcopy(base),
-            s.owner.x,
-            s.owner.y,
-            epochs=1,
-            batch_size=batch_size,
-            lr=lr,
-            desc=f"warm-up {name}",
-            **options,
-        )
-    for _ in range(repeats):
-        for name, options in trainers.items():
-            model = copy.deepcopy(base)
-            _sync(device)
-            start = time.perf_counter()
-            fit(model, s.owner.x, s.owner.y, epochs=epochs, batch_size=batch_size, lr=lr, desc=name, **options)
-            _sync(device)
-            seconds[name].append(round(time.perf_counter() - start, 2))
-            acc[name] = round(evaluate(model, s.test.x, s.test.y), 4)
-    ratios = [round(b / c, 2) for b, c in zip(seconds["before"], seconds["chosen"])]
-    return {
-        "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
-        "threads": torch.get_num_threads(),
-        "dataset": dataset,
-        "arch": arch,
-        "epochs": epochs,
-        "train_images": len(s.owner),
-        "repeats": repeats,
-        "before_layout": str(before).removeprefix("torch."),
-        "chosen_layout": str(chosen).removeprefix("torch."),
-        "before_precision": str(before_dtype).removeprefix("torch."),
-        "chosen_precision": str(chosen_dtype).removeprefix("torch."),
-        "before_fills_uninitialized": True,
-        "chosen_fills_uninitialized": False,
-        "before_s": seconds["before"],
-        "chosen_s": seconds["chosen"],
-        "pair_ratios": ratios,
-        "speedup": round(statistics.median(ratios), 2),
-        "before_acc": acc["before"],
-        "chosen_acc": acc["chosen"],
     }
 
 
