@@ -27,6 +27,15 @@ from ipkit.methods import attacks, models, similarity, train, transforms
 from ipkit.methods import uncertainty as uq
 
 
+def _needs(module: str) -> None:
+    """Skip, saying why, unless the reference library ``module`` is installed."""
+    pytest.importorskip(
+        module,
+        reason=f"{module} is in the 'reference' extra: pip install -c constraints.txt "
+        "-e '.[reference]' (make setup installs it)",
+    )
+
+
 @pytest.fixture(scope="module")
 def mlp(digits):
     """A small mlp trained briefly on the digits (accurate enough for gradients to matter)."""
@@ -43,6 +52,7 @@ def laplace_pair(digits):
     """ipkit's LastLayerLaplace and laplace-torch's FullLLLaplace on one network trained on
     the digits 0-2 (three classes keep the last layer at 3 x 129 weights), fitted on the
     same inputs with the same prior precision."""
+    _needs("laplace")
     from laplace import Laplace
 
     keep = digits.owner.y < 3
@@ -156,6 +166,7 @@ def bayes_net(digits):
 def test_vi_kl_matches_bayesian_torch_closed_form(bayes_net):
     # bayesian-torch's kl_div is the closed-form Gaussian KL averaged over a tensor's
     # elements; ipkit sums it, so the reference is mean times size, tensor by tensor.
+    _needs("bayesian_torch")
     from bayesian_torch.layers import LinearReparameterization
 
     _, bayes = bayes_net
@@ -169,6 +180,7 @@ def test_vi_kl_matches_bayesian_torch_closed_form(bayes_net):
 def test_vi_sampled_forward_matches_bayesian_torch(bayes_net, digits):
     # Same mu, rho (sigma = softplus(rho)) and noise stream: one weight draw per forward
     # pass in both, drawn layer by layer, weight then bias; float32 rounding only.
+    _needs("bayesian_torch")
     from bayesian_torch.layers import LinearReparameterization
     from bayesian_torch.models.dnn_to_bnn import dnn_to_bnn
 
@@ -218,6 +230,7 @@ def _weight_sequence(net: nn.Module, n: int, seed: int):
 
 def _both_swags(net: nn.Module, rank: int, steps: int):
     """ipkit's SwagNet and torch-uncertainty's SWAG fed the same weight sequence."""
+    _needs("torch_uncertainty")
     from torch_uncertainty.methods import SWAG
 
     ours = uq.SwagNet(net, rank)
@@ -260,6 +273,7 @@ def test_swag_sample_matches_torch_uncertainty():
 
 def test_mc_dropout_passes_match_torch_uncertainty(digits):
     # Dropout on, everything else in eval mode, `members` passes under the same seed: equal.
+    _needs("torch_uncertainty")
     from torch_uncertainty.methods import mc_dropout
 
     sur = uq.MCDropout("mlp", digits.num_classes, digits.in_shape, members=6, seed=0, device="cpu", p=0.3)
@@ -281,6 +295,7 @@ def test_pgd_matches_torchattacks_without_and_with_random_start(mlp, digits):
     # projection. Without a random start both begin at x; with one, the same seed gives the
     # same uniform start up to rounding. The projections round differently (min/max vs
     # x + clamp(delta)), so a few pixels differ by one float32 ulp.
+    _needs("torchattacks")
     import torchattacks
 
     x, y = digits.test.x[:64], digits.test.y[:64]
@@ -318,6 +333,7 @@ class _PartnerObjective(nn.Module):
 def test_modeldiff_partners_match_torchattacks_pgd_on_the_same_objective(mlp, digits):
     # Checks the search (start, signed steps, projection), not the reconstructed objective:
     # torchattacks' PGD loop ascends the same objective from the same seeded start.
+    _needs("torchattacks")
     import torchattacks
 
     x = digits.test.x[:32]
@@ -368,6 +384,7 @@ def test_dynamic_int8_agrees_with_torchao(mlp, digits):
     # per output row and per token (symmetric). Not the same numbers, so the check is that
     # both are int8 roundings of one float model: each within 5% of the float logits'
     # range, and the same label on at least 98% of the inputs.
+    _needs("torchao")
     from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
 
     x = digits.test.x[:200]
