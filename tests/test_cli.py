@@ -63,12 +63,31 @@ def test_parse_params_types_and_specs():
         ),
         (["run", "memorized_transfer", "-p", "query_budget=50000"], "exceeds the attacker pool"),
         (["run", "distillation_ingrain", "-p", "arch=mlp", "-p", "student_arch=vgg"], "is larger than arch"),
+        # each study's own size rules (check_params), against the data
+        (
+            ["run", QUICK, "-p", "query_budget=2001"],
+            "query_budget 2001 exceeds the attacker pool of mnist5k (2000 images)",
+        ),
+        (["run", QUICK, "-p", "dataset=digits", "-p", "query_budget=800"], "attacker pool of digits (719 images)"),
+        (["run", QUICK, "-p", "seeds=1,2,1"], "lists 1 twice"),
+        (["run", "uq_stealing", "-p", "query_budget=2001"], "query_budget 2001 exceeds the attacker pool of mnist5k"),
+        (["run", "uq_stealing", "-p", "budgets=250,2500"], "budgets 2500 exceeds the attacker pool"),
+        (
+            ["run", "uq_stealing", "-p", "dataset=digits", "-p", "budgets=100,800"],
+            "budgets 800 exceeds the attacker pool of digits (719 images)",
+        ),
+        (["run", "uq_stealing", "-p", "uq_methods=vi,vi"], "uq_methods' lists 'vi' twice"),
+        (["run", "uq_stealing", "-p", "seeds=3,3"], "seeds' lists 3 twice"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(capsys, tmp_path, monkeypatch, argv, fragment):
+    """Bad input of every kind, generic and study-specific: exit 2, one line naming the
+    problem, before any run folder exists."""
     monkeypatch.setenv("IPKIT_RUNS", str(tmp_path / "runs"))
     code, out, err = run_cli(capsys, *argv)
-    assert code == 2 and fragment in err and err.count("\n") == 1
+    assert code == 2
+    assert fragment in err
+    assert err.count("\n") == 1
     assert not (tmp_path / "runs").exists()
 
 

@@ -7,7 +7,6 @@ import pytest
 import torch
 from torch import nn
 
-from ipkit import cli
 from ipkit.methods.watermark import WatermarkSet
 from ipkit.notebook.registry import get_study, resolve
 from ipkit.studies import quickstart as qs
@@ -107,22 +106,6 @@ def test_claims_statements_follow_the_thresholds():
     agree = pd.DataFrame({"seed": 0, "image": range(10), "thief": 1, "independent": 1})
     q1, _, q3 = qs.claims(carriers, agree, cfg)
     assert "above 0.5)" in q1.statement and q1.verdict == "holds" and q3.verdict == "holds"
-
-
-@pytest.mark.parametrize(
-    "argv, fragment",
-    [
-        (["-p", "query_budget=2001"], "query_budget 2001 exceeds the attacker pool of mnist5k (2000 images)"),
-        (["-p", "dataset=digits", "-p", "query_budget=800"], "attacker pool of digits (719 images)"),
-        (["-p", "seeds=1,2,1"], "lists 1 twice"),
-    ],
-)
-def test_bad_sizes_exit_2_with_one_line_before_running(capsys, tmp_path, monkeypatch, argv, fragment):
-    monkeypatch.setenv("IPKIT_RUNS", str(tmp_path / "runs"))
-    code = cli.main(["run", "quickstart", *argv])
-    err = capsys.readouterr().err
-    assert code == 2 and fragment in err and err.count("\n") == 1
-    assert not (tmp_path / "runs").exists()
 
 
 def test_run_seeds_works_without_a_progress_function(digits, tmp_path, monkeypatch):

@@ -5,7 +5,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ipkit import cli
 from ipkit.methods import recipes
 from ipkit.methods import uncertainty as uq
 from ipkit.notebook.registry import get_study, resolve
@@ -195,27 +194,6 @@ def test_steal_and_score_units_reproduce_the_scores_and_traces(digits):
     assert (out.variance.single == 0).all()
     for m in scores.index:
         assert out.correct[m].mean() == pytest.approx(scores.loc[m, "accuracy"])
-
-
-@pytest.mark.parametrize(
-    "argv, fragment",
-    [
-        (["-p", "query_budget=2001"], "query_budget 2001 exceeds the attacker pool of mnist5k (2000 images)"),
-        (["-p", "budgets=250,2500"], "budgets 2500 exceeds the attacker pool"),
-        (
-            ["-p", "dataset=digits", "-p", "budgets=100,800"],
-            "budgets 800 exceeds the attacker pool of digits (719 images)",
-        ),
-        (["-p", "uq_methods=vi,vi"], "uq_methods' lists 'vi' twice"),
-        (["-p", "seeds=3,3"], "seeds' lists 3 twice"),
-    ],
-)
-def test_bad_sizes_exit_2_with_one_line_before_running(capsys, tmp_path, monkeypatch, argv, fragment):
-    monkeypatch.setenv("IPKIT_RUNS", str(tmp_path / "runs"))
-    code = cli.main(["run", "uq_stealing", *argv])
-    err = capsys.readouterr().err
-    assert code == 2 and fragment in err and err.count("\n") == 1
-    assert not (tmp_path / "runs").exists()
 
 
 def test_compare_and_sweep_work_without_a_progress_function(digits, tmp_path, monkeypatch):
