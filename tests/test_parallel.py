@@ -131,7 +131,7 @@ def fake_ray(monkeypatch, tmp_path):
 
 def test_ray_dispatch_keeps_jobs_in_flight_and_threads_per_run(fake_ray, monkeypatch, tmp_path):
     ray = FakeRay()
-    monkeypatch.setattr(parallel, "_import_ray", lambda: ray)
+    monkeypatch.setattr(parallel, "import_ray", lambda: ray)
     jobs = [
         parallel.Job(
             QUICK,
@@ -161,7 +161,7 @@ def test_ray_that_does_not_start_is_one_line_and_exit_1(fake_ray, monkeypatch, c
         def init(self, **kwargs):
             raise Exception("The current node timed out during startup.\nmore detail")
 
-    monkeypatch.setattr(parallel, "_import_ray", Unstartable)
+    monkeypatch.setattr(parallel, "import_ray", Unstartable)
     code, _, err = run_cli(capsys, "run", QUICK, "--profile", "smoke", "--jobs", "2")
     assert code == 1 and "could not start a local Ray (The current node timed out" in err
     assert err.count("\n") == 1 and not fake_ray
@@ -169,7 +169,7 @@ def test_ray_that_does_not_start_is_one_line_and_exit_1(fake_ray, monkeypatch, c
 
 def test_ctrl_c_cancels_the_runs_not_yet_done(fake_ray, monkeypatch, capsys):
     ray = FakeRay(interrupt_at=1)
-    monkeypatch.setattr(parallel, "_import_ray", lambda: ray)
+    monkeypatch.setattr(parallel, "import_ray", lambda: ray)
     code, _, err = run_cli(capsys, "run", QUICK, "modeldiff", "memorized_transfer", "--profile", "smoke", "--jobs", "2")
     assert code == 130 and len(ray.cancelled) == 2 and "cancelled 3 runs not yet done" in err
 

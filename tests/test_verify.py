@@ -8,7 +8,7 @@ from ipkit import cli
 from ipkit.evidence import stability
 from ipkit.notebook.registry import get_study
 from ipkit.notebook.runtime import publish_folder
-from ipkit.orchestrate import sweep, verify
+from ipkit.orchestrate import parallel, sweep, verify
 
 
 def _doc(*rows):
@@ -97,7 +97,12 @@ def test_verify_reruns_with_the_committed_runs_threads(capsys, tmp_path, monkeyp
 def test_sensitivity_sweeps_run_with_the_committed_runs_threads(capsys, tmp_path, monkeypatch):
     _committed(tmp_path, monkeypatch)
     seen = []
-    monkeypatch.setattr(cli, "_dispatch", lambda jobs, args: seen.append(args.threads) or 130)
+
+    def interrupted(jobs, **options):
+        seen.append(options["threads"])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(parallel, "run_jobs", interrupted)
     assert cli.main(["sweep", "quickstart", "--profile", "default", "--sensitivity"]) == 130
     assert cli.main(["sweep", "quickstart", "--profile", "default", "-p", "query_budget=300,600"]) == 130
     assert seen == [1, None]  # a plain grid keeps this process's threads

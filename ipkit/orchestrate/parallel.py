@@ -265,7 +265,8 @@ def cache_warning(address: str | None) -> str | None:
     )
 
 
-def _import_ray():
+def import_ray() -> Any:
+    """The ``ray`` module, or a ParamError saying how to install it (the optional extra)."""
     try:
         import ray
     except ImportError:
@@ -281,7 +282,7 @@ def uses_ray(jobs: int, address: str | None) -> bool:
 def check_ray(jobs: int, address: str | None) -> None:
     """Raise ParamError (one line) when these runs need Ray and it is not installed."""
     if uses_ray(jobs, address):
-        _import_ray()
+        import_ray()
 
 
 def run_jobs(
@@ -327,7 +328,7 @@ def _finish(outcome: Outcome, bar) -> Outcome:
 
 
 def _run_on_ray(jobs, at_once, cpus_per_run, gpus_per_run, address, bar, threads=None) -> list[Outcome]:
-    ray = _import_ray()
+    ray = import_ray()
     started_here = not ray.is_initialized()
     if started_here:
         options = {"address": address} if address else {"include_dashboard": False}
