@@ -124,7 +124,7 @@ def _relabel_dtype(path):
 def test_corrupt_entry_is_rebuilt_with_one_line(damage, capsys):
     calls, train = _train_counter()
     model = cache.cached_model("unit", {"x": 1}, _build, train)
-    path = cache._path(model.ipkit_key)
+    path = cache.entry_path(model.ipkit_key)
     blob = path.read_bytes()
     if damage == "truncate":
         path.write_bytes(blob[: len(blob) // 2])
@@ -169,7 +169,7 @@ def test_pickle_in_cache_is_never_executed(tmp_path, capsys):
             return (open, (str(marker), "w"))
 
     cache.cache_dir().mkdir(parents=True, exist_ok=True)
-    cache._path("evil").write_bytes(pickle.dumps(Bomb()))
+    cache.entry_path("evil").write_bytes(pickle.dumps(Bomb()))
     assert cache.load("evil") is None
     assert not marker.exists() and "not a safetensors file" in capsys.readouterr().err
 
@@ -280,7 +280,7 @@ def _with_metadata(path, metadata) -> None:
 def test_malformed_metadata_is_a_corrupt_entry(metadata, capsys):
     calls, train = _train_counter()
     model = cache.cached_model("unit", {"x": 1}, _build, train)
-    _with_metadata(cache._path(model.ipkit_key), metadata)
+    _with_metadata(cache.entry_path(model.ipkit_key), metadata)
     (listed,) = cache.entries()
     assert not listed.ok and listed.problem
     cache.cached_model("unit", {"x": 1}, _build, train)
@@ -307,7 +307,7 @@ def test_a_folder_that_refuses_writes_costs_the_cache_not_the_run(err, fix, monk
 def test_a_corrupt_entry_that_cannot_be_removed_is_rebuilt_in_memory(monkeypatch, capsys):
     calls, train = _train_counter()
     model = cache.cached_model("unit", {"x": 1}, _build, train)
-    path = cache._path(model.ipkit_key)
+    path = cache.entry_path(model.ipkit_key)
     path.write_bytes(b"\xff" * 7)
     monkeypatch.setattr(os, "fsync", lambda fd: (_ for _ in ()).throw(OSError(errno.EROFS, "Read-only file system")))
     monkeypatch.setattr(
@@ -338,7 +338,7 @@ def test_planted_cache_faults_leave_the_claims_of_a_clean_run(tmp_path, monkeypa
         return [(c["id"], verdict(c), c["measured"], c.get("ci")) for c in doc["claims"]]
 
     clean = claims()
-    truncated, malformed, missing = (cache._path(e.key) for e in cache.entries()[:3])
+    truncated, malformed, missing = (cache.entry_path(e.key) for e in cache.entries()[:3])
     truncated.write_bytes(truncated.read_bytes()[: truncated.stat().st_size // 2])
     _with_metadata(malformed, "a string")
     missing.unlink()

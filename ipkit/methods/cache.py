@@ -94,7 +94,8 @@ def compute() -> str:
     return f"cpu-{cpu_threads()}" + ("-bf16" if cpu_bf16() else "")
 
 
-def _path(k: str) -> Path:
+def entry_path(k: str) -> Path:
+    """Where entry ``k`` is (or would be) stored: ``<cache folder>/<k>.safetensors``."""
     return cache_dir() / f"{k}{SUFFIX}"
 
 
@@ -142,7 +143,7 @@ def save(k: str, tensors: Mapping[str, Tensor], meta: Mapping[str, Any]) -> Path
             f.write(blob)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, _path(k))
+        os.replace(tmp, entry_path(k))
     except OSError as err:
         try:
             tmp.unlink(missing_ok=True)
@@ -150,7 +151,7 @@ def save(k: str, tensors: Mapping[str, Tensor], meta: Mapping[str, Any]) -> Path
             pass
         print(unwritten_line(k, folder, err), file=sys.stderr, flush=True)
         return None
-    return _path(k)
+    return entry_path(k)
 
 
 def unwritten_line(k: str, folder: Path, err: OSError) -> str:
@@ -222,7 +223,7 @@ def load(k: str, like: Mapping[str, Tensor] | None = None) -> tuple[dict[str, Te
     With ``like`` (a model's state dict), an entry whose tensor names, shapes or dtypes
     differ from it is corrupt too.
     """
-    path = _path(k)
+    path = entry_path(k)
     if not os.path.lexists(path):
         return None
     try:
