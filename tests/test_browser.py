@@ -183,7 +183,8 @@ def test_explore_panel_in_jupyterlab_survives_save_and_reload_and_publishes(brow
     page.wait_for_timeout(1000)
     assert "Error displaying widget" not in page.inner_text("body")
     shown = page.locator(".jp-NotebookPanel >> visible=true")
-    assert "Explore: bars = 2" in shown.inner_text() and shown.locator(".widget-slider").count() == 0
+    assert "Explore: bars = 2" in shown.inner_text()
+    assert shown.locator(".widget-slider").count() == 0
     page.close()
 
 
@@ -227,7 +228,8 @@ def test_docs_site_renders_offline(browser, docs_site):
         assert _not_blank(page.screenshot(full_page=False)), f"{html.name} rendered blank"
         widths = page.eval_on_selector_all("img", "imgs => imgs.map(i => i.complete ? i.naturalWidth : 0)")
         assert all(w > 0 for w in widths), f"{html.name}: image widths {widths}"
-    assert len(widths) >= 3 and "does not hold" in page.inner_text("main")
+    assert len(widths) >= 3
+    assert "does not hold" in page.inner_text("main")
     page.click("main a[href$='default/04_modeldiff.html']")
     page.wait_for_load_state("load")
     assert page.url.endswith("/studies/modeldiff/default/04_modeldiff.html")

@@ -42,8 +42,10 @@ def test_second_call_loads_instead_of_training():
     calls, train = _train_counter()
     a = cache.cached_model("unit", {"x": 1}, _build, train)
     b = cache.cached_model("unit", {"x": 1}, _build, train)
-    assert len(calls) == 1 and torch.equal(a.head.bias, b.head.bias)
-    assert b.ipkit_meta == {"acc": 0.5} and a.ipkit_key == b.ipkit_key
+    assert len(calls) == 1
+    assert torch.equal(a.head.bias, b.head.bias)
+    assert b.ipkit_meta == {"acc": 0.5}
+    assert a.ipkit_key == b.ipkit_key
     cache.cached_model("unit", {"x": 2}, _build, train)
     assert len(calls) == 2
 
@@ -67,10 +69,12 @@ def test_key_includes_the_cpu_thread_count_and_bf16_training(monkeypatch):
     monkeypatch.setenv("IPKIT_THREADS", "1")
     one = cache.key("r", {"a": 1})
     monkeypatch.setenv("IPKIT_THREADS", "2")
-    assert cache.key("r", {"a": 1}) != one and cache.compute() == "cpu-2"
+    assert cache.key("r", {"a": 1}) != one
+    assert cache.compute() == "cpu-2"
     fp32 = cache.key("r", {"a": 1})
     monkeypatch.setenv("IPKIT_CPU_BF16", "1")
-    assert cache.compute() == "cpu-2-bf16" and cache.key("r", {"a": 1}) != fp32
+    assert cache.compute() == "cpu-2-bf16"
+    assert cache.key("r", {"a": 1}) != fp32
 
 
 @pytest.mark.parametrize(
@@ -102,9 +106,11 @@ def test_the_key_names_the_thread_count_the_trainer_will_use(monkeypatch, env, t
 
 def test_write_is_atomic_and_leaves_no_temp_files():
     path = cache.save("k1", {"w": torch.arange(6.0)}, {"recipe": "t"})
-    assert path.exists() and not list(path.parent.glob(".*.tmp"))
+    assert path.exists()
+    assert not list(path.parent.glob(".*.tmp"))
     tensors, meta = cache.load("k1")
-    assert torch.equal(tensors["w"], torch.arange(6.0)) and meta["recipe"] == "t"
+    assert torch.equal(tensors["w"], torch.arange(6.0))
+    assert meta["recipe"] == "t"
 
 
 def _corrupt_lines(capsys) -> list[str]:
@@ -140,14 +146,18 @@ def test_corrupt_entry_is_rebuilt_with_one_line(damage, capsys):
     else:
         path.write_bytes(b"\xff" * 7)
     listed = cache.entries()
-    assert [e.ok for e in listed] == [False] and listed[0].problem
+    assert [e.ok for e in listed] == [False]
+    assert listed[0].problem
     cache.cached_model("unit", {"x": 1}, _build, train)
     assert len(calls) == 2
     lines = _corrupt_lines(capsys)
-    assert len(lines) == 1 and lines[0].startswith(f"corrupt cache entry {model.ipkit_key} (")
-    assert path.is_file() and cache.entries()[0].ok
+    assert len(lines) == 1
+    assert lines[0].startswith(f"corrupt cache entry {model.ipkit_key} (")
+    assert path.is_file()
+    assert cache.entries()[0].ok
     cache.cached_model("unit", {"x": 1}, _build, train)
-    assert len(calls) == 2 and not _corrupt_lines(capsys)
+    assert len(calls) == 2
+    assert not _corrupt_lines(capsys)
 
 
 def test_entry_that_does_not_fit_the_model_is_rebuilt(capsys):
@@ -156,7 +166,8 @@ def test_entry_that_does_not_fit_the_model_is_rebuilt(capsys):
     wrong = {n: torch.zeros(3) for n in _build().state_dict()}
     cache.save(k, wrong, {"recipe": "unit", "info": {}})
     model = cache.cached_model("unit", {"x": 1}, _build, train)
-    assert len(calls) == 1 and model.head.bias[0] == 1
+    assert len(calls) == 1
+    assert model.head.bias[0] == 1
     (line,) = _corrupt_lines(capsys)
     assert "does not fit the model" in line
 
@@ -171,7 +182,8 @@ def test_pickle_in_cache_is_never_executed(tmp_path, capsys):
     cache.cache_dir().mkdir(parents=True, exist_ok=True)
     cache.entry_path("evil").write_bytes(pickle.dumps(Bomb()))
     assert cache.load("evil") is None
-    assert not marker.exists() and "not a safetensors file" in capsys.readouterr().err
+    assert not marker.exists()
+    assert "not a safetensors file" in capsys.readouterr().err
 
 
 def _dead_pid() -> int:
@@ -203,7 +215,10 @@ def test_temp_files_of_gone_writers_are_shown_and_swept(argv, capsys):
     assert {t.path.name: t.stale for t in cache.temp_files()} == {dead.name: True, live.name: False, old.name: True}
     assert cli.main(argv) == 0
     out = capsys.readouterr().out
-    assert not dead.exists() and not old.exists() and live.exists() and path.exists()
+    assert not dead.exists()
+    assert not old.exists()
+    assert live.exists()
+    assert path.exists()
     assert ("swept 2 temp files" in out and live.name in out) if argv[1] == "ls" else "removed 2 temp" in out
 
 
@@ -212,8 +227,10 @@ def test_cache_ls_reports_a_directory_entry_as_corrupt(capsys):
 
     (cache.cache_dir() / f"bogus{cache.SUFFIX}").mkdir(parents=True)
     assert cli.main(["cache", "ls"]) == 0
-    assert "bogus  " in (out := capsys.readouterr().out) and "CORRUPT: not a regular file" in out
-    assert cli.main(["cache", "clear"]) == 0 and cache.entries() == []
+    assert "bogus  " in (out := capsys.readouterr().out)
+    assert "CORRUPT: not a regular file" in out
+    assert cli.main(["cache", "clear"]) == 0
+    assert cache.entries() == []
 
 
 def test_run_start_sweeps_stale_temp_files(monkeypatch):
@@ -224,13 +241,15 @@ def test_run_start_sweeps_stale_temp_files(monkeypatch):
     dead, live, _ = _temps()
     info = get_study("quickstart")
     start("quickstart", {n: p.default for n, p in info.params.items()}, info.profiles)
-    assert not dead.exists() and live.exists()
+    assert not dead.exists()
+    assert live.exists()
 
 
 def test_header_is_covered_by_the_checksum():
     path = cache.save("h", {"w": torch.arange(4.0)}, {"recipe": "t"})
     _relabel_dtype(path)
-    assert cache.load("h") is None and not path.exists()
+    assert cache.load("h") is None
+    assert not path.exists()
 
 
 def _writer(folder: str, value: float) -> None:
@@ -259,8 +278,10 @@ def test_clear_removes_entries():
     _, train = _train_counter()
     cache.cached_model("a", {}, _build, train)
     cache.cached_model("b", {}, _build, train)
-    assert cache.clear("a") == 1 and [e.recipe for e in cache.entries()] == ["b"]
-    assert cache.clear() == 1 and cache.entries() == []
+    assert cache.clear("a") == 1
+    assert [e.recipe for e in cache.entries()] == ["b"]
+    assert cache.clear() == 1
+    assert cache.entries() == []
 
 
 def _with_metadata(path, metadata) -> None:
@@ -282,9 +303,12 @@ def test_malformed_metadata_is_a_corrupt_entry(metadata, capsys):
     model = cache.cached_model("unit", {"x": 1}, _build, train)
     _with_metadata(cache.entry_path(model.ipkit_key), metadata)
     (listed,) = cache.entries()
-    assert not listed.ok and listed.problem
+    assert not listed.ok
+    assert listed.problem
     cache.cached_model("unit", {"x": 1}, _build, train)
-    assert len(calls) == 2 and len(_corrupt_lines(capsys)) == 1 and cache.entries()[0].ok
+    assert len(calls) == 2
+    assert len(_corrupt_lines(capsys)) == 1
+    assert cache.entries()[0].ok
 
 
 @pytest.mark.parametrize(
@@ -298,10 +322,14 @@ def test_a_folder_that_refuses_writes_costs_the_cache_not_the_run(err, fix, monk
     monkeypatch.setattr(os, "fsync", lambda fd: (_ for _ in ()).throw(OSError(err, os.strerror(err))))
     first = cache.cached_model("unit", {"x": 1}, _build, train)
     second = cache.cached_model("unit", {"x": 1}, _build, train)
-    assert len(calls) == 2 and first.head.bias[0] == 1
+    assert len(calls) == 2
+    assert first.head.bias[0] == 1
     lines = [ln for ln in capsys.readouterr().err.splitlines() if cache.UNWRITTEN_LINE.fullmatch(ln)]
-    assert len(lines) == 2 and str(cache.cache_dir()) in lines[0] and fix in lines[0]
-    assert not list(cache.cache_dir().iterdir()) and second.ipkit_key == first.ipkit_key
+    assert len(lines) == 2
+    assert str(cache.cache_dir()) in lines[0]
+    assert fix in lines[0]
+    assert not list(cache.cache_dir().iterdir())
+    assert second.ipkit_key == first.ipkit_key
 
 
 def test_a_corrupt_entry_that_cannot_be_removed_is_rebuilt_in_memory(monkeypatch, capsys):
@@ -315,8 +343,10 @@ def test_a_corrupt_entry_that_cannot_be_removed_is_rebuilt_in_memory(monkeypatch
     )
     again = cache.cached_model("unit", {"x": 1}, _build, train)
     err = capsys.readouterr().err
-    assert len(calls) == 2 and again.head.bias[0] == 2
-    assert "): rebuilt" in err and "cache not written" in err
+    assert len(calls) == 2
+    assert again.head.bias[0] == 2
+    assert "): rebuilt" in err
+    assert "cache not written" in err
 
 
 @pytest.mark.slow

@@ -25,8 +25,10 @@ def run_cli(capsys, *argv):
 def test_parameters_read_from_the_parameters_cell():
     info = get_study(QUICK)
     p = info.params
-    assert p["query_budget"].type == "int" and p["query_budget"].bounds == (10, 50000)
-    assert "mnist5k" in p["dataset"].choices and "resnet18" in p["victim_arch"].choices
+    assert p["query_budget"].type == "int"
+    assert p["query_budget"].bounds == (10, 50000)
+    assert "mnist5k" in p["dataset"].choices
+    assert "resnet18" in p["victim_arch"].choices
     assert p["seeds"].type == "list[int]"
     assert {"smoke", "paper"} <= set(info.profiles)
 
@@ -35,8 +37,10 @@ def test_parse_params_types_and_specs():
     src = 'a = 1.5  # [0, 2] weight\nb = ["x"]  # {x, y} names\nc = True  # flag\n'
     p = parse_params(src)
     assert (p["a"].type, p["a"].bounds, p["a"].help) == ("float", (0.0, 2.0), "weight")
-    assert p["b"].type == "list[str]" and p["b"].choices == ["x", "y"]
-    assert p["c"].type == "bool" and coerce(p["c"], "false") is False
+    assert p["b"].type == "list[str]"
+    assert p["b"].choices == ["x", "y"]
+    assert p["c"].type == "bool"
+    assert coerce(p["c"], "false") is False
 
 
 @pytest.mark.parametrize(
@@ -102,16 +106,20 @@ def test_bad_input_exits_2_with_one_line(capsys, tmp_path, monkeypatch, argv, fr
 def test_bad_environment_exits_2_with_one_line(capsys, monkeypatch, variable, value, fragment):
     monkeypatch.setenv(variable, value)
     code, _, err = run_cli(capsys, "run", QUICK)
-    assert code == 2 and fragment in err and err.count("\n") == 1
+    assert code == 2
+    assert fragment in err
+    assert err.count("\n") == 1
 
 
 def test_missing_dataset_offline_is_caught_before_running(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("IPKIT_DATA", str(tmp_path / "empty"))
     monkeypatch.delenv("IPKIT_DOWNLOAD", raising=False)
     code, _, err = run_cli(capsys, "run", QUICK, "-p", "dataset=cifar10")
-    assert code == 2 and "IPKIT_DOWNLOAD=1" in err
+    assert code == 2
+    assert "IPKIT_DOWNLOAD=1" in err
     code, _, err = run_cli(capsys, "run", QUICK, "--profile", "paper")
-    assert code == 2 and "cifar10" in err
+    assert code == 2
+    assert "cifar10" in err
 
 
 def test_resolve_profile_then_user_values():
@@ -119,7 +127,8 @@ def test_resolve_profile_then_user_values():
     smoke = resolve(info, "smoke", {})
     assert smoke["epochs"] == info.profiles["smoke"]["epochs"]
     mine = resolve(info, "smoke", {"epochs": 3})
-    assert mine["epochs"] == 3 and mine["profile"] == "smoke"
+    assert mine["epochs"] == 3
+    assert mine["profile"] == "smoke"
 
 
 def test_start_applies_profile_only_to_untouched_parameters(monkeypatch):
@@ -128,7 +137,8 @@ def test_start_applies_profile_only_to_untouched_parameters(monkeypatch):
     ns = {n: p.default for n, p in info.params.items()}
     ns["query_budget"] = 777
     run = start(QUICK, ns, info.profiles)
-    assert run.profile == "smoke" and ns["query_budget"] == 777
+    assert run.profile == "smoke"
+    assert ns["query_budget"] == 777
     assert ns["epochs"] == info.profiles["smoke"]["epochs"] == run.p.epochs
     ns["epochs"] = "ten"
     with pytest.raises(ParamError, match="expects int"):
@@ -159,21 +169,26 @@ def test_papermill_run_with_an_undeclared_parameter_stops_at_set_up(tmp_path):
             cwd=str(info.path.parent),
             progress_bar=False,
         )
-    assert err.value.ename == "ParamError" and "'bogus'" in err.value.evalue
+    assert err.value.ename == "ParamError"
+    assert "'bogus'" in err.value.evalue
     assert "query_budget" in err.value.evalue
 
 
 def test_list_shows_studies_and_parameters(capsys):
     code, out, _ = run_cli(capsys, "list")
-    assert code == 0 and "quickstart" in out and "query_budget = 2000" in out
+    assert code == 0
+    assert "quickstart" in out
+    assert "query_budget = 2000" in out
 
 
 def test_cache_ls_and_clear(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("IPKIT_CACHE", str(tmp_path))
     code, out, _ = run_cli(capsys, "cache", "ls")
-    assert code == 0 and "0 entries" in out
+    assert code == 0
+    assert "0 entries" in out
     code, out, _ = run_cli(capsys, "cache", "clear")
-    assert code == 0 and "removed 0" in out
+    assert code == 0
+    assert "removed 0" in out
 
 
 def _fake_run(tmp_path, monkeypatch):
@@ -196,9 +211,15 @@ def test_results_json_follows_schema(tmp_path, monkeypatch):
     data = json.loads(path.read_text())
     results.check_results(data)
     row = data["claims"][0]
-    assert row["holds"] is True and row["verdict"] == "holds" and row["measured"].startswith("rate = 0.75 [")
-    assert row["ci"][0] < 0.75 < row["ci"][1] and row["n"] == 120 and row["trainings"] == 3 and row["threshold"] == 0.2
-    assert data["figures"] == ["line"] and (path.parent / "line.png").exists()
+    assert row["holds"] is True
+    assert row["verdict"] == "holds"
+    assert row["measured"].startswith("rate = 0.75 [")
+    assert row["ci"][0] < 0.75 < row["ci"][1]
+    assert row["n"] == 120
+    assert row["trainings"] == 3
+    assert row["threshold"] == 0.2
+    assert data["figures"] == ["line"]
+    assert (path.parent / "line.png").exists()
     bad = dict(data, claims=[dict(data["claims"][0], holds="yes")])
     with pytest.raises(ValueError):
         results.check_results(bad)
@@ -213,7 +234,10 @@ def test_report_builds_gallery(capsys, tmp_path, monkeypatch):
     _fake_run(tmp_path, monkeypatch)
     code, _, _ = run_cli(capsys, "report")
     text = (tmp_path / "README.md").read_text()
-    assert code == 0 and "quickstart/smoke/line.png" in text and "| Q1 | a claim |" in text and "**holds**" in text
+    assert code == 0
+    assert "quickstart/smoke/line.png" in text
+    assert "| Q1 | a claim |" in text
+    assert "**holds**" in text
 
 
 def test_gallery_inlines_short_tables_and_links_long_ones(capsys, tmp_path, monkeypatch):
@@ -278,5 +302,6 @@ def test_help_list_and_usage_errors_answer_without_loading_torch(argv):
 
     bare = min(timed(["pass"])[0] for _ in range(2))
     took, done = min((timed([code]) for _ in range(2)), key=lambda r: r[0])
-    assert done.returncode == 0 and done.stdout.strip().endswith("[]"), done.stdout + done.stderr
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.strip().endswith("[]"), done.stdout + done.stderr
     assert took < max(3 * bare, bare + 1.0), (took, bare)

@@ -14,7 +14,8 @@ from ipkit.methods import data
 def test_mnist5k_is_real_mnist_subset():
     ds = data.load("mnist5k")
     assert ds.train.x.shape == (5000, 1, 28, 28)
-    assert ds.train.x.min() >= 0 and ds.train.x.max() <= 1
+    assert ds.train.x.min() >= 0
+    assert ds.train.x.max() <= 1
     assert torch.bincount(ds.train.y).tolist() == [500] * 10
 
 
@@ -26,11 +27,14 @@ def test_splits_disjoint_and_reproducible():
     a = data.split("mnist5k", seed=3, device="cpu")
     b = data.split("mnist5k", seed=3, device="cpu")
     c = data.split("mnist5k", seed=4, device="cpu")
-    assert torch.equal(a.owner.x, b.owner.x) and torch.equal(a.test.y, b.test.y)
+    assert torch.equal(a.owner.x, b.owner.x)
+    assert torch.equal(a.test.y, b.test.y)
     assert not torch.equal(a.owner.x, c.owner.x)
     assert a.fingerprint == b.fingerprint != c.fingerprint
     owner, attacker, test = _ids(a.owner), _ids(a.attacker), _ids(a.test)
-    assert not owner & attacker and not owner & test and not attacker & test
+    assert not owner & attacker
+    assert not owner & test
+    assert not attacker & test
     assert len(a.owner) + len(a.attacker) + len(a.test) == 5000
 
 
@@ -44,7 +48,9 @@ def test_missing_offline_names_root_and_both_fixes(tmp_path, monkeypatch):
     with pytest.raises(data.DataError) as err:
         data.load("cifar10", root=tmp_path)
     msg = str(err.value)
-    assert str(tmp_path) in msg and "IPKIT_DOWNLOAD=1" in msg and "cifar10-jpeg.tar.gz" in msg
+    assert str(tmp_path) in msg
+    assert "IPKIT_DOWNLOAD=1" in msg
+    assert "cifar10-jpeg.tar.gz" in msg
     assert "\n" not in msg
 
 
@@ -70,8 +76,10 @@ def _mnist_files(root, cut=0):
 def test_torchvision_mnist_reads_idx_files(tmp_path):
     _mnist_files(tmp_path)
     ds = data.load("mnist", root=tmp_path, download=False)
-    assert ds.train.x.shape == (12, 1, 28, 28) and ds.test.x.shape == (5, 1, 28, 28)
-    assert ds.train.x.max() <= 1.0 and ds.train.y.dtype == torch.int64
+    assert ds.train.x.shape == (12, 1, 28, 28)
+    assert ds.test.x.shape == (5, 1, 28, 28)
+    assert ds.train.x.max() <= 1.0
+    assert ds.train.y.dtype == torch.int64
 
 
 def test_torchvision_cifar10_reads_batches(tmp_path, monkeypatch):
@@ -87,7 +95,8 @@ def test_torchvision_cifar10_reads_batches(tmp_path, monkeypatch):
     # The files are ours, so their md5 cannot match the real release's.
     monkeypatch.setattr(tv_cifar, "check_integrity", lambda path, md5=None: True)
     ds = data.load("cifar10", root=tmp_path, download=False)
-    assert ds.train.x.shape == (20, 3, 32, 32) and ds.test.x.shape == (3, 3, 32, 32)
+    assert ds.train.x.shape == (20, 3, 32, 32)
+    assert ds.test.x.shape == (3, 3, 32, 32)
     assert ds.classes[0] == "c0"
 
 
@@ -102,7 +111,8 @@ def test_cifar10_image_folder_decoded_once(tmp_path):
             for i in range(n):
                 Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(d / f"{i:04d}.png")
     ds = data.load("cifar10", root=tmp_path, download=False)
-    assert ds.train.x.shape == (6, 3, 32, 32) and ds.classes == ["airplane", "cat"]
+    assert ds.train.x.shape == (6, 3, 32, 32)
+    assert ds.classes == ["airplane", "cat"]
     assert ds.train.y.tolist() == [0, 0, 0, 1, 1, 1]
     assert (tmp_path / "cifar10" / "ipkit-uint8.safetensors").exists()
     data._LOADED.clear()
@@ -132,7 +142,10 @@ def test_broken_data_folder_is_caught_before_the_run(tmp_path, name, make, named
     with pytest.raises(data.DataError) as err:
         data.available(name, root=tmp_path, download=download)
     msg = str(err.value)
-    assert "is broken" in msg and named in msg and str(tmp_path) in msg and "\n" not in msg
+    assert "is broken" in msg
+    assert named in msg
+    assert str(tmp_path) in msg
+    assert "\n" not in msg
 
 
 def test_download_without_network_says_the_download_failed(tmp_path, monkeypatch):
@@ -146,8 +159,11 @@ def test_download_without_network_says_the_download_failed(tmp_path, monkeypatch
     with pytest.raises(data.DataError) as err:
         data.load("cifar10", root=tmp_path, download=True)
     msg = str(err.value)
-    assert "downloading dataset 'cifar10'" in msg and "failed" in msg
-    assert "name resolution" in msg and "set IPKIT_DOWNLOAD=1" not in msg and "\n" not in msg
+    assert "downloading dataset 'cifar10'" in msg
+    assert "failed" in msg
+    assert "name resolution" in msg
+    assert "set IPKIT_DOWNLOAD=1" not in msg
+    assert "\n" not in msg
 
 
 def _image_tree(root, counts=(("train", 3), ("test", 2)), classes=("airplane", "cat"), fmt="png"):
@@ -168,7 +184,8 @@ def test_decoded_cache_follows_a_changed_image_tree(tmp_path):
     data._LOADED.clear()
     _image_tree(tmp_path, counts=(("train", 4),), classes=("airplane", "cat", "dog"))
     ds = data.load("cifar10", root=tmp_path, download=False)
-    assert len(ds.train) == 12 and ds.classes == ["airplane", "cat", "dog"]
+    assert len(ds.train) == 12
+    assert ds.classes == ["airplane", "cat", "dog"]
     assert torch.bincount(ds.train.y).tolist() == [4, 4, 4]
 
 
@@ -203,7 +220,8 @@ def test_decoded_cache_with_a_wrong_schema_is_rebuilt(tmp_path, foreign):
         tree = f.metadata()["tree"]
     save_file(foreign, str(cached), metadata={"tree": tree})
     ds = data.load("cifar10", root=tmp_path, download=False)
-    assert ds.train.x.shape == (6, 3, 32, 32) and ds.train.y.tolist() == [0, 0, 0, 1, 1, 1]
+    assert ds.train.x.shape == (6, 3, 32, 32)
+    assert ds.train.y.tolist() == [0, 0, 0, 1, 1, 1]
 
 
 def test_truncated_jpeg_is_named(tmp_path):
@@ -254,7 +272,8 @@ def test_a_truncated_data_file_is_named_before_the_run(tmp_path, name, make, nam
     make(tmp_path)
     with pytest.raises(data.DataError) as err:
         data.available(name, root=tmp_path, download=False)
-    assert "is broken" in str(err.value) and named in str(err.value)
+    assert "is broken" in str(err.value)
+    assert named in str(err.value)
 
 
 def test_complete_data_files_pass_the_check(tmp_path):

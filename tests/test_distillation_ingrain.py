@@ -37,15 +37,19 @@ def test_scheme_carriers_are_deterministic_per_seed(scheme):
     a = wmk.scheme_set(scheme, 20, pool, 4, seed=3)
     b = wmk.scheme_set(scheme, 20, pool, 4, seed=3)
     c = wmk.scheme_set(scheme, 20, pool, 4, seed=4)
-    assert torch.equal(a.x, b.x) and torch.equal(a.y, b.y)
+    assert torch.equal(a.x, b.x)
+    assert torch.equal(a.y, b.y)
     assert not torch.equal(a.x, c.x)
-    assert a.x.shape == (20, 1, 12, 12) and float(a.x.min()) >= 0 and float(a.x.max()) <= 1
+    assert a.x.shape == (20, 1, 12, 12)
+    assert float(a.x.min()) >= 0
+    assert float(a.x.max()) <= 1
 
 
 def test_unrelated_carriers_for_rgb_data_are_digits():
     x = torch.rand(40, 3, 16, 16)
     wm = wmk.scheme_set("unrelated", 10, (x, torch.zeros(40, dtype=torch.long)), 10, target=7)
-    assert wm.x.shape == (10, 3, 16, 16) and bool((wm.y == 7).all())
+    assert wm.x.shape == (10, 3, 16, 16)
+    assert bool((wm.y == 7).all())
 
 
 def test_content_and_noise_relabel_source_images():
@@ -82,7 +86,8 @@ def test_never_watermarked_model_scores_near_the_floor():
     fl = wmk.floor(clean, wm)
     other = _model(5)
     fit(other, x, y, epochs=8, lr=0.05, batch_size=64, seed=5)
-    assert fl <= 0.2 and abs(wmk.accuracy(other, wm) - fl) <= 0.2
+    assert fl <= 0.2
+    assert abs(wmk.accuracy(other, wm) - fl) <= 0.2
 
 
 def test_kd_loss_is_zero_for_identical_logits():
@@ -137,7 +142,8 @@ def test_distillation_attack_trains_a_fresh_student_of_the_given_arch():
     x, y = _pool(64)
     fit(teacher, x, y, epochs=2, batch_size=32)
     student = transforms.distillation_attack(teacher, x, "mlp", temperature=4.0, epochs=1, batch_size=32)
-    assert student is not teacher and student.spec["arch"] == "mlp"
+    assert student is not teacher
+    assert student.spec["arch"] == "mlp"
     assert not torch.equal(student.head.weight, teacher.head.weight)
 
 
@@ -151,8 +157,10 @@ def _cfg(**changes) -> di.Config:
 
 def test_config_sweeps_include_the_headline_settings():
     cfg = _cfg(lambdas=[4.0, 0.25], ingrain_lambda=1.0, temperatures=[16.0], distill_temperature=4.0)
-    assert cfg.sweep_lambdas() == [0.25, 1.0, 4.0] and cfg.sweep_temperatures() == [4.0, 16.0]
-    assert cfg.schemes == ("content", "noise", "unrelated", "abstract") and cfg.clearly_above == 0.2
+    assert cfg.sweep_lambdas() == [0.25, 1.0, 4.0]
+    assert cfg.sweep_temperatures() == [4.0, 16.0]
+    assert cfg.schemes == ("content", "noise", "unrelated", "abstract")
+    assert cfg.clearly_above == 0.2
 
 
 @pytest.mark.parametrize(
@@ -167,7 +175,9 @@ def test_sizes_are_checked_before_the_run(capsys, tmp_path, monkeypatch, argv, f
     monkeypatch.setenv("IPKIT_RUNS", str(tmp_path / "runs"))
     code = cli.main(["run", "distillation_ingrain", *argv])
     err = capsys.readouterr().err
-    assert code == 2 and fragment in err and err.count("\n") == 1
+    assert code == 2
+    assert fragment in err
+    assert err.count("\n") == 1
     assert not (tmp_path / "runs").exists()
 
 
@@ -185,10 +195,13 @@ def test_per_seed_reduces_carriers_and_examples_to_accuracies():
         }
     )
     table = di.per_seed(wm, acc).set_index("scheme")
-    assert table.loc["none", "teacher_acc"] == 1.0 and np.isnan(table.loc["none", "wm_after"])
-    assert table.loc["content", "wm_after"] == 0.5 and table.loc["content", "floor"] == pytest.approx(1 / 6)
+    assert table.loc["none", "teacher_acc"] == 1.0
+    assert np.isnan(table.loc["none", "wm_after"])
+    assert table.loc["content", "wm_after"] == 0.5
+    assert table.loc["content", "floor"] == pytest.approx(1 / 6)
     summary = di.summarize(table.reset_index())
-    assert summary.loc["content", "acc_drop"] == 0.5 and summary.loc["content", "above_floor"] == pytest.approx(1 / 3)
+    assert summary.loc["content", "acc_drop"] == 0.5
+    assert summary.loc["content", "above_floor"] == pytest.approx(1 / 3)
 
 
 def test_kept_is_the_share_of_transformations_that_keep_the_label():
@@ -207,7 +220,8 @@ def test_kept_is_the_share_of_transformations_that_keep_the_label():
 def test_paired_and_scheme_gap():
     long = pd.DataFrame({"seed": 0, "example": [0, 0, 1, 1], "lam": [1.0, 4.0, 1.0, 4.0], "clean": [1, 0, 1, 1]})
     wide = di.paired(long, "example", "lam", "clean")
-    assert wide[1.0].tolist() == [1, 1] and wide[4.0].tolist() == [0, 1]
+    assert wide[1.0].tolist() == [1, 1]
+    assert wide[4.0].tolist() == [0, 1]
     f = pd.DataFrame({"scheme": ["ingrain", "ingrain", "a", "b"], "x": [1.0, 0.5, 0.0, 0.5]})
     assert di.scheme_gap("x", "ingrain", ["a", "b"])(f) == pytest.approx(0.5)
 
@@ -266,20 +280,30 @@ def test_claims_give_holds_does_not_hold_and_inconclusive():
     cfg = _cfg(schemes=["content", "abstract"], lambdas=[0.25, 4.0], ingrain_lambda=4.0)
     rows = {c.id: c for c in di.claims(wm, acc, lam_wm, lam_acc, hits, cfg)}
     d1 = rows["D1"]
-    assert d1.verdict == "does not hold" and len(d1.parts) == 4 and d1.trainings == 3
+    assert d1.verdict == "does not hold"
+    assert len(d1.parts) == 4
+    assert d1.trainings == 3
     assert [p["verdict"] for p in d1.parts] == ["holds", "holds", "holds", "does not hold"]
-    assert d1.parts[3]["value"] == pytest.approx(0.1) and d1.unit == "test examples over 3 seeds"
+    assert d1.parts[3]["value"] == pytest.approx(0.1)
+    assert d1.unit == "test examples over 3 seeds"
     assert "plain's student - abstract's student" in d1.parts[3]["name"]
     assert d1.level == pytest.approx(1 - 0.05 / 4)
-    assert rows["D2"].verdict == "holds" and len(rows["D2"].parts) == 3
+    assert rows["D2"].verdict == "holds"
+    assert len(rows["D2"].parts) == 3
     assert rows["D2"].parts[0]["ceiling"] == pytest.approx(1.0)
-    assert rows["D3"].verdict == "inconclusive" and rows["D3"].ci[0] < 0.02 < rows["D3"].ci[1]
-    assert rows["D4"].verdict == "holds" and rows["D4"].threshold == pytest.approx(-0.1)
-    assert rows["D5"].verdict == "holds" and "lambda 4 - 0.25" in rows["D5"].parts[0]["name"]
-    assert "0.03" in d1.statement and "0.02" in rows["D3"].statement and "apart" not in d1.statement
+    assert rows["D3"].verdict == "inconclusive"
+    assert rows["D3"].ci[0] < 0.02 < rows["D3"].ci[1]
+    assert rows["D4"].verdict == "holds"
+    assert rows["D4"].threshold == pytest.approx(-0.1)
+    assert rows["D5"].verdict == "holds"
+    assert "lambda 4 - 0.25" in rows["D5"].parts[0]["name"]
+    assert "0.03" in d1.statement
+    assert "0.02" in rows["D3"].statement
+    assert "apart" not in d1.statement
     assert [rows[k].quantifier for k in sorted(rows)] == ["every", "every", "on average", "on average", "direction"]
     for k, row in rows.items():  # the paper's words are quoted from the study brief
-        assert row.paper_words == di.PAPER_WORDS[k] and row.paper_words in BRIEF_TEXT
+        assert row.paper_words == di.PAPER_WORDS[k]
+        assert row.paper_words in BRIEF_TEXT
 
 
 BRIEF_TEXT = """- Knowledge distillation (train a fresh student on the watermarked teacher's
@@ -295,7 +319,8 @@ def test_d1_measures_the_drop_against_the_plain_models_student_not_the_teacher()
     acc["student"] = acc.student * (acc.example % 10 != 0)  # the attack itself costs every student 0.1
     cfg = _cfg(schemes=["content", "abstract"], lambdas=[0.25, 4.0], ingrain_lambda=4.0)
     d1 = di.claims(wm, acc, lam_wm, lam_acc, hits, cfg)[0]
-    assert d1.verdict == "holds" and all(p["value"] == pytest.approx(0.0) for p in d1.parts[1::2])
+    assert d1.verdict == "holds"
+    assert all(p["value"] == pytest.approx(0.0) for p in d1.parts[1::2])
 
 
 def test_a_baseline_below_the_embedding_level_is_neither_removed_nor_compared():
@@ -304,11 +329,14 @@ def test_a_baseline_below_the_embedding_level_is_neither_removed_nor_compared():
     rows = {c.id: c for c in di.claims(wm, acc, lam_wm, lam_acc, hits, cfg)}
     assert rows["D1"].verdict == "holds" and len(rows["D1"].parts) == 2  # abstract's student drop is not counted
     assert [p["name"] for p in rows["D2"].parts] == ["ingrain: wm after - floor", "ingrain - content (above floor)"]
-    assert "reported apart: abstract" in rows["D1"].statement and "reported apart: abstract" in rows["D2"].statement
+    assert "reported apart: abstract" in rows["D1"].statement
+    assert "reported apart: abstract" in rows["D2"].statement
     cfg_none = _cfg(schemes=["abstract"], lambdas=[0.25, 4.0], ingrain_lambda=4.0)
     rows = {c.id: c for c in di.claims(wm, acc, lam_wm, lam_acc, hits, cfg_none)}
-    assert rows["D1"].verdict == "inconclusive" and "no baseline reaches 0.95" in rows["D1"].parts[0]["name"]
-    assert rows["D4"].verdict == "inconclusive" and len(rows["D2"].parts) == 1
+    assert rows["D1"].verdict == "inconclusive"
+    assert "no baseline reaches 0.95" in rows["D1"].parts[0]["name"]
+    assert rows["D4"].verdict == "inconclusive"
+    assert len(rows["D2"].parts) == 1
     wm.loc[wm.scheme == "ingrain", "before"] = 0
     d2 = di.claims(wm, acc, lam_wm, lam_acc, hits, cfg)[1]
     assert "ingrain itself is not embedded at 0.95" in d2.statement
@@ -318,26 +346,33 @@ def test_fewer_than_three_seeds_cap_a_decided_claim_at_inconclusive():
     wm, acc, lam_wm, lam_acc, hits = _units(seeds=(0, 1))
     cfg = _cfg(schemes=["content", "abstract"], lambdas=[0.25, 4.0], ingrain_lambda=4.0)
     d2 = {c.id: c for c in di.claims(wm, acc, lam_wm, lam_acc, hits, cfg)}["D2"]
-    assert d2.verdict == "inconclusive" and d2.trainings == 2 and "uncapped: holds" in d2.why
+    assert d2.verdict == "inconclusive"
+    assert d2.trainings == 2
+    assert "uncapped: holds" in d2.why
 
 
 def test_a_single_lambda_leaves_the_trade_off_inconclusive():
     wm, acc, lam_wm, lam_acc, hits = _units()
     cfg = _cfg(schemes=["content", "abstract"], lambdas=[4.0], ingrain_lambda=4.0)
     d5 = di.claims(wm, acc, lam_wm[lam_wm.lam == 4.0], lam_acc[lam_acc.lam == 4.0], hits, cfg)[4]
-    assert d5.verdict == "inconclusive" and d5.parts[0]["name"].startswith("one lambda only") and d5.n == 0
+    assert d5.verdict == "inconclusive"
+    assert d5.parts[0]["name"].startswith("one lambda only")
+    assert d5.n == 0
 
 
 def test_declared_sweeps_name_real_parameters_and_include_the_defaults():
     info = get_study("distillation_ingrain")
     params = info.params
     for sw in (*di.SENSITIVITY, *di.ALTERNATIVES):
-        assert set(sw.grid) <= set(params) and set(sw.fixed) <= set(params)
+        assert set(sw.grid) <= set(params)
+        assert set(sw.fixed) <= set(params)
         sweep.validate(info, "default", sweep.settings(sweep.parse_grid(info, sensitivity.grid_pairs(sw)), sw.fixed))
     for sw in di.ALTERNATIVES:
-        assert not sw.fixed and all(params[k].default in v for k, v in sw.grid.items())
+        assert not sw.fixed
+        assert all(params[k].default in v for k, v in sw.grid.items())
     joint = [sw for sw in di.SENSITIVITY if set(sw.grid) == {"ingrainer_ordinary", "ingrain_lambda"}]
-    assert joint and joint[0].claims == ("D2", "D3")
+    assert joint
+    assert joint[0].claims == ("D2", "D3")
 
 
 def _split(n: int = 300, classes: int = 4):
@@ -349,7 +384,8 @@ def test_spread_labels_cover_every_class_evenly_and_single_keeps_the_target():
     s = _split()
     spread = di.carriers(s, "unrelated", 20, seed=3, labels="spread")
     single = di.carriers(s, "unrelated", 20, seed=3, labels="single")
-    assert torch.equal(spread.x, single.x) and bool((single.y == di.HIDDEN.target_class).all())
+    assert torch.equal(spread.x, single.x)
+    assert bool((single.y == di.HIDDEN.target_class).all())
     assert np.bincount(spread.y.numpy(), minlength=4).tolist() == [5, 5, 5, 5]
     assert torch.equal(spread.y, di.carriers(s, "unrelated", 20, seed=3).y)
     assert not torch.equal(spread.y, di.carriers(s, "unrelated", 20, seed=4).y)
@@ -372,7 +408,9 @@ def test_early_stopped_attack_stops_after_patience_and_keeps_its_best_epoch():
     best, ran = di.distill_early_stopped(
         teacher, x[:200], x[200:], learner, temperature=4.0, epochs=4, patience=4, lr=0.05, batch_size=64
     )
-    assert ran == 4 and 1 <= best <= 4 and not learner.training
+    assert ran == 4
+    assert 1 <= best <= 4
+    assert not learner.training
     with torch.no_grad():
         held = (teacher(x[200:]) / 4.0).softmax(1)
         assert float(kd_loss(learner(x[200:]), held, 4.0)) < float(kd_loss(stalled(x[200:]), held, 4.0))
@@ -381,7 +419,9 @@ def test_early_stopped_attack_stops_after_patience_and_keeps_its_best_epoch():
 def test_attacker_parts_hold_out_a_disjoint_fifth():
     s = SimpleNamespace(attacker=SimpleNamespace(x=torch.arange(100.0).reshape(100, 1)))
     train, held = di.attacker_parts(s)
-    assert len(train) == 80 and len(held) == 20 and not set(train.flatten().tolist()) & set(held.flatten().tolist())
+    assert len(train) == 80
+    assert len(held) == 20
+    assert not set(train.flatten().tolist()) & set(held.flatten().tolist())
 
 
 def test_floor_models_use_the_student_architecture(monkeypatch):
@@ -396,7 +436,8 @@ def test_schemes_below_the_embedding_level_are_reported_apart():
     table = di.per_seed(wm, acc)
     assert di.embedded_schemes(table, ["content", "abstract"], 0.95) == ["content"]
     summary = di.summarize(table, 0.95)
-    assert summary.loc["content", "embedded"] and not summary.loc["abstract", "embedded"]
+    assert summary.loc["content", "embedded"]
+    assert not summary.loc["abstract", "embedded"]
     assert summary.loc["abstract", "vs_plain_student"] == pytest.approx(0.1)
     assert di.best_baseline(summary.assign(above_floor=[0, 0, 0.9, 0.1])) == "content"  # abstract is not embedded
 

@@ -74,7 +74,9 @@ def test_gradient_victim_counts_queries_and_never_leaks_the_watermark(digits, tm
     victim = steal.GradientVictim(owner, output="logits", budget=30)
     x = digits.attacker.x[:20]
     logits, dirs, grads = victim.query_gradients(x, k=2)
-    assert victim.queries == 20 and grads.shape == (20, 2, *x.shape[1:]) and dirs.shape == (20, 2, 10)
+    assert victim.queries == 20
+    assert grads.shape == (20, 2, *x.shape[1:])
+    assert dirs.shape == (20, 2, 10)
     with pytest.raises(steal.BudgetExceeded):
         victim.query_gradients(x)
     public = [v for k, v in vars(victim).items() if not k.startswith("_")]
@@ -107,8 +109,10 @@ def test_geometry_statistics_and_neighbourhood():
     assert torch.allclose(watermark.nearest_distance(wm, queries), torch.tensor([1.0, 1.0]))
     assert torch.allclose(watermark.nearest_distance(wm, queries, k=2), torch.tensor([1.5, 1.5]))
     boosted = watermark.neighbourhood(wm, count=3, std=0.1, seed=0)
-    assert len(boosted) == 8 and torch.equal(boosted.y, torch.tensor([1, 2] * 4))
-    assert torch.equal(boosted.x[:2], wm.x) and boosted.x.min() >= 0
+    assert len(boosted) == 8
+    assert torch.equal(boosted.y, torch.tensor([1, 2] * 4))
+    assert torch.equal(boosted.x[:2], wm.x)
+    assert boosted.x.min() >= 0
 
 
 def test_query_perturbations_and_ood_pool_are_seeded(digits):
@@ -116,12 +120,15 @@ def test_query_perturbations_and_ood_pool_are_seeded(digits):
     assert steal.perturb(x, "none", 0.5) is x
     for kind in ("noise", "shift"):
         a, b = steal.perturb(x, kind, 0.5, seed=3), steal.perturb(x, kind, 0.5, seed=3)
-        assert torch.equal(a, b) and not torch.equal(a, x) and a.shape == x.shape
+        assert torch.equal(a, b)
+        assert not torch.equal(a, x)
+        assert a.shape == x.shape
     with pytest.raises(ValueError, match="choose none, noise, shift"):
         steal.perturb(x, "blur", 0.5)
     q = steal.ood_pool("digits", 20, (1, 16, 16), seed=0)
     c = steal.ood_pool("digits", 20, (1, 16, 16), seed=0, part="carriers")
-    assert q.shape == (20, 1, 16, 16) and not (torch.cdist(q.flatten(1), c.flatten(1)) < 1e-6).any()
+    assert q.shape == (20, 1, 16, 16)
+    assert not (torch.cdist(q.flatten(1), c.flatten(1)) < 1e-6).any()
 
 
 # --- the study module ---------------------------------------------------------------------
@@ -134,7 +141,8 @@ def _cfg(**changes) -> mt.Config:
 
 def test_config_is_typed_and_lists_the_query_sets():
     cfg = _cfg(query_perturbation=["noise", "ood"], strengths=[0.1, 0.5])
-    assert cfg.methods == ("labels", "kd", "jacobian") and isinstance(cfg.alpha, float)
+    assert cfg.methods == ("labels", "kd", "jacobian")
+    assert isinstance(cfg.alpha, float)
     assert cfg.perturbation_settings() == [("none", 0.0), ("noise", 0.1), ("noise", 0.5), ("ood", 0.0)]
 
 
@@ -172,7 +180,9 @@ def test_sizes_are_checked_before_the_run(capsys, tmp_path, monkeypatch, argv, f
     monkeypatch.setenv("IPKIT_RUNS", str(tmp_path / "runs"))
     code = cli.main(["run", "memorized_transfer", *argv])
     err = capsys.readouterr().err
-    assert code == 2 and fragment in err and err.count("\n") == 1
+    assert code == 2
+    assert fragment in err
+    assert err.count("\n") == 1
     assert not (tmp_path / "runs").exists()
 
 
@@ -181,7 +191,8 @@ def test_correlation_is_absolute_rank_correlation_and_nan_when_constant():
         {"transferred": [False, False, True, True], "up": [1, 2, 3, 9], "down": [9, 3, 2, 1], "flat": [1, 1, 1, 1]}
     )
     rho = f.transferred.astype(float).corr(f.up, method="spearman")
-    assert rho == pytest.approx(2 / 5**0.5) and mt.correlation("up")(f) == pytest.approx(rho)
+    assert rho == pytest.approx(2 / 5**0.5)
+    assert mt.correlation("up")(f) == pytest.approx(rho)
     assert mt.correlation("down")(f) == pytest.approx(rho)
     assert mt.correlation("up", "pearson")(f) == pytest.approx(abs(np.corrcoef([0, 0, 1, 1], [1, 2, 3, 9])[0, 1]))
     assert math.isnan(mt.correlation("flat")(f))
@@ -192,7 +203,8 @@ def test_boost_pairs_keep_each_owners_memorized_carriers():
     boosted = pd.DataFrame({"seed": [0, 0], "carrier": [1, 2], "jacobian": [1, 1]})
     pairs = mt.boost_pairs(plain, boosted)
     assert list(pairs.carrier) == [0, 1, 2]
-    assert pairs.plain.mean() == pytest.approx(0.5) and pairs.boosted.mean() == pytest.approx(1.0)
+    assert pairs.plain.mean() == pytest.approx(0.5)
+    assert pairs.boosted.mean() == pytest.approx(1.0)
     assert stats.mean_difference("boosted", "plain")(pairs) == pytest.approx(1.0)  # carrier 1, memorized by both
 
 
@@ -210,7 +222,8 @@ def test_grid_and_perturbation_summaries_are_means_per_pair_and_setting():
         }
     )
     summary = mt.grid_summary(grid).set_index("thief_arch")
-    assert summary.loc["mlp", "transfer"] == 1.0 and summary.loc["cnn", "transfer"] == 0.5
+    assert summary.loc["mlp", "transfer"] == 1.0
+    assert summary.loc["cnn", "transfer"] == 0.5
     assert summary.loc["cnn", "floor"] == 0.5
     perturbed = pd.DataFrame(
         {
@@ -224,7 +237,8 @@ def test_grid_and_perturbation_summaries_are_means_per_pair_and_setting():
         }
     )
     by_seed = mt.perturbation_summary(perturbed).set_index("seed")
-    assert by_seed.loc[0, "transfer"] == 0.5 and by_seed.loc[1, "transfer"] == 1.0
+    assert by_seed.loc[0, "transfer"] == 0.5
+    assert by_seed.loc[1, "transfer"] == 1.0
 
 
 def _tables(seeds=3, n=100, geo_n=30):
@@ -300,20 +314,29 @@ def test_claims_give_holds_does_not_hold_and_inconclusive():
     by_arch, plain, boosted, grid, perturbed, geo = _tables(geo_n=500)
     rows = {c.id: c for c in mt.claims(by_arch, plain, grid, perturbed, geo, boosted, _cfg())}
     assert list(rows) == ["M1-mlp", "M1-cnn", "M2", "M2b", "M3", "M4", "M5"]
-    assert rows["M1-mlp"].verdict == "holds" and rows["M1-mlp"].holds
+    assert rows["M1-mlp"].verdict == "holds"
+    assert rows["M1-mlp"].holds
     assert [p["name"] for p in rows["M1-mlp"].parts] == ["jacobian - floor", "labels - floor", "kd - floor"]
     assert rows["M1-cnn"].verdict == "does not hold"
-    assert rows["M2"].verdict == "does not hold" and rows["M2"].ci == [0.0, 0.0]
-    assert rows["M2b"].verdict == "holds" and rows["M2b"].statement.startswith("(beyond the paper)")
-    assert rows["M3"].verdict == "holds" and len(rows["M3"].parts) == 2
+    assert rows["M2"].verdict == "does not hold"
+    assert rows["M2"].ci == [0.0, 0.0]
+    assert rows["M2b"].verdict == "holds"
+    assert rows["M2b"].statement.startswith("(beyond the paper)")
+    assert rows["M3"].verdict == "holds"
+    assert len(rows["M3"].parts) == 2
     m4 = rows["M4"]
-    assert m4.verdict == "holds" and len(m4.parts) == 12
+    assert m4.verdict == "holds"
+    assert len(m4.parts) == 12
     assert m4.parts[6]["name"] == "flipped nearest_query abs spearman r"
     assert "weak test" in m4.statement
     m5 = rows["M5"]
-    assert m5.verdict == "inconclusive" and m5.ci[0] < 0.05 < m5.ci[1] and not m5.holds
-    assert m5.n == 300 and "3" in m5.unit
-    assert "(by >= 0.05)" in m5.statement and "floor + 0.3" in rows["M1-mlp"].statement
+    assert m5.verdict == "inconclusive"
+    assert m5.ci[0] < 0.05 < m5.ci[1]
+    assert not m5.holds
+    assert m5.n == 300
+    assert "3" in m5.unit
+    assert "(by >= 0.05)" in m5.statement
+    assert "floor + 0.3" in rows["M1-mlp"].statement
     for c in rows.values():
         assert c.quantifier in results.QUANTIFIERS
         assert bool(c.paper_words) != c.statement.startswith("(beyond the paper)")
@@ -322,14 +345,17 @@ def test_claims_give_holds_does_not_hold_and_inconclusive():
 def test_claims_need_three_trainings_to_decide():
     by_arch, plain, boosted, grid, perturbed, geo = _tables(seeds=1)
     rows = {c.id: c for c in mt.claims(by_arch, plain, grid, perturbed, geo, boosted, _cfg())}
-    assert rows["M2"].verdict == "inconclusive" and rows["M1-mlp"].verdict == "inconclusive"
+    assert rows["M2"].verdict == "inconclusive"
+    assert rows["M1-mlp"].verdict == "inconclusive"
 
 
 def test_where_it_holds_names_each_architecture_and_pair():
     by_arch, plain, boosted, grid, perturbed, geo = _tables()
     text = mt.where_it_holds(mt.claims(by_arch, plain, grid, perturbed, geo, boosted, _cfg()))
-    assert "M1 holds for mlp" in text and "M1 does not hold for cnn" in text
-    assert "M2 (does not hold): does not hold for mlp->cnn" in text and "M2b (holds): holds for mlp->mlp" in text
+    assert "M1 holds for mlp" in text
+    assert "M1 does not hold for cnn" in text
+    assert "M2 (does not hold): does not hold for mlp->cnn" in text
+    assert "M2b (holds): holds for mlp->mlp" in text
 
 
 def test_claims_without_jacobian_or_boost_and_a_leaky_copy():
@@ -346,7 +372,9 @@ def test_claims_without_jacobian_or_boost_and_a_leaky_copy():
     assert [p["verdict"] for p in m1.parts] == ["inconclusive", "holds", "does not hold"]
     assert m1.verdict == "inconclusive" and "uncapped: does not hold" in m1.why  # the unmeasured part has 0 trainings
     assert "floor + 0.2)" in m1.statement
-    assert m5.verdict == "inconclusive" and m5.n == 0 and "boost off" in m5.parts[0]["name"]
+    assert m5.verdict == "inconclusive"
+    assert m5.n == 0
+    assert "boost off" in m5.parts[0]["name"]
 
 
 def test_correlations_are_per_carrier_kind():
@@ -372,9 +400,11 @@ def test_alternatives_resolve_and_name_known_claims():
     from ipkit.orchestrate import sweep
 
     info = get_study("memorized_transfer")
-    assert mt.ALTERNATIVES and all(not a.fixed for a in mt.ALTERNATIVES)
+    assert mt.ALTERNATIVES
+    assert all(not a.fixed for a in mt.ALTERNATIVES)
     swept = {k: v for a in mt.ALTERNATIVES for k, v in a.grid.items()}
-    assert swept["wm_kind"] == ["noise", "ood", "flipped"] and swept["wm_per_batch"] == [16, 64]
+    assert swept["wm_kind"] == ["noise", "ood", "flipped"]
+    assert swept["wm_per_batch"] == [16, 64]
     assert set(swept["victim_arch"]) == set(swept["thief_arch"]) == {"mlp", "cnn"}
     defaults = {n: p.default for n, p in info.params.items()}
     ids = {f"M1-{a}" for a in defaults["method_archs"]} | {"M2", "M2b", "M3", "M4", "M5"}
@@ -404,9 +434,11 @@ def test_grid_and_architecture_tables_cover_every_seed_and_architecture(digits, 
         digits, _cfg(dataset="digits", seeds=[0, 1, 2], grid_archs=["mlp", "cnn"], method_archs=["cnn", "mlp"])
     )
     grid = mt.grid_table(st)
-    assert sorted(grid.seed.unique()) == [0, 1, 2] and len(grid.groupby(["victim_arch", "thief_arch"])) == 4
+    assert sorted(grid.seed.unique()) == [0, 1, 2]
+    assert len(grid.groupby(["victim_arch", "thief_arch"])) == 4
     scores, by_arch = mt.arch_method_table(st)
-    assert list(by_arch.arch.unique()) == ["cnn", "mlp"] and sorted(by_arch.seed.unique()) == [0, 1, 2]
+    assert list(by_arch.arch.unique()) == ["cnn", "mlp"]
+    assert sorted(by_arch.seed.unique()) == [0, 1, 2]
     assert set(scores.method) == {"labels", "kd", "jacobian", "independent"}
     rows = {
         c.id: c
@@ -420,8 +452,11 @@ def test_grid_and_architecture_tables_cover_every_seed_and_architecture(digits, 
             st.cfg,
         )
     }
-    assert list(rows)[:2] == ["M1-cnn", "M1-mlp"] and rows["M1-cnn"].trainings == 3 and rows["M2"].trainings == 3
-    assert rows["M3"].verdict == "inconclusive" and "no perturbation" in rows["M3"].parts[0]["name"]
+    assert list(rows)[:2] == ["M1-cnn", "M1-mlp"]
+    assert rows["M1-cnn"].trainings == 3
+    assert rows["M2"].trainings == 3
+    assert rows["M3"].verdict == "inconclusive"
+    assert "no perturbation" in rows["M3"].parts[0]["name"]
 
 
 def test_a_row_not_measured_reaches_the_sweep_summary_as_nan():
@@ -435,7 +470,8 @@ def test_a_row_not_measured_reaches_the_sweep_summary_as_nan():
     rows = mt.claims(by_arch, plain, grid[grid.thief_arch == "mlp"], perturbed, geo, boosted, _cfg())
     m2 = json.loads(json.dumps(results.claim_dict(next(c for c in rows if c.id == "M2"))))
     row = sweep.claim_row(m2)
-    assert row["verdict"] == "inconclusive" and math.isnan(row["value"])
+    assert row["verdict"] == "inconclusive"
+    assert math.isnan(row["value"])
 
 
 def test_explore_draws_the_first_seed_at_the_controls_values(digits, monkeypatch):

@@ -44,7 +44,8 @@ def test_score_is_symmetric():
     a, b, x = _mlp(0), _mlp(1), _seeds()
     probe = similarity.modeldiff_probe(a, x, steps=5)
     ab, ba = similarity.modeldiff_score(a, b, probe), similarity.modeldiff_score(b, a, probe)
-    assert ab == pytest.approx(ba, abs=1e-7) and ab < 0.999
+    assert ab == pytest.approx(ba, abs=1e-7)
+    assert ab < 0.999
 
 
 def test_invariant_to_hidden_unit_permutation():
@@ -82,7 +83,8 @@ def test_pgd_partners_stay_inside_eps_and_move_outputs():
     m, x = _mlp(0), _seeds()
     xp = similarity.pgd_partners(m, x, eps=0.06, steps=10, step_size=0.01)
     assert float((xp - x).abs().max()) <= 0.06 + 1e-6
-    assert float(xp.min()) >= 0 and float(xp.max()) <= 1
+    assert float(xp.min()) >= 0
+    assert float(xp.max()) <= 1
     assert float(similarity.decision_distances(m, x, xp).mean()) > 0
 
 
@@ -131,7 +133,8 @@ def test_correctness_needs_source_above_every_unrelated():
         ]
     )
     c = md.correctness(sc).set_index("suspect")
-    assert bool(c.correct["d1"]) and not bool(c.correct["d2"])
+    assert bool(c.correct["d1"])
+    assert not bool(c.correct["d2"])
     assert c.max_unrelated["d1"] == 0.6  # task B's unrelated model does not compete on task A
 
 
@@ -146,7 +149,9 @@ def test_margins_leave_other_sources_near_copies_out_of_the_unrelated_mean():
     )
     sc.loc[1, "relation"] = "unrelated"
     m = md.type_margins(sc)
-    assert len(m) == 1 and m.unrelated[0] == pytest.approx(0.3) and m.margin[0] == pytest.approx(0.6)
+    assert len(m) == 1
+    assert m.unrelated[0] == pytest.approx(0.3)
+    assert m.margin[0] == pytest.approx(0.6)
     summary = md.margin_summary(pd.concat([m, m.assign(derived=0.5, margin=0.2)]))
     assert summary.margin[0] == pytest.approx(0.4)
 
@@ -163,9 +168,11 @@ def test_pairs_gain_pairs_each_target_at_fewest_and_most_pairs():
         }
     )
     g = md.pairs_gain(curve).set_index("suspect")
-    assert list(g.correct_fewest) == [0.0, 1.0] and list(g.correct_most) == [1.0, 1.0]
+    assert list(g.correct_fewest) == [0.0, 1.0]
+    assert list(g.correct_most) == [1.0, 1.0]
     summary = md.pairs_curve_summary(curve).set_index("n_pairs").correctness
-    assert summary[5] == 0.5 and summary[50] == 1.0
+    assert summary[5] == 0.5
+    assert summary[50] == 1.0
 
 
 def test_correctness_table_counts_not_applicable_as_missed_in_all():
@@ -178,9 +185,12 @@ def test_correctness_table_counts_not_applicable_as_missed_in_all():
         }
     )
     t = md.correctness_table(correct)
-    assert t.loc["all", "modeldiff"] == 0.5 and t.loc["all", "weight_cosine"] == 0.5
-    assert math.isnan(t.loc["steal-other", "weight_cosine"]) and t.loc["all", "paper"] == md.PAPER_CORRECTNESS
-    assert t.loc["steal-other", md.AUTHORS_COLUMN] == 0 and t.loc["all", md.AUTHORS_COLUMN] == pytest.approx(84 / 108)
+    assert t.loc["all", "modeldiff"] == 0.5
+    assert t.loc["all", "weight_cosine"] == 0.5
+    assert math.isnan(t.loc["steal-other", "weight_cosine"])
+    assert t.loc["all", "paper"] == md.PAPER_CORRECTNESS
+    assert t.loc["steal-other", md.AUTHORS_COLUMN] == 0
+    assert t.loc["all", md.AUTHORS_COLUMN] == pytest.approx(84 / 108)
 
 
 def _cfg(**over):
@@ -248,14 +258,19 @@ def test_claims_give_holds_does_not_hold_and_inconclusive():
         }
     )
     rows = {c.id: c for c in md.claims(correct, margins, curve, _cfg())}
-    assert rows["M4"].verdict == "holds" and rows["M4"].holds
+    assert rows["M4"].verdict == "holds"
+    assert rows["M4"].holds
     assert rows["M3"].verdict == "does not hold"
     assert [p["verdict"] for p in rows["M3"].parts] == ["holds", "does not hold"]
     assert rows["M2"].verdict == "inconclusive"
-    assert "0.817" in rows["M1"].statement and rows["M1"].n == 240
-    assert rows["M1"].trainings == 3 and rows["M1"].statement.startswith("(beyond the paper)")
-    assert rows["M3"].statement.startswith("(beyond the paper)") and rows["M3"].paper_words == ""
-    assert rows["M2"].quantifier == "every" and rows["M4"].quantifier == "direction"
+    assert "0.817" in rows["M1"].statement
+    assert rows["M1"].n == 240
+    assert rows["M1"].trainings == 3
+    assert rows["M1"].statement.startswith("(beyond the paper)")
+    assert rows["M3"].statement.startswith("(beyond the paper)")
+    assert rows["M3"].paper_words == ""
+    assert rows["M2"].quantifier == "every"
+    assert rows["M4"].quantifier == "direction"
     assert all(rows[i].paper_words for i in ("M2", "M4"))
 
 
@@ -265,7 +280,8 @@ def test_one_training_caps_every_verdict():
     margins = pd.DataFrame({"seed": 0, "reuse": ["distill"] * 50, "margin": 0.5})
     curve = pd.DataFrame(columns=["n_pairs", "seed", "reference", "suspect", "reuse", "correct"])
     rows = {c.id: c for c in md.claims(correct, margins, curve, _cfg(seeds=[0]))}
-    assert rows["M1"].verdict == "inconclusive" and "1 training" in rows["M1"].why
+    assert rows["M1"].verdict == "inconclusive"
+    assert "1 training" in rows["M1"].why
 
 
 def _authors_rows(rows):
@@ -285,14 +301,17 @@ def test_authors_counting_compares_the_parent_with_other_roots_only():
         ]
     )
     c = md.authors_correctness(sc).set_index("suspect")
-    assert (
-        bool(c.correct["cnn-root/transfer-10A/prune-20"]) and c.max_other_root["cnn-root/transfer-10A/prune-20"] == 0.55
-    )
-    assert not bool(c.correct["cnn-scratchA/steal-same"]) and not bool(c.headline["cnn-scratchA/steal-same"])
+    assert bool(c.correct["cnn-root/transfer-10A/prune-20"])
+    assert c.max_other_root["cnn-root/transfer-10A/prune-20"] == 0.55
+    assert not bool(c.correct["cnn-scratchA/steal-same"])
+    assert not bool(c.headline["cnn-scratchA/steal-same"])
     strict = pd.DataFrame({"method": "modeldiff", "reuse": ["prune-20", "steal-same"], "correct": [False, False]})
     t = md.protocol_table(strict, c.reset_index()).set_index("reuse")
-    assert t.authors_protocol["all"] == 0.5 and t.authors_protocol["headline"] == 1.0 and t.authors_targets["all"] == 2
-    assert t.strict["all"] == 0 and t[md.AUTHORS_COLUMN]["headline"] == pytest.approx(72 / 84)
+    assert t.authors_protocol["all"] == 0.5
+    assert t.authors_protocol["headline"] == 1.0
+    assert t.authors_targets["all"] == 2
+    assert t.strict["all"] == 0
+    assert t[md.AUTHORS_COLUMN]["headline"] == pytest.approx(72 / 84)
 
 
 def test_authors_claims_read_the_headline_filter():
@@ -309,8 +328,10 @@ def test_authors_claims_read_the_headline_filter():
         }
     )
     rows = {c.id: c for c in md.claims(correct, margins, curve, _cfg(), authors)}
-    assert rows["M1-authors"].n == 50 and rows["M3-authors"].verdict == "does not hold"
-    assert rows["M1-authors"].trainings == 3 and "91.7%" in rows["M1-authors"].paper_words
+    assert rows["M1-authors"].n == 50
+    assert rows["M3-authors"].verdict == "does not hold"
+    assert rows["M1-authors"].trainings == 3
+    assert "91.7%" in rows["M1-authors"].paper_words
     assert "12 cross-architecture thieves" in rows["M1-authors"].statement
     assert "M1-authors" not in {c.id for c in md.claims(correct, margins, curve, _cfg(protocols=["strict"]), authors)}
 
@@ -352,10 +373,12 @@ def test_authors_zoo_is_built_as_their_benchmark(digits):
     roots = {z.name: z.arch for z in zoo if z.reuse == "source"}
     assert roots == {"cnn-pretrain": "cnn", "mlp-pretrain": "mlp"}
     thieves = {z.name: z.arch for z in zoo if z.reuse == "steal-other"}
-    assert thieves["cnn-pretrain/transfer-50A/steal-other"] == "mlp" and thieves["mlp-scratchB/steal-other"] == "cnn"
+    assert thieves["cnn-pretrain/transfer-50A/steal-other"] == "mlp"
+    assert thieves["mlp-scratchB/steal-other"] == "cnn"
     targets = md.authors_targets(zoo)
     # per root: 2 transfers, each with prune-20 and steal-other scored (fp16 and steal-same skipped)
-    assert len(targets) == 2 * 2 * 3 and all(z.root.endswith("-pretrain") for z in targets)
+    assert len(targets) == 2 * 2 * 3
+    assert all(z.root.endswith("-pretrain") for z in targets)
     assert {z.reuse for z in targets} == {"transfer-50", "prune-20", "steal-other"}
     assert any(z.name == "cnn-scratchA/prune-20" for z in zoo)
 
@@ -401,9 +424,8 @@ def test_authors_scores_probe_each_target_on_its_own_data(monkeypatch):
     assert not torch.equal(made[0][1], made[1][1])  # a fresh draw per target
     assert any(torch.equal(made[2][1][0], row) for row in data["B"].x)
     refs = set(sc[sc.suspect == "r1/c/q"].reference)
-    assert refs == {"r1/c", "r2", "r2/c", "u"} and bool(
-        sc[(sc.suspect == "r1/c/q") & sc.parent].reference.eq("r1/c").all()
-    )
+    assert refs == {"r1/c", "r2", "r2/c", "u"}
+    assert bool(sc[(sc.suspect == "r1/c/q") & sc.parent].reference.eq("r1/c").all())
     # the batched scores equal scores on fresh, unprimed probes
     for (tm, x), name in zip(made, ["r1/c", "r1/c/q", "r2/c"]):
         probe = real(
@@ -421,7 +443,8 @@ def test_authors_pgd_stays_in_the_ball_and_the_batch_range():
     m, x = _mlp(0), _seeds() * 0.8 + 0.1
     xp = similarity.authors_pgd_partners(m, x, eps=0.05, steps=10, step_size=0.01, seed=0)
     assert float((xp - x).abs().max()) <= 0.05 + 1e-6
-    assert float(xp.min()) >= float(x.min()) - 1e-7 and float(xp.max()) <= float(x.max()) + 1e-7
+    assert float(xp.min()) >= float(x.min()) - 1e-7
+    assert float(xp.max()) <= float(x.max()) + 1e-7
     clean, moved = m(x), m(xp)
     target = 1000.0 * (clean.mean(0, keepdim=True) - clean)
     assert float((moved - target).pow(2).sum()) > float((clean - target).pow(2).sum())
@@ -453,25 +476,30 @@ def test_batched_scoring_equals_unbatched():
 
 def test_roots_can_pretrain_on_other_images(digits):
     train, test, k = md.pretrain_data(digits, "digits")
-    assert train.x.shape[1:] == digits.owner.x.shape[1:] and k == 10 and len(train) > len(test) > 0
+    assert train.x.shape[1:] == digits.owner.x.shape[1:]
+    assert k == 10
+    assert len(train) > len(test) > 0
     assert md.pretrain_data(digits, "owner")[0] is digits.owner
     s28 = md.Splits("fake", digits.owner, digits.attacker, digits.test, digits.classes, "f")
     object.__setattr__(s28, "owner", md.TensorData(torch.zeros(2, 3, 28, 28), torch.zeros(2, dtype=torch.long)))
     x = md.pretrain_data(s28, "digits")[0].x
-    assert x.shape[1:] == (3, 28, 28) and float(x.min()) >= 0 and float(x.max()) <= 1
+    assert x.shape[1:] == (3, 28, 28)
+    assert float(x.min()) >= 0
+    assert float(x.max()) <= 1
 
 
 def test_zoo_trainings_get_distinct_owner_seeds():
-    assert md.source_seed(0, 1) == 10 and md.source_seed(1, 0) == 1 and md.source_seed(0, 0) == 0
+    assert md.source_seed(0, 1) == 10
+    assert md.source_seed(1, 0) == 1
+    assert md.source_seed(0, 0) == 0
     owners = {md.source_seed(k, i) for k in (0, 1, 2) for i in range(3)}
     assert len(owners) == 9
 
 
 def test_probe_options_carry_the_declared_hyperparameters():
     opts = _cfg(pgd_eps=0.02).probe_options()
-    assert (
-        opts["modeldiff"]["eps"] == 0.02 and opts["modeldiff"]["step_size"] == md.HYPERPARAMETERS["modeldiff_step_size"]
-    )
+    assert opts["modeldiff"]["eps"] == 0.02
+    assert opts["modeldiff"]["step_size"] == md.HYPERPARAMETERS["modeldiff_step_size"]
     assert opts["ipguard"] == dict(
         eps=md.HYPERPARAMETERS["ipguard_eps"],
         steps=md.HYPERPARAMETERS["ipguard_steps"],
@@ -484,7 +512,8 @@ def test_probe_options_carry_the_declared_hyperparameters():
 
 
 def test_other_arch_and_unknown_names():
-    assert md.other_arch("cnn", ["cnn", "mlp"]) == "mlp" and md.other_arch("mlp", ["mlp"]) == "cnn"
+    assert md.other_arch("cnn", ["cnn", "mlp"]) == "mlp"
+    assert md.other_arch("mlp", ["mlp"]) == "cnn"
     with pytest.raises(ValueError, match="choose one of"):
         similarity.get_method("nope")
     assert set(md.REUSE_TYPES) >= {"transfer-10", "quant-fp16", "steal-other"}
@@ -512,7 +541,9 @@ def test_sizes_are_checked_before_the_run(capsys, tmp_path, monkeypatch, argv, f
     monkeypatch.setenv("IPKIT_RUNS", str(tmp_path / "runs"))
     code = cli.main(["run", "modeldiff", *argv])
     err = capsys.readouterr().err
-    assert code == 2 and fragment in err and err.count("\n") == 1
+    assert code == 2
+    assert fragment in err
+    assert err.count("\n") == 1
     assert not (tmp_path / "runs").exists()
 
 

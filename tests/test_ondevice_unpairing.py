@@ -34,7 +34,8 @@ def test_pgd_stays_within_eps_and_pixel_range(trained):
     model, _, x, y = trained
     adv = attacks.pgd(model, x, y, eps=0.2, steps=10)
     assert float((adv - x).abs().max()) <= 0.2 + 1e-6
-    assert float(adv.min()) >= 0 and float(adv.max()) <= 1
+    assert float(adv.min()) >= 0
+    assert float(adv.max()) <= 1
     assert float(attacks.fooled(model, adv, y).float().mean()) > 0.5
 
 
@@ -58,7 +59,8 @@ def test_quantized_sibling_has_bits_levels_and_gradients(trained):
     w = layer._q_weight(layer.weight)
     assert all(len(torch.unique(row)) <= 15 for row in w)
     assert float(similarity.input_gradients(q, x, y).abs().sum()) > 0
-    assert compression.bits_of(q) == 4 and compression.bits_of(model) == 32
+    assert compression.bits_of(q) == 4
+    assert compression.bits_of(model) == 32
 
 
 def test_gradient_similarity_with_itself_is_one(trained):
@@ -93,7 +95,8 @@ def test_query_attack_stops_at_the_cap(trained, prior):
     model, other, x, y = trained
     counter = attacks.QueryCounter(model, 20, cap=40)
     res = attacks.query_attack(counter, x[:20], y[:20], eps=0.01, prior=other if prior else None, samples=5)
-    assert (res.queries <= 40).all() and (~res.success).any()
+    assert (res.queries <= 40).all()
+    assert (~res.success).any()
     assert (res.queries[~res.success] > 40 - (7 if prior else 6)).all()
     assert float((res.x_adv - x[:20]).abs().max()) <= 0.01 + 1e-6
     small = attacks.QueryCounter(model, 1, cap=2)
@@ -114,7 +117,10 @@ def test_sibling_prior_needs_fewer_queries_than_no_prior(trained):
 
 def test_prgf_lambda_limits():
     lam = attacks.prgf_lambda(torch.tensor([0.0, 0.01, 0.3, 1.0]), d=784, q=10)
-    assert lam[0] == 0 and lam[1] == 0 and 0 < lam[2] <= 1 and lam[3] == 1
+    assert lam[0] == 0
+    assert lam[1] == 0
+    assert 0 < lam[2] <= 1
+    assert lam[3] == 1
 
 
 def test_unpairing_loss_adds_lambda_times_gradient_cosine(trained):
@@ -153,7 +159,8 @@ def test_transfer_ratio_floors_the_independent_rate_at_one_input():
         {"arch": "mlp", "seed": 0, "surrogate": ["independent", "q8", "p50"], "transfer": [0.0, 0.5, 0.1]}
     )
     r = od.transfer_ratios(tr, {("mlp", 0): 10}).set_index("surrogate").ratio
-    assert r["q8"] == pytest.approx(5.0) and r["p50"] == pytest.approx(1.0)
+    assert r["q8"] == pytest.approx(5.0)
+    assert r["p50"] == pytest.approx(1.0)
     assert list(od.sibling_rows(od.transfer_ratios(tr, {("mlp", 0): 10})).surrogate) == ["q8", "p50"]
 
 
@@ -195,12 +202,15 @@ def test_query_summary_uses_the_restricted_mean_and_marks_censored_medians():
         ignore_index=True,
     )
     summary = od.query_summary(q).set_index("prior")
-    assert summary.median_queries["none"] == 100 and bool(summary.censored["none"])
-    assert summary.rmst["none"] == pytest.approx(100) and summary.rmst["independent"] == pytest.approx(140 / 3)
+    assert summary.median_queries["none"] == 100
+    assert bool(summary.censored["none"])
+    assert summary.rmst["none"] == pytest.approx(100)
+    assert summary.rmst["independent"] == pytest.approx(140 / 3)
     assert not bool(summary.censored["independent"])
     fam = SimpleNamespace(arch="mlp", seed=0, siblings={"q8": None})
     ratios = od.query_ratios(od.query_summary(q), [fam]).set_index("vs")
-    assert ratios.ratio["independent"] == pytest.approx(140 / 12) and ratios.ratio["none"] == pytest.approx(25)
+    assert ratios.ratio["independent"] == pytest.approx(140 / 12)
+    assert ratios.ratio["none"] == pytest.approx(25)
     assert ratios.ref_censored["none"] == pytest.approx(2 / 3)
 
 
@@ -274,13 +284,18 @@ def test_paired_tables_line_up_before_and_after_per_input():
         ),
     )
     t = od.paired_transfer(tr_inputs, u, cfg)
-    assert list(t.before) == [1.0, 1.0] and list(t.after) == [0.0, 1.0] and list(t.finetune_only) == [1.0, 1.0]
+    assert list(t.before) == [1.0, 1.0]
+    assert list(t.after) == [0.0, 1.0]
+    assert list(t.finetune_only) == [1.0, 1.0]
     q = od.paired_queries(
         pd.concat([_queries("q8", [5, 7], [True, True]), _queries("none", [60, 9], [False, True])]), u, cfg
     )
-    assert list(q.before) == [5, 7] and list(q.after) == [50, 100] and list(q.none) == [100, 9]
+    assert list(q.before) == [5, 7]
+    assert list(q.after) == [50, 100]
+    assert list(q.none) == [100, 9]
     a = od.paired_accuracy(u, cfg)
-    assert list(a.before) == [1.0, 1.0] and list(a.after) == [1.0, 0.0]
+    assert list(a.before) == [1.0, 1.0]
+    assert list(a.after) == [1.0, 0.0]
 
 
 def _cfg(**over):
@@ -399,12 +414,16 @@ def test_claims_read_the_best_comparable_pair_within_architecture_and_ceilings()
     tr, tr_inputs, queries, cmp_, pairs = _study_frames(np.random.default_rng(0))
     rows = {c.id: c for c in od.claims(tr, tr_inputs, queries, cmp_, pairs, _cfg())}
     assert rows["C1"].verdict == "holds" and "best pair cnn q8" in rows["C1"].measured  # q2 is left apart
-    assert "median over 2 comparable pairs" in rows["C1"].measured and "2 of 4 pairs" in rows["C1"].statement
+    assert "median over 2 comparable pairs" in rows["C1"].measured
+    assert "2 of 4 pairs" in rows["C1"].statement
     assert rows["C1b"].verdict == "holds"
-    assert rows["C3"].verdict == "holds" and [p["verdict"] for p in rows["C3"].parts] == ["holds", "holds"]
-    assert "50%" in rows["C3"].statement and "2 points" in rows["C3"].statement
+    assert rows["C3"].verdict == "holds"
+    assert [p["verdict"] for p in rows["C3"].parts] == ["holds", "holds"]
+    assert "50%" in rows["C3"].statement
+    assert "2 points" in rows["C3"].statement
     # C4: only the cnn (comparable after unpairing); 10x lies beyond its ceiling 90 * 6/5 / 25 = 4.3
-    assert len(rows["C4"].parts) == 1 and "cnn" in rows["C4"].parts[0]["name"]
+    assert len(rows["C4"].parts) == 1
+    assert "cnn" in rows["C4"].parts[0]["name"]
     assert rows["C4"].verdict == "untestable here"
     assert {c.quantifier for c in rows.values()} == {"up to", "direction", "every"}
     assert all(c.paper_words for c in rows.values())
@@ -413,13 +432,15 @@ def test_claims_read_the_best_comparable_pair_within_architecture_and_ceilings()
 def test_claims_with_one_training_stay_inconclusive():
     tr, tr_inputs, queries, cmp_, pairs = _study_frames(np.random.default_rng(1), seeds=(0,))
     rows = {c.id: c for c in od.claims(tr, tr_inputs, queries, cmp_, pairs, _cfg(seeds=[0]))}
-    assert rows["C1"].verdict == "inconclusive" and rows["C3"].verdict == "inconclusive"
+    assert rows["C1"].verdict == "inconclusive"
+    assert rows["C3"].verdict == "inconclusive"
 
 
 def test_c4_is_not_measured_when_unpairing_breaks_every_sibling():
     tr, tr_inputs, queries, cmp_, pairs = _study_frames(np.random.default_rng(2))
     rows = {c.id: c for c in od.claims(tr, tr_inputs, queries, cmp_.assign(comparable=False), pairs, _cfg())}
-    assert rows["C4"].verdict == "inconclusive" and "no unpaired sibling within 5 points" in rows["C4"].measured
+    assert rows["C4"].verdict == "inconclusive"
+    assert "no unpaired sibling within 5 points" in rows["C4"].measured
 
 
 @pytest.mark.parametrize(
@@ -438,7 +459,9 @@ def test_sizes_and_names_are_checked_before_the_run(capsys, tmp_path, monkeypatc
     monkeypatch.setenv("IPKIT_RUNS", str(tmp_path / "runs"))
     code = cli.main(["run", "ondevice_unpairing", *argv])
     err = capsys.readouterr().err
-    assert code == 2 and fragment in err and err.count("\n") == 1
+    assert code == 2
+    assert fragment in err
+    assert err.count("\n") == 1
     assert not (tmp_path / "runs").exists()
 
 

@@ -48,20 +48,26 @@ def test_bad_grids_exit_2_before_dispatch(capsys, tmp_path, monkeypatch, argv, f
     monkeypatch.setenv("IPKIT_RUNS", str(tmp_path / "runs"))
     monkeypatch.setattr(parallel, "run_jobs", lambda *a, **k: pytest.fail("dispatched"))
     code, _, err = run_cli(capsys, *argv)
-    assert code == 2 and fragment in err and err.count("\n") == 1
+    assert code == 2
+    assert fragment in err
+    assert err.count("\n") == 1
 
 
 def test_jobs_without_ray_says_how_to_install(capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)
     monkeypatch.setattr(parallel, "run_jobs", lambda *a, **k: pytest.fail("dispatched"))
     code, _, err = run_cli(capsys, "run", QUICK, "--jobs", "2")
-    assert code == 2 and "pip install 'ipkit[ray]'" in err and err.count("\n") == 1
+    assert code == 2
+    assert "pip install 'ipkit[ray]'" in err
+    assert err.count("\n") == 1
     parallel.check_ray(1, None)  # one at a time runs here without Ray
 
 
 def test_remote_address_with_local_cache_warns(monkeypatch, tmp_path):
-    assert not parallel.is_remote(None) and not parallel.is_remote("auto")
-    assert not parallel.is_remote("127.0.0.1:6379") and parallel.is_remote("ray://head.cluster:10001")
+    assert not parallel.is_remote(None)
+    assert not parallel.is_remote("auto")
+    assert not parallel.is_remote("127.0.0.1:6379")
+    assert parallel.is_remote("ray://head.cluster:10001")
     monkeypatch.setenv("IPKIT_CACHE", str(tmp_path))
     monkeypatch.setattr(parallel, "filesystem_type", lambda path: "ext4")
     assert "IPKIT_CACHE" in parallel.cache_warning("ray://head.cluster:10001")
@@ -145,7 +151,8 @@ def test_ray_dispatch_keeps_jobs_in_flight_and_threads_per_run(fake_ray, monkeyp
         for e in (1, 2, 3)
     ]
     outcomes = parallel.run_jobs(jobs, at_once=2)
-    assert [o.job for o in outcomes] == jobs and ray.most_in_flight == 2
+    assert [o.job for o in outcomes] == jobs
+    assert ray.most_in_flight == 2
     assert ray.options == {"num_cpus": 1, "num_gpus": 0, "max_retries": 0}
     assert all(threads == 1 and env["IPKIT_FIGURES"] == str(tmp_path / "figures") for _, threads, env in fake_ray)
     assert (tmp_path / "3" / "results.json").read_bytes() == b"{}"
@@ -163,15 +170,19 @@ def test_ray_that_does_not_start_is_one_line_and_exit_1(fake_ray, monkeypatch, c
 
     monkeypatch.setattr(parallel, "import_ray", Unstartable)
     code, _, err = run_cli(capsys, "run", QUICK, "--profile", "smoke", "--jobs", "2")
-    assert code == 1 and "could not start a local Ray (The current node timed out" in err
-    assert err.count("\n") == 1 and not fake_ray
+    assert code == 1
+    assert "could not start a local Ray (The current node timed out" in err
+    assert err.count("\n") == 1
+    assert not fake_ray
 
 
 def test_ctrl_c_cancels_the_runs_not_yet_done(fake_ray, monkeypatch, capsys):
     ray = FakeRay(interrupt_at=1)
     monkeypatch.setattr(parallel, "import_ray", lambda: ray)
     code, _, err = run_cli(capsys, "run", QUICK, "modeldiff", "memorized_transfer", "--profile", "smoke", "--jobs", "2")
-    assert code == 130 and len(ray.cancelled) == 2 and "cancelled 3 runs not yet done" in err
+    assert code == 130
+    assert len(ray.cancelled) == 2
+    assert "cancelled 3 runs not yet done" in err
 
 
 def _results(folder, claims):
@@ -206,8 +217,10 @@ def test_summary_reads_intervals_and_falls_back_to_holds(tmp_path):
         0.3,
         0.1,
     ]
-    assert rows.loc["epochs=2", "verdict"] == "holds" and rows.loc["epochs=2", "value"] == 0.125
-    assert rows.loc["epochs=3", "verdict"] == "run failed" and "ValueError" in rows.loc["epochs=3", "measured"]
+    assert rows.loc["epochs=2", "verdict"] == "holds"
+    assert rows.loc["epochs=2", "value"] == 0.125
+    assert rows.loc["epochs=3", "verdict"] == "run failed"
+    assert "ValueError" in rows.loc["epochs=3", "measured"]
     from ipkit.notebook import plots
 
     assert len(plots.sweep_verdicts(table).axes) >= 1
@@ -249,7 +262,8 @@ def test_sweep_writes_every_setting_and_the_summary(quick_sweep):
         assert (root / setting / "scorecard.png").exists()
     table = (root / "summary.csv").read_text()
     assert table.count("seeds=0,") == 3 and table.count("seeds=1,") == 3  # Q1-Q3 per setting
-    assert (root / "summary.md").exists() and (root / "summary.png").exists()
+    assert (root / "summary.md").exists()
+    assert (root / "summary.png").exists()
 
 
 @pytest.mark.slow
@@ -297,10 +311,12 @@ def test_a_failing_setting_is_reported_and_the_other_completes(local_ray, capsys
     )
     root = tmp_path / "figures" / "tiny" / "smoke" / "sweeps" / "f"
     assert code == 1
-    assert "tiny [fail=True] failed in cell" in err and "ValueError: planted failure" in err
+    assert "tiny [fail=True] failed in cell" in err
+    assert "ValueError: planted failure" in err
     assert "1 of 2 runs failed: tiny [fail=True]" in err
     assert json.loads((root / "fail=False" / "results.json").read_text())["claims"][0]["holds"] is True
     assert not (root / "fail=True").exists()
     assert (tmp_path / "runs" / "sweeps" / "f" / "99_tiny-fail=True.ipynb").exists()
     table = (root / "summary.csv").read_text()
-    assert "fail=False,False,True,T1,holds" in table and "run failed" in table
+    assert "fail=False,False,True,T1,holds" in table
+    assert "run failed" in table

@@ -131,9 +131,13 @@ def test_malformed_invocation_fails_fast_with_one_line(argv, sandbox, capsys):
     took = time.monotonic() - began
     err = capsys.readouterr().err
     assert code == 2, err
-    assert err.count("\n") == 1 and err.endswith("\n") and "error" in err and len(err) < 400
+    assert err.count("\n") == 1
+    assert err.endswith("\n")
+    assert "error" in err
+    assert len(err) < 400
     assert took < 5
-    assert not (sandbox / "IPKIT_RUNS").exists() and not (sandbox / "IPKIT_FIGURES").exists()
+    assert not (sandbox / "IPKIT_RUNS").exists()
+    assert not (sandbox / "IPKIT_FIGURES").exists()
 
 
 @pytest.mark.parametrize(
@@ -156,8 +160,10 @@ def test_a_bad_environment_variable_fails_fast_with_one_line(name, value, comman
     monkeypatch.setenv(name, value)
     assert cli.main(command) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and name in err
-    assert not (sandbox / "IPKIT_RUNS").exists() and not (sandbox / "IPKIT_FIGURES").exists()
+    assert err.count("\n") == 1
+    assert name in err
+    assert not (sandbox / "IPKIT_RUNS").exists()
+    assert not (sandbox / "IPKIT_FIGURES").exists()
 
 
 BATCH = r"""
@@ -234,7 +240,10 @@ def test_every_kind_of_bad_input_fails_in_a_fresh_process_without_loading_torch(
     lines = done.stderr.splitlines()
     assert len(lines) == len(cases), done.stderr
     for (argv, code, call, heavy), line in zip(out["cases"], lines):
-        assert code == 2 and "error" in line and len(line) <= 300, (argv, line)
+        assert code == 2, (argv, line)
+        assert "error" in line, (argv, line)
+        assert len(line) <= 300, (argv, line)
         assert heavy == [], (argv, heavy)
         assert bare + out["import"] + call < max(3 * bare, bare + 1.0), (argv, bare, out["import"], call)
-    assert not any((tmp_path / d).exists() for d in ("runs", "figures")) and not any((tmp_path / "tmp").iterdir())
+    assert not any((tmp_path / d).exists() for d in ("runs", "figures"))
+    assert not any((tmp_path / "tmp").iterdir())

@@ -46,5 +46,6 @@ def test_integer_axis_ticks_only_whole_counts():
     plots.integer_axis(curve, "x")
     for ax in (bars, curve):
         ticks = _tick_labels(ax, "x")
-        assert len(ticks) >= 3 and all(loc % 1 == 0 and label == f"{loc:.0f}" for loc, label in ticks)
+        assert len(ticks) >= 3
+        assert all(loc % 1 == 0 and label == f"{loc:.0f}" for loc, label in ticks)
     plt.close(fig)

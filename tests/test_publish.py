@@ -46,7 +46,8 @@ def _executed():
 
 def test_strip_keeps_what_a_reader_sees():
     nb = publish.strip(_executed())
-    assert "widgets" not in nb.metadata and nb.metadata.papermill == {
+    assert "widgets" not in nb.metadata
+    assert nb.metadata.papermill == {
         "parameters": {"profile": "smoke"},
         "duration": 3.0,
     }
@@ -86,7 +87,8 @@ def test_report_html_builds_the_site_with_a_page_per_study(tmp_path, monkeypatch
     assert f"]({f'quickstart/smoke/{run.info.path.name}'})" in (tmp_path / "README.md").read_text()
     page = (site / "_generated" / "studies" / "quickstart.html").read_text()
     notebook = site / "_generated" / "studies" / "quickstart" / "smoke" / run.info.path.name.replace(".ipynb", ".html")
-    assert notebook.is_file() and f'href="quickstart/smoke/{notebook.name}"' in page
+    assert notebook.is_file()
+    assert f'href="quickstart/smoke/{notebook.name}"' in page
     assert re.search(r'href="[^"]*_downloads/[^"]*/units\.csv"', page)
     assert re.search(r'<img [^>]*src="[^"]*line\.png"', page)
     for html in (page, (site / "index.html").read_text()):
@@ -106,7 +108,8 @@ def test_text_progress_for_executed_notebooks_reads_as_lines(monkeypatch):
         for _ in progress(range(3), desc="lambda", file=out, mininterval=0):
             for _ in progress(range(2), desc="epochs", leave=False, file=out, mininterval=0):
                 pass
-    assert "\x1b[" not in out.getvalue() and "epochs" not in out.getvalue()
+    assert "\x1b[" not in out.getvalue()
+    assert "epochs" not in out.getvalue()
     lines = publish._terminal_text(out.getvalue()).splitlines()
     assert [line.split(":")[0] for line in lines] == ["lambda", "lambda", "seeds"]
     assert all("100%" in line for line in lines)

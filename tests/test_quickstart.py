@@ -31,7 +31,9 @@ def _cfg(**kw):
 
 def test_config_from_the_notebook_parameters():
     cfg = _cfg()
-    assert cfg.seeds == (0, 1, 2, 3, 4) and cfg.query_budget == 2000 and cfg.wm_embedded == 0.95
+    assert cfg.seeds == (0, 1, 2, 3, 4)
+    assert cfg.query_budget == 2000
+    assert cfg.wm_embedded == 0.95
 
 
 def test_carrier_hits_and_image_agreement_one_row_per_unit():
@@ -39,12 +41,15 @@ def test_carrier_hits_and_image_agreement_one_row_per_unit():
     models = {"victim": Fixed([0, 1, 2, 0]), "thief": Fixed([0, 1, 0, 0]), "independent": Fixed([1, 1, 1, 1])}
     hits = qs.carrier_hits(models, wm, seed=3)
     assert list(hits.columns) == ["seed", "carrier", "victim", "thief", "independent"]
-    assert hits.victim.tolist() == [1, 1, 1, 1] and hits.thief.tolist() == [1, 1, 0, 1]
-    assert hits.independent.tolist() == [0, 1, 0, 0] and set(hits.seed) == {3}
+    assert hits.victim.tolist() == [1, 1, 1, 1]
+    assert hits.thief.tolist() == [1, 1, 0, 1]
+    assert hits.independent.tolist() == [0, 1, 0, 0]
+    assert set(hits.seed) == {3}
     s = type("S", (), {"test": type("T", (), {"x": torch.zeros(4, 1, 2, 2)})})
     agree = qs.image_agreement(models, s, seed=3)
     assert list(agree.columns) == ["seed", "image", "thief", "independent"]
-    assert agree.thief.tolist() == [1, 1, 0, 1] and agree.independent.tolist() == [0, 1, 0, 0]
+    assert agree.thief.tolist() == [1, 1, 0, 1]
+    assert agree.independent.tolist() == [0, 1, 0, 0]
 
 
 def test_summary_gives_mean_and_spread_per_model():
@@ -91,13 +96,21 @@ def test_claims_holds_does_not_hold_and_inconclusive():
         }
     )
     q1, q2, q3 = qs.claims(carriers, agree, cfg)
-    assert q1.verdict == "holds" and q1.ci == [1.0, 1.0] and q1.n == 120
-    assert q2.verdict == "does not hold" and q2.threshold == 0.90 and "above 0.9)" in q2.statement
-    assert q3.verdict == "inconclusive" and q3.ci[0] < 0.10 < q3.ci[1]
+    assert q1.verdict == "holds"
+    assert q1.ci == [1.0, 1.0]
+    assert q1.n == 120
+    assert q2.verdict == "does not hold"
+    assert q2.threshold == 0.90
+    assert "above 0.9)" in q2.statement
+    assert q3.verdict == "inconclusive"
+    assert q3.ci[0] < 0.10 < q3.ci[1]
     assert "less than 0.1 above" in q3.statement
     for q in (q1, q2, q3):
-        assert q.quantifier == "on average" and q.paper_words == "" and "(tutorial)" in q.statement
-        assert q.trainings == 3 and q.level == pytest.approx(0.95)
+        assert q.quantifier == "on average"
+        assert q.paper_words == ""
+        assert "(tutorial)" in q.statement
+        assert q.trainings == 3
+        assert q.level == pytest.approx(0.95)
 
 
 def test_claims_statements_follow_the_thresholds():
@@ -105,7 +118,9 @@ def test_claims_statements_follow_the_thresholds():
     carriers = _carriers(victim=0.8, thief=0.1, independent=0.1)
     agree = pd.DataFrame({"seed": 0, "image": range(10), "thief": 1, "independent": 1})
     q1, _, q3 = qs.claims(carriers, agree, cfg)
-    assert "above 0.5)" in q1.statement and q1.verdict == "holds" and q3.verdict == "holds"
+    assert "above 0.5)" in q1.statement
+    assert q1.verdict == "holds"
+    assert q3.verdict == "holds"
 
 
 def test_run_seeds_works_without_a_progress_function(digits, tmp_path, monkeypatch):

@@ -57,7 +57,8 @@ def test_constraints_pin_every_dependency():
 
 def test_ci_runs_the_readme_test_command():
     command = re.search(r"^make \S+", (ROOT / ".ci" / "run").read_text(), re.M).group(0)
-    assert command == "make test" and command in (ROOT / "README.md").read_text()
+    assert command == "make test"
+    assert command in (ROOT / "README.md").read_text()
 
 
 @pytest.mark.parametrize(
@@ -85,4 +86,5 @@ def test_committed_default_claims_carry_the_evidence_rules(path):
         ), c["id"]
         assert c["paper_words"] or "beyond the paper" in c["statement"] or "tutorial" in c["statement"], c["id"]
         if c["id"] in alternated:
-            assert "alternatives" in c and isinstance(c["robust"], bool), c["id"]
+            assert "alternatives" in c, c["id"]
+            assert isinstance(c["robust"], bool), c["id"]

@@ -49,9 +49,11 @@ def _kernel(epochs: int, figure: str, rate: float) -> Run:
 def test_each_run_keeps_its_own_results_and_the_last_publishes_whole(folders):
     a = _kernel(1, "only_in_a", 0.9)
     b = _kernel(2, "only_in_b", 0.1)
-    assert a.out != b.out and a.published == b.published
+    assert a.out != b.out
+    assert a.published == b.published
     own_a = json.loads((a.out / "results.json").read_text())
-    assert own_a["params"]["epochs"] == 1 and (a.out / "only_in_a.png").exists()
+    assert own_a["params"]["epochs"] == 1
+    assert (a.out / "only_in_a.png").exists()
     published = json.loads((b.published / "results.json").read_text())
     assert published["params"]["epochs"] == 2
     assert sorted(p.name for p in b.published.iterdir()) == sorted(p.name for p in b.out.iterdir())
@@ -92,7 +94,8 @@ def test_cli_reports_its_own_claims_while_another_run_finishes(folders, monkeypa
     monkeypatch.setattr(parallel, "publish_folder", publish_then_another_run)
     assert cli.main(["run", QUICK, "--profile", "smoke", "-p", "epochs=1"]) == 0
     out, err = capsys.readouterr()
-    assert "Q1 holds" in out and "does not hold" not in out
+    assert "Q1 holds" in out
+    assert "does not hold" not in out
     assert "ipkit: corrupt cache entry abc123 (checksum mismatch): rebuilt" in err
     published = json.loads((folders / "IPKIT_FIGURES" / QUICK / "smoke" / "results.json").read_text())
     assert published["params"]["epochs"] == 7
@@ -124,7 +127,8 @@ def test_report_names_a_torn_results_file_and_goes_on(folders, capsys):
     err = capsys.readouterr().err
     text = (folders / "IPKIT_FIGURES" / "README.md").read_text()
     assert "modeldiff/smoke/results.json is unreadable (JSONDecodeError" in err
-    assert "results.json unreadable" in text and "quickstart/smoke/line.png" in text
+    assert "results.json unreadable" in text
+    assert "quickstart/smoke/line.png" in text
 
 
 @pytest.mark.parametrize("content", ['{"claims": [1, 2]}', '"a string"', "[" * 200_000 + "]" * 200_000, None])
@@ -139,9 +143,11 @@ def test_report_names_a_results_file_of_the_wrong_shape_and_goes_on(folders, cap
     bad.write_text(content)
     assert cli.main(["report"]) == 0
     (line,) = [ln for ln in capsys.readouterr().err.splitlines() if "modeldiff" in ln]
-    assert "modeldiff/smoke/results.json is unreadable (" in line and len(line) < 400
+    assert "modeldiff/smoke/results.json is unreadable (" in line
+    assert len(line) < 400
     text = (folders / "IPKIT_FIGURES" / "README.md").read_text()
-    assert "results.json unreadable" in text and "quickstart/smoke/line.png" in text
+    assert "results.json unreadable" in text
+    assert "quickstart/smoke/line.png" in text
 
 
 PUBLISHER = """

@@ -131,7 +131,8 @@ def test_a_killed_run_leaves_no_orphan_once_the_next_run_starts(tiny_study, tmp_
     )
     deadline = time.monotonic() + 120
     while not (runs.is_dir() and any(p.is_dir() for p in runs.iterdir())):
-        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.poll() else ""
+        assert proc.poll() is None, proc.stderr.read() if proc.poll() else ""
+        assert time.monotonic() < deadline, proc.stderr.read() if proc.poll() else ""
         time.sleep(0.5)
     folder = next(p for p in runs.iterdir() if p.is_dir())
     kernel_pid = int(folder.name.split("-")[-2])

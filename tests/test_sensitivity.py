@@ -71,7 +71,8 @@ def test_finding_says_when_it_holds_nowhere_and_which_settings_failed():
 def test_grid_pairs_join_list_values_with_semicolons():
     sw = Sweep(("A",), {"seeds": [[0, 1], [2]], "eps": [0.1, 0.2]}, "w")
     assert sensitivity.grid_pairs(sw) == ["seeds=0,1;2", "eps=0.1,0.2"]
-    assert sw.id == "sensitivity-seeds+eps" and sw.table == "sweeps/sensitivity-seeds+eps/summary.md"
+    assert sw.id == "sensitivity-seeds+eps"
+    assert sw.table == "sweeps/sensitivity-seeds+eps/summary.md"
 
 
 @pytest.mark.parametrize("sid", STUDIES)
@@ -141,7 +142,8 @@ def test_attach_names_the_table_and_stores_the_findings(tmp_path, monkeypatch):
     )
     assert sensitivity.attach(tiny, folder)
     data = json.loads((folder / "results.json").read_text())
-    assert data["claims"][0]["sensitivity"] == sw.table and "sensitivity" not in data["claims"][1]
+    assert data["claims"][0]["sensitivity"] == sw.table
+    assert "sensitivity" not in data["claims"][1]
     assert data["sensitivity"][0]["text"].endswith("it holds at x=1.")
     assert "## What would make it hold" in (folder / "results.md").read_text()
 
@@ -159,10 +161,13 @@ def test_attach_records_the_verdict_at_each_alternative_and_whether_it_is_robust
             ("x=3", "T2", "inconclusive", 0.5, 0.4, 0.6),
         ]
     ).to_csv(folder / "sweeps" / alt.id / "summary.csv", index=False)
-    assert alt.id == "alternatives-x" and sensitivity.attach(tiny, folder)
+    assert alt.id == "alternatives-x"
+    assert sensitivity.attach(tiny, folder)
     t1, t2 = json.loads((folder / "results.json").read_text())["claims"]
-    assert t1["alternatives"] == {"x=2": "holds", "x=3": "holds"} and t1["robust"] is True
-    assert t2["alternatives"]["x=3"] == "inconclusive" and t2["robust"] is False
+    assert t1["alternatives"] == {"x=2": "holds", "x=3": "holds"}
+    assert t1["robust"] is True
+    assert t2["alternatives"]["x=3"] == "inconclusive"
+    assert t2["robust"] is False
     assert "x=3 0.5 [0.4, 0.6] inconclusive" in (folder / "results.md").read_text()
     assert "(not robust)" in results.claims_markdown([t2])
 
@@ -179,7 +184,8 @@ def test_attach_forgets_a_sweep_that_is_no_longer_drawn(tmp_path, monkeypatch):
     (folder / "sweeps" / sw.id / "summary.csv").unlink()  # removed: drawn under a former protocol
     assert sensitivity.attach(tiny, folder)
     data = json.loads((folder / "results.json").read_text())
-    assert "sensitivity" not in data and all("sensitivity" not in c for c in data["claims"])
+    assert "sensitivity" not in data
+    assert all("sensitivity" not in c for c in data["claims"])
     assert not sensitivity.attach(tiny, folder)  # nothing left to update
 
 
@@ -283,5 +289,6 @@ def test_alternatives_sweep_runs_each_alternative_but_the_default(tiny_study, mo
     folder = tmp_path / "figures" / "tiny" / "smoke"
     assert sorted(p.name for p in (folder / "sweeps" / "alternatives-value").iterdir() if p.is_dir()) == ["value=0.2"]
     row = json.loads((folder / "results.json").read_text())["claims"][0]
-    assert row["verdict"] == "holds" and row["alternatives"] == {"value=0.2": "does not hold"}
+    assert row["verdict"] == "holds"
+    assert row["alternatives"] == {"value=0.2": "does not hold"}
     assert row["robust"] is False

@@ -45,7 +45,8 @@ def test_paired_difference_stays_paired():
     base = np.linspace(0, 1, 50)
     frame = pd.DataFrame({"a": base + 0.1, "b": base})
     lo, hi = stats.bootstrap_ci(frame, stats.mean_difference("a", "b"), group=None)
-    assert lo == pytest.approx(0.1) and hi == pytest.approx(0.1)
+    assert lo == pytest.approx(0.1)
+    assert hi == pytest.approx(0.1)
 
 
 @pytest.mark.parametrize(
@@ -76,9 +77,12 @@ def test_claim_holds_only_when_every_part_holds_and_reports_the_deciding_part():
     good, weak, bad = _part((0.5, 0.7), name="a"), _part((0.1, 0.3), name="b"), _part((0.0, 0.1), name="c")
     assert _claim(good).verdict == "holds"
     mixed = _claim(good, weak)
-    assert mixed.verdict == "inconclusive" and mixed.ci == [0.1, 0.3] and not mixed.holds
+    assert mixed.verdict == "inconclusive"
+    assert mixed.ci == [0.1, 0.3]
+    assert not mixed.holds
     failed = _claim(good, weak, bad)
-    assert failed.verdict == "does not hold" and failed.ci == [0.0, 0.1]
+    assert failed.verdict == "does not hold"
+    assert failed.ci == [0.0, 0.1]
     assert [p["verdict"] for p in failed.parts] == ["holds", "inconclusive", "does not hold"]
 
 
@@ -205,18 +209,22 @@ def test_a_claim_takes_every_part_at_the_familywise_level():
     frame = pd.DataFrame({"seed": np.repeat([0, 1, 2], 30), "x": rng.normal(1, 1, 90)})
     part = results.part("x", frame, stats.mean_of("x"), threshold=0, holds_when="above", unit="carrier")
     one, three = _claim(part), _claim(part, part, part)
-    assert one.level == 0.95 and three.level == pytest.approx(1 - 0.05 / 3)
+    assert one.level == 0.95
+    assert three.level == pytest.approx(1 - 0.05 / 3)
     assert three.ci[0] < one.ci[0] < one.ci[1] < three.ci[1]  # simultaneous intervals are wider
-    assert one.trainings == 3 and results.claim_dict(three)["parts"][0]["trainings"] == 3
+    assert one.trainings == 3
+    assert results.claim_dict(three)["parts"][0]["trainings"] == 3
 
 
 @pytest.mark.parametrize("trainings, expected", [(1, "inconclusive"), (2, "inconclusive"), (3, "holds")])
 def test_fewer_than_three_trainings_cap_a_decided_verdict(trainings, expected):
     c = _claim(_part((0.5, 0.7), trainings=trainings))
-    assert c.verdict == expected and c.trainings == trainings
+    assert c.verdict == expected
+    assert c.trainings == trainings
     assert (c.why is not None) == (trainings < 3)
     if c.why:
-        assert c.why.startswith(f"{trainings} training") and "uncapped: holds" in c.why
+        assert c.why.startswith(f"{trainings} training")
+        assert "uncapped: holds" in c.why
     failed = _claim(_part((0.0, 0.1), trainings=trainings))
     assert failed.verdict == ("does not hold" if trainings >= 3 else "inconclusive")
 
@@ -224,9 +232,13 @@ def test_fewer_than_three_trainings_cap_a_decided_verdict(trainings, expected):
 def test_a_threshold_beyond_the_ceiling_is_untestable_here_not_a_failure():
     beyond = _part((0.0, 0.1), threshold=0.5, ceiling=0.4)  # nothing here can reach 0.5
     reachable = _part((0.0, 0.1), threshold=0.5, ceiling=0.9)
-    assert beyond.verdict == "untestable here" and reachable.verdict == "does not hold"
+    assert beyond.verdict == "untestable here"
+    assert reachable.verdict == "does not hold"
     c = _claim(_part((0.6, 0.7)), beyond)
-    assert c.verdict == "untestable here" and not c.holds and c.ceiling == 0.4 and "0.4" in c.why
+    assert c.verdict == "untestable here"
+    assert not c.holds
+    assert c.ceiling == 0.4
+    assert "0.4" in c.why
     assert _claim(beyond, _part((0.0, 0.1))).verdict == "does not hold"  # a testable part decides
     below = _part((0.3, 0.4), threshold=0.1, side="below", ceiling=0.2)  # cannot go below 0.2
     assert below.verdict == "untestable here"
@@ -240,5 +252,7 @@ def test_claim_checks_its_quantifier_and_not_measured_is_inconclusive():
         _part((0.5, 0.7)),
         results.not_measured("gap", threshold=0.1, holds_when="below", unit="carrier", why="no ood carriers"),
     )
-    assert c.verdict == "inconclusive" and "no ood carriers" in c.measured and c.n == 0
+    assert c.verdict == "inconclusive"
+    assert "no ood carriers" in c.measured
+    assert c.n == 0
     assert c.why == "not measured: gap (no ood carriers)"

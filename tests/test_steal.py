@@ -26,7 +26,8 @@ def test_budget_is_counted_and_enforced(victim_model, digits):
 def test_victim_answers_only_its_output_kind(victim_model, digits, output):
     ans = steal.Victim(victim_model, output=output).query(digits.test.x[:5])
     if output == "labels":
-        assert ans.dtype == torch.int64 and ans.shape == (5,)
+        assert ans.dtype == torch.int64
+        assert ans.shape == (5,)
     elif output == "probs":
         assert torch.allclose(ans.sum(1), torch.ones(5), atol=1e-5)
     public = {k: v for k, v in vars(steal.Victim(victim_model)).items() if not k.startswith("_")}
@@ -50,6 +51,7 @@ def test_memorized_sets_are_seeded_and_memorized(digits, tmp_path, monkeypatch):
     monkeypatch.setenv("IPKIT_CACHE", str(tmp_path))
     a = watermark.memorized_set("noise", 8, digits.in_shape, 10, seed=1)
     b = watermark.memorized_set("noise", 8, digits.in_shape, 10, seed=1)
-    assert torch.equal(a.x, b.x) and torch.equal(a.y, b.y)
+    assert torch.equal(a.x, b.x)
+    assert torch.equal(a.y, b.y)
     owner = recipes.owner_model(digits, "mlp", epochs=25, seed=0, wm=a, wm_per_batch=8)
     assert watermark.accuracy(owner, a) == 1.0

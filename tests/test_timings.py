@@ -24,7 +24,8 @@ def test_nested_blocks_count_whole_and_self_seconds():
     outer()
     rows = {(r["kind"], r["name"]): r for r in timings.kinds()}
     out, inner = rows[("train", "outer")], rows[("evaluate", "inner")]
-    assert out["count"] == 2 and inner["count"] == 2
+    assert out["count"] == 2
+    assert inner["count"] == 2
     assert out["seconds"] >= inner["seconds"] >= 0.1
     assert abs(out["self_s"] - (out["seconds"] - inner["seconds"])) < 0.02
     timings.reset()
@@ -68,7 +69,8 @@ def test_add_sections_keeps_this_runs_kinds_and_drops_an_older_runs(tmp_path):
         pass
     timings.write_kinds(tmp_path, "toy", "smoke")
     data = timings.add_sections(tmp_path, "toy", "smoke", nb, since=time.time() - 60)
-    assert data["kinds"][0]["name"] == "savefig" and data["sections"][0]["seconds"] == 2.0
+    assert data["kinds"][0]["name"] == "savefig"
+    assert data["sections"][0]["seconds"] == 2.0
     assert "| savefig |" in (tmp_path / "timings.md").read_text()
     os.utime(tmp_path / "timings.json", (0, 0))
     data = timings.add_sections(tmp_path, "toy", "smoke", nb, since=time.time() - 60)

@@ -54,13 +54,16 @@ def test_soft_targets_use_default_cross_entropy():
     y = torch.softmax(torch.randn(64, 10), 1)
     net = models.build("mlp", 10, (1, 8, 8), seed=0)
     hist = train.fit(net, x, y, epochs=2)
-    assert len(hist.loss) == 2 and all(v == v for v in hist.loss)
+    assert len(hist.loss) == 2
+    assert all(v == v for v in hist.loss)
 
 
 def test_augment_keeps_shape_and_range():
     x = torch.rand(16, 3, 32, 32)
     out = train.augment_flip_crop(x, generator=torch.Generator().manual_seed(0))
-    assert out.shape == x.shape and out.min() >= 0 and out.max() <= 1
+    assert out.shape == x.shape
+    assert out.min() >= 0
+    assert out.max() <= 1
     assert not torch.equal(out, x)
 
 
@@ -109,7 +112,8 @@ def test_bf16_cpu_training_is_deterministic_and_differs_from_float32(monkeypatch
         train.fit(net, s.owner.x[:128], s.owner.y[:128], epochs=1, batch_size=64, seed=7, precision=precision)
         assert all(p.dtype == torch.float32 for p in net.parameters())
         weights.append(torch.cat([p.detach().flatten() for p in net.parameters()]))
-    assert torch.equal(weights[0], weights[1]) and not torch.equal(weights[0], weights[2])
+    assert torch.equal(weights[0], weights[1])
+    assert not torch.equal(weights[0], weights[2])
 
 
 def test_mlp_and_stacked_weights_keep_the_default_layout():
@@ -166,7 +170,8 @@ def test_step_hook_sees_every_optimiser_step_after_it_is_taken():
         seen.append((step, not torch.equal(next(m.parameters()).detach(), first)))
 
     train.fit(model, d.owner.x[:100], d.owner.y[:100], epochs=2, batch_size=32, on_step=on_step)
-    assert [s for s, _ in seen] == list(range(1, 9)) and all(moved for _, moved in seen)
+    assert [s for s, _ in seen] == list(range(1, 9))
+    assert all(moved for _, moved in seen)
 
 
 def test_results_record_which_architectures_trained_in_bf16(monkeypatch):

@@ -27,7 +27,8 @@ def test_mc_dropout_samples_differ_with_dropout_on_and_match_off(digits, answers
     on = sur.member_proba(x, dropout=True)
     off = sur.member_proba(x, dropout=False)
     assert (on[0] - on[1]).abs().max() > 1e-3
-    assert torch.allclose(off[0], off[1]) and torch.allclose(off[0], off[-1])
+    assert torch.allclose(off[0], off[1])
+    assert torch.allclose(off[0], off[-1])
 
 
 def test_swag_mean_is_running_average_of_collected_weights(digits):
@@ -90,7 +91,8 @@ def test_ensemble_of_identical_members_has_zero_variance(digits):
     stacked = uq.StackedEnsemble([net, net, net]).eval()
     with torch.no_grad():
         members = stacked(digits.test.x[:64]).softmax(-1)
-    assert uq.member_variance(members) == 0.0 and uq.disagreement(members) == 0.0
+    assert uq.member_variance(members) == 0.0
+    assert uq.disagreement(members) == 0.0
     assert torch.allclose(members[0], net.eval()(digits.test.x[:64]).softmax(-1), atol=1e-6)
 
 
@@ -120,10 +122,14 @@ def test_unknown_method_is_refused(digits):
 
 def test_trace_steps_start_at_zero_log_spaced_to_the_last_step():
     steps = uq.trace_steps(80, points=8)
-    assert steps[0] == 0 and steps[1] == 1 and steps[-1] == 80 and steps == sorted(set(steps))
+    assert steps[0] == 0
+    assert steps[1] == 1
+    assert steps[-1] == 80
+    assert steps == sorted(set(steps))
     gaps = [b - a for a, b in zip(steps[1:], steps[2:])]
     assert gaps[-1] > gaps[0], "log-spaced: later steps are further apart"
-    assert uq.trace_steps(0) == [0] and uq.trace_steps(3, points=12) == [0, 1, 2, 3]
+    assert uq.trace_steps(0) == [0]
+    assert uq.trace_steps(3, points=12) == [0, 1, 2, 3]
 
 
 @pytest.mark.parametrize("method", ["ensemble", "mc_dropout", "vi", "laplace"])
@@ -131,7 +137,8 @@ def test_every_surrogate_is_traced_from_its_untrained_members(digits, answers, m
     x, y = answers
     sur = _make(method, digits, epochs=3, batch_size=100, trace_points=2).fit(x, y, monitor=digits.test.x[:100])
     steps = [t["step"] for t in sur.trace]
-    assert steps == [0, 1, 12] == uq.trace_steps(3 * 4, 2) and sur.trace[-1]["epoch"] == 3
+    assert steps == [0, 1, 12] == uq.trace_steps(3 * 4, 2)
+    assert sur.trace[-1]["epoch"] == 3
     untrained = _make(method, digits)
     if method == "laplace":
         untrained.fit_posterior(x)
@@ -147,7 +154,8 @@ def test_swag_pretrains_like_the_single_copy_and_is_traced_from_step_0(digits, a
     single = _make("single", digits, epochs=4, batch_size=100).fit(x, y)
     steps = [t["step"] for t in swag.trace]
     assert steps == uq.trace_steps(4 * 4 + swag.swa_epochs * 4, 6), "pre-training and collection"
-    assert swag.trace[0]["variance"] < 1e-12 and swag.trace[0]["disagreement"] == 0
+    assert swag.trace[0]["variance"] < 1e-12
+    assert swag.trace[0]["disagreement"] == 0
     assert max(t["variance"] for t in swag.trace) > 0
     # the collection starts from the single copy's network: the SWA mean stays near it
     acc_single = uq.accuracy(single.predict_proba(digits.test.x), digits.test.y)
@@ -161,9 +169,11 @@ def test_swag_window_keeps_the_last_snapshots():
     assert torch.allclose(window.sampler()(), torch.ones(4)), "one snapshot: no spread"
     for v in (2.0, 3.0, 4.0):
         window.add(torch.full((4,), v))
-    assert len(window.snapshots) == 3 and float(window.snapshots[0][0]) == 2.0
+    assert len(window.snapshots) == 3
+    assert float(window.snapshots[0][0]) == 2.0
     draws = torch.stack([window.sampler()() for _ in range(300)])
-    assert abs(float(draws.mean()) - 3.0) < 0.3 and float(draws.std()) > 0.3
+    assert abs(float(draws.mean()) - 3.0) < 0.3
+    assert float(draws.std()) > 0.3
 
 
 @pytest.mark.parametrize("method", ["single", "mc_dropout"])

@@ -19,7 +19,9 @@ def _cfg(**kw):
 def test_config_from_the_notebook_parameters():
     cfg = _cfg()
     assert cfg.uq_methods == ("ensemble", "mc_dropout", "vi", "swag", "laplace")
-    assert cfg.budgets == (250, 500, 1000, 2000) and cfg.marginal == 0.02 and cfg.falls_to == 0.5
+    assert cfg.budgets == (250, 500, 1000, 2000)
+    assert cfg.marginal == 0.02
+    assert cfg.falls_to == 0.5
 
 
 def test_hyperparameters_name_each_surrogates_settings_without_training(digits):
@@ -62,7 +64,8 @@ def test_trace_curves_and_last_over_peak():
         }
     )
     curves = uqs.trace_curves(traces, "vi")
-    assert list(curves.seed) == [0, 1] and list(curves.columns) == ["seed", 0, 2, 8]
+    assert list(curves.seed) == [0, 1]
+    assert list(curves.columns) == ["seed", 0, 2, 8]
     assert curves[2].tolist() == [0.4, 0.8]
     assert uqs.last_over_peak(curves) == pytest.approx(0.1 / 0.6)
     assert uqs.last_over_peak(curves[curves.seed == 0]) == pytest.approx(0.25)
@@ -124,16 +127,29 @@ def test_claims_holds_does_not_hold_and_inconclusive():
     cfg = _cfg(uq_methods=["ensemble", "vi"], budgets=[1000])
     out = _outcome()
     u0, u1, u2, u2b, u3, u4 = uqs.claims(out, out, "vi", cfg)
-    assert u0.verdict == "holds" and [p["name"] for p in u0.parts] == ["accuracy_gap_ensemble", "accuracy_gap_vi"]
-    assert u1.verdict == "holds" and u1.quantifier == "marginal" and u1.paper_words
+    assert u0.verdict == "holds"
+    assert [p["name"] for p in u0.parts] == ["accuracy_gap_ensemble", "accuracy_gap_vi"]
+    assert u1.verdict == "holds"
+    assert u1.quantifier == "marginal"
+    assert u1.paper_words
     assert [p["name"] for p in u1.parts] == ["gain_ensemble", "not_worse_ensemble", "gain_vi", "not_worse_vi"]
     assert u1.level == pytest.approx(1 - 0.05 / 4)
-    assert u2.verdict == "does not hold" and u2.ci == [1.0, 1.0] and u2.n == 3 and u2.trainings == 3
-    assert u2b.verdict == "holds" and u2b.parts[0]["value"] == pytest.approx(0.2)
-    assert u3.verdict == "inconclusive" and [p["verdict"] for p in u3.parts] == ["holds", "inconclusive"]
-    assert u4.verdict == "holds" and u4.parts[0]["name"] == "gap_1000" and u4.n == 600
-    assert "+-2%" in u1.statement and "at most 0.5 of the peak" in u2.statement
-    assert "(< 0.01)" in u3.statement and "(beyond the paper)" in u0.statement and u0.paper_words == ""
+    assert u2.verdict == "does not hold"
+    assert u2.ci == [1.0, 1.0]
+    assert u2.n == 3
+    assert u2.trainings == 3
+    assert u2b.verdict == "holds"
+    assert u2b.parts[0]["value"] == pytest.approx(0.2)
+    assert u3.verdict == "inconclusive"
+    assert [p["verdict"] for p in u3.parts] == ["holds", "inconclusive"]
+    assert u4.verdict == "holds"
+    assert u4.parts[0]["name"] == "gap_1000"
+    assert u4.n == 600
+    assert "+-2%" in u1.statement
+    assert "at most 0.5 of the peak" in u2.statement
+    assert "(< 0.01)" in u3.statement
+    assert "(beyond the paper)" in u0.statement
+    assert u0.paper_words == ""
     assert {c.quantifier for c in (u0, u2, u2b, u3, u4)} == {"every"}
 
 
@@ -142,8 +158,10 @@ def test_u1_is_two_sided_a_worse_surrogate_is_reported_as_worse():
     out = _outcome(images=2000, gain=-0.1)
     u1 = uqs.claims(out, out, "vi", cfg)[1]
     parts = {p["name"]: p for p in u1.parts}
-    assert parts["gain_vi"]["verdict"] == "holds" and parts["not_worse_vi"]["verdict"] == "does not hold"
-    assert u1.verdict == "does not hold" and parts["not_worse_vi"]["value"] < -0.02
+    assert parts["gain_vi"]["verdict"] == "holds"
+    assert parts["not_worse_vi"]["verdict"] == "does not hold"
+    assert u1.verdict == "does not hold"
+    assert parts["not_worse_vi"]["value"] < -0.02
     better = uqs.claims(*(2 * [_outcome(images=2000, gain=0.1)]), "vi", cfg)[1]
     assert {p["name"]: p["verdict"] for p in better.parts}["gain_vi"] == "does not hold"
 
@@ -152,12 +170,14 @@ def test_an_under_trained_surrogate_is_not_counted_in_u1():
     cfg = _cfg(uq_methods=["ensemble", "vi"], budgets=[1000], parity=0.01)
     out = _outcome(images=2000, acc_gap=-0.05)
     table = uqs.parity_table(out, cfg).set_index("method")
-    assert table.loc["ensemble", "at_parity"] and not table.loc["vi", "at_parity"]
+    assert table.loc["ensemble", "at_parity"]
+    assert not table.loc["vi", "at_parity"]
     assert table.loc["vi", "gap"] < -0.01
     u0, u1 = uqs.claims(out, out, "vi", cfg)[:2]
     assert u0.verdict == "does not hold"
     vi_parts = [p for p in u1.parts if p["name"].startswith(("gain_vi", "not_worse_vi"))]
-    assert len(vi_parts) == 2 and all("under-trained" in p["name"] and p["n"] == 0 for p in vi_parts)
+    assert len(vi_parts) == 2
+    assert all("under-trained" in p["name"] and p["n"] == 0 for p in vi_parts)
     assert u1.verdict == "inconclusive"
 
 
@@ -166,12 +186,14 @@ def test_diversity_verdicts_per_model_and_combined():
     out = _outcome()
     table = uqs.diversity_verdicts(uqs.claims(out, out, "vi", cfg)).set_index("method")
     assert list(table.index) == ["ensemble", "vi", "combined"]
-    assert table.loc["combined", "U2"] == "does not hold" and table.loc["vi", "U2b"] == "holds"
+    assert table.loc["combined", "U2"] == "does not hold"
+    assert table.loc["vi", "U2b"] == "holds"
 
 
 def test_method_epochs_and_alternatives():
     cfg = _cfg(epochs=10, dropout_epochs=2)
-    assert uqs.method_epochs(cfg, "mc_dropout") == 20 and uqs.method_epochs(cfg, "swag") == 10
+    assert uqs.method_epochs(cfg, "mc_dropout") == 20
+    assert uqs.method_epochs(cfg, "swag") == 10
     assert uqs.method_epochs(cfg, "mc_dropout", 4) == 8
     assert uqs.ALTERNATIVES[0].grid == {"dropout_epochs": [1, 2]}
     assert all(
@@ -185,11 +207,13 @@ def test_steal_and_score_units_reproduce_the_scores_and_traces(digits):
     victim = recipes.owner_model(digits, "mlp", epochs=2, seed=0)
     out = uqs.steal_and_score(victim, digits, cfg, cfg.uq_methods, budget=200, seed=0)
     scores = out.scores.set_index("method")
-    assert list(scores.index) == ["single", "mc_dropout"] and len(out.agreement) == len(digits.test)
+    assert list(scores.index) == ["single", "mc_dropout"]
+    assert len(out.agreement) == len(digits.test)
     for m in scores.index:
         assert out.agreement[m].mean() == pytest.approx(scores.loc[m, "fidelity"])
     trace = out.traces[out.traces.method == "mc_dropout"].sort_values("step")
-    assert trace.step.iloc[0] == 0 and trace.step.iloc[-1] == 4 * -(-200 // 128), "step 0 to 4 epochs (2x)"
+    assert trace.step.iloc[0] == 0, "step 0 to 4 epochs (2x)"
+    assert trace.step.iloc[-1] == 4 * -(-200 // 128), "step 0 to 4 epochs (2x)"
     assert out.variance.mc_dropout.mean() == pytest.approx(trace.variance.iloc[-1], rel=1e-5)
     assert (out.variance.single == 0).all()
     for m in scores.index:

@@ -32,15 +32,19 @@ def test_rerun_keeps_the_committed_parameters_but_the_seeds():
     info = get_study("quickstart")
     committed = {"params": {"profile": "default", "query_budget": 800, "seeds": [0, 1], "gone": 3}}
     params = sweep.rerun_params(committed, info, [101], {"epochs": 2})
-    assert params["query_budget"] == 800 and params["seeds"] == [101] and params["epochs"] == 2
-    assert "gone" not in params and "profile" not in params
+    assert params["query_budget"] == 800
+    assert params["seeds"] == [101]
+    assert params["epochs"] == 2
+    assert "gone" not in params
+    assert "profile" not in params
 
 
 def test_verify_without_committed_results_exits_2(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("IPKIT_FIGURES", str(tmp_path))
     assert cli.main(["verify", "quickstart", "--profile", "smoke"]) == 2
     err = capsys.readouterr().err
-    assert "no committed results" in err and err.count("\n") == 1
+    assert "no committed results" in err
+    assert err.count("\n") == 1
 
 
 @pytest.mark.parametrize(
@@ -61,7 +65,8 @@ def test_verify_bad_input_exits_2(capsys, tmp_path, monkeypatch, argv, fragment)
     (tmp_path / "quickstart" / "smoke").mkdir(parents=True)
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
-    assert fragment in err and err.count("\n") == 1
+    assert fragment in err
+    assert err.count("\n") == 1
 
 
 def _committed(tmp_path, monkeypatch, **fields):
@@ -120,9 +125,11 @@ def test_verify_smoke_same_seeds_no_flip_then_planted_flip(capsys, tmp_path, mon
     capsys.readouterr()
     assert cli.main(["verify", "quickstart", "--profile", "smoke", "--seeds", "0,1,2", "--record"]) == 0
     out = capsys.readouterr().out
-    assert "0 flip(s)" in out and "FLIP" not in out
+    assert "0 flip(s)" in out
+    assert "FLIP" not in out
     recorded = json.loads(path.read_text())["stability"]
-    assert recorded["flips"] == 0 and recorded["runs"][0]["seeds"] == [0, 1, 2]
+    assert recorded["flips"] == 0
+    assert recorded["runs"][0]["seeds"] == [0, 1, 2]
     # the committed seeds with the committed run's threads reproduce every interval
     assert all(c["rerun_ci"] == c["committed_ci"] for c in recorded["runs"][0]["claims"])
     decided = next(c for c in committed["claims"] if c["verdict"] in stability.DECIDED)
@@ -131,7 +138,9 @@ def test_verify_smoke_same_seeds_no_flip_then_planted_flip(capsys, tmp_path, mon
     path.write_text(json.dumps(committed))
     assert cli.main(["verify", "quickstart", "--profile", "smoke", "--seeds", "0,1,2"]) == 1
     out = capsys.readouterr().out
-    assert f"{decided['id']}" in out and "FLIP" in out and "1 flip(s)" in out
+    assert f"{decided['id']}" in out
+    assert "FLIP" in out
+    assert "1 flip(s)" in out
     assert sorted(p.name for p in path.parent.iterdir()) == before
 
 
@@ -143,9 +152,11 @@ def test_record_keeps_one_entry_per_seed_set(tmp_path):
     stability.record(path, [([101, 102], [same]), ([201, 202], [flip])])
     data = json.loads(path.read_text())
     assert [r["seeds"] for r in data["stability"]["runs"]] == [[101, 102], [201, 202]]
-    assert [r["flips"] for r in data["stability"]["runs"]] == [0, 1] and data["stability"]["flips"] == 1
+    assert [r["flips"] for r in data["stability"]["runs"]] == [0, 1]
+    assert data["stability"]["flips"] == 1
     text = stability.stability_markdown(data)
-    assert "Rerun with seeds 101, 102" in text and "Rerun with seeds 201, 202" in text
+    assert "Rerun with seeds 101, 102" in text
+    assert "Rerun with seeds 201, 202" in text
     assert text.count("**yes**") == 1
 
 

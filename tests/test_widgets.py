@@ -33,9 +33,12 @@ def test_redraw_shows_the_new_figure_quickly_with_progress_off(monkeypatch):
     started = time.perf_counter()
     panel.controls["bars"].value = 5
     redraw_s = time.perf_counter() - started
-    assert seen == [(2, True), (5, True)] and not train.quiet()
+    assert seen == [(2, True), (5, True)]
+    assert not train.quiet()
     assert statuses == ["computing bars = 5 ...", ""]
-    assert panel.png == first and first.startswith(b"\x89PNG") and set(plt.get_fignums()) <= open_before
+    assert panel.png == first
+    assert first.startswith(b"\x89PNG")
+    assert set(plt.get_fignums()) <= open_before
     assert redraw_s < 1.0, f"one redraw of a cheap figure took {redraw_s:.2f} s"
 
 
@@ -46,7 +49,8 @@ def test_going_back_to_a_drawn_setting_shows_its_figure_without_calling_again(mo
     two = panel.draw()
     panel.controls["bars"].value = 3
     panel.controls["bars"].value = 2
-    assert [b for b, _ in seen] == [2, 3] and panel.draw() == two
+    assert [b for b, _ in seen] == [2, 3]
+    assert panel.draw() == two
     panel.controls["bars"].value = 4  # keeps 2 settings: 3 is now the oldest and goes
     panel.controls["bars"].value = 3
     assert [b for b, _ in seen] == [2, 3, 4, 3]
@@ -59,7 +63,8 @@ def test_bundle_carries_the_first_figure_and_the_values_as_fallback():
     panel.draw()
     after = panel.bundle()
     assert after["text/plain"] == "Explore: bars = 3, style = 'a'"
-    assert after[WIDGET_VIEW]["model_id"] == panel.view.model_id and "image/png" in after
+    assert after[WIDGET_VIEW]["model_id"] == panel.view.model_id
+    assert "image/png" in after
 
 
 def test_first_draw_raises_a_callback_error():
@@ -77,12 +82,15 @@ def test_explore_in_a_kernel_leaves_one_panel_and_only_its_figure(explore_notebo
 
     NotebookClient(explore_notebook, timeout=120, kernel_name="python3").execute()
     outputs = explore_notebook.cells[1].outputs
-    assert len(outputs) == 1 and outputs[0].output_type == "display_data"
+    assert len(outputs) == 1
+    assert outputs[0].output_type == "display_data"
     data = outputs[0].data
-    assert set(data) == {WIDGET_VIEW, "image/png", "text/plain"} and data["text/plain"] == "Explore: bars = 2"
+    assert set(data) == {WIDGET_VIEW, "image/png", "text/plain"}
+    assert data["text/plain"] == "Explore: bars = 2"
     state = explore_notebook.metadata.widgets["application/vnd.jupyter.widget-state+json"]["state"]
     captured = [m["state"]["outputs"] for m in state.values() if m["model_name"] == "OutputModel"]
-    assert len(captured) == 1 and [set(o["data"]) for o in captured[0]] == [{"image/png", "text/plain"}]
+    assert len(captured) == 1
+    assert [set(o["data"]) for o in captured[0]] == [{"image/png", "text/plain"}]
     assert not any(m["model_name"] == "FloatProgressModel" for m in state.values())
 
 
@@ -94,7 +102,8 @@ def test_redraw_bench_times_the_quickstart_panel(capsys):
 
     assert cli.main(["bench", "--what", "redraw", "--study", "quickstart"]) == 0
     out = capsys.readouterr().out
-    assert "quickstart" in out and "recomputed from cached models" in out
+    assert "quickstart" in out
+    assert "recomputed from cached models" in out
     assert "1 of 1 notebooks redraw within 1 s" in out
 
 
