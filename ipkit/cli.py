@@ -410,7 +410,11 @@ def _table_lines(md: Path, rel: Path) -> list[str]:
 
 def _gallery() -> str:
     """figures/README.md's text; a results.json that cannot be read is reported (here and
-    on stderr) as unreadable, and the other studies go on."""
+    on stderr) as unreadable, and the other studies go on. Each results.json shown (and
+    each of its sweeps' settings) is first brought to the current schema
+    (:func:`ipkit.evidence.results.upgrade_file`)."""
+    from .evidence.results import upgrade_file
+
     root = figures_dir()
     lines = [
         "# Figures",
@@ -437,6 +441,9 @@ def _gallery() -> str:
         lines += [f"## {info.title}", "", f"Notebook: `notebooks/{info.path.name}`", ""]
         for path in runs:
             try:
+                upgrade_file(path)
+                for setting in (path.parent / "sweeps").glob("*/*/results.json"):
+                    upgrade_file(setting)
                 lines += profile_section(root, path, info.path.name)
             except (OSError, ValueError, KeyError, TypeError, RecursionError) as err:
                 why = f"{type(err).__name__}: {' '.join(str(err).split())[:200]}"

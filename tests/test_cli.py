@@ -264,12 +264,28 @@ def test_results_json_states_its_schema_version_and_newer_ones_are_refused(tmp_p
     _, path = _fake_run(tmp_path, monkeypatch)
     data = json.loads(path.read_text())
     assert data["schema_version"] == results.SCHEMA_VERSION == 1
-    version_0 = {k: v for k, v in data.items() if k not in ("schema_version", "threads")}
-    results.check_results(version_0)
     with pytest.raises(ValueError, match="lacks 'threads'"):
         results.check_results({k: v for k, v in data.items() if k != "threads"})
     with pytest.raises(ValueError, match="update ipkit"):
         results.check_results(dict(data, schema_version=2))
+    with pytest.raises(ValueError, match="`ipkit report` upgrades it"):
+        results.check_results({k: v for k, v in data.items() if k != "schema_version"})
+
+
+def test_report_upgrades_a_version_0_results_file_and_changes_no_number(tmp_path, monkeypatch, capsys):
+    run, _ = _fake_run(tmp_path, monkeypatch)
+    path = run.published / "results.json"
+    data = json.loads(path.read_text())
+    version_0 = {k: v for k, v in data.items() if k not in ("schema_version", "threads")}
+    version_0["device"] = "cpu (x86_64, 3 threads)"
+    path.write_text(json.dumps(version_0))
+    assert cli.main(["report"]) == 0
+    upgraded = json.loads(path.read_text())
+    assert next(iter(upgraded)) == "schema_version"
+    assert upgraded["threads"] == 3
+    assert {k: v for k, v in upgraded.items() if k not in ("schema_version", "threads")} == version_0
+    results.check_results(upgraded)
+    assert not results.upgrade_file(path)
 
 
 @pytest.mark.parametrize(

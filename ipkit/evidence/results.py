@@ -30,6 +30,7 @@ file, table and figure is written atomically (:func:`ipkit.core.files.write_atom
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import math
 import platform
 import re
@@ -54,7 +55,8 @@ QUANTIFIERS = ("every", "up to", "on average", "marginal", "direction")
 MIN_TRAININGS = 3
 #: The results.json schema :func:`write_results` writes (its ``schema_version``). Version 1
 #: requires ``threads`` (the CPU threads, None on a GPU); a file without ``schema_version``
-#: is version 0, written before the field, whose threads only its ``device`` line names.
+#: is version 0, written before the field, whose threads only its ``device`` line names:
+#: :func:`upgrade` migrates it.
 SCHEMA_VERSION = 1
 RESULT_KEYS = {
     "study": str,
@@ -468,14 +470,35 @@ def schema_version(data: dict) -> int:
     return data.get("schema_version", 0)
 
 
+def upgrade(data: dict) -> dict:
+    """``data`` at the current schema (:data:`SCHEMA_VERSION`), the one migration there is:
+    a version-0 file gets ``threads`` from its ``device`` line (``cpu (x86_64, 1 threads)``;
+    None on a GPU) unless it has the field, and its ``schema_version`` first. Current
+    contents come back unchanged; no number is touched."""
+    if schema_version(data) >= SCHEMA_VERSION:
+        return data
+    out = {"schema_version": SCHEMA_VERSION, **{k: v for k, v in data.items() if k != "schema_version"}}
+    if "threads" not in out:
+        found = re.fullmatch(r"cpu \(.*, (\d+) threads\)", str(data.get("device", "")))
+        out["threads"] = int(found.group(1)) if found else None
+    return out
+
+
+def upgrade_file(path: Path) -> bool:
+    """Rewrite the results.json at ``path`` at the current schema (:func:`upgrade`), atomically;
+    True when it changed. ``ipkit report`` runs it over every results.json it shows."""
+    data = json.loads(path.read_text())
+    if not isinstance(data, dict) or schema_version(data) >= SCHEMA_VERSION:
+        return False
+    write_json(path, upgrade(data))
+    return True
+
+
 def recorded_threads(data: dict) -> int | None:
-    """The CPU thread count a results.json was made with: its ``threads`` field (None for a
-    CUDA run), or in a version-0 file (:data:`SCHEMA_VERSION`), the count in its ``device``
-    line (``cpu (x86_64, 1 threads)``) when it has no ``threads``."""
-    if schema_version(data) >= 1 or data.get("threads") is not None:
-        return None if data.get("threads") is None else int(data["threads"])
-    found = re.fullmatch(r"cpu \(.*, (\d+) threads\)", str(data.get("device", "")))
-    return int(found.group(1)) if found else None
+    """The CPU thread count a results.json was made with (its ``threads``; None for a CUDA
+    run); an older file is read through :func:`upgrade`."""
+    threads = upgrade(data).get("threads")
+    return None if threads is None else int(threads)
 
 
 def check_results(data: dict) -> None:
@@ -483,11 +506,10 @@ def check_results(data: dict) -> None:
     if not isinstance(data, dict):
         raise ValueError(f"results.json holds a {type(data).__name__}, not a table")
     version = schema_version(data)
-    if not isinstance(version, int) or not 0 <= version <= SCHEMA_VERSION:
-        raise ValueError(
-            f"results.json schema_version {version!r} is not one this ipkit reads (0 to {SCHEMA_VERSION}): update ipkit"
-        )
-    if version >= 1 and "threads" not in data:
+    if version != SCHEMA_VERSION:
+        fix = "update ipkit" if isinstance(version, int) and version > SCHEMA_VERSION else "`ipkit report` upgrades it"
+        raise ValueError(f"results.json schema_version {version!r} is not {SCHEMA_VERSION}: {fix}")
+    if "threads" not in data:
         raise ValueError(f"results.json of schema_version {version} lacks 'threads'")
     for k, t in RESULT_KEYS.items():
         if k not in data:
