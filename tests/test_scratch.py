@@ -100,7 +100,7 @@ from ipkit.notebook.runtime import start
 PROFILES = {"smoke": {}}
 run = start("tiny", globals(), PROFILES)
 time.sleep(wait)
-part = results.evidence("value", pd.DataFrame({"seed": [0, 1, 2], "x": [1.0] * 3}), lambda f: f.x.mean(),
+part = results.part("value", pd.DataFrame({"seed": [0, 1, 2], "x": [1.0] * 3}), lambda f: f.x.mean(),
                         threshold=0.5, holds_when="above", unit="seed")
 run.record({}, [results.claim("T1", "value above 0.5", "-", part, quantifier="direction", paper_words="")])
 """

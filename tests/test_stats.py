@@ -145,6 +145,8 @@ def test_a_not_measured_part_keeps_a_decided_claim_from_holding():
 def test_schema_rejects_a_holds_that_disagrees_with_the_verdict():
     row = results.claim_dict(_claim(_part((0.5, 0.7))))
     data = {
+        "schema_version": results.SCHEMA_VERSION,
+        "threads": 1,
         "study": "s",
         "title": "t",
         "profile": "smoke",
