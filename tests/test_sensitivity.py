@@ -258,7 +258,9 @@ def test_sensitivity_sweep_end_to_end(tiny_study, monkeypatch):
         "it holds at value=1.0. Its default point (value=1.0) differs from the committed row. "
         "Table: `sweeps/sensitivity-value/summary.md`."
     ) in text
-    assert "not swept in profile `default` yet" in sensitivity.report(tiny, "default", tmp_path)
+    pending = sensitivity.report(tiny, "default", tmp_path)
+    assert "not swept in profile `default` yet" in pending
+    assert "`ipkit sweep tiny --sensitivity --id sensitivity-value --profile default` draws it" in pending
     assert data["sensitivity"][0]["default_point"] == "differs"  # committed at 0.2, default 1.0
     assert cli.main(["run", "tiny", "--profile", "smoke"]) == 0  # now committed at the default
     found = json.loads((folder / "results.json").read_text())["sensitivity"][0]

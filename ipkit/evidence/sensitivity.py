@@ -248,11 +248,11 @@ def attach(module: Any, profile_dir: Path) -> bool:
 
 def pending(module: Any, profile: str, found: list[dict[str, Any]], kind: str = "sensitivity") -> list[str]:
     """Declared sweeps of ``kind`` not drawn yet in ``profile``, each with the command that
-    draws it."""
+    draws it alone (``--id``)."""
     drawn = {f["sweep"] for f in found}
     return [
         f"- {', '.join(sw.claims)} ({sw.why}): not swept in profile `{profile}` yet; "
-        f"`ipkit sweep {study_id(module)} --{kind} --profile {profile}` draws it"
+        f"`ipkit sweep {study_id(module)} --{kind} --id {sw.id} --profile {profile}` draws it"
         for sw in declared(module, kind)
         if sw.id not in drawn
     ]
