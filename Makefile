@@ -10,7 +10,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.ipkit-installed
 LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings/overrides.json
 
-.PHONY: setup chromium figures test lint typecheck docs smoke bench lab clean course dashboard
+.PHONY: setup chromium figures test lint docs smoke bench lab clean course dashboard
 
 setup: $(STAMP) $(LAB_SETTINGS) chromium
 
@@ -38,11 +38,9 @@ figures: setup  ## run every study notebook (PROFILE=default|smoke|paper) and re
 test: setup lint  ## lint, unit tests, then every notebook end to end in the smoke profile (nbmake)
 	$(BIN)/python -m pytest tests notebooks --nbmake --nbmake-timeout=900 --durations=40
 
-lint: setup  ## ruff: lint rules and formatting (pyproject.toml), checked, nothing rewritten
+lint: setup  ## ruff (lint rules, formatting) and mypy (types of ipkit/), as pyproject.toml sets them; nothing rewritten
 	$(BIN)/ruff check
 	$(BIN)/ruff format --check
-
-typecheck: setup  ## mypy over ipkit/ (pyproject.toml); a report, not yet a gate (see CHANGELOG)
 	$(BIN)/mypy
 
 docs: setup  ## build the documentation site offline into docs/_build/html (warnings are errors)

@@ -13,7 +13,7 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .core import environment, scratch
 from .core.files import write_atomic, write_table
@@ -53,7 +53,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def _parse_overrides(info: StudyInfo, pairs: list[str]) -> dict:
-    given, seen = {}, {}
+    given: dict[str, Any] = {}
+    seen: dict[str, str] = {}
     for pair in pairs:
         if "=" not in pair:
             raise ParamError(f"parameter {pair!r} needs a value: write -p name=value")

@@ -15,7 +15,7 @@ pure function of its inputs and the global RNG is left alone.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 
 import numpy as np
 import pandas as pd
@@ -141,7 +141,7 @@ def mean_of(column: str) -> RowMean:
     return RowMean(lambda f: f[column].to_numpy(dtype=float), column)
 
 
-def mean_difference(a: str, b: str) -> RowMean:
+def mean_difference(a: Hashable, b: Hashable) -> RowMean:
     """Mean over rows of ``a - b``: a paired difference when each row is one unit measured
     both ways (a carrier scored on two copies, say). Rows missing either value are skipped."""
     return RowMean(lambda f: f[a].to_numpy(dtype=float) - f[b].to_numpy(dtype=float), f"{a} - {b}")

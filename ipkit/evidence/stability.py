@@ -53,7 +53,7 @@ def record(path: Path, runs: list[tuple[list[int], list[Comparison]]]) -> None:
     data["stability"] = {
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "runs": entries,
-        "flips": sum(e["flips"] for e in entries),
+        "flips": sum(r.flip for _, rows in runs for r in rows),
     }
     write_json(path, data)
 

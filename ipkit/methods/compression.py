@@ -17,6 +17,8 @@ and use them as attack priors. This module builds those siblings at small scale:
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -47,8 +49,14 @@ def quantize_activation(a: Tensor, scale: Tensor, bits: int, signed: bool) -> Te
     return ste(a, torch.round(a / s).clamp(lo, hi) * s)
 
 
-class _QuantMixin:
+class _QuantMixin(nn.Module):
     """Shared state of quantized layers: ``bits`` and per-input-channel activation scales."""
+
+    weight: Tensor
+    act_scale: Tensor
+    act_signed: Tensor
+    _amax: Tensor | None
+    _negative: bool
 
     def _init_quant(self, bits: int, channels: int) -> None:
         self.bits = int(bits)
@@ -107,12 +115,13 @@ def quantize_model(model: nn.Module, bits: int) -> nn.Module:
     for layer in list(out.modules()):
         if type(layer) is nn.Conv2d:
             layer.__class__ = QuantConv2d
-            layer._init_quant(bits, layer.in_channels)
+            cast(QuantConv2d, layer)._init_quant(bits, layer.in_channels)
         elif type(layer) is nn.Linear:
             layer.__class__ = QuantLinear
-            layer._init_quant(bits, layer.in_features)
+            cast(QuantLinear, layer)._init_quant(bits, layer.in_features)
     if getattr(out, "spec", None) is not None:
-        out.spec = dict(out.spec, bits=int(bits))
+        net = cast(models.Net, out)
+        net.spec = dict(net.spec, bits=int(bits))
     return out
 
 
@@ -139,7 +148,7 @@ def bits_of(model: nn.Module) -> int:
 def skeleton(full: nn.Module, bits: int = 32) -> nn.Module:
     """An untrained model with ``full``'s architecture, quantized to ``bits`` if below 32
     (what the cache loads a sibling's weights into)."""
-    spec = {k: v for k, v in full.spec.items() if k != "bits"}
+    spec = {k: v for k, v in cast(models.Net, full).spec.items() if k != "bits"}
     fresh = models.rebuild(spec).to(model_device(full))
     return quantize_model(fresh, bits) if bits < 32 else fresh
 
@@ -178,8 +187,8 @@ def pruned_sibling(
 def siblings(
     full: nn.Module,
     s: Splits,
-    bits: list[int],
-    ratios: list[float],
+    bits: Sequence[int],
+    ratios: Sequence[float],
     *,
     epochs: int,
     seed: int = 0,
@@ -193,6 +202,6 @@ def siblings(
     return dict(zip(sibling_names(bits, ratios), built))
 
 
-def sibling_names(bits: list[int], ratios: list[float]) -> list[str]:
+def sibling_names(bits: Sequence[int], ratios: Sequence[float]) -> list[str]:
     """The names :func:`siblings` gives: ``q<bits>`` then ``p<percent>``."""
     return [f"q{b}" for b in bits] + [f"p{round(100 * r)}" for r in ratios]

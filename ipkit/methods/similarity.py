@@ -10,12 +10,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..core.timings import timed
+from . import models
 from .train import batched, model_device, predict
 
 
@@ -414,7 +416,7 @@ def features(model: nn.Module, x: Tensor, batch_size: int = 512) -> Tensor:
     """Penultimate features (the input of the linear head) of a :class:`ipkit.methods.models.Net`,
     in eval mode, computed on the model's device and returned on ``x``'s."""
     model.eval()
-    return batched(model.features, x, batch_size, model_device(model))
+    return batched(cast(models.Net, model).features, x, batch_size, model_device(model))
 
 
 @timed("score", "feature similarity")

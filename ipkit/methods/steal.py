@@ -40,7 +40,7 @@ class Victim:
     def __init__(self, model: nn.Module, output: str = "probs", budget: int | None = None, temperature: float = 1.0):
         if output not in OUTPUTS:
             raise ValueError(f"unknown victim output '{output}': choose one of {', '.join(OUTPUTS)}")
-        self.__model = model.eval()
+        self._model = model.eval()  # the attacker never reads it
         self.output = output
         self.budget = budget
         self.temperature = temperature
@@ -55,7 +55,7 @@ class Victim:
     def query(self, x: Tensor) -> Tensor:
         """The victim's answers on ``x`` (counted against the budget)."""
         self._count(len(x))
-        logits = predict(self.__model, x)
+        logits = predict(self._model, x)
         if self.output == "logits":
             return logits
         if self.output == "labels":
@@ -131,7 +131,7 @@ class GradientVictim(Victim):
         (n, k, classes; see :func:`projections`) and the projected input Jacobians along
         them (``n, k, *x.shape[1:]``); counted against the budget like a query."""
         self._count(len(x))
-        model = self._Victim__model.eval()
+        model = self._model.eval()
         logits, dirs, grads = [], [], []
         for i in range(0, len(x), 256):
             xb = x[i : i + 256]

@@ -157,14 +157,14 @@ def deterministic(on: bool = True) -> Iterator[None]:
     runs with it off (every tensor is written before it is read, so results are the same
     bit for bit: checked when it was turned off, 2026-12-06, issue 16)."""
     before, warn = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
-    fill = torch_deterministic.fill_uninitialized_memory
+    fill = torch_deterministic.fill_uninitialized_memory  # type: ignore[attr-defined]
     torch.use_deterministic_algorithms(on, warn_only=True)
-    torch_deterministic.fill_uninitialized_memory = False
+    torch_deterministic.fill_uninitialized_memory = False  # type: ignore[attr-defined]
     try:
         yield
     finally:
         torch.use_deterministic_algorithms(before, warn_only=warn)
-        torch_deterministic.fill_uninitialized_memory = fill
+        torch_deterministic.fill_uninitialized_memory = fill  # type: ignore[attr-defined]
 
 
 @contextlib.contextmanager
@@ -312,7 +312,9 @@ def fit(
     with seeded(seed, device), deterministic(device.type == "cpu"), in_layout(model, fmt):
         params = params if params is not None else [p for p in model.parameters() if p.requires_grad]
         if optimizer == "sgd":
-            opt = torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
+            opt: torch.optim.Optimizer = torch.optim.SGD(
+                params, lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay
+            )
         elif optimizer == "adam":
             opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
         else:
@@ -323,7 +325,9 @@ def fit(
         if schedule == "onecycle" and total < 8:
             schedule = "cosine"  # OneCycleLR's warm-up phase is degenerate below a few steps
         if schedule == "onecycle":
-            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total, pct_start=0.25)
+            sched: torch.optim.lr_scheduler.LRScheduler = torch.optim.lr_scheduler.OneCycleLR(
+                opt, max_lr=lr, total_steps=total, pct_start=0.25
+            )
         elif schedule == "cosine":
             sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
         elif schedule == "constant":

@@ -17,16 +17,17 @@ from __future__ import annotations
 import copy
 import math
 import warnings
+from typing import cast
 
 import torch
 from torch import Tensor, nn
 
 from ..core.seeds import seed_for
-from .models import build
+from .models import Net, build
 from .train import fit, kd_loss, model_device, predict, seeded
 
 
-def _weights(model: nn.Module) -> list[nn.Parameter]:
+def _weights(model: nn.Module) -> list[Tensor]:
     return [m.weight for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
 
 
@@ -38,7 +39,7 @@ def finetune(
     if layers not in ("last", "all"):
         raise ValueError(f"unknown fine-tune layers '{layers}': choose last or all")
     out = copy.deepcopy(model)
-    params = list(out.head.parameters()) if layers == "last" else list(out.parameters())
+    params = list(cast(Net, out).head.parameters()) if layers == "last" else list(out.parameters())
     masks = {id(w): (w != 0) for w in _weights(out)} if sparsity(out) > 0.01 else {}
 
     def keep_masks(epoch: int, m: nn.Module, hist) -> None:
@@ -180,10 +181,11 @@ def transfer(
     ``fraction`` of layers (see :func:`last_fraction_params`) is trained on (x, y); the new
     head's initial weights are drawn with ``seed`` (global generator state left alone)."""
     out = copy.deepcopy(model)
+    net = cast(Net, out)
     with seeded(seed):
-        out.head = nn.Linear(out.head.in_features, num_classes).to(model_device(out))
+        net.head = nn.Linear(net.head.in_features, num_classes).to(model_device(out))
     if getattr(out, "spec", None):
-        out.spec = dict(out.spec, num_classes=int(num_classes))
+        net.spec = dict(net.spec, num_classes=int(num_classes))
     fit(
         out,
         x,
@@ -204,7 +206,7 @@ def distillation_attack(
     """Yang et al.'s distillation attack: a fresh ``arch`` student (same as the suspect's or
     smaller) trained only on the suspect ``teacher``'s soft labels at ``temperature`` over the
     attacker's data ``x`` (no watermark inputs), for ``epochs`` epochs (see :func:`knowledge_distill`)."""
-    spec = teacher.spec
+    spec = cast(Net, teacher).spec
     student = build(arch, spec["num_classes"], tuple(spec["in_shape"]), seed=seed_for("student", seed)).to(x.device)
     return knowledge_distill(teacher, x, student, temperature=temperature, epochs=epochs, seed=seed, **fit_kwargs)
 

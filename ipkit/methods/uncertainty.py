@@ -32,7 +32,7 @@ import contextlib
 import copy
 import math
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -154,6 +154,8 @@ class _Functional(nn.Module):
     """Holds a network's weights in its own tensors and calls a weightless (meta) copy
     of the network with them through :func:`torch.func.functional_call`."""
 
+    base: nn.Module
+
     def __init__(self, net: nn.Module):
         super().__init__()
         object.__setattr__(self, "base", copy.deepcopy(net).to("meta"))
@@ -273,6 +275,12 @@ class SwagNet(nn.Module):
     """A network plus SWAG's moments of its weights: running mean, running mean of
     squares and the last ``rank`` deviations from the running mean (Maddox et al. 2019)."""
 
+    net: nn.Module
+    mean: Tensor
+    sq_mean: Tensor
+    dev: Tensor
+    n: Tensor
+
     def __init__(self, net: nn.Module, rank: int):
         super().__init__()
         self.net = net
@@ -370,7 +378,8 @@ class Surrogate:
     ):
         if members < 1:
             raise ValueError(f"members must be >= 1, got {members}")
-        self.arch, self.num_classes, self.in_shape = arch, num_classes, tuple(in_shape)
+        self.arch, self.num_classes = arch, num_classes
+        self.in_shape: tuple[int, int, int] = (in_shape[0], in_shape[1], in_shape[2])
         self.members, self.seed, self.trace_points = members, seed, trace_points
         self.device = torch.device(device) if device is not None else default_device()
         self.fit_kwargs = {"epochs": 10, "batch_size": 128, "lr": 0.05, **fit_kwargs}
@@ -490,12 +499,12 @@ class DeepEnsemble(Surrogate):
 
             def loss(m: nn.Module, xb: Tensor, yb: Tensor) -> Tensor:
                 logits = m(xb)
-                return sum(soft_cross_entropy(logits[i], yb) for i in range(len(logits)))
+                return cast(Tensor, sum(soft_cross_entropy(logits[i], yb) for i in range(len(logits))))
 
             self._fit(self.module, x, y, monitor, loss=loss)
             return
         self._record(0, monitor)
-        for net in self.module:
+        for net in cast(nn.ModuleList, self.module):
             self._fit(net, x, y, None)
         self._record(self.fit_kwargs["epochs"] * self._per_epoch, monitor)
 
@@ -505,7 +514,7 @@ class DeepEnsemble(Surrogate):
         if self.together:
             out = batched(self.module, x).softmax(-1)
         else:
-            out = torch.stack([batched(net, x).softmax(-1) for net in self.module])
+            out = torch.stack([batched(net, x).softmax(-1) for net in cast(nn.ModuleList, self.module)])
         self.module.train(was)
         return out
 
@@ -556,7 +565,7 @@ class MeanFieldVI(Surrogate):
         n = len(x)
 
         def loss(m: nn.Module, xb: Tensor, yb: Tensor) -> Tensor:
-            return soft_cross_entropy(m(xb), yb) + self.kl_weight * m.kl() / n
+            return soft_cross_entropy(m(xb), yb) + self.kl_weight * cast(BayesNet, m).kl() / n
 
         self._fit(self.module, x, y, monitor, loss=loss, weight_decay=0.0)
 
@@ -589,6 +598,7 @@ class SWAG(Surrogate):
     stopped there, not how diverse the final model's members were."""
 
     name = "swag"
+    module: SwagNet
 
     def __init__(
         self, *args: Any, swa_epochs: int | None = None, swa_lr: float | None = None, rank: int = 10, **kwargs: Any
@@ -670,6 +680,7 @@ class SWAG(Surrogate):
         """Probabilities on ``monitor`` of ``members`` samples of the window's posterior."""
         if monitor is None:
             return None
+        assert self._queries is not None, "the training queries are set before the window is traced"
         return self._sample_proba(monitor, window.sampler(), self._queries)
 
     def _sample_proba(self, x: Tensor, sample, bn_x: Tensor) -> Tensor:
@@ -708,7 +719,7 @@ class LastLayerLaplace(Surrogate):
             raise ValueError(f"prior_precision must be 'auto' or > 0, got {prior_precision!r}")
         self.prior_precision, self.link = prior_precision, link
         self.module = self._net()
-        size = self.num_classes * (self.module.head.in_features + 1)
+        size = self.num_classes * (cast(nn.Linear, self.module.head).in_features + 1)
         self.module.register_buffer("laplace_scale_tril", torch.zeros(size, size, device=self.device))
         self.module.register_buffer("laplace_precision", torch.zeros((), device=self.device))
 
@@ -734,11 +745,11 @@ class LastLayerLaplace(Surrogate):
 
     def _phi(self, x: Tensor) -> Tensor:
         self.module.eval()
-        feats = batched(self.module.features, x).double()
+        feats = batched(cast(nn.Module, self.module.features), x).double()
         return torch.cat([feats, torch.ones(len(feats), 1, dtype=feats.dtype, device=feats.device)], 1)
 
     def _weights(self) -> Tensor:
-        head = self.module.head
+        head = cast(nn.Linear, self.module.head)
         return torch.cat([head.weight, head.bias[:, None]], 1).detach().double()
 
     @torch.no_grad()
@@ -757,8 +768,8 @@ class LastLayerLaplace(Surrogate):
         tau = self.best_precision(ggn, w) if self.prior_precision == "auto" else float(self.prior_precision)
         h = ggn + tau * torch.eye(c * d, dtype=phi.dtype, device=phi.device)
         cov = torch.cholesky_inverse(torch.linalg.cholesky(h))
-        self.module.laplace_scale_tril.copy_(torch.linalg.cholesky(cov).float())
-        self.module.laplace_precision.fill_(tau)
+        self.module.get_buffer("laplace_scale_tril").copy_(torch.linalg.cholesky(cov).float())
+        self.module.get_buffer("laplace_precision").fill_(tau)
 
     @staticmethod
     def best_precision(ggn: Tensor, w: Tensor, grid: Tensor | None = None) -> float:
@@ -778,14 +789,14 @@ class LastLayerLaplace(Surrogate):
         phi = self._phi(x)
         w = self._weights()
         c, d = w.shape
-        ell = self.module.laplace_scale_tril.double().reshape(c, d, c * d)
+        ell = self.module.get_buffer("laplace_scale_tril").double().reshape(c, d, c * d)
         jl = torch.einsum("nd,cdk->nck", phi, ell)
         return (phi @ w.T).float(), (jl @ jl.transpose(1, 2)).float()
 
     def member_proba(self, x: Tensor) -> Tensor:
         phi = self._phi(x)
         w = self._weights()
-        ell = self.module.laplace_scale_tril.double()
+        ell = self.module.get_buffer("laplace_scale_tril").double()
         if self.link == "probit":
             mean, cov = self.logit_moments(x)
             var = torch.diagonal(cov, dim1=1, dim2=2)

@@ -15,6 +15,7 @@ Venigalla's thesis, 2019):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import torch
@@ -226,7 +227,7 @@ def scheme_set(
         raise ValueError(f"unknown watermark scheme '{scheme}': choose one of {', '.join(SCHEMES)}")
     if source == target or not (0 <= source < num_classes and 0 <= target < num_classes):
         raise ValueError(f"source ({source}) and target ({target}) must be different classes below {num_classes}")
-    shape = tuple(pool[0].shape[1:])
+    shape = cast(tuple[int, int, int], tuple(pool[0].shape[1:]))
     if scheme == "abstract":
         return memorized_set("abstract", count, shape, num_classes, seed=seed)
     if count < 1:

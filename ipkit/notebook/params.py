@@ -111,7 +111,7 @@ def parse_params(source: str) -> dict[str, Param]:
             continue
         name = node.targets[0].id
         default = ast.literal_eval(node.value)
-        choices, bounds, help_text = _parse_spec(comments.get(node.end_lineno, ""))
+        choices, bounds, help_text = _parse_spec(comments.get(node.end_lineno or node.lineno, ""))
         params[name] = Param(name, default, _type_name(default), choices, bounds, help_text)
     return params
 

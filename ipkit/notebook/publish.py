@@ -16,6 +16,7 @@ import copy
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 import nbformat
 
@@ -76,7 +77,7 @@ def _static(output: nbformat.NotebookNode) -> list[nbformat.NotebookNode]:
 def _merge_streams(outputs: list) -> list:
     """Join consecutive stream outputs of one name and keep each line as a terminal shows it
     after carriage returns (a progress bar's last state; a bar that erased itself goes)."""
-    merged = []
+    merged: list[Any] = []
     for o in outputs:
         if o.output_type == "stream" and merged and merged[-1].output_type == "stream" and merged[-1].name == o.name:
             merged[-1].text += o.text

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, cast
 
 from ..core.catalog import ARCHS, fits
 from ..core.paths import notebooks_dir
@@ -44,7 +44,7 @@ def _literal(node: ast.AST) -> Any:
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "dict":
         return {kw.arg: _literal(kw.value) for kw in node.keywords}
     if isinstance(node, ast.Dict):
-        return {_literal(k): _literal(v) for k, v in zip(node.keys, node.values)}
+        return {_literal(cast(ast.AST, k)): _literal(v) for k, v in zip(node.keys, node.values)}
     return ast.literal_eval(node)
 
 

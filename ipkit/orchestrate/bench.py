@@ -16,6 +16,7 @@ import json
 import statistics
 import time
 from pathlib import Path
+from typing import Any
 
 import nbformat
 import torch
@@ -170,7 +171,7 @@ def redraw(study_ids: list[str], profile: str = "smoke", repeats: int = 3) -> li
     panel's kept figures dropped (the figure recomputed from the notebook's cached models).
     Returns one row per study with the median and the largest kept redraw and the
     recomputed one in seconds, or the run's error."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     for sid in study_ids:
         info = get_study(sid)
         with scratch("redraw", sid) as tmp:

@@ -139,7 +139,7 @@ def summary(
 
     rows = []
     for s in grid:
-        base = {"setting": s.name, **{k: _text(v) for k, v in s.values.items()}}
+        base: dict[str, Any] = {"setting": s.name, **{k: _text(v) for k, v in s.values.items()}}
         if defaults is not None:
             base["default"] = all(k in defaults and _text(defaults[k]) == _text(v) for k, v in s.values.items())
         path = folders[s.name] / "results.json"

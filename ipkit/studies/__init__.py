@@ -16,7 +16,7 @@ docstring opens with the paper and its link. The method modules it calls (``wate
 from __future__ import annotations
 
 from dataclasses import fields
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 C = TypeVar("C", bound="Params")
 
@@ -33,6 +33,6 @@ class Params:
         return cls(
             **{
                 f.name: tuple(values[f.name]) if str(f.type).startswith("tuple") else values[f.name]
-                for f in fields(cls)
+                for f in fields(cast(Any, cls))
             }
-        )  # type: ignore[arg-type]
+        )

@@ -31,7 +31,7 @@ import copy
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -392,8 +392,8 @@ def schemes_table(st: Setup, progress: Progress = no_progress) -> tuple[pd.DataF
                         "example": np.arange(len(st.s.test)),
                         "teacher": correct(teacher, st.s),
                         "student": correct(student, st.s),
-                        "attack_epochs": student.ipkit_meta.get("best_epoch", np.nan),
-                        "epochs_run": student.ipkit_meta.get("epochs_run", np.nan),
+                        "attack_epochs": cast(dict, student.ipkit_meta).get("best_epoch", np.nan),
+                        "epochs_run": cast(dict, student.ipkit_meta).get("epochs_run", np.nan),
                     }
                 )
             )

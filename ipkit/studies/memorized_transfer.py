@@ -305,10 +305,11 @@ class Setup:
 
         def train(model: nn.Module) -> dict:
             x = self.queries(seed, perturbation, strength, budget)
+            oracle: steal.Victim
             if method == "jacobian":
-                oracle = steal.GradientVictim(victim, output="logits", budget=budget)
+                oracle = gradients = steal.GradientVictim(victim, output="logits", budget=budget)
                 steal.jacobian_distill(
-                    oracle,
+                    gradients,
                     x,
                     model,
                     alpha=alpha,
@@ -393,7 +394,7 @@ def arch_method_table(st: Setup) -> tuple[pd.DataFrame, pd.DataFrame]:
     tables = [method_table(st, arch=a) for a in st.cfg.method_archs]
     return tuple(
         pd.concat([t[i].assign(arch=a) for t, a in zip(tables, st.cfg.method_archs)], ignore_index=True) for i in (0, 1)
-    )  # type: ignore[return-value]
+    )
 
 
 def alpha_table(st: Setup) -> pd.DataFrame:
@@ -804,7 +805,7 @@ def where_it_holds(rows: list[results.Claim]) -> str:
     lines = [f"M1 {v} for {', '.join(archs)}" for v, archs in by_verdict.items()]
     for c in rows:
         if c.id in ("M2", "M2b"):
-            parts = {}
+            parts: dict[str, Any] = {}
             for p in c.parts:
                 parts.setdefault(p["verdict"], []).append(p["name"].removesuffix(" - floor"))
             lines.append(f"{c.id} ({c.verdict}): " + "; ".join(f"{v} for {', '.join(n)}" for v, n in parts.items()))

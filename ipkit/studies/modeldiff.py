@@ -467,11 +467,11 @@ def derive(
         frac = int(reuse.split("-")[1]) / 100
         data, k_to = where.transfer_data, where.transfer_classes
 
-        def train(m: nn.Module) -> None:
+        def train_transfer(m: nn.Module) -> None:
             m.load_state_dict(transforms.transfer(src, data.x, data.y, k_to, frac, seed=seed, **ft).state_dict())
 
         return (
-            _cached("transfer", dict(base, fit=ft), s, arch, where.transfer_task, k_to, seed, train),
+            _cached("transfer", dict(base, fit=ft), s, arch, where.transfer_task, k_to, seed, train_transfer),
             arch,
             where.transfer_task,
         )
@@ -479,29 +479,29 @@ def derive(
         ratio = int(reuse.split("-")[1]) / 100
         rest = {n: v for n, v in ft.items() if n not in ("epochs", "lr")}
 
-        def train(m: nn.Module) -> None:
+        def train_pruned(m: nn.Module) -> None:
             m.load_state_dict(
                 transforms.prune_finetune(
                     src, ratio, own.x, own.y, epochs=ft["epochs"], lr=ft["lr"], seed=seed, **rest
                 ).state_dict()
             )
 
-        return _cached("prune", dict(base, fit=ft), s, arch, task, k, seed, train), arch, task
+        return _cached("prune", dict(base, fit=ft), s, arch, task, k, seed, train_pruned), arch, task
     if reuse == "distill":
         full = settings(s, cfg.epochs, lr=h["distill_lr"])
 
-        def train(m: nn.Module) -> None:
+        def train_student(m: nn.Module) -> None:
             transforms.knowledge_distill(src, own.x, m, temperature=h["distill_temperature"], seed=seed, **full)
 
         return (
-            _cached("distill", dict(base, fit=full), s, arch, task, k, seed_for("student", seed), train),
+            _cached("distill", dict(base, fit=full), s, arch, task, k, seed_for("student", seed), train_student),
             arch,
             task,
         )
     thief_arch = arch if reuse == "steal-same" else other_arch(arch, cfg.archs)
     full = settings(s, cfg.epochs)
 
-    def train(m: nn.Module) -> None:
+    def train_thief(m: nn.Module) -> None:
         queries = steal.query_set(where.steal_pool, where.budget, seed=seed_for("queries", seed))
         steal.distill(
             steal.Victim(src, output="probs", budget=where.budget),
@@ -515,7 +515,14 @@ def derive(
 
     return (
         _cached(
-            "steal", dict(base, budget=where.budget, fit=full), s, thief_arch, task, k, seed_for("thief", seed), train
+            "steal",
+            dict(base, budget=where.budget, fit=full),
+            s,
+            thief_arch,
+            task,
+            k,
+            seed_for("thief", seed),
+            train_thief,
         ),
         thief_arch,
         task,
@@ -617,7 +624,7 @@ def method_labels() -> dict[str, str]:
 
 def score_pairs(
     zoo: list[ZooModel],
-    methods: list[str],
+    methods: Sequence[str],
     x_seed: Tensor,
     *,
     seed: int = 0,

@@ -697,7 +697,7 @@ def best_pair(wide: pd.DataFrame, pairs: list[tuple[str, str]], statistic) -> tu
     (the "up to" reading: the best model, its interval then taken over trainings), and every
     pair's value."""
     values = {(a, n): statistic(wide[wide.arch == a], n) for a, n in pairs}
-    return max(values, key=values.get), values
+    return max(values, key=lambda pair: values[pair]), values
 
 
 def useless_prior_ceiling(query_pairs: pd.DataFrame, cfg: Config) -> float:
@@ -762,7 +762,7 @@ def c3_parts(tp: pd.DataFrame, ap: pd.DataFrame, cfg: Config) -> list:
     """C3's parts: the relative transfer cut of the architecture with the largest one (point
     estimate; "up to"), and the accuracy drop of that architecture's unpaired sibling."""
     cuts = {a: transfer_cut(g) for a, g in tp.groupby("arch", sort=False)}
-    best = max(cuts, key=cuts.get)
+    best = max(cuts, key=lambda a: cuts[a])
     return [
         results.part(
             f"transfer cut, best architecture {best}",
