@@ -10,7 +10,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.ipkit-installed
 LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings/overrides.json
 
-.PHONY: setup chromium figures test lint docs smoke bench lab clean course dashboard
+.PHONY: setup chromium figures test quick lint docs smoke bench lab clean course dashboard
 
 setup: $(STAMP) $(LAB_SETTINGS) chromium
 
@@ -37,6 +37,9 @@ figures: setup  ## run every study notebook (PROFILE=default|smoke|paper) and re
 
 test: setup lint  ## lint, unit tests, then every notebook end to end in the smoke profile (nbmake)
 	$(BIN)/python -m pytest tests notebooks --nbmake --nbmake-timeout=900 --durations=40
+
+quick: setup  ## the inner loop: unit tests without the slow end-to-end and browser ones, on every core (pytest-xdist)
+	$(BIN)/python -m pytest tests -m "not slow and not browser" -n auto -q
 
 lint: setup  ## ruff (lint rules, formatting) and mypy (types of ipkit/), as pyproject.toml sets them; nothing rewritten
 	$(BIN)/ruff check

@@ -89,7 +89,7 @@ from ..core.seeds import seed_for
 from ..evidence import results
 from ..evidence.results import Claim
 from ..evidence.sensitivity import Sweep
-from ..methods import cache, models, recipes, similarity, steal, transforms
+from ..methods import cache, models, recipes, reuse, similarity
 from ..methods.data import Splits, TensorData, split
 from ..methods.similarity import METHODS, float_parent, get_method, seed_inputs
 from ..methods.train import Progress, default_device, evaluate, fit, model_device, no_progress
@@ -97,19 +97,7 @@ from ..notebook import plots, widgets
 from ..notebook.params import ParamError
 from . import Params
 
-REUSE_TYPES = (
-    "transfer-10",
-    "transfer-50",
-    "transfer-100",
-    "prune-20",
-    "prune-50",
-    "prune-80",
-    "quant-int8",
-    "quant-fp16",
-    "distill",
-    "steal-same",
-    "steal-other",
-)
+REUSE_TYPES = reuse.names()
 PAPER_PAIRS = 144
 PAPER_CORRECTNESS = 0.917
 #: ModelDiff's own per-type counts (correct targets, targets) in the authors' released log
@@ -449,84 +437,58 @@ def own_setting(data: TensorData, task: str, classes: int) -> Setting:
 
 
 def derive(
-    src: nn.Module, reuse: str, s: Splits, arch: str, cfg: Config, seed: int, where: Setting
+    src: nn.Module, name: str, s: Splits, arch: str, cfg: Config, seed: int, where: Setting
 ) -> tuple[nn.Module, str, str]:
-    """The model ``reuse`` makes from ``src`` (owner seed ``seed``) in setting ``where``:
-    (model, its arch, its task)."""
-    if reuse not in REUSE_TYPES:
-        raise ValueError(f"unknown reuse type '{reuse}': choose from {', '.join(REUSE_TYPES)}")
+    """The model the reuse type ``name`` (:mod:`ipkit.methods.reuse`) makes from ``src``
+    (owner seed ``seed``) in setting ``where``: (model, its arch, its task). Each trained
+    derivative is cached under its kind, its parent, its trainer settings and its seed."""
+    r = reuse.parse(name)
+    if not reuse.trains(r):
+        return reuse.quantized(src, r), arch, where.task
     h = HYPERPARAMETERS
-    base = dict(source=src.ipkit_key, reuse=reuse, seed=seed)
-    ft = settings(s, cfg.finetune_epochs, lr=h["finetune_lr"])
-    k, task, own = where.classes, where.task, where.own
-    if reuse.startswith("quant-"):
-        q = transforms.quantize_int8(src) if reuse == "quant-int8" else transforms.quantize_float16(src)
-        object.__setattr__(q, "float_parent", src)  # a reference, not a submodule
-        return q, arch, task
-    if reuse.startswith("transfer-"):
-        frac = int(reuse.split("-")[1]) / 100
+    base = dict(source=src.ipkit_key, reuse=r.name, seed=seed)
+    own, k = where.own, where.classes
+    if r.kind == "transfer":
+        ft = settings(s, cfg.finetune_epochs, lr=h["finetune_lr"])
         data, k_to = where.transfer_data, where.transfer_classes
-
-        def train_transfer(m: nn.Module) -> None:
-            m.load_state_dict(transforms.transfer(src, data.x, data.y, k_to, frac, seed=seed, **ft).state_dict())
-
+        job = reuse.Inputs(data.x, data.y, classes=k_to, seed=seed, fit=ft)
         return (
-            _cached("transfer", dict(base, fit=ft), s, arch, where.transfer_task, k_to, seed, train_transfer),
+            _derived(src, r, dict(base, fit=ft), s, arch, where.transfer_task, k_to, seed, job),
             arch,
             where.transfer_task,
         )
-    if reuse.startswith("prune-"):
-        ratio = int(reuse.split("-")[1]) / 100
-        rest = {n: v for n, v in ft.items() if n not in ("epochs", "lr")}
-
-        def train_pruned(m: nn.Module) -> None:
-            m.load_state_dict(
-                transforms.prune_finetune(
-                    src, ratio, own.x, own.y, epochs=ft["epochs"], lr=ft["lr"], seed=seed, **rest
-                ).state_dict()
-            )
-
-        return _cached("prune", dict(base, fit=ft), s, arch, task, k, seed, train_pruned), arch, task
-    if reuse == "distill":
+    if r.kind == "prune":
+        ft = settings(s, cfg.finetune_epochs, lr=h["finetune_lr"])
+        job = reuse.Inputs(own.x, own.y, seed=seed, fit=ft)
+        return _derived(src, r, dict(base, fit=ft), s, arch, where.task, k, seed, job), arch, where.task
+    if r.kind == "distill":
         full = settings(s, cfg.epochs, lr=h["distill_lr"])
-
-        def train_student(m: nn.Module) -> None:
-            transforms.knowledge_distill(src, own.x, m, temperature=h["distill_temperature"], seed=seed, **full)
-
-        return (
-            _cached("distill", dict(base, fit=full), s, arch, task, k, seed_for("student", seed), train_student),
-            arch,
-            task,
-        )
-    thief_arch = arch if reuse == "steal-same" else other_arch(arch, cfg.archs)
+        job = reuse.Inputs(own.x, seed=seed, fit=full, temperature=h["distill_temperature"])
+        student = seed_for("student", seed)
+        return _derived(src, r, dict(base, fit=full), s, arch, where.task, k, student, job), arch, where.task
+    thief_arch = arch if r.level == "same" else other_arch(arch, cfg.archs)
     full = settings(s, cfg.epochs)
-
-    def train_thief(m: nn.Module) -> None:
-        queries = steal.query_set(where.steal_pool, where.budget, seed=seed_for("queries", seed))
-        steal.distill(
-            steal.Victim(src, output="probs", budget=where.budget),
-            queries,
-            m,
-            method="probs",
-            seed=seed,
-            desc=f"steal -> {thief_arch}",
-            **full,
-        )
-
-    return (
-        _cached(
-            "steal",
-            dict(base, budget=where.budget, fit=full),
-            s,
-            thief_arch,
-            task,
-            k,
-            seed_for("thief", seed),
-            train_thief,
-        ),
-        thief_arch,
-        task,
+    job = reuse.Inputs(
+        own.x, seed=seed, fit=full, pool=where.steal_pool, budget=where.budget, desc=f"steal -> {thief_arch}"
     )
+    params = dict(base, budget=where.budget, fit=full)
+    thief = seed_for("thief", seed)
+    return _derived(src, r, params, s, thief_arch, where.task, k, thief, job), thief_arch, where.task
+
+
+def _derived(
+    src: nn.Module,
+    r: reuse.Reuse,
+    params: dict,
+    s: Splits,
+    arch: str,
+    task: str,
+    classes: int,
+    init_seed: int,
+    job: reuse.Inputs,
+) -> nn.Module:
+    """The cached ``r`` derivative of ``src``: a fresh ``arch`` model trained into it."""
+    return _cached(r.kind, params, s, arch, task, classes, init_seed, lambda m: reuse.train_into(src, r, m, job))
 
 
 def trained(
@@ -567,9 +529,9 @@ def build_zoo(s: Splits, cfg: Config, seed: int = 0, progress: Progress = no_pro
         src = trained("source", s, arch, t.a_owner, "A", t.num_classes, cfg.epochs, sd)
         name = f"{arch}-src{i}"
         zoo.append(ZooModel(name, arch, "A", name, "source", src, _accuracy(src, t.a_test)))
-        for reuse in cfg.reuse_types:
-            m, a, task = derive(src, reuse, s, arch, cfg, sd, strict_setting(t, cfg))
-            zoo.append(ZooModel(f"{name}/{reuse}", a, task, name, reuse, m, _accuracy(m, t.test(task))))
+        for rtype in cfg.reuse_types:
+            m, a, task = derive(src, rtype, s, arch, cfg, sd, strict_setting(t, cfg))
+            zoo.append(ZooModel(f"{name}/{rtype}", a, task, name, rtype, m, _accuracy(m, t.test(task))))
         for task, data in (("A", t.a_attacker), ("B", t.b_attacker)):
             u = trained("unrelated", s, arch, data, task, t.num_classes, cfg.epochs, seed_for("independent", sd))
             uname = f"{arch}-unrel{task}{i}"
@@ -874,11 +836,11 @@ def build_authors_zoo(s: Splits, cfg: Config, seed: int = 0, progress: Progress 
         zoo.append(ZooModel(rname, arch, "all", rname, "source", root, _accuracy(root, pre_test)))
         up = Setting(pre, "all", pre_k, pre, "all", pre_k, pre.x, len(pre))
         for task, data in tasks.items():
-            for reuse in transfers:
+            for rtype in transfers:
                 to_task = replace(up, transfer_data=data, transfer_task=task, transfer_classes=k)
-                child, _, _ = derive(root, reuse, s, arch, cfg, sd, to_task)
-                cname = f"{rname}/{reuse}{task}"
-                zoo.append(ZooModel(cname, arch, task, rname, reuse, child, _accuracy(child, t.test(task)), rname))
+                child, _, _ = derive(root, rtype, s, arch, cfg, sd, to_task)
+                cname = f"{rname}/{rtype}{task}"
+                zoo.append(ZooModel(cname, arch, task, rname, rtype, child, _accuracy(child, t.test(task)), rname))
                 for sub in chained:
                     m, a, _ = derive(child, sub, s, arch, cfg, sd, own_setting(data, task, k))
                     zoo.append(ZooModel(f"{cname}/{sub}", a, task, cname, sub, m, _accuracy(m, t.test(task)), rname))
@@ -1001,28 +963,28 @@ def authors_correctness(scores: pd.DataFrame) -> pd.DataFrame:
         own, others = g[g.parent], g[g.other_root & ~g.parent].score.dropna()
         score = float(own.score.iloc[0]) if len(own) else float("nan")
         best = float(others.max()) if len(others) else -math.inf
-        reuse = g.reuse.iloc[0]
+        rtype = g.reuse.iloc[0]
         out.append(
             dict(
                 seed=seed,
                 suspect=suspect,
-                reuse=reuse,
+                reuse=rtype,
                 score=score,
                 max_other_root=best,
                 correct=bool(score > best),
-                headline=reuse not in HYPERPARAMETERS["authors_headline_excludes"],
+                headline=rtype not in HYPERPARAMETERS["authors_headline_excludes"],
             )
         )
     return pd.DataFrame(out, columns=["seed", "suspect", "reuse", "score", "max_other_root", "correct", "headline"])
 
 
-def _rows_of(f: pd.DataFrame, reuse: str) -> pd.DataFrame:
-    """The rows of reuse type ``reuse``; ``all``: every row; ``headline``: the authors' filter."""
-    if reuse == "all":
+def _rows_of(f: pd.DataFrame, rtype: str) -> pd.DataFrame:
+    """The rows of reuse type ``rtype``; ``all``: every row; ``headline``: the authors' filter."""
+    if rtype == "all":
         return f
-    if reuse == "headline":
+    if rtype == "headline":
         return f[~f.reuse.isin(HYPERPARAMETERS["authors_headline_excludes"])]
-    return f[f.reuse == reuse]
+    return f[f.reuse == rtype]
 
 
 def protocol_table(strict: pd.DataFrame, authors: pd.DataFrame) -> pd.DataFrame:
@@ -1032,16 +994,16 @@ def protocol_table(strict: pd.DataFrame, authors: pd.DataFrame) -> pd.DataFrame:
     md_strict = strict[strict.method == "modeldiff"]
     log = {**AUTHORS_LOG, "headline": AUTHORS_HEADLINE}
     rows = []
-    for reuse in [r for r in REUSE_TYPES if r in set(md_strict.reuse) | set(authors.reuse)] + ["all", "headline"]:
-        a, st = _rows_of(authors, reuse), _rows_of(md_strict, reuse)
+    for rtype in [r for r in REUSE_TYPES if r in set(md_strict.reuse) | set(authors.reuse)] + ["all", "headline"]:
+        a, st = _rows_of(authors, rtype), _rows_of(md_strict, rtype)
         rows.append(
             {
-                "reuse": reuse,
+                "reuse": rtype,
                 "authors_protocol": a.correct.mean() if len(a) else np.nan,
                 "authors_targets": len(a),
                 "strict": st.correct.mean() if len(st) else np.nan,
                 "strict_targets": len(st),
-                AUTHORS_COLUMN: log[reuse][0] / log[reuse][1] if reuse in log else np.nan,
+                AUTHORS_COLUMN: log[rtype][0] / log[rtype][1] if rtype in log else np.nan,
             }
         )
     return pd.DataFrame(rows)
