@@ -307,6 +307,7 @@ def misplaced_tests(tests: Path = TESTS, package: Path = PACKAGE) -> list[str]:
 
 def test_every_test_file_mirrors_a_module_or_is_declared_apart(tmp_path):
     assert misplaced_tests() == []
+    assert [rel for rel in TEST_FILES_APART if not (TESTS / rel).is_file()] == []
     (tmp_path / "methods").mkdir()
     (tmp_path / "methods" / "test_ondevice_unpairing.py").write_text("")
     assert misplaced_tests(tmp_path) == [
