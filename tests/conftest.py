@@ -2,7 +2,7 @@
 
 import pytest
 
-from ipkit.methods import data
+from ipkit.methods import attacks, data, models, train
 
 
 @pytest.fixture(scope="session")
@@ -63,3 +63,14 @@ def tiny_study(tmp_path, monkeypatch):
         return tmp_path
 
     return write
+
+
+@pytest.fixture(scope="module")
+def trained(digits):
+    out = []
+    for seed in (0, 1):
+        m = models.build("mlp", digits.num_classes, digits.in_shape, seed=seed)
+        train.fit(m, digits.owner.x, digits.owner.y, epochs=15, seed=seed)
+        out.append(m.eval())
+    x, y = attacks.attack_set(out[0], digits.test.x, digits.test.y, 60)
+    return out[0], out[1], x, y

@@ -1,5 +1,5 @@
-"""The study runner and the `ipkit` command: parameters read from notebooks, validation
-before anything runs (one-line error, exit 2), list, cache and report."""
+"""The `ipkit` command (ipkit.cli): validation before anything runs (one-line error, exit 2),
+list, cache and report; the start-up that loads no torch."""
 
 import json
 
@@ -7,40 +7,8 @@ import pandas as pd
 import pytest
 
 from ipkit import cli
-from ipkit.core import stats
 from ipkit.evidence import results
-from ipkit.notebook.params import ParamError, coerce, parse_params
-from ipkit.notebook.registry import get_study, resolve
-from ipkit.notebook.runtime import Run, start
-
-QUICK = "quickstart"
-
-
-def run_cli(capsys, *argv):
-    code = cli.main(list(argv))
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
-def test_parameters_read_from_the_parameters_cell():
-    info = get_study(QUICK)
-    p = info.params
-    assert p["query_budget"].type == "int"
-    assert p["query_budget"].bounds == (10, 50000)
-    assert "mnist5k" in p["dataset"].choices
-    assert "resnet18" in p["victim_arch"].choices
-    assert p["seeds"].type == "list[int]"
-    assert {"smoke", "paper"} <= set(info.profiles)
-
-
-def test_parse_params_types_and_specs():
-    src = 'a = 1.5  # [0, 2] weight\nb = ["x"]  # {x, y} names\nc = True  # flag\n'
-    p = parse_params(src)
-    assert (p["a"].type, p["a"].bounds, p["a"].help) == ("float", (0.0, 2.0), "weight")
-    assert p["b"].type == "list[str]"
-    assert p["b"].choices == ["x", "y"]
-    assert p["c"].type == "bool"
-    assert coerce(p["c"], "false") is False
+from tests.helpers import QUICK, _fake_run, run_cli
 
 
 @pytest.mark.parametrize(
@@ -122,58 +90,6 @@ def test_missing_dataset_offline_is_caught_before_running(capsys, tmp_path, monk
     assert "cifar10" in err
 
 
-def test_resolve_profile_then_user_values():
-    info = get_study(QUICK)
-    smoke = resolve(info, "smoke", {})
-    assert smoke["epochs"] == info.profiles["smoke"]["epochs"]
-    mine = resolve(info, "smoke", {"epochs": 3})
-    assert mine["epochs"] == 3
-    assert mine["profile"] == "smoke"
-
-
-def test_start_applies_profile_only_to_untouched_parameters(monkeypatch):
-    monkeypatch.setenv("IPKIT_PROFILE", "smoke")
-    info = get_study(QUICK)
-    ns = {n: p.default for n, p in info.params.items()}
-    ns["query_budget"] = 777
-    run = start(QUICK, ns, info.profiles)
-    assert run.profile == "smoke"
-    assert ns["query_budget"] == 777
-    assert ns["epochs"] == info.profiles["smoke"]["epochs"] == run.p.epochs
-    ns["epochs"] = "ten"
-    with pytest.raises(ParamError, match="expects int"):
-        start(QUICK, ns, info.profiles)
-
-
-def test_start_refuses_a_parameter_papermill_injected_but_the_notebook_lacks(monkeypatch):
-    monkeypatch.setenv("IPKIT_PROFILE", "smoke")
-    info = get_study(QUICK)
-    ns = {n: p.default for n, p in info.params.items()}
-    ns["In"] = ["", "profile = 'default'\n", "# Parameters\nepochs = 1\nbogus = 3\n", "run = ..."]
-    with pytest.raises(ParamError, match=r"unknown parameter 'bogus' .* declares profile, dataset"):
-        start(QUICK, ns, info.profiles)
-    ns["In"][2] = "# Parameters\nepochs = 1\nPAPERMILL_INPUT_PATH = 'x'\n"
-    assert start(QUICK, ns, info.profiles).profile == "smoke"
-
-
-def test_papermill_run_with_an_undeclared_parameter_stops_at_set_up(tmp_path):
-    import papermill as pm
-
-    info = get_study(QUICK)
-    with pytest.raises(pm.PapermillExecutionError) as err:
-        pm.execute_notebook(
-            str(info.path),
-            str(tmp_path / "out.ipynb"),
-            parameters={"bogus": 1},
-            kernel_name="python3",
-            cwd=str(info.path.parent),
-            progress_bar=False,
-        )
-    assert err.value.ename == "ParamError"
-    assert "'bogus'" in err.value.evalue
-    assert "query_budget" in err.value.evalue
-
-
 def test_list_shows_studies_and_parameters(capsys):
     code, out, _ = run_cli(capsys, "list")
     assert code == 0
@@ -189,45 +105,6 @@ def test_cache_ls_and_clear(capsys, tmp_path, monkeypatch):
     code, out, _ = run_cli(capsys, "cache", "clear")
     assert code == 0
     assert "removed 0" in out
-
-
-def _fake_run(tmp_path, monkeypatch):
-    monkeypatch.setenv("IPKIT_FIGURES", str(tmp_path))
-    info = get_study(QUICK)
-    run = Run(info, resolve(info, "smoke", {}))
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots()
-    ax.plot([0, 1], [0, 1])
-    run.savefig(fig, "line")
-    units = pd.DataFrame({"seed": [0] * 40 + [1] * 40 + [2] * 40, "hit": [1, 0, 1, 1] * 30})
-    part = results.part("rate", units, stats.mean_of("hit"), threshold=0.2, holds_when="above", unit="carrier")
-    claim = results.claim("Q1", "a claim", "paper says", part, quantifier="direction", paper_words="")
-    return run, run.record({"value": 0.25}, [claim])
-
-
-def test_results_json_follows_schema(tmp_path, monkeypatch):
-    _, path = _fake_run(tmp_path, monkeypatch)
-    data = json.loads(path.read_text())
-    results.check_results(data)
-    row = data["claims"][0]
-    assert row["holds"] is True
-    assert row["verdict"] == "holds"
-    assert row["measured"].startswith("rate = 0.75 [")
-    assert row["ci"][0] < 0.75 < row["ci"][1]
-    assert row["n"] == 120
-    assert row["trainings"] == 3
-    assert row["threshold"] == 0.2
-    assert data["figures"] == ["line"]
-    assert (path.parent / "line.png").exists()
-    bad = dict(data, claims=[dict(data["claims"][0], holds="yes")])
-    with pytest.raises(ValueError):
-        results.check_results(bad)
-
-
-def test_claim_needs_evidence_not_a_typed_verdict():
-    with pytest.raises(TypeError):
-        results.claim("X", "s", "p", 1.0, "yes")
 
 
 def test_report_builds_gallery(capsys, tmp_path, monkeypatch):
@@ -250,26 +127,6 @@ def test_gallery_inlines_short_tables_and_links_long_ones(capsys, tmp_path, monk
     assert f"|  {cli.GALLERY_TABLE_ROWS - 1} |" in text  # the short table, inline
     assert "**long**: 26 rows, [long.md](quickstart/smoke/long.md) · [long.csv](quickstart/smoke/long.csv)" in text
     assert f"|  {cli.GALLERY_TABLE_ROWS} |" not in text
-
-
-def test_recorded_threads_read_the_field_or_a_version_0_files_device_line():
-    assert results.recorded_threads({"threads": 4, "device": "cpu (x86_64, 1 threads)"}) == 4
-    assert results.recorded_threads({"device": "cpu (x86_64, 2 threads)"}) == 2
-    assert results.recorded_threads({"schema_version": 1, "threads": None, "device": "cpu (x86_64, 2 threads)"}) is None
-    assert results.recorded_threads({"device": "NVIDIA H200", "threads": None}) is None
-    assert results.recorded_threads({}) is None
-
-
-def test_results_json_states_its_schema_version_and_newer_ones_are_refused(tmp_path, monkeypatch):
-    _, path = _fake_run(tmp_path, monkeypatch)
-    data = json.loads(path.read_text())
-    assert data["schema_version"] == results.SCHEMA_VERSION == 1
-    with pytest.raises(ValueError, match="lacks 'threads'"):
-        results.check_results({k: v for k, v in data.items() if k != "threads"})
-    with pytest.raises(ValueError, match="update ipkit"):
-        results.check_results(dict(data, schema_version=2))
-    with pytest.raises(ValueError, match="`ipkit report` upgrades it"):
-        results.check_results({k: v for k, v in data.items() if k != "schema_version"})
 
 
 def test_report_upgrades_a_version_0_results_file_and_changes_no_number(tmp_path, monkeypatch, capsys):

@@ -11,7 +11,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from test_browser import CHROMIUM, CHROMIUM_ARGS, _skip_reason
+
+from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, _skip_reason
 
 pytestmark = pytest.mark.browser
 ROOT = Path(__file__).resolve().parents[1]

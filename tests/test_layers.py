@@ -5,6 +5,10 @@ those below, the imports between modules form no circle, and an import inside a 
 either a heavy or optional third-party package (:data:`LAZY_PACKAGES`) or one of the few
 start-up-speed imports of the command line (:data:`LAZY_IMPORTS`), each with its reason.
 ``python tests/test_layers.py`` prints the layers and what each imports from.
+
+The tests mirror the layers: ``tests/<layer>/test_<module>.py`` tests ``ipkit/<layer>/<module>.py``,
+``tests/test_cli.py`` tests ``ipkit/cli.py``, and the few other files are declared with their
+reason (:data:`TEST_FILES_APART`).
 """
 
 from __future__ import annotations
@@ -270,6 +274,45 @@ def test_the_checker_reads_relative_imports_from_files(tmp_path):
 def test_an_unknown_layer_is_named():
     with pytest.raises(ValueError, match="belongs to no layer"):
         layer_of("ipkit.helpers")
+
+
+TESTS = PACKAGE.parent / "tests"
+
+# Test files that mirror no single module: path under tests/ -> reason.
+TEST_FILES_APART = {
+    "studies/test_contract.py": "one parametrized test checks every study module against the study contract",
+    "methods/test_reference.py": "several methods against maintained libraries; needs the `reference` extra",
+    "test_layers.py": "the layering and this mirror, read from the package's imports and the tests' tree",
+    "test_repo.py": "repository rules: notebooks, dependencies, CI and the committed results",
+    "test_params_fuzz.py": "every study's parameters through the command line's input battery",
+    "test_course.py": "the course kit under course/",
+    "test_browser.py": "JupyterLab and the documentation site in a real browser",
+    "test_dashboard.py": "the course's Voila app in a real browser",
+    "test_device_check.py": "scripts/device-check, as a dry run on the CPU",
+}
+
+
+def misplaced_tests(tests: Path = TESTS, package: Path = PACKAGE) -> list[str]:
+    """Test files under ``tests`` that name no module of ``package`` and are not declared apart."""
+    found = []
+    for path in sorted(tests.rglob("test_*.py")):
+        rel = path.relative_to(tests)
+        if rel.as_posix() in TEST_FILES_APART:
+            continue
+        module = package.joinpath(*rel.parts[:-1], rel.name.removeprefix("test_"))
+        if len(rel.parts) > 2 or rel.parts[0] not in (*LAYERS, rel.name) or not module.is_file():
+            found.append(f"tests/{rel.as_posix()} names no module ipkit/{module.relative_to(package).as_posix()}")
+    return found
+
+
+def test_every_test_file_mirrors_a_module_or_is_declared_apart(tmp_path):
+    assert misplaced_tests() == []
+    assert [rel for rel in TEST_FILES_APART if not (TESTS / rel).is_file()] == []
+    (tmp_path / "methods").mkdir()
+    (tmp_path / "methods" / "test_ondevice_unpairing.py").write_text("")
+    assert misplaced_tests(tmp_path) == [
+        "tests/methods/test_ondevice_unpairing.py names no module ipkit/methods/ondevice_unpairing.py"
+    ]
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ class MaxPool2d(nn.MaxPool2d):
     Prediction runs models in the contiguous layout, where PyTorch's CPU max-pool kernel is
     about 4x slower than its channels_last kernel (a 100x16x28x28 batch, one thread: 6.6 ms
     against 1.7 ms including both layout copies). A maximum does not depend on the order in
-    which it is taken, so the outputs are the same bit for bit (``tests/test_models.py``).
+    which it is taken, so the outputs are the same bit for bit (``tests/methods/test_models.py``).
     With gradients (training, attacks) the copies' backward costs more than it saves, so
     the pooling is torch's own."""
 

@@ -1,6 +1,7 @@
-"""The bootstrap behind every claim interval, the three-valued verdict and how a claim
-combines its parts (ipkit.core.stats, ipkit.evidence.results)."""
+"""Claims and verdicts: how a claim combines its parts, not-measured evidence, and the
+results.json schema (ipkit.evidence.results)."""
 
+import json
 import math
 
 import numpy as np
@@ -9,44 +10,7 @@ import pytest
 
 from ipkit.core import stats
 from ipkit.evidence import results
-
-
-def test_bootstrap_interval_covers_the_true_mean_about_95_percent_of_the_time():
-    rng = np.random.default_rng(7)
-    covered = 0
-    reps = 200
-    for _ in range(reps):
-        frame = pd.DataFrame({"x": rng.exponential(1.0, size=60)})
-        lo, hi = stats.bootstrap_ci(frame, stats.mean_of("x"), group=None, n_boot=400, seed=int(rng.integers(1 << 30)))
-        covered += lo <= 1.0 <= hi
-    assert 0.88 <= covered / reps <= 0.99
-
-
-def test_two_stage_bootstrap_widens_with_between_seed_spread():
-    rng = np.random.default_rng(0)
-    rows = 40
-    tight = pd.DataFrame({"seed": np.repeat([0, 1, 2], rows), "x": rng.normal(0, 1, 3 * rows)})
-    spread = tight.assign(x=tight.x + tight.seed.map({0: -2.0, 1: 0.0, 2: 2.0}))
-    w_tight = np.diff(stats.bootstrap_ci(tight, stats.mean_of("x")))[0]
-    w_spread = np.diff(stats.bootstrap_ci(spread, stats.mean_of("x")))[0]
-    assert w_spread > 3 * w_tight
-
-
-def test_bootstrap_is_seeded_and_leaves_global_rng_alone():
-    frame = pd.DataFrame({"seed": [0, 0, 1, 1], "x": [0.1, 0.4, 0.3, 0.9]})
-    np.random.seed(3)
-    before = np.random.get_state()[1].copy()
-    a = stats.bootstrap_ci(frame, stats.mean_of("x"))
-    assert a == stats.bootstrap_ci(frame, stats.mean_of("x"))
-    assert (np.random.get_state()[1] == before).all()
-
-
-def test_paired_difference_stays_paired():
-    base = np.linspace(0, 1, 50)
-    frame = pd.DataFrame({"a": base + 0.1, "b": base})
-    lo, hi = stats.bootstrap_ci(frame, stats.mean_difference("a", "b"), group=None)
-    assert lo == pytest.approx(0.1)
-    assert hi == pytest.approx(0.1)
+from tests.helpers import _fake_run
 
 
 @pytest.mark.parametrize(
@@ -172,40 +136,6 @@ def test_schema_rejects_a_holds_that_disagrees_with_the_verdict():
         results.check_results(dict(data, claims=[{k: v for k, v in row.items() if k != "trainings"}]))
 
 
-def test_fast_row_mean_path_matches_the_generic_resampling():
-    rng = np.random.default_rng(1)
-    frame = pd.DataFrame({"seed": np.repeat([0, 1, 2], [20, 25, 30]), "a": rng.random(75), "b": rng.random(75)})
-    fast = stats.bootstrap_ci(frame, stats.mean_difference("a", "b"))
-    slow = stats.bootstrap_ci(frame, lambda f: float((f.a - f.b).mean()))
-    assert fast == pytest.approx(slow, abs=0.01)  # the same interval up to Monte Carlo error
-
-
-def test_familywise_intervals_keep_95_percent_coverage_where_per_part_intervals_fall_short():
-    """k = 6 parts, each the mean of 100 draws from a known distribution (N(1, 1)).
-    All six intervals cover their means together in about 95% of 300 repetitions at
-    Bonferroni's level (tolerance: 0.91-0.99, three binomial standard errors and the
-    percentile bootstrap's small-sample shortfall), but only about 0.95^6 = 74% of the
-    time with per-part 95% intervals (at most 0.85 here)."""
-    rng = np.random.default_rng(2024)
-    k, reps = 6, 300
-    joint = {0.95: 0, stats.familywise_level(k): 0}
-    for _ in range(reps):
-        frames = [pd.DataFrame({"x": rng.normal(1.0, 1.0, size=100)}) for _ in range(k)]
-        for level in joint:
-            joint[level] += all(
-                lo <= 1.0 <= hi
-                for lo, hi in (
-                    stats.bootstrap_ci(
-                        f, stats.mean_of("x"), group=None, n_boot=1000, level=level, seed=int(rng.integers(1 << 30))
-                    )
-                    for f in frames
-                )
-            )
-    assert stats.familywise_level(k) == pytest.approx(1 - 0.05 / 6)
-    assert 0.91 <= joint[stats.familywise_level(k)] / reps <= 0.99
-    assert joint[0.95] / reps <= 0.85
-
-
 def test_a_claim_takes_every_part_at_the_familywise_level():
     rng = np.random.default_rng(5)
     frame = pd.DataFrame({"seed": np.repeat([0, 1, 2], 30), "x": rng.normal(1, 1, 90)})
@@ -258,3 +188,47 @@ def test_claim_checks_its_quantifier_and_not_measured_is_inconclusive():
     assert "no ood carriers" in c.measured
     assert c.n == 0
     assert c.why == "not measured: gap (no ood carriers)"
+
+
+def test_results_json_follows_schema(tmp_path, monkeypatch):
+    _, path = _fake_run(tmp_path, monkeypatch)
+    data = json.loads(path.read_text())
+    results.check_results(data)
+    row = data["claims"][0]
+    assert row["holds"] is True
+    assert row["verdict"] == "holds"
+    assert row["measured"].startswith("rate = 0.75 [")
+    assert row["ci"][0] < 0.75 < row["ci"][1]
+    assert row["n"] == 120
+    assert row["trainings"] == 3
+    assert row["threshold"] == 0.2
+    assert data["figures"] == ["line"]
+    assert (path.parent / "line.png").exists()
+    bad = dict(data, claims=[dict(data["claims"][0], holds="yes")])
+    with pytest.raises(ValueError):
+        results.check_results(bad)
+
+
+def test_claim_needs_evidence_not_a_typed_verdict():
+    with pytest.raises(TypeError):
+        results.claim("X", "s", "p", 1.0, "yes")
+
+
+def test_recorded_threads_read_the_field_or_a_version_0_files_device_line():
+    assert results.recorded_threads({"threads": 4, "device": "cpu (x86_64, 1 threads)"}) == 4
+    assert results.recorded_threads({"device": "cpu (x86_64, 2 threads)"}) == 2
+    assert results.recorded_threads({"schema_version": 1, "threads": None, "device": "cpu (x86_64, 2 threads)"}) is None
+    assert results.recorded_threads({"device": "NVIDIA H200", "threads": None}) is None
+    assert results.recorded_threads({}) is None
+
+
+def test_results_json_states_its_schema_version_and_newer_ones_are_refused(tmp_path, monkeypatch):
+    _, path = _fake_run(tmp_path, monkeypatch)
+    data = json.loads(path.read_text())
+    assert data["schema_version"] == results.SCHEMA_VERSION == 1
+    with pytest.raises(ValueError, match="lacks 'threads'"):
+        results.check_results({k: v for k, v in data.items() if k != "threads"})
+    with pytest.raises(ValueError, match="update ipkit"):
+        results.check_results(dict(data, schema_version=2))
+    with pytest.raises(ValueError, match="`ipkit report` upgrades it"):
+        results.check_results({k: v for k, v in data.items() if k != "schema_version"})

@@ -1,4 +1,5 @@
-"""Runs of one study at the same time: each writes into its own folder, reports its own
+"""A study run (ipkit.notebook.runtime): `start` applies the profile and refuses undeclared
+parameters; runs of one study at the same time: each writes into its own folder, reports its own
 claims and executed notebook, and publishes its figures folder as a whole (the last run to
 finish wins); results files are written atomically and `ipkit report` survives a torn one."""
 
@@ -14,8 +15,9 @@ import pytest
 from ipkit import cli
 from ipkit.core import files, stats
 from ipkit.evidence import results
+from ipkit.notebook.params import ParamError
 from ipkit.notebook.registry import get_study, resolve
-from ipkit.notebook.runtime import Run, publish_folder
+from ipkit.notebook.runtime import Run, publish_folder, start
 
 QUICK = "quickstart"
 
@@ -173,3 +175,46 @@ def test_two_processes_publishing_at_once_never_mix(tmp_path):
     names = sorted(p.name for p in target.iterdir())
     assert names in ([f"a{i}.txt" for i in range(5)], [f"b{i}.txt" for i in range(5)])
     assert [p.name for p in target.parent.iterdir()] == ["smoke"]
+
+
+def test_start_applies_profile_only_to_untouched_parameters(monkeypatch):
+    monkeypatch.setenv("IPKIT_PROFILE", "smoke")
+    info = get_study(QUICK)
+    ns = {n: p.default for n, p in info.params.items()}
+    ns["query_budget"] = 777
+    run = start(QUICK, ns, info.profiles)
+    assert run.profile == "smoke"
+    assert ns["query_budget"] == 777
+    assert ns["epochs"] == info.profiles["smoke"]["epochs"] == run.p.epochs
+    ns["epochs"] = "ten"
+    with pytest.raises(ParamError, match="expects int"):
+        start(QUICK, ns, info.profiles)
+
+
+def test_start_refuses_a_parameter_papermill_injected_but_the_notebook_lacks(monkeypatch):
+    monkeypatch.setenv("IPKIT_PROFILE", "smoke")
+    info = get_study(QUICK)
+    ns = {n: p.default for n, p in info.params.items()}
+    ns["In"] = ["", "profile = 'default'\n", "# Parameters\nepochs = 1\nbogus = 3\n", "run = ..."]
+    with pytest.raises(ParamError, match=r"unknown parameter 'bogus' .* declares profile, dataset"):
+        start(QUICK, ns, info.profiles)
+    ns["In"][2] = "# Parameters\nepochs = 1\nPAPERMILL_INPUT_PATH = 'x'\n"
+    assert start(QUICK, ns, info.profiles).profile == "smoke"
+
+
+def test_papermill_run_with_an_undeclared_parameter_stops_at_set_up(tmp_path):
+    import papermill as pm
+
+    info = get_study(QUICK)
+    with pytest.raises(pm.PapermillExecutionError) as err:
+        pm.execute_notebook(
+            str(info.path),
+            str(tmp_path / "out.ipynb"),
+            parameters={"bogus": 1},
+            kernel_name="python3",
+            cwd=str(info.path.parent),
+            progress_bar=False,
+        )
+    assert err.value.ename == "ParamError"
+    assert "'bogus'" in err.value.evalue
+    assert "query_budget" in err.value.evalue

@@ -17,7 +17,7 @@ from ipkit.evidence.sensitivity import Sweep
 from ipkit.notebook.registry import get_study, resolve, studies, study_module
 from ipkit.studies import Params
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 STUDIES = sorted(studies())
 

@@ -74,7 +74,8 @@ def test_report_html_builds_the_site_with_a_page_per_study(tmp_path, monkeypatch
     """`ipkit report --html DIR` builds the Sphinx site: the study's page carries its claim
     row, figure and long table (as a download), and links its executed notebook's page."""
     import pandas as pd
-    from test_cli import _fake_run
+
+    from tests.helpers import _fake_run
 
     run, _ = _fake_run(tmp_path, monkeypatch)
     run.table(pd.DataFrame({"k": range(cli.GALLERY_TABLE_ROWS + 5)}), "units")

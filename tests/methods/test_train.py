@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from ipkit.methods import data, models, train
+from ipkit.methods.train import kd_loss
 
 
 def test_trainer_reaches_real_accuracy_on_digits():
@@ -182,3 +183,10 @@ def test_results_record_which_architectures_trained_in_bf16(monkeypatch):
     assert bf16_archs(torch.device("cuda")) == ["*"]
     monkeypatch.setenv("IPKIT_CPU_BF16", "0")
     assert bf16_archs(torch.device("cpu")) == []
+
+
+def test_kd_loss_is_zero_for_identical_logits():
+    logits = torch.randn(8, 5)
+    for t in (1.0, 4.0, 10.0):
+        assert float(kd_loss(logits, (logits / t).softmax(1), t)) == pytest.approx(0.0, abs=1e-5)
+    assert float(kd_loss(logits, (torch.randn(8, 5) / 4).softmax(1), 4.0)) > 0

@@ -1,31 +1,17 @@
-"""Parallel runs and sweeps (ipkit.orchestrate.parallel, ipkit.orchestrate.sweep, `ipkit run --jobs`, `ipkit sweep`):
-grids and their validation, the summary of claims across settings, and, on a local Ray with
+"""Parallel runs and sweeps (ipkit.orchestrate.parallel, `ipkit run --jobs`, `ipkit sweep`):
+grid validation before dispatch, Ray dispatch, and, on a local Ray with
 2 CPUs, parallel smoke runs of the quickstart against sequential ones and a failing setting."""
 
 import json
 import sys
 
 import pytest
-from test_cli import QUICK, run_cli
 
 from ipkit import cli
 from ipkit.notebook.params import ParamError
 from ipkit.notebook.registry import get_study
-from ipkit.orchestrate import parallel, sweep
-
-
-def test_grid_takes_list_sets_separated_by_semicolons():
-    info = get_study(QUICK)
-    grid = sweep.parse_grid(info, ["query_budget=300,500", "seeds=0,1;101,102"])
-    assert grid == {"query_budget": [300, 500], "seeds": [[0, 1], [101, 102]]}
-    names = [s.name for s in sweep.settings(grid)]
-    assert names == [
-        "query_budget=300__seeds=0-1",
-        "query_budget=300__seeds=101-102",
-        "query_budget=500__seeds=0-1",
-        "query_budget=500__seeds=101-102",
-    ]
-    assert sweep.sweep_id(grid) == sweep.sweep_id(dict(grid)) != sweep.sweep_id({"query_budget": [300]})
+from ipkit.orchestrate import parallel
+from tests.helpers import QUICK, run_cli
 
 
 @pytest.mark.parametrize(
@@ -183,47 +169,6 @@ def test_ctrl_c_cancels_the_runs_not_yet_done(fake_ray, monkeypatch, capsys):
     assert code == 130
     assert len(ray.cancelled) == 2
     assert "cancelled 3 runs not yet done" in err
-
-
-def _results(folder, claims):
-    folder.mkdir(parents=True)
-    (folder / "results.json").write_text(json.dumps({"claims": claims}))
-
-
-def test_summary_reads_intervals_and_falls_back_to_holds(tmp_path):
-    new = {
-        "id": "Q1",
-        "statement": "s",
-        "paper": "p",
-        "measured": "gap = 0.2",
-        "holds": False,
-        "verdict": "inconclusive",
-        "ci": [0.05, 0.3],
-        "threshold": 0.1,
-        "n": 3,
-        "unit": "seed",
-        "parts": [{"name": "other", "value": 9.0, "ci": [8.0, 10.0]}, {"name": "gap", "value": 0.2, "ci": [0.05, 0.3]}],
-    }
-    old = {"id": "Q1", "statement": "s", "paper": "p", "measured": "thief_wm_acc = 0.125, floor = 0.1", "holds": True}
-    grid = sweep.settings({"epochs": [1, 2, 3]})
-    _results(tmp_path / grid[0].name, [new])
-    _results(tmp_path / grid[1].name, [old])
-    table = sweep.summary(grid, {s.name: tmp_path / s.name for s in grid}, {grid[2].name: "cell 4: ValueError: x"})
-    rows = table.set_index("setting")
-    assert rows.loc["epochs=1", ["verdict", "value", "ci_lo", "ci_hi", "threshold"]].tolist() == [
-        "inconclusive",
-        0.2,
-        0.05,
-        0.3,
-        0.1,
-    ]
-    assert rows.loc["epochs=2", "verdict"] == "holds"
-    assert rows.loc["epochs=2", "value"] == 0.125
-    assert rows.loc["epochs=3", "verdict"] == "run failed"
-    assert "ValueError" in rows.loc["epochs=3", "measured"]
-    from ipkit.notebook import plots
-
-    assert len(plots.sweep_verdicts(table).axes) >= 1
 
 
 # ---- runs on a local Ray with 2 CPUs ------------------------------------------------------

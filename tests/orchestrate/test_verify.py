@@ -1,4 +1,4 @@
-"""`ipkit verify`: committed verdicts against a rerun with other seeds."""
+"""`ipkit verify` (ipkit.orchestrate.verify): committed verdicts against a rerun with other seeds."""
 
 import json
 
@@ -6,9 +6,7 @@ import pytest
 
 from ipkit import cli
 from ipkit.evidence import stability
-from ipkit.notebook.registry import get_study
-from ipkit.notebook.runtime import publish_folder
-from ipkit.orchestrate import parallel, sweep, verify
+from ipkit.orchestrate import parallel, verify
 
 
 def _doc(*rows):
@@ -26,17 +24,6 @@ def test_flip_is_only_between_holds_and_does_not_hold():
         ("C", False, True),
         ("D", False, False),
     ]
-
-
-def test_rerun_keeps_the_committed_parameters_but_the_seeds():
-    info = get_study("quickstart")
-    committed = {"params": {"profile": "default", "query_budget": 800, "seeds": [0, 1], "gone": 3}}
-    params = sweep.rerun_params(committed, info, [101], {"epochs": 2})
-    assert params["query_budget"] == 800
-    assert params["seeds"] == [101]
-    assert params["epochs"] == 2
-    assert "gone" not in params
-    assert "profile" not in params
 
 
 def test_verify_without_committed_results_exits_2(capsys, tmp_path, monkeypatch):
@@ -142,42 +129,6 @@ def test_verify_smoke_same_seeds_no_flip_then_planted_flip(capsys, tmp_path, mon
     assert "FLIP" in out
     assert "1 flip(s)" in out
     assert sorted(p.name for p in path.parent.iterdir()) == before
-
-
-def test_record_keeps_one_entry_per_seed_set(tmp_path):
-    path = tmp_path / "results.json"
-    path.write_text(json.dumps({"claims": []}))
-    same = stability.Comparison("A", "holds", [0.1, 0.2], "holds", [0.1, 0.3])
-    flip = stability.Comparison("A", "holds", [0.1, 0.2], "does not hold", [-0.2, -0.1])
-    stability.record(path, [([101, 102], [same]), ([201, 202], [flip])])
-    data = json.loads(path.read_text())
-    assert [r["seeds"] for r in data["stability"]["runs"]] == [[101, 102], [201, 202]]
-    assert [r["flips"] for r in data["stability"]["runs"]] == [0, 1]
-    assert data["stability"]["flips"] == 1
-    text = stability.stability_markdown(data)
-    assert "Rerun with seeds 101, 102" in text
-    assert "Rerun with seeds 201, 202" in text
-    assert text.count("**yes**") == 1
-
-
-def _published(folder, verdict, ci):
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "results.json").write_text(
-        json.dumps({"study": "tiny", "claims": [{"id": "A", "verdict": verdict, "ci": ci}]})
-    )
-    return folder
-
-
-@pytest.mark.parametrize(
-    "verdict, ci, kept",
-    [("holds", [0.1, 0.2], True), ("holds", [0.1, 0.25], False), ("does not hold", [0.1, 0.2], False)],
-)
-def test_a_run_that_reproduces_the_checked_verdicts_keeps_the_stability_record(tmp_path, verdict, ci, kept):
-    target = _published(tmp_path / "figures" / "tiny" / "default", "holds", [0.1, 0.2])
-    same = stability.Comparison("A", "holds", [0.1, 0.2], "holds", [0.1, 0.3])
-    stability.record(target / "results.json", [([101], [same])])
-    publish_folder(_published(tmp_path / "run", verdict, ci), target)
-    assert ("stability" in json.loads((target / "results.json").read_text())) is kept
 
 
 def test_a_failed_rerun_ends_verify_with_exit_1_and_its_reason(tmp_path, monkeypatch, capsys):
