@@ -447,48 +447,28 @@ def derive(
         return reuse.quantized(src, r), arch, where.task
     h = HYPERPARAMETERS
     base = dict(source=src.ipkit_key, reuse=r.name, seed=seed)
-    own, k = where.own, where.classes
-    if r.kind == "transfer":
-        ft = settings(s, cfg.finetune_epochs, lr=h["finetune_lr"])
-        data, k_to = where.transfer_data, where.transfer_classes
-        job = reuse.Inputs(data.x, data.y, classes=k_to, seed=seed, fit=ft)
-        return (
-            _derived(src, r, dict(base, fit=ft), s, arch, where.transfer_task, k_to, seed, job),
-            arch,
-            where.transfer_task,
+    own, k, task, init_seed = where.own, where.classes, where.task, seed
+    if r.kind in ("transfer", "prune"):
+        fit = settings(s, cfg.finetune_epochs, lr=h["finetune_lr"])
+        params = dict(base, fit=fit)
+        if r.kind == "transfer":
+            data, k, task = where.transfer_data, where.transfer_classes, where.transfer_task
+            job = reuse.Inputs(data.x, data.y, classes=k, seed=seed, fit=fit)
+        else:
+            job = reuse.Inputs(own.x, own.y, seed=seed, fit=fit)
+    elif r.kind == "distill":
+        fit = settings(s, cfg.epochs, lr=h["distill_lr"])
+        params, init_seed = dict(base, fit=fit), seed_for("student", seed)
+        job = reuse.Inputs(own.x, seed=seed, fit=fit, temperature=h["distill_temperature"])
+    else:
+        arch = arch if r.level == "same" else other_arch(arch, cfg.archs)
+        fit = settings(s, cfg.epochs)
+        params, init_seed = dict(base, budget=where.budget, fit=fit), seed_for("thief", seed)
+        job = reuse.Inputs(
+            own.x, seed=seed, fit=fit, pool=where.steal_pool, budget=where.budget, desc=f"steal -> {arch}"
         )
-    if r.kind == "prune":
-        ft = settings(s, cfg.finetune_epochs, lr=h["finetune_lr"])
-        job = reuse.Inputs(own.x, own.y, seed=seed, fit=ft)
-        return _derived(src, r, dict(base, fit=ft), s, arch, where.task, k, seed, job), arch, where.task
-    if r.kind == "distill":
-        full = settings(s, cfg.epochs, lr=h["distill_lr"])
-        job = reuse.Inputs(own.x, seed=seed, fit=full, temperature=h["distill_temperature"])
-        student = seed_for("student", seed)
-        return _derived(src, r, dict(base, fit=full), s, arch, where.task, k, student, job), arch, where.task
-    thief_arch = arch if r.level == "same" else other_arch(arch, cfg.archs)
-    full = settings(s, cfg.epochs)
-    job = reuse.Inputs(
-        own.x, seed=seed, fit=full, pool=where.steal_pool, budget=where.budget, desc=f"steal -> {thief_arch}"
-    )
-    params = dict(base, budget=where.budget, fit=full)
-    thief = seed_for("thief", seed)
-    return _derived(src, r, params, s, thief_arch, where.task, k, thief, job), thief_arch, where.task
-
-
-def _derived(
-    src: nn.Module,
-    r: reuse.Reuse,
-    params: dict,
-    s: Splits,
-    arch: str,
-    task: str,
-    classes: int,
-    init_seed: int,
-    job: reuse.Inputs,
-) -> nn.Module:
-    """The cached ``r`` derivative of ``src``: a fresh ``arch`` model trained into it."""
-    return _cached(r.kind, params, s, arch, task, classes, init_seed, lambda m: reuse.train_into(src, r, m, job))
+    model = _cached(r.kind, params, s, arch, task, k, init_seed, lambda m: reuse.train_into(src, r, m, job))
+    return model, arch, task
 
 
 def trained(
